@@ -1,0 +1,156 @@
+# cl — CollabLLM as small Unix tools.  GNU make; see README.md.
+#
+#   make [all]        libcl.a and every program in bin/
+#   make check        unit tests, CLI tests, man-page lint (TAP through prove)
+#   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
+#   make demo         the pipeline on the shipped examples
+#   make install      PREFIX=/usr/local DESTDIR=
+#   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+INSTALL ?= install
+O       ?= build
+VERSION := 0.1.0
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+PKG_CONFIG ?= pkg-config
+
+# Project flags live apart from CFLAGS so `make CFLAGS=...` and dpkg-buildflags keep working.
+CL_WARN   := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wvla -Wpointer-arith -Wundef
+CL_CPPFLAGS := -Ilib -D_POSIX_C_SOURCE=200809L -DCL_VERSION='"$(VERSION)"'
+CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -MMD -MP
+
+# Debian 12's libjq ships no .pc file; jq >= 1.7 does.
+JQ_LIBS   := $(shell $(PKG_CONFIG) --libs libjq 2>/dev/null || echo -ljq)
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl libzstd libpcre2-8 2>/dev/null)
+DEP_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libzstd libpcre2-8 2>/dev/null || echo -lcurl -lzstd -lpcre2-8) $(JQ_LIBS)
+LDLIBS    += $(DEP_LIBS) -lm -lpthread
+
+ifeq ($(WERROR),1)
+CL_CFLAGS += -Werror
+endif
+ifeq ($(SAN),1)
+CFLAGS    := -O1 -g
+CL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+O         := $(O)-san
+endif
+ifeq ($(BLAS),openblas)
+CL_CPPFLAGS += -DCL_HAVE_CBLAS $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
+LDLIBS      += $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
+O           := $(O)-blas
+endif
+ifeq ($(CUDA),1)
+NVCC      ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+NVCC_ARCH ?= -arch=sm_90
+CL_CPPFLAGS += -DCL_HAVE_CUDA
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
+O         := $(O)-cuda
+endif
+
+ALL_CFLAGS := $(CL_CPPFLAGS) $(DEP_CFLAGS) $(CPPFLAGS) $(CL_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS := -fopenmp $(LDFLAGS)
+
+LIB_SRC   := $(sort $(shell find lib -name '*.c'))
+LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o)
+PROMPTS   := $(sort $(wildcard lib/prompts/*.txt))
+TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/cl-*.c))
+# Variant builds (SAN, BLAS, CUDA) keep their programs beside their objects so they never
+# overwrite the plain build in bin/.
+ifeq ($(O),build)
+B         := bin
+else
+B         := $(O)/bin
+endif
+BINS      := $(TOOLS:%=$(B)/%)
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
+TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
+TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
+MANPAGES  := $(sort $(wildcard man/*.[157]))
+
+.PHONY: all check unit cli lint bench demo deps install uninstall clean
+.DELETE_ON_ERROR:
+.SECONDARY:
+
+all: $(BINS)
+
+$(O)/libcl.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(O)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_ARCH) -O2 -Ilib -DCL_HAVE_CUDA -c -o $@ $<
+
+# Prompts are plain text files compiled in as C strings; --prompt-dir overrides them at run time.
+$(O)/lib/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
+	@mkdir -p $(@D)
+	sh scripts/embed-prompts $(PROMPTS) > $@
+ifneq ($(PROMPTS),)
+LIB_OBJ += $(O)/lib/prompts/prompts_data.o
+$(O)/lib/prompts/prompts_data.o: $(O)/lib/prompts/prompts_data.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+endif
+
+$(B)/%: $(O)/tools/%.o $(O)/libcl.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a $(LDLIBS)
+
+$(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
+
+$(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a $(LDLIBS)
+
+# One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
+PROVE_JOBS ?= 2
+check: all $(UNIT_BINS) $(TESTBINS) lint
+	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(B)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
+	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
+
+unit: $(UNIT_BINS)
+	CMOCKA_MESSAGE_OUTPUT=TAP prove $(UNIT_BINS)
+
+lint:
+	@test -n "$(MANPAGES)" || { echo "no man pages"; exit 1; }
+	mandoc -T lint -W warning $(MANPAGES)
+
+bench: all
+	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
+
+demo: all
+	$(MAKE) -f pipelines/demo.mk
+
+deps:
+	sh scripts/install-deps
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
+	$(INSTALL) -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))
+
+clean:
+	rm -rf build build-* bin
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

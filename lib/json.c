@@ -1,0 +1,475 @@
+#include "json.h"
+
+#include <jq.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- validation ---------------------------------------------------------------------- */
+
+static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Returns the length of the UTF-8 sequence at p (2..4), or 0 if it is not well formed
+ * (overlong forms, surrogates and code points above U+10FFFF are rejected). */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n = (size_t)(end - p);
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && p[1] < 0xA0) return 0;  /* overlong */
+        if (c == 0xED && p[1] >= 0xA0) return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && p[1] < 0x90) return 0;  /* overlong */
+        if (c == 0xF4 && p[1] >= 0x90) return 0; /* > U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+static int hexdig(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'f');
+}
+
+/* Scans a string starting after its opening quote; returns the position after the closing
+ * quote or NULL with *what set. */
+static const unsigned char *scan_string(const unsigned char *p, const unsigned char *end,
+                                        const char **what, const unsigned char **errp)
+{
+    for (;;) {
+        /* Fast path over plain ASCII. */
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p >= end) {
+            *what = "unterminated string";
+            *errp = p;
+            return NULL;
+        }
+        unsigned char c = *p;
+        if (c == '"')
+            return p + 1;
+        if (c == '\\') {
+            if (p + 1 >= end) {
+                *what = "unterminated string";
+                *errp = p;
+                return NULL;
+            }
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p += 2;
+                break;
+            case 'u':
+                if (end - p < 6 || !hexdig(p[2]) || !hexdig(p[3]) || !hexdig(p[4]) || !hexdig(p[5])) {
+                    *what = "bad \\u escape in string";
+                    *errp = p;
+                    return NULL;
+                }
+                p += 6;
+                break;
+            default:
+                *what = "bad escape in string";
+                *errp = p;
+                return NULL;
+            }
+        } else if (c < 0x20) {
+            *what = "control character in string";
+            *errp = p;
+            return NULL;
+        } else {
+            size_t n = utf8_seq(p, end);
+            if (!n) {
+                *what = "invalid UTF-8";
+                *errp = p;
+                return NULL;
+            }
+            p += n;
+        }
+    }
+}
+
+static const unsigned char *scan_number(const unsigned char *p, const unsigned char *end)
+{
+    if (p < end && *p == '-')
+        p++;
+    if (p >= end)
+        return NULL;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    else
+        return NULL;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || *p < '0' || *p > '9')
+            return NULL;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    return p;
+}
+
+static int literal(const unsigned char *p, const unsigned char *end, const char *lit, size_t n)
+{
+    return (size_t)(end - p) >= n && memcmp(p, lit, n) == 0;
+}
+
+int cl_json_validate(const char *buf, size_t len, cl_json_check *c)
+{
+    const unsigned char *s = (const unsigned char *)buf, *p = s, *end = s + len;
+    unsigned char stack[CL_JSON_MAX_DEPTH]; /* '{' or '[' */
+    int depth = 0;
+    int want_key_at_depth1 = 0, id_next = 0, id_pending = 0;
+    const unsigned char *id_start = NULL;
+    const char *what = NULL;
+    const unsigned char *errp = NULL;
+
+    memset(c, 0, sizeof *c);
+    while (p < end && is_ws(*p))
+        p++;
+    if (p >= end) {
+        what = "empty record";
+        goto bad;
+    }
+    c->is_object = *p == '{';
+
+    for (;;) {
+        /* Expect a value at p. */
+        while (p < end && is_ws(*p))
+            p++;
+        if (p >= end) {
+            what = "unexpected end of record";
+            goto bad;
+        }
+        if (id_next) {
+            id_start = p;
+            id_next = 0;
+            id_pending = 1;
+        }
+        switch (*p) {
+        case '{':
+        case '[':
+            if (depth == CL_JSON_MAX_DEPTH) {
+                what = "nesting deeper than 256 levels";
+                goto bad;
+            }
+            stack[depth++] = *p++;
+            while (p < end && is_ws(*p))
+                p++;
+            if (p < end && (*p == '}' || *p == ']')) {
+                if ((*p == '}') != (stack[depth - 1] == '{')) {
+                    what = "mismatched bracket";
+                    goto bad;
+                }
+                p++;
+                depth--;
+                goto after_value;
+            }
+            if (stack[depth - 1] == '{')
+                goto key;
+            continue;
+        case '"':
+            p = scan_string(p + 1, end, &what, &errp);
+            if (!p) { p = errp; goto bad; }
+            break;
+        case 't':
+            if (!literal(p, end, "true", 4)) goto bad_value;
+            p += 4;
+            break;
+        case 'f':
+            if (!literal(p, end, "false", 5)) goto bad_value;
+            p += 5;
+            break;
+        case 'n':
+            if (!literal(p, end, "null", 4)) goto bad_value;
+            p += 4;
+            break;
+        default:
+            if (*p == '-' || (*p >= '0' && *p <= '9')) {
+                const unsigned char *q = scan_number(p, end);
+                if (!q) goto bad_value;
+                p = q;
+                break;
+            }
+            goto bad_value;
+        }
+    after_value:
+        if (id_pending && depth == 1) {
+            c->id_off = (size_t)(id_start - s);
+            c->id_len = (size_t)(p - id_start);
+            id_pending = 0;
+        }
+        while (p < end && is_ws(*p))
+            p++;
+        if (depth == 0) {
+            if (p != end) {
+                what = "extra data after the record";
+                goto bad;
+            }
+            return 0;
+        }
+        if (p >= end) {
+            what = "unexpected end of record";
+            goto bad;
+        }
+        if (*p == ',') {
+            p++;
+            if (stack[depth - 1] == '{')
+                goto key;
+            continue;
+        }
+        if ((*p == '}' && stack[depth - 1] == '{') || (*p == ']' && stack[depth - 1] == '[')) {
+            p++;
+            depth--;
+            goto after_value;
+        }
+        what = stack[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'";
+        goto bad;
+    key:
+        while (p < end && is_ws(*p))
+            p++;
+        if (p >= end || *p != '"') {
+            what = "expected a string key";
+            goto bad;
+        }
+        {
+            const unsigned char *k = p;
+            p = scan_string(p + 1, end, &what, &errp);
+            if (!p) { p = errp; goto bad; }
+            want_key_at_depth1 = depth == 1 && p - k == 4 && memcmp(k, "\"id\"", 4) == 0;
+        }
+        while (p < end && is_ws(*p))
+            p++;
+        if (p >= end || *p != ':') {
+            what = "expected ':' after key";
+            goto bad;
+        }
+        p++;
+        id_next = want_key_at_depth1;
+        continue;
+    bad_value:
+        what = "invalid value";
+        goto bad;
+    }
+bad:
+    c->err_off = (size_t)(p - s);
+    c->err_what = what;
+    return -1;
+}
+
+/* ---- values -------------------------------------------------------------------------- */
+
+jv cl_json_parse(const char *buf, size_t len)
+{
+    if (len > 0x7fffffff)
+        return jv_invalid_with_msg(jv_string("record larger than 2 GiB"));
+    jv v = jv_parse_sized(buf, (int)len);
+    if (!jv_is_valid(v) && jv_invalid_has_msg(jv_copy(v))) {
+        /* libjq embeds the whole input in its message: keep only the first line of it. */
+        jv msg = jv_invalid_get_msg(v);
+        const char *m = jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error";
+        size_t n = strcspn(m, "(");
+        if (n > 200) n = 200;
+        jv out = jv_invalid_with_msg(jv_string_sized(m, (int)n));
+        jv_free(msg);
+        return out;
+    }
+    return v;
+}
+
+char *cl_json_dump(const jv *v, size_t *len)
+{
+    jv s = jv_dump_string(jv_copy(*v), 0);
+    size_t n = (size_t)jv_string_length_bytes(jv_copy(s));
+    char *out = malloc(n + 1);
+    if (out) {
+        memcpy(out, jv_string_value(s), n);
+        out[n] = 0;
+        if (len)
+            *len = n;
+    }
+    jv_free(s);
+    return out;
+}
+
+jv cl_json_get(const jv *obj, const char *key)
+{
+    if (jv_get_kind(*obj) != JV_KIND_OBJECT)
+        return jv_invalid();
+    return jv_object_get(jv_copy(*obj), jv_string(key));
+}
+
+jv_kind cl_json_kind(const jv *obj, const char *key)
+{
+    jv v = cl_json_get(obj, key);
+    jv_kind k = jv_get_kind(v);
+    jv_free(v);
+    return k;
+}
+
+int cl_json_has(const jv *obj, const char *key) { return cl_json_kind(obj, key) != JV_KIND_INVALID; }
+
+const char *cl_json_str(const jv *obj, const char *key)
+{
+    jv v = cl_json_get(obj, key);
+    const char *s = NULL;
+    if (jv_get_kind(v) == JV_KIND_STRING)
+        s = jv_string_value(v); /* the object still holds a reference, so s stays valid */
+    jv_free(v);
+    return s;
+}
+
+double cl_json_num(const jv *obj, const char *key, double fallback)
+{
+    jv v = cl_json_get(obj, key);
+    double x = jv_get_kind(v) == JV_KIND_NUMBER ? jv_number_value(v) : fallback;
+    jv_free(v);
+    return x;
+}
+
+int cl_json_bool(const jv *obj, const char *key, int fallback)
+{
+    jv v = cl_json_get(obj, key);
+    jv_kind k = jv_get_kind(v);
+    jv_free(v);
+    return k == JV_KIND_TRUE ? 1 : k == JV_KIND_FALSE ? 0 : fallback;
+}
+
+jv cl_json_set(jv obj, const char *key, jv value) { return jv_object_set(obj, jv_string(key), value); }
+jv cl_json_set_str(jv obj, const char *key, const char *s) { return cl_json_set(obj, key, jv_string(s)); }
+jv cl_json_set_num(jv obj, const char *key, double x) { return cl_json_set(obj, key, jv_number(x)); }
+
+jv cl_json_message(const char *role, const char *content)
+{
+    return cl_json_set_str(cl_json_set_str(jv_object(), "role", role), "content", content);
+}
+
+uint64_t cl_hash64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    /* Final avalanche (splitmix64) so that shard = h % N is balanced for similar keys. */
+    h ^= h >> 30; h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27; h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
+/* ---- user filters ------------------------------------------------------------------- */
+
+struct cl_filter {
+    jq_state *jq;
+    char errbuf[512];
+};
+
+static void filter_error_cb(void *ctx, jv msg)
+{
+    cl_filter *f = ctx;
+    if (!f->errbuf[0]) {
+        jv s = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
+        snprintf(f->errbuf, sizeof f->errbuf, "%s", jv_string_value(s));
+        jv_free(s);
+    } else {
+        jv_free(msg);
+    }
+}
+
+cl_filter *cl_filter_new(const char *program, const char *what, cl_err *e)
+{
+    cl_filter *f = calloc(1, sizeof *f);
+    if (!f || !(f->jq = jq_init())) {
+        free(f);
+        cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        return NULL;
+    }
+    /* jq 1.6 leaves these callbacks uninitialised: `input` or `debug` would jump to garbage. */
+    jq_set_input_cb(f->jq, NULL, NULL);
+    jq_set_debug_cb(f->jq, NULL, NULL);
+    jq_set_error_cb(f->jq, filter_error_cb, f);
+    if (!jq_compile(f->jq, program)) {
+        cl_err_set(e, CL_EXIT_USAGE, "%s: cannot compile '%s': %s", what, program,
+                   f->errbuf[0] ? f->errbuf : "syntax error");
+        cl_filter_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+void cl_filter_free(cl_filter *f)
+{
+    if (!f)
+        return;
+    jq_teardown(&f->jq);
+    free(f);
+}
+
+static void runtime_error(cl_filter *f, jv r, cl_err *e)
+{
+    jv msg = jv_invalid_get_msg(r);
+    jv s = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
+    cl_err_set(e, CL_EXIT_DATAERR, "jq: %s", jv_string_value(s));
+    jv_free(s);
+    f->errbuf[0] = 0;
+}
+
+int cl_filter_run(cl_filter *f, jv in, jv *out, cl_err *e)
+{
+    jq_start(f->jq, in, 0);
+    for (;;) {
+        jv r = jq_next(f->jq);
+        if (jv_is_valid(r)) {
+            *out = jv_array_append(*out, r);
+            continue;
+        }
+        if (jv_invalid_has_msg(jv_copy(r))) {
+            /* jq 1.6 aborts if jq_next is called again after an error: stop here. */
+            runtime_error(f, r, e);
+            return -1;
+        }
+        jv_free(r);
+        if (jq_halted(f->jq)) {
+            cl_err_set(e, CL_EXIT_DATAERR, "jq: filter halted");
+            return -1;
+        }
+        return 0;
+    }
+}
+
+int cl_filter_test(cl_filter *f, jv in, cl_err *e)
+{
+    jq_start(f->jq, in, 0);
+    jv r = jq_next(f->jq);
+    if (jv_is_valid(r)) {
+        jv_kind k = jv_get_kind(r);
+        jv_free(r);
+        /* Later outputs are ignored; restarting with the next record resets the state. */
+        return k != JV_KIND_FALSE && k != JV_KIND_NULL;
+    }
+    if (jv_invalid_has_msg(jv_copy(r))) {
+        runtime_error(f, r, e);
+        return -1;
+    }
+    jv_free(r);
+    return 0;
+}

@@ -1,0 +1,448 @@
+#include "records.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "stream.h"
+
+#define MAX_BAD_WARNINGS 20
+
+struct cl_io {
+    const cl_common *c;
+    cl_io_opts o;
+    int next_input;       /* index into c->inputs */
+    cl_reader *r;
+    cl_writer *w, *rejects;
+    cl_filter *where, *map;
+    jv pending;           /* outputs of --map not yet returned (array) */
+    int pending_i;
+    cl_line pending_line; /* where the pending outputs came from */
+    const char *pending_src;
+    uint64_t pending_index;
+    jv current;           /* the value handed out last, freed on the next call */
+    cl_io_counts n;
+    uint64_t bytes_in;
+    double t0, last_draw;
+    int drew;
+    jv extra_stats;
+    void (*extra_fn)(void *, char *, size_t);
+    void *extra_ctx;
+    char where_buf[1200];
+};
+
+cl_io *cl_io_open(const cl_common *c, const cl_io_opts *o, cl_err *e)
+{
+    cl_io *io = calloc(1, sizeof *io);
+    if (!io) {
+        cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        return NULL;
+    }
+    io->c = c;
+    if (o)
+        io->o = *o;
+    io->pending = jv_invalid();
+    io->current = jv_invalid();
+    io->extra_stats = jv_object();
+    io->t0 = io->last_draw = cl_now();
+    if (c->where && !(io->where = cl_filter_new(c->where, "--where", e)))
+        goto fail;
+    if (c->map && !(io->map = cl_filter_new(c->map, "--map", e)))
+        goto fail;
+    cl_writer_opts wo = {.plain = c->plain, .level = c->level, .threads = c->threads};
+    if (!(io->w = cl_writer_open(c->output, &wo, e)))
+        goto fail;
+    if (c->rejects) {
+        cl_writer_opts ro = {.plain = 1};
+        if (!(io->rejects = cl_writer_open(c->rejects, &ro, e)))
+            goto fail;
+    }
+    return io;
+fail:
+    cl_io_close(io, NULL);
+    return NULL;
+}
+
+static void sync_hook(void *ctx)
+{
+    cl_io *io = ctx;
+    (void)cl_writer_sync(io->w, NULL); /* a failure resurfaces at the next put */
+}
+
+/* Opens the next input.  0 = opened, 1 = no more inputs, -1 = error. */
+static int open_next(cl_io *io, cl_err *e)
+{
+    const cl_common *c = io->c;
+    if (io->r) {
+        cl_reader_close(io->r);
+        io->r = NULL;
+    }
+    if (c->ninputs == 0 && io->next_input == 0) {
+        io->next_input = 1;
+        io->r = cl_reader_open("-", e);
+    } else if (io->next_input < c->ninputs) {
+        io->r = cl_reader_open(c->inputs[io->next_input++], e);
+    } else {
+        return 1;
+    }
+    if (!io->r)
+        return -1;
+    cl_reader_on_idle(io->r, sync_hook, io);
+    return 0;
+}
+
+const char *cl_rec_where(cl_io *io, const cl_rec *rec)
+{
+    snprintf(io->where_buf, sizeof io->where_buf, "%s:%" PRIu64, rec->src, rec->lineno);
+    return io->where_buf;
+}
+
+static void draw_progress(cl_io *io, int final)
+{
+    if (!io->c->progress)
+        return;
+    double now = cl_now();
+    if (!final && now - io->last_draw < 0.1)
+        return;
+    io->last_draw = now;
+    if (final) {
+        if (io->drew)
+            fputs("\r\033[K", stderr);
+        return;
+    }
+    double dt = now - io->t0;
+    char extra[256] = "";
+    if (io->extra_fn) {
+        extra[0] = ',';
+        extra[1] = ' ';
+        io->extra_fn(io->extra_ctx, extra + 2, sizeof extra - 2);
+    }
+    fprintf(stderr, "\r%s: %" PRIu64 " records, %.0f/s, %.1f MB/s%s\033[K", cl_progname(),
+            io->n.read, dt > 0 ? io->n.read / dt : 0.0, dt > 0 ? io->bytes_in / dt / 1e6 : 0.0,
+            extra[0] ? extra : "");
+    io->drew = 1;
+}
+
+/* A malformed line: fatal, or reported and counted with --skip-bad. */
+static int bad_line(cl_io *io, const cl_line *l, const char *src, size_t off, const char *what,
+                    cl_err *e)
+{
+    if (!io->c->skip_bad)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s:%" PRIu64 ": byte %zu: %s", src, l->lineno,
+                          off + 1, what);
+    io->n.rejected++;
+    if (io->n.rejected <= MAX_BAD_WARNINGS && !io->c->quiet)
+        cl_warn("%s:%" PRIu64 ": byte %zu: %s (skipped)", src, l->lineno, off + 1, what);
+    else if (io->n.rejected == MAX_BAD_WARNINGS + 1 && !io->c->quiet)
+        cl_warn("further malformed lines are counted, not listed");
+    if (io->rejects && cl_writer_put(io->rejects, l->text, l->len, e) < 0)
+        return -1;
+    return 0;
+}
+
+static void set_current(cl_io *io, cl_rec *rec, jv v)
+{
+    jv_free(io->current);
+    io->current = v;
+    rec->value = v;
+    rec->parsed = 1;
+}
+
+/* Takes the next --map output; 1 = rec filled, 0 = none left, -1 = error. */
+static int take_pending(cl_io *io, cl_rec *rec, cl_err *e)
+{
+    while (jv_is_valid(io->pending) && io->pending_i < jv_array_length(jv_copy(io->pending))) {
+        jv v = jv_array_get(jv_copy(io->pending), io->pending_i++);
+        if (jv_get_kind(v) != JV_KIND_OBJECT) {
+            const char *kind = jv_kind_name(jv_get_kind(v));
+            jv_free(v);
+            if (!io->c->skip_bad)
+                return cl_err_set(e, CL_EXIT_DATAERR, "%s:%" PRIu64 ": --map produced a %s, not an object",
+                                  io->pending_src, io->pending_line.lineno, kind);
+            io->n.rejected++;
+            if (!io->c->quiet)
+                cl_warn("%s:%" PRIu64 ": --map produced a %s, not an object (skipped)",
+                        io->pending_src, io->pending_line.lineno, kind);
+            continue;
+        }
+        memset(rec, 0, sizeof *rec);
+        rec->io_ = io;
+        rec->src = io->pending_src;
+        rec->lineno = io->pending_line.lineno;
+        rec->index = io->pending_index;
+        set_current(io, rec, v);
+        return 1;
+    }
+    jv_free(io->pending);
+    io->pending = jv_invalid();
+    return 0;
+}
+
+static void assign_id(cl_io *io, cl_rec *rec)
+{
+    const jv *v = cl_rec_value(rec);
+    if (cl_json_has(v, "id"))
+        return;
+    /* The hash of the record's own bytes: the same record gets the same id in every run and
+     * every shard, whatever its position. */
+    size_t n = 0;
+    char *text = rec->raw ? NULL : cl_json_dump(v, &n);
+    uint64_t h = text ? cl_hash64(text, n, 0) : cl_hash64(rec->raw, rec->rawlen, 0);
+    free(text);
+    char id[24];
+    snprintf(id, sizeof id, "%016" PRIx64, h);
+    set_current(io, rec, cl_json_set_str(jv_copy(*v), "id", id));
+    rec->raw = NULL;
+}
+
+int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
+{
+    for (;;) {
+        int k = take_pending(io, rec, e);
+        if (k) {
+            if (k > 0 && io->o.assign_ids)
+                assign_id(io, rec);
+            return k;
+        }
+        if (!io->r) {
+            int o = open_next(io, e);
+            if (o)
+                return o > 0 ? 0 : -1;
+        }
+        cl_line l;
+        int r = cl_reader_next(io->r, &l, e);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            int o = open_next(io, e);
+            if (o)
+                return o > 0 ? 0 : -1;
+            continue;
+        }
+        const char *src = cl_reader_name(io->r);
+        io->bytes_in += l.len + 1;
+        if (l.len == strspn(l.text, " \t"))
+            continue; /* blank lines are not records */
+        cl_json_check chk;
+        if (cl_json_validate(l.text, l.len, &chk) < 0) {
+            if (bad_line(io, &l, src, chk.err_off, chk.err_what, e) < 0)
+                return -1;
+            continue;
+        }
+        if (!chk.is_object) {
+            if (bad_line(io, &l, src, 0, "record is not a JSON object", e) < 0)
+                return -1;
+            continue;
+        }
+        uint64_t index = io->n.read++;
+        if ((io->n.read & 4095) == 0)
+            draw_progress(io, 0);
+        if (io->c->shard_n) {
+            uint64_t h = chk.id_len ? cl_hash64(l.text + chk.id_off, chk.id_len, 0)
+                                    : cl_hash64(&index, sizeof index, 1);
+            if (h % io->c->shard_n != io->c->shard_i) {
+                io->n.filtered++;
+                continue;
+            }
+        }
+        memset(rec, 0, sizeof *rec);
+        rec->io_ = io;
+        rec->raw = l.text;
+        rec->rawlen = l.len;
+        rec->src = src;
+        rec->lineno = l.lineno;
+        rec->index = index;
+        rec->value = jv_invalid();
+        if (io->where) {
+            cl_err fe = {0};
+            int t = cl_filter_test(io->where, jv_copy(*cl_rec_value(rec)), &fe);
+            if (t < 0) {
+                if (bad_line(io, &l, src, 0, fe.msg, e) < 0)
+                    return -1;
+                continue;
+            }
+            if (!t) {
+                io->n.filtered++;
+                continue;
+            }
+        }
+        if (io->map) {
+            cl_err fe = {0};
+            jv out = jv_array();
+            if (cl_filter_run(io->map, jv_copy(*cl_rec_value(rec)), &out, &fe) < 0) {
+                jv_free(out);
+                if (bad_line(io, &l, src, 0, fe.msg, e) < 0)
+                    return -1;
+                continue;
+            }
+            io->pending = out;
+            io->pending_i = 0;
+            io->pending_line = l;
+            io->pending_src = src;
+            io->pending_index = index;
+            continue;
+        }
+        if (io->o.assign_ids)
+            assign_id(io, rec);
+        return 1;
+    }
+}
+
+const jv *cl_rec_value(cl_rec *rec)
+{
+    if (!rec->parsed) {
+        /* Only lines that cl_json_validate accepted reach here, so parsing cannot fail. */
+        set_current(rec->io_, rec, cl_json_parse(rec->raw, rec->rawlen));
+    }
+    return &rec->value;
+}
+
+int cl_io_put_rec(cl_io *io, cl_rec *rec, cl_err *e)
+{
+    if (rec->raw) {
+        io->n.written++;
+        return cl_writer_put(io->w, rec->raw, rec->rawlen, e);
+    }
+    return cl_io_put(io, jv_copy(*cl_rec_value(rec)), e);
+}
+
+int cl_io_put(cl_io *io, jv v, cl_err *e)
+{
+    size_t n;
+    char *s = cl_json_dump(&v, &n);
+    jv_free(v);
+    if (!s)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = cl_writer_put(io->w, s, n, e);
+    free(s);
+    if (rc == 0)
+        io->n.written++;
+    return rc;
+}
+
+int cl_io_fail(cl_io *io, const cl_rec *rec, jv v, const char *msg, cl_err *e)
+{
+    io->n.failed++;
+    if (!io->c->quiet)
+        cl_warn("%s:%" PRIu64 ": %s", rec->src, rec->lineno, msg);
+    jv err = cl_json_set_str(cl_json_set_str(jv_object(), "tool", cl_progname()), "message", msg);
+    v = cl_json_set(v, "error", err);
+    if (io->rejects) {
+        size_t n;
+        char *s = cl_json_dump(&v, &n);
+        jv_free(v);
+        int rc = s ? cl_writer_put(io->rejects, s, n, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        free(s);
+        return rc;
+    }
+    int rc = cl_io_put(io, v, e);
+    if (rc == 0)
+        io->n.written--; /* counted as failed, not as written */
+    return rc;
+}
+
+int cl_io_sync(cl_io *io, cl_err *e) { return cl_writer_sync(io->w, e); }
+
+void cl_io_stat(cl_io *io, const char *key, jv value)
+{
+    io->extra_stats = cl_json_set(io->extra_stats, key, value);
+}
+
+void cl_io_progress_extra(cl_io *io, void (*fn)(void *, char *, size_t), void *ctx)
+{
+    io->extra_fn = fn;
+    io->extra_ctx = ctx;
+}
+
+cl_io_counts cl_io_get_counts(const cl_io *io) { return io->n; }
+
+static int write_stats(cl_io *io, double secs, cl_err *e)
+{
+    jv s = jv_object();
+    s = cl_json_set_str(s, "tool", cl_progname());
+    s = cl_json_set_num(s, "records_in", (double)io->n.read);
+    s = cl_json_set_num(s, "records_out", (double)io->n.written);
+    s = cl_json_set_num(s, "rejected", (double)io->n.rejected);
+    s = cl_json_set_num(s, "filtered", (double)io->n.filtered);
+    s = cl_json_set_num(s, "failed", (double)io->n.failed);
+    s = cl_json_set_num(s, "bytes_in", (double)io->bytes_in);
+    s = cl_json_set_num(s, "bytes_out", (double)(io->w ? cl_writer_bytes(io->w) : 0));
+    s = cl_json_set_num(s, "seconds", secs);
+    s = jv_object_merge(s, jv_copy(io->extra_stats));
+    FILE *f = fopen(io->c->stats, "w");
+    if (!f) {
+        jv_free(s);
+        return cl_err_set(e, CL_EXIT_IOERR, "%s: cannot write stats", io->c->stats);
+    }
+    jv_dumpf(s, f, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
+    fputc('\n', f);
+    if (fclose(f) != 0)
+        return cl_err_set(e, CL_EXIT_IOERR, "%s: cannot write stats", io->c->stats);
+    return 0;
+}
+
+int cl_io_close(cl_io *io, cl_err *e)
+{
+    if (!io)
+        return 0;
+    int rc = 0;
+    cl_err local = {0};
+    if (!e)
+        e = &local;
+    double secs = cl_now() - io->t0;
+    draw_progress(io, 1);
+    if (io->w && cl_writer_close(io->w, e) < 0)
+        rc = e->code;
+    if (io->rejects && cl_writer_close(io->rejects, rc ? NULL : e) < 0 && !rc)
+        rc = e->code;
+    if (io->c->stats && !rc && write_stats(io, secs, e) < 0)
+        rc = e->code;
+    if (!io->c->quiet && rc != CL_EXIT_EPIPE) {
+        fprintf(stderr, "%s: %" PRIu64 " records in, %" PRIu64 " out", cl_progname(), io->n.read,
+                io->n.written);
+        if (io->n.filtered)
+            fprintf(stderr, ", %" PRIu64 " filtered", io->n.filtered);
+        if (io->n.rejected)
+            fprintf(stderr, ", %" PRIu64 " malformed skipped", io->n.rejected);
+        if (io->n.failed)
+            fprintf(stderr, ", %" PRIu64 " failed", io->n.failed);
+        fprintf(stderr, ", %.2f s\n", secs);
+    }
+    cl_reader_close(io->r);
+    cl_filter_free(io->where);
+    cl_filter_free(io->map);
+    jv_free(io->pending);
+    jv_free(io->current);
+    jv_free(io->extra_stats);
+    if (!rc && io->n.failed)
+        rc = CL_EXIT_FAILED;
+    free(io);
+    return rc;
+}
+
+int cl_io_passthrough(cl_io *io, cl_err *e)
+{
+    cl_rec rec;
+    int r;
+    while ((r = cl_io_next(io, &rec, e)) > 0)
+        if (cl_io_put_rec(io, &rec, e) < 0)
+            return -1;
+    return r;
+}
+
+int cl_io_finish(cl_io *io, int status, cl_err *e)
+{
+    if (status < 0) {
+        int code = e->code ? e->code : CL_EXIT_SOFTWARE;
+        if (code != CL_EXIT_EPIPE)
+            cl_warn("%s", e->msg);
+        cl_io_close(io, NULL);
+        return code;
+    }
+    int rc = cl_io_close(io, e);
+    if (rc > 1 && rc != CL_EXIT_EPIPE)
+        cl_warn("%s", e->msg);
+    return rc;
+}

@@ -1,0 +1,51 @@
+# tests/cli/lib.sh — a small git-style TAP harness for CLI tests.
+#
+#   . "$(dirname "$0")/lib.sh"
+#   test_expect 'bad JSON on line 2 exits 65 and names the line' '
+#       printf "{}\n{x\n" | cl-pairs -Z >out 2>err; test $? = 65 && grep -q ":2:" err
+#   '
+#   test_done
+#
+# Each test body runs in a fresh scratch directory ($TMP) with bin/ first in PATH.  Failing
+# bodies print their commands' output as TAP comments.  `skip_all "why"` skips loudly.
+set -u
+TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$TESTS_DIR/.." && pwd)
+: "${CL_BIN:=$ROOT/bin}"
+: "${CL_TESTBIN:=$ROOT/build/tests}"
+PATH="$CL_BIN:$PATH"
+export PATH CL_BIN CL_TESTBIN ROOT TESTS_DIR
+unset OPENAI_API_KEY OPENAI_BASE_URL CL_ZSTD_LEVEL 2>/dev/null || true
+export NO_COLOR=1
+FIXTURES="$TESTS_DIR/fixtures"
+_n=0
+_failed=0
+_top=$(mktemp -d "${TMPDIR:-/tmp}/cl-test.XXXXXX")
+trap 'rm -rf "$_top"' EXIT
+
+test_expect() {
+    _n=$((_n + 1))
+    TMP="$_top/t$_n"
+    mkdir -p "$TMP"
+    if (cd "$TMP" && eval "$2") >"$_top/log$_n" 2>&1; then
+        echo "ok $_n - $1"
+    else
+        echo "not ok $_n - $1"
+        sed 's/^/# /' "$_top/log$_n" | head -40
+        _failed=$((_failed + 1))
+    fi
+}
+
+skip_all() {
+    echo "1..0 # SKIP $1"
+    echo "SKIP: $(basename "$0"): $1" >&2
+    exit 0
+}
+
+test_done() {
+    echo "1..$_n"
+    [ "$_failed" = 0 ]
+}
+
+# Decompress-or-cat: records as plain text whatever the framing.
+records() { zstd -dcf "$@"; }

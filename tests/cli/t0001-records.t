@@ -1,0 +1,79 @@
+#!/bin/sh
+# Record streams: framing, errors, filters, shards, pipes.
+. "$(dirname "$0")/lib.sh"
+
+test_expect 'plain JSONL passes through byte for byte, big integers included' '
+    printf "{\"id\":\"a\",\"n\":12345678901234567890}\n{\"id\":\"b\"}\n" >in &&
+    cl-pairs -q -Z in >out && cmp in out
+'
+test_expect 'output is zstd when not a terminal, and reads back' '
+    printf "{\"a\":1}\n" >in && cl-pairs -q in >out.zst &&
+    head -c4 out.zst | od -An -tx1 | grep -q "28 b5 2f fd" && zstd -dc out.zst | cmp - in
+'
+test_expect 'concatenated zstd frames are one stream' '
+    printf "{\"a\":1}\n" | zstd -q >a.zst && printf "{\"a\":2}\n" | zstd -q >b.zst &&
+    cat a.zst b.zst | cl-pairs -q -Z >out && test "$(wc -l <out)" = 2
+'
+test_expect 'a truncated zstd frame exits 65 and says truncated' '
+    seq 1 20000 | sed "s/.*/{\"n\":&}/" | zstd -q >full.zst &&
+    head -c $(( $(wc -c <full.zst) - 7 )) full.zst >cut.zst &&
+    { cl-pairs -q -Z cut.zst >out 2>err; test $? = 65; } && grep -q truncated err
+'
+test_expect 'bad JSON on line 2 exits 65 and names file, line and byte' '
+    printf "{\"a\":1}\n{\"a\":tru}\n" >in &&
+    { cl-pairs -q -Z in >out 2>err; test $? = 65; } && grep -q "in:2: byte 6" err
+'
+test_expect 'invalid UTF-8 is named as such' '
+    printf "{\"a\":\"x\377\"}\n" >in &&
+    { cl-pairs -q -Z in 2>err; test $? = 65; } && grep -q "invalid UTF-8" err
+'
+test_expect 'a record that is not an object is an error' '
+    printf "[1]\n" >in && { cl-pairs -q -Z in 2>err; test $? = 65; } && grep -q "not a JSON object" err
+'
+test_expect '--skip-bad counts bad lines, keeps good ones and copies rejects' '
+    printf "{\"a\":1}\nnope\n{\"a\":2}\n" >in && cl-pairs -Z --skip-bad --rejects rej in >out 2>err &&
+    test "$(wc -l <out)" = 2 && grep -qx nope rej && grep -q "1 malformed skipped" err
+'
+test_expect '--where and --map apply jq programs' '
+    printf "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n" >in &&
+    cl-pairs -q -Z --where ".n >= 2" --map "{m: (.n*10)}" in >out &&
+    printf "{\"m\":20}\n{\"m\":30}\n" | cmp - out
+'
+test_expect 'a jq compile error is a usage error (exit 2)' '
+    { echo "{}" | cl-pairs -q -Z --map ".[" 2>err; test $? = 2; } && grep -q "cannot compile" err
+'
+test_expect 'shards are disjoint and their union is the input' '
+    seq 1 1000 | sed "s/.*/{\"id\":\"r&\"}/" >in &&
+    for i in 0 1 2; do cl-pairs -q -Z --shard $i/3 in >s$i || exit 1; done &&
+    test "$(cat s0 s1 s2 | sort | uniq | wc -l)" = 1000 && test "$(cat s0 s1 s2 | wc -l)" = 1000 &&
+    test -s s0 && test -s s1 && test -s s2
+'
+test_expect 'a bad --shard is a usage error' '
+    { echo "{}" | cl-pairs --shard 3/3 2>err; test $? = 2; } && grep -q "Try" err
+'
+test_expect 'writing to a closed pipe ends quietly' '
+    seq 1 200000 | sed "s/.*/{\"n\":&}/" >in &&
+    cl-pairs -q -Z in 2>err | head -1 >out && test "$(cat out)" = "{\"n\":1}" && ! test -s err
+'
+test_expect 'a full disk (/dev/full) exits 74 with a message' '
+    echo "{}" >in && { cl-pairs -q -Z -o /dev/full in 2>err; test $? = 74; } && grep -q "No space" err
+'
+test_expect 'the same input gives the same bytes' '
+    seq 1 5000 | sed "s/.*/{\"n\":&,\"s\":\"x&\"}/" >in &&
+    cl-pairs -q --map ". + {k: 1}" in >a && cl-pairs -q --map ". + {k: 1}" in >b && cmp a b
+'
+test_expect 'a 64 MiB line passes through' '
+    { printf "{\"big\":\""; head -c 67108864 /dev/zero | tr "\0" a; printf "\"}\n"; } >in &&
+    cl-pairs -q in >out.zst && zstd -dc out.zst | cmp - in
+'
+test_expect 'an empty input gives an empty, valid zstd stream' '
+    : >in && cl-pairs -q in >out.zst && test -s out.zst && zstd -dc out.zst | wc -c | grep -qx 0
+'
+test_expect 'a missing input file exits 66' '
+    { cl-pairs -q nosuchfile 2>err; test $? = 66; } && grep -q nosuchfile err
+'
+test_expect '--stats writes counts as JSON' '
+    printf "{\"n\":1}\n{\"n\":2}\n" >in && cl-pairs -q -Z --where ".n==2" --stats st.json in >/dev/null &&
+    jq -e ".records_in == 2 and .records_out == 1 and .filtered == 1" st.json
+'
+test_done
