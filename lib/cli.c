@@ -70,6 +70,12 @@ void cl_usage_error(const char *fmt, ...)
     exit(CL_EXIT_USAGE);
 }
 
+void cl_not_built(const char *what)
+{
+    fprintf(stderr, "%s: %s is not built yet\n", g_prog, what);
+    exit(CL_EXIT_USAGE);
+}
+
 int cl_parse_double(const char *s, double lo, double hi, const char *what, double *out, cl_err *e)
 {
     char *end;

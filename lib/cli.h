@@ -50,6 +50,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c);
 /* Reports a usage error the same way and exits 2. */
 _Noreturn void cl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* For modes a tool does not have yet: "prog: WHAT is not built yet" and exit 2, never a fake
+ * result. */
+_Noreturn void cl_not_built(const char *what);
+
 /* Strict number parsing for option values; -1 with e set when s is not a number in range. */
 int cl_parse_double(const char *s, double lo, double hi, const char *what, double *out, cl_err *e);
 int cl_parse_long(const char *s, long lo, long hi, const char *what, long *out, cl_err *e);
