@@ -176,6 +176,10 @@ static int take_row(run *r, cl_rec *rec, cl_err *e)
         jv_free(seed);
         return 1;
     }
+    if (full(r)) {
+        jv_free(seed);
+        return 0;
+    }
     if (emit(r, seed, e) < 0)
         return -1;
     return full(r) ? 0 : 1;
