@@ -56,4 +56,9 @@ test_expect 'every example Abg-CoQA row becomes a qa seed, both labels present' 
     test "$(wc -l <out)" = "$(wc -l <"$E/abgcoqa.jsonl")" &&
     test "$(jq -r .completion out | sort -u | tr "\n" " ")" = "ambiguous non_ambiguous "
 '
+test_expect 'the example generic rows become seeds, official names and own split included' '
+    cl-seed -q -Z "$E/generic.jsonl" >out && test "$(wc -l <out)" = "$(wc -l <"$E/generic.jsonl")" &&
+    test "$(jq -r "select(.prompt|startswith(\"Explain what a hash table\")) | .split" out)" = test &&
+    test "$(jq -r "select(.prompt|startswith(\"Convert 5 kilometres\")) | .task" out)" = math
+'
 test_done
