@@ -107,7 +107,7 @@ static void set_keeps_the_most_recent_share(void **state)
     (void)state;
     cl_seed_set s = {0};
     for (int i = 0; i < 10; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "%d", i);
         assert_int_equal(cl_seed_set_add(&s, cl_json_set_str(jv_object(), "id", id), (double)((i * 7) % 10)), 0);
     }
