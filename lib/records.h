@@ -1,8 +1,8 @@
 /* records.h — the record stream every tool reads and writes.
  *
- * Owns: the walk over all inputs (files or stdin, zstd or plain; JSONL, or JSON-array files when a tool
- * asks for them, see rows.h), JSON and UTF-8 checking of
- * every line with file:line:byte diagnostics, --skip-bad/--rejects, --shard, --where, --map,
+ * Owns: the walk over all inputs (files or stdin, zstd or plain; JSONL, or JSON-array files when
+ * a tool asks for them, see rows.h), JSON and UTF-8 checking of every line with file:line:byte
+ * diagnostics, --skip-bad/--rejects, --shard, --where, --map,
  * deterministic ids, the output writer, per-record failure reporting, progress on stderr, the
  * closing summary and --stats.  Records that no one changed are written from their original
  * bytes, so pass-through is exact and fast. */
