@@ -14,6 +14,11 @@ test_expect 'concatenated zstd frames are one stream' '
     printf "{\"a\":1}\n" | zstd -q >a.zst && printf "{\"a\":2}\n" | zstd -q >b.zst &&
     cat a.zst b.zst | cl-pairs -q -Z >out && test "$(wc -l <out)" = 2
 '
+test_expect 'a zstd file larger than the read buffer decodes (file and pipe)' '
+    seq 1 300000 | awk "{printf \"{\\\"n\\\":%d,\\\"r\\\":%d}\\n\", \$1, (\$1*7919)%100003}" >in &&
+    zstd -q -1 in -o in.zst && test $(wc -c <in.zst) -gt 300000 &&
+    cl-pairs -q -Z in.zst | cmp - in && cat in.zst | cl-pairs -q -Z | cmp - in
+'
 test_expect 'a truncated zstd frame exits 65 and says truncated' '
     seq 1 20000 | sed "s/.*/{\"n\":&}/" | zstd -q >full.zst &&
     head -c $(( $(wc -c <full.zst) - 7 )) full.zst >cut.zst &&
