@@ -58,7 +58,7 @@ ALL_CFLAGS := $(CL_CPPFLAGS) $(DEP_CFLAGS) $(CPPFLAGS) $(CL_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS := -fopenmp $(LDFLAGS)
 
 LIB_SRC   := $(sort $(shell find lib -name '*.c'))
-LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o) $(O)/lib/prompts/prompts_data.o
 PROMPTS   := $(sort $(wildcard lib/prompts/*.txt))
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/cl-*.c))
 # Variant builds (SAN, BLAS, CUDA) keep their programs beside their objects so they never
@@ -97,11 +97,8 @@ $(O)/%.cu.o: %.cu
 $(O)/lib/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
 	@mkdir -p $(@D)
 	sh scripts/embed-prompts $(PROMPTS) > $@
-ifneq ($(PROMPTS),)
-LIB_OBJ += $(O)/lib/prompts/prompts_data.o
 $(O)/lib/prompts/prompts_data.o: $(O)/lib/prompts/prompts_data.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-endif
 
 $(B)/%: $(O)/tools/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
