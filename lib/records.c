@@ -426,7 +426,6 @@ int cl_io_close(cl_io *io, cl_err *e)
         e = &local;
     double secs = cl_now() - io->t0;
     draw_progress(io, 1);
-    /* read before the writer is closed (and freed) */
     uint64_t bytes_out = io->w ? cl_writer_bytes(io->w) : 0;
     if (io->w && cl_writer_close(io->w, e) < 0)
         rc = e->code;

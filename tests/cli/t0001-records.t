@@ -14,6 +14,11 @@ test_expect 'concatenated zstd frames are one stream' '
     printf "{\"a\":1}\n" | zstd -q >a.zst && printf "{\"a\":2}\n" | zstd -q >b.zst &&
     cat a.zst b.zst | cl-pairs -q -Z >out && test "$(wc -l <out)" = 2
 '
+test_expect 'a zstd file larger than the read buffer decodes (file and pipe)' '
+    seq 1 300000 | awk "{printf \"{\\\"n\\\":%d,\\\"r\\\":%d}\\n\", \$1, (\$1*7919)%100003}" >in &&
+    zstd -q -1 in -o in.zst && test $(wc -c <in.zst) -gt 300000 &&
+    cl-pairs -q -Z in.zst | cmp - in && cat in.zst | cl-pairs -q -Z | cmp - in
+'
 test_expect 'a truncated zstd frame exits 65 and says truncated' '
     seq 1 20000 | sed "s/.*/{\"n\":&}/" | zstd -q >full.zst &&
     head -c $(( $(wc -c <full.zst) - 7 )) full.zst >cut.zst &&
@@ -65,6 +70,11 @@ test_expect 'the same input gives the same bytes' '
 test_expect 'a 64 MiB line passes through' '
     { printf "{\"big\":\""; head -c 67108864 /dev/zero | tr "\0" a; printf "\"}\n"; } >in &&
     cl-pairs -q in >out.zst && zstd -dc out.zst | cmp - in
+'
+test_expect 'records are pushed out as complete zstd frames while the input stalls' '
+    { printf "{\"a\":1}\n{\"a\":2}\n"; sleep 3; printf "{\"a\":3}\n"; } | cl-pairs -q >out.zst &
+    sleep 1.5 && zstd -dc out.zst >now && wait &&
+    printf "{\"a\":1}\n{\"a\":2}\n" | cmp - now && test "$(zstd -dc out.zst | wc -l)" = 3
 '
 test_expect 'an empty input gives an empty, valid zstd stream' '
     : >in && cl-pairs -q in >out.zst && test -s out.zst && zstd -dc out.zst | wc -c | grep -qx 0
