@@ -2,7 +2,9 @@
 # LLM client throughput against the loopback mock (build/tests/mockllm) at 50 ms per call:
 # calls/s against the physical limit (in flight / latency), client CPU per call and peak RSS,
 # at 64, 256 and 1,024 in flight and with 10% 429s; the mock's own capacity; and, in the same
-# run, a thread-pool peer with the official Python implementation's design.
+# run, two peers: the bare libcurl loop the client is built on (tests/helpers/curlfloor.c:
+# no JSON, retries or cache — the floor) and a thread pool with the official Python
+# implementation's design.
 # Env: O (build dir with tests/llmcall and tests/mockllm), N (calls, default 20000),
 # LAT (mock latency ms, default 50), PEER_N (peer calls, default 5000).
 set -eu
@@ -12,7 +14,7 @@ T=$O/tests
 N=${N:-20000}
 LAT=${LAT:-50}
 PEER_N=${PEER_N:-5000}
-for p in mockllm llmcall; do
+for p in mockllm llmcall curlfloor; do
     test -x "$T/$p" || { echo "bench-llm: $T/$p missing: run 'make check' (it builds tests/helpers) first" >&2; exit 1; }
 done
 work=$(mktemp -d)
@@ -63,6 +65,14 @@ client "cl, $LAT ms, 10% 429 (Retry-After 1 s)" 256 "$(ideal 256)"
 start_mock --latency 0
 client "cl, mock capacity (0 ms)" 256 0
 cap=$(jq '1e6 / .us_per_request | floor' "$work/mock.json" 2>/dev/null || echo "?")
+
+start_mock --latency "$LAT"
+/usr/bin/time -f "%e %U %S %M" -o "$work/time" "$T/curlfloor" "http://127.0.0.1:$port/v1/chat/completions" "$N" 256
+stop_mock
+read -r wall usr sys rss <"$work/time"
+awk -v n="$N" -v w="$wall" -v u="$usr" -v s="$sys" -v m="$rss" -v i="$(ideal 256)" -v lat="$LAT" 'BEGIN {
+    printf "| floor: bare libcurl multi loop, %s ms | 256 | %d | %.2f | %.0f | %.0f%% | %.1f | - | %.1f | 0 | - |\n",
+        lat, n, w, n / w, 100 * n / w / i, 1e6 * (u + s) / n, m / 1024 }'
 
 start_mock --latency "$LAT"
 python3 "$here/peer-threadpool.py" "$port" "$PEER_N" 70 >"$work/peer.json"
