@@ -242,6 +242,11 @@ static void xfer_release(cl_llm_http *h, struct xfer *x)
     free(x->body);
     x->body = NULL;
     x->call = NULL;
+    if (x->cap > 256 * 1024) { /* one long reply should not pin its buffer in every pooled slot */
+        free(x->buf);
+        x->buf = NULL;
+        x->cap = x->len = 0;
+    }
     if (grow((void **)&h->pool, &h->cappool, h->npool + 1, sizeof *h->pool) < 0) {
         xfer_free(x);
         return;
