@@ -279,8 +279,8 @@ static void xfer_finish(cl_llm_http *h, struct xfer *x, CURLcode rc, int timed_o
     cl_llm_http_done_fn done = x->done;
     void *self = x->self;
     c->xfer = NULL;
+    done(self, c, &rp); /* rp.body is x's buffer: recycle x only afterwards */
     xfer_release(h, x);
-    done(self, c, &rp);
 }
 
 void cl_llm_http_post(cl_llm *llm, cl_llm_call *c, const char *url, const struct curl_slist *headers,
