@@ -414,6 +414,20 @@ void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sa
     llm->nqueued++;
 }
 
+char *cl_llm_sample_key(char *buf, size_t n, const char *id, unsigned long long seed, int turn,
+                        int candidate, int future, int message)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s", id ? id : "");
+    const int level[4] = {turn, candidate, future, message};
+    const char tag[4] = {'t', 'c', 'f', 'm'};
+    if (seed && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "/s%llu", seed);
+    for (int i = 0; i < 4 && k < n; i++)
+        if (level[i] >= 0)
+            k += (size_t)snprintf(buf + k, n - k, "/%c%d", tag[i], level[i]);
+    return buf;
+}
+
 const char *cl_llm_choice(const cl_llm_result *r, int i)
 {
     if (!r->response || jv_get_kind(*r->response) != JV_KIND_OBJECT)
