@@ -17,6 +17,8 @@ PEER_N=${PEER_N:-5000}
 for p in mockllm llmcall curlfloor; do
     test -x "$T/$p" || { echo "bench-llm: $T/$p missing: run 'make check' (it builds tests/helpers) first" >&2; exit 1; }
 done
+no_proxy=127.0.0.1 NO_PROXY=127.0.0.1   # loopback must not go through a proxy
+export no_proxy NO_PROXY
 work=$(mktemp -d)
 mp=
 cleanup() { [ -n "$mp" ] && kill "$mp" 2>/dev/null; rm -rf "$work"; }
