@@ -26,7 +26,7 @@ trap cleanup EXIT
 
 start_mock() { # mock args...
     : >"$work/port"
-    "$T/mockllm" --stats "$work/mock.json" "$@" >"$work/port" &
+    "$T/mockllm" --stats "$work/mock.json" "$@" >"$work/port" 2>"$work/mock.err" &
     mp=$!
     while ! test -s "$work/port"; do sleep 0.05; done
     port=$(cat "$work/port")
