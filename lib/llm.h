@@ -174,9 +174,12 @@ int cl_llm_run(cl_llm *llm);
 /* One turn of the loop: admits what may start, waits at most max_wait_s for progress, and
  * delivers finished calls' callbacks.  For callers that feed work incrementally:
  *     while (more input || cl_llm_pending(llm)) {
- *         while (more input && cl_llm_queued(llm) < limit) submit the next record's call;
+ *         while (more input && cl_llm_pending(llm) < limit) submit the next record's call;
  *         cl_llm_step(llm, 1.0);
- *     }                                                                                  */
+ *     }
+ * Bound the window by cl_llm_pending, not cl_llm_queued: cache hits never queue, so a
+ * replay would otherwise read the whole input before delivering anything.  A limit of a
+ * few times --max-inflight keeps the servers busy.                                      */
 void cl_llm_step(cl_llm *llm, double max_wait_s);
 
 /* Calls submitted whose callback has not run yet (queued, backing off, in flight, done). */
