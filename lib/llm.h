@@ -33,7 +33,8 @@
  * cl_llm_submit consumes `messages` and `params`, always, even when the call fails.
  *
  * Sample key: a string naming the call's place in the caller's tree, for instance
- * "ID/t3/c1/f0/m7" (record id, turn, candidate, future, message index).  It is part of the cache
+ * "ID/t3/c1/f0/m7" (record id, turn, candidate, future, message index; cl_llm_sample_key
+ * writes this form).  It is part of the cache
  * key, so S samples of one prompt stay S different samples (S different keys), and a re-run
  * with the same keys replays every call from the cache byte for byte.  Put into it everything
  * that should make two otherwise identical requests distinct (including the run's --seed when
