@@ -257,6 +257,8 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
         goto fail;
     if (cfg->cache_dir && !(llm->cache = cl_llm_cache_open(cfg->cache_dir, e)))
         goto fail;
+    if (llm->cache)
+        llm->st.cache_corrupt += cl_llm_cache_torn(llm->cache);
     llm->roles = calloc((size_t)cfg->nroles + 1, sizeof *llm->roles);
     if (!llm->roles) {
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");

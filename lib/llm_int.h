@@ -52,6 +52,8 @@ cl_llm_http *cl_llm_http_of(cl_llm *llm);
 typedef struct cl_llm_cache cl_llm_cache;
 cl_llm_cache *cl_llm_cache_open(const char *dir, cl_err *e);
 void cl_llm_cache_close(cl_llm_cache *k);
+/* Packs whose reading stopped at a damaged entry when the cache was opened. */
+long cl_llm_cache_torn(const cl_llm_cache *k);
 /* Looks key up: 1 = hit (*response owned by the caller, *latency_s set), 0 = miss,
  * -1 = an entry exists but is torn or corrupt (treated as a miss; it will be overwritten). */
 int cl_llm_cache_get(cl_llm_cache *k, const char *key, jv *response, double *latency_s);
