@@ -422,16 +422,31 @@ static int own_pack(cl_llm_cache *k)
     return 0;
 }
 
-int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, double latency_s,
-                     const char *sample_key)
+int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, const char *raw, size_t raw_len,
+                     double latency_s, const char *sample_key)
 {
+    /* {"latency_s":…,"sample":…,"response":…} written around the reply's own text */
     jv p = jv_object();
     p = cl_json_set_num(p, "latency_s", latency_s);
     p = cl_json_set_str(p, "sample", sample_key ? sample_key : "");
-    p = cl_json_set(p, "response", jv_copy(*response));
-    size_t plen;
-    char *payload = cl_json_dump(&p, &plen);
+    size_t hl, rl = raw_len;
+    char *front = cl_json_dump(&p, &hl);
     jv_free(p);
+    char *dumped = raw ? NULL : cl_json_dump(response, &rl);
+    const char *body = raw ? raw : dumped;
+    char *payload = front && body ? malloc(hl + rl + 16) : NULL;
+    size_t plen = 0;
+    if (payload) {
+        memcpy(payload, front, hl - 1); /* without the closing brace */
+        plen = hl - 1;
+        memcpy(payload + plen, ",\"response\":", 12);
+        plen += 12;
+        memcpy(payload + plen, body, rl);
+        plen += rl;
+        payload[plen++] = '}';
+    }
+    free(front);
+    free(dumped);
     if (!payload)
         return -1;
     char sum[65], head[MAX_HEAD];

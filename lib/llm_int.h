@@ -57,9 +57,10 @@ long cl_llm_cache_torn(const cl_llm_cache *k);
 /* Looks key up: 1 = hit (*response owned by the caller, *latency_s set), 0 = miss,
  * -1 = an entry exists but is torn or corrupt (treated as a miss; it will be overwritten). */
 int cl_llm_cache_get(cl_llm_cache *k, const char *key, jv *response, double *latency_s);
-/* Stores response (borrowed) atomically.  0, or -1 when the entry could not be written (the
- * run goes on; the call just is not cached). */
-int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, double latency_s,
-                     const char *sample_key);
+/* Stores a response: raw[0..raw_len) when given (its exact JSON text), else response
+ * (borrowed) dumped.  0, or -1 when the entry could not be written (the run goes on; the call
+ * just is not cached). */
+int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, const char *raw, size_t raw_len,
+                     double latency_s, const char *sample_key);
 
 #endif
