@@ -120,7 +120,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     size_t ntool = 0;
     while (cli->opts && cli->opts[ntool].name)
         ntool++;
-    struct option *all = calloc(ntool + N_COMMON + N_RECORD + 1, sizeof *all);
+    /* Kept reachable for the whole run: usage errors exit from inside the parse loop. */
+    static struct option *all;
+    free(all);
+    all = calloc(ntool + N_COMMON + N_RECORD + 1, sizeof *all);
     size_t n = 0;
     for (size_t i = 0; i < ntool; i++)
         all[n++] = cli->opts[i];
@@ -194,6 +197,7 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
         }
     }
     free(all);
+    all = NULL;
     c->inputs = argv + optind;
     c->ninputs = argc - optind;
     if (!cli->records && c->ninputs > 0)

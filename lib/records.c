@@ -358,7 +358,7 @@ void cl_io_progress_extra(cl_io *io, void (*fn)(void *, char *, size_t), void *c
 
 cl_io_counts cl_io_get_counts(const cl_io *io) { return io->n; }
 
-static int write_stats(cl_io *io, double secs, cl_err *e)
+static int write_stats(cl_io *io, double secs, double bytes_out, cl_err *e)
 {
     jv s = jv_object();
     s = cl_json_set_str(s, "tool", cl_progname());
@@ -368,7 +368,7 @@ static int write_stats(cl_io *io, double secs, cl_err *e)
     s = cl_json_set_num(s, "filtered", (double)io->n.filtered);
     s = cl_json_set_num(s, "failed", (double)io->n.failed);
     s = cl_json_set_num(s, "bytes_in", (double)io->bytes_in);
-    s = cl_json_set_num(s, "bytes_out", (double)(io->w ? cl_writer_bytes(io->w) : 0));
+    s = cl_json_set_num(s, "bytes_out", bytes_out);
     s = cl_json_set_num(s, "seconds", secs);
     s = jv_object_merge(s, jv_copy(io->extra_stats));
     FILE *f = fopen(io->c->stats, "w");
@@ -393,11 +393,13 @@ int cl_io_close(cl_io *io, cl_err *e)
         e = &local;
     double secs = cl_now() - io->t0;
     draw_progress(io, 1);
+    /* Counted before the close, which frees the writer. */
+    double bytes_out = io->w ? (double)cl_writer_bytes(io->w) : 0;
     if (io->w && cl_writer_close(io->w, e) < 0)
         rc = e->code;
     if (io->rejects && cl_writer_close(io->rejects, rc ? NULL : e) < 0 && !rc)
         rc = e->code;
-    if (io->c->stats && !rc && write_stats(io, secs, e) < 0)
+    if (io->c->stats && !rc && write_stats(io, secs, bytes_out, e) < 0)
         rc = e->code;
     if (!io->c->quiet && rc != CL_EXIT_EPIPE) {
         fprintf(stderr, "%s: %" PRIu64 " records in, %" PRIu64 " out", cl_progname(), io->n.read,

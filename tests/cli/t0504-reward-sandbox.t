@@ -3,7 +3,8 @@
 . "$(dirname "$0")/lib.sh"
 F="$FIXTURES/reward"
 [ -x /usr/bin/python3 ] || skip_all "/usr/bin/python3 is needed to run code tests"
-LIMITS="--timeout 5 --cpu 1 --mem 1024 --fsize 16 --nproc 32"
+# The wall limit is far above the CPU limit so that a loaded machine still ends the loop by CPU.
+LIMITS="--timeout 30 --cpu 1 --mem 1024 --fsize 16 --nproc 32"
 
 test_expect 'passing, failing and looping code score 1, 0, 0 with their status recorded' '
     cl-reward -Z --metric pass_rate $LIMITS --weights pass_rate=1 --stats st.json "$F/branch-code.jsonl" >out 2>err &&
