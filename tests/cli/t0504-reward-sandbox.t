@@ -27,6 +27,12 @@ test_expect 'a seed without a unittest is an error, not a zero' '
     { cl-reward -Z --metric pass_rate $LIMITS in >out 2>err; test $? = 1; } &&
     grep -q "no unittest" err
 '
+test_expect 'a record that already failed runs no sandbox for its other futures' '
+    jq -c "del(.candidates[1].futures[0].extracted)" "$F/branch-code.jsonl" >in &&
+    { cl-reward -Z --metric pass_rate $LIMITS --stats st.json in >out 2>err; test $? = 1; } &&
+    grep -q "extracted.code is missing" err &&
+    jq -e ".sandbox | .pass + .fail + .timeout + .error == 0" st.json
+'
 test_expect 'the sandbox refuses the network; with every protection off the same code connects' '
     /usr/bin/python3 -c "
 import socket, sys, time

@@ -13,8 +13,10 @@ test_expect 'an extracted answer wins over boxes in the messages, and may carry 
 '
 test_expect 'without metadata.answer the reference is the last box of the solution; numbers work too' '
     conv "{}" "" "so \\\\boxed{7}" >in && conv "{\"answer\":7}" "" "\\\\boxed{7}" >>in &&
+    conv "{\"answer\":0.1}" "" "\\\\boxed{0.1}" >>in &&
     cl-reward -q -Z --metric math in >out &&
-    jq -s -e "map(.scores.math_equiv) == [1, 1] and .[0].metric_info.math_equiv.reference == \"7\"" out
+    jq -s -e "map(.scores.math_equiv) == [1, 1, 1] and .[0].metric_info.math_equiv.reference == \"7\"" out &&
+    jq -s -e ".[2].metric_info.math_equiv.reference == \"0.1\"" out
 '
 test_expect 'a seed with no reference answer at all is an error' '
     printf "{\"task\":\"math\",\"completion\":\"no box\",\"messages\":[]}\n" >in &&
