@@ -26,21 +26,28 @@
 
 #include "cli.h"
 
-/* The runner the interpreter executes: imports the module (solution + test), runs every
- * TestCase in it and writes its verdict on fd 3, which only the sandbox reads: a line
- * "cl-verdict RUN FAILURES ERRORS", then the import error, if any, on one line.  Plain text,
- * because importing json costs more than the rest of the runner. */
+/* The runner the interpreter executes: runs prog.py (solution + test) as module "prog", runs
+ * every TestCase in it and writes its verdict on fd 3, which only the sandbox reads: a line
+ * "cl-verdict RUN FAILURES ERRORS", then the import error, if any, on one line.  The module is
+ * executed from its relative path, because the import system would reach it by an absolute one
+ * that a directory above may close to the test's uid.  Plain text, because importing json
+ * costs more than the rest of the runner. */
 static const char runner_py[] =
-    "import os, sys, unittest\n"
-    "sys.path.insert(0, os.getcwd())\n"
+    "import sys, types, unittest\n"
     "v, why = (0, 0, 1), ''\n"
     "try:\n"
-    "    import prog\n"
+    "    prog = types.ModuleType('prog')\n"
+    "    prog.__file__ = 'prog.py'\n"
+    "    sys.modules['prog'] = prog\n"
+    "    with open('prog.py') as f:\n"
+    "        src = f.read()\n"
+    "    exec(compile(src, 'prog.py', 'exec'), prog.__dict__)\n"
     "    suite = unittest.defaultTestLoader.loadTestsFromModule(prog)\n"
     "    r = unittest.TextTestRunner(stream=sys.stderr, verbosity=1).run(suite)\n"
     "    v = (r.testsRun, len(r.failures) + len(r.unexpectedSuccesses), len(r.errors))\n"
     "except BaseException as x:\n"
     "    why = (type(x).__name__ + ': ' + str(x))[:200].replace('\\n', ' ')\n"
+    "import os\n"
     "os.write(3, ('cl-verdict %d %d %d\\n%s\\n' % (v + (why,))).encode())\n";
 
 /* Where the work directory appears inside the namespaces. */
@@ -57,7 +64,7 @@ struct sandbox {
     char protections[256];
     char tmpfs_opts[64];       /* mount options of the private /tmp */
     char uid_map[32], gid_map[32]; /* NS_USER: our ids mapped to themselves */
-    char *argv[5];
+    char *argv[6];
     char *envp[16];
 };
 
@@ -180,7 +187,10 @@ sandbox *sandbox_new(const sandbox_cfg *cfg, cl_err *e)
     sb->argv[0] = sb->python;
     sb->argv[1] = "-I";
     sb->argv[2] = "-B";
-    sb->argv[3] = "_cl_runner.py";
+    /* The runner goes on the command line: a script file would be opened by absolute path,
+     * which fails when a directory above the work directory is closed to the test's uid. */
+    sb->argv[3] = "-c";
+    sb->argv[4] = (char *)runner_py;
     static char *env[] = {
         "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "LC_ALL=C.UTF-8", "TZ=UTC",
         "MPLBACKEND=Agg", "OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1",
@@ -379,19 +389,15 @@ static _Noreturn void run_leader(const child_plan *p)
 
 /* ---- the parent side -------------------------------------------------------------------- */
 
-static int write_file(const char *dir, const char *name, const char *a, const char *b)
+/* prog.py: the solution, then the test, as one module (BigCodeBench runs them so). */
+static int write_module(const char *dir, const char *code, const char *test)
 {
     char path[4200];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/prog.py", dir);
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    fputs(a, f);
-    if (b) {
-        fputs("\n\n", f);
-        fputs(b, f);
-        fputs("\n", f);
-    }
+    fprintf(f, "%s\n\n%s\n", code, test);
     return fclose(f);
 }
 
@@ -504,8 +510,7 @@ int sandbox_run_unittest(sandbox *sb, const char *code, const char *test, int sl
     int out_p[2] = {-1, -1}, ver_p[2] = {-1, -1}, st_p[2] = {-1, -1}, devnull = -1, rc = -1;
     char *outbuf = malloc(sb->cfg.output_cap + 1);
     char verdict[1024], status[200];
-    if (!outbuf || write_file(dir, "prog.py", code, test) != 0 ||
-        write_file(dir, "_cl_runner.py", runner_py, NULL) != 0 ||
+    if (!outbuf || write_module(dir, code, test) != 0 ||
         (sb->root && (chown(dir, uid, uid) != 0 || chmod(dir, 0700) != 0))) {
         cl_err_set(e, CL_EXIT_IOERR, "sandbox: cannot prepare %s: %s", dir, strerror(errno));
         goto out;

@@ -59,6 +59,12 @@ test_expect 'as root, namespaces and the uid drop are active and named' '
 else
     echo "SKIP: $(basename "$0"): not root, namespace and uid-drop checks skipped (CI runs as root)" >&2
 fi
+test_expect 'a work directory below a directory closed to the test uid still runs' '
+    mkdir -m 700 closed &&
+    TMPDIR=$PWD/closed cl-reward -q -Z --metric pass_rate --no-namespaces $LIMITS "$F/branch-code.jsonl" >out &&
+    jq -e "[.candidates[].futures[].metric_info.pass_rate.status] == [\"pass\", \"fail\", \"timeout\"]" out &&
+    test -z "$(ls closed)"
+'
 test_expect 'a missing interpreter is a configuration error (78) before any record is read' '
     { cl-reward --metric pass_rate --python /nonexistent/python3 "$F/branch-code.jsonl" >out 2>err; test $? = 78; } &&
     grep -q "not found" err && test ! -s out
