@@ -256,6 +256,7 @@ typedef struct child_plan {
     const sandbox *sb;
     const char *dir;
     uid_t uid;
+    pid_t parent;      /* the tool, to notice that it died before PR_SET_PDEATHSIG took hold */
     int out_w, verdict_w, status_w, devnull;
 } child_plan;
 
@@ -365,6 +366,8 @@ static _Noreturn void run_leader(const child_plan *p)
 {
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != p->parent)
+        _exit(127);
     int src[5] = {p->devnull, p->out_w, p->out_w, p->verdict_w, p->status_w};
     for (int i = 0; i < 5; i++)
         if ((src[i] = fcntl(src[i], F_DUPFD, 16)) < 0)
@@ -520,7 +523,7 @@ int sandbox_run_unittest(sandbox *sb, const char *code, const char *test, int sl
         cl_err_set(e, CL_EXIT_SOFTWARE, "sandbox: pipe: %s", strerror(errno));
         goto out;
     }
-    child_plan plan = {sb, dir, uid, out_p[1], ver_p[1], st_p[1], devnull};
+    child_plan plan = {sb, dir, uid, getpid(), out_p[1], ver_p[1], st_p[1], devnull};
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pid_t leader = fork();
