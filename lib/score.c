@@ -312,7 +312,7 @@ static int count_tokens(const score_cfg *c, const view *v, unit *u, char *why, s
             }
             double t;
             cl_err e = {0};
-            int rc = tokens_of_message(c->tokens, &m, &t, &e);
+            int rc = tokens_of_message(c->tokens, c->tk, &m, &t, &e);
             jv_free(m);
             if (rc != 0) {
                 snprintf(why, n, "%s message %d (%s): %.200s", p ? "forward" : "history", i, role,

@@ -37,4 +37,18 @@ test_expect 'words are Python str.split() words, Unicode spaces included' '
     printf "{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\\\\u00a0b\\\\u3000c  d\\\\n\"}]}\n" >in &&
     cl-reward -q -Z --metric tokens --tokens words in | jq -e ".scores.tokens == 4"
 '
+test_expect 'tiktoken:FILE counts with a rank file (two-byte merge "th" here)' '
+    python3 -c "
+import base64
+with open(\"ranks.tiktoken\", \"w\") as f:
+    for i in range(256):
+        f.write(base64.b64encode(bytes([i])).decode() + \" %d\\n\" % i)
+    f.write(base64.b64encode(b\"th\").decode() + \" 256\\n\")
+" &&
+    # "the" = th + e; "thin" = th + i + n; " ice" = four bytes: 2 + 3 + 4
+    printf "{\"messages\":[{\"role\":\"user\",\"content\":\"the\"},{\"role\":\"assistant\",\"content\":\"thin ice\"}]}\n" >in &&
+    cl-reward -q -Z --metric tokens --tokens tiktoken:ranks.tiktoken in >out &&
+    jq -e ".scores.tokens == 9 and .metric_info.tokens.method == \"tiktoken\" and .metric_info.tokens.user == 2" out &&
+    { cl-reward -q -Z --metric tokens --tokens tiktoken:missing in 2>err; test $? = 66; }
+'
 test_done
