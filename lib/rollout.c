@@ -741,7 +741,9 @@ static int flush_head(engine *en, cl_err *e)
             rc = sl->raw ? cl_io_put_rec(en->io, &sl->where, e) : cl_io_put(en->io, jv_copy(sl->rec), e);
         } else if (sl->state == SLOT_FAILED) {
             en->failed++;
-            rc = cl_io_fail(en->io, &sl->where, jv_copy(sl->rec), sl->error, e);
+            /* What a failed record cost is still on it. */
+            jv v = cl_json_set(jv_copy(sl->rec), "usage", slot_usage(sl));
+            rc = cl_io_fail(en->io, &sl->where, v, sl->error, e);
         } else {
             break;
         }

@@ -286,6 +286,15 @@ int main(int argc, char **argv)
                                       .label = fut_own ? t.role_spec[1] : asst_label,
                                       .mode = future_mode};
 
+    /* A role that every record needs must be there before any input is read or paid for. */
+    int need_asst = cfg->mode == CL_ROLLOUT_FULL || !cfg->nsources;
+    for (int i = 0; i < cfg->nsources; i++)
+        need_asst |= sources[i].role == asst;
+    if (need_asst && !cl_llm_role_configured(llm, asst))
+        cl_die(CL_EXIT_CONFIG, "no assistant model: give --assistant SPEC (for example openai:gpt-4o)");
+    if (!cl_llm_role_configured(llm, cfg->user_role))
+        cl_die(CL_EXIT_CONFIG, "no user simulator model: give --user SPEC (for example openai:gpt-4o-mini)");
+
     cl_io_opts io_opts = {.assign_ids = 1};
     cl_io *io = cl_io_open(&c, &io_opts, &e);
     if (!io)
