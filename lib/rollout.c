@@ -567,8 +567,9 @@ static void conv_submit(conv *cv)
     char *key = sample_key(cv);
     /* Each sample gets its own seed, so servers that honour seeds reproduce it and the S
      * futures of one candidate still differ. */
-    jv params = cl_json_set_num(jv_object(), "seed",
-                                (double)(cl_hash64(key, strlen(key), en->cfg->seed) & 0x7fffffff));
+    jv params = jv_object();
+    if (!en->cfg->no_sample_seed)
+        params = cl_json_set_num(params, "seed", (double)(cl_hash64(key, strlen(key), en->cfg->seed) & 0x7fffffff));
     int role = en->cfg->user_role;
     if (!user) {
         role = cv->src->role;

@@ -68,7 +68,10 @@ test_expect 'every call has its own sample seed; the same --seed replays from th
     cl-rollout --branch $R in >o1 && test "$(mock_count)" = 22 &&
     test "$(jq -s "map(.body.seed) | unique | length" "$MOCK_LOG")" = 22 &&
     cl-rollout --branch $R in >o2 && test "$(mock_count)" = 22 && cmp o1 o2 &&
-    cl-rollout --branch $R --seed 7 in >o3 && test "$(mock_count)" = 44 && ! cmp -s o1 o3
+    cl-rollout --branch $R --seed 7 in >o3 && test "$(mock_count)" = 44 && ! cmp -s o1 o3 &&
+    : >"$MOCK_LOG" && cl-rollout --branch $R --seed 8 --no-sample-seed --user-seed 5 in >o4 &&
+    jq -se "map(select(.body.model == \"asst\")) | all(has(\"seed\") | not)" "$MOCK_LOG" &&
+    jq -se "map(select(.body.model == \"usr\")) | all(.body.seed == 5)" "$MOCK_LOG"
 '
 test_expect 'the paper preset sets top-p 0.9 and 8 turns unless given explicitly, whatever the order' '
     endless_script >script && mock_start --script script && seeds 1 >in &&
