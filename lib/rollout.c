@@ -416,7 +416,6 @@ static conv *conv_new(slot *sl, int kind, jv msgs, int cand, int fut)
     return cv;
 }
 
-/* A conv without a usable source or prompt ends the record with an error. */
 static void conv_free(conv *cv)
 {
     jv_free(cv->msgs);
