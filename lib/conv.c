@@ -2,6 +2,7 @@
 #include "conv.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,35 +39,27 @@ static const char *elem_str(const jv *arr, int i, const char *key)
 char *cl_conv_render(const jv *messages)
 {
     int n = len_of(messages);
-    size_t cap = 1, len = 0;
+    jv out = jv_string("");
     for (int i = 0; i < n; i++) {
-        const char *r = elem_str(messages, i, "role"), *c = elem_str(messages, i, "content");
-        cap += (r ? strlen(r) : 0) + (c ? strlen(c) : 0) + 8;
+        jv m = jv_array_get(jv_copy(*messages), i);
+        const char *r = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "role") : NULL;
+        if (r && strcmp(r, "system") != 0) {
+            const char *c = cl_json_str(&m, "content");
+            char role[64];
+            snprintf(role, sizeof role, "%s**%s", jv_string_length_bytes(jv_copy(out)) ? "\n" : "", r);
+            size_t at = role[0] == '\n' ? 3 : 2;
+            role[at] = (char)toupper((unsigned char)role[at]);
+            out = jv_string_append_str(out, role);
+            out = jv_string_append_str(out, "**: ");
+            out = jv_string_append_str(out, c ? c : "");
+        }
+        jv_free(m);
     }
-    char *out = malloc(cap);
-    if (!out)
+    char *s = strdup(jv_string_value(out));
+    jv_free(out);
+    if (!s)
         abort();
-    out[0] = 0;
-    for (int i = 0; i < n; i++) {
-        const char *r = elem_str(messages, i, "role"), *c = elem_str(messages, i, "content");
-        if (!r || !strcmp(r, "system"))
-            continue;
-        if (len)
-            out[len++] = '\n';
-        out[len++] = '*';
-        out[len++] = '*';
-        size_t rl = strlen(r);
-        memcpy(out + len, r, rl);
-        out[len] = (char)toupper((unsigned char)out[len]);
-        len += rl;
-        memcpy(out + len, "**: ", 4);
-        len += 4;
-        size_t cl = c ? strlen(c) : 0;
-        memcpy(out + len, c ? c : "", cl);
-        len += cl;
-        out[len] = 0;
-    }
-    return out;
+    return s;
 }
 
 int cl_conv_count(const jv *messages, const char *role)
