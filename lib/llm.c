@@ -699,7 +699,8 @@ static void deliver(cl_llm *llm)
             llm->st.ok++;
         } else
             llm->st.failed++;
-        c->done(c->ctx, &r);
+        if (c->done)
+            c->done(c->ctx, &r);
         llm->pending--;
         free_call(c);
     }

@@ -242,6 +242,11 @@ static void xfer_release(cl_llm_http *h, struct xfer *x)
     free(x->body);
     x->body = NULL;
     x->call = NULL;
+    if (x->cap > 256 * 1024) { /* one long reply should not pin its buffer in every pooled slot */
+        free(x->buf);
+        x->buf = NULL;
+        x->cap = x->len = 0;
+    }
     if (grow((void **)&h->pool, &h->cappool, h->npool + 1, sizeof *h->pool) < 0) {
         xfer_free(x);
         return;
@@ -274,8 +279,8 @@ static void xfer_finish(cl_llm_http *h, struct xfer *x, CURLcode rc, int timed_o
     cl_llm_http_done_fn done = x->done;
     void *self = x->self;
     c->xfer = NULL;
+    done(self, c, &rp); /* rp.body is x's buffer: recycle x only afterwards */
     xfer_release(h, x);
-    done(self, c, &rp);
 }
 
 void cl_llm_http_post(cl_llm *llm, cl_llm_call *c, const char *url, const struct curl_slist *headers,

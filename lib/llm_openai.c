@@ -302,7 +302,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         snprintf(out.error, sizeof out.error, "POST %s: %s (curl %d)", o->shown_url, rp->curl_error,
                  rp->curl_code);
     } else if (rp->status >= 200 && rp->status < 300) {
-        jv v = jv_parse_sized(rp->body, (int)rp->len);
+        cl_json_check chk;
+        jv v = cl_json_validate(rp->body, rp->len, &chk) == 0 ? cl_json_parse(rp->body, rp->len) : jv_invalid();
         if (jv_get_kind(v) == JV_KIND_OBJECT && cl_json_kind(&v, "choices") == JV_KIND_ARRAY &&
             jv_array_length(cl_json_get(&v, "choices")) > 0) {
             out.response = v;
@@ -317,7 +318,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         }
     } else {
         long s = rp->status;
-        jv v = jv_parse_sized(rp->body, (int)rp->len);
+        cl_json_check chk;
+        jv v = cl_json_validate(rp->body, rp->len, &chk) == 0 ? cl_json_parse(rp->body, rp->len) : jv_invalid();
         char msg[300] = "", code[100] = "";
         if (jv_get_kind(v) == JV_KIND_OBJECT)
             error_fields(&v, msg, sizeof msg, code, sizeof code);

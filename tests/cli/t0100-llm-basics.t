@@ -58,6 +58,20 @@ test_expect 'connections are reused: 60 calls at 4 in flight use at most 4 conne
     llmcall -q -Z --no-cache --assistant openai:m --api-base "$MOCK_URL" --max-inflight 4 in >out &&
     test "$(wc -l <out)" = 60 && test "$(jq -s "map(.conn) | unique | length" "$MOCK_LOG")" -le 4
 '
+test_expect 'the mock answers from a script file by matching the request' '
+    printf "%s\n" "{\"match\": \"capital of France\", \"reply\": \"Paris.\"}" \
+        "{\"match\": \"\\\"role\\\":\\\"user\\\"\", \"reply\": \"(any user turn)\"}" >script &&
+    mock_start --script script && ask a "What is the capital of France?" b "Hi" >in &&
+    llmcall -q -Z --no-cache --assistant openai:m --api-base "$MOCK_URL" in >out &&
+    test "$(jq -r .reply out | tr "\n" "|")" = "Paris.|(any user turn)|"
+'
+test_expect 'a 1 MB reply arrives whole, and so do the short ones after it' '
+    awk "BEGIN { printf \"{\\\"match\\\": \\\"big\\\", \\\"reply\\\": \\\"\"; for (i = 0; i < 100000; i++) printf \"0123456789\"; print \"\\\"}\" }" >script &&
+    mock_start --script script && ask a big b small c big >in &&
+    llmcall -q -Z --no-cache --assistant openai:m --api-base "$MOCK_URL" --max-inflight 1 in >out &&
+    jq -se "(.[0].reply | length) == 1000000 and (.[2].reply | length) == 1000000 and
+            (.[1].reply | startswith(\"mock reply\"))" out
+'
 test_expect 'an unknown model scheme is a configuration error (exit 78) naming the known ones' '
     { llmcall -q --no-cache --assistant nosuch:m </dev/null 2>err; test $? = 78; } &&
     grep -q "unknown model scheme .nosuch. (known: openai)" err &&

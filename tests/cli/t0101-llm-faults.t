@@ -55,6 +55,10 @@ test_expect 'a 401 (bad key) stops every call of the role: exit 78' '
     { call -q --max-inflight 1 in >out; test $? = 78; } && test "$(mock_count)" = 1 &&
     test "$(jq -s "map(select(.error.message | test(\"HTTP 401\"))) | length" out)" = 3
 '
+test_expect 'a 404 (no such model) is a configuration error too' '
+    mock_start && ask a "@fault:404" b "x" >in && { call -q --max-inflight 1 in >out; test $? = 78; } &&
+    test "$(mock_count)" = 1 && jq -se ".[1].error.message | test(\"model_not_found\")" out
+'
 test_expect 'x-should-retry: false is obeyed' '
     mock_start && ask a "@fault:noretry" >in && { call -q in >out; test $? = 1; } && test "$(mock_count)" = 1
 '
