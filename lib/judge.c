@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv.h"
 #include "json.h"
+#include "lenient_json.h"
 #include "prompts.h"
 
 struct cl_judge {
@@ -23,6 +25,8 @@ static const char *const reply_members[CL_JUDGE_NKINDS] = {
 };
 
 const char *cl_judge_key(cl_judge_kind k) { return keys[k]; }
+
+int cl_judge_selected(const cl_judge *j, cl_judge_kind k) { return (j->cfg.kinds >> k) & 1u; }
 
 const char *cl_itr_scale_name(cl_itr_scale s) { return s == CL_ITR_PAPER ? "paper" : "unit"; }
 
@@ -82,24 +86,19 @@ void cl_judge_free(cl_judge *j)
 
 /* ---- units ------------------------------------------------------------------------------ */
 
-/* Appends the non-system messages of msgs (borrowed) to arr (consumed).  -1 when a message is
- * not a {role, content} object. */
-static int append_messages(jv *arr, const jv *msgs)
+/* Whether msgs is an array of {role, content} string objects. */
+static int valid_messages(const jv *msgs)
 {
-    int n = jv_array_length(jv_copy(*msgs));
-    for (int i = 0; i < n; i++) {
+    if (jv_get_kind(*msgs) != JV_KIND_ARRAY)
+        return 0;
+    int n = jv_array_length(jv_copy(*msgs)), ok = 1;
+    for (int i = 0; i < n && ok; i++) {
         jv m = jv_array_get(jv_copy(*msgs), i);
-        const char *role = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "role") : NULL;
-        if (!role || cl_json_kind(&m, "content") != JV_KIND_STRING) {
-            jv_free(m);
-            return -1;
-        }
-        if (strcmp(role, "system") == 0)
-            jv_free(m);
-        else
-            *arr = jv_array_append(*arr, m);
+        ok = jv_get_kind(m) == JV_KIND_OBJECT && cl_json_kind(&m, "role") == JV_KIND_STRING &&
+             cl_json_kind(&m, "content") == JV_KIND_STRING;
+        jv_free(m);
     }
-    return 0;
+    return ok;
 }
 
 static int add_unit(cl_judge_unit **units, int *n, int *cap, int c, int f, jv history, jv window, cl_err *e)
@@ -119,84 +118,53 @@ static int add_unit(cl_judge_unit **units, int *n, int *cap, int c, int f, jv hi
     return 0;
 }
 
-/* The window of future f after candidate cand: the candidate reply, then the future's
- * messages (which may already start with the candidate reply; it is not repeated). */
-static int future_window(const jv *cand, const jv *fut, jv *window)
-{
-    const char *content = cl_json_str(cand, "content");
-    jv msgs = cl_json_get(fut, "messages");
-    if (!content || jv_get_kind(msgs) != JV_KIND_ARRAY) {
-        jv_free(msgs);
-        return -1;
-    }
-    jv w = jv_array();
-    jv first = jv_array_length(jv_copy(msgs)) > 0 ? jv_array_get(jv_copy(msgs), 0) : jv_null();
-    const char *r0 = jv_get_kind(first) == JV_KIND_OBJECT ? cl_json_str(&first, "role") : NULL;
-    const char *c0 = jv_get_kind(first) == JV_KIND_OBJECT ? cl_json_str(&first, "content") : NULL;
-    if (!(r0 && c0 && strcmp(r0, "assistant") == 0 && strcmp(c0, content) == 0))
-        w = jv_array_append(w, cl_json_message("assistant", content));
-    jv_free(first);
-    int rc = append_messages(&w, &msgs);
-    jv_free(msgs);
-    *window = w;
-    return rc;
-}
-
 int cl_judge_units(const jv *rec, cl_judge_unit **units, int *n, cl_err *e)
 {
     *units = NULL;
     *n = 0;
-    int cap = 0;
-    jv msgs = cl_json_get(rec, "messages");
-    jv cands = cl_json_get(rec, "candidates");
-    jv history = jv_array();
-    int rc = 0;
-    if (jv_is_valid(msgs) && (jv_get_kind(msgs) != JV_KIND_ARRAY || append_messages(&history, &msgs) < 0)) {
-        rc = cl_err_set(e, CL_EXIT_DATAERR, "field 'messages' is not an array of {role, content} objects");
-        goto out;
-    }
-    if (!jv_is_valid(cands)) {
-        if (!jv_is_valid(msgs)) {
+    int cap = 0, rc = 0;
+    jv history = cl_state_messages(rec);
+    jv_kind ck = cl_json_kind(rec, "candidates");
+    if (cl_json_has(rec, "messages") && !valid_messages(&history)) {
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "field 'messages' is not an array of {role, content} strings");
+    } else if (ck == JV_KIND_INVALID) {
+        if (!cl_json_has(rec, "messages"))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "record has neither 'messages' nor 'candidates': nothing to judge");
-            goto out;
-        }
-        rc = add_unit(units, n, &cap, -1, -1, jv_array(), jv_copy(history), e);
-        goto out;
-    }
-    if (jv_get_kind(cands) != JV_KIND_ARRAY) {
+        else
+            rc = add_unit(units, n, &cap, -1, -1, jv_array(), jv_copy(history), e);
+    } else if (ck != JV_KIND_ARRAY) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "field 'candidates' is not an array");
-        goto out;
-    }
-    int nc = jv_array_length(jv_copy(cands));
-    for (int c = 0; c < nc && rc == 0; c++) {
-        jv cand = jv_array_get(jv_copy(cands), c);
-        jv futs = jv_get_kind(cand) == JV_KIND_OBJECT ? cl_json_get(&cand, "futures") : jv_invalid();
-        if (jv_get_kind(futs) != JV_KIND_ARRAY) {
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "candidates[%d]: field 'futures' is missing or not an array", c);
-        } else {
-            int nf = jv_array_length(jv_copy(futs));
+    } else {
+        int h = jv_array_length(jv_copy(history));
+        int nc = cl_branch_ncandidates(rec);
+        for (int c = 0; c < nc && rc == 0; c++) {
+            jv cand = cl_branch_candidate(rec, c);
+            int ok = jv_get_kind(cand) == JV_KIND_OBJECT && cl_json_kind(&cand, "content") == JV_KIND_STRING &&
+                     cl_json_kind(&cand, "futures") == JV_KIND_ARRAY;
+            jv_free(cand);
+            if (!ok) {
+                rc = cl_err_set(e, CL_EXIT_DATAERR, "candidates[%d]: needs a string 'content' and an array 'futures'", c);
+                break;
+            }
+            int nf = cl_branch_nfutures(rec, c);
             for (int f = 0; f < nf && rc == 0; f++) {
-                jv fut = jv_array_get(jv_copy(futs), f);
-                jv window;
-                if (jv_get_kind(fut) != JV_KIND_OBJECT || future_window(&cand, &fut, &window) < 0) {
-                    if (jv_get_kind(fut) == JV_KIND_OBJECT)
-                        jv_free(window);
+                jv fut = cl_branch_future(rec, c, f);
+                jv fm = jv_get_kind(fut) == JV_KIND_OBJECT ? cl_json_get(&fut, "messages") : jv_invalid();
+                if (!valid_messages(&fm)) {
                     rc = cl_err_set(e, CL_EXIT_DATAERR,
-                                    "candidates[%d].futures[%d]: needs the candidate's 'content' and "
-                                    "'messages' of {role, content} objects", c, f);
+                                    "candidates[%d].futures[%d]: 'messages' is not an array of {role, content} strings",
+                                    c, f);
                 } else {
-                    rc = add_unit(units, n, &cap, c, f, jv_copy(history), window, e);
+                    jv whole = cl_branch_future_conversation(rec, c, f);
+                    int len = jv_array_length(jv_copy(whole));
+                    rc = add_unit(units, n, &cap, c, f, jv_copy(history), jv_array_slice(whole, h, len), e);
                 }
+                jv_free(fm);
                 jv_free(fut);
             }
         }
-        jv_free(futs);
-        jv_free(cand);
     }
-out:
     jv_free(history);
-    jv_free(msgs);
-    jv_free(cands);
     if (rc < 0) {
         cl_judge_units_free(*units, *n);
         *units = NULL;
@@ -226,94 +194,48 @@ jv cl_judge_unit_get(const jv *rec, const cl_judge_unit *u)
 {
     if (u->cand < 0)
         return jv_copy(*rec);
-    jv p = JV_ARRAY(jv_string("candidates"), jv_number(u->cand), jv_string("futures"), jv_number(u->fut));
-    return jv_getpath(jv_copy(*rec), p);
+    return cl_branch_future(rec, u->cand, u->fut);
 }
 
 jv cl_judge_unit_set(jv rec, const cl_judge_unit *u, const char *key, jv value)
 {
     if (u->cand < 0)
         return cl_json_set(rec, key, value);
-    jv p = JV_ARRAY(jv_string("candidates"), jv_number(u->cand), jv_string("futures"), jv_number(u->fut),
-                    jv_string(key));
-    return jv_setpath(rec, p, value);
+    jv fut = cl_json_set(cl_branch_future(&rec, u->cand, u->fut), key, value);
+    return cl_branch_set_future(rec, u->cand, u->fut, fut);
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
 
-/* The conversation as the judges read it: one "**Role**: content" paragraph per message. */
-static char *transcript(const jv *msgs)
-{
-    size_t cap = 256, len = 0;
-    char *s = malloc(cap);
-    if (!s)
-        return NULL;
-    s[0] = 0;
-    int n = jv_array_length(jv_copy(*msgs));
-    for (int i = 0; i < n; i++) {
-        jv m = jv_array_get(jv_copy(*msgs), i);
-        const char *role = cl_json_str(&m, "role"), *content = cl_json_str(&m, "content");
-        size_t need = len + strlen(role) + strlen(content) + 16;
-        if (need > cap) {
-            while (need > cap)
-                cap *= 2;
-            char *t = realloc(s, cap);
-            if (!t) {
-                free(s);
-                jv_free(m);
-                return NULL;
-            }
-            s = t;
-        }
-        len += (size_t)snprintf(s + len, cap - len, "%s**%c%s**: %s", i ? "\n\n" : "",
-                                (role[0] >= 'a' && role[0] <= 'z') ? role[0] - 'a' + 'A' : role[0], role + 1,
-                                content);
-        jv_free(m);
-    }
-    return s;
-}
-
 static jv concat(const jv *a, const jv *b) { return jv_array_concat(jv_copy(*a), jv_copy(*b)); }
 
-/* The seed fields under our name or the official dataset's. */
-static jv seed_field(const jv *rec, const char *ours, const char *official)
+/* The seed's metadata object (ours or the official dataset's name); jv null when absent. */
+static jv seed_metadata(const jv *rec)
 {
-    jv v = cl_json_get(rec, ours);
-    if (jv_is_valid(v) && jv_get_kind(v) != JV_KIND_NULL)
-        return v;
-    jv_free(v);
-    return cl_json_get(rec, official);
-}
-
-/* Sets vars.name to the string of rec's seed field; -1 with e set when it is missing. */
-static int seed_var(jv *vars, const char *var, const jv *rec, const char *ours, const char *official, cl_err *e)
-{
-    jv v = seed_field(rec, ours, official);
-    if (jv_get_kind(v) != JV_KIND_STRING) {
+    jv v = cl_json_get(rec, "metadata");
+    if (jv_get_kind(v) != JV_KIND_OBJECT) {
         jv_free(v);
-        return cl_err_set(e, CL_EXIT_DATAERR, "field '%s' (the %s) is missing or not a string", ours, var);
+        v = cl_json_get(rec, "single_turn_metadata");
     }
-    *vars = cl_json_set(*vars, var, v);
-    return 0;
+    if (jv_get_kind(v) != JV_KIND_OBJECT) {
+        jv_free(v);
+        return jv_null();
+    }
+    return v;
 }
 
 /* The item's ambiguity for clarify-or-answer: metadata.ambiguous, or the reference label
  * "ambiguous" / "non_ambiguous" (cl-seed --preset abgcoqa writes both).  -1 when unknown. */
 static int ambiguity(const jv *rec)
 {
-    jv meta = seed_field(rec, "metadata", "single_turn_metadata");
+    jv meta = seed_metadata(rec);
     int amb = jv_get_kind(meta) == JV_KIND_OBJECT ? cl_json_bool(&meta, "ambiguous", -1) : -1;
     jv_free(meta);
-    if (amb >= 0)
-        return amb;
-    jv c = seed_field(rec, "completion", "single_turn_completion");
-    if (jv_get_kind(c) == JV_KIND_STRING) {
-        if (strcmp(jv_string_value(c), "ambiguous") == 0)
-            amb = 1;
-        else if (strcmp(jv_string_value(c), "non_ambiguous") == 0)
-            amb = 0;
-    }
-    jv_free(c);
+    const char *c = cl_seed_completion(rec);
+    if (amb < 0 && c && strcmp(c, "ambiguous") == 0)
+        amb = 1;
+    else if (amb < 0 && c && strcmp(c, "non_ambiguous") == 0)
+        amb = 0;
     return amb;
 }
 
@@ -321,8 +243,8 @@ static jv var_transcript(jv vars, const char *name, const jv *msgs, const char *
 {
     if (jv_array_length(jv_copy(*msgs)) == 0)
         return cl_json_set_str(vars, name, if_empty);
-    char *t = transcript(msgs);
-    vars = cl_json_set_str(vars, name, t ? t : "");
+    char *t = cl_conv_render(msgs);
+    vars = cl_json_set_str(vars, name, t);
     free(t);
     return vars;
 }
@@ -333,14 +255,14 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
     const char *none = "(none: the conversation starts here)";
     jv all = concat(&u->history, &u->window);
     jv vars = jv_object();
-    const char *td = cl_json_str(rec, "task_desc");
+    const char *td = cl_seed_task_desc(rec);
     vars = cl_json_set_str(vars, "task_desc", td ? td : "");
     int rc = 0;
     switch (k) {
     case CL_JUDGE_EXTRACT: {
         /* Extraction always reads the whole conversation: a revision may come from any turn. */
         vars = var_transcript(vars, "conversation", &all, "(empty)");
-        jv meta = seed_field(rec, "metadata", "single_turn_metadata");
+        jv meta = seed_metadata(rec);
         const char *req = jv_get_kind(meta) == JV_KIND_OBJECT ? cl_json_str(&meta, "extraction_requirement") : NULL;
         vars = cl_json_set_str(vars, "requirement", req && *req ? req : "none");
         jv_free(meta);
@@ -357,9 +279,13 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
         }
         break;
     case CL_JUDGE_ACCURACY:
-        rc = seed_var(&vars, "question", rec, "prompt", "single_turn_prompt", e);
-        if (rc == 0)
-            rc = seed_var(&vars, "reference", rec, "completion", "single_turn_completion", e);
+        if (!cl_seed_prompt(rec) || !cl_seed_completion(rec)) {
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "the accuracy judge needs the seed's 'prompt' (the question) "
+                            "and 'completion' (the reference) as strings");
+            break;
+        }
+        vars = cl_json_set_str(vars, "question", cl_seed_prompt(rec));
+        vars = cl_json_set_str(vars, "reference", cl_seed_completion(rec));
         if (extracted)
             vars = cl_json_set_str(vars, "response", extracted);
         else
@@ -413,54 +339,24 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
 
 /* ---- replies ---------------------------------------------------------------------------- */
 
-/* The JSON object in a model reply: the text from its first '{' to its last '}'. */
-static jv reply_object(const char *reply)
+/* A verdict as a number: numbers, numeric strings and booleans are accepted. */
+static int verdict_number(const jv *obj, const char *key, double *x)
 {
-    const char *a = reply ? strchr(reply, '{') : NULL;
-    const char *b = reply ? strrchr(reply, '}') : NULL;
-    if (!a || !b || b < a)
-        return jv_invalid();
-    jv v = jv_parse_sized(a, (int)(b - a + 1));
-    if (jv_get_kind(v) != JV_KIND_OBJECT) {
-        jv_free(v);
-        return jv_invalid();
-    }
-    return v;
-}
-
-/* A verdict as a number: numbers, booleans and numeric strings are accepted. */
-static int verdict_number(const jv *v, double *x)
-{
-    switch (jv_get_kind(*v)) {
-    case JV_KIND_NUMBER:
-        *x = jv_number_value(*v);
+    if (cl_lenient_num(obj, key, x) == 0)
         return 0;
-    case JV_KIND_TRUE:
-        *x = 1;
-        return 0;
-    case JV_KIND_FALSE:
-        *x = 0;
-        return 0;
-    case JV_KIND_STRING: {
-        char *end;
-        const char *s = jv_string_value(*v);
-        *x = strtod(s, &end);
-        while (*end == ' ')
-            end++;
-        return end != s && !*end ? 0 : -1;
-    }
-    default:
-        return -1;
-    }
+    int b = cl_json_bool(obj, key, -1);
+    *x = b;
+    return b < 0 ? -1 : 0;
 }
 
 int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double *raw, char **text, cl_err *e)
 {
-    jv obj = reply_object(reply);
-    if (!jv_is_valid(obj))
+    jv obj = cl_lenient_json(reply ? reply : "", reply ? strlen(reply) : 0);
+    if (!jv_is_valid(obj)) {
+        jv_free(obj);
         return cl_err_set(e, CL_EXIT_DATAERR, "%s judge: the reply holds no JSON object", keys[k]);
+    }
     jv v = cl_json_get(&obj, reply_members[k]);
-    jv_free(obj);
     int rc = 0;
     if (!jv_is_valid(v)) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "%s judge: the reply has no '%s'", keys[k], reply_members[k]);
@@ -482,7 +378,7 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
         if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER)
             lo = 1, hi = 3;
         int binary = k == CL_JUDGE_ACCURACY || k == CL_JUDGE_CLARIFY;
-        if (verdict_number(&v, &x) < 0 || !isfinite(x))
+        if (verdict_number(&obj, reply_members[k], &x) < 0 || !isfinite(x))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s judge: '%s' is not a number", keys[k], reply_members[k]);
         else if (binary && x != 0 && x != 1)
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s judge: '%s' is %g, not 0 or 1", keys[k], reply_members[k], x);
@@ -493,6 +389,7 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
             *raw = x;
     }
     jv_free(v);
+    jv_free(obj);
     return rc;
 }
 

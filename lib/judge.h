@@ -44,6 +44,9 @@ typedef struct cl_judge cl_judge;
 cl_judge *cl_judge_new(const cl_judge_config *cfg, cl_err *e);
 void cl_judge_free(cl_judge *j);
 
+/* Whether judge k was selected. */
+int cl_judge_selected(const cl_judge *j, cl_judge_kind k);
+
 /* The key a judge's results are stored under: "extracted", "interactivity", "accuracy",
  * "helpfulness", "clarify_or_answer". */
 const char *cl_judge_key(cl_judge_kind k);
