@@ -97,8 +97,6 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
 {
     unit_state *us = &jb->us[u];
     const cl_judge_unit *unit = &jb->units[u];
-    char name[64];
-    cl_judge_unit_name(unit, name, sizeof name);
     jv summary = cl_judge_summary(r->j, k, us->raw[k], us->score[k], us->n[k], us->failed[k]);
     if (us->n[k] == 0) {
         char what[128];
@@ -216,7 +214,13 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
     snprintf(key, sizeof key, "%s/judge/%s/%s/s%d/a%d/seed%" PRIu64, jb->id, cl_judge_key(k), uname, sample,
              attempt, r->o->seed);
     jb->pending++;
-    cl_llm_submit(r->llm, r->o->role, msgs, jv_null(), key, on_reply, c);
+    /* Samples and re-asks carry distinct seeds, so servers that honour "seed" draw distinct
+     * judgements even when the requests are otherwise identical; a single first ask is sent
+     * with the role's own parameters only. */
+    jv params = jv_null();
+    if (r->o->samples > 1 || attempt > 0)
+        params = cl_json_set_num(jv_object(), "seed", (double)(r->o->seed + (uint64_t)sample + 1000u * (uint64_t)attempt));
+    cl_llm_submit(r->llm, r->o->role, msgs, params, key, on_reply, c);
 }
 
 static void job_free(job *jb)
