@@ -506,7 +506,11 @@ static grid build_grid(const jv *rep)
         ADD(jv_string_value(name));
         for (int t = 0; t < nt; t++) {
             jv ro = jv_getpath(jv_copy(tasks), JV_ARRAY(jv_number(t), jv_string("runs"), jv_number(run)));
-            snprintf(buf, sizeof buf, "%.0f", num_at(&ro, JV_ARRAY(jv_string("records"))));
+            double nrec = num_at(&ro, JV_ARRAY(jv_string("records"))), nfail = num_at(&ro, JV_ARRAY(jv_string("failed")));
+            if (nfail > 0)
+                snprintf(buf, sizeof buf, "%.0f (%.0f failed)", nrec, nfail);
+            else
+                snprintf(buf, sizeof buf, "%.0f", nrec);
             ADD(buf);
             for (int m = 0; m < NMEASURES; m++) {
                 jv st = jv_getpath(jv_copy(ro), JV_ARRAY(jv_string("measures"), jv_string(measure_keys[m])));
@@ -615,10 +619,11 @@ static void write_grid(const grid *g, int markdown, FILE *out)
         }
         fputs(markdown ? "|\n" : "\n", out);
         if (markdown && r == 0) {
-            for (int c = 0; c < g->cols; c++)
-                fprintf(out, "|%s%.*s", c ? "" : "", w[c] + 2,
-                        c == 0 ? "-----------------------------------------------------------------------------------------"
-                               : "----------------------------------------------------------------------------------------:");
+            for (int c = 0; c < g->cols; c++) {
+                fputc('|', out);
+                for (int i = 0; i < w[c] + 2; i++)
+                    fputc(c > 0 && i == w[c] + 1 ? ':' : '-', out); /* numbers right-aligned */
+            }
             fputs("|\n", out);
         }
     }
@@ -769,13 +774,31 @@ int cl_report_plot(const jv *rep, const char *png, cl_err *e)
                 jv_free(st);
                 jv_free(ro);
             }
-            fputs("EOD\nset title ", gp);
+            /* bars start at zero unless a value is negative (the paper ITR scale) */
+            double lowest = 0;
+            int points = 0;
+            jv_array_foreach(runs, i2, ro2) {
+                (void)i2;
+                jv st = jv_getpath(jv_copy(ro2), JV_ARRAY(jv_string("measures"), jv_string(measure_keys[m])));
+                double lo = num_at(&st, JV_ARRAY(jv_string("lo")));
+                points += !isnan(lo);
+                if (lo < lowest)
+                    lowest = lo;
+                jv_free(st);
+                jv_free(ro2);
+            }
+            fputs(lowest < 0 ? "EOD\nset yrange [*:*]\n" : "EOD\nset yrange [0:*]\n", gp);
+            fputs("set title ", gp);
             char t2[256];
             snprintf(t2, sizeof t2, "%s: %s%s", cl_json_str(&to, "task"), column_label(metric, m),
                      m == M_TOKENS ? "" : " x100");
             gp_string(gp, t2);
-            fprintf(gp, "\nplot $d%d_%d using 2:3:4:xtic(1) lc rgb '%s'\n", t, m,
-                    m == M_METRIC ? "#4477aa" : m == M_TOKENS ? "#ccbb44" : "#228833");
+            if (points)
+                fprintf(gp, "\nplot $d%d_%d using 2:3:4:xtic(1) lc rgb '%s'\n", t, m,
+                        m == M_METRIC ? "#4477aa" : m == M_TOKENS ? "#ccbb44" : "#228833");
+            else /* gnuplot refuses a histogram without a point: an empty, labelled panel */
+                fputs("\nset label 1 'no data' at graph 0.5,0.5 center\nset yrange [0:1]\nunset xtics\n"
+                      "plot 2 notitle\nunset label 1\nset xtics rotate by -20 nomirror\n", gp);
         }
         jv_free(runs);
         jv_free(to);
