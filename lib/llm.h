@@ -89,6 +89,10 @@ typedef struct cl_llm_config {
     uint64_t seed;             /* seeds the retry jitter */
     const cl_llm_role_config *roles;
     int nroles;
+    /* Backends beyond the built-in ones (llm_backend.h), NULL-terminated, or NULL: how a
+     * tool adds scripted programs (the offline world's user and judges) and how the unit
+     * tests drive the loop without HTTP.  They must outlive the client. */
+    const struct cl_llm_backend *const *extra_backends;
 } cl_llm_config;
 
 /* Builds the client: resolves every configured role's backend, endpoint and key, opens the
@@ -190,6 +194,7 @@ typedef struct cl_llm_stats {
     long calls_without_usage;        /* servers that sent no usage: tokens unknown */
     double cost_usd;                 /* from prices; cache hits cost nothing */
     double latency_sum_s, latency_p50_s, latency_p95_s, latency_max_s; /* paid calls */
+    long inflight;                   /* at the servers right now */
     long max_inflight_seen;
     double wall_s;                   /* since cl_llm_new */
 } cl_llm_stats;
