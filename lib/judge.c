@@ -125,7 +125,10 @@ int cl_judge_units(const jv *rec, cl_judge_unit **units, int *n, cl_err *e)
     int cap = 0, rc = 0;
     jv history = cl_state_messages(rec);
     jv_kind ck = cl_json_kind(rec, "candidates");
-    if (cl_json_has(rec, "messages") && !valid_messages(&history)) {
+    jv given = cl_json_get(rec, "messages");
+    int bad = jv_is_valid(given) && !valid_messages(&given);
+    jv_free(given);
+    if (bad) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "field 'messages' is not an array of {role, content} strings");
     } else if (ck == JV_KIND_INVALID) {
         if (!cl_json_has(rec, "messages"))

@@ -1,6 +1,7 @@
 #include "judge_run.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +98,14 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
 {
     unit_state *us = &jb->us[u];
     const cl_judge_unit *unit = &jb->units[u];
-    jv summary = cl_judge_summary(r->j, k, us->raw[k], us->score[k], us->n[k], us->failed[k]);
+    /* in sample order, whatever order the replies came in, so output bytes are stable */
+    int n = 0;
+    for (int i = 0; i < r->o->samples; i++)
+        if (!isnan(us->raw[k][i])) {
+            us->raw[k][n] = us->raw[k][i];
+            us->score[k][n++] = us->score[k][i];
+        }
+    jv summary = cl_judge_summary(r->j, k, us->raw[k], us->score[k], n, us->failed[k]);
     if (us->n[k] == 0) {
         char what[128];
         snprintf(what, sizeof what, "%s: no readable judgement", cl_judge_key(k));
@@ -119,13 +127,17 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
         jv_free(scores);
         scores = jv_object();
     }
+    int had = cl_json_has(&scores, cl_judge_key(k));
     if (us->n[k] > 0)
         scores = cl_json_set_num(scores, cl_judge_key(k), cl_json_num(&summary, "mean", 0));
-    else
-        scores = jv_object_delete(scores, jv_string(cl_judge_key(k))); /* never a stale or zero score */
+    else if (had) /* never a stale score, and never a 0 for a failure */
+        scores = jv_object_delete(scores, jv_string(cl_judge_key(k)));
     judge = cl_json_set(judge, cl_judge_key(k), summary);
     jb->rec = cl_judge_unit_set(jb->rec, unit, "judge", judge);
-    jb->rec = cl_judge_unit_set(jb->rec, unit, "scores", scores);
+    if (us->n[k] > 0 || had)
+        jb->rec = cl_judge_unit_set(jb->rec, unit, "scores", scores);
+    else
+        jv_free(scores);
 }
 
 static void on_reply(void *ctx, const cl_llm_result *res)
@@ -172,8 +184,9 @@ static void on_reply(void *ctx, const cl_llm_result *res)
         submit_scoring(r, jb, c->unit);
     } else {
         if (ok) {
-            us->raw[k][us->n[k]] = raw;
-            us->score[k][us->n[k]++] = cl_judge_score(r->j, k, &jb->rec, raw);
+            us->raw[k][c->sample] = raw;
+            us->score[k][c->sample] = cl_judge_score(r->j, k, &jb->rec, raw);
+            us->n[k]++;
         } else {
             us->failed[k]++;
         }
@@ -303,6 +316,8 @@ static job *job_start(run *r, cl_rec *rec)
             jb->us[u].score[k] = calloc((size_t)r->o->samples, sizeof(double));
             if (!jb->us[u].raw[k] || !jb->us[u].score[k])
                 abort();
+            for (int i = 0; i < r->o->samples; i++)
+                jb->us[u].raw[k][i] = NAN; /* not judged (yet) */
         }
     /* Hold the record open until every unit's calls are submitted, so that a callback
      * cannot see it finished half way. */
