@@ -252,8 +252,35 @@ static jv var_transcript(jv vars, const char *name, const jv *msgs, const char *
     return vars;
 }
 
-jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u,
-                    const char *extracted, cl_err *e)
+/* The unit's extracted.KIND as an owned jv string, or jv_invalid(). */
+static jv unit_extracted(const jv *rec, const cl_judge_unit *u, const char *kind)
+{
+    jv obj = cl_judge_unit_get(rec, u);
+    jv ex = cl_json_get(&obj, "extracted");
+    jv v = jv_get_kind(ex) == JV_KIND_OBJECT ? cl_json_get(&ex, kind) : jv_invalid();
+    jv_free(ex);
+    jv_free(obj);
+    if (jv_get_kind(v) != JV_KIND_STRING) {
+        jv_free(v);
+        return jv_invalid();
+    }
+    return v;
+}
+
+jv cl_judge_store_extracted(const cl_judge *j, jv rec, const cl_judge_unit *u, const char *text)
+{
+    jv obj = cl_judge_unit_get(&rec, u);
+    jv ex = cl_json_get(&obj, "extracted");
+    jv_free(obj);
+    if (jv_get_kind(ex) != JV_KIND_OBJECT) {
+        jv_free(ex);
+        ex = jv_object();
+    }
+    ex = cl_json_set_str(ex, j->cfg.artefact, text);
+    return cl_judge_unit_set(rec, u, "extracted", ex);
+}
+
+jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u, cl_err *e)
 {
     const char *none = "(none: the conversation starts here)";
     jv all = concat(&u->history, &u->window);
@@ -289,10 +316,15 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
         }
         vars = cl_json_set_str(vars, "question", cl_seed_prompt(rec));
         vars = cl_json_set_str(vars, "reference", cl_seed_completion(rec));
-        if (extracted)
-            vars = cl_json_set_str(vars, "response", extracted);
+        jv answer = unit_extracted(rec, u, "answer");
+        if (jv_is_valid(answer))
+            vars = cl_json_set(vars, "response", answer);
+        else if (cl_judge_selected(j, CL_JUDGE_EXTRACT) && strcmp(j->cfg.artefact, "answer") == 0)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "no extracted answer to judge (the extraction failed)");
         else
             vars = var_transcript(vars, "response", &all, "(empty)");
+        if (!jv_is_valid(answer))
+            jv_free(answer);
         break;
     default: {
         if (ambiguity(rec) < 0) {

@@ -13,8 +13,6 @@
 #define MAX_JOBS 256
 
 typedef struct unit_state {
-    char *extracted;                    /* NULL until extracted */
-    int extract_failed;
     double *raw[CL_JUDGE_NKINDS], *score[CL_JUDGE_NKINDS];
     int n[CL_JUDGE_NKINDS], failed[CL_JUDGE_NKINDS], open[CL_JUDGE_NKINDS];
     char *error[CL_JUDGE_NKINDS];       /* last failure of the judge on this unit */
@@ -79,12 +77,6 @@ static void submit_scoring(run *r, job *jb, int u)
     for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++) {
         if (!selected(r, (cl_judge_kind)k))
             continue;
-        if (k == CL_JUDGE_ACCURACY && jb->us[u].extract_failed) {
-            /* without the extracted answer the judgement would read something else */
-            job_fail(jb, u, "accuracy not judged", "the extraction failed");
-            r->failed_units[k]++;
-            continue;
-        }
         /* all samples are counted open first, so a request that cannot even be built (it
          * fails at once) settles the judge only after the last sample */
         jb->us[u].open[k] = r->o->samples;
@@ -173,12 +165,11 @@ static void on_reply(void *ctx, const cl_llm_result *res)
     if (k == CL_JUDGE_EXTRACT) {
         const cl_judge_unit *unit = &jb->units[c->unit];
         if (ok) {
-            us->extracted = text;
-            jb->rec = cl_judge_unit_set(jb->rec, unit, "extracted", jv_string(text));
+            jb->rec = cl_judge_store_extracted(r->j, jb->rec, unit, text);
+            free(text);
             r->judged_units[k]++;
         } else {
             job_fail(jb, c->unit, "extraction failed", e.msg);
-            us->extract_failed = 1;
             r->failed_units[k]++;
         }
         submit_scoring(r, jb, c->unit);
@@ -200,13 +191,12 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
 {
     unit_state *us = &jb->us[unit];
     cl_err e = {0};
-    jv msgs = cl_judge_request(r->j, k, &jb->rec, &jb->units[unit], us->extracted, &e);
+    jv msgs = cl_judge_request(r->j, k, &jb->rec, &jb->units[unit], &e);
     if (!jv_is_valid(msgs)) {
         /* the record lacks what this judge needs: no call, the judge fails on this unit */
         jv_free(msgs);
         job_fail(jb, unit, cl_judge_key(k), e.msg);
         if (k == CL_JUDGE_EXTRACT) {
-            us->extract_failed = 1;
             r->failed_units[k]++;
             submit_scoring(r, jb, unit);
         } else {
@@ -239,7 +229,6 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
 static void job_free(job *jb)
 {
     for (int u = 0; u < jb->nunits; u++) {
-        free(jb->us[u].extracted);
         for (int k = 0; k < CL_JUDGE_NKINDS; k++) {
             free(jb->us[u].raw[k]);
             free(jb->us[u].score[k]);

@@ -81,18 +81,19 @@ test_expect '--context full judges the whole conversation with no separate histo
     jq -e "[.candidates[].futures[].scores.interactivity] == [0, 0, 0]" out
 '
 
-test_expect 'extraction: the whole conversation and the seed requirement are sent; extracted goes next to each future messages' '
+test_expect 'extraction: the whole conversation and the seed requirement are sent; extracted.document goes on each future' '
     start_mock --script "$F/extract-document.script.jsonl" && cl-judge $J -Z --extract document "$F/branch.jsonl" >out &&
     test "$(requests | wc -l)" = 3 &&
     request_with FUT01-MARK | jq -e ".messages[0].content | contains(\"HIST-MARK\") and contains(\"CAND0-MARK\") and contains(\"Requirement for this item (or \\\"none\\\"): REQ-MARK keep the title line\")" &&
-    jq -e "[.candidates[].futures[].extracted] == [\"Rain\non the roof\", \"Rain\non the roof\", \"Rain\non the roof\"] and (has(\"extracted\") | not)" out
+    jq -e "[.candidates[].futures[].extracted.document] == [\"Rain\non the roof\", \"Rain\non the roof\", \"Rain\non the roof\"] and (has(\"extracted\") | not)" out
 '
 
-test_expect 'code extraction asks for imports and no test harness; a full conversation gets a top-level extracted' '
+test_expect 'code extraction asks for imports and no test harness; a full conversation gets a top-level extracted.code beside earlier kinds' '
     echo "{\"match\": \"wrote a program together\", \"reply\": \"{\\\"final_completion\\\": \\\"import os\\\"}\"}" >s.jsonl &&
-    start_mock --script s.jsonl && cl-judge $J -Z --extract code "$F/full.jsonl" >out &&
+    start_mock --script s.jsonl &&
+    records "$F/full.jsonl" | jq -c ".extracted = {document: \"earlier\"}" >in.jsonl && cl-judge $J -Z --extract code in.jsonl >out &&
     requests | jq -e ".messages[0].content | contains(\"Keep every import\") and contains(\"__main__\") and contains(\"(or \\\"none\\\"): none\")" &&
-    jq -e ".extracted == \"import os\"" out
+    jq -e ".extracted == {document: \"earlier\", code: \"import os\"}" out
 '
 
 test_expect 'accuracy reads the extracted answer with the question and the reference; true counts as 1' '
@@ -101,7 +102,16 @@ test_expect 'accuracy reads the extracted answer with the question and the refer
     start_mock --script s.jsonl && cl-judge $J -Z --extract answer --accuracy "$F/full.jsonl" >out &&
     test "$(requests | wc -l)" = 2 &&
     requests | sed -n 2p | jq -e ".messages[0].content | contains(\"Q-MARK What is 6 times 7?\") and contains(\"\\\\boxed{42}\") and (contains(\"USER-MARK\") | not)" &&
-    jq -e ".extracted == \"42\" and .scores.accuracy == 1" out
+    jq -e ".extracted.answer == \"42\" and .scores.accuracy == 1" out
+'
+
+test_expect 'when the answer cannot be extracted, accuracy is not judged on something else: the record fails' '
+    echo "{\"match\": \"State the final answer\", \"reply\": \"I cannot tell\"}" >s.jsonl &&
+    start_mock --script s.jsonl &&
+    { cl-judge $J -Z --extract answer --accuracy --judge-retries 1 "$F/full.jsonl" >out 2>err; test $? = 1; } &&
+    test "$(requests | wc -l)" = 2 && ! requests | grep -q "final answer to a question is correct" &&
+    jq -e "(.extracted == null) and (.scores == null) and (.error.message | test(\"extraction failed\"))" out &&
+    jq -e ".judge.accuracy | .n == 0 and .failed == 1" out
 '
 
 test_expect 'accuracy without extraction reads the transcript; a verdict that is not 0 or 1 is not used' '

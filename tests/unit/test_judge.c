@@ -146,7 +146,7 @@ static void branch_records_give_one_unit_per_future(void **state)
     jv_free(none);
 }
 
-static void accuracy_needs_the_reference(void **state)
+static void accuracy_needs_the_reference_and_reads_the_extracted_answer(void **state)
 {
     (void)state;
     cl_judge *j = judge(1u << CL_JUDGE_ACCURACY, CL_ITR_UNIT, 0);
@@ -155,12 +155,13 @@ static void accuracy_needs_the_reference(void **state)
     int n;
     cl_err e = {0};
     assert_int_equal(cl_judge_units(&rec, &u, &n, &e), 0);
-    jv m = cl_judge_request(j, CL_JUDGE_ACCURACY, &rec, &u[0], NULL, &e);
+    jv m = cl_judge_request(j, CL_JUDGE_ACCURACY, &rec, &u[0], &e);
     assert_false(jv_is_valid(m));
     assert_int_equal(e.code, CL_EXIT_DATAERR);
     jv_free(m);
     rec = cl_json_set_str(rec, "completion", "REF");
-    m = cl_judge_request(j, CL_JUDGE_ACCURACY, &rec, &u[0], "ANSWER", &e);
+    rec = cl_json_set(rec, "extracted", JV_OBJECT(jv_string("answer"), jv_string("ANSWER")));
+    m = cl_judge_request(j, CL_JUDGE_ACCURACY, &rec, &u[0], &e);
     assert_true(jv_is_valid(m));
     jv msg = jv_array_get(jv_copy(m), 0);
     const char *text = cl_json_str(&msg, "content");
@@ -199,7 +200,7 @@ int main(void)
         cmocka_unit_test(paper_scale_is_rescaled_and_clarify_compares_with_the_label),
         cmocka_unit_test(summary_has_mean_sample_sd_and_range),
         cmocka_unit_test(branch_records_give_one_unit_per_future),
-        cmocka_unit_test(accuracy_needs_the_reference),
+        cmocka_unit_test(accuracy_needs_the_reference_and_reads_the_extracted_answer),
         cmocka_unit_test(bootstrap_of_a_constant_is_the_constant_and_seeds_matter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
