@@ -47,6 +47,24 @@ static const char *prompt_name(const cl_judge_config *cfg, cl_judge_kind k, char
     }
 }
 
+/* A prompt (from --prompt-dir) that names a variable no judge provides is refused before any
+ * call, rather than failing on every record. */
+static int check_placeholders(const char *tmpl, const char *name, cl_err *e)
+{
+    static const char *const vars[] = {"task_desc", "conversation", "history", "requirement",
+                                       "question", "reference", "response"};
+    jv v = jv_object();
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        v = cl_json_set_str(v, vars[i], "");
+    cl_err pe = {0};
+    char *out = cl_prompt_render(tmpl, &v, &pe);
+    jv_free(v);
+    free(out);
+    if (!out)
+        return cl_err_set(e, CL_EXIT_CONFIG, "prompt %s: %s", name, pe.msg);
+    return 0;
+}
+
 cl_judge *cl_judge_new(const cl_judge_config *cfg, cl_err *e)
 {
     if ((cfg->kinds & (1u << CL_JUDGE_EXTRACT)) &&
@@ -66,8 +84,9 @@ cl_judge *cl_judge_new(const cl_judge_config *cfg, cl_err *e)
         if (!(cfg->kinds & (1u << k)))
             continue;
         char buf[64];
-        j->prompt[k] = cl_prompt_load(cfg->prompt_dir, prompt_name(cfg, (cl_judge_kind)k, buf, sizeof buf), e);
-        if (!j->prompt[k]) {
+        const char *name = prompt_name(cfg, (cl_judge_kind)k, buf, sizeof buf);
+        j->prompt[k] = cl_prompt_load(cfg->prompt_dir, name, e);
+        if (!j->prompt[k] || check_placeholders(j->prompt[k], name, e) < 0) {
             cl_judge_free(j);
             return NULL;
         }

@@ -181,8 +181,8 @@ test_expect '--prompt-dir replaces a built-in judge prompt; an unknown placehold
     printf "MY-OWN-PROMPT {{conversation}} / {{history}}\n" >p/judge_interactivity_unit.txt &&
     cl-judge $J -Z --interactivity --prompt-dir p "$F/full.jsonl" >out && jq -e ".scores.interactivity == 1" out &&
     printf "{{nosuchvar}}\n" >p/judge_interactivity_unit.txt &&
-    { cl-judge $J -Z --interactivity --prompt-dir p "$F/full.jsonl" >out 2>err; test $? = 1 || test $? = 78; } &&
-    grep -q nosuchvar err
+    { cl-judge $J -Z --interactivity --prompt-dir p "$F/full.jsonl" >out 2>err; test $? = 78; } &&
+    grep -q "prompt judge_interactivity_unit: .*nosuchvar" err && test "$(requests | wc -l)" = 1
 '
 
 test_expect 'usage errors exit 2: no judge, an unknown artefact, scale or context' '
