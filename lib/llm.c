@@ -379,6 +379,7 @@ void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sa
     struct role *r = &llm->roles[role];
     if (!r->be) {
         jv_free(params);
+        llm->fatal_status = CL_EXIT_CONFIG;
         finish(llm, c, CL_EXIT_CONFIG, "role %s has no model: give --%s SPEC", r->name, r->name);
         return;
     }

@@ -116,14 +116,17 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     o->llm = llm;
     o->model = strdup(arg);
-    size_t blen = strlen(base);
+    /* {base}/chat/completions, keeping a query (Azure's ?api-version=) after the path */
+    size_t blen = strcspn(base, "?#");
+    const char *query = base + blen;
     while (blen && base[blen - 1] == '/')
         blen--;
     const char *tail = "/chat/completions";
-    int has_tail = blen >= strlen(tail) && strncmp(base + blen - strlen(tail), tail, strlen(tail)) == 0;
-    o->url = malloc(blen + strlen(tail) + 1);
-    if (o->url)
-        snprintf(o->url, blen + strlen(tail) + 1, "%.*s%s", (int)blen, base, has_tail ? "" : tail);
+    size_t tlen = strlen(tail);
+    int has_tail = blen >= tlen && strncmp(base + blen - tlen, tail, tlen) == 0;
+    size_t ulen = blen + tlen + strlen(query) + 1;
+    if ((o->url = malloc(ulen)))
+        snprintf(o->url, ulen, "%.*s%s%s", (int)blen, base, has_tail ? "" : tail, query);
     o->shown_url = o->url ? shown(o->url) : NULL;
     if (key && *key)
         o->key = strdup(key);

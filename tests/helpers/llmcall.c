@@ -27,7 +27,7 @@ typedef struct slot {
     char *key;
     int role, calls_done, done;
     char *error;
-    const char *src;
+    char *src;        /* copied: the reader's name goes away with its input */
     uint64_t lineno;
     long cached, attempts;
     struct run *run;
@@ -99,6 +99,7 @@ static void flush_ready(run *R)
         jv_free(s->messages);
         free(s->key);
         free(s->error);
+        free(s->src);
         free(s);
         R->slots[R->next_out++] = NULL;
     }
@@ -146,7 +147,7 @@ static slot *new_slot(run *R, jv rec, const char *src, uint64_t lineno)
     R->slots[R->nslots++] = s;
     s->run = R;
     s->rec = rec;
-    s->src = src;
+    s->src = strdup(src);
     s->lineno = lineno;
     s->replies = jv_array();
     s->usage = jv_null();
