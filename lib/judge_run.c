@@ -255,7 +255,7 @@ static int flush(run *r, cl_err *e)
             r->tail = NULL;
         r->njobs--;
         jv rec = jv_copy(jb->rec);
-        if (jv_get_kind(jb->usage) == JV_KIND_OBJECT)
+        if (jv_get_kind(jb->usage) == JV_KIND_OBJECT && jv_object_length(jv_copy(jb->usage)) > 0)
             rec = cl_json_set(rec, "judge_usage", jv_copy(jb->usage));
         int rc;
         if (jb->error) {

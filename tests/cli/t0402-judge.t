@@ -2,9 +2,9 @@
 # cl-judge: each judge's request and the reading of its reply, against a scripted mock judge
 # over loopback HTTP.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/mock.sh"
 . "$(dirname "$0")/mockjudge.sh"
 F="$FIXTURES/judge"
-test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
 
 test_expect 'interactivity (unit scale): one user message with the transcript, system prompt left out, reply scored as given' '
     echo "{\"match\": \"any number from 0 to 1\", \"reply\": \"Here you go: {\\\"thought\\\": \\\"ok\\\", \\\"interactivity\\\": 0.5}\"}" >s.jsonl &&
@@ -22,7 +22,7 @@ test_expect 'interactivity (paper scale): 1-3 anchors, S rescaled to 2(S-2.5), t
     requests | jq -e ".messages[0].content | contains(\"3 = highly interactive\") and contains(\"1 = barely interactive\")" &&
     jq -e ".scores.interactivity == 1 and .judge.interactivity.raw == [3] and .judge.interactivity.scale == \"paper\"" out &&
     echo "{\"match\": \"any number from 1 to 3\", \"reply\": \"{\\\"interactivity\\\": \\\"2\\\"}\"}" >s2.jsonl &&
-    kill $MOCK_PID && wait $MOCK_PID; rm -f port && start_mock --script s2.jsonl &&
+    mock_stop && start_mock --script s2.jsonl &&
     cl-judge $J -Z --interactivity --itr-scale paper "$F/full.jsonl" >out2 &&
     jq -e ".scores.interactivity == -1 and .judge.interactivity.raw == [2]" out2
 '
@@ -183,6 +183,10 @@ test_expect '--prompt-dir replaces a built-in judge prompt; an unknown placehold
     printf "{{nosuchvar}}\n" >p/judge_interactivity_unit.txt &&
     { cl-judge $J -Z --interactivity --prompt-dir p "$F/full.jsonl" >out 2>err; test $? = 78; } &&
     grep -q "prompt judge_interactivity_unit: .*nosuchvar" err && test "$(requests | wc -l)" = 1
+'
+
+test_expect 'without a judge model cl-judge exits 78 before reading any input' '
+    { cl-judge --interactivity "$F/full.jsonl" >out 2>err; test $? = 78; } && grep -q "give --judge" err && ! test -s out
 '
 
 test_expect 'usage errors exit 2: no judge, an unknown artefact, scale or context' '
