@@ -20,6 +20,8 @@ struct openai {
     char *url;                  /* {base}/chat/completions */
     char *shown_url;            /* the same without user:password@ or ?query, for messages */
     char *key;                  /* NULL when none */
+    char *model_json;           /* {"model":"…","messages": — the body's fixed start */
+    size_t model_json_len;
     struct curl_slist *headers;
 };
 
@@ -64,6 +66,7 @@ static void openai_close(void *self)
     if (!o)
         return;
     free(o->model);
+    free(o->model_json);
     free(o->url);
     free(o->shown_url);
     if (o->key) {
@@ -116,6 +119,12 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     o->llm = llm;
     o->model = strdup(arg);
+    jv mj = jv_string(arg);
+    char *mq = cl_json_dump(&mj, NULL);
+    jv_free(mj);
+    if (mq && (o->model_json = malloc(strlen(mq) + 32)))
+        o->model_json_len = (size_t)sprintf(o->model_json, "{\"model\":%s,\"messages\":", mq);
+    free(mq);
     /* {base}/chat/completions, keeping a query (Azure's ?api-version=) after the path */
     size_t blen = strcspn(base, "?#");
     const char *query = base + blen;
@@ -131,7 +140,7 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
     if (key && *key)
         o->key = strdup(key);
     char auth[4096];
-    int bad = !o->model || !o->url || !o->shown_url || (key && *key && !o->key) ||
+    int bad = !o->model || !o->model_json || !o->url || !o->shown_url || (key && *key && !o->key) ||
               add_header(o, "Content-Type: application/json") < 0 ||
               add_header(o, "Expect:") < 0; /* libcurl's 100-continue costs a round trip */
     if (!bad && o->key) {
@@ -164,23 +173,37 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
 
 static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp);
 
+/* The body is {"model":M,"messages":[…],<params>}, written by hand around two dumps: building a
+ * jv object and merging the params into it cost more than the dumps themselves. */
 static void openai_start(void *self, cl_llm_call *c)
 {
     struct openai *o = self;
-    jv body = jv_object();
-    body = cl_json_set_str(body, "model", o->model);
-    body = cl_json_set(body, "messages", jv_copy(*cl_llm_call_messages(c)));
-    body = jv_object_merge(body, jv_copy(*cl_llm_call_params(c)));
-    size_t len;
-    char *text = cl_json_dump(&body, &len);
-    jv_free(body);
-    if (!text) {
+    size_t mlen = 0, plen = 0;
+    char *msgs = cl_json_dump(cl_llm_call_messages(c), &mlen);
+    char *params = cl_json_dump(cl_llm_call_params(c), &plen);
+    char *body = msgs && params ? malloc(o->model_json_len + mlen + plen + 2) : NULL;
+    if (!body) {
+        free(msgs);
+        free(params);
         cl_llm_outcome out = {.response = jv_invalid(), .status = CL_EXIT_SOFTWARE};
         snprintf(out.error, sizeof out.error, "out of memory");
         cl_llm_attempt_done(c, &out);
         return;
     }
-    cl_llm_http_post(o->llm, c, o->url, o->headers, text, len, openai_done, o);
+    size_t n = o->model_json_len;
+    memcpy(body, o->model_json, n);
+    memcpy(body + n, msgs, mlen);
+    n += mlen;
+    if (plen > 2) { /* params is an object: splice its members in */
+        body[n++] = ',';
+        memcpy(body + n, params + 1, plen - 1);
+        n += plen - 1;
+    } else
+        body[n++] = '}';
+    body[n] = 0;
+    free(msgs);
+    free(params);
+    cl_llm_http_post(o->llm, c, o->url, o->headers, body, n, openai_done, o);
 }
 
 static void openai_abort(void *self, cl_llm_call *c)
