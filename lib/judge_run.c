@@ -342,15 +342,12 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
 {
     run r = {.io = io, .llm = llm, .j = j, .o = o};
     int more = 1, rc = 0;
+    cl_err input = {0}; /* a fatal input error: the records read before it are still finished */
     while ((more || r.head) && rc == 0) {
         while (more && r.njobs < MAX_JOBS && cl_llm_queued(llm) < 4L * MAX_JOBS) {
             cl_rec rec;
-            int got = cl_io_next(io, &rec, e);
-            if (got < 0) {
-                rc = -1;
-                break;
-            }
-            if (got == 0) {
+            int got = cl_io_next(io, &rec, &input);
+            if (got <= 0) {
                 more = 0;
                 break;
             }
@@ -366,7 +363,8 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
             rc = -1;
     }
     if (rc < 0) {
-        /* drain the callbacks of calls in flight before freeing what they point to */
+        /* the output is gone: drain the callbacks of calls in flight before freeing what
+         * they point to */
         cl_llm_stop(llm, 1);
         cl_llm_run(llm);
     }
@@ -376,5 +374,9 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
         r.head = n;
     }
     add_stats(&r);
+    if (rc == 0 && input.code) {
+        *e = input;
+        rc = -1;
+    }
     return rc;
 }

@@ -159,6 +159,14 @@ test_expect 'a record with nothing to judge is reported with the field, and the 
     grep -q "in.jsonl:1: .*messages" err && jq -s -e "length == 2 and .[1].scores.interactivity == 1 and .[0].id == \"x\"" out
 '
 
+test_expect 'malformed input stops reading with exit 65 and the line, after the records before it are judged and written' '
+    echo "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 1}\"}" >s.jsonl &&
+    start_mock --script s.jsonl --latency 50 &&
+    { records "$F/full.jsonl"; echo "{not json"; records "$F/full.jsonl"; } >in.jsonl &&
+    { cl-judge $J -Z --interactivity in.jsonl >out 2>err; test $? = 65; } &&
+    grep -q "in.jsonl:2:" err && jq -s -e "length == 1 and .[0].scores.interactivity == 1" out
+'
+
 test_expect 'output keeps input order while replies arrive out of order' '
     echo "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 1}\"}" >s.jsonl &&
     start_mock --script s.jsonl --latency 1-40 &&
