@@ -55,16 +55,12 @@ static void job_fail(job *jb, int unit, const char *what, const char *why)
     if (jb->error)
         return;
     char name[64];
-    if (unit >= 0)
-        cl_judge_unit_name(&jb->units[unit], name, sizeof name);
+    cl_judge_unit_name(&jb->units[unit], name, sizeof name);
     size_t n = sizeof name + strlen(what) + strlen(why) + 8;
     jb->error = malloc(n);
     if (!jb->error)
         abort();
-    if (unit >= 0)
-        snprintf(jb->error, n, "%s: %s: %s", name, what, why);
-    else
-        snprintf(jb->error, n, "%s: %s", what, why);
+    snprintf(jb->error, n, "%s: %s: %s", name, what, why);
 }
 
 static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int attempt);

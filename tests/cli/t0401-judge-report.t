@@ -72,6 +72,13 @@ test_expect 'interactivity on the unit and the paper scale in one report is refu
     grep -q "mixed.jsonl:9: .*paper.*unit" err && ! test -s out
 '
 
+test_expect '--metric chooses the task metric per task or for all tasks' '
+    cl-judge --report -q --format json --metric math=tokens "$B" >a.json &&
+    jq -e "[.tasks[].metric] == [\"tokens\", \"bleu\"] and (.tasks[0].runs[0].measures.metric.mean - 320000 | fabs < 1e-6)" a.json &&
+    cl-judge --report -q --format json --metric "math=accuracy,interactivity" "$B" >b.json &&
+    jq -e "[.tasks[].metric] == [\"accuracy\", \"interactivity\"] and .tasks[1].runs[0].measures.metric.mean == 75" b.json
+'
+
 test_expect 'a baseline that names no run exits 65' '
     { cl-judge --report -q --baseline nosuch "$B" >out 2>err; test $? = 65; } && grep -q "nosuch" err
 '
