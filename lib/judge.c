@@ -248,7 +248,7 @@ static jv seed_metadata(const jv *rec)
 
 /* The item's ambiguity for clarify-or-answer: metadata.ambiguous, or the reference label
  * "ambiguous" / "non_ambiguous" (cl-seed --preset abgcoqa writes both).  -1 when unknown. */
-static int ambiguity(const jv *rec)
+int cl_judge_item_ambiguity(const jv *rec)
 {
     jv meta = seed_metadata(rec);
     int amb = jv_get_kind(meta) == JV_KIND_OBJECT ? cl_json_bool(&meta, "ambiguous", -1) : -1;
@@ -346,7 +346,7 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
             jv_free(answer);
         break;
     default: {
-        if (ambiguity(rec) < 0) {
+        if (cl_judge_item_ambiguity(rec) < 0) {
             rc = cl_err_set(e, CL_EXIT_DATAERR,
                             "clarify-or-answer needs the item's ambiguity: metadata.ambiguous or a "
                             "completion of \"ambiguous\" / \"non_ambiguous\"");
@@ -452,7 +452,7 @@ double cl_judge_score(const cl_judge *j, cl_judge_kind k, const jv *rec, double 
     if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER)
         return 2 * (raw - 2.5); /* paper App. D.4: A=3, B=2, C=1 mapped to 1, -1, -3 */
     if (k == CL_JUDGE_CLARIFY)
-        return (raw == 1) == (ambiguity(rec) == 1);
+        return (raw == 1) == (cl_judge_item_ambiguity(rec) == 1);
     return raw;
 }
 

@@ -107,6 +107,10 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
  * the judgement itself. */
 double cl_judge_score(const cl_judge *j, cl_judge_kind k, const jv *rec, double raw);
 
+/* The item's ambiguity for clarify-or-answer (Abg-CoQA): 1 ambiguous, 0 not, -1 unknown; from
+ * metadata.ambiguous, else a completion of "ambiguous" / "non_ambiguous". */
+int cl_judge_item_ambiguity(const jv *rec);
+
 /* Summary of a unit's judgements (raw[i] as given, score[i] after cl_judge_score) as the
  * judge.NAME object: {"n", "failed", "raw": [...], "mean", "sd", "min", "max"} (mean etc. of the
  * scores, sd the sample standard deviation, 0 for one sample) plus "scale" for
