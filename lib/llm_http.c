@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -136,6 +137,17 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* Each call in flight holds a socket; a common soft limit of 1024 descriptors would make
+ * connects fail at --max-inflight 1024.  Raise the soft limit toward the hard one. */
+static void enough_descriptors(long need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > need ? (rlim_t)need : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 cl_llm_http *cl_llm_http_new(const cl_llm_config *cfg, cl_err *e)
 {
     cl_llm_http *h = calloc(1, sizeof *h);
@@ -150,6 +162,7 @@ cl_llm_http *cl_llm_http_new(const cl_llm_config *cfg, cl_err *e)
         cl_llm_http_free(h);
         return NULL;
     }
+    enough_descriptors(2L * cfg->max_inflight + 256);
     h->timer_at = -1;
     h->now = cl_now();
     h->timeout_ms = (long)(cfg->timeout_s * 1000);

@@ -22,6 +22,9 @@ struct openai {
     char *key;                  /* NULL when none */
     char *model_json;           /* {"model":"…","messages": — the body's fixed start */
     size_t model_json_len;
+    jv last_params;             /* most calls share their role's params object: its dump is */
+    char *last_params_json;     /* kept (number formatting is the costly part of a dump) */
+    size_t last_params_len;
     struct curl_slist *headers;
 };
 
@@ -67,6 +70,8 @@ static void openai_close(void *self)
         return;
     free(o->model);
     free(o->model_json);
+    jv_free(o->last_params);
+    free(o->last_params_json);
     free(o->url);
     free(o->shown_url);
     if (o->key) {
@@ -118,6 +123,7 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
     if (!o)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     o->llm = llm;
+    o->last_params = jv_invalid();
     o->model = strdup(arg);
     jv mj = jv_string(arg);
     char *mq = cl_json_dump(&mj, NULL);
@@ -178,13 +184,20 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
 static void openai_start(void *self, cl_llm_call *c)
 {
     struct openai *o = self;
-    size_t mlen = 0, plen = 0;
+    size_t mlen = 0, plen;
     char *msgs = cl_json_dump(cl_llm_call_messages(c), &mlen);
-    char *params = cl_json_dump(cl_llm_call_params(c), &plen);
+    const jv *pv = cl_llm_call_params(c);
+    if (!jv_identical(jv_copy(o->last_params), jv_copy(*pv))) {
+        free(o->last_params_json);
+        jv_free(o->last_params);
+        o->last_params = jv_copy(*pv);
+        o->last_params_json = cl_json_dump(pv, &o->last_params_len);
+    }
+    const char *params = o->last_params_json;
+    plen = o->last_params_len;
     char *body = msgs && params ? malloc(o->model_json_len + mlen + plen + 2) : NULL;
     if (!body) {
         free(msgs);
-        free(params);
         cl_llm_outcome out = {.response = jv_invalid(), .status = CL_EXIT_SOFTWARE};
         snprintf(out.error, sizeof out.error, "out of memory");
         cl_llm_attempt_done(c, &out);
@@ -202,7 +215,6 @@ static void openai_start(void *self, cl_llm_call *c)
         body[n++] = '}';
     body[n] = 0;
     free(msgs);
-    free(params);
     cl_llm_http_post(o->llm, c, o->url, o->headers, body, n, openai_done, o);
 }
 
