@@ -165,37 +165,41 @@ jv cl_state_finish(jv rec, const char *reason)
 
 /* ---- branch -------------------------------------------------------------------------- */
 
+/* The i-th element of obj.key when it is an object, else jv_invalid().  obj borrowed. */
+static jv object_at(const jv *obj, const char *key, int i)
+{
+    jv arr = cl_json_get(obj, key);
+    jv el = i >= 0 && i < len_of(&arr) ? jv_array_get(jv_copy(arr), i) : jv_invalid();
+    jv_free(arr);
+    if (jv_is_valid(el) && jv_get_kind(el) != JV_KIND_OBJECT) {
+        jv_free(el);
+        return jv_invalid();
+    }
+    return el;
+}
+
+static int length_of(const jv *obj, const char *key)
+{
+    jv arr = cl_json_get(obj, key);
+    int n = len_of(&arr);
+    jv_free(arr);
+    return n;
+}
+
 int cl_branch_ncandidates(const jv *rec)
 {
-    jv c = cl_json_get(rec, "candidates");
-    int n = len_of(&c);
-    jv_free(c);
-    return n;
+    return length_of(rec, "candidates");
 }
 
 jv cl_branch_candidate(const jv *rec, int c)
 {
-    jv cs = cl_json_get(rec, "candidates");
-    if (c < 0 || c >= len_of(&cs)) {
-        jv_free(cs);
-        return jv_invalid();
-    }
-    jv cand = jv_array_get(cs, c);
-    if (jv_get_kind(cand) != JV_KIND_OBJECT) {
-        jv_free(cand);
-        return jv_invalid();
-    }
-    return cand;
+    return object_at(rec, "candidates", c);
 }
 
 int cl_branch_nfutures(const jv *rec, int c)
 {
     jv cand = cl_branch_candidate(rec, c);
-    if (!jv_is_valid(cand))
-        return 0;
-    jv fs = cl_json_get(&cand, "futures");
-    int n = len_of(&fs);
-    jv_free(fs);
+    int n = jv_is_valid(cand) ? length_of(&cand, "futures") : 0;
     jv_free(cand);
     return n;
 }
@@ -203,19 +207,8 @@ int cl_branch_nfutures(const jv *rec, int c)
 jv cl_branch_future(const jv *rec, int c, int f)
 {
     jv cand = cl_branch_candidate(rec, c);
-    if (!jv_is_valid(cand))
-        return cand;
-    jv fs = cl_json_get(&cand, "futures");
+    jv fut = jv_is_valid(cand) ? object_at(&cand, "futures", f) : jv_invalid();
     jv_free(cand);
-    if (f < 0 || f >= len_of(&fs)) {
-        jv_free(fs);
-        return jv_invalid();
-    }
-    jv fut = jv_array_get(fs, f);
-    if (jv_get_kind(fut) != JV_KIND_OBJECT) {
-        jv_free(fut);
-        return jv_invalid();
-    }
     return fut;
 }
 

@@ -43,6 +43,16 @@ test_expect 'states at --max-turns, states ending in the marker and done states 
     jq -se "map(.done_reason) == [\"max_turns\", \"terminated\", \"terminated\"] and all(.done) and all(has(\"candidates\") | not)" out &&
     test "$(mock_count)" = 0
 '
+test_expect 'mixing is stratified: K=2 at ratio 0.5 pairs one proact with one vanilla in every state; shares hold at K=4' '
+    { proact_rule; endless_script; } >script && mock_start --script script && seeds 200 >in &&
+    cl-rollout --branch $ROLL --window 0 --api-base "$MOCK_URL" in >o2 &&
+    jq -se "all(.candidates | map(.mode) | sort == [\"proact\",\"vanilla\"])" o2 &&
+    cl-rollout --branch $ROLL --window 0 -k 4 --proact-ratio 0.25 --system-prompt-ratio 0.5 --api-base "$MOCK_URL" in >o4 &&
+    jq -se "all(.candidates | map(select(.mode == \"proact\")) | length == 1)" o4 &&
+    jq -se "all(.candidates | map(select(.mode == \"system\")) | length | . == 1 or . == 2)" o4 &&
+    jq -se "[.[].candidates[] | select(.mode == \"system\")] | length | . > 260 and . < 340" o4 &&
+    jq -se "map(.candidates | map(.mode)) | unique | length > 2" o4
+'
 test_expect 'explicit --candidate sources set K, each with its model and mode; the future assistant has its own role' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
     cl-rollout --branch $ROLL --samples 1 --window 1 --candidate openai:big:proact --candidate assistant \

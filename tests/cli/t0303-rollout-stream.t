@@ -37,6 +37,25 @@ test_expect 'interrupted with SIGINT: exit 75 and a prefix; the re-run replays t
     head -n "$k" full | cmp - part &&
     cl-rollout --branch $R --cache cb in >again && cmp full again && test "$(mock_count)" = 1080
 '
+test_expect 'replies arriving in a different order build the same trees' '
+    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
+    mock_start --script script --latency 1-40 --deterministic && seeds 6 >in &&
+    cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >o1 &&
+    cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >o2 &&
+    ! cmp -s o1 o2 && no_latency o1 >a && no_latency o2 >b && cmp a b &&
+    test "$(jq -s "map(.body.seed) | unique | length" "$MOCK_LOG")" = 162
+'
+test_expect 'killed with SIGKILL: the re-run pays again at most the calls that were in flight and completes the same output' '
+    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
+    mock_start --script script --latency 20 --deterministic && seeds 20 >in &&
+    R="-q -Z --assistant openai:asst --user openai:usr --api-base $MOCK_URL --max-inflight 8" &&
+    cl-rollout --branch $R --cache ca in >ref && test "$(mock_count)" = 540 && : >"$MOCK_LOG" &&
+    { cl-rollout --branch $R --cache cb in >part & pid=$!; } && sleep 0.5 && kill -KILL $pid &&
+    { wait $pid; test $? = 137; } && n1=$(mock_count) && test "$n1" -gt 0 &&
+    cl-rollout --branch $R --cache cb --stats st in >full && no_latency full >f1 && no_latency ref | cmp - f1 &&
+    n=$(mock_count) && test "$n" -ge 540 && test "$n" -le 548 &&
+    test "$(jq .llm.cache_hits st)" -ge $((n1 - 8))
+'
 test_expect 'a second signal aborts the calls in flight; what is written is still a valid prefix' '
     { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
     mock_start --script script --latency 300 --deterministic && seeds 20 >in &&
