@@ -60,7 +60,8 @@ test_expect 'explicit --candidate sources set K, each with its model and mode; t
     jq -e ".candidates | map([.source, .mode]) == [[\"openai:big\",\"proact\"],[\"openai:asst\",\"vanilla\"],[\"openai:small\",\"system\"]]" out &&
     jq -se "map(.body.model) | sort == [\"asst\",\"big\",\"fut\",\"fut\",\"fut\",\"small\",\"usr\",\"usr\",\"usr\",\"usr\"]" "$MOCK_LOG" &&
     jq -se "map(select(.body.model == \"small\"))[0].body.messages[0].role == \"system\"" "$MOCK_LOG" &&
-    jq -se "map(select(.body.model == \"fut\")) | all(.body.messages[0].role == \"user\")" "$MOCK_LOG"
+    jq -se "map(select(.body.model == \"fut\")) | all(.body.messages[0].role == \"user\")" "$MOCK_LOG" &&
+    jq -se "all(.model_members == 1)" "$MOCK_LOG"
 '
 test_expect 'every call has its own sample seed; the same --seed replays from the cache and a new one draws new samples' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 2 >in &&
