@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         status = -1;
     }
     cl_llm_cli_report(&R.lc, R.llm, R.io);
-    int llm_status = cl_llm_exit_status(R.llm);
+    int llm_status = cl_llm_cli_exit_status(&R.lc, R.llm);
     cl_llm_free(R.llm);
     cl_llm_cli_free(&R.lc);
     free(R.slots);
