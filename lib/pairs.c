@@ -978,6 +978,7 @@ int flat_row_branch(jv row, jv *branch, cl_err *e)
         futures = jv_array_append(futures, fut);
     }
     jv_free(head);
+    jv_free(sessions);
     jv_free(rewards);
     jv_free(finfo);
     jv_free(row);
