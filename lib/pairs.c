@@ -340,8 +340,8 @@ int cl_floor_holds(const cl_floor *f, double x)
 
 /* ---- per-candidate metric means --------------------------------------------------------- */
 
-/* {metric: mean over the futures that carry it} of a candidate, plus any metric the candidate
- * itself carries in "scores" that no future has. */
+/* {metric: mean over the futures that carry it} of a candidate, plus the metrics cl-reward
+ * averaged into mr.metrics or the candidate carries in "scores" that no future has. */
 static jv candidate_means(const jv *cand)
 {
     jv sums = jv_object(), counts = jv_object();
@@ -375,16 +375,20 @@ static jv candidate_means(const jv *cand)
     }
     jv_free(sums);
     jv_free(counts);
-    jv own = cl_json_get(cand, "scores");
-    if (jv_get_kind(own) == JV_KIND_OBJECT) {
-        jv_object_foreach(own, k, v) {
-            if (!cl_json_has(&means, jv_string_value(k)))
-                means = jv_object_set(means, jv_copy(k), jv_copy(v));
-            jv_free(k);
-            jv_free(v);
+    jv mr = cl_json_get(cand, "mr");
+    jv more[2] = {cl_json_get(&mr, "metrics"), cl_json_get(cand, "scores")};
+    jv_free(mr);
+    for (int j = 0; j < 2; j++) {
+        if (jv_get_kind(more[j]) == JV_KIND_OBJECT) {
+            jv_object_foreach(more[j], k, v) {
+                if (!cl_json_has(&means, jv_string_value(k)) && jv_get_kind(v) == JV_KIND_NUMBER)
+                    means = jv_object_set(means, jv_copy(k), jv_copy(v));
+                jv_free(k);
+                jv_free(v);
+            }
         }
+        jv_free(more[j]);
     }
-    jv_free(own);
     return means;
 }
 
@@ -665,11 +669,8 @@ int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e)
         jv fut = array_at(&futures, f);
         jv msgs = cl_json_get(&fut, "messages");
         next = jv_array_get(msgs, 0);
-        if (opens_with_end(&fut, cfg->marker)) {
+        if (opens_with_end(&fut, cfg->marker))
             s = finish(s, "terminated");
-            jv_free(next);
-            next = jv_null();
-        }
         jv_free(fut);
         pick = cl_json_set_num(pick, "future", f);
     }

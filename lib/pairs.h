@@ -105,9 +105,10 @@ typedef struct cl_advance_config {
 } cl_advance_config;
 
 /* The state for the next turn from a scored branch record (consumed): the best candidate is
- * appended, then the next user message from its futures, unless the turn cap is reached or
- * that message ends the chat (then done is set with done_reason "max_turns" or "terminated",
- * and the terminating message is not appended: the chosen chain ends on the assistant).
+ * appended, then the next user message from its futures.  At the turn cap no user message is
+ * added and the state is done ("max_turns"); a user message that ends the chat is kept, as
+ * cl-rollout keeps it, and the state is done ("terminated"); a best candidate without futures
+ * leaves it done ("no_next_user").
  * "candidates" is removed; "picks" gains {turn, candidate, source, mr, scores, future}.  Done
  * states are returned unchanged.  0 with *state set, -1 with e. */
 int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e);

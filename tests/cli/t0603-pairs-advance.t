@@ -19,9 +19,10 @@ test_expect 'worst-open takes the lowest-R future that does not end the chat' '
     cl-pairs -q -Z --advance --next-user worst-open "$B" >out &&
     pick ".id == \"conv-a\" and .turn == 1" out | jq -e ".messages[-1].content == \"2 and 3\" and .picks[-1].future == 1" >/dev/null
 '
-test_expect 'a next user message with the marker ends the conversation on the assistant reply' '
+test_expect 'a next user message with the marker ends the conversation and is kept' '
     cl-pairs -q -Z --advance "$B" >out &&
-    pick ".id == \"conv-a\" and .turn == 2" out | jq -e ".done and .done_reason == \"terminated\" and .messages[-1] == {role: \"assistant\", content: \"5.\"}" >/dev/null
+    pick ".id == \"conv-a\" and .turn == 2" out | jq -e ".done and .done_reason == \"terminated\"
+        and .messages[-2:] == [{role: \"assistant\", content: \"5.\"}, {role: \"user\", content: \"cool [[TERMINATE CHAT]]\"}]" >/dev/null
 '
 test_expect '--terminate-marker names another marker' '
     pick ".id == \"conv-a\" and .turn == 0" "$B" |

@@ -251,7 +251,7 @@ static void advance_stops_at_the_cap_and_at_the_marker(void **state)
         "{\"messages\":[{\"role\":\"user\",\"content\":\"ok\"}],\"terminated\":true,\"R\":0.2}]}]}";
     s = advanced(CL_NEXT_WORST_OPEN, 7, ending);
     assert_string_equal(cl_json_str(&s, "done_reason"), "terminated");
-    assert_string_equal(last_content(&s), "Done.");
+    assert_string_equal(last_content(&s), "thanks [[TERMINATE CHAT]]"); /* kept, as cl-rollout does */
     assert_int_equal((int)cl_json_num(&s, "turn", -1), 3);
     jv_free(s);
     /* A lone terminated message counts as an ending even without the marker text. */
@@ -261,9 +261,17 @@ static void advance_stops_at_the_cap_and_at_the_marker(void **state)
     s = advanced(CL_NEXT_LONGEST, 7, flagged);
     assert_string_equal(cl_json_str(&s, "done_reason"), "terminated");
     jv_free(s);
-    const char *none = "{\"id\":\"c\",\"messages\":[],\"candidates\":[{\"content\":\"A\",\"mr\":{\"mean\":0},\"futures\":[]}]}";
+    /* No futures: no next user; the metric means cl-reward left in mr.metrics still count. */
+    const char *none = "{\"id\":\"c\",\"messages\":[],\"candidates\":[{\"content\":\"A\","
+                       "\"mr\":{\"mean\":0,\"n\":0,\"metrics\":{\"bleu\":0.3}},\"futures\":[]}]}";
     s = advanced(CL_NEXT_LONGEST, 7, none);
     assert_string_equal(cl_json_str(&s, "done_reason"), "no_next_user");
+    jv picks = cl_json_get(&s, "picks");
+    jv p0 = jv_array_get(picks, 0);
+    jv sc = cl_json_get(&p0, "scores");
+    assert_json(&sc, "{\"bleu\":0.3}");
+    jv_free(sc);
+    jv_free(p0);
     jv_free(s);
 }
 
