@@ -71,6 +71,11 @@ test_expect 'a 64 MiB line passes through' '
     { printf "{\"big\":\""; head -c 67108864 /dev/zero | tr "\0" a; printf "\"}\n"; } >in &&
     cl-pairs -q in >out.zst && zstd -dc out.zst | cmp - in
 '
+test_expect 'records are pushed out as complete zstd frames while the input stalls' '
+    { printf "{\"a\":1}\n{\"a\":2}\n"; sleep 3; printf "{\"a\":3}\n"; } | cl-pairs -q >out.zst &
+    sleep 1.5 && zstd -dc out.zst >now && wait &&
+    printf "{\"a\":1}\n{\"a\":2}\n" | cmp - now && test "$(zstd -dc out.zst | wc -l)" = 3
+'
 test_expect 'an empty input gives an empty, valid zstd stream' '
     : >in && cl-pairs -q in >out.zst && test -s out.zst && zstd -dc out.zst | wc -c | grep -qx 0
 '
