@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "rows.h"
 #include "stream.h"
 
 #define MAX_BAD_WARNINGS 20
@@ -14,12 +15,12 @@ struct cl_io {
     const cl_common *c;
     cl_io_opts o;
     int next_input;       /* index into c->inputs */
-    cl_reader *r;
+    cl_rows *r;
     cl_writer *w, *rejects;
     cl_filter *where, *map;
     jv pending;           /* outputs of --map not yet returned (array) */
     int pending_i;
-    cl_line pending_line; /* where the pending outputs came from */
+    cl_row pending_line;  /* where the pending outputs came from */
     const char *pending_src;
     uint64_t pending_index;
     jv current;           /* the value handed out last, freed on the next call */
@@ -76,27 +77,36 @@ static int open_next(cl_io *io, cl_err *e)
 {
     const cl_common *c = io->c;
     if (io->r) {
-        cl_reader_close(io->r);
+        cl_rows_close(io->r);
         io->r = NULL;
     }
     if (c->ninputs == 0 && io->next_input == 0) {
         io->next_input = 1;
-        io->r = cl_reader_open("-", e);
+        io->r = cl_rows_open("-", io->o.json_arrays, e);
     } else if (io->next_input < c->ninputs) {
-        io->r = cl_reader_open(c->inputs[io->next_input++], e);
+        io->r = cl_rows_open(c->inputs[io->next_input++], io->o.json_arrays, e);
     } else {
         return 1;
     }
     if (!io->r)
         return -1;
-    cl_reader_on_idle(io->r, sync_hook, io);
+    cl_rows_on_idle(io->r, sync_hook, io);
     return 0;
+}
+
+/* "file:line", or "file:line: row N" for an element of a JSON array input. */
+static const char *where(cl_io *io, const char *src, uint64_t lineno, uint64_t row)
+{
+    if (row)
+        snprintf(io->where_buf, sizeof io->where_buf, "%s:%" PRIu64 ": row %" PRIu64, src, lineno, row);
+    else
+        snprintf(io->where_buf, sizeof io->where_buf, "%s:%" PRIu64, src, lineno);
+    return io->where_buf;
 }
 
 const char *cl_rec_where(cl_io *io, const cl_rec *rec)
 {
-    snprintf(io->where_buf, sizeof io->where_buf, "%s:%" PRIu64, rec->src, rec->lineno);
-    return io->where_buf;
+    return where(io, rec->src, rec->lineno, rec->row);
 }
 
 static void draw_progress(cl_io *io, int final)
@@ -126,20 +136,42 @@ static void draw_progress(cl_io *io, int final)
 }
 
 /* A malformed line: fatal, or reported and counted with --skip-bad. */
-static int bad_line(cl_io *io, const cl_line *l, const char *src, size_t off, const char *what,
-                    cl_err *e)
+/* A rejected input: fatal, or reported, counted and copied to --rejects with --skip-bad.
+ * msg follows the "file:line[: row N]: " prefix. */
+static int reject(cl_io *io, const char *at, const char *text, size_t len, const char *msg,
+                  cl_err *e)
 {
     if (!io->c->skip_bad)
-        return cl_err_set(e, CL_EXIT_DATAERR, "%s:%" PRIu64 ": byte %zu: %s", src, l->lineno,
-                          off + 1, what);
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s", at, msg);
     io->n.rejected++;
     if (io->n.rejected <= MAX_BAD_WARNINGS && !io->c->quiet)
-        cl_warn("%s:%" PRIu64 ": byte %zu: %s (skipped)", src, l->lineno, off + 1, what);
+        cl_warn("%s: %s (skipped)", at, msg);
     else if (io->n.rejected == MAX_BAD_WARNINGS + 1 && !io->c->quiet)
         cl_warn("further malformed lines are counted, not listed");
-    if (io->rejects && cl_writer_put(io->rejects, l->text, l->len, e) < 0)
+    if (io->rejects && cl_writer_put(io->rejects, text, len, e) < 0)
         return -1;
     return 0;
+}
+
+static int bad_line(cl_io *io, const cl_row *l, const char *src, size_t off, const char *what,
+                    cl_err *e)
+{
+    char msg[1100];
+    snprintf(msg, sizeof msg, "byte %zu: %s", off + 1, what);
+    return reject(io, where(io, src, l->lineno, l->row), l->text, l->len, msg, e);
+}
+
+int cl_io_reject(cl_io *io, cl_rec *rec, const char *msg, cl_err *e)
+{
+    if (rec->raw)
+        return reject(io, cl_rec_where(io, rec), rec->raw, rec->rawlen, msg, e);
+    size_t n;
+    char *s = cl_json_dump(cl_rec_value(rec), &n);
+    if (!s)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = reject(io, cl_rec_where(io, rec), s, n, msg, e);
+    free(s);
+    return rc;
 }
 
 static void set_current(cl_io *io, cl_rec *rec, jv v)
@@ -158,19 +190,19 @@ static int take_pending(cl_io *io, cl_rec *rec, cl_err *e)
         if (jv_get_kind(v) != JV_KIND_OBJECT) {
             const char *kind = jv_kind_name(jv_get_kind(v));
             jv_free(v);
+            const char *at = where(io, io->pending_src, io->pending_line.lineno, io->pending_line.row);
             if (!io->c->skip_bad)
-                return cl_err_set(e, CL_EXIT_DATAERR, "%s:%" PRIu64 ": --map produced a %s, not an object",
-                                  io->pending_src, io->pending_line.lineno, kind);
+                return cl_err_set(e, CL_EXIT_DATAERR, "%s: --map produced a %s, not an object", at, kind);
             io->n.rejected++;
             if (!io->c->quiet)
-                cl_warn("%s:%" PRIu64 ": --map produced a %s, not an object (skipped)",
-                        io->pending_src, io->pending_line.lineno, kind);
+                cl_warn("%s: --map produced a %s, not an object (skipped)", at, kind);
             continue;
         }
         memset(rec, 0, sizeof *rec);
         rec->io_ = io;
         rec->src = io->pending_src;
         rec->lineno = io->pending_line.lineno;
+        rec->row = io->pending_line.row;
         rec->index = io->pending_index;
         set_current(io, rec, v);
         return 1;
@@ -211,8 +243,8 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
             if (o)
                 return o > 0 ? 0 : -1;
         }
-        cl_line l;
-        int r = cl_reader_next(io->r, &l, e);
+        cl_row l;
+        int r = cl_rows_next(io->r, &l, e);
         if (r < 0)
             return -1;
         if (r == 0) {
@@ -221,7 +253,7 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
                 return o > 0 ? 0 : -1;
             continue;
         }
-        const char *src = cl_reader_name(io->r);
+        const char *src = cl_rows_name(io->r);
         io->bytes_in += l.len + 1;
         if (l.len == strspn(l.text, " \t"))
             continue; /* blank lines are not records */
@@ -253,6 +285,7 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
         rec->rawlen = l.len;
         rec->src = src;
         rec->lineno = l.lineno;
+        rec->row = l.row;
         rec->index = index;
         rec->value = jv_invalid();
         if (io->where) {
@@ -326,7 +359,7 @@ int cl_io_fail(cl_io *io, const cl_rec *rec, jv v, const char *msg, cl_err *e)
 {
     io->n.failed++;
     if (!io->c->quiet)
-        cl_warn("%s:%" PRIu64 ": %s", rec->src, rec->lineno, msg);
+        cl_warn("%s: %s", where(io, rec->src, rec->lineno, rec->row), msg);
     jv err = cl_json_set_str(cl_json_set_str(jv_object(), "tool", cl_progname()), "message", msg);
     v = cl_json_set(v, "error", err);
     if (io->rejects) {
@@ -411,7 +444,7 @@ int cl_io_close(cl_io *io, cl_err *e)
             fprintf(stderr, ", %" PRIu64 " failed", io->n.failed);
         fprintf(stderr, ", %.2f s\n", secs);
     }
-    cl_reader_close(io->r);
+    cl_rows_close(io->r);
     cl_filter_free(io->where);
     cl_filter_free(io->map);
     jv_free(io->pending);
