@@ -1,0 +1,47 @@
+#!/bin/sh
+# The worked example of collabllm(7) runs as written, from the source tree, against the mock:
+# its data-engine commands in the scripted math world, its benchmark (the last block) in the
+# evaluation world (tests/fixtures/pipelines/README).
+. "$(dirname "$0")/lib.sh"
+command -v jq >/dev/null || skip_all "jq is not installed (scripts/install-deps installs it)"
+test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
+W="$FIXTURES/pipelines"
+
+# Blocks of the worked example, one file per block (block1, block2, ...), mdoc escapes undone.
+sed -n '/^\.Ss A worked example/,/^\.Sh SEE ALSO/p' "$ROOT/man/collabllm.7" |
+    awk -v dir="$_top" '/^\.Bd -literal/ { n++; on = 1; next } /^\.Ed/ { on = 0 }
+        on { gsub(/\\e/, "\\"); gsub(/\\-/, "-"); print > (dir "/block" n) }'
+nblocks=$(ls "$_top"/block* | wc -l)
+
+# world SCRIPT: the mock on a free loopback port as OPENAI_BASE_URL, stopped with the body.
+world() {
+    "$CL_TESTBIN/mockllm" --script "$1" --log "$PWD/mock.log" >mock.port 2>mock.err &
+    MOCK_PID=$!
+    trap 'kill $MOCK_PID 2>/dev/null; wait $MOCK_PID 2>/dev/null' EXIT
+    _i=0
+    until test -s mock.port; do
+        _i=$((_i + 1))
+        [ $_i -le 100 ] && kill -0 $MOCK_PID 2>/dev/null || { cat mock.err; return 1; }
+        sleep 0.05
+    done
+    OPENAI_BASE_URL=http://127.0.0.1:$(cat mock.port)/v1
+    export OPENAI_BASE_URL
+}
+# The example runs from the source tree: a scratch copy of what it reads.
+tree() { cp -r "$ROOT/pipelines" "$ROOT/examples" .; }
+
+test_expect 'the worked example has its data-engine blocks and its benchmark block' 'test "$nblocks" -ge 5'
+test_expect 'the data-engine part of the worked example runs and makes pairs, dialogues and rows' '
+    world "$W/math-world.jsonl" && tree && i=1 &&
+    while [ $i -lt $nblocks ]; do sh -e "$_top/block$i" >>out 2>>err || { cat err; exit 1; }; i=$((i + 1)); done &&
+    test "$(zstd -dc run/conversations.jsonl.zst | wc -l)" = 8 && test -s run/dpo.jsonl.zst &&
+    test -s run/sft.jsonl.zst && test -s run/rows.jsonl.zst &&
+    grep -q "\"done_reason\"\|terminated" out && grep -q "pairs" out
+'
+test_expect 'the benchmark part of the worked example prints the table of both models' '
+    world "$W/eval-world.jsonl" && tree &&
+    sh -e "$_top/block$nblocks" >out 2>err || { cat err; exit 1; }
+    grep -q "^base " out && grep -q "^collab " out && grep -q "Rel. improv. collab vs base" out &&
+    test -s eval/report.json
+'
+test_done
