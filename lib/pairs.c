@@ -78,6 +78,21 @@ static jv with_system(jv messages, const char *system_prompt)
     return jv_array_concat(jv_array_append(jv_array(), system_message(system_prompt)), messages);
 }
 
+/* obj (consumed) rebuilt with its keys in sorted order: upstream tools add scores in the order
+ * their calls complete, and what is written here must not depend on that. */
+static jv sorted_keys(jv obj)
+{
+    jv out = jv_object();
+    jv keys = jv_keys(jv_copy(obj));
+    jv_array_foreach(keys, i, k) {
+        out = jv_object_set(out, jv_copy(k), jv_object_get(jv_copy(obj), k));
+        (void)i;
+    }
+    jv_free(keys);
+    jv_free(obj);
+    return out;
+}
+
 /* ---- ranking ------------------------------------------------------------------------- */
 
 typedef struct ranked {
@@ -341,7 +356,8 @@ int cl_floor_holds(const cl_floor *f, double x)
 /* ---- per-candidate metric means --------------------------------------------------------- */
 
 /* {metric: mean over the futures that carry it} of a candidate, plus the metrics cl-reward
- * averaged into mr.metrics or the candidate carries in "scores" that no future has. */
+ * averaged into mr.metrics or the candidate carries in "scores" that no future has; keys
+ * sorted. */
 static jv candidate_means(const jv *cand)
 {
     jv sums = jv_object(), counts = jv_object();
@@ -389,7 +405,7 @@ static jv candidate_means(const jv *cand)
         }
         jv_free(more[j]);
     }
-    return means;
+    return sorted_keys(means);
 }
 
 /* ---- SFT ----------------------------------------------------------------------------- */
@@ -720,10 +736,10 @@ static jv column_value(const jv *future, const char *obj, const char *key)
     return jv_null();
 }
 
-/* The official "rewards": one array per metric with a value per session, and "MR" for R. */
+/* The official "rewards": one array per metric with a value per session, metrics in sorted
+ * order, then "MR" with R. */
 static jv rewards_of(const jv *futures)
 {
-    /* Metric names in order of first appearance, so rows are stable across runs. */
     jv names = jv_object();
     jv_array_foreach(*futures, i, f) {
         jv sc = cl_json_get(&f, "scores");
@@ -738,6 +754,7 @@ static jv rewards_of(const jv *futures)
         (void)i;
     }
     jv rewards = jv_object();
+    names = sorted_keys(names);
     jv_object_foreach(names, name, flag) {
         jv col = jv_array();
         jv_array_foreach(*futures, i, f) {

@@ -1,123 +1,154 @@
 #!/bin/sh
 # pipelines/collab.mk and pipelines/eval.mk end to end against the loopback mock LLM server,
 # with the scripted worlds of tests/fixtures/pipelines/ (user simulator, assistants, judges):
-# the shape and arithmetic of the pairs, dialogues and report, and resumption after an
-# interruption at a random point.
+# the shape and arithmetic of the pairs, dialogues and report, cache replay, failures, and
+# resumption after an interruption at a random point.  One reference run of each pipeline is
+# made first and shared by the tests that only read it.
 . "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || skip_all "jq is not installed (scripts/install-deps installs it)"
 test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
 W="$FIXTURES/pipelines"
+S=$_top/shared
+mkdir -p "$S"
 
-# mock_start SCRIPT: the mock on a free loopback port, stopped when the test body ends.
+# mock_start NAME SCRIPT: a mock on a free loopback port; its URL in $URL_NAME, its requests in
+# $S/NAME.log.  Both are stopped when the script exits.
+pids=
+trap 'for p in $pids; do kill $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$_top"' EXIT
 mock_start() {
-    "$CL_TESTBIN/mockllm" --script "$1" --log "$PWD/mock.log" >mock.port 2>mock.err &
-    MOCK_PID=$!
-    trap 'kill $MOCK_PID 2>/dev/null; wait $MOCK_PID 2>/dev/null' EXIT
+    "$CL_TESTBIN/mockllm" --script "$2" --log "$S/$1.log" >"$S/$1.port" 2>"$S/$1.err" &
+    pids="$pids $!"
     _i=0
-    until test -s mock.port; do
+    until test -s "$S/$1.port"; do
         _i=$((_i + 1))
-        [ $_i -le 100 ] && kill -0 $MOCK_PID 2>/dev/null || { cat mock.err; return 1; }
+        [ $_i -le 100 ] && kill -0 $! 2>/dev/null || { cat "$S/$1.err"; echo "Bail out! mockllm"; exit 1; }
         sleep 0.05
     done
-    URL=http://127.0.0.1:$(cat mock.port)/v1
+    eval "URL_$1=http://127.0.0.1:$(cat "$S/$1.port")/v1"
 }
-seeds() { cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >seeds.zst; }
-# collab OUT [make arguments]: the data engine on seeds.zst, two shards, small tree.
+mock_start engine "$W/math-world.jsonl"
+mock_start bench "$W/eval-world.jsonl"
+cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >"$S/seeds.zst"
+
+# collab OUT [make arguments]: the data engine on the seeds, two shards, a small tree.
 collab() {
     _out=$1; shift
-    make -s -f "$ROOT/pipelines/collab.mk" SEEDS=seeds.zst OUT="$_out" BIN="$CL_BIN" \
-        API_BASE="$URL" ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j \
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT="$_out" BIN="$CL_BIN" \
+        API_BASE="$URL_engine" ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j \
         SAMPLES=2 MAX_TURNS=4 SHARDS=2 "$@"
 }
+# evalrun OUT [make arguments]: the benchmark of base and collab on the seeds.
+evalrun() {
+    _out=$1; shift
+    make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$S/seeds.zst" OUT="$_out" BIN="$CL_BIN" \
+        API_BASE="$URL_bench" MODELS="base=openai:base collab=openai:collab" MODE_collab=system \
+        USER_MODEL=openai:u JUDGE=openai:j BOOTSTRAP=200 "$@"
+}
+calls() { wc -l <"$S/$1.log" | tr -d " "; }
 z() { zstd -dc "$@"; }
+R=$S/run
+E=$S/ev
+t0=$(date +%s.%N)
+collab "$R" -j2 all rows >"$S/run.log" 2>&1 || { cat "$S/run.log"; echo "Bail out! reference data engine run"; exit 1; }
+engine_secs=$(awk -v t0=$t0 -v t1=$(date +%s.%N) "BEGIN { print t1 - t0 }")
+engine_calls=$(calls engine)
+evalrun "$E" -j2 >"$S/ev.log" 2>&1 || { cat "$S/ev.log"; echo "Bail out! reference benchmark run"; exit 1; }
 
 test_expect 'the data engine runs to the end: every conversation finished, pairs and dialogues written' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run -j2 rows 2>log && collab run -j2 2>>log &&
-    z run/conversations.jsonl.zst >conv && test "$(wc -l <conv)" = 3 &&
+    z $R/conversations.jsonl.zst >conv && test "$(wc -l <conv)" = 3 &&
     jq -s -e "all(.done and .done_reason == \"terminated\" and .turn == 2 and (.messages | length) == 5
                and ([.messages[].role] == [\"user\",\"assistant\",\"user\",\"assistant\",\"user\"])
                and (.picks | length) == 2)" conv >/dev/null &&
-    test "$(z run/dpo.jsonl.zst | wc -l)" = 6 && test "$(z run/sft.jsonl.zst | wc -l)" = 3 &&
-    test "$(z run/rows.jsonl.zst | wc -l)" = 12
+    test "$(z $R/dpo.jsonl.zst | wc -l)" = 6 && test "$(z $R/sft.jsonl.zst | wc -l)" = 3 &&
+    test "$(z $R/rows.jsonl.zst | wc -l)" = 12 && ! ls $R/s*/t*/*.tmp 2>/dev/null
 '
 test_expect 'the proactive reply wins turn 0 and the answer wins turn 1, as the scripted judges rate them' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run 2>log &&
-    z run/dpo.jsonl.zst | jq -s -e "
+    z $R/dpo.jsonl.zst | jq -s -e "
         (map(select(.turn == 0)) | length == 3 and all(.chosen[0].content == \"Which problem do you mean? Please paste it.\"
                                                  and .rejected[0].content == \"Sure, what is the question?\"))
         and (map(select(.turn == 1)) | length == 3 and all(.chosen[0].content == \"The answer is 12.\"))
         and all(.prompt[0].role == \"system\" and .score_chosen - .score_rejected >= 0.02)" >/dev/null
 '
 test_expect 'pair scores are the max and min MR of their turn, MR the mean of R, R the v2 math reward' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run 2>log &&
-    z run/scored.jsonl.zst >scored && z run/dpo.jsonl.zst >dpo &&
+    z $R/scored.jsonl.zst >scored && z $R/dpo.jsonl.zst >dpo &&
     jq -s -e "all(.[]; .candidates[] | .futures as \$f | (.mr.mean - ([\$f[].R] | add / length) | fabs) < 1e-12
               and ([\$f[] | (.R - (.scores.accuracy + 0.5 * .scores.interactivity - 0.5 * .scores.tokens / 1000)) | fabs] | max) < 1e-12)" scored >/dev/null &&
     jq -s -c "map({key: \"\(.id)/t\(.turn)\", value: [([.candidates[].mr.mean] | max), ([.candidates[].mr.mean] | min)]}) | from_entries" scored >want &&
-    jq -s -e --slurpfile w want "all(.[]; [.score_chosen, .score_rejected] == \$w[0][.id])" dpo >/dev/null
+    jq -s -e --slurpfile w want "length == 6 and all(.[]; [.score_chosen, .score_rejected] == \$w[0][.id])" dpo >/dev/null
 '
 test_expect 'the dialogues are the chosen chains behind the system prompt, ending on the model' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run 2>log &&
-    z run/sft.jsonl.zst | jq -s -e "length == 3 and all([.messages[].role] == [\"system\",\"user\",\"assistant\",\"user\",\"assistant\"]
+    z $R/sft.jsonl.zst | jq -s -e "length == 3 and all([.messages[].role] == [\"system\",\"user\",\"assistant\",\"user\",\"assistant\"]
         and .messages[2].content == \"Which problem do you mean? Please paste it.\" and .messages[4].content == \"The answer is 12.\")" >/dev/null
 '
 test_expect 'the paper-era rule, a tighter cap and SYSTEM_PROMPT=0 reach the tools' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run NEXT_USER=worst-open MAX_TURNS=1 SYSTEM_PROMPT=0 2>log &&
+    collab run NEXT_USER=worst-open MAX_TURNS=1 SYSTEM_PROMPT=0 2>log &&
     z run/conversations.jsonl.zst | jq -s -e "length == 3 and all(.done_reason == \"max_turns\" and .turn == 1)" >/dev/null &&
     z run/dpo.jsonl.zst | jq -s -e "length == 3 and all(.prompt[0].role == \"user\")" >/dev/null
 '
+# interrupt DELAY COMMAND: runs the shell command in its own process group and kills the group
+# (as Ctrl-C would) after DELAY seconds.
+interrupt() {
+    setsid sh -c "exec $2" >/dev/null 2>&1 &
+    _pid=$!
+    sleep "$1"
+    kill -TERM -$_pid 2>/dev/null
+    wait $_pid
+    return 0
+}
+# until_cut DELAY FILE COMMAND: interrupt, halving the delay until the run is cut before it
+# writes FILE (a loaded machine can make the reference run slower than this one).
+until_cut() {
+    _d=$1
+    interrupt $_d "$3"
+    while test -e "$2"; do
+        rm -rf "$(dirname "$2")" && _d=$(awk -v d=$_d "BEGIN { print d / 2 }") && interrupt $_d "$3"
+    done
+    echo "# interrupted after $_d s"
+}
+ENGINE_CMD="make -s -f '$ROOT/pipelines/collab.mk' SEEDS='$S/seeds.zst' OUT=cut BIN='$CL_BIN' \
+    API_BASE='$URL_engine' ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=2 MAX_TURNS=4 SHARDS=2 -j2"
+BENCH_CMD="make -s -f '$ROOT/pipelines/eval.mk' SEEDS='$S/seeds.zst' OUT=cut BIN='$CL_BIN' API_BASE='$URL_bench' \
+    MODELS='base=openai:base collab=openai:collab' MODE_collab=system USER_MODEL=openai:u JUDGE=openai:j BOOTSTRAP=200"
+# Records compared with their keys sorted and without latencies: cl-judge adds a record's scores
+# in the order its calls complete, which differs between a run and its replay.
+same_records() {
+    _strip="walk(if type == \"object\" then del(.latency_s) else . end)"
+    zstd -dc "$1" | jq -S -c "$_strip" >_a && zstd -dc "$2" | jq -S -c "$_strip" >_b && cmp _a _b
+}
 test_expect 'interrupted at a random point and run again, the data engine gives the same final bytes' '
-    mock_start "$W/math-world.jsonl" && seeds && t0=$(date +%s.%N) && collab whole -j2 2>log &&
-    calls=$(wc -l <mock.log) &&
-    delay=$(awk -v s="$$" -v t0=$t0 -v t1=$(date +%s.%N) "BEGIN { srand(s); printf \"%.2f\", (0.1 + rand() * 0.7) * (t1 - t0) }") &&
-    echo "# interrupting after $delay s" &&
-    { setsid sh -c "exec make -s -f \"$ROOT/pipelines/collab.mk\" SEEDS=seeds.zst OUT=cut BIN=\"$CL_BIN\" \
-        API_BASE=\"$URL\" ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=2 MAX_TURNS=4 SHARDS=2 -j2" \
-        >/dev/null 2>&1 & pid=$!; } &&
-    sleep "$delay" && kill -TERM -$pid 2>/dev/null; wait $pid;
-    ! test -e cut/dpo.jsonl.zst && ! test -e cut/sft.jsonl.zst &&
-    echo "# made before the interruption: $(cd cut && find . -name "*.zst" | sort | tr "\n" " ")" &&
-    collab cut -j2 2>>log &&
-    cmp whole/dpo.jsonl.zst cut/dpo.jsonl.zst && cmp whole/sft.jsonl.zst cut/sft.jsonl.zst &&
-    strip="walk(if type == \"object\" then del(.latency_s) else . end)" &&
-    z whole/conversations.jsonl.zst | jq -c "$strip" >a && z cut/conversations.jsonl.zst | jq -c "$strip" >b && cmp a b &&
-    z whole/scored.jsonl.zst | jq -c "$strip" >a && z cut/scored.jsonl.zst | jq -c "$strip" >b && cmp a b &&
-    echo "# calls: whole run $calls, interrupted and resumed $(( $(wc -l <mock.log) - calls ))" &&
-    test $(( $(wc -l <mock.log) - calls )) -le $(( calls + 64 ))
+    delay=$(awk -v s="$$" -v d="$engine_secs" "BEGIN { srand(s); printf \"%.2f\", (0.05 + rand() * 0.6) * d }") &&
+    before=$(calls engine) && until_cut $delay cut/dpo.jsonl.zst "$ENGINE_CMD" &&
+    echo "# the reference run took $engine_secs s; made before the interruption: $(cd cut && find . -name "*.zst" | sort | tr "\n" " ")" &&
+    collab cut -j2 2>log &&
+    cmp $R/dpo.jsonl.zst cut/dpo.jsonl.zst && cmp $R/sft.jsonl.zst cut/sft.jsonl.zst &&
+    same_records $R/conversations.jsonl.zst cut/conversations.jsonl.zst &&
+    same_records $R/scored.jsonl.zst cut/scored.jsonl.zst &&
+    spent=$(( $(calls engine) - before )) &&
+    echo "# calls: reference run $engine_calls, interrupted and resumed $spent" &&
+    test $spent -le $(( engine_calls + 64 ))
 '
-test_expect 'a finished data engine run replays from the cache without calling the models' '
-    mock_start "$W/math-world.jsonl" && seeds && collab run 2>log && n=$(wc -l <mock.log) &&
-    cp run/dpo.jsonl.zst dpo.first && make -s -f "$ROOT/pipelines/collab.mk" SEEDS=seeds.zst OUT=run clean &&
-    test -d run/cache && ! test -e run/dpo.jsonl.zst && collab run 2>>log &&
-    test "$(wc -l <mock.log)" = "$n" && cmp dpo.first run/dpo.jsonl.zst
+test_expect 'a finished data engine run made again after clean replays every call from the cache' '
+    cp -r $R replay && make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT=replay SHARDS=2 clean &&
+    test -d replay/cache && ! test -e replay/dpo.jsonl.zst && ! test -e replay/s0 &&
+    before=$(calls engine) && collab replay 2>log && test "$(calls engine)" = "$before" &&
+    cmp $R/dpo.jsonl.zst replay/dpo.jsonl.zst && cmp $R/sft.jsonl.zst replay/sft.jsonl.zst
 '
-test_expect 'a failing step stops the run; after the fix make goes on from there without redoing what is done' '
-    mock_start "$W/math-world.jsonl" && seeds &&
-    { collab run JUDGE_FLAGS=--no-such-flag >out 2>err; test $? != 0; } &&
+test_expect 'a failing step stops the run; after the fix make goes on without redoing what is done' '
+    { collab run MAX_TURNS=2 JUDGE_FLAGS=--no-such-flag >out 2>err; test $? != 0; } &&
     ls run/s*/t0/branch.zst >made && test -s made && ! ls run/s*/t0/scored.zst 2>/dev/null &&
-    sleep 1 && touch marker && collab run 2>log && test -s run/dpo.jsonl.zst &&
+    sleep 1 && touch marker && collab run MAX_TURNS=2 2>log && test -s run/dpo.jsonl.zst &&
     test -z "$(find $(cat made) -newer marker)"
 '
-
-# eval OUT [make arguments]: the benchmark of base and collab on seeds.zst.
-evalrun() {
-    _out=$1; shift
-    make -s -f "$ROOT/pipelines/eval.mk" SEEDS=seeds.zst OUT="$_out" BIN="$CL_BIN" API_BASE="$URL" \
-        MODELS="base=openai:base collab=openai:collab" MODE_collab=system USER_MODEL=openai:u \
-        JUDGE=openai:j BOOTSTRAP=200 "$@"
-}
 test_expect 'the benchmark runs both models side by side and the collab model gets the system prompt' '
-    mock_start "$W/eval-world.jsonl" && seeds && evalrun ev -j2 2>log &&
-    z ev/base/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 3)" >/dev/null &&
-    z ev/collab/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 5)" >/dev/null &&
-    jq -s -e "map(select(.body.model == \"collab\")) | length > 0 and all(.body.messages[0].role == \"system\")" mock.log >/dev/null &&
-    jq -s -e "map(select(.body.model == \"base\")) | length > 0 and all(.body.messages[0].role == \"user\")" mock.log >/dev/null &&
-    grep -q "collab" ev/report.md && grep -q "base" ev/report.txt
+    z $E/base/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 3)" >/dev/null &&
+    z $E/collab/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 5)" >/dev/null &&
+    jq -s -e "map(select(.body.model == \"collab\")) | length > 0 and all(.body.messages[0].role == \"system\")" $S/bench.log >/dev/null &&
+    jq -s -e "map(select(.body.model == \"base\")) | length > 0 and all(.body.messages[0].role == \"user\")" $S/bench.log >/dev/null &&
+    grep -q "collab" $E/report.md && grep -q "^base " $E/report.txt
 '
 test_expect 'the report means and the relative improvement are those of the scored conversations' '
-    mock_start "$W/eval-world.jsonl" && seeds && evalrun ev 2>log &&
     for m in base collab; do
-        z ev/$m/scored.jsonl.zst | jq -s -c "{acc: (map(.scores.accuracy) | add / length * 100),
+        z $E/$m/scored.jsonl.zst | jq -s -c "{acc: (map(.scores.accuracy) | add / length * 100),
             tok: (map(.scores.tokens) | add / length / 1000), itr: (map(.scores.interactivity) | add / length * 100)}" >$m.want
     done &&
     jq -e --slurpfile b base.want --slurpfile c collab.want "
@@ -127,14 +158,11 @@ test_expect 'the report means and the relative improvement are those of the scor
           [\$b[0].acc, \$b[0].tok, \$b[0].itr, \$c[0].acc, \$c[0].tok, \$c[0].itr]] | transpose
          | map(.[0] - .[1] | fabs) | max < 1e-9) and
         (.tasks[0].comparisons[0].measures.tokens.rel_improvement - 100 * (\$b[0].tok - \$c[0].tok) / \$b[0].tok | fabs) < 1e-9 and
-        \$b[0].acc == 0 and \$c[0].acc == 100 and \$c[0].itr == 100" ev/report.json >/dev/null
+        \$b[0].acc == 0 and \$c[0].acc == 100 and \$c[0].itr == 100" $E/report.json >/dev/null
 '
 test_expect 'an interrupted benchmark resumes to the same report' '
-    mock_start "$W/eval-world.jsonl" && seeds && evalrun whole 2>log &&
-    { setsid sh -c "exec make -s -f \"$ROOT/pipelines/eval.mk\" SEEDS=seeds.zst OUT=cut BIN=\"$CL_BIN\" API_BASE=\"$URL\" \
-        MODELS=\"base=openai:base collab=openai:collab\" MODE_collab=system USER_MODEL=openai:u JUDGE=openai:j BOOTSTRAP=200" \
-        >/dev/null 2>&1 & pid=$!; } &&
-    sleep 0.3 && kill -TERM -$pid 2>/dev/null; wait $pid;
-    evalrun cut 2>>log && cmp whole/report.json cut/report.json && cmp whole/report.md cut/report.md
+    until_cut 0.3 cut/report.json "$BENCH_CMD" &&
+    evalrun cut 2>log && cmp $E/report.json cut/report.json && cmp $E/report.md cut/report.md &&
+    for m in base collab; do same_records $E/$m/scored.jsonl.zst cut/$m/scored.jsonl.zst || exit 1; done
 '
 test_done
