@@ -139,6 +139,19 @@ test_expect 'a failing step stops the run; after the fix make goes on without re
     sleep 1 && touch marker && collab run MAX_TURNS=2 2>log && test -s run/dpo.jsonl.zst &&
     test -z "$(find $(cat made) -newer marker)"
 '
+test_expect 'records a judge cannot score stop the run, or with ALLOW_FAILED=1 land in .rejects and the run goes on' '
+    jq -c "if (.match | test(\"collaborated with a user|<conversation>\")) then .reply = \"no idea\" else . end" \
+        "$W/math-world.jsonl" >mute.jsonl || exit 1
+    "$CL_TESTBIN/mockllm" --script mute.jsonl >port 2>/dev/null &
+    mp=$!; trap "kill $mp" EXIT; i=0
+    until test -s port; do i=$((i + 1)); test $i -le 100 || exit 1; sleep 0.05; done
+    args="SEEDS=$S/seeds.zst BIN=$CL_BIN API_BASE=http://127.0.0.1:$(cat port)/v1 ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=1 MAX_TURNS=1" &&
+    { make -s -f "$ROOT/pipelines/collab.mk" $args OUT=strict >out 2>err; test $? != 0; } &&
+    ! test -e strict/s0/t0/scored.zst && grep -q "interactivity" err &&
+    make -s -f "$ROOT/pipelines/collab.mk" $args OUT=lenient ALLOW_FAILED=1 2>err &&
+    test "$(wc -l <lenient/s0/t0/judged.rejects)" = 3 && test "$(zstd -dc lenient/dpo.jsonl.zst | wc -l)" = 0 &&
+    jq -s -e "all(.error.tool == \"cl-judge\")" lenient/s0/t0/judged.rejects >/dev/null
+'
 test_expect 'the benchmark runs both models side by side and the collab model gets the system prompt' '
     z $E/base/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 3)" >/dev/null &&
     z $E/collab/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 5)" >/dev/null &&
