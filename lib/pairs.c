@@ -188,20 +188,56 @@ static int check_candidates(const jv *cands, cl_err *e)
     return 0;
 }
 
+/* ---- lists in order of first appearance ------------------------------------------------ */
+
+/* Entries kept in the order their keys first appeared, as the official converters group rows. */
+typedef struct keyed {
+    jv index; /* key -> position in list */
+    jv list;
+} keyed;
+
+static void keyed_init(keyed *k)
+{
+    k->index = jv_object();
+    k->list = jv_array();
+}
+
+static void keyed_free(keyed *k)
+{
+    jv_free(k->index);
+    jv_free(k->list);
+}
+
+static int keyed_count(const keyed *k) { return jv_array_length(jv_copy(k->list)); }
+
+/* The position of key, or -1 after appending entry (consumed) under it; entry is freed when
+ * the key is known. */
+static int keyed_put(keyed *k, const char *key, jv entry)
+{
+    jv pos = jv_object_get(jv_copy(k->index), jv_string(key));
+    if (jv_is_valid(pos)) {
+        int at = (int)jv_number_value(pos);
+        jv_free(pos);
+        jv_free(entry);
+        return at;
+    }
+    jv_free(pos);
+    k->index = jv_object_set(k->index, jv_string(key), jv_number(keyed_count(k)));
+    k->list = jv_array_append(k->list, entry);
+    return -1;
+}
+
 /* ---- groups per (conversation, turn) ---------------------------------------------------- */
 
 struct cl_turns {
-    jv index;  /* "id\n<turn>" -> position in groups */
-    jv groups; /* merged branch records */
+    keyed groups; /* merged branch records by "id\n<turn>" */
 };
 
 cl_turns *cl_turns_new(void)
 {
     cl_turns *t = malloc(sizeof *t);
-    if (t) {
-        t->index = jv_object();
-        t->groups = jv_array();
-    }
+    if (t)
+        keyed_init(&t->groups);
     return t;
 }
 
@@ -209,8 +245,7 @@ void cl_turns_free(cl_turns *t)
 {
     if (!t)
         return;
-    jv_free(t->index);
-    jv_free(t->groups);
+    keyed_free(&t->groups);
     free(t);
 }
 
@@ -234,31 +269,24 @@ int cl_turns_add(cl_turns *t, const jv *branch, cl_err *e)
         return -1;
     char key[512];
     snprintf(key, sizeof key, "%s\n%d", cl_json_str(branch, "id"), turn_of(branch, e));
-    jv pos = jv_object_get(jv_copy(t->index), jv_string(key));
-    if (!jv_is_valid(pos)) {
-        jv_free(pos);
-        t->index = jv_object_set(t->index, jv_string(key), jv_number(jv_array_length(jv_copy(t->groups))));
-        t->groups = jv_array_append(t->groups, jv_copy(*branch));
+    int at = keyed_put(&t->groups, key, jv_copy(*branch));
+    if (at < 0)
         return 0;
-    }
-    int at = (int)jv_number_value(pos);
-    jv_free(pos);
-    jv group = jv_array_get(jv_copy(t->groups), at);
+    jv group = jv_array_get(jv_copy(t->groups.list), at);
     jv a = cl_json_get(&group, "messages"), b = cl_json_get(branch, "messages");
-    int same = jv_equal(a, b);
-    if (!same) {
+    if (!jv_equal(a, b)) {
         jv_free(group);
         return cl_err_set(e, CL_EXIT_DATAERR,
                           "messages: differ from an earlier record with id %s and turn %d",
                           cl_json_str(branch, "id"), turn_of(branch, e));
     }
     jv merged = jv_array_concat(cl_json_get(&group, "candidates"), cl_json_get(branch, "candidates"));
-    t->groups = jv_array_set(t->groups, at, cl_json_set(group, "candidates", merged));
+    t->groups.list = jv_array_set(t->groups.list, at, cl_json_set(group, "candidates", merged));
     return 0;
 }
 
-int cl_turns_count(const cl_turns *t) { return jv_array_length(jv_copy(t->groups)); }
-jv cl_turns_get(const cl_turns *t, int i) { return jv_array_get(jv_copy(t->groups), i); }
+int cl_turns_count(const cl_turns *t) { return keyed_count(&t->groups); }
+jv cl_turns_get(const cl_turns *t, int i) { return jv_array_get(jv_copy(t->groups.list), i); }
 
 /* ---- DPO ----------------------------------------------------------------------------- */
 
@@ -411,8 +439,7 @@ static jv candidate_means(const jv *cand)
 /* ---- SFT ----------------------------------------------------------------------------- */
 
 struct cl_dialogues {
-    jv index; /* conversation id -> position */
-    jv list;  /* {id, turn, score, messages, metrics} */
+    keyed convs; /* {id, turn, score, messages, metrics} by conversation id */
     cl_floor *floors;
     int nfloors;
 };
@@ -429,8 +456,7 @@ cl_dialogues *cl_dialogues_new(const cl_floor *floors, int nfloors)
     if (nfloors > 0)
         memcpy(d->floors, floors, sizeof *floors * (size_t)nfloors);
     d->nfloors = nfloors;
-    d->index = jv_object();
-    d->list = jv_array();
+    keyed_init(&d->convs);
     return d;
 }
 
@@ -438,8 +464,7 @@ void cl_dialogues_free(cl_dialogues *d)
 {
     if (!d)
         return;
-    jv_free(d->index);
-    jv_free(d->list);
+    keyed_free(&d->convs);
     free(d->floors);
     free(d);
 }
@@ -525,33 +550,28 @@ int cl_dialogues_add(cl_dialogues *d, const jv *rec, cl_err *e)
         }
     }
     entry = cl_json_set(entry, "id", cl_json_get(rec, "id"));
-    const char *id = cl_json_str(rec, "id");
-    jv pos = jv_object_get(jv_copy(d->index), jv_string(id));
-    if (!jv_is_valid(pos)) {
-        jv_free(pos);
-        d->index = jv_object_set(d->index, jv_string(id), jv_number(jv_array_length(jv_copy(d->list))));
-        d->list = jv_array_append(d->list, entry);
+    int at = keyed_put(&d->convs, cl_json_str(rec, "id"), jv_copy(entry));
+    if (at < 0) {
+        jv_free(entry);
         return 1;
     }
     /* The official converter keeps each conversation's latest turn, ties to the higher score. */
-    int at = (int)jv_number_value(pos);
-    jv_free(pos);
-    jv old = jv_array_get(jv_copy(d->list), at);
+    jv old = jv_array_get(jv_copy(d->convs.list), at);
     double t0 = cl_json_num(&old, "turn", 0), t1 = cl_json_num(&entry, "turn", 0);
     int newer = t1 > t0 || (t1 == t0 && cl_json_num(&entry, "score", 0) > cl_json_num(&old, "score", 0));
     jv_free(old);
     if (newer)
-        d->list = jv_array_set(d->list, at, entry);
+        d->convs.list = jv_array_set(d->convs.list, at, entry);
     else
         jv_free(entry);
     return 1;
 }
 
-int cl_dialogues_count(const cl_dialogues *d) { return jv_array_length(jv_copy(d->list)); }
+int cl_dialogues_count(const cl_dialogues *d) { return keyed_count(&d->convs); }
 
 int sft_dialogue(const cl_dialogues *d, int i, const char *system_prompt, jv *sft)
 {
-    jv entry = jv_array_get(jv_copy(d->list), i);
+    jv entry = jv_array_get(jv_copy(d->convs.list), i);
     jv metrics = cl_json_get(&entry, "metrics");
     int keep = 1;
     for (int k = 0; k < d->nfloors && keep; k++)

@@ -92,24 +92,48 @@ static int record_failed(cl_io *io, cl_rec *rec, const cl_err *why, cl_err *e)
 
 static void stat_num(cl_io *io, const char *key, long n) { cl_io_stat(io, key, jv_number((double)n)); }
 
+/* Reads every record into a collection: add returns 1 (taken), 0 (skipped, counted in
+ * *skipped) or -1 (a bad record: reported with its file and line, and the run goes on). */
+typedef int (*add_fn)(void *ctx, const jv *rec, cl_err *e);
+static int gather(cl_io *io, add_fn add, void *ctx, long *skipped, cl_err *e)
+{
+    cl_rec rec;
+    int rc;
+    while ((rc = cl_io_next(io, &rec, e)) == 1) {
+        cl_err why = {0};
+        int got = add(ctx, cl_rec_value(&rec), &why);
+        *skipped += got == 0;
+        if (got < 0 && record_failed(io, &rec, &why, e) < 0)
+            return -1;
+    }
+    return rc;
+}
+
+/* A finished state has no turn to pair: skipped. */
+static int add_turn(void *t, const jv *rec, cl_err *e)
+{
+    if (!cl_json_has(rec, "candidates") && cl_json_bool(rec, "done", 0))
+        return 0;
+    return cl_turns_add(t, rec, e) < 0 ? -1 : 1;
+}
+
+static int add_dialogue(void *d, const jv *rec, cl_err *e) { return cl_dialogues_add(d, rec, e); }
+
+static int add_row(void *t, const jv *rec, cl_err *e)
+{
+    jv b;
+    if (flat_row_branch(jv_copy(*rec), &b, e) < 0)
+        return -1;
+    int rc = cl_turns_add(t, &b, e);
+    jv_free(b);
+    return rc < 0 ? -1 : 1;
+}
+
 static int run_dpo(cl_io *io, const opts *o, cl_err *e)
 {
     cl_turns *t = cl_turns_new();
-    cl_rec rec;
-    int rc;
     long skipped = 0;
-    while ((rc = cl_io_next(io, &rec, e)) == 1) {
-        const jv *v = cl_rec_value(&rec);
-        cl_err why = {0};
-        if (!cl_json_has(v, "candidates") && cl_json_bool(v, "done", 0)) {
-            skipped++; /* a finished state: no turn to pair */
-            continue;
-        }
-        if (cl_turns_add(t, v, &why) < 0 && record_failed(io, &rec, &why, e) < 0) {
-            rc = -1;
-            break;
-        }
-    }
+    int rc = gather(io, add_turn, t, &skipped, e);
     long pairs = 0, small_gap = 0, single = 0;
     for (int i = 0; rc == 0 && i < cl_turns_count(t); i++) {
         jv b = cl_turns_get(t, i);
@@ -137,19 +161,8 @@ static int run_dpo(cl_io *io, const opts *o, cl_err *e)
 static int run_sft(cl_io *io, const opts *o, const char *system_prompt, cl_err *e)
 {
     cl_dialogues *d = cl_dialogues_new(o->floors, o->nfloors);
-    cl_rec rec;
-    int rc;
     long unfinished = 0;
-    while ((rc = cl_io_next(io, &rec, e)) == 1) {
-        cl_err why = {0};
-        int got = cl_dialogues_add(d, cl_rec_value(&rec), &why);
-        if (got == 0)
-            unfinished++;
-        if (got < 0 && record_failed(io, &rec, &why, e) < 0) {
-            rc = -1;
-            break;
-        }
-    }
+    int rc = gather(io, add_dialogue, d, &unfinished, e);
     long kept = 0, below = 0;
     for (int i = 0; rc == 0 && i < cl_dialogues_count(d); i++) {
         jv sft;
@@ -239,21 +252,8 @@ static int run_to_flat(cl_io *io, cl_err *e)
 static int run_from_flat(cl_io *io, cl_err *e)
 {
     cl_turns *t = cl_turns_new();
-    cl_rec rec;
-    int rc;
-    while ((rc = cl_io_next(io, &rec, e)) == 1) {
-        cl_err why = {0};
-        jv b;
-        int ok = flat_row_branch(jv_copy(*cl_rec_value(&rec)), &b, &why) == 0;
-        if (ok) {
-            ok = cl_turns_add(t, &b, &why) == 0;
-            jv_free(b);
-        }
-        if (!ok && record_failed(io, &rec, &why, e) < 0) {
-            rc = -1;
-            break;
-        }
-    }
+    long none = 0;
+    int rc = gather(io, add_row, t, &none, e);
     for (int i = 0; rc == 0 && i < cl_turns_count(t); i++)
         rc = cl_io_put(io, cl_turns_get(t, i), e);
     stat_num(io, "turns", cl_turns_count(t));
