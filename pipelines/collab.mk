@@ -25,26 +25,14 @@
 #   scored.jsonl.zst     every scored turn (the input of the pairs; `make rows` converts it)
 #   dpo.jsonl.zst, sft.jsonl.zst  the training data
 
-# ---- input and output --------------------------------------------------------------------
 SEEDS   ?= $(error SEEDS=FILE is required: seed records from cl-seed)
 OUT     ?= collab-out
-# Directory of the cl programs; empty = from PATH.
-BIN     ?=
-SHARDS  ?= 1
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
-# ---- models (paper: GPT-4o assistant, GPT-4o-mini user simulator, Claude 3.5 Sonnet judge) ---
+# ---- the assistant (paper: GPT-4o, temperature 0.8 in the released engine) ---------------
 ASSISTANT        ?= openai:gpt-4o
 FUTURE_ASSISTANT ?= $(ASSISTANT)
-USER_MODEL       ?= openai:gpt-4o-mini
-JUDGE            ?= openai:claude-3-5-sonnet-20240620
-# Base URL of every openai: model; empty = $OPENAI_BASE_URL (keys come from the environment).
-API_BASE         ?=
 ASSISTANT_TEMPERATURE ?= 0.8
-USER_TEMPERATURE      ?= 1.0
-JUDGE_TEMPERATURE     ?= 0
-CACHE        ?= $(OUT)/cache
-MAX_INFLIGHT ?= 64
-SEED         ?= 0
 
 # ---- shape of the tree (paper Table 6: K 2, S 3, w 2; v2 engine: 14 messages) --------------
 CANDIDATES   ?= 2
@@ -53,20 +41,14 @@ WINDOW       ?= 2
 MAX_TURNS    ?= 7
 PROACT_RATIO ?= 0.5
 SYSTEM_PROMPT_RATIO ?= 0
-TERMINATE_MARKER    ?= [[TERMINATE CHAT]]
 # longest (v2 engine) or worst-open (paper-era engine)
 NEXT_USER    ?= longest
 
-# ---- scoring ----------------------------------------------------------------------------
-# Task family of the seeds: picks the judges and the local task metric.
-TASK ?= math
+# ---- scoring (TASK and METRICS_* in common.mk) ---------------------------------------------
 JUDGES_math     ?= --accuracy --interactivity
 JUDGES_document ?= --extract document --interactivity
 JUDGES_code     ?= --extract code --interactivity
 JUDGES          ?= $(JUDGES_$(TASK))
-METRICS_math     ?=
-METRICS_document ?= --metric bleu
-METRICS_code     ?= --metric pass_rate
 # R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000).
 # Token counts from whitespace words; --tokens usage needs per-message usage in the futures.
 REWARD       ?= --reward v2 --tokens words $(METRICS_$(TASK))
@@ -79,20 +61,10 @@ SFT_MIN       ?=
 # converters do before training
 SYSTEM_PROMPT ?= 1
 
-# ---- extra flags and failure policy ------------------------------------------------------
-ROLLOUT_FLAGS ?=
-JUDGE_FLAGS   ?=
-REWARD_FLAGS  ?=
+# ---- extra flags (ROLLOUT_FLAGS, JUDGE_FLAGS, REWARD_FLAGS and ALLOW_FAILED in common.mk) ---
 PAIRS_FLAGS   ?=
-# 1 = a step whose tool reports failed records (exit 1) keeps the others and goes on; the
-# failed records are in the step's .rejects file.  0 = the step fails and make stops there.
-ALLOW_FAILED  ?= 0
 
-CL    = $(if $(BIN),$(BIN)/)
-LLM   = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $(MAX_INFLIGHT) --seed $(SEED)
 SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt)
-# The recipes' exit test: status 1 (some records failed) passes with ALLOW_FAILED=1.
-OK    = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
 
 ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --assistant '$(ASSISTANT)' --assistant-temperature $(ASSISTANT_TEMPERATURE) \
@@ -107,14 +79,10 @@ REWARD_CMD = $(CL)cl-reward $(REWARD) $(REWARD_FLAGS)
 ADVANCE    = $(CL)cl-pairs --advance --next-user $(NEXT_USER) --max-turns $(MAX_TURNS) \
     --terminate-marker '$(TERMINATE_MARKER)' $(PAIRS_FLAGS)
 
-SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
 TURNS     := $(shell seq 0 $$(($(MAX_TURNS) - 1)))
 NEXTS     := $(shell seq 1 $(MAX_TURNS))
 
 .PHONY: all pairs rows clean
-.DELETE_ON_ERROR:
-# Every intermediate file is a checkpoint: never delete one because it is intermediate.
-.SECONDARY:
 
 all: $(OUT)/dpo.jsonl.zst $(OUT)/sft.jsonl.zst
 pairs: $(OUT)/dpo.jsonl.zst

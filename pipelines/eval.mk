@@ -18,8 +18,7 @@
 
 SEEDS   ?= $(error SEEDS=FILE is required: test seeds from cl-seed --split test)
 OUT     ?= eval-out
-BIN     ?=
-SHARDS  ?= 1
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 # NAME=SPEC pairs; NAME labels the model in the report and names its directory.
 MODELS   ?= base=openai:gpt-4o-mini
@@ -28,55 +27,31 @@ MODELS   ?= base=openai:gpt-4o-mini
 MODE     ?= vanilla
 BASELINE ?= $(firstword $(MODEL_NAMES))
 
-USER_MODEL ?= openai:gpt-4o-mini
-JUDGE      ?= openai:claude-3-5-sonnet-20240620
-API_BASE   ?=
 # Paper §4: top-p 0.9; temperature 0.6 math and code, 0.8 documents.
 ASSISTANT_TEMPERATURE ?= 0.6
 ASSISTANT_TOP_P       ?= 0.9
-USER_TEMPERATURE      ?= 1.0
-JUDGE_TEMPERATURE     ?= 0
-CACHE        ?= $(OUT)/cache
-MAX_INFLIGHT ?= 64
-SEED         ?= 0
 # Paper-era caps: 6 rounds for math and code, 8 for documents.
 MAX_TURNS    ?= 6
-TERMINATE_MARKER ?= [[TERMINATE CHAT]]
 
-TASK ?= math
 EVAL_JUDGES_math     ?= --accuracy --interactivity
 EVAL_JUDGES_document ?= --extract document --interactivity
 EVAL_JUDGES_code     ?= --extract code --interactivity
 EVAL_JUDGES          ?= $(EVAL_JUDGES_$(TASK))
 # unit (0/0.5/1, the current official scale) or paper (1-3 rescaled, Table 1)
 ITR_SCALE            ?= unit
-METRICS_math     ?=
-METRICS_document ?= --metric bleu
-METRICS_code     ?= --metric pass_rate
 EVAL_REWARD      ?= --reward v2 --tokens words $(METRICS_$(TASK))
 BOOTSTRAP        ?= 2000
 
-ROLLOUT_FLAGS ?=
-JUDGE_FLAGS   ?=
-REWARD_FLAGS  ?=
 REPORT_FLAGS  ?=
-ALLOW_FAILED  ?= 0
-
-CL  = $(if $(BIN),$(BIN)/)
-LLM = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $(MAX_INFLIGHT) --seed $(SEED)
-OK  = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
 
 MODEL_NAMES := $(foreach m,$(MODELS),$(firstword $(subst =, ,$(m))))
 model_spec   = $(patsubst $(1)=%,%,$(filter $(1)=%,$(MODELS)))
 model_mode   = $(or $(MODE_$(1)),$(MODE))
-SHARD_IDS   := $(shell seq 0 $$(($(SHARDS) - 1)))
 SCORED      := $(foreach n,$(MODEL_NAMES),$(OUT)/$(n)/scored.jsonl.zst)
 REPORT       = $(CL)cl-judge --report --seed $(SEED) --bootstrap $(BOOTSTRAP) \
     $(if $(BASELINE),--baseline $(BASELINE)) $(foreach n,$(MODEL_NAMES),--label $(n)) $(REPORT_FLAGS)
 
 .PHONY: all report clean
-.DELETE_ON_ERROR:
-.SECONDARY:
 
 all: $(OUT)/report.json $(OUT)/report.md $(OUT)/report.txt
 
