@@ -56,7 +56,7 @@ static int box_at(const char *s, size_t len, size_t i, size_t *off, size_t *n)
 int cl_boxed_last(const char *s, size_t len, size_t *off, size_t *n)
 {
     static const char *const cmds[] = {"\\boxed", "\\fbox"};
-    int found = 0;
+    size_t last = 0, last_m = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '\\')
             continue;
@@ -68,15 +68,13 @@ int cl_boxed_last(const char *s, size_t len, size_t *off, size_t *n)
             char next = i + m < len ? s[i + m] : '\0';
             if ((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z'))
                 continue;
-            size_t o, k;
-            if (box_at(s, len, i + m, &o, &k)) {
-                *off = o;
-                *n = k;
-                found = 1;
-            }
+            last = i;
+            last_m = m;
         }
     }
-    return found;
+    /* The last box decides, as in the MATH benchmark's own extraction: when it is broken the
+     * text has no final answer, even if an earlier box closes. */
+    return last_m ? box_at(s, len, last + last_m, off, n) : 0;
 }
 
 char *cl_boxed_answer(const char *s)

@@ -10,8 +10,9 @@
 #include <stddef.h>
 
 /* Finds the last box in s[0..len).  Returns 1 and sets *off and *n to the span of its content
- * (without the braces, surrounding whitespace trimmed), or 0 when s has no complete box.
- * An unbalanced \boxed{ is skipped: the answer is the last box that closes. */
+ * (without the braces, surrounding whitespace trimmed), or 0 when there is none.  The last box
+ * decides, as in the MATH benchmark's extraction: when it never closes (or is empty of the
+ * brace-less form) there is no answer, even if an earlier box is complete. */
 int cl_boxed_last(const char *s, size_t len, size_t *off, size_t *n);
 
 /* The content of the last box as a malloc'd NUL-terminated string, or NULL when there is none

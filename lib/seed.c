@@ -277,7 +277,8 @@ static int known_generic_key(const char *k)
 static int build_generic(const jv *row, const cl_seed_opts *o, jv *out, char *why, size_t n)
 {
     (void)o;
-    int official = cl_json_has(row, "single_turn_prompt");
+    jv_kind sk = cl_json_kind(row, "single_turn_prompt");
+    int official = sk != JV_KIND_INVALID && sk != JV_KIND_NULL;
     const char *pk = official ? "single_turn_prompt" : "prompt";
     const char *ck = official ? "single_turn_completion" : "completion";
     const char *mk = official ? "single_turn_metadata" : "metadata";

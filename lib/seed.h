@@ -58,7 +58,7 @@ uint64_t cl_seed_prompt_key(const char *prompt);
 
 /* Estimated cl100k_base tokens of text (no BPE tables here): each run of letters counts one
  * token per 8 letters, digits one per 3, other symbols one each, each non-ASCII character one.
- * Close on English prose; rows that carry num_tokens use theirs instead. */
+ * Not checked against tiktoken (no tables here); rows that carry num_tokens use theirs. */
 size_t cl_seed_estimate_tokens(const char *text);
 
 /* Seconds since the epoch of a timestamp value: a number (seconds, or milliseconds when above

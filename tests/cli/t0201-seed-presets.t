@@ -27,6 +27,12 @@ test_expect 'a pretty-printed JSON array file gives the same seeds as its JSONL 
     cl-seed -q -Z --preset math "$F/math-array.json" >a &&
     head -3 "$F/math.jsonl" | cl-seed -q -Z --preset math >b && cmp a b && test "$(wc -l <a)" = 3
 '
+test_expect 'array rows are cut at the right commas: brackets, commas and quotes inside strings are text' '
+    printf "%s" "[{\"prompt\":\"a ] b, c\",\"completion\":\"[1,{2}]\"},{\"prompt\":\"say \\\"hi\\\", ]\",\"completion\":\"x\\\\\",\"meta\":[[1],{\"k\":[]}]}]" >in.json &&
+    cl-seed -q -Z in.json >out && test "$(wc -l <out)" = 2 &&
+    pick out ".prompt == \"a ] b, c\"" ".completion == \"[1,{2}]\"" &&
+    pick out ".prompt == \"say \\\"hi\\\", ]\"" ".completion == \"x\\\\\" and .metadata.meta == [[1],{\"k\":[]}]"
+'
 test_expect 'a zstd-compressed JSON array is read too' '
     zstd -q -c "$F/math-array.json" >rows.json.zst && cl-seed -q -Z --preset math rows.json.zst >out &&
     test "$(wc -l <out)" = 3
@@ -93,6 +99,10 @@ test_expect 'official single_turn_* rows: one seed per task, metadata and task f
     pick out ".prompt == \"Write a haiku about rain.\"" ".completion == \"Soft rain on the roof\" and .metadata == {\"topic\":\"rain\"}" &&
     pick out ".prompt|startswith(\"Sort\")" ".task == \"math\" and .task_desc == \"question answering\"" &&
     grep -q "1 duplicate prompts dropped" err
+'
+test_expect 'a null single_turn_prompt does not hide a plain prompt' '
+    printf "{\"prompt\":\"p\",\"completion\":\"c\",\"single_turn_prompt\":null}\n" >in &&
+    cl-seed -q -Z in >out && pick out ".prompt == \"p\"" ".completion == \"c\""
 '
 test_expect '--map turns any other row shape into generic rows' '
     printf "{\"q\":\"Capital of France?\",\"a\":\"Paris\"}\n" >in &&
