@@ -379,6 +379,7 @@ void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sa
     struct role *r = &llm->roles[role];
     if (!r->be) {
         jv_free(params);
+        llm->fatal_status = CL_EXIT_CONFIG;
         finish(llm, c, CL_EXIT_CONFIG, "role %s has no model: give --%s SPEC", r->name, r->name);
         return;
     }
@@ -682,17 +683,24 @@ static void deliver(cl_llm *llm)
         r.sample_key = c->sample_key;
         r.prompt_tokens = r.completion_tokens = -1;
         if (c->status == 0) {
-            r.content = cl_llm_choice(&r, 0);
-            jv ch = jv_array_get(cl_json_get(&c->response, "choices"), 0);
-            r.finish_reason = jv_get_kind(ch) == JV_KIND_OBJECT ? cl_json_str(&ch, "finish_reason") : NULL;
+            jv choices = cl_json_get(&c->response, "choices");
+            r.nchoices = jv_get_kind(choices) == JV_KIND_ARRAY ? jv_array_length(jv_copy(choices)) : 0;
+            jv ch = r.nchoices > 0 ? jv_array_get(jv_copy(choices), 0) : jv_invalid();
+            if (jv_get_kind(ch) == JV_KIND_OBJECT) {
+                /* borrowed strings stay valid: c->response holds them */
+                r.finish_reason = cl_json_str(&ch, "finish_reason");
+                jv msg = cl_json_get(&ch, "message");
+                r.content = jv_get_kind(msg) == JV_KIND_OBJECT ? cl_json_str(&msg, "content") : NULL;
+                jv_free(msg);
+            }
             jv_free(ch);
-            r.nchoices = cl_json_kind(&c->response, "choices") == JV_KIND_ARRAY
-                             ? jv_array_length(cl_json_get(&c->response, "choices")) : 0;
+            jv_free(choices);
             usage_of(&c->response, &r.prompt_tokens, &r.completion_tokens);
             llm->st.ok++;
         } else
             llm->st.failed++;
-        c->done(c->ctx, &r);
+        if (c->done)
+            c->done(c->ctx, &r);
         llm->pending--;
         free_call(c);
     }
@@ -700,6 +708,8 @@ static void deliver(cl_llm *llm)
 
 static void promote_due(cl_llm *llm)
 {
+    if (!llm->nheap)
+        return;
     double now = cl_now();
     while (llm->nheap && llm->heap[0]->not_before <= now) {
         cl_llm_call *c = heap_pop(llm);
@@ -743,7 +753,6 @@ void cl_llm_step(cl_llm *llm, double max_wait_s)
     promote_due(llm);
     deliver(llm);
     admit(llm);
-    llm->st.wall_s = cl_now() - llm->t0;
 }
 
 int cl_llm_run(cl_llm *llm)

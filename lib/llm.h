@@ -26,6 +26,8 @@
  *     never crash the process; r->status says which kind.
  *   - Everything r points to (content, response, error text) is borrowed and valid only during
  *     the callback: copy what you keep (jv_copy for r->response).
+ *   - A callback may submit, and may call cl_llm_stop, but must not call cl_llm_run,
+ *     cl_llm_step or cl_llm_free.
  *
  * Ownership of jv (libjq rule: every jv_* call consumes its arguments except jv_copy):
  * cl_llm_submit consumes `messages` and `params`, always, even when the call fails.
@@ -148,7 +150,8 @@ typedef void (*cl_llm_done_fn)(void *ctx, const cl_llm_result *r);
  * is called exactly once with ctx, later, from cl_llm_run/cl_llm_step.  Never blocks, never
  * fails here: problems (bad role, messages not an array, stopped) arrive in the callback. */
 void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sample_key,
-                   cl_llm_done_fn done, void *ctx);
+                   cl_llm_done_fn done, void *ctx); /* done NULL: nobody waits for the reply
+                                                      * (it is still cached and counted) */
 
 /* The i-th choice's content of a result, or NULL. */
 const char *cl_llm_choice(const cl_llm_result *r, int i);

@@ -113,7 +113,7 @@ int cl_llm_cache_get(cl_llm_cache *k, const char *key, jv *response, double *lat
         char *payload = nl + 1;
         cl_sha256_hex(payload, plen, sum);
         if (strcmp(sum, want) == 0) {
-            jv p = jv_parse_sized(payload, (int)plen);
+            jv p = cl_json_parse(payload, plen); /* checksummed: our own valid JSON */
             if (jv_get_kind(p) == JV_KIND_OBJECT && cl_json_kind(&p, "response") == JV_KIND_OBJECT) {
                 *response = cl_json_get(&p, "response");
                 *latency_s = cl_json_num(&p, "latency_s", 0);

@@ -334,7 +334,9 @@ static void progress(void *ctx, char *buf, size_t n)
         snprintf(pt, sizeof pt, "%.1fM", tok / 1e6);
     else
         snprintf(pt, sizeof pt, "%.0fk", tok / 1e3);
-    snprintf(buf, n, "llm %ld in flight, %ld calls, %s tokens", st.inflight, st.submitted, pt);
+    int k = snprintf(buf, n, "llm %ld in flight, %ld calls, %s tokens", st.inflight, st.submitted, pt);
+    if (st.cost_usd > 0 && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", $%.2f", st.cost_usd);
 }
 
 void cl_llm_cli_attach(cl_llm_cli *lc, cl_llm *llm, cl_io *io)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -29,6 +30,8 @@ struct xfer {
     int should_retry;
     double last_byte;         /* loop time of the latest response byte, 0 before the first */
     size_t slot;              /* index in h->active */
+    const char *url;          /* options the pooled handle already has: unchanged ones are */
+    const struct curl_slist *headers; /* not set again (libcurl copies and re-parses a URL) */
     cl_llm_http *h;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -128,8 +131,21 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     cl_llm_http *h = userp;
-    h->timer_at = timeout_ms < 0 ? -1 : cl_now() + timeout_ms / 1000.0;
+    /* The loop's clock, not a fresh reading: libcurl calls this several times per transfer,
+     * and a timer that fires a little early only makes libcurl set it again. */
+    h->timer_at = timeout_ms < 0 ? -1 : h->now + timeout_ms / 1000.0;
     return 0;
+}
+
+/* Each call in flight holds a socket; a common soft limit of 1024 descriptors would make
+ * connects fail at --max-inflight 1024.  Raise the soft limit toward the hard one. */
+static void enough_descriptors(long need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < need) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > need ? (rlim_t)need : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 cl_llm_http *cl_llm_http_new(const cl_llm_config *cfg, cl_err *e)
@@ -146,7 +162,9 @@ cl_llm_http *cl_llm_http_new(const cl_llm_config *cfg, cl_err *e)
         cl_llm_http_free(h);
         return NULL;
     }
+    enough_descriptors(2L * cfg->max_inflight + 256);
     h->timer_at = -1;
+    h->now = cl_now();
     h->timeout_ms = (long)(cfg->timeout_s * 1000);
     h->connect_ms = (long)(cfg->connect_timeout_s * 1000);
     h->stall_s = cfg->stall_timeout_s;
@@ -210,7 +228,6 @@ static struct xfer *xfer_get(cl_llm_http *h)
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, h->timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
     /* Generations can take minutes with an idle socket; keepalive probes keep NATs open. */
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 60L);
@@ -225,6 +242,11 @@ static void xfer_release(cl_llm_http *h, struct xfer *x)
     free(x->body);
     x->body = NULL;
     x->call = NULL;
+    if (x->cap > 256 * 1024) { /* one long reply should not pin its buffer in every pooled slot */
+        free(x->buf);
+        x->buf = NULL;
+        x->cap = x->len = 0;
+    }
     if (grow((void **)&h->pool, &h->cappool, h->npool + 1, sizeof *h->pool) < 0) {
         xfer_free(x);
         return;
@@ -257,8 +279,8 @@ static void xfer_finish(cl_llm_http *h, struct xfer *x, CURLcode rc, int timed_o
     cl_llm_http_done_fn done = x->done;
     void *self = x->self;
     c->xfer = NULL;
+    done(self, c, &rp); /* rp.body is x's buffer: recycle x only afterwards */
     xfer_release(h, x);
-    done(self, c, &rp);
 }
 
 void cl_llm_http_post(cl_llm *llm, cl_llm_call *c, const char *url, const struct curl_slist *headers,
@@ -289,14 +311,21 @@ void cl_llm_http_post(cl_llm *llm, cl_llm_call *c, const char *url, const struct
     h->active[h->nactive++] = x;
     c->xfer = x;
     CURL *e = x->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    if (x->url != url) {
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        /* Over TLS the first request finds out whether the server multiplexes (HTTP/2);
+         * later ones wait for that instead of opening connections of their own.  Cleartext
+         * endpoints (vLLM, llama-server) speak HTTP/1.1, where waiting would only serialise
+         * the start. */
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncmp(url, "https:", 6) == 0 ? 1L : 0L);
+        x->url = url;
+    }
+    if (x->headers != headers) {
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        x->headers = headers;
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    /* Over TLS the first request finds out whether the server multiplexes (HTTP/2); later
-     * ones wait for that instead of opening connections of their own.  Cleartext endpoints
-     * (vLLM, llama-server) speak HTTP/1.1, where waiting would only serialise the start. */
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, strncmp(url, "https:", 6) == 0 ? 1L : 0L);
     CURLMcode mc = curl_multi_add_handle(h->multi, e);
     if (mc != CURLM_OK) {
         snprintf(x->errbuf, sizeof x->errbuf, "cannot start transfer: %s", curl_multi_strerror(mc));
@@ -356,7 +385,7 @@ void cl_llm_http_wait(cl_llm_http *h, int timeout_ms)
                     (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
         curl_multi_socket_action(h->multi, ev[i].data.fd, flags, &running);
     }
-    if (h->timer_at >= 0 && cl_now() >= h->timer_at) {
+    if (h->timer_at >= 0 && h->now >= h->timer_at) {
         h->timer_at = -1;
         curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     }

@@ -20,6 +20,11 @@ struct openai {
     char *url;                  /* {base}/chat/completions */
     char *shown_url;            /* the same without user:password@ or ?query, for messages */
     char *key;                  /* NULL when none */
+    char *model_json;           /* {"model":"…","messages": — the body's fixed start */
+    size_t model_json_len;
+    jv last_params;             /* most calls share their role's params object: its dump is */
+    char *last_params_json;     /* kept (number formatting is the costly part of a dump) */
+    size_t last_params_len;
     struct curl_slist *headers;
 };
 
@@ -64,6 +69,9 @@ static void openai_close(void *self)
     if (!o)
         return;
     free(o->model);
+    free(o->model_json);
+    jv_free(o->last_params);
+    free(o->last_params_json);
     free(o->url);
     free(o->shown_url);
     if (o->key) {
@@ -115,20 +123,30 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
     if (!o)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     o->llm = llm;
+    o->last_params = jv_invalid();
     o->model = strdup(arg);
-    size_t blen = strlen(base);
+    jv mj = jv_string(arg);
+    char *mq = cl_json_dump(&mj, NULL);
+    jv_free(mj);
+    if (mq && (o->model_json = malloc(strlen(mq) + 32)))
+        o->model_json_len = (size_t)sprintf(o->model_json, "{\"model\":%s,\"messages\":", mq);
+    free(mq);
+    /* {base}/chat/completions, keeping a query (Azure's ?api-version=) after the path */
+    size_t blen = strcspn(base, "?#");
+    const char *query = base + blen;
     while (blen && base[blen - 1] == '/')
         blen--;
     const char *tail = "/chat/completions";
-    int has_tail = blen >= strlen(tail) && strncmp(base + blen - strlen(tail), tail, strlen(tail)) == 0;
-    o->url = malloc(blen + strlen(tail) + 1);
-    if (o->url)
-        snprintf(o->url, blen + strlen(tail) + 1, "%.*s%s", (int)blen, base, has_tail ? "" : tail);
+    size_t tlen = strlen(tail);
+    int has_tail = blen >= tlen && strncmp(base + blen - tlen, tail, tlen) == 0;
+    size_t ulen = blen + tlen + strlen(query) + 1;
+    if ((o->url = malloc(ulen)))
+        snprintf(o->url, ulen, "%.*s%s%s", (int)blen, base, has_tail ? "" : tail, query);
     o->shown_url = o->url ? shown(o->url) : NULL;
     if (key && *key)
         o->key = strdup(key);
     char auth[4096];
-    int bad = !o->model || !o->url || !o->shown_url || (key && *key && !o->key) ||
+    int bad = !o->model || !o->model_json || !o->url || !o->shown_url || (key && *key && !o->key) ||
               add_header(o, "Content-Type: application/json") < 0 ||
               add_header(o, "Expect:") < 0; /* libcurl's 100-continue costs a round trip */
     if (!bad && o->key) {
@@ -161,23 +179,43 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
 
 static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp);
 
+/* The body is {"model":M,"messages":[…],<params>}, written by hand around two dumps: building a
+ * jv object and merging the params into it cost more than the dumps themselves. */
 static void openai_start(void *self, cl_llm_call *c)
 {
     struct openai *o = self;
-    jv body = jv_object();
-    body = cl_json_set_str(body, "model", o->model);
-    body = cl_json_set(body, "messages", jv_copy(*cl_llm_call_messages(c)));
-    body = jv_object_merge(body, jv_copy(*cl_llm_call_params(c)));
-    size_t len;
-    char *text = cl_json_dump(&body, &len);
-    jv_free(body);
-    if (!text) {
+    size_t mlen = 0, plen;
+    char *msgs = cl_json_dump(cl_llm_call_messages(c), &mlen);
+    const jv *pv = cl_llm_call_params(c);
+    if (!jv_identical(jv_copy(o->last_params), jv_copy(*pv))) {
+        free(o->last_params_json);
+        jv_free(o->last_params);
+        o->last_params = jv_copy(*pv);
+        o->last_params_json = cl_json_dump(pv, &o->last_params_len);
+    }
+    const char *params = o->last_params_json;
+    plen = o->last_params_len;
+    char *body = msgs && params ? malloc(o->model_json_len + mlen + plen + 2) : NULL;
+    if (!body) {
+        free(msgs);
         cl_llm_outcome out = {.response = jv_invalid(), .status = CL_EXIT_SOFTWARE};
         snprintf(out.error, sizeof out.error, "out of memory");
         cl_llm_attempt_done(c, &out);
         return;
     }
-    cl_llm_http_post(o->llm, c, o->url, o->headers, text, len, openai_done, o);
+    size_t n = o->model_json_len;
+    memcpy(body, o->model_json, n);
+    memcpy(body + n, msgs, mlen);
+    n += mlen;
+    if (plen > 2) { /* params is an object: splice its members in */
+        body[n++] = ',';
+        memcpy(body + n, params + 1, plen - 1);
+        n += plen - 1;
+    } else
+        body[n++] = '}';
+    body[n] = 0;
+    free(msgs);
+    cl_llm_http_post(o->llm, c, o->url, o->headers, body, n, openai_done, o);
 }
 
 static void openai_abort(void *self, cl_llm_call *c)
@@ -264,7 +302,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         snprintf(out.error, sizeof out.error, "POST %s: %s (curl %d)", o->shown_url, rp->curl_error,
                  rp->curl_code);
     } else if (rp->status >= 200 && rp->status < 300) {
-        jv v = jv_parse_sized(rp->body, (int)rp->len);
+        cl_json_check chk;
+        jv v = cl_json_validate(rp->body, rp->len, &chk) == 0 ? cl_json_parse(rp->body, rp->len) : jv_invalid();
         if (jv_get_kind(v) == JV_KIND_OBJECT && cl_json_kind(&v, "choices") == JV_KIND_ARRAY &&
             jv_array_length(cl_json_get(&v, "choices")) > 0) {
             out.response = v;
@@ -279,7 +318,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         }
     } else {
         long s = rp->status;
-        jv v = jv_parse_sized(rp->body, (int)rp->len);
+        cl_json_check chk;
+        jv v = cl_json_validate(rp->body, rp->len, &chk) == 0 ? cl_json_parse(rp->body, rp->len) : jv_invalid();
         char msg[300] = "", code[100] = "";
         if (jv_get_kind(v) == JV_KIND_OBJECT)
             error_fields(&v, msg, sizeof msg, code, sizeof code);

@@ -8,7 +8,8 @@
  * the call finally failed (exit 1).  --chain K makes K calls per record, each submitted from
  * the previous one's callback with the reply and a new user message appended (a conversation
  * in miniature), replies in "replies".  --gen N makes N records itself (for benchmarks).
- * --show-cached adds "cached" and "attempts", which differ between a run and its replay. */
+ * --show-cached adds "cached" and "attempts", which differ between a run and its replay.
+ * --discard writes nothing (a benchmark of the client alone); failures still set the exit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,7 @@
 #include "llm_cli.h"
 #include "records.h"
 
-enum { OPT_CHAIN = 256, OPT_GEN, OPT_SHOW_CACHED };
+enum { OPT_CHAIN = 256, OPT_GEN, OPT_SHOW_CACHED, OPT_DISCARD };
 
 typedef struct slot {
     jv rec;           /* the record being completed */
@@ -27,7 +28,7 @@ typedef struct slot {
     char *key;
     int role, calls_done, done;
     char *error;
-    const char *src;
+    char *src;        /* copied: the reader's name goes away with its input */
     uint64_t lineno;
     long cached, attempts;
     struct run *run;
@@ -39,6 +40,8 @@ typedef struct run {
     cl_io *io;
     long chain, gen;
     int show_cached;
+    int discard;      /* benchmarks: count replies, build and write no records */
+    long failures;
     slot **slots;     /* by record index */
     size_t nslots, cap, next_out;
     int write_failed;
@@ -55,6 +58,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_CHAIN: return cl_parse_long(arg, 1, 1000, "--chain", &R->chain, e);
     case OPT_GEN: return cl_parse_long(arg, 0, 100000000, "--gen", &R->gen, e);
     case OPT_SHOW_CACHED: R->show_cached = 1; return 0;
+    case OPT_DISCARD: R->discard = 1; return 0;
     }
     return cl_err_set(e, CL_EXIT_USAGE, "unexpected option");
 }
@@ -86,8 +90,11 @@ static void flush_ready(run *R)
             v = cl_json_set_num(v, "cached", (double)s->cached);
             v = cl_json_set_num(v, "attempts", (double)s->attempts);
         }
-        int rc;
-        if (s->error) {
+        int rc = 0;
+        if (R->discard) {
+            R->failures += s->error != NULL;
+            jv_free(v);
+        } else if (s->error) {
             cl_rec where = {.src = s->src, .lineno = s->lineno};
             rc = cl_io_fail(R->io, &where, v, s->error, &R->e);
         } else
@@ -99,6 +106,7 @@ static void flush_ready(run *R)
         jv_free(s->messages);
         free(s->key);
         free(s->error);
+        free(s->src);
         free(s);
         R->slots[R->next_out++] = NULL;
     }
@@ -111,13 +119,16 @@ static void on_reply(void *ctx, const cl_llm_result *r)
     s->calls_done++;
     s->cached += r->cached;
     s->attempts += r->attempts;
-    s->usage = cl_llm_usage_add(R->llm, s->usage, r);
+    if (!R->discard)
+        s->usage = cl_llm_usage_add(R->llm, s->usage, r);
     if (r->status) {
         s->error = strdup(r->error);
         s->done = 1;
     } else {
         jv reply = r->content ? jv_string(r->content) : jv_null();
-        if (R->chain > 1)
+        if (R->discard)
+            ;
+        else if (R->chain > 1)
             s->replies = jv_array_append(s->replies, jv_copy(reply));
         else {
             s->rec = cl_json_set(s->rec, "reply", jv_copy(reply));
@@ -146,7 +157,7 @@ static slot *new_slot(run *R, jv rec, const char *src, uint64_t lineno)
     R->slots[R->nslots++] = s;
     s->run = R;
     s->rec = rec;
-    s->src = src;
+    s->src = strdup(src);
     s->lineno = lineno;
     s->replies = jv_array();
     s->usage = jv_null();
@@ -173,12 +184,14 @@ int main(int argc, char **argv)
         {"chain", required_argument, 0, OPT_CHAIN},
         {"gen", required_argument, 0, OPT_GEN},
         {"show-cached", no_argument, 0, OPT_SHOW_CACHED},
+        {"discard", no_argument, 0, OPT_DISCARD},
         {0, 0, 0, 0}};
     run R = {.chain = 1};
     cl_llm_cli_init(&R.lc, roles, opts,
                     "      --chain K       K calls per record, each from the previous one's callback\n"
                     "      --gen N         make N records instead of reading any\n"
-                    "      --show-cached   add \"cached\" and \"attempts\" to each record\n");
+                    "      --show-cached   add \"cached\" and \"attempts\" to each record\n"
+                    "      --discard       write no records, only count failures (benchmarks)\n");
     const cl_cli cli = {
         .prog = "llmcall", .synopsis = "[options] [FILE...]",
         .summary = "Send each record's messages to a model through the cl LLM client (a test driver).",
@@ -237,6 +250,10 @@ int main(int argc, char **argv)
     cl_llm_cli_free(&R.lc);
     free(R.slots);
     int rc = cl_io_finish(R.io, status, &e);
+    if (rc == 0 && R.failures) {
+        cl_warn("%ld calls failed", R.failures);
+        rc = CL_EXIT_FAILED;
+    }
     /* A stop (budget, interrupt) or a fatal role error outranks "some records failed". */
     return rc > CL_EXIT_FAILED || !llm_status ? rc : llm_status;
 }

@@ -680,6 +680,11 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--port")) port = atoi(v);
         else usage();
     }
+    struct rlimit nofile; /* one descriptor per client connection: take all we may */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_quit};
     sigaction(SIGTERM, &sa, NULL);
