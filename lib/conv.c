@@ -2,6 +2,7 @@
 #include "conv.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,35 +39,27 @@ static const char *elem_str(const jv *arr, int i, const char *key)
 char *cl_conv_render(const jv *messages)
 {
     int n = len_of(messages);
-    size_t cap = 1, len = 0;
+    jv out = jv_string("");
     for (int i = 0; i < n; i++) {
-        const char *r = elem_str(messages, i, "role"), *c = elem_str(messages, i, "content");
-        cap += (r ? strlen(r) : 0) + (c ? strlen(c) : 0) + 8;
+        jv m = jv_array_get(jv_copy(*messages), i);
+        const char *r = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "role") : NULL;
+        if (r && strcmp(r, "system") != 0) {
+            const char *c = cl_json_str(&m, "content");
+            char role[64];
+            snprintf(role, sizeof role, "%s**%s", jv_string_length_bytes(jv_copy(out)) ? "\n" : "", r);
+            size_t at = role[0] == '\n' ? 3 : 2;
+            role[at] = (char)toupper((unsigned char)role[at]);
+            out = jv_string_append_str(out, role);
+            out = jv_string_append_str(out, "**: ");
+            out = jv_string_append_str(out, c ? c : "");
+        }
+        jv_free(m);
     }
-    char *out = malloc(cap);
-    if (!out)
+    char *s = strdup(jv_string_value(out));
+    jv_free(out);
+    if (!s)
         abort();
-    out[0] = 0;
-    for (int i = 0; i < n; i++) {
-        const char *r = elem_str(messages, i, "role"), *c = elem_str(messages, i, "content");
-        if (!r || !strcmp(r, "system"))
-            continue;
-        if (len)
-            out[len++] = '\n';
-        out[len++] = '*';
-        out[len++] = '*';
-        size_t rl = strlen(r);
-        memcpy(out + len, r, rl);
-        out[len] = (char)toupper((unsigned char)out[len]);
-        len += rl;
-        memcpy(out + len, "**: ", 4);
-        len += 4;
-        size_t cl = c ? strlen(c) : 0;
-        memcpy(out + len, c ? c : "", cl);
-        len += cl;
-        out[len] = 0;
-    }
-    return out;
+    return s;
 }
 
 int cl_conv_count(const jv *messages, const char *role)
@@ -165,37 +158,41 @@ jv cl_state_finish(jv rec, const char *reason)
 
 /* ---- branch -------------------------------------------------------------------------- */
 
+/* The i-th element of obj.key when it is an object, else jv_invalid().  obj borrowed. */
+static jv object_at(const jv *obj, const char *key, int i)
+{
+    jv arr = cl_json_get(obj, key);
+    jv el = i >= 0 && i < len_of(&arr) ? jv_array_get(jv_copy(arr), i) : jv_invalid();
+    jv_free(arr);
+    if (jv_is_valid(el) && jv_get_kind(el) != JV_KIND_OBJECT) {
+        jv_free(el);
+        return jv_invalid();
+    }
+    return el;
+}
+
+static int length_of(const jv *obj, const char *key)
+{
+    jv arr = cl_json_get(obj, key);
+    int n = len_of(&arr);
+    jv_free(arr);
+    return n;
+}
+
 int cl_branch_ncandidates(const jv *rec)
 {
-    jv c = cl_json_get(rec, "candidates");
-    int n = len_of(&c);
-    jv_free(c);
-    return n;
+    return length_of(rec, "candidates");
 }
 
 jv cl_branch_candidate(const jv *rec, int c)
 {
-    jv cs = cl_json_get(rec, "candidates");
-    if (c < 0 || c >= len_of(&cs)) {
-        jv_free(cs);
-        return jv_invalid();
-    }
-    jv cand = jv_array_get(cs, c);
-    if (jv_get_kind(cand) != JV_KIND_OBJECT) {
-        jv_free(cand);
-        return jv_invalid();
-    }
-    return cand;
+    return object_at(rec, "candidates", c);
 }
 
 int cl_branch_nfutures(const jv *rec, int c)
 {
     jv cand = cl_branch_candidate(rec, c);
-    if (!jv_is_valid(cand))
-        return 0;
-    jv fs = cl_json_get(&cand, "futures");
-    int n = len_of(&fs);
-    jv_free(fs);
+    int n = jv_is_valid(cand) ? length_of(&cand, "futures") : 0;
     jv_free(cand);
     return n;
 }
@@ -203,19 +200,8 @@ int cl_branch_nfutures(const jv *rec, int c)
 jv cl_branch_future(const jv *rec, int c, int f)
 {
     jv cand = cl_branch_candidate(rec, c);
-    if (!jv_is_valid(cand))
-        return cand;
-    jv fs = cl_json_get(&cand, "futures");
+    jv fut = jv_is_valid(cand) ? object_at(&cand, "futures", f) : jv_invalid();
     jv_free(cand);
-    if (f < 0 || f >= len_of(&fs)) {
-        jv_free(fs);
-        return jv_invalid();
-    }
-    jv fut = jv_array_get(fs, f);
-    if (jv_get_kind(fut) != JV_KIND_OBJECT) {
-        jv_free(fut);
-        return jv_invalid();
-    }
     return fut;
 }
 

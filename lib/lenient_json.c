@@ -14,54 +14,6 @@ typedef struct lp {
     int depth;
 } lp;
 
-/* A growable byte buffer for string contents. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            abort();
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void sb_utf8(sbuf *b, unsigned long cp)
-{
-    char u[4];
-    size_t n;
-    if (cp < 0x80) {
-        u[0] = (char)cp;
-        n = 1;
-    } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6));
-        u[1] = (char)(0x80 | (cp & 0x3F));
-        n = 2;
-    } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12));
-        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (cp & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (cp >> 18));
-        u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (cp & 0x3F));
-        n = 4;
-    }
-    sb_put(b, u, n);
-}
-
 static void skip_ws(lp *p)
 {
     while (p->s < p->end && isspace((unsigned char)*p->s))
@@ -90,16 +42,16 @@ static int hex4(const char *s, const char *end, unsigned long *out)
 }
 
 /* One escape after a backslash at p->s (which points past the backslash). */
-static void parse_escape(lp *p, sbuf *b)
+static void parse_escape(lp *p, jv *b)
 {
     char c = *p->s++;
     switch (c) {
-    case 'n': sb_put(b, "\n", 1); return;
-    case 't': sb_put(b, "\t", 1); return;
-    case 'r': sb_put(b, "\r", 1); return;
-    case 'b': sb_put(b, "\b", 1); return;
-    case 'f': sb_put(b, "\f", 1); return;
-    case '"': case '\'': case '\\': case '/': sb_put(b, &c, 1); return;
+    case 'n': *b = jv_string_append_buf(*b, "\n", 1); return;
+    case 't': *b = jv_string_append_buf(*b, "\t", 1); return;
+    case 'r': *b = jv_string_append_buf(*b, "\r", 1); return;
+    case 'b': *b = jv_string_append_buf(*b, "\b", 1); return;
+    case 'f': *b = jv_string_append_buf(*b, "\f", 1); return;
+    case '"': case '\'': case '\\': case '/': *b = jv_string_append_buf(*b, &c, 1); return;
     case 'u': {
         unsigned long cp;
         if (hex4(p->s, p->end, &cp) < 0)
@@ -117,7 +69,7 @@ static void parse_escape(lp *p, sbuf *b)
         } else if (cp >= 0xDC00 && cp < 0xE000) {
             cp = 0xFFFD;
         }
-        sb_utf8(b, cp);
+        *b = jv_string_append_codepoint(*b, (uint32_t)cp);
         return;
     }
     default:
@@ -125,14 +77,13 @@ static void parse_escape(lp *p, sbuf *b)
     }
     /* Unknown escape (models write "\d" in regexes, "\$" in LaTeX): keep it as written. */
     p->s--;
-    sb_put(b, "\\", 1);
+    *b = jv_string_append_buf(*b, "\\", 1);
 }
 
 /* A quoted string at p->s (one of " ' """ '''); 0 with *out set, -1 if unterminated. */
 static int parse_string(lp *p, jv *out)
 {
     char q = *p->s;
-    sbuf b = {0};
     if (p->end - p->s >= 3 && p->s[1] == q && p->s[2] == q) {
         /* Triple quotes: verbatim up to the closing triple. */
         const char *start = p->s + 3;
@@ -149,23 +100,25 @@ static int parse_string(lp *p, jv *out)
         return -1;
     }
     p->s++;
+    jv b = jv_string("");
     while (p->s < p->end) {
-        char c = *p->s;
-        if (c == q) {
+        const char *run = p->s;
+        while (p->s < p->end && *p->s != q && *p->s != '\\')
             p->s++;
-            *out = b.p ? jv_string_sized(b.p, (int)b.n) : jv_string("");
-            free(b.p);
+        b = jv_string_append_buf(b, run, (int)(p->s - run));
+        if (p->s >= p->end)
+            break;
+        if (*p->s == q) {
+            p->s++;
+            *out = b;
             return 0;
         }
-        if (c == '\\' && p->end - p->s >= 2) {
-            p->s++;
-            parse_escape(p, &b);
-            continue;
-        }
-        sb_put(&b, &c, 1);
+        if (p->end - p->s < 2)
+            break;
         p->s++;
+        parse_escape(p, &b);
     }
-    free(b.p);
+    jv_free(b);
     return -1;
 }
 

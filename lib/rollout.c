@@ -416,7 +416,6 @@ static conv *conv_new(slot *sl, int kind, jv msgs, int cand, int fut)
     return cv;
 }
 
-/* A conv without a usable source or prompt ends the record with an error. */
 static void conv_free(conv *cv)
 {
     jv_free(cv->msgs);
@@ -567,8 +566,9 @@ static void conv_submit(conv *cv)
     char *key = sample_key(cv);
     /* Each sample gets its own seed, so servers that honour seeds reproduce it and the S
      * futures of one candidate still differ. */
-    jv params = cl_json_set_num(jv_object(), "seed",
-                                (double)(cl_hash64(key, strlen(key), en->cfg->seed) & 0x7fffffff));
+    jv params = jv_object();
+    if (!en->cfg->no_sample_seed)
+        params = cl_json_set_num(params, "seed", (double)(cl_hash64(key, strlen(key), en->cfg->seed) & 0x7fffffff));
     int role = en->cfg->user_role;
     if (!user) {
         role = cv->src->role;
@@ -741,7 +741,9 @@ static int flush_head(engine *en, cl_err *e)
             rc = sl->raw ? cl_io_put_rec(en->io, &sl->where, e) : cl_io_put(en->io, jv_copy(sl->rec), e);
         } else if (sl->state == SLOT_FAILED) {
             en->failed++;
-            rc = cl_io_fail(en->io, &sl->where, jv_copy(sl->rec), sl->error, e);
+            /* What a failed record cost is still on it. */
+            jv v = cl_json_set(jv_copy(sl->rec), "usage", slot_usage(sl));
+            rc = cl_io_fail(en->io, &sl->where, v, sl->error, e);
         } else {
             break;
         }

@@ -13,7 +13,7 @@ enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,
     OPT_PRESET, OPT_MARKER, OPT_USER_STYLE, OPT_USERLM_END, OPT_PROACT, OPT_SYSPROMPT,
     OPT_CANDIDATE, OPT_ASSISTANT_MODE, OPT_FUTURE_MODE, OPT_PROMPT_DIR, OPT_PARSE_RETRIES,
-    OPT_BUFFER, OPT_LAST
+    OPT_BUFFER, OPT_NO_SAMPLE_SEED, OPT_LAST
 };
 
 #define MAX_SOURCES 16
@@ -115,6 +115,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_ASSISTANT_MODE: return parse_mode(arg, "--assistant-mode", &t->assistant_mode, e);
     case OPT_FUTURE_MODE: return parse_mode(arg, "--future-mode", &cfg->future.mode, e);
     case OPT_PROMPT_DIR: cfg->prompt_dir = arg; return 0;
+    case OPT_NO_SAMPLE_SEED: cfg->no_sample_seed = 1; return 0;
     case OPT_CANDIDATE:
         if (cfg->nsources >= MAX_SOURCES)
             return cl_err_set(e, CL_EXIT_USAGE, "at most %d --candidate sources", MAX_SOURCES);
@@ -201,7 +202,8 @@ static const char help[] =
     "      --prompt-dir DIR     DIR/NAME.txt replaces the built-in prompt NAME\n"
     "      --parse-retries N    re-asks after a reply that cannot be read (default 3)\n"
     "Engine:\n"
-    "      --buffer N           records held at once, the output window (default 1024)\n";
+    "      --buffer N           records held at once, the output window (default 1024)\n"
+    "      --no-sample-seed     send no per-call \"seed\" (for servers that reject it)\n";
 
 int main(int argc, char **argv)
 {
@@ -224,6 +226,7 @@ int main(int argc, char **argv)
         {"prompt-dir", required_argument, 0, OPT_PROMPT_DIR},
         {"parse-retries", required_argument, 0, OPT_PARSE_RETRIES},
         {"buffer", required_argument, 0, OPT_BUFFER},
+        {"no-sample-seed", no_argument, 0, OPT_NO_SAMPLE_SEED},
         {0, 0, 0, 0},
     };
     static const cl_llm_cli_role roles[] = {
@@ -285,6 +288,15 @@ int main(int argc, char **argv)
     cfg->future = (cl_rollout_source){.role = fut_own ? fut : asst,
                                       .label = fut_own ? t.role_spec[1] : asst_label,
                                       .mode = future_mode};
+
+    /* A role that every record needs must be there before any input is read or paid for. */
+    int need_asst = cfg->mode == CL_ROLLOUT_FULL || !cfg->nsources;
+    for (int i = 0; i < cfg->nsources; i++)
+        need_asst |= sources[i].role == asst;
+    if (need_asst && !cl_llm_role_configured(llm, asst))
+        cl_die(CL_EXIT_CONFIG, "no assistant model: give --assistant SPEC (for example openai:gpt-4o)");
+    if (!cl_llm_role_configured(llm, cfg->user_role))
+        cl_die(CL_EXIT_CONFIG, "no user simulator model: give --user SPEC (for example openai:gpt-4o-mini)");
 
     cl_io_opts io_opts = {.assign_ids = 1};
     cl_io *io = cl_io_open(&c, &io_opts, &e);

@@ -7,12 +7,9 @@
 
 # seeds N [PREFIX]: N seed records s1..sN whose hidden goal names the seed ("goal-I").
 seeds() {
-    _i=1
-    while [ $_i -le "$1" ]; do
-        jq -cn --arg id "s$_i" --arg g "${2:-}goal-$_i: write a short poem" \
-            '{id: $id, task: "document", task_desc: "creative writing", prompt: $g, metadata: {k: 1}}'
-        _i=$((_i + 1))
-    done
+    jq -cn --argjson n "$1" --arg p "${2:-}" 'range(1; $n + 1) |
+        {id: "s\(.)", task: "document", task_desc: "creative writing",
+         prompt: "\($p)goal-\(.): write a short poem", metadata: {k: 1}}'
 }
 
 # rule MATCH REPLY: one script line.

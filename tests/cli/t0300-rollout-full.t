@@ -61,7 +61,7 @@ test_expect 'system mode puts the CollabLLM system prompt first; the ratios mix 
     cl-rollout --full $ROLL --assistant-mode system --api-base "$MOCK_URL" in >out &&
     jq -se ".[1].body.messages[0] | .role == \"system\" and (.content | contains(\"collaborative assistant\"))" "$MOCK_LOG" &&
     jq -e ".messages[0].role == \"user\"" out &&
-    mock_stop && { rule "works with people on writing" "{\"response\": \"Which kind of poem?\"}"; standard_script; } >script2 &&
+    mock_stop && rm -f mock.port && { rule "works with people on writing" "{\"response\": \"Which kind of poem?\"}"; standard_script; } >script2 &&
     mock_start --script script2 && seeds 40 >in40 &&
     cl-rollout --full $ROLL --max-turns 1 --proact-ratio 0.5 --api-base "$MOCK_URL" in40 >o1 &&
     n=$(jq -s "map(select(.body.model == \"asst\" and (.body.messages[0].content | contains(\"works with people on writing\")))) | length" "$MOCK_LOG") &&

@@ -43,6 +43,16 @@ test_expect 'states at --max-turns, states ending in the marker and done states 
     jq -se "map(.done_reason) == [\"max_turns\", \"terminated\", \"terminated\"] and all(.done) and all(has(\"candidates\") | not)" out &&
     test "$(mock_count)" = 0
 '
+test_expect 'mixing is stratified: K=2 at ratio 0.5 pairs one proact with one vanilla in every state; shares hold at K=4' '
+    { proact_rule; endless_script; } >script && mock_start --script script && seeds 200 >in &&
+    cl-rollout --branch $ROLL --window 0 --api-base "$MOCK_URL" in >o2 &&
+    jq -se "all(.candidates | map(.mode) | sort == [\"proact\",\"vanilla\"])" o2 &&
+    cl-rollout --branch $ROLL --window 0 -k 4 --proact-ratio 0.25 --system-prompt-ratio 0.5 --api-base "$MOCK_URL" in >o4 &&
+    jq -se "all(.candidates | map(select(.mode == \"proact\")) | length == 1)" o4 &&
+    jq -se "all(.candidates | map(select(.mode == \"system\")) | length | . == 1 or . == 2)" o4 &&
+    jq -se "[.[].candidates[] | select(.mode == \"system\")] | length | . > 260 and . < 340" o4 &&
+    jq -se "map(.candidates | map(.mode)) | unique | length > 2" o4
+'
 test_expect 'explicit --candidate sources set K, each with its model and mode; the future assistant has its own role' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
     cl-rollout --branch $ROLL --samples 1 --window 1 --candidate openai:big:proact --candidate assistant \
@@ -58,7 +68,10 @@ test_expect 'every call has its own sample seed; the same --seed replays from th
     cl-rollout --branch $R in >o1 && test "$(mock_count)" = 22 &&
     test "$(jq -s "map(.body.seed) | unique | length" "$MOCK_LOG")" = 22 &&
     cl-rollout --branch $R in >o2 && test "$(mock_count)" = 22 && cmp o1 o2 &&
-    cl-rollout --branch $R --seed 7 in >o3 && test "$(mock_count)" = 44 && ! cmp -s o1 o3
+    cl-rollout --branch $R --seed 7 in >o3 && test "$(mock_count)" = 44 && ! cmp -s o1 o3 &&
+    : >"$MOCK_LOG" && cl-rollout --branch $R --seed 8 --no-sample-seed --user-seed 5 in >o4 &&
+    jq -se "map(select(.body.model == \"asst\")) | all(has(\"seed\") | not)" "$MOCK_LOG" &&
+    jq -se "map(select(.body.model == \"usr\")) | all(.body.seed == 5)" "$MOCK_LOG"
 '
 test_expect 'the paper preset sets top-p 0.9 and 8 turns unless given explicitly, whatever the order' '
     endless_script >script && mock_start --script script && seeds 1 >in &&
