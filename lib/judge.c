@@ -47,6 +47,24 @@ static const char *prompt_name(const cl_judge_config *cfg, cl_judge_kind k, char
     }
 }
 
+/* A prompt (from --prompt-dir) that names a variable no judge provides is refused before any
+ * call, rather than failing on every record. */
+static int check_placeholders(const char *tmpl, const char *name, cl_err *e)
+{
+    static const char *const vars[] = {"task_desc", "conversation", "history", "requirement",
+                                       "question", "reference", "response"};
+    jv v = jv_object();
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        v = cl_json_set_str(v, vars[i], "");
+    cl_err pe = {0};
+    char *out = cl_prompt_render(tmpl, &v, &pe);
+    jv_free(v);
+    free(out);
+    if (!out)
+        return cl_err_set(e, CL_EXIT_CONFIG, "prompt %s: %s", name, pe.msg);
+    return 0;
+}
+
 cl_judge *cl_judge_new(const cl_judge_config *cfg, cl_err *e)
 {
     if ((cfg->kinds & (1u << CL_JUDGE_EXTRACT)) &&
@@ -66,8 +84,9 @@ cl_judge *cl_judge_new(const cl_judge_config *cfg, cl_err *e)
         if (!(cfg->kinds & (1u << k)))
             continue;
         char buf[64];
-        j->prompt[k] = cl_prompt_load(cfg->prompt_dir, prompt_name(cfg, (cl_judge_kind)k, buf, sizeof buf), e);
-        if (!j->prompt[k]) {
+        const char *name = prompt_name(cfg, (cl_judge_kind)k, buf, sizeof buf);
+        j->prompt[k] = cl_prompt_load(cfg->prompt_dir, name, e);
+        if (!j->prompt[k] || check_placeholders(j->prompt[k], name, e) < 0) {
             cl_judge_free(j);
             return NULL;
         }
@@ -125,7 +144,10 @@ int cl_judge_units(const jv *rec, cl_judge_unit **units, int *n, cl_err *e)
     int cap = 0, rc = 0;
     jv history = cl_state_messages(rec);
     jv_kind ck = cl_json_kind(rec, "candidates");
-    if (cl_json_has(rec, "messages") && !valid_messages(&history)) {
+    jv given = cl_json_get(rec, "messages");
+    int bad = jv_is_valid(given) && !valid_messages(&given);
+    jv_free(given);
+    if (bad) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "field 'messages' is not an array of {role, content} strings");
     } else if (ck == JV_KIND_INVALID) {
         if (!cl_json_has(rec, "messages"))
@@ -226,7 +248,7 @@ static jv seed_metadata(const jv *rec)
 
 /* The item's ambiguity for clarify-or-answer: metadata.ambiguous, or the reference label
  * "ambiguous" / "non_ambiguous" (cl-seed --preset abgcoqa writes both).  -1 when unknown. */
-static int ambiguity(const jv *rec)
+int cl_judge_item_ambiguity(const jv *rec)
 {
     jv meta = seed_metadata(rec);
     int amb = jv_get_kind(meta) == JV_KIND_OBJECT ? cl_json_bool(&meta, "ambiguous", -1) : -1;
@@ -249,8 +271,35 @@ static jv var_transcript(jv vars, const char *name, const jv *msgs, const char *
     return vars;
 }
 
-jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u,
-                    const char *extracted, cl_err *e)
+/* The unit's extracted.KIND as an owned jv string, or jv_invalid(). */
+static jv unit_extracted(const jv *rec, const cl_judge_unit *u, const char *kind)
+{
+    jv obj = cl_judge_unit_get(rec, u);
+    jv ex = cl_json_get(&obj, "extracted");
+    jv v = jv_get_kind(ex) == JV_KIND_OBJECT ? cl_json_get(&ex, kind) : jv_invalid();
+    jv_free(ex);
+    jv_free(obj);
+    if (jv_get_kind(v) != JV_KIND_STRING) {
+        jv_free(v);
+        return jv_invalid();
+    }
+    return v;
+}
+
+jv cl_judge_store_extracted(const cl_judge *j, jv rec, const cl_judge_unit *u, const char *text)
+{
+    jv obj = cl_judge_unit_get(&rec, u);
+    jv ex = cl_json_get(&obj, "extracted");
+    jv_free(obj);
+    if (jv_get_kind(ex) != JV_KIND_OBJECT) {
+        jv_free(ex);
+        ex = jv_object();
+    }
+    ex = cl_json_set_str(ex, j->cfg.artefact, text);
+    return cl_judge_unit_set(rec, u, "extracted", ex);
+}
+
+jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u, cl_err *e)
 {
     const char *none = "(none: the conversation starts here)";
     jv all = concat(&u->history, &u->window);
@@ -286,13 +335,18 @@ jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_
         }
         vars = cl_json_set_str(vars, "question", cl_seed_prompt(rec));
         vars = cl_json_set_str(vars, "reference", cl_seed_completion(rec));
-        if (extracted)
-            vars = cl_json_set_str(vars, "response", extracted);
+        jv answer = unit_extracted(rec, u, "answer");
+        if (jv_is_valid(answer))
+            vars = cl_json_set(vars, "response", answer);
+        else if (cl_judge_selected(j, CL_JUDGE_EXTRACT) && strcmp(j->cfg.artefact, "answer") == 0)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "no extracted answer to judge (the extraction failed)");
         else
             vars = var_transcript(vars, "response", &all, "(empty)");
+        if (!jv_is_valid(answer))
+            jv_free(answer);
         break;
     default: {
-        if (ambiguity(rec) < 0) {
+        if (cl_judge_item_ambiguity(rec) < 0) {
             rc = cl_err_set(e, CL_EXIT_DATAERR,
                             "clarify-or-answer needs the item's ambiguity: metadata.ambiguous or a "
                             "completion of \"ambiguous\" / \"non_ambiguous\"");
@@ -398,7 +452,7 @@ double cl_judge_score(const cl_judge *j, cl_judge_kind k, const jv *rec, double 
     if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER)
         return 2 * (raw - 2.5); /* paper App. D.4: A=3, B=2, C=1 mapped to 1, -1, -3 */
     if (k == CL_JUDGE_CLARIFY)
-        return (raw == 1) == (ambiguity(rec) == 1);
+        return (raw == 1) == (cl_judge_item_ambiguity(rec) == 1);
     return raw;
 }
 

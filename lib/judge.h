@@ -7,7 +7,8 @@
  * (--context window or full), the request each judge sends, the reading of its reply (range
  * checks, the 2(S-2.5) rescale), the summary of N sampled judgements (mean and spread), and
  * where results go in the record: `scores.NAME` and `judge.NAME` at the judged level, and
- * `extracted` next to the `messages` it was extracted from.
+ * `extracted.KIND` (document, code, answer: the contract with cl-reward) next to the
+ * `messages` it was extracted from.
  * Must not know: HTTP, the event loop, caching or retries (the tool drives those through
  * llm.h); report statistics (report.h). */
 #ifndef CL_JUDGE_H
@@ -82,13 +83,17 @@ jv cl_judge_unit_set(jv rec, const cl_judge_unit *u, const char *key, jv value);
 
 /* ---- asking and reading ---------------------------------------------------------------- */
 
-/* The chat messages (owned array) that ask judge k about unit u of rec.  extracted is the
- * unit's extracted artefact or NULL; the accuracy judge reads it instead of the transcript when
- * there is one.  Invalid with e set (65: the record lacks what the judge needs, e.g. the
- * reference for accuracy or the ambiguity label for clarify-or-answer; 78: a prompt file
- * names a variable that does not exist). */
-jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u,
-                    const char *extracted, cl_err *e);
+/* The chat messages (owned array) that ask judge k about unit u of rec.  The accuracy judge
+ * reads the unit's extracted.answer instead of the transcript when there is one (and requires
+ * it when this judge extracts answers).  Invalid with e set (65: the record lacks what the
+ * judge needs, e.g. the reference for accuracy, the ambiguity label for clarify-or-answer or
+ * the answer whose extraction failed; 78: a prompt file names a variable that does not
+ * exist). */
+jv cl_judge_request(const cl_judge *j, cl_judge_kind k, const jv *rec, const cl_judge_unit *u, cl_err *e);
+
+/* rec (consumed) with text stored as extracted.KIND (KIND the configured artefact) at unit u,
+ * beside any other kind extracted before. */
+jv cl_judge_store_extracted(const cl_judge *j, jv rec, const cl_judge_unit *u, const char *text);
 
 /* Reads a judge's reply.  For CL_JUDGE_EXTRACT *text gets the artefact (malloc'd); for the
  * others *raw gets the judgement as the judge gave it (range-checked).  -1 with e set (65) when
@@ -101,6 +106,10 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
  * 2(S-2.5); clarify-or-answer is 1 when asking matches the item's ambiguity; the others are
  * the judgement itself. */
 double cl_judge_score(const cl_judge *j, cl_judge_kind k, const jv *rec, double raw);
+
+/* The item's ambiguity for clarify-or-answer (Abg-CoQA): 1 ambiguous, 0 not, -1 unknown; from
+ * metadata.ambiguous, else a completion of "ambiguous" / "non_ambiguous". */
+int cl_judge_item_ambiguity(const jv *rec);
 
 /* Summary of a unit's judgements (raw[i] as given, score[i] after cl_judge_score) as the
  * judge.NAME object: {"n", "failed", "raw": [...], "mean", "sd", "min", "max"} (mean etc. of the

@@ -1,6 +1,7 @@
 #include "judge_run.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,6 @@
 #define MAX_JOBS 256
 
 typedef struct unit_state {
-    char *extracted;                    /* NULL until extracted */
-    int extract_failed;
     double *raw[CL_JUDGE_NKINDS], *score[CL_JUDGE_NKINDS];
     int n[CL_JUDGE_NKINDS], failed[CL_JUDGE_NKINDS], open[CL_JUDGE_NKINDS];
     char *error[CL_JUDGE_NKINDS];       /* last failure of the judge on this unit */
@@ -56,16 +55,12 @@ static void job_fail(job *jb, int unit, const char *what, const char *why)
     if (jb->error)
         return;
     char name[64];
-    if (unit >= 0)
-        cl_judge_unit_name(&jb->units[unit], name, sizeof name);
+    cl_judge_unit_name(&jb->units[unit], name, sizeof name);
     size_t n = sizeof name + strlen(what) + strlen(why) + 8;
     jb->error = malloc(n);
     if (!jb->error)
         abort();
-    if (unit >= 0)
-        snprintf(jb->error, n, "%s: %s: %s", name, what, why);
-    else
-        snprintf(jb->error, n, "%s: %s", what, why);
+    snprintf(jb->error, n, "%s: %s: %s", name, what, why);
 }
 
 static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int attempt);
@@ -78,12 +73,6 @@ static void submit_scoring(run *r, job *jb, int u)
     for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++) {
         if (!selected(r, (cl_judge_kind)k))
             continue;
-        if (k == CL_JUDGE_ACCURACY && jb->us[u].extract_failed) {
-            /* without the extracted answer the judgement would read something else */
-            job_fail(jb, u, "accuracy not judged", "the extraction failed");
-            r->failed_units[k]++;
-            continue;
-        }
         /* all samples are counted open first, so a request that cannot even be built (it
          * fails at once) settles the judge only after the last sample */
         jb->us[u].open[k] = r->o->samples;
@@ -97,7 +86,14 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
 {
     unit_state *us = &jb->us[u];
     const cl_judge_unit *unit = &jb->units[u];
-    jv summary = cl_judge_summary(r->j, k, us->raw[k], us->score[k], us->n[k], us->failed[k]);
+    /* in sample order, whatever order the replies came in, so output bytes are stable */
+    int n = 0;
+    for (int i = 0; i < r->o->samples; i++)
+        if (!isnan(us->raw[k][i])) {
+            us->raw[k][n] = us->raw[k][i];
+            us->score[k][n++] = us->score[k][i];
+        }
+    jv summary = cl_judge_summary(r->j, k, us->raw[k], us->score[k], n, us->failed[k]);
     if (us->n[k] == 0) {
         char what[128];
         snprintf(what, sizeof what, "%s: no readable judgement", cl_judge_key(k));
@@ -119,13 +115,17 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
         jv_free(scores);
         scores = jv_object();
     }
+    int had = cl_json_has(&scores, cl_judge_key(k));
     if (us->n[k] > 0)
         scores = cl_json_set_num(scores, cl_judge_key(k), cl_json_num(&summary, "mean", 0));
-    else
-        scores = jv_object_delete(scores, jv_string(cl_judge_key(k))); /* never a stale or zero score */
+    else if (had) /* never a stale score, and never a 0 for a failure */
+        scores = jv_object_delete(scores, jv_string(cl_judge_key(k)));
     judge = cl_json_set(judge, cl_judge_key(k), summary);
     jb->rec = cl_judge_unit_set(jb->rec, unit, "judge", judge);
-    jb->rec = cl_judge_unit_set(jb->rec, unit, "scores", scores);
+    if (us->n[k] > 0 || had)
+        jb->rec = cl_judge_unit_set(jb->rec, unit, "scores", scores);
+    else
+        jv_free(scores);
 }
 
 static void on_reply(void *ctx, const cl_llm_result *res)
@@ -161,19 +161,19 @@ static void on_reply(void *ctx, const cl_llm_result *res)
     if (k == CL_JUDGE_EXTRACT) {
         const cl_judge_unit *unit = &jb->units[c->unit];
         if (ok) {
-            us->extracted = text;
-            jb->rec = cl_judge_unit_set(jb->rec, unit, "extracted", jv_string(text));
+            jb->rec = cl_judge_store_extracted(r->j, jb->rec, unit, text);
+            free(text);
             r->judged_units[k]++;
         } else {
             job_fail(jb, c->unit, "extraction failed", e.msg);
-            us->extract_failed = 1;
             r->failed_units[k]++;
         }
         submit_scoring(r, jb, c->unit);
     } else {
         if (ok) {
-            us->raw[k][us->n[k]] = raw;
-            us->score[k][us->n[k]++] = cl_judge_score(r->j, k, &jb->rec, raw);
+            us->raw[k][c->sample] = raw;
+            us->score[k][c->sample] = cl_judge_score(r->j, k, &jb->rec, raw);
+            us->n[k]++;
         } else {
             us->failed[k]++;
         }
@@ -187,13 +187,12 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
 {
     unit_state *us = &jb->us[unit];
     cl_err e = {0};
-    jv msgs = cl_judge_request(r->j, k, &jb->rec, &jb->units[unit], us->extracted, &e);
+    jv msgs = cl_judge_request(r->j, k, &jb->rec, &jb->units[unit], &e);
     if (!jv_is_valid(msgs)) {
         /* the record lacks what this judge needs: no call, the judge fails on this unit */
         jv_free(msgs);
         job_fail(jb, unit, cl_judge_key(k), e.msg);
         if (k == CL_JUDGE_EXTRACT) {
-            us->extract_failed = 1;
             r->failed_units[k]++;
             submit_scoring(r, jb, unit);
         } else {
@@ -226,7 +225,6 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
 static void job_free(job *jb)
 {
     for (int u = 0; u < jb->nunits; u++) {
-        free(jb->us[u].extracted);
         for (int k = 0; k < CL_JUDGE_NKINDS; k++) {
             free(jb->us[u].raw[k]);
             free(jb->us[u].score[k]);
@@ -253,7 +251,7 @@ static int flush(run *r, cl_err *e)
             r->tail = NULL;
         r->njobs--;
         jv rec = jv_copy(jb->rec);
-        if (jv_get_kind(jb->usage) == JV_KIND_OBJECT)
+        if (jv_get_kind(jb->usage) == JV_KIND_OBJECT && jv_object_length(jv_copy(jb->usage)) > 0)
             rec = cl_json_set(rec, "judge_usage", jv_copy(jb->usage));
         int rc;
         if (jb->error) {
@@ -303,6 +301,8 @@ static job *job_start(run *r, cl_rec *rec)
             jb->us[u].score[k] = calloc((size_t)r->o->samples, sizeof(double));
             if (!jb->us[u].raw[k] || !jb->us[u].score[k])
                 abort();
+            for (int i = 0; i < r->o->samples; i++)
+                jb->us[u].raw[k][i] = NAN; /* not judged (yet) */
         }
     /* Hold the record open until every unit's calls are submitted, so that a callback
      * cannot see it finished half way. */
@@ -338,15 +338,12 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
 {
     run r = {.io = io, .llm = llm, .j = j, .o = o};
     int more = 1, rc = 0;
+    cl_err input = {0}; /* a fatal input error: the records read before it are still finished */
     while ((more || r.head) && rc == 0) {
         while (more && r.njobs < MAX_JOBS && cl_llm_queued(llm) < 4L * MAX_JOBS) {
             cl_rec rec;
-            int got = cl_io_next(io, &rec, e);
-            if (got < 0) {
-                rc = -1;
-                break;
-            }
-            if (got == 0) {
+            int got = cl_io_next(io, &rec, &input);
+            if (got <= 0) {
                 more = 0;
                 break;
             }
@@ -362,7 +359,8 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
             rc = -1;
     }
     if (rc < 0) {
-        /* drain the callbacks of calls in flight before freeing what they point to */
+        /* the output is gone: drain the callbacks of calls in flight before freeing what
+         * they point to */
         cl_llm_stop(llm, 1);
         cl_llm_run(llm);
     }
@@ -372,5 +370,9 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
         r.head = n;
     }
     add_stats(&r);
+    if (rc == 0 && input.code) {
+        *e = input;
+        rc = -1;
+    }
     return rc;
 }

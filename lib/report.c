@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "json.h"
+#include "judge.h"
 
 enum { M_METRIC, M_TOKENS, M_ITR, NMEASURES };
 static const char *const measure_keys[NMEASURES] = {"metric", "tokens", "itr"};
@@ -15,6 +16,7 @@ typedef struct entry {
     int run, task;
     char *id;
     jv scores;          /* the record's scores object (or null) */
+    int ambiguous;      /* Abg-CoQA class: 1, 0, or -1 unknown */
 } entry;
 
 struct cl_report {
@@ -117,7 +119,7 @@ int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e)
         jv_free(scores);
         scores = jv_null();
     }
-    r->e[r->n++] = (entry){run, t, strdup(id), scores};
+    r->e[r->n++] = (entry){run, t, strdup(id), scores, cl_judge_item_ambiguity(rec)};
     return 0;
 }
 
@@ -353,6 +355,39 @@ static jv comparison(const cl_report *r, const jv *runs_out, int run, int base, 
     return cl_json_set(c, "measures", ms);
 }
 
+/* Abg-CoQA's Table 2 for one run: accuracy on ambiguous and on clear items, their mean (macro
+ * accuracy) and the macro F1 of "asks" vs "answers", all x100.  With several judgements per
+ * item the counts are soft: an item adds its score (the share of samples that acted right). */
+static jv abg_classes(const cl_report *r, int run, int t)
+{
+    double right[2] = {0, 0};
+    int n[2] = {0, 0};
+    for (int i = 0; i < r->n; i++) {
+        const entry *en = &r->e[i];
+        if (en->run != run || en->task != t || en->ambiguous < 0 ||
+            cl_json_kind(&en->scores, "clarify_or_answer") != JV_KIND_NUMBER)
+            continue;
+        right[en->ambiguous] += cl_json_num(&en->scores, "clarify_or_answer", 0);
+        n[en->ambiguous]++;
+    }
+    jv o = jv_object();
+    static const char *const names[2] = {"non_ambiguous", "ambiguous"};
+    for (int c = 0; c < 2; c++) {
+        jv k = cl_json_set_num(jv_object(), "n", n[c]);
+        if (n[c])
+            k = cl_json_set_num(k, "acc", 100 * right[c] / n[c]);
+        o = cl_json_set(o, names[c], k);
+    }
+    if (n[0] && n[1]) {
+        double tp = right[1], fn = n[1] - right[1], tn = right[0], fp = n[0] - right[0];
+        double f1_ask = 2 * tp + fp + fn > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+        double f1_answer = 2 * tn + fn + fp > 0 ? 2 * tn / (2 * tn + fn + fp) : 0;
+        o = cl_json_set_num(o, "macro_acc", 100 * (right[1] / n[1] + right[0] / n[0]) / 2);
+        o = cl_json_set_num(o, "macro_f1", 100 * (f1_ask + f1_answer) / 2);
+    }
+    return o;
+}
+
 jv cl_report_compute(cl_report *r, cl_err *e)
 {
     if (r->nruns == 0) {
@@ -397,6 +432,8 @@ jv cl_report_compute(cl_report *r, cl_err *e)
             o = cl_json_set_num(o, "records", nrec);
             o = cl_json_set_num(o, "failed", nfail);
             o = cl_json_set(o, "measures", run_measures(r, run, t, metric));
+            if (strcmp(metric, "clarify_or_answer") == 0)
+                o = cl_json_set(o, "abg", abg_classes(r, run, t));
             runs = jv_array_append(runs, o);
         }
         jv cmp = jv_array();
@@ -581,6 +618,60 @@ static grid build_grid(const jv *rep)
     return flat;
 }
 
+/* Abg-CoQA's Table 2 for the tasks that have it: a row per task and run. */
+static grid build_abg_grid(const jv *rep)
+{
+    grid g = {.cols = 1};
+    static const char *const head[] = {"Abg-CoQA run", "Task", "Ambiguous acc", "Non-ambiguous acc", "Macro acc",
+                                       "Macro F1"};
+    char buf[128];
+    int rows = 0;
+    jv tasks = cl_json_get(rep, "tasks");
+    jv_array_foreach(tasks, t, to) {
+        (void)t;
+        jv runs = cl_json_get(&to, "runs");
+        jv_array_foreach(runs, i, ro) {
+            (void)i;
+            if (cl_json_has(&ro, "abg")) {
+                if (rows++ == 0)
+                    for (size_t h = 0; h < sizeof head / sizeof head[0]; h++)
+                        grid_add(&g, head[h]);
+                jv abg = cl_json_get(&ro, "abg");
+                grid_add(&g, cl_json_str(&ro, "run"));
+                grid_add(&g, cl_json_str(&to, "task"));
+                static const char *const cls[] = {"ambiguous", "non_ambiguous"};
+                for (int c = 0; c < 2; c++) {
+                    jv k = cl_json_get(&abg, cls[c]);
+                    double acc = cl_json_num(&k, "acc", NAN);
+                    if (isnan(acc))
+                        snprintf(buf, sizeof buf, "- (n 0)");
+                    else
+                        snprintf(buf, sizeof buf, "%.1f (n %.0f)", acc, cl_json_num(&k, "n", 0));
+                    grid_add(&g, buf);
+                    jv_free(k);
+                }
+                static const char *const macro[] = {"macro_acc", "macro_f1"};
+                for (int m = 0; m < 2; m++) {
+                    double x = cl_json_num(&abg, macro[m], NAN);
+                    if (isnan(x))
+                        snprintf(buf, sizeof buf, "-");
+                    else
+                        snprintf(buf, sizeof buf, "%.1f", x);
+                    grid_add(&g, buf);
+                }
+                jv_free(abg);
+            }
+            jv_free(ro);
+        }
+        jv_free(runs);
+        jv_free(to);
+    }
+    jv_free(tasks);
+    g.cols = 6;
+    g.rows /= 6;
+    return g;
+}
+
 static void grid_free(grid *g)
 {
     for (int i = 0; i < g->rows * g->cols; i++)
@@ -679,6 +770,21 @@ static void write_tsv(const jv *rep, FILE *out)
                 jv_free(cm);
                 jv_free(st);
             }
+            jv abg = cl_json_get(&ro, "abg");
+            static const char *const rows[][2] = {{"ambiguous_acc", "ambiguous"}, {"non_ambiguous_acc", "non_ambiguous"},
+                                                  {"macro_acc", NULL}, {"macro_f1", NULL}};
+            for (size_t k = 0; jv_get_kind(abg) == JV_KIND_OBJECT && k < sizeof rows / sizeof rows[0]; k++) {
+                double n = rows[k][1] ? num_at(&abg, JV_ARRAY(jv_string(rows[k][1]), jv_string("n")))
+                                      : num_at(&abg, JV_ARRAY(jv_string("ambiguous"), jv_string("n"))) +
+                                            num_at(&abg, JV_ARRAY(jv_string("non_ambiguous"), jv_string("n")));
+                double x = rows[k][1] ? num_at(&abg, JV_ARRAY(jv_string(rows[k][1]), jv_string("acc")))
+                                      : num_at(&abg, JV_ARRAY(jv_string(rows[k][0])));
+                fprintf(out, "%s\t%s\t%s\t%s\t%.0f", cl_json_str(&to, "task"), cl_json_str(&to, "metric"), run,
+                        rows[k][0], n);
+                tsv_num(out, x);
+                fputs("\t\t\t\t\t\t\t\t\n", out);
+            }
+            jv_free(abg);
             jv_free(co);
             jv_free(ro);
         }
@@ -706,6 +812,12 @@ int cl_report_write(const jv *rep, const char *format, FILE *out, cl_err *e)
                     cl_json_num(rep, "seed", 0), cl_json_str(rep, "itr_scale"));
         write_grid(&g, md, out);
         grid_free(&g);
+        grid a = build_abg_grid(rep);
+        if (a.rows > 0) {
+            fputc('\n', out);
+            write_grid(&a, md, out);
+        }
+        grid_free(&a);
     } else {
         return cl_err_set(e, CL_EXIT_USAGE, "--format: '%s' is not table, markdown, tsv or json", format);
     }

@@ -170,6 +170,13 @@ static int run_judges(opts *o, cl_common *c)
         cl_judge_free(j);
         cl_die_err(&e);
     }
+    int role = cl_llm_role(llm, "judge");
+    if (!cl_llm_role_configured(llm, role)) {
+        cl_llm_free(llm);
+        cl_judge_free(j);
+        cl_llm_cli_free(&o->lc);
+        cl_die(CL_EXIT_CONFIG, "no judge model: give --judge SPEC (for example openai:gpt-4o)");
+    }
     cl_io *io = cl_io_open(c, NULL, &e);
     if (!io) {
         cl_llm_free(llm);
@@ -178,7 +185,7 @@ static int run_judges(opts *o, cl_common *c)
     }
     cl_llm_cli_attach(&o->lc, llm, io);
     cl_judge_run_opts ro = {.samples = (int)o->samples, .retries = (int)o->retries, .seed = c->seed,
-                            .role = cl_llm_role(llm, "judge")};
+                            .role = role};
     int rc = cl_judge_run(io, llm, j, &ro, &e);
     cl_llm_cli_report(&o->lc, llm, io);
     int llm_status = cl_llm_exit_status(llm);

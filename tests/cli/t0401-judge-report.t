@@ -72,6 +72,26 @@ test_expect 'interactivity on the unit and the paper scale in one report is refu
     grep -q "mixed.jsonl:9: .*paper.*unit" err && ! test -s out
 '
 
+test_expect '--metric chooses the task metric per task or for all tasks' '
+    cl-judge --report -q --format json --metric math=tokens "$B" >a.json &&
+    jq -e "[.tasks[].metric] == [\"tokens\", \"bleu\"] and (.tasks[0].runs[0].measures.metric.mean - 320000 | fabs < 1e-6)" a.json &&
+    cl-judge --report -q --format json --metric "math=accuracy,interactivity" "$B" >b.json &&
+    jq -e "[.tasks[].metric] == [\"accuracy\", \"interactivity\"] and .tasks[1].runs[0].measures.metric.mean == 75" b.json
+'
+
+test_expect 'Abg-CoQA items get the per-class accuracies, macro accuracy and macro F1 of the paper (Table 2)' '
+    for x in "a1 true 1" "a2 true 0" "a3 true 0" "n1 false 1" "n2 false 1" "u1 null 0"; do
+        set -- $x
+        echo "{\"id\":\"$1\",\"task\":\"qa\",\"metadata\":{\"ambiguous\":$2},\"scores\":{\"clarify_or_answer\":$3}}"
+    done >abg.jsonl &&
+    cl-judge --report -q --format json abg.jsonl >rep.json &&
+    jq -e ".tasks[0].metric == \"clarify_or_answer\" and .tasks[0].runs[0].measures.metric.n == 6" rep.json &&
+    jq -e ".tasks[0].runs[0].abg | .ambiguous.n == 3 and .non_ambiguous.n == 2 and .non_ambiguous.acc == 100" rep.json &&
+    jq -e ".tasks[0].runs[0].abg | (.ambiguous.acc - 100/3 | fabs) < 1e-9 and (.macro_acc - 200/3 | fabs) < 1e-9" rep.json &&
+    jq -e ".tasks[0].runs[0].abg | (.macro_f1 - 100*(2/4 + 4/6)/2 | fabs) < 1e-9" rep.json &&
+    cl-judge --report -q abg.jsonl >t && grep -Eq "^abg +qa +33\.3 \(n 3\) +100\.0 \(n 2\) +66\.7 +58\.3$" t
+'
+
 test_expect 'a baseline that names no run exits 65' '
     { cl-judge --report -q --baseline nosuch "$B" >out 2>err; test $? = 65; } && grep -q "nosuch" err
 '
