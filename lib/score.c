@@ -85,7 +85,7 @@ typedef struct job {
     size_t al, bl;
     double value;
     sandbox_result sr;
-    int failed;
+    int ran, failed;
     cl_err err;
 } job;
 
@@ -220,8 +220,15 @@ static char *math_reference(const jv *rec)
     size_t len;
     char *a = dup_string(&md, "answer", &len);
     if (!a && cl_json_kind(&md, "answer") == JV_KIND_NUMBER) {
+        /* The shortest text that reads back as the same number, as Python's repr writes it
+         * (0.1, not 0.10000000000000001). */
+        double x = cl_json_num(&md, "answer", 0);
         char buf[64];
-        snprintf(buf, sizeof buf, "%.17g", cl_json_num(&md, "answer", 0));
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, x);
+            if (strtod(buf, NULL) == x)
+                break;
+        }
         a = strdup(buf);
     }
     jv_free(md);
@@ -305,7 +312,7 @@ static int count_tokens(const score_cfg *c, const view *v, unit *u, char *why, s
             }
             double t;
             cl_err e = {0};
-            int rc = tokens_of_message(c->tokens, &m, &t, &e);
+            int rc = tokens_of_message(c->tokens, c->tk, &m, &t, &e);
             jv_free(m);
             if (rc != 0) {
                 snprintf(why, n, "%s message %d (%s): %.200s", p ? "forward" : "history", i, role,
@@ -493,6 +500,9 @@ static void run_jobs(batch *b)
 #pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
     for (int i = 0; i < b->njobs; i++) {
         job *j = &b->jobs[i];
+        if (b->errs[b->units[j->unit].rec])
+            continue; /* its record already failed: no sandbox for nothing */
+        j->ran = 1;
         if (j->metric == SCORE_PASS_RATE) {
             if (sandbox_run_unittest(c->sb, j->a, j->b, omp_get_thread_num(), &j->sr, &j->err) != 0)
                 j->failed = 1;
@@ -515,18 +525,24 @@ static void collect_jobs(batch *b, score_stats *st)
     for (int i = 0; i < b->njobs; i++) {
         job *j = &b->jobs[i];
         unit *u = &b->units[j->unit];
+        if (!j->ran)
+            continue;
         if (j->failed) {
             rec_fail(b, u->rec, "%s", j->err.msg);
             continue;
         }
+        sandbox_result *r = &j->sr;
+        if (j->metric == SCORE_PASS_RATE) {
+            st->sandbox[r->status]++;
+            st->sandbox_wall += r->wall_s;
+        }
+        if (b->errs[u->rec])
+            continue;
         const char *name = j->metric == SCORE_BLEU ? "bleu" : j->metric == SCORE_BLEU_WORD
                                                                   ? "bleu_word" : "pass_rate";
         u->scores = cl_json_set_num(u->scores, name, j->value);
         if (j->metric != SCORE_PASS_RATE)
             continue;
-        sandbox_result *r = &j->sr;
-        st->sandbox[r->status]++;
-        st->sandbox_wall += r->wall_s;
         jv info = jv_object();
         info = cl_json_set_str(info, "status", sandbox_status_name(r->status));
         if (r->tests_run >= 0) {

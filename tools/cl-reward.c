@@ -21,6 +21,7 @@ typedef struct opts {
     score_cfg sc;
     sandbox_cfg sb;
     long batch;
+    const char *tiktoken_file;
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -42,7 +43,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_LAMBDA: return cl_parse_double(arg, 0, 1e9, "--lambda", &o->sc.reward.lambda, e);
     case OPT_TOKENS:
         o->set_tokens = 1;
-        return tokens_parse_method(arg, &o->sc.tokens, e);
+        return tokens_parse_method(arg, &o->sc.tokens, &o->tiktoken_file, e);
     case OPT_SCOPE: o->set_scope = 1; return score_parse_scope(arg, &o->sc.scope, e);
     case OPT_ROLES: o->set_roles = 1; return score_parse_roles(arg, &o->sc.roles, e);
     case 'j':
@@ -187,7 +188,8 @@ int main(int argc, char **argv)
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
             "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
-            "      --tokens M      usage (recorded completion_tokens) | words (default usage)\n"
+            "      --tokens M      usage (recorded completion_tokens) | words | tiktoken:FILE\n"
+            "                      (a .tiktoken rank file, e.g. cl100k_base; default usage)\n"
             "      --token-scope S forward | session (default forward; v2: session)\n"
             "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
             "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
@@ -212,6 +214,13 @@ int main(int argc, char **argv)
         cl_usage_error("--task-metric and --lambda need --reward");
     apply_mode_defaults(&o);
     cl_err e = {0};
+    tiktoken *tk = NULL;
+    if (o.sc.tokens == TOKENS_TIKTOKEN) {
+        tk = tiktoken_load(o.tiktoken_file, &e);
+        if (!tk)
+            cl_die_err(&e);
+        o.sc.tk = tk;
+    }
     if (o.sc.metrics & SCORE_PASS_RATE) {
         o.sc.sb = sandbox_new(&o.sb, &e);
         if (!o.sc.sb)
@@ -229,5 +238,6 @@ int main(int argc, char **argv)
         status = run(io, &o, &e);
     int rc = cl_io_finish(io, status, &e);
     sandbox_free(o.sc.sb);
+    tiktoken_free(tk);
     return rc;
 }

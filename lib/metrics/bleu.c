@@ -11,41 +11,46 @@
 enum { BLEU_N = 4 };
 
 /* Clipped n-gram matches of hyp against ref: the numerator of NLTK's modified precision and of
- * sacreBLEU's "correct" count.  A hash table keyed by the n-gram's position in hyp avoids
- * packing limits (a code point needs 21 bits, four do not fit a 64-bit key). */
+ * sacreBLEU's "correct" count.  An n-gram of up to four 21-bit code points is packed into a
+ * 64-bit and a 32-bit word (the first one alone in the high word), so the hash table compares
+ * keys, not strings. */
 typedef struct ngram_slot {
-    uint32_t pos;   /* start of the n-gram in hyp; UINT32_MAX = empty */
-    uint32_t hyp;   /* occurrences in hyp */
-    uint32_t ref;   /* occurrences in ref */
+    uint64_t lo;    /* the last three symbols, 21 bits each */
+    uint32_t hi;    /* the first symbol of a 4-gram; UINT32_MAX = empty slot */
+    uint32_t left;  /* hypothesis occurrences not yet matched by the reference */
 } ngram_slot;
 
-static uint64_t ngram_hash(const uint32_t *g, int n)
+static uint64_t pack_lo(const uint32_t *g, int n)
 {
-    uint64_t h = 0x9e3779b97f4a7c15u;
-    for (int i = 0; i < n; i++) {
-        h ^= g[i];
-        h *= 0xff51afd7ed558ccdu;
-        h ^= h >> 32;
-    }
-    return h;
+    uint64_t k = 0;
+    for (int i = n > 3 ? n - 3 : 0; i < n; i++)
+        k = (k << 21) | (g[i] & 0x1fffff);
+    return k;
 }
 
-static ngram_slot *ngram_find(ngram_slot *t, size_t mask, const uint32_t *hyp, const uint32_t *g,
-                              int n)
+static uint32_t pack_hi(const uint32_t *g, int n) { return n > 3 ? g[0] & 0x1fffff : 0; }
+
+/* Fibonacci hashing: the top bits of the product are the well-mixed ones. */
+static ngram_slot *ngram_find(ngram_slot *t, size_t mask, int shift, uint64_t lo, uint32_t hi)
 {
-    for (size_t i = ngram_hash(g, n) & mask;; i = (i + 1) & mask) {
-        if (t[i].pos == UINT32_MAX || memcmp(hyp + t[i].pos, g, n * sizeof *g) == 0)
+    uint64_t h = (lo ^ ((uint64_t)hi << 43) ^ hi) * 0x9e3779b97f4a7c15u;
+    for (size_t i = (size_t)(h >> shift);; i = (i + 1) & mask)
+        if (t[i].hi == UINT32_MAX || (t[i].lo == lo && t[i].hi == hi))
             return &t[i];
-    }
 }
 
-/* correct[k] / total[k] for k = 0..3 (orders 1..4).  -1 when out of memory. */
+/* correct[k] / total[k] for k = 0..3 (orders 1..4).  Each reference occurrence of an n-gram
+ * that the hypothesis still has an unmatched copy of is one clipped match, so one counter per
+ * n-gram suffices.  -1 when out of memory. */
 static int ngram_stats(const uint32_t *hyp, size_t hl, const uint32_t *ref, size_t rl,
                        double correct[BLEU_N], double total[BLEU_N])
 {
     size_t cap = 16;
-    while (cap < 2 * hl)
+    int shift = 60;
+    while (cap < hl + hl / 2) {
         cap *= 2;
+        shift--;
+    }
     ngram_slot *t = malloc(cap * sizeof *t);
     if (!t)
         return -1;
@@ -53,22 +58,24 @@ static int ngram_stats(const uint32_t *hyp, size_t hl, const uint32_t *ref, size
         correct[n - 1] = total[n - 1] = 0;
         if (hl < (size_t)n)
             continue;
-        memset(t, 0xff, cap * sizeof *t);
+        for (size_t i = 0; i < cap; i++)
+            t[i].hi = UINT32_MAX;
         for (size_t i = 0; i + n <= hl; i++) {
-            ngram_slot *s = ngram_find(t, cap - 1, hyp, hyp + i, n);
-            if (s->pos == UINT32_MAX)
-                *s = (ngram_slot){(uint32_t)i, 0, 0};
-            s->hyp++;
-        }
-        for (size_t i = 0; i + n <= rl; i++) {
-            ngram_slot *s = ngram_find(t, cap - 1, hyp, ref + i, n);
-            if (s->pos != UINT32_MAX)
-                s->ref++;
+            uint64_t lo = pack_lo(hyp + i, n);
+            uint32_t hi = pack_hi(hyp + i, n);
+            ngram_slot *s = ngram_find(t, cap - 1, shift, lo, hi);
+            if (s->hi == UINT32_MAX)
+                *s = (ngram_slot){lo, hi, 0};
+            s->left++;
         }
         uint64_t c = 0;
-        for (size_t i = 0; i < cap; i++)
-            if (t[i].pos != UINT32_MAX)
-                c += t[i].hyp < t[i].ref ? t[i].hyp : t[i].ref;
+        for (size_t i = 0; i + n <= rl; i++) {
+            ngram_slot *s = ngram_find(t, cap - 1, shift, pack_lo(ref + i, n), pack_hi(ref + i, n));
+            if (s->hi != UINT32_MAX && s->left > 0) {
+                s->left--;
+                c++;
+            }
+        }
         correct[n - 1] = (double)c;
         total[n - 1] = (double)(hl - n + 1);
     }

@@ -5,26 +5,42 @@
 #include "json.h"
 #include "metrics/utext.h"
 
-int tokens_parse_method(const char *s, tokens_method *m, cl_err *e)
+int tokens_parse_method(const char *s, tokens_method *m, const char **file, cl_err *e)
 {
     if (strcmp(s, "usage") == 0)
         *m = TOKENS_USAGE;
     else if (strcmp(s, "words") == 0)
         *m = TOKENS_WORDS;
-    else
-        return cl_err_set(e, CL_EXIT_USAGE, "--tokens: unknown method '%s' (usage, words)", s);
+    else if (strncmp(s, "tiktoken:", 9) == 0 && s[9]) {
+        *m = TOKENS_TIKTOKEN;
+        *file = s + 9;
+    } else
+        return cl_err_set(e, CL_EXIT_USAGE,
+                          "--tokens: unknown method '%s' (usage, words, tiktoken:FILE)", s);
     return 0;
 }
 
-const char *tokens_method_name(tokens_method m) { return m == TOKENS_USAGE ? "usage" : "words"; }
-
-int tokens_of_message(tokens_method m, const jv *msg, double *n, cl_err *e)
+const char *tokens_method_name(tokens_method m)
 {
-    if (m == TOKENS_WORDS) {
-        const char *text = cl_json_str(msg, "content");
-        if (!text)
+    static const char *names[] = {"usage", "words", "tiktoken"};
+    return names[m];
+}
+
+int tokens_of_message(tokens_method m, const tiktoken *tk, const jv *msg, double *n, cl_err *e)
+{
+    if (m != TOKENS_USAGE) {
+        jv content = cl_json_get(msg, "content");
+        if (jv_get_kind(content) != JV_KIND_STRING) {
+            jv_free(content);
             return cl_err_set(e, CL_EXIT_DATAERR, "content is not a string");
-        *n = (double)utext_count_words(text, strlen(text));
+        }
+        const char *text = jv_string_value(content);
+        size_t len = (size_t)jv_string_length_bytes(jv_copy(content));
+        long k = m == TOKENS_WORDS ? (long)utext_count_words(text, len) : tiktoken_count(tk, text, len);
+        jv_free(content);
+        if (k < 0)
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "tiktoken: out of memory");
+        *n = (double)k;
         return 0;
     }
     jv usage = cl_json_get(msg, "usage");

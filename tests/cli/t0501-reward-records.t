@@ -25,6 +25,13 @@ test_expect 'the extracted artefact is read from extracted.document of each futu
     jq -e ".candidates[0].futures[0].scores.bleu == 1" out &&
     jq -e ".candidates[0].futures[1].scores.bleu < 0.5" out
 '
+test_expect 'bleu-word is sacreBLEU sentence BLEU / 100 (13a, effective order; worked by hand)' '
+    printf "{\"completion\":\"The cat sat down.\",\"messages\":[],\"extracted\":{\"document\":\"The cat sat.\"}}\n" >in &&
+    cl-reward -q -Z --metric bleu-word in >out &&
+    # tokens "The cat sat ." against "The cat sat down .": 4/4, 2/3, 1/2, 0/1 → 100/(2·1) = 50;
+    # BP = exp(1 - 5/4)
+    jq -e "(.scores.bleu_word - (((1 - 5 / 4) | exp) * (([100, 200 / 3, 50, 50] | map(log) | add) / 4 | exp) / 100) | fabs) < 1e-12" out
+'
 test_expect 'a future without extracted.document is an error naming it, exit 1, record kept' '
     jq -c "del(.candidates[0].futures[1].extracted)" "$F/branch-document.jsonl" >in &&
     { cl-reward -Z --metric bleu in >out 2>err; test $? = 1; } &&

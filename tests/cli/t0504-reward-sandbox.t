@@ -3,7 +3,8 @@
 . "$(dirname "$0")/lib.sh"
 F="$FIXTURES/reward"
 [ -x /usr/bin/python3 ] || skip_all "/usr/bin/python3 is needed to run code tests"
-LIMITS="--timeout 5 --cpu 1 --mem 1024 --fsize 16 --nproc 32"
+# The wall limit is far above the CPU limit so that a loaded machine still ends the loop by CPU.
+LIMITS="--timeout 30 --cpu 1 --mem 1024 --fsize 16 --nproc 32"
 
 test_expect 'passing, failing and looping code score 1, 0, 0 with their status recorded' '
     cl-reward -Z --metric pass_rate $LIMITS --weights pass_rate=1 --stats st.json "$F/branch-code.jsonl" >out 2>err &&
@@ -25,6 +26,12 @@ test_expect 'a seed without a unittest is an error, not a zero' '
     jq -c ".completion = \"no json here\"" "$F/branch-code.jsonl" >in &&
     { cl-reward -Z --metric pass_rate $LIMITS in >out 2>err; test $? = 1; } &&
     grep -q "no unittest" err
+'
+test_expect 'a record that already failed runs no sandbox for its other futures' '
+    jq -c "del(.candidates[1].futures[0].extracted)" "$F/branch-code.jsonl" >in &&
+    { cl-reward -Z --metric pass_rate $LIMITS --stats st.json in >out 2>err; test $? = 1; } &&
+    grep -q "extracted.code is missing" err &&
+    jq -e ".sandbox | .pass + .fail + .timeout + .error == 0" st.json
 '
 test_expect 'the sandbox refuses the network; with every protection off the same code connects' '
     /usr/bin/python3 -c "
@@ -52,6 +59,12 @@ test_expect 'as root, namespaces and the uid drop are active and named' '
 else
     echo "SKIP: $(basename "$0"): not root, namespace and uid-drop checks skipped (CI runs as root)" >&2
 fi
+test_expect 'a work directory below a directory closed to the test uid still runs' '
+    mkdir -m 700 closed &&
+    TMPDIR=$PWD/closed cl-reward -q -Z --metric pass_rate --no-namespaces $LIMITS "$F/branch-code.jsonl" >out &&
+    jq -e "[.candidates[].futures[].metric_info.pass_rate.status] == [\"pass\", \"fail\", \"timeout\"]" out &&
+    test -z "$(ls closed)"
+'
 test_expect 'a missing interpreter is a configuration error (78) before any record is read' '
     { cl-reward --metric pass_rate --python /nonexistent/python3 "$F/branch-code.jsonl" >out 2>err; test $? = 78; } &&
     grep -q "not found" err && test ! -s out

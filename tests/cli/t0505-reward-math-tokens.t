@@ -13,8 +13,10 @@ test_expect 'an extracted answer wins over boxes in the messages, and may carry 
 '
 test_expect 'without metadata.answer the reference is the last box of the solution; numbers work too' '
     conv "{}" "" "so \\\\boxed{7}" >in && conv "{\"answer\":7}" "" "\\\\boxed{7}" >>in &&
+    conv "{\"answer\":0.1}" "" "\\\\boxed{0.1}" >>in &&
     cl-reward -q -Z --metric math in >out &&
-    jq -s -e "map(.scores.math_equiv) == [1, 1] and .[0].metric_info.math_equiv.reference == \"7\"" out
+    jq -s -e "map(.scores.math_equiv) == [1, 1, 1] and .[0].metric_info.math_equiv.reference == \"7\"" out &&
+    jq -s -e ".[2].metric_info.math_equiv.reference == \"0.1\"" out
 '
 test_expect 'a seed with no reference answer at all is an error' '
     printf "{\"task\":\"math\",\"completion\":\"no box\",\"messages\":[]}\n" >in &&
@@ -34,5 +36,19 @@ test_expect 'token roles and scope select what is counted' '
 test_expect 'words are Python str.split() words, Unicode spaces included' '
     printf "{\"messages\":[{\"role\":\"assistant\",\"content\":\"a\\\\u00a0b\\\\u3000c  d\\\\n\"}]}\n" >in &&
     cl-reward -q -Z --metric tokens --tokens words in | jq -e ".scores.tokens == 4"
+'
+test_expect 'tiktoken:FILE counts with a rank file (two-byte merge "th" here)' '
+    python3 -c "
+import base64
+with open(\"ranks.tiktoken\", \"w\") as f:
+    for i in range(256):
+        f.write(base64.b64encode(bytes([i])).decode() + \" %d\\n\" % i)
+    f.write(base64.b64encode(b\"th\").decode() + \" 256\\n\")
+" &&
+    # "the" = th + e; "thin" = th + i + n; " ice" = four bytes: 2 + 3 + 4
+    printf "{\"messages\":[{\"role\":\"user\",\"content\":\"the\"},{\"role\":\"assistant\",\"content\":\"thin ice\"}]}\n" >in &&
+    cl-reward -q -Z --metric tokens --tokens tiktoken:ranks.tiktoken in >out &&
+    jq -e ".scores.tokens == 9 and .metric_info.tokens.method == \"tiktoken\" and .metric_info.tokens.user == 2" out &&
+    { cl-reward -q -Z --metric tokens --tokens tiktoken:missing in 2>err; test $? = 66; }
 '
 test_done
