@@ -5,17 +5,16 @@
 # resumption after an interruption at a random point.  One reference run of each pipeline is
 # made first and shared by the tests that only read it.
 . "$(dirname "$0")/lib.sh"
-command -v jq >/dev/null || skip_all "jq is not installed (scripts/install-deps installs it)"
-test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
+. "$(dirname "$0")/mock.sh"
 W="$FIXTURES/pipelines"
 S=$_top/shared
 mkdir -p "$S"
 
-# mock_start NAME SCRIPT: a mock on a free loopback port; its URL in $URL_NAME, its requests in
-# $S/NAME.log.  Both are stopped when the script exits.
+# shared_mock NAME SCRIPT: a mock for the whole script (mock_start of mock.sh serves one test
+# body); its URL in $URL_NAME, its requests in $S/NAME.log.  Stopped when the script exits.
 pids=
 trap 'for p in $pids; do kill $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$_top"' EXIT
-mock_start() {
+shared_mock() {
     "$CL_TESTBIN/mockllm" --script "$2" --log "$S/$1.log" >"$S/$1.port" 2>"$S/$1.err" &
     pids="$pids $!"
     _i=0
@@ -26,8 +25,8 @@ mock_start() {
     done
     eval "URL_$1=http://127.0.0.1:$(cat "$S/$1.port")/v1"
 }
-mock_start engine "$W/math-world.jsonl"
-mock_start bench "$W/eval-world.jsonl"
+shared_mock engine "$W/math-world.jsonl"
+shared_mock bench "$W/eval-world.jsonl"
 cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >"$S/seeds.zst"
 
 # collab OUT [make arguments]: the data engine on the seeds, two shards, a small tree.
@@ -142,10 +141,8 @@ test_expect 'a failing step stops the run; after the fix make goes on without re
 test_expect 'records a judge cannot score stop the run, or with ALLOW_FAILED=1 land in .rejects and the run goes on' '
     jq -c "if (.match | test(\"collaborated with a user|<conversation>\")) then .reply = \"no idea\" else . end" \
         "$W/math-world.jsonl" >mute.jsonl || exit 1
-    "$CL_TESTBIN/mockllm" --script mute.jsonl >port 2>/dev/null &
-    mp=$!; trap "kill $mp" EXIT; i=0
-    until test -s port; do i=$((i + 1)); test $i -le 100 || exit 1; sleep 0.05; done
-    args="SEEDS=$S/seeds.zst BIN=$CL_BIN API_BASE=http://127.0.0.1:$(cat port)/v1 ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=1 MAX_TURNS=1" &&
+    mock_start --script mute.jsonl &&
+    args="SEEDS=$S/seeds.zst BIN=$CL_BIN API_BASE=$MOCK_URL ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=1 MAX_TURNS=1" &&
     { make -s -f "$ROOT/pipelines/collab.mk" $args OUT=strict >out 2>err; test $? != 0; } &&
     ! test -e strict/s0/t0/scored.zst && grep -q "interactivity" err &&
     make -s -f "$ROOT/pipelines/collab.mk" $args OUT=lenient ALLOW_FAILED=1 2>err &&

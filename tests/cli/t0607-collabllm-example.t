@@ -3,8 +3,7 @@
 # its data-engine commands in the scripted math world, its benchmark (the last block) in the
 # evaluation world (tests/fixtures/pipelines/README).
 . "$(dirname "$0")/lib.sh"
-command -v jq >/dev/null || skip_all "jq is not installed (scripts/install-deps installs it)"
-test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
+. "$(dirname "$0")/mock.sh"
 W="$FIXTURES/pipelines"
 
 # Blocks of the worked example, one file per block (block1, block2, ...), mdoc escapes undone.
@@ -13,20 +12,8 @@ sed -n '/^\.Ss A worked example/,/^\.Sh SEE ALSO/p' "$ROOT/man/collabllm.7" |
         on { gsub(/\\e/, "\\"); gsub(/\\-/, "-"); print > (dir "/block" n) }'
 nblocks=$(ls "$_top"/block* | wc -l)
 
-# world SCRIPT: the mock on a free loopback port as OPENAI_BASE_URL, stopped with the body.
-world() {
-    "$CL_TESTBIN/mockllm" --script "$1" --log "$PWD/mock.log" >mock.port 2>mock.err &
-    MOCK_PID=$!
-    trap 'kill $MOCK_PID 2>/dev/null; wait $MOCK_PID 2>/dev/null' EXIT
-    _i=0
-    until test -s mock.port; do
-        _i=$((_i + 1))
-        [ $_i -le 100 ] && kill -0 $MOCK_PID 2>/dev/null || { cat mock.err; return 1; }
-        sleep 0.05
-    done
-    OPENAI_BASE_URL=http://127.0.0.1:$(cat mock.port)/v1
-    export OPENAI_BASE_URL
-}
+# world SCRIPT: the mock with that script as the endpoint of every model.
+world() { mock_start --script "$1" && OPENAI_BASE_URL=$MOCK_URL && export OPENAI_BASE_URL; }
 # The example runs from the source tree: a scratch copy of what it reads.
 tree() { cp -r "$ROOT/pipelines" "$ROOT/examples" .; }
 
