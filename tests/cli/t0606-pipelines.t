@@ -94,13 +94,16 @@ interrupt() {
     wait $_pid
     return 0
 }
-# until_cut DELAY FILE COMMAND: interrupt, halving the delay until the run is cut before it
-# writes FILE (a loaded machine can make the reference run slower than this one).
+# until_cut DELAY FILE MOCK COMMAND: interrupt, halving the delay until the run is cut before
+# it writes FILE (a loaded machine can make the reference run slower than this one).  $before
+# is MOCK's request count when the last attempt started.
 until_cut() {
     _d=$1
-    interrupt $_d "$3"
+    before=$(calls $3)
+    interrupt $_d "$4"
     while test -e "$2"; do
-        rm -rf "$(dirname "$2")" && _d=$(awk -v d=$_d "BEGIN { print d / 2 }") && interrupt $_d "$3"
+        rm -rf "$(dirname "$2")" && _d=$(awk -v d=$_d "BEGIN { print d / 2 }") && before=$(calls $3) &&
+            interrupt $_d "$4"
     done
     echo "# interrupted after $_d s"
 }
@@ -116,7 +119,7 @@ same_records() {
 }
 test_expect 'interrupted at a random point and run again, the data engine gives the same final bytes' '
     delay=$(awk -v s="$$" -v d="$engine_secs" "BEGIN { srand(s); printf \"%.2f\", (0.05 + rand() * 0.6) * d }") &&
-    before=$(calls engine) && until_cut $delay cut/dpo.jsonl.zst "$ENGINE_CMD" &&
+    until_cut $delay cut/dpo.jsonl.zst engine "$ENGINE_CMD" &&
     echo "# the reference run took $engine_secs s; made before the interruption: $(cd cut && find . -name "*.zst" | sort | tr "\n" " ")" &&
     collab cut -j2 2>log &&
     cmp $R/dpo.jsonl.zst cut/dpo.jsonl.zst && cmp $R/sft.jsonl.zst cut/sft.jsonl.zst &&
@@ -171,7 +174,7 @@ test_expect 'the report means and the relative improvement are those of the scor
         \$b[0].acc == 0 and \$c[0].acc == 100 and \$c[0].itr == 100" $E/report.json >/dev/null
 '
 test_expect 'an interrupted benchmark resumes to the same report' '
-    until_cut 0.3 cut/report.json "$BENCH_CMD" &&
+    until_cut 0.3 cut/report.json bench "$BENCH_CMD" &&
     evalrun cut 2>log && cmp $E/report.json cut/report.json && cmp $E/report.md cut/report.md &&
     for m in base collab; do same_records $E/$m/scored.jsonl.zst cut/$m/scored.jsonl.zst || exit 1; done
 '
