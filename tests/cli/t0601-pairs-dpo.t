@@ -58,6 +58,12 @@ test_expect 'a record that is not a branch is reported, not dropped' '
     printf "{\"id\":\"x\",\"messages\":[]}\n" >in &&
     { cl-pairs -q -Z --dpo in >out 2>err; test $? = 1; } && grep -q "candidates" out
 '
+test_expect 'a turn with one candidate or none gives no pair and is counted, the run goes on' '
+    printf "{\"id\":\"x\",\"messages\":[],\"candidates\":[]}\n" >in &&
+    head -1 "$B" | jq -c ".id = \"y\" | .candidates |= .[0:1]" >>in && sed -n 4p "$B" >>in &&
+    cl-pairs -q -Z --dpo --stats st in >out && test "$(jq -r .id out)" = "conv-c/t0" &&
+    jq -e ".single_candidate == 2 and .pairs == 1" st >/dev/null
+'
 test_expect 'two modes at once, or a mode option without its mode, are usage errors' '
     { cl-pairs --dpo --sft </dev/null 2>err; test $? = 2; } && grep -q "cannot be combined" err &&
     { cl-pairs --min-gap 0.1 </dev/null 2>err; test $? = 2; } && grep -q "needs --dpo" err &&
