@@ -33,6 +33,7 @@ include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 ASSISTANT        ?= openai:gpt-4o
 FUTURE_ASSISTANT ?= $(ASSISTANT)
 ASSISTANT_TEMPERATURE ?= 0.8
+ASSISTANT_MAX_TOKENS  ?= 2048
 
 # ---- shape of the tree (paper Table 6: K 2, S 3, w 2; v2 engine: 14 messages) --------------
 CANDIDATES   ?= 2
@@ -68,12 +69,15 @@ SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt)
 
 ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --assistant '$(ASSISTANT)' --assistant-temperature $(ASSISTANT_TEMPERATURE) \
+    --assistant-max-tokens $(ASSISTANT_MAX_TOKENS) \
     --future-assistant '$(FUTURE_ASSISTANT)' --future-assistant-temperature $(ASSISTANT_TEMPERATURE) \
-    --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) \
+    --future-assistant-max-tokens $(ASSISTANT_MAX_TOKENS) \
+    --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
     -k $(CANDIDATES) --samples $(SAMPLES) --window $(WINDOW) --max-turns $(MAX_TURNS) \
     --proact-ratio $(PROACT_RATIO) --system-prompt-ratio $(SYSTEM_PROMPT_RATIO) \
     --terminate-marker '$(TERMINATE_MARKER)' $(ROLLOUT_FLAGS)
 JUDGE_CMD  = $(CL)cl-judge $(LLM) --judge '$(JUDGE)' --judge-temperature $(JUDGE_TEMPERATURE) \
+    --judge-max-tokens $(JUDGE_MAX_TOKENS) \
     --context window $(JUDGES) $(JUDGE_FLAGS)
 REWARD_CMD = $(CL)cl-reward $(REWARD) $(REWARD_FLAGS)
 ADVANCE    = $(CL)cl-pairs --advance --next-user $(NEXT_USER) --max-turns $(MAX_TURNS) \

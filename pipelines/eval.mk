@@ -27,9 +27,11 @@ MODELS   ?= base=openai:gpt-4o-mini
 MODE     ?= vanilla
 BASELINE ?= $(firstword $(MODEL_NAMES))
 
-# Paper §4: top-p 0.9; temperature 0.6 math and code, 0.8 documents.
+# Paper §4: top-p 0.9; temperature 0.6 math and code, 0.8 documents; 1536 tokens for math and
+# code, 2048 for documents.
 ASSISTANT_TEMPERATURE ?= 0.6
 ASSISTANT_TOP_P       ?= 0.9
+ASSISTANT_MAX_TOKENS  ?= 1536
 # Paper-era caps: 6 rounds for math and code, 8 for documents.
 MAX_TURNS    ?= 6
 
@@ -51,7 +53,7 @@ SCORED      := $(foreach n,$(MODEL_NAMES),$(OUT)/$(n)/scored.jsonl.zst)
 REPORT       = $(CL)cl-judge --report --seed $(SEED) --bootstrap $(BOOTSTRAP) \
     $(if $(BASELINE),--baseline $(BASELINE)) $(foreach n,$(MODEL_NAMES),--label $(n)) $(REPORT_FLAGS)
 
-.PHONY: all report clean
+.PHONY: all report plot clean
 
 all: $(OUT)/report.json $(OUT)/report.md $(OUT)/report.txt
 
@@ -65,12 +67,14 @@ $(OUT)/$(1)/s$(2)/conversations.zst: $(SEEDS)
 	@mkdir -p $$(@D)
 	$(CL)cl-rollout --full $(LLM) --assistant '$(call model_spec,$(1))' \
 	    --assistant-mode $(call model_mode,$(1)) --assistant-temperature $(ASSISTANT_TEMPERATURE) \
-	    --assistant-top-p $(ASSISTANT_TOP_P) --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) \
+	    --assistant-top-p $(ASSISTANT_TOP_P) --assistant-max-tokens $(ASSISTANT_MAX_TOKENS) \
+	    --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
 	    --max-turns $(MAX_TURNS) --terminate-marker '$(TERMINATE_MARKER)' --shard $(2)/$(SHARDS) \
 	    $(ROLLOUT_FLAGS) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
 
 $(OUT)/$(1)/s$(2)/scored.zst: $(OUT)/$(1)/s$(2)/conversations.zst
-	$(CL)cl-judge $(LLM) --judge '$(JUDGE)' --judge-temperature $(JUDGE_TEMPERATURE) --context full \
+	$(CL)cl-judge $(LLM) --judge '$(JUDGE)' --judge-temperature $(JUDGE_TEMPERATURE) \
+	    --judge-max-tokens $(JUDGE_MAX_TOKENS) --context full \
 	    --itr-scale $(ITR_SCALE) $(EVAL_JUDGES) $(JUDGE_FLAGS) --rejects $$(@D)/judged.rejects \
 	    -o $$(@D)/judged.tmp $$< $(OK)
 	$(CL)cl-reward $(EVAL_REWARD) $(REWARD_FLAGS) --rejects $$(@:.zst=.rejects) \
@@ -91,6 +95,11 @@ $(OUT)/report.md: $(SCORED)
 	$(REPORT) --format markdown $^ > $@.tmp && mv $@.tmp $@
 $(OUT)/report.txt: $(SCORED)
 	$(REPORT) --format table $^ > $@.tmp && mv $@.tmp $@
+
+# The chart of the table (needs gnuplot).
+plot: $(OUT)/report.png
+$(OUT)/report.png: $(SCORED)
+	$(REPORT) --format json --plot $@.tmp.png $^ > /dev/null && mv $@.tmp.png $@
 
 clean:
 	rm -rf $(foreach n,$(MODEL_NAMES),$(OUT)/$(n)) $(OUT)/report.*
