@@ -21,12 +21,11 @@ static jv without(jv obj, const char *const *keys)
     return obj;
 }
 
-/* A copy of obj's number at key, or -1 with e naming where.key when missing or not a number. */
+/* obj's number at key in *x, or -1 with e naming where.key when missing or not a number. */
 static int need_num(const jv *obj, const char *key, const char *where, double *x, cl_err *e)
 {
     if (cl_json_kind(obj, key) != JV_KIND_NUMBER)
-        return cl_err_set(e, CL_EXIT_DATAERR, "%s%s%s: missing or not a number", where,
-                          *where ? "." : "", key);
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s.%s: missing or not a number", where, key);
     *x = cl_json_num(obj, key, 0);
     return 0;
 }
@@ -42,10 +41,11 @@ static int need_kind(const jv *obj, const char *key, jv_kind kind, const char *w
 static int turn_of(const jv *state, cl_err *e)
 {
     jv_kind k = cl_json_kind(state, "turn");
-    if (k == JV_KIND_NUMBER)
-        return (int)cl_json_num(state, "turn", 0);
+    double t = cl_json_num(state, "turn", -1);
+    if (k == JV_KIND_NUMBER && t >= 0 && t <= 1e6 && t == floor(t))
+        return (int)t;
     if (k != JV_KIND_INVALID)
-        return cl_err_set(e, CL_EXIT_DATAERR, "turn: not a number");
+        return cl_err_set(e, CL_EXIT_DATAERR, "turn: not a count of replies");
     jv msgs = cl_json_get(state, "messages");
     int n = 0;
     jv_array_foreach(msgs, i, m) {
@@ -56,11 +56,6 @@ static int turn_of(const jv *state, cl_err *e)
     }
     jv_free(msgs);
     return n;
-}
-
-static jv system_message(const char *text)
-{
-    return cl_json_message("system", text);
 }
 
 /* messages (consumed) with the system prompt in front, unless they already open with a system
@@ -75,7 +70,7 @@ static jv with_system(jv messages, const char *system_prompt)
     jv_free(first);
     if (has)
         return messages;
-    return jv_array_concat(jv_array_append(jv_array(), system_message(system_prompt)), messages);
+    return jv_array_concat(jv_array_append(jv_array(), cl_json_message("system", system_prompt)), messages);
 }
 
 /* obj (consumed) rebuilt with its keys in sorted order: upstream tools add scores in the order
@@ -123,10 +118,9 @@ static int candidate_mr(const jv *cand, int i, ranked *r, cl_err *e)
         rc = -1;
     else {
         jv_kind sk = cl_json_kind(&mr, "std");
+        r->std = 0; /* one future, or a reward that reports none */
         if (sk != JV_KIND_INVALID && sk != JV_KIND_NULL && need_num(&mr, "std", where, &r->std, e) < 0)
             rc = -1;
-        else if (sk == JV_KIND_INVALID || sk == JV_KIND_NULL)
-            r->std = 0;
     }
     r->index = i;
     jv_free(mr);
@@ -636,7 +630,7 @@ static int next_user_future(const jv *futures, const cl_advance_config *cfg, int
             }
         } else if (len > 0 && !opens_with_end(&f, cfg->marker)) {
             char where[64];
-            double r;
+            double r = 0;
             snprintf(where, sizeof where, "candidates[%d].futures[%d]", cand, i);
             if (need_num(&f, "R", where, &r, e) < 0) {
                 jv_free(f);

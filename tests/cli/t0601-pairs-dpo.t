@@ -64,6 +64,11 @@ test_expect 'a turn with one candidate or none gives no pair and is counted, the
     cl-pairs -q -Z --dpo --stats st in >out && test "$(jq -r .id out)" = "conv-c/t0" &&
     jq -e ".single_candidate == 2 and .pairs == 1" st >/dev/null
 '
+test_expect 'a turn that is not a count of replies is reported by name' '
+    printf "{\"id\":\"a\",\"turn\":-1,\"messages\":[],\"candidates\":[]}\n{\"id\":\"b\",\"turn\":1.5,\"messages\":[],\"candidates\":[]}\n" >in &&
+    { cl-pairs -Z --dpo in >out 2>err; test $? = 1; } &&
+    grep -q "in:1: turn: not a count of replies" err && grep -q "in:2: turn" err
+'
 test_expect 'two modes at once, or a mode option without its mode, are usage errors' '
     { cl-pairs --dpo --sft </dev/null 2>err; test $? = 2; } && grep -q "cannot be combined" err &&
     { cl-pairs --min-gap 0.1 </dev/null 2>err; test $? = 2; } && grep -q "needs --dpo" err &&
