@@ -301,17 +301,20 @@ static jv candidate_label(const jv *cand, int i)
 
 int dpo_pair(const jv *branch, const cl_pair_config *cfg, jv *pair, cl_err *e)
 {
+    if (check_state(branch, e) < 0 ||
+        need_kind(branch, "candidates", JV_KIND_ARRAY, "an array (not a branch record)", e) < 0)
+        return -1;
     jv cands = cl_json_get(branch, "candidates");
-    int is_array = jv_get_kind(cands) == JV_KIND_ARRAY;
-    if (!is_array || array_len(&cands) < 2) {
+    if (array_len(&cands) < 2) {
         jv_free(cands);
-        return is_array ? 0 : cl_err_set(e, CL_EXIT_DATAERR, "candidates: not an array");
+        return 0;
     }
     cl_mr_rank r;
     int rc = mr_rank(&cands, &r, e);
-    int idx[2] = {r.best, r.worst};
-    if (rc == 0)
+    if (rc == 0) {
+        int idx[2] = {r.best, r.worst};
         rc = check_contents(&cands, idx, 2, e);
+    }
     /* Gaps that equal min_gap in decimal (0.52 - 0.50) must not fall to binary rounding. */
     if (rc < 0 || r.best_mean - r.worst_mean < cfg->min_gap - 1e-12) {
         jv_free(cands);
