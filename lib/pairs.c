@@ -679,7 +679,8 @@ int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e)
     jv best = array_at(&cands, r.best);
     jv_free(cands);
     jv futures = cl_json_get(&best, "futures");
-    int f = next_user_future(&futures, cfg, r.best, e);
+    int at_cap = turn + 1 >= cfg->max_turns;
+    int f = at_cap ? -1 : next_user_future(&futures, cfg, r.best, e);
     if (f == -2) {
         jv_free(futures);
         jv_free(best);
@@ -699,7 +700,7 @@ int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e)
                     jv_array_concat(cl_json_get(&s, "messages"), assistant_reply(&best)));
     s = cl_json_set_num(s, "turn", turn + 1);
     jv next = jv_null();
-    if (turn + 1 >= cfg->max_turns) {
+    if (at_cap) {
         s = finish(s, "max_turns");
     } else if (f < 0) {
         s = finish(s, "no_next_user");
@@ -712,9 +713,9 @@ int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e)
         jv_free(fut);
         pick = cl_json_set_num(pick, "future", f);
     }
-    if (jv_get_kind(next) == JV_KIND_OBJECT) {
-        const char *role = cl_json_str(&next, "role");
-        if (!role || strcmp(role, "user")) {
+    if (f >= 0) {
+        const char *role = jv_get_kind(next) == JV_KIND_OBJECT ? cl_json_str(&next, "role") : NULL;
+        if (!role || strcmp(role, "user") || cl_json_kind(&next, "content") != JV_KIND_STRING) {
             jv_free(next);
             jv_free(pick);
             jv_free(s);

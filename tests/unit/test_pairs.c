@@ -295,6 +295,16 @@ static void advance_passes_done_states_and_rejects_odd_futures(void **state)
                        "\"futures\":[{\"messages\":[{\"role\":\"user\",\"content\":\"u\"}]}]}]}";
     assert_int_equal(advance_turn(J(no_r), &cfg, &s, &e), -1);
     assert_non_null(strstr(e.msg, "candidates[0].futures[0].R"));
+    /* At the cap no user message is needed, so none is looked for. */
+    cfg.max_turns = 1;
+    assert_int_equal(advance_turn(J(no_r), &cfg, &s, &e), 0);
+    assert_string_equal(cl_json_str(&s, "done_reason"), "max_turns");
+    jv_free(s);
+    cfg.max_turns = 7;
+    const char *text = "{\"id\":\"c\",\"messages\":[],\"candidates\":[{\"content\":\"A\",\"mr\":{\"mean\":0},"
+                       "\"futures\":[{\"messages\":[\"just text\"],\"R\":1}]}]}";
+    assert_int_equal(advance_turn(J(text), &cfg, &s, &e), -1);
+    assert_non_null(strstr(e.msg, "not a user message"));
 }
 
 static void flat_rows_round_trip(void **state)
