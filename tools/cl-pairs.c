@@ -1,7 +1,6 @@
 /* cl-pairs — MR-ranked turns into DPO pairs, SFT dialogues and next-turn states, and the flat
  * rows of the published collabllm-multiturn-* datasets.  Without a mode it is a record filter
  * (--where/--map/--shard).  The selection rules live in lib/pairs. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -261,18 +260,6 @@ static int run_from_flat(cl_io *io, cl_err *e)
     return rc;
 }
 
-/* The CollabLLM system prompt as one message text: the file's closing newline is layout. */
-static char *load_system_prompt(const opts *o, cl_err *e)
-{
-    char *s = cl_prompt_load(o->prompt_dir, "collabllm_system", e);
-    if (s) {
-        size_t n = strlen(s);
-        while (n > 0 && isspace((unsigned char)s[n - 1]))
-            s[--n] = 0;
-    }
-    return s;
-}
-
 int main(int argc, char **argv)
 {
     static const struct option long_opts[] = {
@@ -332,7 +319,9 @@ int main(int argc, char **argv)
     if (o.system_prompt) {
         if (o.mode != MODE_DPO && o.mode != MODE_SFT)
             cl_usage_error("--system-prompt needs --dpo or --sft");
-        if (!(system_prompt = load_system_prompt(&o, &e)))
+        /* The text exactly as cl-rollout sends it in its system mode, so training prompts and
+         * evaluation prompts match byte for byte. */
+        if (!(system_prompt = cl_prompt_load(o.prompt_dir, "collabllm_system", &e)))
             cl_die_err(&e);
         o.pair.system_prompt = system_prompt;
     }

@@ -43,9 +43,9 @@ test_expect '--system-prompt puts the CollabLLM system prompt first and changes 
     jq -s -e "length == 2 and all(.prompt[0].role == \"system\" and (.prompt[0].content | test(\"collaborative assistant\")))" sys >/dev/null &&
     jq -c "del(.prompt[0])" sys | cmp - plain
 '
-test_expect '--prompt-dir replaces the system prompt text' '
+test_expect '--prompt-dir replaces the system prompt text, which is used exactly as the file has it' '
     mkdir p && printf "Ask first.\n" >p/collabllm_system.txt &&
-    cl-pairs -q -Z --dpo --system-prompt --prompt-dir p "$B" | jq -s -e "length == 2 and all(.prompt[0].content == \"Ask first.\")" >/dev/null
+    cl-pairs -q -Z --dpo --system-prompt --prompt-dir p "$B" | jq -s -e "length == 2 and all(.prompt[0].content == \"Ask first.\\n\")" >/dev/null
 '
 test_expect 'a candidate without an MR is reported with file, line and field, and the rest is paired' '
     { head -1 "$B" | jq -c "del(.candidates[1].mr)"; sed -n 4p "$B"; } >in &&
