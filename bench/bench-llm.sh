@@ -17,6 +17,8 @@ PEER_N=${PEER_N:-5000}
 for p in mockllm llmcall curlfloor; do
     test -x "$T/$p" || { echo "bench-llm: $T/$p missing: run 'make check' (it builds tests/helpers) first" >&2; exit 1; }
 done
+no_proxy=127.0.0.1 NO_PROXY=127.0.0.1   # loopback must not go through a proxy
+export no_proxy NO_PROXY
 work=$(mktemp -d)
 mp=
 cleanup() { [ -n "$mp" ] && kill "$mp" 2>/dev/null; rm -rf "$work"; }
@@ -24,7 +26,7 @@ trap cleanup EXIT
 
 start_mock() { # mock args...
     : >"$work/port"
-    "$T/mockllm" --stats "$work/mock.json" "$@" >"$work/port" &
+    "$T/mockllm" --stats "$work/mock.json" "$@" >"$work/port" 2>"$work/mock.err" &
     mp=$!
     while ! test -s "$work/port"; do sleep 0.05; done
     port=$(cat "$work/port")
@@ -35,7 +37,8 @@ stop_mock() { kill "$mp"; wait "$mp" || true; mp=; }
 client() {
     label=$1 k=$2 ideal=$3
     shift 3
-    /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$T/llmcall" -q --discard --gen "$N" --no-cache \
+    case "$*" in *--cache*) cache= ;; *) cache=--no-cache ;; esac
+    /usr/bin/time -f "%e %U %S %M" -o "$work/time" "$T/llmcall" -q --discard --gen "$N" $cache \
         --max-inflight "$k" --assistant openai:bench --api-base "http://127.0.0.1:$port/v1" \
         --stats "$work/st.json" -o /dev/null "$@"
     stop_mock
@@ -62,6 +65,10 @@ for k in 64 256 1024; do
 done
 start_mock --latency "$LAT" --fault 429=0.1 --retry-after 1 --seed 1
 client "cl, $LAT ms, 10% 429 (Retry-After 1 s)" 256 "$(ideal 256)"
+start_mock --latency "$LAT"
+client "cl, $LAT ms, cache on: every call written" 256 "$(ideal 256)" --cache "$work/cache"
+start_mock --latency "$LAT" --port "$port"   # the same endpoint: its URL is part of the key
+client "cl, cache on: every call replayed" 256 0 --cache "$work/cache"
 start_mock --latency 0
 client "cl, mock capacity (0 ms)" 256 0
 cap=$(jq '1e6 / .us_per_request | floor' "$work/mock.json" 2>/dev/null || echo "?")

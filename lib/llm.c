@@ -336,6 +336,18 @@ static void cache_key(const struct role *r, cl_llm_call *c)
     jv_free(s);
 }
 
+/* prompt/completion tokens of a response, -1 when it has no usage */
+static void usage_of(const jv *resp, long *pt, long *ct)
+{
+    *pt = *ct = -1;
+    jv u = cl_json_get(resp, "usage");
+    if (jv_get_kind(u) == JV_KIND_OBJECT && cl_json_kind(&u, "prompt_tokens") == JV_KIND_NUMBER) {
+        *pt = (long)cl_json_num(&u, "prompt_tokens", 0);
+        *ct = (long)cl_json_num(&u, "completion_tokens", 0);
+    }
+    jv_free(u);
+}
+
 static void cache_lookup(cl_llm *llm, cl_llm_call *c)
 {
     jv resp;
@@ -347,6 +359,7 @@ static void cache_lookup(cl_llm *llm, cl_llm_call *c)
         return;
     llm->st.cache_hits++;
     c->response = resp;
+    usage_of(&c->response, &c->prompt_tokens, &c->completion_tokens);
     c->latency_s = lat;
     c->cached = 1;
     finish(llm, c, 0, NULL);
@@ -414,6 +427,20 @@ void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sa
     llm->nqueued++;
 }
 
+char *cl_llm_sample_key(char *buf, size_t n, const char *id, unsigned long long seed, int turn,
+                        int candidate, int future, int message)
+{
+    size_t k = (size_t)snprintf(buf, n, "%s", id ? id : "");
+    const int level[4] = {turn, candidate, future, message};
+    const char tag[4] = {'t', 'c', 'f', 'm'};
+    if (seed && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "/s%llu", seed);
+    for (int i = 0; i < 4 && k < n; i++)
+        if (level[i] >= 0)
+            k += (size_t)snprintf(buf + k, n - k, "/%c%d", tag[i], level[i]);
+    return buf;
+}
+
 const char *cl_llm_choice(const cl_llm_result *r, int i)
 {
     if (!r->response || jv_get_kind(*r->response) != JV_KIND_OBJECT)
@@ -428,18 +455,6 @@ const char *cl_llm_choice(const cl_llm_result *r, int i)
     }
     jv_free(ch);
     return s;
-}
-
-/* prompt/completion tokens of a response, -1 when it has no usage */
-static void usage_of(const jv *resp, long *pt, long *ct)
-{
-    *pt = *ct = -1;
-    jv u = cl_json_get(resp, "usage");
-    if (jv_get_kind(u) == JV_KIND_OBJECT && cl_json_kind(&u, "prompt_tokens") == JV_KIND_NUMBER) {
-        *pt = (long)cl_json_num(&u, "prompt_tokens", 0);
-        *ct = (long)cl_json_num(&u, "completion_tokens", 0);
-    }
-    jv_free(u);
 }
 
 static double cost_of(const cl_llm *llm, long pt, long ct)
@@ -537,8 +552,8 @@ static double rate_wait(const cl_llm *llm)
 
 static void account_success(cl_llm *llm, cl_llm_call *c)
 {
-    long pt, ct;
-    usage_of(&c->response, &pt, &ct);
+    usage_of(&c->response, &c->prompt_tokens, &c->completion_tokens);
+    long pt = c->prompt_tokens, ct = c->completion_tokens;
     if (pt < 0)
         llm->st.calls_without_usage++;
     else {
@@ -695,7 +710,8 @@ static void deliver(cl_llm *llm)
             }
             jv_free(ch);
             jv_free(choices);
-            usage_of(&c->response, &r.prompt_tokens, &r.completion_tokens);
+            r.prompt_tokens = c->prompt_tokens;
+            r.completion_tokens = c->completion_tokens;
             llm->st.ok++;
         } else
             llm->st.failed++;

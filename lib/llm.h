@@ -45,6 +45,7 @@
 #define CL_LLM_H
 
 #include <jv.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -152,6 +153,13 @@ typedef void (*cl_llm_done_fn)(void *ctx, const cl_llm_result *r);
 void cl_llm_submit(cl_llm *llm, int role, jv messages, jv params, const char *sample_key,
                    cl_llm_done_fn done, void *ctx); /* done NULL: nobody waits for the reply
                                                       * (it is still cached and counted) */
+
+/* Writes the conventional sample key "ID/tT/cC/fF/mM" into buf (n bytes): record id, turn,
+ * candidate, future and message index, each left out when negative, and "/sSEED" first when
+ * seed is non-zero (so that a new --seed means new samples).  Tools use this one form so that
+ * cl-rollout's and cl-judge's keys read alike in the cache.  Returns buf. */
+char *cl_llm_sample_key(char *buf, size_t n, const char *id, unsigned long long seed, int turn,
+                        int candidate, int future, int message);
 
 /* The i-th choice's content of a result, or NULL. */
 const char *cl_llm_choice(const cl_llm_result *r, int i);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -25,6 +26,7 @@
 
 struct cl_llm_cache {
     char *dir;        /* DIR/llm */
+    long pid;         /* temporary names are unique per process and sequence number */
     unsigned long tmp_seq;
 };
 
@@ -52,6 +54,7 @@ cl_llm_cache *cl_llm_cache_open(const char *dir, cl_err *e)
         return NULL;
     }
     snprintf(k->dir, n, "%s/llm", dir);
+    k->pid = (long)getpid();
     struct stat st;
     if (mkdir_p(k->dir) < 0 || stat(k->dir, &st) < 0 || !S_ISDIR(st.st_mode) ||
         access(k->dir, W_OK | X_OK) < 0) {
@@ -145,7 +148,7 @@ int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, doubl
 
     char path[4096], tmp[4200];
     entry_path(k, key, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s/%.2s/.tmp.%ld.%lu", k->dir, key, (long)getpid(), k->tmp_seq++);
+    snprintf(tmp, sizeof tmp, "%s/%.2s/.tmp.%ld.%lu", k->dir, key, k->pid, k->tmp_seq++);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0 && errno == ENOENT) {
         char sub[4096];
@@ -155,20 +158,10 @@ int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, doubl
     }
     int rc = -1;
     if (fd >= 0) {
-        struct iovec_part { const char *p; size_t n; } parts[3] = {
-            {head, (size_t)hlen}, {payload, plen}, {"\n", 1}};
-        int ok = 1;
-        for (int i = 0; i < 3 && ok; i++) {
-            size_t off = 0;
-            while (off < parts[i].n) {
-                ssize_t w = write(fd, parts[i].p + off, parts[i].n - off);
-                if (w <= 0) {
-                    ok = 0;
-                    break;
-                }
-                off += (size_t)w;
-            }
-        }
+        struct iovec iov[3] = {{head, (size_t)hlen}, {payload, plen}, {(char *)"\n", 1}};
+        size_t want = (size_t)hlen + plen + 1;
+        ssize_t w = writev(fd, iov, 3);
+        int ok = w == (ssize_t)want; /* a short write to a fresh small file means a full disk */
         if (close(fd) < 0)
             ok = 0;
         if (ok && rename(tmp, path) == 0)

@@ -33,6 +33,7 @@ struct cl_llm_call {
     char *error;
     jv response;
     double latency_s;
+    long prompt_tokens, completion_tokens; /* of the response, -1 when it has no usage */
     struct cl_llm_call *next;/* queue / done list link */
 };
 

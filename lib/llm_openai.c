@@ -112,7 +112,8 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
             return cl_err_set(e, CL_EXIT_CONFIG, "role %s: the variable %s holding the API key is not set",
                               rc->name, rc->key_env);
     } else {
-        key = role_env(rc->name, "API_KEY", env, sizeof env);
+        /* set but empty means "send no key": OPENAI_API_KEY must not go to every server */
+        key = getenv(role_var(rc->name, "API_KEY", env, sizeof env));
         if (!key) key = getenv("OPENAI_API_KEY");
     }
     if ((!key || !*key) && strstr(base, "api.openai.com"))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "boxed.h"
 #include "json.h"
 #include "metrics/bleu.h"
 #include "metrics/mathans.h"
@@ -236,7 +237,7 @@ static char *math_reference(const jv *rec)
         return a;
     jv comp = get_either(rec, "completion", "single_turn_completion");
     if (jv_get_kind(comp) == JV_KIND_STRING)
-        a = math_last_boxed(jv_string_value(comp));
+        a = cl_boxed_answer(jv_string_value(comp));
     jv_free(comp);
     return a;
 }
@@ -342,7 +343,7 @@ static char *answer_from_messages(const view *v)
         for (int i = jv_array_length(jv_copy(*parts[p])) - 1; i >= 0; i--) {
             jv m = jv_array_get(jv_copy(*parts[p]), i);
             const char *role = cl_json_str(&m, "role"), *text = cl_json_str(&m, "content");
-            char *a = role && text && strcmp(role, "assistant") == 0 ? math_last_boxed(text) : NULL;
+            char *a = role && text && strcmp(role, "assistant") == 0 ? cl_boxed_answer(text) : NULL;
             jv_free(m);
             if (a)
                 return a;
@@ -364,7 +365,7 @@ static void score_math(batch *b, const jv *rec, const jv *ex, const view *v, uni
         ans = answer_from_messages(v);
     /* An extracted answer may itself carry the box. */
     if (ans && strstr(ans, "\\boxed")) {
-        char *inner = math_last_boxed(ans);
+        char *inner = cl_boxed_answer(ans);
         if (inner) {
             free(ans);
             ans = inner;

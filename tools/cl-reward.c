@@ -80,27 +80,59 @@ static void apply_mode_defaults(opts *o)
         o->sc.tokens = TOKENS_WORDS;
 }
 
+/* A record waiting for its batch, kept as JSON text: libjq parses and prints about as slowly as
+ * BLEU scores, so both happen in the batch's threads (each record's values stay in one thread
+ * at a time; no jv is shared between records). */
 typedef struct pending {
-    jv value;
+    char *text;
+    size_t len;
     cl_rec where; /* only src and lineno are used, for the failure report */
 } pending;
+
+static void drop(pending *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].text);
+        free((char *)p[i].where.src);
+    }
+}
 
 static int flush(cl_io *io, opts *o, pending *p, jv *vals, char **errs, int n, score_stats *st,
                  cl_err *e)
 {
-    for (int i = 0; i < n; i++)
-        vals[i] = p[i].value;
-    int rc = score_batch(&o->sc, vals, errs, n, st, e);
+    int jobs = o->sc.jobs;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++) {
-        if (rc == 0 && errs[i] && cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
-            rc = -1;
-        else if (rc == 0 && !errs[i] && cl_io_put(io, vals[i], e) != 0)
-            rc = -1;
-        else if (rc != 0)
-            jv_free(vals[i]);
-        free(errs[i]);
-        free((char *)p[i].where.src);
+        vals[i] = cl_json_parse(p[i].text, p[i].len);
+        free(p[i].text);
+        p[i].text = NULL;
     }
+    int rc = score_batch(&o->sc, vals, errs, n, st, e);
+    /* Scored records are printed in parallel too, then written in input order. */
+#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && !errs[i]) {
+            p[i].text = cl_json_dump(&vals[i], &p[i].len);
+            jv_free(vals[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && errs[i]) {
+            if (cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
+                rc = -1;
+        } else if (rc == 0) {
+            /* The printed record goes out as a record's own bytes would. */
+            cl_rec out = {.raw = p[i].text, .rawlen = p[i].len};
+            if (!p[i].text)
+                rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            else if (cl_io_put_rec(io, &out, e) != 0)
+                rc = -1;
+        } else if (!p[i].text) {
+            jv_free(vals[i]);
+        }
+        free(errs[i]);
+    }
+    drop(p, n);
     return rc == 0 ? cl_io_sync(io, e) : -1;
 }
 
@@ -116,8 +148,22 @@ static int run(cl_io *io, opts *o, cl_err *e)
     cl_rec rec;
     int got;
     while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
-        p[n].value = jv_copy(*cl_rec_value(&rec));
+        /* The line as read, or the record --map made. */
+        if (rec.raw) {
+            p[n].text = malloc(rec.rawlen + 1);
+            if (p[n].text)
+                memcpy(p[n].text, rec.raw, rec.rawlen);
+            p[n].len = rec.rawlen;
+        } else {
+            p[n].text = cl_json_dump(cl_rec_value(&rec), &p[n].len);
+        }
         p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
+        if (!p[n].text || !p[n].where.src) {
+            drop(p, n + 1);
+            n = 0;
+            rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            break;
+        }
         if (++n == cap) {
             rc = flush(io, o, p, vals, errs, n, &st, e);
             n = 0;
@@ -129,10 +175,7 @@ static int run(cl_io *io, opts *o, cl_err *e)
         if (rc == 0)
             rc = flush(io, o, p, vals, errs, n, &st, e);
         else
-            for (int i = 0; i < n; i++) {
-                jv_free(p[i].value);
-                free((char *)p[i].where.src);
-            }
+            drop(p, n);
     }
     cl_io_stat(io, "scored", jv_number((double)st.units));
     if (o->sc.metrics & SCORE_PASS_RATE) {

@@ -15,42 +15,6 @@ static char *dup_n(const char *s, size_t n)
     return d;
 }
 
-/* Last occurrence of needle in s, or NULL. */
-static const char *find_last(const char *s, const char *needle)
-{
-    const char *last = NULL;
-    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
-        last = p;
-    return last;
-}
-
-char *math_last_boxed(const char *s)
-{
-    const char *b = find_last(s, "\\boxed"), *f = find_last(s, "\\fbox");
-    const char *at = b && (!f || b > f) ? b : f;
-    if (!at)
-        return NULL;
-    const char *p = at + (at == b ? 6 : 5);
-    if (at == b && *p == ' ') {
-        while (*p == ' ')
-            p++;
-        size_t n = strcspn(p, "$\n");
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-            n--;
-        return n ? dup_n(p, n) : NULL;
-    }
-    if (*p != '{')
-        return NULL;
-    int depth = 0;
-    for (const char *q = p; *q; q++) {
-        if (*q == '{')
-            depth++;
-        else if (*q == '}' && --depth == 0)
-            return dup_n(p + 1, (size_t)(q - p - 1));
-    }
-    return NULL;
-}
-
 /* Python's str.replace(from, to): every non-overlapping occurrence, left to right. */
 static char *replace_all(char *s, const char *from, const char *to)
 {

@@ -1,19 +1,12 @@
 /* mathans.h — MATH-benchmark answer extraction and equivalence, a local cross-check of the
  * LLM accuracy judge.
  *
- * Owns: finding the final answer in a solution or a reply (the last \boxed{...} with nested
- * braces, also "\boxed 5" and \fbox{...}), and the normalisation and comparison rules of the
- * MATH benchmark (Hendrycks et al., math_equivalence.py), reproduced rule for rule, including
- * the cases where the original raises and falls back to comparing raw strings.
+ * Owns: the normalisation and comparison rules of the MATH benchmark (Hendrycks et al.,
+ * math_equivalence.py), reproduced rule for rule, including the cases where the original
+ * raises and falls back to comparing raw strings.  Finding the boxed answer is lib/boxed's.
  * Pure functions over UTF-8 strings: thread-safe. */
 #ifndef CL_METRICS_MATHANS_H
 #define CL_METRICS_MATHANS_H
-
-/* The content of the last box in s, malloc'd, or NULL when there is none.  The box is the later
- * of the last "\boxed" and the last "\fbox".  Followed by "{": the text up to the matching
- * "}" (nested braces counted; NULL when unbalanced).  "\boxed" followed by spaces: the text
- * after them up to the next "$" or newline, trimmed (NULL when empty). */
-char *math_last_boxed(const char *s);
 
 /* The MATH normal form of an answer, malloc'd.  *raised is set to 1 where the original Python
  * raises (two "\text{ " units, a trailing \sqrt or \frac), in which case NULL is returned. */

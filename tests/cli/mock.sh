@@ -58,3 +58,6 @@ ask_n() {
 command -v jq >/dev/null || skip_all "jq is not installed (scripts/install-deps installs it)"
 test -x "$CL_TESTBIN/mockllm" || skip_all "build/tests/mockllm is not built (make check builds it)"
 PATH="$CL_TESTBIN:$PATH"
+# libcurl honours proxy variables: loopback traffic must not go to a proxy of the CI machine.
+no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost
+export no_proxy NO_PROXY

@@ -10,7 +10,7 @@ test_expect '429 with Retry-After: 1 is retried after the second the server aske
     mock_start --retry-after 1 && ask a "@fail-first:2:429" >in &&
     t0=$(date +%s.%N) && call -q in >out && t1=$(date +%s.%N) &&
     jq -e ".attempts == 3 and (.reply | startswith(\"mock reply\"))" out &&
-    awk -v a="$t0" -v b="$t1" "BEGIN { exit !(b - a >= 2.0 && b - a < 6) }" &&
+    awk -v a="$t0" -v b="$t1" "BEGIN { exit !(b - a >= 2.0 && b - a < 15) }" &&
     jq -se "map(.fault) == [\"429\",\"429\",\"none\"] and (.[2].t - .[1].t >= 0.95)" "$MOCK_LOG"
 '
 test_expect 'server errors, resets, early closes, short bodies, bad JSON and replies without choices are retried' '
@@ -29,7 +29,7 @@ test_expect 'a reply that stops arriving halfway is cut by --stall-timeout and r
     mock_start && ask a "@fail-first:1:midstall" >in &&
     t0=$(date +%s.%N) && call -q --stall-timeout 0.5 --stats st in >out && t1=$(date +%s.%N) &&
     jq -e ".attempts == 2" out && jq -e ".llm.timeouts == 1" st &&
-    awk -v a="$t0" -v b="$t1" "BEGIN { exit !(b - a < 5) }"
+    awk -v a="$t0" -v b="$t1" "BEGIN { exit !(b - a < 15) }"
 '
 test_expect 'retries are bounded: the final error reaches the record and the exit status is 1' '
     mock_start && ask a "@fault:500" b "fine" >in &&

@@ -23,4 +23,8 @@ test_expect 'a key named on the command line by --ROLE-api-key-env is read from 
     mock_start && ask a x >in && MY_SECRET=$KEY llmcall -q -Z --no-cache --assistant openai:m --api-base "$MOCK_URL" \
         --assistant-api-key-env MY_SECRET in >out && grep -q "Bearer $KEY" "$MOCK_LOG" && ! grep -q "$KEY" out
 '
+test_expect 'an empty role key variable keeps OPENAI_API_KEY away from the role server' '
+    mock_start && ask a x >in && OPENAI_API_KEY=$KEY CL_ASSISTANT_API_KEY= llmcall -q -Z --no-cache \
+        --assistant openai:m --api-base "$MOCK_URL" in >out && jq -e "(.headers | has(\"authorization\")) | not" "$MOCK_LOG"
+'
 test_done

@@ -25,13 +25,19 @@ test_expect 'a slow record at the head holds at most --buffer records: no later 
 no_latency() { jq -c "del(.usage.latency_s)" "$@"; }
 # wait_calls N: until the mock has seen N requests (so a kill lands in the middle of a run).
 wait_calls() { while [ "$(mock_count)" -lt "$1" ]; do sleep 0.02; done; }
-test_expect 'interrupted with SIGINT: exit 75 and a prefix; the re-run replays the paid calls and completes the same output' '
+# killed_run SIGNAL SEEDS AFTER [OPTIONS]: a reference run with its own cache (ref), then a run
+# with cache cb killed with SIGNAL after AFTER requests (part, exit status in $rc, its requests
+# in $n1); $R holds the options, the mock log is emptied before the killed run.
+killed_run() {
     { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
-    mock_start --script script --latency 10 --deterministic && seeds 24 >in &&
-    R="-q -Z --assistant openai:asst --user openai:usr --api-base $MOCK_URL --max-inflight 8 --buffer 4" &&
-    cl-rollout --branch $R --cache ca in >ref && test "$(mock_count)" = 648 && : >"$MOCK_LOG" &&
-    { cl-rollout --branch $R --cache cb in >part & pid=$!; } && wait_calls 250 && kill -INT $pid &&
-    { wait $pid; test $? = 75; } && n1=$(mock_count) && k=$(wc -l <part) &&
+    mock_start --script script --latency 10 --deterministic && seeds "$2" >in &&
+    R="-q -Z --assistant openai:asst --user openai:usr --api-base $MOCK_URL --max-inflight 8 ${4:-}" &&
+    cl-rollout --branch $R --cache ca in >ref && test "$(mock_count)" = $(($2 * 27)) && : >"$MOCK_LOG" &&
+    { cl-rollout --branch $R --cache cb in >part & pid=$!; } && wait_calls "$3" && kill -"$1" $pid &&
+    { wait $pid; rc=$?; } && n1=$(mock_count)
+}
+test_expect 'interrupted with SIGINT: exit 75 and a prefix; the re-run replays the paid calls and completes the same output' '
+    killed_run INT 24 250 "--buffer 4" && test "$rc" = 75 && k=$(wc -l <part) &&
     test "$n1" -lt 648 && test "$k" -gt 0 && test "$k" -lt 24 &&
     no_latency part >p1 && no_latency ref | head -n "$k" | cmp - p1 &&
     cl-rollout --branch $R --cache cb --stats st in >full && no_latency full >f1 && no_latency ref | cmp - f1 &&
@@ -48,12 +54,7 @@ test_expect 'replies arriving in a different order build the same trees' '
     test "$(jq -s "map(.body.seed) | unique | length" "$MOCK_LOG")" = 162
 '
 test_expect 'killed with SIGKILL: the re-run pays again at most the calls that were in flight and completes the same output' '
-    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
-    mock_start --script script --latency 10 --deterministic && seeds 12 >in &&
-    R="-q -Z --assistant openai:asst --user openai:usr --api-base $MOCK_URL --max-inflight 8" &&
-    cl-rollout --branch $R --cache ca in >ref && test "$(mock_count)" = 324 && : >"$MOCK_LOG" &&
-    { cl-rollout --branch $R --cache cb in >part & pid=$!; } && wait_calls 100 && kill -KILL $pid &&
-    { wait $pid; test $? = 137; } && n1=$(mock_count) && test "$n1" -lt 324 &&
+    killed_run KILL 12 100 && test "$rc" = 137 && test "$n1" -lt 324 &&
     cl-rollout --branch $R --cache cb --stats st in >full && no_latency full >f1 && no_latency ref | cmp - f1 &&
     n=$(mock_count) && test "$n" -ge 324 && test "$n" -le 332 &&
     test "$(jq .llm.cache_hits st)" -ge $((n1 - 8))

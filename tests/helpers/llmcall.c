@@ -68,7 +68,7 @@ static void on_reply(void *ctx, const cl_llm_result *r);
 static void submit_next(slot *s)
 {
     char key[1100];
-    snprintf(key, sizeof key, "%s/m%d", s->key, s->calls_done);
+    cl_llm_sample_key(key, sizeof key, s->key, 0, -1, -1, -1, s->calls_done);
     jv params = cl_json_get(&s->rec, "params");
     cl_llm_submit(s->run->llm, s->role, jv_copy(s->messages), jv_is_valid(params) ? params : jv_null(),
                   s->run->chain > 1 ? key : s->key, on_reply, s);

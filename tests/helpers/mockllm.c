@@ -6,7 +6,7 @@
  * Binds 127.0.0.1 (port 0 = any free one) and prints the port on stdout.  Answers POST
  * /v1/chat/completions and /chat/completions with HTTP/1.1 keep-alive, one epoll thread, so it
  * sustains far more calls per second than the client under test (see BENCHMARKS.md).  Until
- * SIGTERM/SIGINT, then writes --stats and exits 0.
+ * SIGTERM/SIGINT, then prints its statistics on stderr (and to --stats) and exits 0.
  *
  * Replies: "mock reply #SEQ h=HASH" (SEQ counts requests, so a refetch is visible; with
  * --deterministic only the hash of the body), one per choice when the body asks for "n", or
@@ -744,6 +744,7 @@ int main(int argc, char **argv)
              "{\"requests\":%lu,\"max_concurrent\":%ld,\"connections\":%ld,\"max_connections\":%ld,"
              "\"cpu_s\":%.3f,\"us_per_request\":%.1f}\n",
              M.seq, M.max_inflight, M.total_conns, M.max_conns, cpu, M.seq ? cpu * 1e6 / (double)M.seq : 0);
+    fprintf(stderr, "mockllm: %s", line); /* its own capacity: 1e6 / us_per_request per core */
     if (M.stats) {
         FILE *f = fopen(M.stats, "w");
         if (f) {

@@ -393,6 +393,15 @@ static void configuration_errors_are_exit_78(void **state)
     cl_llm_free(t.llm);
 }
 
+static void sample_keys_name_the_place_in_the_tree(void **state)
+{
+    (void)state;
+    char k[64];
+    assert_string_equal(cl_llm_sample_key(k, sizeof k, "rec7", 0, 3, 1, 0, 5), "rec7/t3/c1/f0/m5");
+    assert_string_equal(cl_llm_sample_key(k, sizeof k, "rec7", 42, 3, -1, -1, -1), "rec7/s42/t3");
+    assert_string_equal(cl_llm_sample_key(k, 8, "abcdefghij", 0, 1, 2, 3, 4), "abcdefg");
+}
+
 static void sha256_matches_the_standard_vectors(void **state)
 {
     (void)state;
@@ -428,6 +437,7 @@ int main(void)
         cmocka_unit_test(the_budget_stops_new_calls),
         cmocka_unit_test(the_cache_replays_calls_and_keeps_samples_apart),
         cmocka_unit_test(configuration_errors_are_exit_78),
+        cmocka_unit_test(sample_keys_name_the_place_in_the_tree),
         cmocka_unit_test(sha256_matches_the_standard_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

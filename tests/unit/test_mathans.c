@@ -1,5 +1,5 @@
-/* Unit tests for lib/metrics/mathans: boxed-answer extraction and the MATH equivalence table
- * (expected values are what the original math_equivalence.py gives for each input). */
+/* Unit tests for lib/metrics/mathans: the MATH normalisation and equivalence tables (expected
+ * values are what the original math_equivalence.py gives for each input). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,32 +9,6 @@
 #include <string.h>
 
 #include "metrics/mathans.h"
-
-static void last_boxed_extraction(void **state)
-{
-    (void)state;
-    static const char *cases[][2] = {
-        {"so \\boxed{42}.", "42"},
-        {"\\boxed{\\frac{1}{2}} and \\boxed{3}", "3"},
-        {"nested \\boxed{\\sqrt{a^{2}+b^{2}}} done", "\\sqrt{a^{2}+b^{2}}"},
-        {"$\\boxed 5$ is it", "5"},
-        {"answer: \\boxed   x+1\nmore", "x+1"},
-        {"\\fbox{7}", "7"},
-        {"\\boxed{1} then \\fbox{2}", "2"},
-        {"\\fbox{2} then \\boxed{1}", "1"},
-        {"caf\xc3\xa9 \\boxed{\xc3\xa9t\xc3\xa9}", "\xc3\xa9t\xc3\xa9"},
-        {"\\boxed{}", ""},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *got = math_last_boxed(cases[i][0]);
-        assert_non_null(got);
-        assert_string_equal(got, cases[i][1]);
-        free(got);
-    }
-    static const char *none[] = {"no box here", "\\boxed{unclosed", "\\boxed", "\\boxed   $", "\\boxedx"};
-    for (size_t i = 0; i < sizeof none / sizeof *none; i++)
-        assert_null(math_last_boxed(none[i]));
-}
 
 static void normalisation_table(void **state)
 {
@@ -92,7 +66,6 @@ static void equivalence_table(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(last_boxed_extraction),
         cmocka_unit_test(normalisation_table),
         cmocka_unit_test(equivalence_table),
     };
