@@ -308,6 +308,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         if (jv_get_kind(v) == JV_KIND_OBJECT && cl_json_kind(&v, "choices") == JV_KIND_ARRAY &&
             jv_array_length(cl_json_get(&v, "choices")) > 0) {
             out.response = v;
+            out.raw = rp->body;
+            out.raw_len = rp->len;
         } else {
             char ex[120];
             excerpt(rp->body, rp->len, ex, sizeof ex);

@@ -38,7 +38,7 @@ test_expect 'SIGINT stops admitting calls, lets those in flight finish, reports 
     test "$(wc -l <out)" = 40 && n=$(mock_count) && test "$n" -le 12 &&
     test "$(jq -s "map(select(.reply)) | length" out)" = "$n" &&
     jq -se "map(select(.error)) | all(.[]; .error.message | test(\"interrupted\"))" out &&
-    test "$(find c -type f | wc -l)" = "$n"
+    test "$(cat c/llm/pack-*.clc | grep -c "^cl-llm-cache 2 ")" = "$n"
 '
 test_expect 'a second SIGINT aborts the calls in flight too' '
     mock_start --latency 5000 && ask_n 8 >in &&
