@@ -152,6 +152,18 @@ test_expect 'records a judge cannot score stop the run, or with ALLOW_FAILED=1 l
     test "$(wc -l <lenient/s0/t0/judged.rejects)" = 3 && test "$(zstd -dc lenient/dpo.jsonl.zst | wc -l)" = 0 &&
     jq -s -e "all(.error.tool == \"cl-judge\")" lenient/s0/t0/judged.rejects >/dev/null
 '
+test_expect 'TASK=document extracts the document and rewards character BLEU minus 0.1 per thousand assistant tokens (the shorter draft wins)' '
+    mock_start --script "$W/document-world.jsonl" &&
+    cl-seed -q --preset medium --recent 1 --limit 2 "$ROOT/examples/medium.jsonl" >docs.zst &&
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS=docs.zst OUT=doc TASK=document BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+        ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=2 MAX_TURNS=3 MIN_GAP=0 2>log &&
+    zstd -dc doc/scored.jsonl.zst >scored && test -s scored &&
+    jq -s -e "all(.[]; .candidates[].futures[] | .extracted.document == \"I carry a paper notebook. Paper is slow, and that is the point.\"
+              and .scores.bleu > 0 and .scores.bleu < 1 and (.R - (.scores.bleu - 0.1 * .scores.tokens / 1000) | fabs) < 1e-12)" scored >/dev/null &&
+    zstd -dc doc/conversations.jsonl.zst | jq -s -e "length == 2 and all(.done)" >/dev/null &&
+    zstd -dc doc/dpo.jsonl.zst | jq -s -e "length == 2 and all(.task == \"document\"
+        and .chosen[0].content == \"Here is a post about notebooks. Paper is slow.\")" >/dev/null
+'
 test_expect 'the benchmark runs both models side by side and the collab model gets the system prompt' '
     z $E/base/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 3)" >/dev/null &&
     z $E/collab/scored.jsonl.zst | jq -s -e "length == 3 and all(.done and (.messages | length) == 5)" >/dev/null &&
