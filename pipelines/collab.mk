@@ -25,7 +25,10 @@
 #   scored.jsonl.zst     every scored turn (the input of the pairs; `make rows` converts it)
 #   dpo.jsonl.zst, sft.jsonl.zst  the training data
 
-SEEDS   ?= $(error SEEDS=FILE is required: seed records from cl-seed)
+SEEDS   ?=
+ifeq ($(SEEDS)$(filter clean,$(MAKECMDGOALS)),)
+$(error SEEDS=FILE is required: seed records from cl-seed)
+endif
 OUT     ?= collab-out
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 

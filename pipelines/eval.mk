@@ -16,7 +16,10 @@
 #   NAME/scored.jsonl.zst                           per model
 #   report.json, report.md, report.txt              the benchmark table
 
-SEEDS   ?= $(error SEEDS=FILE is required: test seeds from cl-seed --split test)
+SEEDS   ?=
+ifeq ($(SEEDS)$(filter clean,$(MAKECMDGOALS)),)
+$(error SEEDS=FILE is required: test seeds from cl-seed --split test)
+endif
 OUT     ?= eval-out
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 

@@ -79,6 +79,10 @@ test_expect 'the dialogues are the chosen chains behind the system prompt, endin
     z $R/sft.jsonl.zst | jq -s -e "length == 3 and all([.messages[].role] == [\"system\",\"user\",\"assistant\",\"user\",\"assistant\"]
         and .messages[2].content == \"Which problem do you mean? Please paste it.\" and .messages[4].content == \"The answer is 12.\")" >/dev/null
 '
+test_expect 'without SEEDS the pipelines stop and say what is missing' '
+    { make -s -f "$ROOT/pipelines/collab.mk" 2>err; test $? != 0; } && grep -q "SEEDS=FILE is required" err &&
+    { make -s -f "$ROOT/pipelines/eval.mk" 2>err; test $? != 0; } && grep -q "SEEDS=FILE is required" err
+'
 test_expect 'the paper-era rule, a tighter cap and SYSTEM_PROMPT=0 reach the tools' '
     collab run NEXT_USER=worst-open MAX_TURNS=1 SYSTEM_PROMPT=0 2>log &&
     z run/conversations.jsonl.zst | jq -s -e "length == 3 and all(.done_reason == \"max_turns\" and .turn == 1)" >/dev/null &&
@@ -130,7 +134,7 @@ test_expect 'interrupted at a random point and run again, the data engine gives 
     test $spent -le $(( engine_calls + 64 ))
 '
 test_expect 'a finished data engine run made again after clean replays every call from the cache' '
-    cp -r $R replay && make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT=replay SHARDS=2 clean &&
+    cp -r $R replay && make -s -f "$ROOT/pipelines/collab.mk" OUT=replay SHARDS=2 clean &&
     test -d replay/cache && ! test -e replay/dpo.jsonl.zst && ! test -e replay/s0 &&
     before=$(calls engine) && collab replay 2>log && test "$(calls engine)" = "$before" &&
     cmp $R/dpo.jsonl.zst replay/dpo.jsonl.zst && cmp $R/sft.jsonl.zst replay/sft.jsonl.zst
