@@ -290,6 +290,17 @@ static jv assistant_reply(const jv *cand)
     return jv_array_append(jv_array(), cl_json_set(msg, "content", cl_json_get(cand, "content")));
 }
 
+/* The chosen reply as it joins the conversation of the next state: with the tokens its call
+ * reported, so later turns can still count the session's tokens from usage. */
+static jv advanced_reply(const jv *cand)
+{
+    jv msg = cl_json_set(jv_object(), "role", jv_string("assistant"));
+    msg = cl_json_set(msg, "content", cl_json_get(cand, "content"));
+    if (cl_json_has(cand, "usage"))
+        msg = cl_json_set(msg, "usage", cl_json_get(cand, "usage"));
+    return jv_array_append(jv_array(), msg);
+}
+
 static jv candidate_label(const jv *cand, int i)
 {
     jv id = cl_json_get(cand, "id");
@@ -697,7 +708,7 @@ int advance_turn(jv branch, const cl_advance_config *cfg, jv *state, cl_err *e)
 
     jv s = jv_object_delete(branch, jv_string("candidates"));
     s = cl_json_set(s, "messages",
-                    jv_array_concat(cl_json_get(&s, "messages"), assistant_reply(&best)));
+                    jv_array_concat(cl_json_get(&s, "messages"), advanced_reply(&best)));
     s = cl_json_set_num(s, "turn", turn + 1);
     jv next = jv_null();
     if (at_cap) {

@@ -15,6 +15,13 @@ test_expect 'the best reply and the first user message of its longest future are
         and .picks == [{turn: 0, candidate: \"c1\", source: \"proact\", mr: {mean: 0.7, std: 0.08165, n: 3},
                         scores: {accuracy: (2/3), interactivity: ((0.9+0.7+0.8)/3)}, future: 0}]" >/dev/null
 '
+test_expect 'the appended reply keeps the usage its call reported, so later turns can count tokens' '
+    pick ".id == \"conv-a\" and .turn == 0" "$B" |
+        jq -c ".candidates[1].usage = {prompt_tokens: 40, completion_tokens: 7}" >in &&
+    cl-pairs -q -Z --advance in >out &&
+    jq -e ".messages[1] == {role: \"assistant\", content: \"Which sum? Tell me the numbers.\",
+                            usage: {prompt_tokens: 40, completion_tokens: 7}}" out >/dev/null
+'
 test_expect 'worst-open takes the lowest-R future that does not end the chat' '
     cl-pairs -q -Z --advance --next-user worst-open "$B" >out &&
     pick ".id == \"conv-a\" and .turn == 1" out | jq -e ".messages[-1].content == \"2 and 3\" and .picks[-1].future == 1" >/dev/null
