@@ -54,7 +54,8 @@ JUDGES_document ?= --extract document --interactivity
 JUDGES_code     ?= --extract code --interactivity
 JUDGES          ?= $(JUDGES_$(TASK))
 # R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000).
-# Token counts from whitespace words; --tokens usage needs per-message usage in the futures.
+# Token counts from whitespace words, the same whatever the server; --tokens usage counts the
+# completion tokens each call reported (cl-rollout records them per message).
 REWARD       ?= --reward v2 --tokens words $(METRICS_$(TASK))
 
 # ---- training data ------------------------------------------------------------------------
