@@ -1,7 +1,7 @@
 /* tok — test driver for lib/model/tokenizer and the BPE trainer.
  *
  *   tok encode [--special] [--tiktoken] FILE   JSONL strings on stdin -> JSONL id arrays
- *   tok roundtrip [--tiktoken] FILE            checks decode(encode(s)) == s for each line
+ *   tok roundtrip [--tiktoken] [--nfc] FILE    checks decode(encode(s)) == s (NFC(s) with --nfc)
  *   tok corpus SEED N                          a deterministic fuzz corpus (JSONL strings)
  *   tok train FLAVOUR VOCAB                    JSONL corpus on stdin -> tokenizer.json on stdout
  *                                              (FLAVOUR: llama3, qwen2, gpt2)
@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <utf8proc.h>
 
 #include "json.h"
 #include "model/bpe_train.h"
@@ -51,21 +53,24 @@ static cl_tokenizer *open_tok(const char *path, int tiktoken, cl_err *e)
 {
     if (!tiktoken)
         return cl_tokenizer_load(path, e);
-    static const char *names[] = {"<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>",
-                                  "<|fim_suffix|>", "<|endofprompt|>"};
-    static const int32_t ids[] = {100257, 100258, 100259, 100260, 100276};
+    /* Llama-3's original tokenizer is a tiktoken file with these specials after it. */
+    static const char *names[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+                                  "<|end_header_id|>", "<|eot_id|>"};
+    static const int32_t ids[] = {128000, 128001, 128006, 128007, 128009};
     return cl_tokenizer_load_tiktoken(path, NULL, names, ids, 5, e);
 }
 
 static int cmd_encode(int argc, char **argv, int roundtrip)
 {
-    int special = 0, tiktoken = 0;
+    int special = 0, tiktoken = 0, nfc = 0;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--special") == 0)
             special = 1;
         else if (strcmp(argv[i], "--tiktoken") == 0)
             tiktoken = 1;
+        else if (strcmp(argv[i], "--nfc") == 0)
+            nfc = 1;
         else
             path = argv[i];
     }
@@ -95,6 +100,14 @@ static int cmd_encode(int argc, char **argv, int roundtrip)
             fprintf(stderr, "tok: stdin:%zu: %s\n", lineno, e.msg);
             rc = e.code;
         } else if (roundtrip) {
+            if (nfc) {
+                utf8proc_uint8_t *norm;
+                utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
+                                                  &norm, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+                free(s);
+                s = (char *)norm;
+                len = k < 0 ? 0 : (size_t)k;
+            }
             size_t dl;
             char *d = cl_tokenizer_decode(t, ids.v, ids.n, 0, &dl, &e);
             if (!d || dl != len || memcmp(d, s, len) != 0) {
