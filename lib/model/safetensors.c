@@ -658,6 +658,7 @@ cl_st_model *cl_st_model_open(const char *dir, cl_err *e)
     }
     FILE *fi = fopen(ip, "rb");
     int rc = 0;
+    double total = -1;
     jv wm = jv_invalid();
     if (!fi) {
         char *p = path_join(dir, "model.safetensors");
@@ -686,6 +687,9 @@ cl_st_model *cl_st_model_open(const char *dir, cl_err *e)
         jv idx = rc ? jv_invalid() : cl_json_parse(buf, len);
         free(buf);
         wm = cl_json_get(&idx, "weight_map");
+        jv meta = cl_json_get(&idx, "metadata");
+        total = cl_json_num(&meta, "total_size", -1);
+        jv_free(meta);
         jv_free(idx);
         if (rc == 0 && jv_get_kind(wm) != JV_KIND_OBJECT)
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: weight_map: not an object", ip);
@@ -733,6 +737,15 @@ cl_st_model *cl_st_model_open(const char *dir, cl_err *e)
                                     m->files[i]->t[k].name, m->files[i]->name);
                 jv_free(v);
             }
+    }
+    if (rc == 0 && total >= 0) {
+        /* A shard the index forgot entirely shows only here. */
+        double sum = 0;
+        for (size_t i = 0; i < m->n; i++)
+            sum += (double)m->t[i]->nbytes;
+        if (sum != total)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: metadata.total_size is %.0f, the listed shards hold %.0f bytes",
+                            ip, total, sum);
     }
     jv_free(wm);
     free(ip);
