@@ -990,10 +990,11 @@ static int tiktoken_parse(cl_tokenizer *t, const char *buf, size_t len, tok_src 
         unsigned char raw[1024];
         long nb = sp && (size_t)(sp - p) <= 4 * sizeof raw / 3 ? b64decode(p, (size_t)(sp - p), raw)
                                                                 : -1;
-        char *rend;
-        errno = 0;
-        long rank = sp ? strtol(sp + 1, &rend, 10) : -1;
-        if (nb <= 0 || rank < 0 || rank >= (1 << 24) || errno || rend != le)
+        /* The buffer is not NUL-terminated: parse the rank by hand within the line. */
+        long rank = sp && sp + 1 < le ? 0 : -1;
+        for (const char *q = sp ? sp + 1 : le; q < le && rank >= 0; q++)
+            rank = *q >= '0' && *q <= '9' && rank < (1 << 24) ? rank * 10 + (*q - '0') : -1;
+        if (nb <= 0 || rank < 0 || rank >= (1 << 24))
             return cl_err_set(e, CL_EXIT_DATAERR, "%s:%zu: expected \"<base64 token> <rank>\"",
                               t->name, line);
         src[ns] = (tok_src){tp, 0, (int32_t)rank, CL_TOKEN_NORMAL};
@@ -1050,6 +1051,16 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
     char *buf = read_file(path, &len, e);
     if (!buf)
         return NULL;
+    cl_tokenizer *t = cl_tokenizer_from_tiktoken(buf, len, path, pattern, special_names,
+                                                 special_ids, n_special, e);
+    free(buf);
+    return t;
+}
+
+cl_tokenizer *cl_tokenizer_from_tiktoken(const char *buf, size_t len, const char *path,
+                                         const char *pattern, const char *const *special_names,
+                                         const int32_t *special_ids, size_t n_special, cl_err *e)
+{
     cl_tokenizer *t = tokenizer_new(path);
     tok_src *src = NULL;
     char *text = NULL;
@@ -1091,7 +1102,6 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
         rc = finish_build(t, e);
     free(src);
     free(text);
-    free(buf);
     if (rc) {
         cl_tokenizer_free(t);
         return NULL;
@@ -1141,8 +1151,10 @@ static heap_ent heap_pop(heap_ent *h, size_t *n)
 
 static void push_pair(cl_tokenizer *t, size_t *nh, int32_t left)
 {
+    if (left < 0)
+        return;
     int32_t right = t->sym[left].next;
-    if (left < 0 || right < 0)
+    if (right < 0)
         return;
     const pair_slot *p = pmap_get(t, t->sym[left].id, t->sym[right].id);
     if (p)
