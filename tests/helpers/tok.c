@@ -1,6 +1,8 @@
 /* tok — test driver for lib/model/tokenizer and the BPE trainer.
  *
- *   tok encode [--special] [--tiktoken] FILE   JSONL strings on stdin -> JSONL id arrays
+ *   tok encode [--special|--both] [--tiktoken] FILE
+ *                                              JSONL strings on stdin -> JSONL id arrays
+ *                                              (--both: without, then with specials)
  *   tok roundtrip [--tiktoken] [--nfc] FILE    checks decode(encode(s)) == s (NFC(s) with --nfc)
  *   tok corpus SEED N                          a deterministic fuzz corpus (JSONL strings)
  *   tok train FLAVOUR VOCAB                    JSONL corpus on stdin -> tokenizer.json on stdout
@@ -53,6 +55,14 @@ static char *line_string(const char *line, size_t n, size_t *len)
     return s;
 }
 
+static void print_ids(const cl_ids *ids)
+{
+    putchar('[');
+    for (size_t i = 0; i < ids->n; i++)
+        printf(i ? ",%d" : "%d", (int)ids->v[i]);
+    puts("]");
+}
+
 static cl_tokenizer *open_tok(const char *path, int tiktoken, cl_err *e)
 {
     if (!tiktoken)
@@ -66,11 +76,13 @@ static cl_tokenizer *open_tok(const char *path, int tiktoken, cl_err *e)
 
 static int cmd_encode(int argc, char **argv, int roundtrip)
 {
-    int special = 0, tiktoken = 0, nfc = 0;
+    int special = 0, both = 0, tiktoken = 0, nfc = 0;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--special") == 0)
             special = 1;
+        else if (strcmp(argv[i], "--both") == 0)
+            both = 1;
         else if (strcmp(argv[i], "--tiktoken") == 0)
             tiktoken = 1;
         else if (strcmp(argv[i], "--nfc") == 0)
@@ -100,7 +112,11 @@ static int cmd_encode(int argc, char **argv, int roundtrip)
             break;
         }
         cl_ids ids = {0};
-        if (cl_tokenizer_encode(t, s, len, special, &ids, &e)) {
+        if (both && cl_tokenizer_encode(t, s, len, 0, &ids, &e) == 0) {
+            print_ids(&ids); /* an error shows again, and is reported, just below */
+            ids.n = 0;
+        }
+        if (cl_tokenizer_encode(t, s, len, special || both, &ids, &e)) {
             fprintf(stderr, "tok: stdin:%zu: %s\n", lineno, e.msg);
             rc = e.code;
         } else if (roundtrip) {
@@ -120,10 +136,7 @@ static int cmd_encode(int argc, char **argv, int roundtrip)
             }
             free(d);
         } else {
-            putchar('[');
-            for (size_t i = 0; i < ids.n; i++)
-                printf(i ? ",%d" : "%d", (int)ids.v[i]);
-            puts("]");
+            print_ids(&ids);
         }
         cl_ids_free(&ids);
         free(s);
