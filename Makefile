@@ -1,7 +1,8 @@
 # cl — CollabLLM as small Unix tools.  GNU make; see README.md.
 #
 #   make [all]        libcl.a and every program in bin/
-#   make check        unit tests, CLI tests, man-page lint (TAP through prove)
+#   make check        install missing deps, then `make test`
+#   make test         unit tests, CLI tests, man-page lint (TAP through prove)
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
 #   make install      PREFIX=/usr/local DESTDIR=
@@ -58,7 +59,7 @@ ALL_CFLAGS := $(CL_CPPFLAGS) $(DEP_CFLAGS) $(CPPFLAGS) $(CL_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS := -fopenmp $(LDFLAGS)
 
 LIB_SRC   := $(sort $(shell find lib -name '*.c'))
-LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o) $(O)/lib/prompts/prompts_data.o
 PROMPTS   := $(sort $(wildcard lib/prompts/*.txt))
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/cl-*.c))
 # Variant builds (SAN, BLAS, CUDA) keep their programs beside their objects so they never
@@ -75,7 +76,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check unit cli lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit lint bench demo deps install uninstall clean oracles fuzz
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -97,11 +98,8 @@ $(O)/%.cu.o: %.cu
 $(O)/lib/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
 	@mkdir -p $(@D)
 	sh scripts/embed-prompts $(PROMPTS) > $@
-ifneq ($(PROMPTS),)
-LIB_OBJ += $(O)/lib/prompts/prompts_data.o
 $(O)/lib/prompts/prompts_data.o: $(O)/lib/prompts/prompts_data.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
-endif
 
 $(B)/%: $(O)/tools/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
@@ -126,8 +124,14 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 oracles: $(NPM_STAMP)
 
 # One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
+# `make check` first installs what is missing (quietly when all is there), then tests in a fresh
+# make so that pkg-config sees the freshly installed packages.
 PROVE_JOBS ?= 2
-check: all $(UNIT_BINS) $(TESTBINS) lint oracles
+check:
+	@sh scripts/install-deps
+	@$(MAKE) --no-print-directory test
+
+test: all $(UNIT_BINS) $(TESTBINS) lint oracles
 	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(B)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 
@@ -141,8 +145,10 @@ lint:
 bench: all
 	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
 
-demo: all
-	$(MAKE) -f pipelines/demo.mk
+demo:
+	@sh scripts/install-deps
+	@$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory -f pipelines/demo.mk BIN=$(abspath $(B))
 
 deps:
 	sh scripts/install-deps

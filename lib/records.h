@@ -1,7 +1,8 @@
 /* records.h — the record stream every tool reads and writes.
  *
- * Owns: the walk over all inputs (files or stdin, zstd or plain), JSON and UTF-8 checking of
- * every line with file:line:byte diagnostics, --skip-bad/--rejects, --shard, --where, --map,
+ * Owns: the walk over all inputs (files or stdin, zstd or plain; JSONL, or JSON-array files when
+ * a tool asks for them, see rows.h), JSON and UTF-8 checking of every line with file:line:byte
+ * diagnostics, --skip-bad/--rejects, --shard, --where, --map,
  * deterministic ids, the output writer, per-record failure reporting, progress on stderr, the
  * closing summary and --stats.  Records that no one changed are written from their original
  * bytes, so pass-through is exact and fast. */
@@ -21,7 +22,8 @@ typedef struct cl_rec {
     jv value;           /* parsed lazily: use cl_rec_value() */
     int parsed;
     const char *src;    /* input name for diagnostics */
-    uint64_t lineno;    /* line in src */
+    uint64_t lineno;    /* line in src (where the row starts) */
+    uint64_t row;       /* 1-based element number when src is a JSON array file, else 0 */
     uint64_t index;     /* 0-based position among all valid input records */
     struct cl_io *io_;  /* private: the stream that owns value */
 } cl_rec;
@@ -30,6 +32,7 @@ typedef struct cl_io cl_io;
 
 typedef struct cl_io_opts {
     int assign_ids;     /* give records without "id" a deterministic one (hash of their bytes) */
+    int json_arrays;    /* also read inputs that are one JSON array of rows (see rows.h) */
 } cl_io_opts;
 
 /* Opens inputs, output, filters and rejects file from the common flags. */
@@ -42,7 +45,8 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e);
 /* The record's value, borrowed: valid until the next cl_io_next. */
 const jv *cl_rec_value(cl_rec *rec);
 
-/* "file:line" of a record, for messages (static buffer per io). */
+/* "file:line" of a record, or "file:line: row N" for an element of a JSON array input, for
+ * messages (static buffer per io). */
 const char *cl_rec_where(cl_io *io, const cl_rec *rec);
 
 /* Writes the record unchanged (its original bytes when it has them). */
@@ -53,6 +57,11 @@ int cl_io_put(cl_io *io, jv v, cl_err *e);
  * field {"tool","message"} to the output (or to --rejects when given), and makes the exit
  * status 1.  Returns -1 only when writing fails. */
 int cl_io_fail(cl_io *io, const cl_rec *rec, jv v, const char *msg, cl_err *e);
+
+/* Rejects a record the tool cannot use (msg says which field and why): without --skip-bad
+ * -1 with e = CL_EXIT_DATAERR "file:line: msg"; with it the record is counted as rejected,
+ * warned about and copied to --rejects, and 0 is returned. */
+int cl_io_reject(cl_io *io, cl_rec *rec, const char *msg, cl_err *e);
 
 /* Pushes buffered output downstream as complete zstd frames. */
 int cl_io_sync(cl_io *io, cl_err *e);

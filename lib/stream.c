@@ -102,7 +102,8 @@ cl_reader *cl_reader_open(const char *path, cl_err *e)
         goto fail;
     /* Sniff the first bytes: pipes cannot seek, so they stay in buf as data or move to in. */
     while (r->end < 4) {
-        ssize_t k = read_fd(r, r->buf + r->end, r->cap - r->end, e);
+        /* At most IN_CHUNK bytes: if this turns out to be zstd they move to r->in. */
+        ssize_t k = read_fd(r, r->buf + r->end, IN_CHUNK - r->end, e);
         if (k < 0)
             goto fail;
         if (k == 0) {

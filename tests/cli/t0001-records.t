@@ -14,6 +14,11 @@ test_expect 'concatenated zstd frames are one stream' '
     printf "{\"a\":1}\n" | zstd -q >a.zst && printf "{\"a\":2}\n" | zstd -q >b.zst &&
     cat a.zst b.zst | cl-pairs -q -Z >out && test "$(wc -l <out)" = 2
 '
+test_expect 'a zstd file larger than the read buffer decodes (file and pipe)' '
+    seq 1 300000 | awk "{printf \"{\\\"n\\\":%d,\\\"r\\\":%d}\\n\", \$1, (\$1*7919)%100003}" >in &&
+    zstd -q -1 in -o in.zst && test $(wc -c <in.zst) -gt 300000 &&
+    cl-pairs -q -Z in.zst | cmp - in && cat in.zst | cl-pairs -q -Z | cmp - in
+'
 test_expect 'a truncated zstd frame exits 65 and says truncated' '
     seq 1 20000 | sed "s/.*/{\"n\":&}/" | zstd -q >full.zst &&
     head -c $(( $(wc -c <full.zst) - 7 )) full.zst >cut.zst &&
@@ -66,6 +71,11 @@ test_expect 'a 64 MiB line passes through' '
     { printf "{\"big\":\""; head -c 67108864 /dev/zero | tr "\0" a; printf "\"}\n"; } >in &&
     cl-pairs -q in >out.zst && zstd -dc out.zst | cmp - in
 '
+test_expect 'records are pushed out as complete zstd frames while the input stalls' '
+    { printf "{\"a\":1}\n{\"a\":2}\n"; sleep 3; printf "{\"a\":3}\n"; } | cl-pairs -q >out.zst &
+    sleep 1.5 && zstd -dc out.zst >now && wait &&
+    printf "{\"a\":1}\n{\"a\":2}\n" | cmp - now && test "$(zstd -dc out.zst | wc -l)" = 3
+'
 test_expect 'an empty input gives an empty, valid zstd stream' '
     : >in && cl-pairs -q in >out.zst && test -s out.zst && zstd -dc out.zst | wc -c | grep -qx 0
 '
@@ -75,5 +85,33 @@ test_expect 'a missing input file exits 66' '
 test_expect '--stats writes counts as JSON' '
     printf "{\"n\":1}\n{\"n\":2}\n" >in && cl-pairs -q -Z --where ".n==2" --stats st.json in >/dev/null &&
     jq -e ".records_in == 2 and .records_out == 1 and .filtered == 1" st.json
+'
+test_expect '--where alone keeps the original bytes of the records it keeps' '
+    printf "{\"n\":12345678901234567890,\"k\":1}\n{\"k\":2}\n" >in &&
+    cl-pairs -q -Z --where ".k == 1" in >out && head -1 in | cmp - out
+'
+test_expect 'filters give the same bytes on one thread and on several' '
+    seq 1 20000 | sed "s/.*/{\"n\":&,\"s\":\"x&\"}/" >in &&
+    OMP_NUM_THREADS=1 cl-pairs -q -Z --where ".n % 3 != 0" --map ". + {m: (.n * 2)}, {t: .s}" in >a &&
+    OMP_NUM_THREADS=2 cl-pairs -q -Z --where ".n % 3 != 0" --map ". + {m: (.n * 2)}, {t: .s}" in >b &&
+    cmp a b && test "$(wc -l <a)" = 26668
+'
+test_expect 'a jq error deep in a batch names its line, on any thread count' '
+    seq 1 5000 | sed "s/.*/{\"n\":&}/; 4321s/.*/{\"n\":\"text\"}/" >in &&
+    for t in 1 2; do
+        { OMP_NUM_THREADS=$t cl-pairs -q -Z --map "{m: (.n - 1)}" in >out 2>err; test $? = 65; } &&
+        grep -q "in:4321" err || exit 1
+    done
+'
+test_expect '--map outputs that are not objects are reported, and skipped with --skip-bad' '
+    printf "{\"n\":1}\n{\"n\":2}\n" >in &&
+    OMP_NUM_THREADS=2 cl-pairs -Z --skip-bad --map "if .n == 1 then 5 else . end" in >out 2>err &&
+    grep -q "in:1: --map produced a number" err && printf "{\"n\":2}\n" | cmp - out
+'
+test_expect 'filtered records are pushed out while the input stalls' '
+    { printf "{\"a\":1}\n"; sleep 3; printf "{\"a\":2}\n"; } |
+        OMP_NUM_THREADS=2 cl-pairs -q --map ". + {b: 1}" >out.zst &
+    sleep 1.5 && zstd -dc out.zst >now && wait &&
+    printf "{\"a\":1,\"b\":1}\n" | cmp - now && test "$(zstd -dc out.zst | wc -l)" = 2
 '
 test_done
