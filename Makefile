@@ -142,7 +142,7 @@ lint:
 	@test -n "$(MANPAGES)" || { echo "no man pages"; exit 1; }
 	mandoc -T lint -W warning $(MANPAGES)
 
-bench: all
+bench: all $(TESTBINS) oracles
 	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
 
 demo:

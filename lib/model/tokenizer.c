@@ -108,6 +108,7 @@ struct cl_tokenizer {
     size_t n_added;
     uint32_t *by_first;         /* indices into added, grouped by first byte, longest first */
     uint32_t first_off[257];
+    uint8_t first[256];         /* some added token starts with this byte */
     int norm_opts;              /* utf8proc options, 0 = no normaliser */
     split_step steps[MAX_STEPS];
     int n_steps;
@@ -130,7 +131,26 @@ struct cl_tokenizer {
     size_t scratch_cap;
 };
 
-static uint64_t hash_bytes(const void *p, size_t n) { return cl_hash64(p, n, 0) | 1; }
+/* Word-at-a-time multiply-mix hash: the word cache and vocabulary lookups hash every
+ * pre-token, so this sits on the encoder's hot path (never 0: 0 marks an empty cache slot). */
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+    return h | 1;
+}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -345,6 +365,8 @@ static int added_build(cl_tokenizer *t, cl_err *e)
         off += count[b];
     }
     t->first_off[256] = off;
+    for (int b = 0; b < 256; b++)
+        t->first[b] = t->first_off[b + 1] > t->first_off[b];
     uint32_t fill[256];
     memcpy(fill, t->first_off, sizeof fill);
     for (size_t i = 0; i < t->n_added; i++)
@@ -1382,6 +1404,10 @@ static int next_added(const cl_tokenizer *t, const char *s, size_t n, size_t fro
                       size_t *ms, size_t *me, int32_t *id)
 {
     for (size_t i = from; i < n; i++) {
+        while (i < n && !t->first[(uint8_t)s[i]])
+            i++;
+        if (i == n)
+            break;
         uint8_t b = (uint8_t)s[i];
         const added_tok *hit = NULL;
         for (uint32_t k = t->first_off[b]; k < t->first_off[b + 1]; k++) {
