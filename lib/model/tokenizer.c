@@ -7,7 +7,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "model/tokenizer.h"
 
-#include <errno.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "json.h"
+#include "model/files.h"
 
 /* ---- ids ----------------------------------------------------------------------------- */
 
@@ -899,46 +899,10 @@ cl_tokenizer *cl_tokenizer_from_json(const char *buf, size_t len, const char *na
     return t;
 }
 
-static char *read_file(const char *path, size_t *len, cl_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", path);
-            return NULL;
-        }
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        cap *= 2;
-        char *nb = realloc(buf, cap);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        cl_err_set(e, CL_EXIT_IOERR, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 cl_tokenizer *cl_tokenizer_load(const char *path, cl_err *e)
 {
     size_t n;
-    char *buf = read_file(path, &n, e);
+    char *buf = cl_file_read(path, &n, e);
     if (!buf)
         return NULL;
     cl_tokenizer *t = cl_tokenizer_from_json(buf, n, path, e);
@@ -1070,7 +1034,7 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
                                          const int32_t *special_ids, size_t n_special, cl_err *e)
 {
     size_t len;
-    char *buf = read_file(path, &len, e);
+    char *buf = cl_file_read(path, &len, e);
     if (!buf)
         return NULL;
     cl_tokenizer *t = cl_tokenizer_from_tiktoken(buf, len, path, pattern, special_names,

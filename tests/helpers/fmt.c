@@ -268,6 +268,14 @@ static void print_shape(int nd, const int64_t *s)
     putchar(']');
 }
 
+/* "name dtype [shape] hash-of-bytes" */
+static void print_tensor(const cl_st_tensor *t)
+{
+    printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
+    print_shape(t->ndim, t->shape);
+    printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
+}
+
 static int cmd_st_info(const char *path)
 {
     cl_err e = {0};
@@ -276,12 +284,8 @@ static int cmd_st_info(const char *path)
         cl_st_model *m = cl_st_model_open(path, &e);
         if (!m)
             return fail(&e);
-        for (size_t i = 0; i < cl_st_model_count(m); i++) {
-            const cl_st_tensor *t = cl_st_model_at(m, i);
-            printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
-            print_shape(t->ndim, t->shape);
-            printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
-        }
+        for (size_t i = 0; i < cl_st_model_count(m); i++)
+            print_tensor(cl_st_model_at(m, i));
         cl_st_model_close(m);
         return 0;
     }
@@ -290,12 +294,8 @@ static int cmd_st_info(const char *path)
         return fail(&e);
     const char *fmt = cl_st_metadata(f, "format");
     printf("format %s\n", fmt ? fmt : "-");
-    for (size_t i = 0; i < cl_st_count(f); i++) {
-        const cl_st_tensor *t = cl_st_at(f, i);
-        printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
-        print_shape(t->ndim, t->shape);
-        printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
-    }
+    for (size_t i = 0; i < cl_st_count(f); i++)
+        print_tensor(cl_st_at(f, i));
     cl_st_close(f);
     return 0;
 }
