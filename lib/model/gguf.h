@@ -70,8 +70,9 @@ cl_gguf *cl_gguf_open_buffer(const void *buf, size_t len, const char *name, cl_e
 cl_gguf *cl_gguf_open(const char *path, cl_err *e);
 void cl_gguf_close(cl_gguf *g);
 uint32_t cl_gguf_version(const cl_gguf *g);
-/* The value of key: its type and a pointer to its bytes in the file (NULL if absent).  For
- * arrays, *elem_type and *count are set and the pointer is at the first element. */
+/* The value of key: its type and a pointer to its bytes in the file (NULL if absent), which
+ * may be unaligned (memcpy it out).  For arrays, *elem_type and *count are set and the pointer
+ * is at the first element. */
 const void *cl_gguf_get(const cl_gguf *g, const char *key, uint32_t *type, uint32_t *elem_type,
                         uint64_t *count);
 /* Convenience: a string value as a malloc'd C string (NULL if absent or not a string). */

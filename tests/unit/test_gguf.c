@@ -70,10 +70,12 @@ static void container_round_trips_aligned_with_reversed_dims(void **state)
     free(arch);
     uint32_t type, et;
     uint64_t count;
-    const uint32_t *nv = cl_gguf_get(g, "n", &type, NULL, NULL);
+    uint32_t nv;
+    int32_t ints[2];
+    memcpy(&nv, cl_gguf_get(g, "n", &type, NULL, NULL), 4); /* values are not aligned */
     assert_int_equal(type, CL_GGUF_U32);
-    assert_int_equal(*nv, 7);
-    const int32_t *ints = cl_gguf_get(g, "ints", &type, &et, &count);
+    assert_int_equal(nv, 7);
+    memcpy(ints, cl_gguf_get(g, "ints", &type, &et, &count), 8);
     assert_int_equal(type, CL_GGUF_ARRAY);
     assert_int_equal(et, CL_GGUF_I32);
     assert_int_equal(count, 2);
@@ -222,8 +224,9 @@ static void lora_export_names_shapes_alpha_and_permuted_b(void **state)
     assert_string_equal(t, "adapter");
     free(t);
     uint32_t type;
-    const float *alpha = cl_gguf_get(g, "adapter.lora.alpha", &type, NULL, NULL);
-    assert_true(*alpha == 4.0f);
+    float alpha;
+    memcpy(&alpha, cl_gguf_get(g, "adapter.lora.alpha", &type, NULL, NULL), 4);
+    assert_true(alpha == 4.0f);
     const cl_gguf_tensor *a = cl_gguf_find(g, "blk.0.attn_q.weight.lora_a");
     const cl_gguf_tensor *b = cl_gguf_find(g, "blk.0.attn_q.weight.lora_b");
     assert_int_equal(a->ne[0], 8); /* lora_a ne = [in, r] */
