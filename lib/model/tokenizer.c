@@ -69,7 +69,6 @@ typedef struct cache_slot {
 
 typedef struct split_step {
     pcre2_code *re;    /* NULL: no split (ByteLevel without regex) */
-    uint8_t removed;   /* behaviour Removed: matches are dropped */
     uint8_t prefix_space; /* ByteLevel add_prefix_space */
 } split_step;
 
@@ -420,19 +419,18 @@ static int finish_build(cl_tokenizer *t, cl_err *e)
     return added_build(t, e);
 }
 
-static int step_add(cl_tokenizer *t, const char *pattern, int literal, int removed,
-                    int prefix_space, const char *field, cl_err *e)
+static int step_add(cl_tokenizer *t, const char *pattern, int literal, int prefix_space,
+                    const char *field, cl_err *e)
 {
     if (t->n_steps == MAX_STEPS)
         return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: more than %d pre-tokenizers", t->name,
                           field, MAX_STEPS);
     split_step *st = &t->steps[t->n_steps];
-    st->removed = (uint8_t)removed;
     st->prefix_space = (uint8_t)prefix_space;
     if (pattern) {
         int err;
         PCRE2_SIZE off;
-        uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+        uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
         st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
         if (!st->re) {
             PCRE2_UCHAR msg[160];
@@ -551,34 +549,30 @@ static int load_pretok(cl_tokenizer *t, const jv *p, int *bytelevel, cl_err *e)
     if (strcmp(type, "ByteLevel") == 0) {
         *bytelevel = 1;
         int use_regex = cl_json_bool(p, "use_regex", 1);
-        return step_add(t, use_regex ? GPT2_PATTERN : NULL, 0, 0, flag(p, "add_prefix_space"),
-                        field, e);
+        return step_add(t, use_regex ? GPT2_PATTERN : NULL, 0, flag(p, "add_prefix_space"), field, e);
     }
     if (strcmp(type, "Split") == 0) {
         const char *behavior = cl_json_str(p, "behavior");
         if (flag(p, "invert"))
             return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: Split with invert is not supported",
                               t->name, field);
-        int removed;
-        if (behavior && strcmp(behavior, "Isolated") == 0)
-            removed = 0;
-        else if (behavior && strcmp(behavior, "Removed") == 0)
-            removed = 1;
-        else
+        /* Isolated is what byte-level tokenizers use; the other behaviours are refused rather
+         * than guessed (tokenizers.js keeps Removed delimiters; unconfirmed against Rust). */
+        if (!behavior || strcmp(behavior, "Isolated") != 0)
             return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: Split behavior %s is not supported",
                               t->name, field, behavior ? behavior : "(missing)");
         jv pat = cl_json_get(p, "pattern");
         const char *re = cl_json_str(&pat, "Regex");
         const char *lit = cl_json_str(&pat, "String");
-        int rc = re || lit ? step_add(t, re ? re : lit, !re, removed, 0, "pre_tokenizer.pattern", e)
+        int rc = re || lit ? step_add(t, re ? re : lit, !re, 0, "pre_tokenizer.pattern", e)
                            : cl_err_set(e, CL_EXIT_DATAERR,
                                         "%s: pre_tokenizer.pattern: neither Regex nor String",
                                         t->name);
         jv_free(pat);
         return rc;
     }
-    if (strcmp(type, "Digits") == 0)
-        return step_add(t, flag(p, "individual_digits") ? "\\p{N}" : "\\p{N}+", 0, 0, 0, field, e);
+    if (strcmp(type, "Digits") == 0) /* ASCII digits only, as the reference splits them */
+        return step_add(t, flag(p, "individual_digits") ? "[0-9]" : "[0-9]+", 0, 0, field, e);
     return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: pre-tokenizer type %s is not supported",
                       t->name, field, type);
 }
@@ -1082,7 +1076,7 @@ cl_tokenizer *cl_tokenizer_from_tiktoken(const char *buf, size_t len, const char
         rc = tiktoken_merges(t, e);
     if (rc == 0) {
         t->ignore_merges = 1;
-        rc = step_add(t, pattern ? pattern : CL100K_PATTERN, 0, 0, 0, "pattern", e);
+        rc = step_add(t, pattern ? pattern : CL100K_PATTERN, 0, 0, "pattern", e);
     }
     if (rc == 0)
         rc = finish_build(t, e);
@@ -1307,7 +1301,7 @@ static int split_run(cl_tokenizer *t, const split_step *st, const char *s, size_
         }
         if (ms > gap && pretok(t, s + gap, ms - gap, step + 1, out, e))
             return -1;
-        if (!st->removed && pretok(t, s + ms, me - ms, step + 1, out, e))
+        if (pretok(t, s + ms, me - ms, step + 1, out, e))
             return -1;
         gap = pos = me;
     }

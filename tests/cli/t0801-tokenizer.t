@@ -34,6 +34,19 @@ test_expect 'the trained Llama-3 flavour prepends one BOS with specials and none
 test_expect 'trained merges are learnt: the vocabulary grows to the size asked for' '
     train qwen2 600 && test "$(node -e "const t=require(\"./qwen2.json\");console.log(Object.keys(t.model.vocab).length+t.added_tokens.length)")" = 600
 '
+test_expect 'pre-tokenizer variants give the reference ids: SmolLM-style Digits, string splits, normalized added tokens' '
+    train gpt2 600 &&
+    node -e "const t=require(\"./gpt2.json\");
+        t.pre_tokenizer={type:\"Sequence\",pretokenizers:[{type:\"Digits\",individual_digits:true},
+            {type:\"ByteLevel\",add_prefix_space:false,trim_offsets:true,use_regex:true}]};
+        t.normalizer={type:\"NFC\"}; t.added_tokens[1].normalized=true;
+        console.log(JSON.stringify(t))" >smol.json && same_ids smol.json &&
+    node -e "const t=require(\"./gpt2.json\");
+        t.pre_tokenizer={type:\"Sequence\",pretokenizers:[{type:\"Split\",pattern:{String:\"a\"},
+            behavior:\"Isolated\",invert:false},{type:\"Digits\",individual_digits:false},
+            {type:\"ByteLevel\",add_prefix_space:true,trim_offsets:true,use_regex:false}]};
+        console.log(JSON.stringify(t))" >lit.json && same_ids lit.json
+'
 test_expect 'the published Llama-3 tokenizer.json: reference ids, and decode(encode(s)) == s' '
     same_ids "$LLAMA3" --roundtrip
 '

@@ -181,6 +181,8 @@ static void errors_name_the_field(void **state)
          "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}", "normalizer type Lowercase"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\","
          "\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}", "does not compile"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\","
+         "\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"}}", "Split behavior Removed"},
         {"[1,2", "t.json: byte"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
