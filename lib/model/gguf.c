@@ -735,6 +735,10 @@ int cl_gguf_export_model(const char *path, const cl_gguf_model_info *m, const cl
             heads = m->head_count_kv;
         rc = add_converted(w, name, &hf[i], heads, e);
     }
+    if (rc == 0 && m->rope_freqs) {
+        int64_t half = (m->head_dim ? m->head_dim : m->embedding_length / m->head_count) / 2;
+        rc = cl_gguf_add_tensor(w, "rope_freqs.weight", CL_ST_F32, 1, &half, m->rope_freqs, e);
+    }
     if (rc == 0)
         rc = cl_gguf_write(w, path, e);
     cl_gguf_writer_free(w);

@@ -91,6 +91,9 @@ typedef struct cl_gguf_model_info {
     float rms_eps, rope_theta;
     const char *chat_template;      /* NULL: none */
     int32_t bos_id, eos_id, pad_id; /* -1: not written */
+    const float *rope_freqs;        /* head_dim/2 divisors of the RoPE frequencies (Llama-3.1
+                                     * "llama3" rope scaling), written as rope_freqs.weight;
+                                     * NULL: none */
 } cl_gguf_model_info;
 
 /* Exports a model given its Hugging Face tensors (model.embed_tokens.weight, ...).  The
