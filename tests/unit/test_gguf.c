@@ -165,7 +165,7 @@ static void llama_export_permutes_q_and_k_rows_only(void **state)
         {"model.layers.0.self_attn.v_proj.weight", CL_ST_F32, 2, {4, 8}, v, 0},
         {"model.norm.weight", CL_ST_F32, 1, {8}, norm, 0},
     };
-    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1};
+    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1, NULL};
     cl_err e = {0};
     assert_int_equal(cl_gguf_export_model(path, &m, t, 5, tok, &e), 0);
     cl_gguf *g = cl_gguf_open(path, &e);
