@@ -353,19 +353,31 @@ static int dropout_active(const cl_llama *m, const cl_llama_acts *a)
     return a->training && m->lora_dropout > 0;
 }
 
+/* out = x W^T + b, plus the adapter branch on xd (x after dropout) when use_lora; h [n][r]. */
+static void project(cl_llama *m, int l, int p, const float *x, const float *xd, float *out, int n, float *h,
+                    int use_lora)
+{
+    cl_linear *li = &m->layers[l].proj[p];
+    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, n, li->in, li->out, 0);
+    if (use_lora && li->lora_a)
+        cl_lora_fwd(out, h, xd, li->lora_a->data, li->lora_b->data, m->lora_scale, n, li->in, li->out, m->lora_rank);
+}
+
+void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h)
+{
+    project(m, layer, proj, x, x, out, n, h, m->lora_on);
+}
+
 static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
 {
     cl_llama_acts *a = m->acts;
     cl_linear *li = &m->layers[l].proj[p];
-    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, a->n, li->in, li->out, 0);
-    if (!lora_active(a, li)) return;
     const float *xd = x;
-    if (dropout_active(m, a)) {
+    if (lora_active(a, li) && dropout_active(m, a)) {
         cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, dropout_seed(m, a->step, l, p));
         xd = a->xd;
     }
-    cl_lora_fwd(out, a->lora_h[l * CL_NPROJ + p], xd, li->lora_a->data, li->lora_b->data, m->lora_scale, a->n,
-                li->in, li->out, m->lora_rank);
+    project(m, l, p, x, xd, out, a->n, a->lora_h[l * CL_NPROJ + p], lora_active(a, li));
 }
 
 /* dx += d(out)/dx . dout; weight/bias/adapter grads accumulate where trainable. */
