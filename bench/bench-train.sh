@@ -22,14 +22,14 @@ for mode in full lora; do
     torch_tps=""
     if [ $have_torch = 1 ]; then
         set -- $(/usr/bin/python3 "$ROOT/bench/torch_train.py" $mode "$B" "$T" "$STEPS" "$OMP_NUM_THREADS")
-        torch_tps=$5
-        echo "| $mode | PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') | $4 | $5 | 1.00 |"
+        torch_tps=$6
+        echo "| $mode | PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') | $5 | $6 | 1.00 |"
     fi
     for build in build build-blas; do
         set -- $("$ROOT/$build/tests/model-bench-train" $mode "$B" "$T" "$STEPS")
         ratio=-
-        [ -n "$torch_tps" ] && ratio=$(awk "BEGIN { printf \"%.2f\", $5 / $torch_tps }")
-        echo "| $mode | C, GEMM backend $2 | $4 | $5 | $ratio |"
+        [ -n "$torch_tps" ] && ratio=$(awk "BEGIN { printf \"%.2f\", $6 / $torch_tps }")
+        echo "| $mode | C, GEMM backend $2 | $5 | $6 | $ratio |"
     done
 done
 echo

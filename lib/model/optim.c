@@ -4,10 +4,6 @@
 #include <math.h>
 #include <string.h>
 
-/* sqrtf of a non-negative moment never sets errno; without the errno contract the AdamW loop
- * vectorises. */
-#pragma GCC optimize("no-math-errno")
-
 void cl_adamw_step(const cl_adamw *h, cl_tensor *const *ts, int nt, long step, double lr)
 {
     double bc1 = 1 - pow(h->beta1, (double)step), bc2 = 1 - pow(h->beta2, (double)step);
