@@ -10,6 +10,7 @@
 #include "model/gemm.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -215,11 +216,8 @@ static void cblas_serial(int ta, int tb, int m, int n, int k, float alpha, const
 static void openblas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                            const float *b, int ldb, float beta, float *c, int ldc)
 {
-    static int single;
-    if (!single) { /* idempotent; a race here only repeats the call */
-        openblas_set_num_threads(1);
-        single = 1;
-    }
+    static atomic_int single;
+    if (!atomic_exchange(&single, 1)) openblas_set_num_threads(1);
     run_panels(cblas_serial, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 #endif
