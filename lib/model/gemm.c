@@ -166,8 +166,8 @@ static void gemm_serial(int ta, int tb, int m, int n, int k, float alpha, const 
 
 /* Runs a single-threaded product over OpenMP threads.  Threads take independent column (or
  * row) panels from a dynamic queue: no barrier inside the product, so a thread the OS preempts
- * on a shared machine delays only its own panels.  Re-packing the shared operand per panel
- * costs under 1% at these panel sizes.  Every backend on the CPU threads this way, so OpenMP
+ * on a shared machine delays only its own panels.  The price is that each panel packs the
+ * shared operand again (four panels per thread).  Every backend on the CPU threads this way, so OpenMP
  * and a BLAS's own thread pool never compete for the cores. */
 static void run_panels(cl_sgemm_fn *serial, int ta, int tb, int m, int n, int k, float alpha, const float *a,
                        int lda, const float *b, int ldb, float beta, float *c, int ldc)
