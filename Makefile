@@ -29,7 +29,7 @@ CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -MMD -MP
 JQ_LIBS   := $(shell $(PKG_CONFIG) --libs libjq 2>/dev/null || echo -ljq)
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl libzstd libpcre2-8 2>/dev/null)
 DEP_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libzstd libpcre2-8 2>/dev/null || echo -lcurl -lzstd -lpcre2-8) $(JQ_LIBS)
-LDLIBS    += $(DEP_LIBS) -lm -lpthread
+LDLIBS    += $(DEP_LIBS) -lseccomp -lm -lpthread
 
 ifeq ($(WERROR),1)
 CL_CFLAGS += -Werror
@@ -132,7 +132,7 @@ lint:
 	@test -n "$(MANPAGES)" || { echo "no man pages"; exit 1; }
 	mandoc -T lint -W warning $(MANPAGES)
 
-bench: all
+bench: all $(TESTBINS)
 	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
 
 demo:
