@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cli.h"
 #include "json.h"
 #include "sha256.h"
@@ -80,21 +81,6 @@ static cl_llm_call *pop(queue *q)
     return c;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 static double uniform(cl_llm *llm)
 {
     uint64_t z = (llm->rng += 0x9e3779b97f4a7c15ULL);
@@ -127,7 +113,7 @@ static void heap_swap(cl_llm *llm, size_t i, size_t j)
 
 static int heap_push(cl_llm *llm, cl_llm_call *c)
 {
-    if (grow((void **)&llm->heap, &llm->capheap, llm->nheap + 1, sizeof *llm->heap) < 0)
+    if (cl_grow((void **)&llm->heap, &llm->capheap, llm->nheap + 1, sizeof *llm->heap) < 0)
         return -1;
     size_t i = llm->nheap++;
     llm->heap[i] = c;
@@ -549,7 +535,7 @@ static double estimate_tokens(const cl_llm_call *c)
 static void start_attempt(cl_llm *llm, cl_llm_call *c)
 {
     struct role *r = &llm->roles[c->role];
-    if (grow((void **)&llm->inflight, &llm->capinflight, llm->ninflight + 1, sizeof *llm->inflight) < 0)
+    if (cl_grow((void **)&llm->inflight, &llm->capinflight, llm->ninflight + 1, sizeof *llm->inflight) < 0)
         cl_die(CL_EXIT_SOFTWARE, "out of memory");
     c->slot = llm->ninflight;
     llm->inflight[llm->ninflight++] = c;
