@@ -31,7 +31,7 @@ typedef enum token_roles { ROLES_ALL, ROLES_ASSISTANT, ROLES_USER } token_roles;
 typedef struct score_cfg {
     unsigned metrics;          /* SCORE_* bits */
     tokens_method tokens;
-    const tiktoken *tk;        /* TOKENS_TIKTOKEN: the loaded rank file */
+    const cl_tokenizer *tk;    /* tiktoken:/tokenizer: methods: the loaded tokenizer */
     token_scope scope;
     token_roles roles;
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */

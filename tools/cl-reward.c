@@ -21,7 +21,7 @@ typedef struct opts {
     score_cfg sc;
     sandbox_cfg sb;
     long batch;
-    const char *tiktoken_file;
+    const char *tiktoken_file;     /* the tokenizer file of tiktoken:/tokenizer: */
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -232,7 +232,8 @@ int main(int argc, char **argv)
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
             "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
             "      --tokens M      usage (recorded completion_tokens) | words | tiktoken:FILE\n"
-            "                      (a .tiktoken rank file, e.g. cl100k_base; default usage)\n"
+            "                      (a .tiktoken rank file, e.g. cl100k_base) | tokenizer:FILE\n"
+            "                      (a model's tokenizer.json); default usage\n"
             "      --token-scope S forward | session (default forward; v2: session)\n"
             "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
             "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
@@ -257,9 +258,9 @@ int main(int argc, char **argv)
         cl_usage_error("--task-metric and --lambda need --reward");
     apply_mode_defaults(&o);
     cl_err e = {0};
-    tiktoken *tk = NULL;
-    if (o.sc.tokens == TOKENS_TIKTOKEN) {
-        tk = tiktoken_load(o.tiktoken_file, &e);
+    cl_tokenizer *tk = NULL;
+    if (o.sc.tokens == TOKENS_TIKTOKEN || o.sc.tokens == TOKENS_TOKENIZER) {
+        tk = tokens_load(o.sc.tokens, o.tiktoken_file, &e);
         if (!tk)
             cl_die_err(&e);
         o.sc.tk = tk;
@@ -281,6 +282,6 @@ int main(int argc, char **argv)
         status = run(io, &o, &e);
     int rc = cl_io_finish(io, status, &e);
     sandbox_free(o.sc.sb);
-    tiktoken_free(tk);
+    cl_tokenizer_free(tk);
     return rc;
 }

@@ -51,4 +51,15 @@ with open(\"ranks.tiktoken\", \"w\") as f:
     jq -e ".scores.tokens == 9 and .metric_info.tokens.method == \"tiktoken\" and .metric_info.tokens.user == 2" out &&
     { cl-reward -q -Z --metric tokens --tokens tiktoken:missing in 2>err; test $? = 66; }
 '
+test_expect 'tokenizer:FILE counts with a model tokenizer.json, the same ids its encoder gives' '
+    for i in $(seq 1 50); do echo "\"the thin ice of the river $i\""; done >corpus &&
+    "$CL_TESTBIN/tok" train gpt2 300 <corpus >tokenizer.json &&
+    printf "{\"messages\":[{\"role\":\"user\",\"content\":\"the river\"},{\"role\":\"assistant\",\"content\":\"thin ice 7\"}]}\n" >in &&
+    cl-reward -q -Z --metric tokens --tokens tokenizer:tokenizer.json in >out &&
+    u=$(echo "\"the river\"" | "$CL_TESTBIN/tok" encode tokenizer.json | jq length) &&
+    a=$(echo "\"thin ice 7\"" | "$CL_TESTBIN/tok" encode tokenizer.json | jq length) &&
+    test "$u" -ge 2 && test "$a" -ge 3 &&
+    jq -e ".scores.tokens == ($u + $a) and .metric_info.tokens.method == \"tokenizer\" and .metric_info.tokens.user == $u" out &&
+    { cl-reward -q -Z --metric tokens --tokens tokenizer:missing.json in 2>err; test $? = 66; }
+'
 test_done

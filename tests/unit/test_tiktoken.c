@@ -1,4 +1,4 @@
-/* Unit tests for lib/metrics/tiktoken: a small rank file written here (all 256 bytes plus a few
+/* Unit tests for tiktoken counting (lib/metrics/tokens over lib/model/tokenizer): a small rank file written here (all 256 bytes plus a few
  * merges), pieces from the cl100k pattern and the merge order, counted by hand. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,10 +10,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metrics/tiktoken.h"
+#include "metrics/tokens.h"
 
 static char path[64];
-static tiktoken *tk;
+static cl_tokenizer *tk;
 
 static void b64(const unsigned char *s, size_t n, char *out)
 {
@@ -49,19 +49,19 @@ static int setup(void **state)
     }
     fclose(f);
     cl_err e = {0};
-    tk = tiktoken_load(path, &e);
+    tk = tokens_load(TOKENS_TIKTOKEN, path, &e);
     return tk ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tiktoken_free(tk);
+    cl_tokenizer_free(tk);
     unlink(path);
     return 0;
 }
 
-static long count(const char *s) { return tiktoken_count(tk, s, strlen(s)); }
+static long count(const char *s) { return tokens_count_text(tk, s, strlen(s)); }
 
 static void pieces_and_merges_counted_by_hand(void **state)
 {
@@ -88,10 +88,10 @@ static void malformed_rank_file_names_the_line(void **state)
     fputs("YQ== 0\nnot base64! 1\n", f);
     fclose(f);
     cl_err e = {0};
-    assert_null(tiktoken_load(bad, &e));
+    assert_null(tokens_load(TOKENS_TIKTOKEN, bad, &e));
     assert_non_null(strstr(e.msg, ":2:"));
     unlink(bad);
-    assert_null(tiktoken_load("/nonexistent/ranks", &e));
+    assert_null(tokens_load(TOKENS_TIKTOKEN, "/nonexistent/ranks", &e));
     assert_int_equal(e.code, 66);
 }
 
