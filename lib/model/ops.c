@@ -1,0 +1,302 @@
+/* ops.c — forward and backward kernels of the transformer layers (see ops.h).
+ *
+ * Parallelism: loops over tokens or (batch, head) pairs use OpenMP; reductions into weight
+ * gradients (RMSNorm, embedding, bias) run serially in a fixed order so results do not depend
+ * on the thread count. */
+#include "model/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CL_DOUBLE
+/* The double build multiplies naively: it exists to be obviously right, not fast. */
+static void matmul(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
+                   const double *b, int ldb, double beta, double *c, int ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int p = 0; p < k; p++)
+                s += (ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]) *
+                     (tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]);
+            double *cij = &c[(size_t)i * ldc + j];
+            *cij = alpha * s + (beta == 0 ? 0 : beta * *cij);
+        }
+}
+#else
+#include "model/gemm.h"
+#define matmul cl_gemm
+#endif
+
+void CL_R(cl_embed_fwd)(cl_real *out, const int *ids, const cl_real *wte, int n, int c)
+{
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * c, wte + (size_t)ids[i] * c, sizeof(cl_real) * c);
+}
+
+void CL_R(cl_embed_bwd)(cl_real *dwte, const int *ids, const cl_real *dout, int n, int c)
+{
+    for (int i = 0; i < n; i++) {
+        cl_real *restrict d = dwte + (size_t)ids[i] * c;
+        const cl_real *restrict g = dout + (size_t)i * c;
+        for (int j = 0; j < c; j++) d[j] += g[j];
+    }
+}
+
+void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
+                          int c, double eps)
+{
+#pragma omp parallel for if ((long)n * c > 65536)
+    for (int i = 0; i < n; i++) {
+        const cl_real *restrict xi = x + (size_t)i * c;
+        cl_real *restrict oi = out + (size_t)i * c;
+        double ss = 0;
+        for (int j = 0; j < c; j++) ss += (double)xi[j] * xi[j];
+        cl_real r = (cl_real)(1.0 / sqrt(ss / c + eps));
+        rstd[i] = r;
+        for (int j = 0; j < c; j++) oi[j] = xi[j] * r * w[j];
+    }
+}
+
+void CL_R(cl_rmsnorm_bwd)(cl_real *dx, cl_real *dw, const cl_real *dout, const cl_real *x,
+                          const cl_real *w, const cl_real *rstd, int n, int c)
+{
+#pragma omp parallel for if ((long)n * c > 65536)
+    for (int i = 0; i < n; i++) {
+        const cl_real *restrict xi = x + (size_t)i * c, *restrict gi = dout + (size_t)i * c;
+        cl_real *restrict dxi = dx + (size_t)i * c;
+        cl_real r = rstd[i];
+        double dot = 0;
+        for (int j = 0; j < c; j++) dot += (double)gi[j] * w[j] * xi[j];
+        cl_real m = (cl_real)(dot * r / c);
+        for (int j = 0; j < c; j++) dxi[j] += r * (gi[j] * w[j] - xi[j] * r * m);
+    }
+    if (!dw) return;
+    for (int i = 0; i < n; i++) {
+        const cl_real *restrict xi = x + (size_t)i * c, *restrict gi = dout + (size_t)i * c;
+        cl_real r = rstd[i];
+        for (int j = 0; j < c; j++) dw[j] += gi[j] * xi[j] * r;
+    }
+}
+
+void CL_R(cl_linear_fwd)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *b, int n,
+                         int in, int out_dim, cl_real beta)
+{
+    matmul(0, 1, n, out_dim, in, 1, x, in, w, in, beta, out, out_dim);
+    if (!b) return;
+    for (int i = 0; i < n; i++) {
+        cl_real *restrict o = out + (size_t)i * out_dim;
+        for (int j = 0; j < out_dim; j++) o[j] += b[j];
+    }
+}
+
+void CL_R(cl_linear_bwd)(cl_real *dx, cl_real *dw, cl_real *db, const cl_real *dout,
+                         const cl_real *x, const cl_real *w, int n, int in, int out_dim)
+{
+    if (dx) matmul(0, 0, n, in, out_dim, 1, dout, out_dim, w, in, 1, dx, in);
+    if (dw) matmul(1, 0, out_dim, in, n, 1, dout, out_dim, x, in, 1, dw, in);
+    if (db)
+        for (int i = 0; i < n; i++) {
+            const cl_real *restrict g = dout + (size_t)i * out_dim;
+            for (int j = 0; j < out_dim; j++) db[j] += g[j];
+        }
+}
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void CL_R(cl_dropout)(cl_real *xd, const cl_real *x, long count, double p, uint64_t seed)
+{
+    cl_real keep = (cl_real)(1.0 / (1.0 - p));
+    uint64_t s = splitmix64(seed);
+#pragma omp parallel for if (count > 65536)
+    for (long i = 0; i < count; i++) {
+        double u = (double)(splitmix64(s ^ (uint64_t)i) >> 11) * 0x1.0p-53;
+        xd[i] = u < p ? 0 : x[i] * keep;
+    }
+}
+
+void CL_R(cl_lora_fwd)(cl_real *out, cl_real *h, const cl_real *xd, const cl_real *a,
+                       const cl_real *b, cl_real scale, int n, int in, int out_dim, int r)
+{
+    matmul(0, 1, n, r, in, 1, xd, in, a, in, 0, h, r);
+    matmul(0, 1, n, out_dim, r, scale, h, r, b, r, 1, out, out_dim);
+}
+
+void CL_R(cl_lora_bwd)(cl_real *dxd, cl_real *da, cl_real *db, cl_real *dh, const cl_real *dout,
+                       const cl_real *h, const cl_real *xd, const cl_real *a, const cl_real *b,
+                       cl_real scale, int n, int in, int out_dim, int r)
+{
+    if (db) matmul(1, 0, out_dim, r, n, scale, dout, out_dim, h, r, 1, db, r);
+    matmul(0, 0, n, r, out_dim, scale, dout, out_dim, b, r, 0, dh, r);
+    if (da) matmul(1, 0, r, in, n, 1, dh, r, xd, in, 1, da, in);
+    if (dxd) matmul(0, 0, n, in, r, 1, dh, r, a, in, 1, dxd, in);
+}
+
+void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, int heads, int hd,
+                   int sign)
+{
+    int half = hd / 2;
+#pragma omp parallel for if ((long)n * heads * hd > 65536)
+    for (int i = 0; i < n; i++) {
+        cl_real cs[256], sn[256]; /* head_dim <= 512 is checked by the config */
+        for (int f = 0; f < half; f++) {
+            double ang = pos[i] * inv_freq[f];
+            cs[f] = (cl_real)cos(ang);
+            sn[f] = (cl_real)(sign * sin(ang));
+        }
+        for (int h = 0; h < heads; h++) {
+            cl_real *restrict x1 = x + (size_t)i * heads * hd + (size_t)h * hd, *restrict x2 = x1 + half;
+            for (int f = 0; f < half; f++) {
+                cl_real a = x1[f], b = x2[f];
+                x1[f] = a * cs[f] - b * sn[f];
+                x2[f] = b * cs[f] + a * sn[f];
+            }
+        }
+    }
+}
+
+static cl_real dot(const cl_real *restrict a, const cl_real *restrict b, int n)
+{
+    cl_real s = 0;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void axpy(cl_real *restrict y, cl_real a, const cl_real *restrict x, int n)
+{
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
+                            const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd)
+{
+    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
+    cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((long)b * nh * t * t * hd > 100000)
+    for (int bi = 0; bi < b; bi++)
+        for (int h = 0; h < nh; h++) {
+            int kh = h / group;
+            for (int ti = 0; ti < t; ti++) {
+                size_t row = (size_t)bi * t + ti;
+                const cl_real *qt = q + row * qs + (size_t)h * hd;
+                cl_real *p = att + (((size_t)bi * nh + h) * t + ti) * t;
+                cl_real mx = -INFINITY;
+                for (int s = 0; s <= ti; s++) {
+                    if (seg && seg[(size_t)bi * t + s] != seg[row]) {
+                        p[s] = -INFINITY;
+                        continue;
+                    }
+                    p[s] = dot(qt, k + ((size_t)bi * t + s) * ks + (size_t)kh * hd, hd) * scale;
+                    if (p[s] > mx) mx = p[s];
+                }
+                double sum = 0;
+                for (int s = 0; s <= ti; s++) {
+                    p[s] = p[s] == -INFINITY ? 0 : (cl_real)exp((double)(p[s] - mx));
+                    sum += p[s];
+                }
+                cl_real inv = (cl_real)(1.0 / sum);
+                cl_real *o = out + row * qs + (size_t)h * hd;
+                memset(o, 0, sizeof(cl_real) * hd);
+                for (int s = 0; s <= ti; s++) {
+                    p[s] *= inv;
+                    if (p[s] != 0) axpy(o, p[s], v + ((size_t)bi * t + s) * ks + (size_t)kh * hd, hd);
+                }
+                for (int s = ti + 1; s < t; s++) p[s] = 0;
+            }
+        }
+}
+
+void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout,
+                            const cl_real *att, const cl_real *q, const cl_real *k,
+                            const cl_real *v, int b, int t, int nh, int nkv, int hd)
+{
+    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
+    cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
+    /* One task per (batch row, kv head) owns that head's dk/dv rows: no races, fixed order. */
+#pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
+    {
+        cl_real *dp = malloc(sizeof(cl_real) * (size_t)t);
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int bi = 0; bi < b; bi++)
+            for (int kh = 0; kh < nkv; kh++)
+                for (int h = kh * group; h < (kh + 1) * group; h++)
+                    for (int ti = 0; ti < t; ti++) {
+                        size_t row = (size_t)bi * t + ti;
+                        const cl_real *p = att + (((size_t)bi * nh + h) * t + ti) * t;
+                        const cl_real *go = dout + row * qs + (size_t)h * hd;
+                        const cl_real *qt = q + row * qs + (size_t)h * hd;
+                        cl_real *dqt = dq + row * qs + (size_t)h * hd;
+                        double sum = 0;
+                        for (int s = 0; s <= ti; s++) {
+                            if (p[s] == 0) { dp[s] = 0; continue; }
+                            size_t kr = ((size_t)bi * t + s) * ks + (size_t)kh * hd;
+                            dp[s] = dot(go, v + kr, hd);
+                            sum += (double)p[s] * dp[s];
+                            axpy(dv + kr, p[s], go, hd);
+                        }
+                        for (int s = 0; s <= ti; s++) {
+                            if (p[s] == 0) continue;
+                            size_t kr = ((size_t)bi * t + s) * ks + (size_t)kh * hd;
+                            cl_real ds = p[s] * (dp[s] - (cl_real)sum) * scale;
+                            axpy(dqt, ds, k + kr, hd);
+                            axpy(dk + kr, ds, qt, hd);
+                        }
+                    }
+        free(dp);
+    }
+}
+
+void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count)
+{
+#pragma omp parallel for if (count > 65536)
+    for (long i = 0; i < count; i++) h[i] = g[i] / (1 + (cl_real)exp(-(double)g[i])) * u[i];
+}
+
+void CL_R(cl_swiglu_bwd)(cl_real *dg, cl_real *du, const cl_real *dh, const cl_real *g,
+                         const cl_real *u, long count)
+{
+#pragma omp parallel for if (count > 65536)
+    for (long i = 0; i < count; i++) {
+        cl_real sg = 1 / (1 + (cl_real)exp(-(double)g[i]));
+        dg[i] += dh[i] * u[i] * sg * (1 + g[i] * (1 - sg));
+        du[i] += dh[i] * g[i] * sg;
+    }
+}
+
+/* Vocabulary chunk of the streaming log-sum-exp: small enough to stay in L1 between its
+ * max pass and its exp pass. */
+#define VCHUNK 2048
+
+void CL_R(cl_logprob_rows)(cl_real *logits, const int *target, const cl_real *coef, int rows, int v,
+                           cl_real *logp)
+{
+#pragma omp parallel for schedule(dynamic) if ((long)rows * v > 65536)
+    for (int r = 0; r < rows; r++) {
+        cl_real *restrict l = logits + (size_t)r * v;
+        double m = -INFINITY, s = 0;
+        for (int c0 = 0; c0 < v; c0 += VCHUNK) {
+            int c1 = c0 + VCHUNK < v ? c0 + VCHUNK : v;
+            cl_real cm = l[c0];
+            for (int j = c0 + 1; j < c1; j++) cm = l[j] > cm ? l[j] : cm;
+            if (cm > m) {
+                s *= exp(m - cm);
+                m = cm;
+            }
+            double cs = 0;
+            for (int j = c0; j < c1; j++) cs += exp((double)l[j] - m);
+            s += cs;
+        }
+        double lse = m + log(s);
+        logp[r] = (cl_real)((double)l[target[r]] - lse);
+        if (!coef) continue;
+        cl_real cf = coef[r];
+        for (int j = 0; j < v; j++) l[j] = -cf * (cl_real)exp((double)l[j] - lse);
+        l[target[r]] += cf;
+    }
+}

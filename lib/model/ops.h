@@ -1,0 +1,76 @@
+/* ops.h — the numeric kernels of the transformer: forward and backward of each layer.
+ *
+ * Owns: embedding, RMSNorm, linear (+bias, through cl_gemm), LoRA branch, half-split RoPE,
+ * causal grouped-query attention with optional packing segments, SwiGLU, and the
+ * per-row log-softmax/cross-entropy kernel.  Free functions over raw arrays with explicit sizes
+ * (llm.c style).  Every backward ACCUMULATES (+=) into its gradient outputs; a NULL gradient
+ * output means "frozen, skip".  Layout: activations are row-major [N][C] with N = B*T tokens.
+ *
+ * Compiled twice: in float for libcl.a and in double (-DCL_DOUBLE, names suffixed _f64 by
+ * CL_R) for the finite-difference tests.  Must not know about configs, parameter tables or
+ * optimisers. */
+#ifndef CL_MODEL_OPS_H
+#define CL_MODEL_OPS_H
+
+#include <stdint.h>
+
+#include "model/real.h"
+
+/* out[n] = wte[ids[n]] */
+void CL_R(cl_embed_fwd)(cl_real *out, const int *ids, const cl_real *wte, int n, int c);
+void CL_R(cl_embed_bwd)(cl_real *dwte, const int *ids, const cl_real *dout, int n, int c);
+
+/* out = x / sqrt(mean(x^2) + eps) * w; rstd[n] saved for backward. */
+void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
+                          int c, double eps);
+void CL_R(cl_rmsnorm_bwd)(cl_real *dx, cl_real *dw, const cl_real *dout, const cl_real *x,
+                          const cl_real *w, const cl_real *rstd, int n, int c);
+
+/* out[n][o] = x[n][:] . w[o][:] + b[o]  (w is [out][in] as HF stores it; b may be NULL);
+ * beta 0 overwrites out, 1 accumulates. */
+void CL_R(cl_linear_fwd)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *b, int n,
+                         int in, int out_dim, cl_real beta);
+/* dx += dout . w; dw += dout^T . x; db += column sums of dout (each skipped when NULL). */
+void CL_R(cl_linear_bwd)(cl_real *dx, cl_real *dw, cl_real *db, const cl_real *dout,
+                         const cl_real *x, const cl_real *w, int n, int in, int out_dim);
+
+/* Dropout mask of the LoRA branch: a counter-based hash of (seed, index), so backward can
+ * regenerate it instead of storing it.  Writes x * keep / (1 - p) into xd. */
+void CL_R(cl_dropout)(cl_real *xd, const cl_real *x, long count, double p, uint64_t seed);
+
+/* LoRA branch: h = xd . A^T ([n][r], saved), out += scale * h . B^T.  A is [r][in], B [out][r]. */
+void CL_R(cl_lora_fwd)(cl_real *out, cl_real *h, const cl_real *xd, const cl_real *a,
+                       const cl_real *b, cl_real scale, int n, int in, int out_dim, int r);
+/* dB += scale dout^T h; dh = scale dout B; dA += dh^T xd; dxd += dh A.  dh is [n][r] scratch. */
+void CL_R(cl_lora_bwd)(cl_real *dxd, cl_real *da, cl_real *db, cl_real *dh, const cl_real *dout,
+                       const cl_real *h, const cl_real *xd, const cl_real *a, const cl_real *b,
+                       cl_real scale, int n, int in, int out_dim, int r);
+
+/* In-place rotation of each head's halves (i, i + hd/2) by pos[n] * inv_freq[i]; `sign` -1
+ * applies the inverse rotation, which is the backward of the forward rotation. */
+void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, int heads, int hd,
+                   int sign);
+
+/* Causal attention over B rows of T tokens; query head h reads kv head h / (nh / nkv).
+ * q [N][nh*hd], k, v [N][nkv*hd], out [N][nh*hd], att [B][nh][T][T] (softmax, saved).
+ * seg (NULL or [N]) confines attention to tokens of the same packed sequence. */
+void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
+                            const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd);
+/* dq, dk, dv accumulate. */
+void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout,
+                            const cl_real *att, const cl_real *q, const cl_real *k,
+                            const cl_real *v, int b, int t, int nh, int nkv, int hd);
+
+/* h = silu(g) * u */
+void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count);
+void CL_R(cl_swiglu_bwd)(cl_real *dg, cl_real *du, const cl_real *dh, const cl_real *g,
+                         const cl_real *u, long count);
+
+/* For each of the rows rows of logits [rows][v]: logp[r] = log softmax(logits[r])[target[r]]
+ * by one streaming (online max / sum) pass over the vocabulary.  When coef is non-NULL the row
+ * is overwritten IN PLACE with d(sum_r coef[r] * logp[r]) / dlogits = coef * (onehot - softmax),
+ * so no second vocab-sized buffer ever exists. */
+void CL_R(cl_logprob_rows)(cl_real *logits, const int *target, const cl_real *coef, int rows, int v,
+                           cl_real *logp);
+
+#endif

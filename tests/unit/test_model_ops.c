@@ -1,0 +1,305 @@
+/* Every layer's backward against central finite differences, with the kernels compiled in
+ * double precision (ops.c built here with CL_DOUBLE, so names carry _f64 and nothing clashes
+ * with the float build in libcl.a).  Shapes are deliberately odd: token counts that are not a
+ * multiple of any tile, GQA ratios 1, 2 and 7, head_dim 16 and 64, packed segments, a vocabulary
+ * larger than one streaming chunk. */
+#define CL_DOUBLE 1
+#include "model/ops.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+
+/* The scalar being differentiated is sum_i w_i * out_i for fixed random w, so dout = w. */
+typedef struct fd_case {
+    void (*fwd)(struct fd_case *c, double *out);
+    long nout;
+    double *w;
+    void *ctx;
+} fd_case;
+
+static uint64_t rng_state = 12345;
+static double rnd(void) { return 2 * ((double)(splitmix64(rng_state++) >> 11) * 0x1.0p-53) - 1; }
+
+static double *rand_vec(long n)
+{
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (long i = 0; i < n; i++) v[i] = rnd();
+    return v;
+}
+
+static double objective(fd_case *c)
+{
+    double *out = calloc((size_t)c->nout, sizeof(double));
+    c->fwd(c, out);
+    double s = 0;
+    for (long i = 0; i < c->nout; i++) s += c->w[i] * out[i];
+    free(out);
+    return s;
+}
+
+/* Compares analytic d objective / d param against central differences on up to 80 elements. */
+static void check_grad(fd_case *c, const char *what, double *param, long n, const double *analytic)
+{
+    const double h = 1e-5;
+    long stride = n > 80 ? n / 80 : 1;
+    double worst = 0;
+    for (long i = (long)(rnd() * 0.5 + 0.5) % stride; i < n; i += stride) {
+        double keep = param[i];
+        param[i] = keep + h;
+        double lp = objective(c);
+        param[i] = keep - h;
+        double lm = objective(c);
+        param[i] = keep;
+        double fd = (lp - lm) / (2 * h), err = fabs(fd - analytic[i]) / (1 + fabs(fd));
+        if (err > worst) worst = err;
+    }
+    if (worst > 1e-7) fail_msg("%s: finite-difference mismatch %.3g", what, worst);
+}
+
+/* ---- RMSNorm ---- */
+typedef struct { int n, c; double *x, *w; } norm_ctx;
+static void norm_fwd(fd_case *c, double *out)
+{
+    norm_ctx *k = c->ctx;
+    double *rstd = malloc(sizeof(double) * k->n);
+    cl_rmsnorm_fwd_f64(out, rstd, k->x, k->w, k->n, k->c, 1e-5);
+    free(rstd);
+}
+
+static void rmsnorm_backward_matches_finite_differences(void **s)
+{
+    (void)s;
+    norm_ctx k = {7, 13, rand_vec(7 * 13), rand_vec(13)};
+    fd_case c = {norm_fwd, 7 * 13, rand_vec(7 * 13), &k};
+    double *out = calloc(91, sizeof(double)), *rstd = calloc(7, sizeof(double)), *dx = calloc(91, sizeof(double)),
+           *dw = calloc(13, sizeof(double));
+    cl_rmsnorm_fwd_f64(out, rstd, k.x, k.w, 7, 13, 1e-5);
+    cl_rmsnorm_bwd_f64(dx, dw, c.w, k.x, k.w, rstd, 7, 13);
+    check_grad(&c, "rmsnorm dx", k.x, 91, dx);
+    check_grad(&c, "rmsnorm dw", k.w, 13, dw);
+    free(out); free(rstd); free(dx); free(dw); free(k.x); free(k.w); free(c.w);
+}
+
+/* ---- linear + bias ---- */
+typedef struct { int n, in, out; double *x, *w, *b; } lin_ctx;
+static void lin_fwd(fd_case *c, double *out)
+{
+    lin_ctx *k = c->ctx;
+    cl_linear_fwd_f64(out, k->x, k->w, k->b, k->n, k->in, k->out, 0);
+}
+
+static void linear_backward_matches_finite_differences(void **s)
+{
+    (void)s;
+    lin_ctx k = {5, 7, 3, rand_vec(35), rand_vec(21), rand_vec(3)};
+    fd_case c = {lin_fwd, 15, rand_vec(15), &k};
+    double *dx = calloc(35, sizeof(double)), *dw = calloc(21, sizeof(double)), *db = calloc(3, sizeof(double));
+    cl_linear_bwd_f64(dx, dw, db, c.w, k.x, k.w, 5, 7, 3);
+    check_grad(&c, "linear dx", k.x, 35, dx);
+    check_grad(&c, "linear dW", k.w, 21, dw);
+    check_grad(&c, "linear db", k.b, 3, db);
+    free(dx); free(dw); free(db); free(k.x); free(k.w); free(k.b); free(c.w);
+}
+
+/* ---- LoRA branch with dropout ---- */
+typedef struct { int n, in, out, r; double *x, *a, *b, p, scale; } lora_ctx;
+static void lora_fwd(fd_case *c, double *out)
+{
+    lora_ctx *k = c->ctx;
+    double *xd = malloc(sizeof(double) * k->n * k->in), *h = malloc(sizeof(double) * k->n * k->r);
+    cl_dropout_f64(xd, k->x, (long)k->n * k->in, k->p, 99);
+    cl_lora_fwd_f64(out, h, xd, k->a, k->b, k->scale, k->n, k->in, k->out, k->r);
+    free(xd); free(h);
+}
+
+static void lora_backward_with_dropout_matches_finite_differences(void **s)
+{
+    (void)s;
+    int n = 6, in = 9, out = 5, r = 3;
+    lora_ctx k = {n, in, out, r, rand_vec(n * in), rand_vec(r * in), rand_vec(out * r), 0.3, 1.7};
+    fd_case c = {lora_fwd, n * out, rand_vec(n * out), &k};
+    double *xd = malloc(sizeof(double) * n * in), *h = malloc(sizeof(double) * n * r), *o = calloc(n * out, sizeof(double)),
+           *dxd = calloc(n * in, sizeof(double)), *da = calloc(r * in, sizeof(double)), *db = calloc(out * r, sizeof(double)),
+           *dh = malloc(sizeof(double) * n * r);
+    cl_dropout_f64(xd, k.x, n * in, k.p, 99);
+    int dropped = 0;
+    for (int i = 0; i < n * in; i++) dropped += xd[i] == 0;
+    assert_true(dropped > 0 && dropped < n * in);
+    cl_lora_fwd_f64(o, h, xd, k.a, k.b, k.scale, n, in, out, r);
+    cl_lora_bwd_f64(dxd, da, db, dh, c.w, h, xd, k.a, k.b, k.scale, n, in, out, r);
+    cl_dropout_f64(dxd, dxd, n * in, k.p, 99);
+    check_grad(&c, "lora dx", k.x, n * in, dxd);
+    check_grad(&c, "lora dA", k.a, r * in, da);
+    check_grad(&c, "lora dB", k.b, out * r, db);
+    free(xd); free(h); free(o); free(dxd); free(da); free(db); free(dh); free(k.x); free(k.a); free(k.b); free(c.w);
+}
+
+/* ---- RoPE ---- */
+typedef struct { int n, heads, hd; double *x; int *pos; double *inv; } rope_ctx;
+static void rope_fwd(fd_case *c, double *out)
+{
+    rope_ctx *k = c->ctx;
+    memcpy(out, k->x, sizeof(double) * k->n * k->heads * k->hd);
+    cl_rope_f64(out, k->pos, k->inv, k->n, k->heads, k->hd, 1);
+}
+
+static void rope_check(int hd)
+{
+    int n = 5, heads = 3, cnt = n * heads * hd;
+    int pos[5] = {0, 3, 1, 17, 250};
+    double inv[32];
+    for (int i = 0; i < hd / 2; i++) inv[i] = pow(10000.0, -2.0 * i / hd);
+    rope_ctx k = {n, heads, hd, rand_vec(cnt), pos, inv};
+    fd_case c = {rope_fwd, cnt, rand_vec(cnt), &k};
+    double *g = malloc(sizeof(double) * cnt);
+    memcpy(g, c.w, sizeof(double) * cnt);
+    cl_rope_f64(g, pos, inv, n, heads, hd, -1);
+    check_grad(&c, "rope dx", k.x, cnt, g);
+    /* half-split layout: element i pairs with i + hd/2, so position 0 is the identity */
+    double *y = malloc(sizeof(double) * cnt);
+    rope_fwd(&c, y);
+    for (int i = 0; i < heads * hd; i++) assert_true(y[i] == k.x[i]);
+    double a = k.x[heads * hd], b = k.x[heads * hd + hd / 2], ang = 3 * inv[0];
+    assert_true(fabs(y[heads * hd] - (a * cos(ang) - b * sin(ang))) < 1e-12);
+    free(g); free(y); free(k.x); free(c.w);
+}
+
+static void rope_backward_matches_finite_differences_for_head_dim_16_and_64(void **s)
+{
+    (void)s;
+    rope_check(16);
+    rope_check(64);
+}
+
+/* ---- attention ---- */
+typedef struct { int b, t, nh, nkv, hd; double *q, *k, *v; int *seg; } att_ctx;
+static void att_fwd(fd_case *c, double *out)
+{
+    att_ctx *k = c->ctx;
+    double *att = malloc(sizeof(double) * k->b * k->nh * k->t * k->t);
+    cl_attention_fwd_f64(out, att, k->q, k->k, k->v, k->seg, k->b, k->t, k->nh, k->nkv, k->hd);
+    free(att);
+}
+
+static void attention_check(int nh, int nkv, int hd, int t, int with_seg)
+{
+    int b = 2, n = b * t, qn = n * nh * hd, kn = n * nkv * hd;
+    int seg[2 * 16];
+    for (int i = 0; i < n; i++) seg[i] = with_seg && i % t >= t / 2; /* two packed sequences per row */
+    att_ctx k = {b, t, nh, nkv, hd, rand_vec(qn), rand_vec(kn), rand_vec(kn), with_seg ? seg : NULL};
+    fd_case c = {att_fwd, qn, rand_vec(qn), &k};
+    double *out = calloc(qn, sizeof(double)), *att = calloc((size_t)b * nh * t * t, sizeof(double)),
+           *dq = calloc(qn, sizeof(double)), *dk = calloc(kn, sizeof(double)), *dv = calloc(kn, sizeof(double));
+    cl_attention_fwd_f64(out, att, k.q, k.k, k.v, k.seg, b, t, nh, nkv, hd);
+    cl_attention_bwd_f64(dq, dk, dv, c.w, att, k.q, k.k, k.v, b, t, nh, nkv, hd);
+    char what[64];
+    snprintf(what, sizeof what, "attention %d:%d hd %d dq", nh, nkv, hd);
+    check_grad(&c, what, k.q, qn, dq);
+    check_grad(&c, "attention dk", k.k, kn, dk);
+    check_grad(&c, "attention dv", k.v, kn, dv);
+    /* causality: the first token of each row attends only to itself */
+    for (int h = 0; h < nh; h++) assert_true(att[(size_t)h * t * t] == 1.0);
+    if (with_seg) /* the first token of the second sequence ignores the first sequence */
+        for (int s = 0; s < t / 2; s++) assert_true(att[(size_t)(t / 2) * t + s] == 0.0);
+    free(out); free(att); free(dq); free(dk); free(dv); free(k.q); free(k.k); free(k.v); free(c.w);
+}
+
+static void attention_backward_matches_finite_differences_for_gqa_1_2_7(void **s)
+{
+    (void)s;
+    attention_check(2, 2, 16, 5, 0);   /* ratio 1 */
+    attention_check(4, 2, 16, 7, 1);   /* ratio 2, packed segments */
+    attention_check(7, 1, 16, 5, 0);   /* ratio 7 */
+    attention_check(2, 1, 64, 3, 0);   /* head_dim 64 */
+}
+
+/* ---- SwiGLU ---- */
+typedef struct { long n; double *g, *u; } swi_ctx;
+static void swi_fwd(fd_case *c, double *out)
+{
+    swi_ctx *k = c->ctx;
+    cl_swiglu_fwd_f64(out, k->g, k->u, k->n);
+}
+
+static void swiglu_backward_matches_finite_differences(void **s)
+{
+    (void)s;
+    swi_ctx k = {23, rand_vec(23), rand_vec(23)};
+    for (int i = 0; i < 23; i++) k.g[i] *= 4; /* reach the curved part of silu */
+    fd_case c = {swi_fwd, 23, rand_vec(23), &k};
+    double *dg = calloc(23, sizeof(double)), *du = calloc(23, sizeof(double));
+    cl_swiglu_bwd_f64(dg, du, c.w, k.g, k.u, 23);
+    check_grad(&c, "swiglu dg", k.g, 23, dg);
+    check_grad(&c, "swiglu du", k.u, 23, du);
+    free(dg); free(du); free(k.g); free(k.u); free(c.w);
+}
+
+/* ---- embedding ---- */
+typedef struct { int n, c; int *ids; double *wte; } emb_ctx;
+static void emb_fwd(fd_case *c, double *out)
+{
+    emb_ctx *k = c->ctx;
+    cl_embed_fwd_f64(out, k->ids, k->wte, k->n, k->c);
+}
+
+static void embedding_backward_matches_finite_differences(void **s)
+{
+    (void)s;
+    int ids[6] = {3, 0, 3, 9, 1, 3};
+    emb_ctx k = {6, 5, ids, rand_vec(10 * 5)};
+    fd_case c = {emb_fwd, 30, rand_vec(30), &k};
+    double *d = calloc(50, sizeof(double));
+    cl_embed_bwd_f64(d, ids, c.w, 6, 5);
+    check_grad(&c, "embedding", k.wte, 50, d);
+    free(d); free(k.wte); free(c.w);
+}
+
+/* ---- streaming log-softmax ---- */
+typedef struct { int rows, v; double *logits; int *tgt; } lp_ctx;
+static void lp_fwd(fd_case *c, double *out)
+{
+    lp_ctx *k = c->ctx;
+    double *tmp = malloc(sizeof(double) * k->rows * k->v);
+    memcpy(tmp, k->logits, sizeof(double) * k->rows * k->v);
+    cl_logprob_rows_f64(tmp, k->tgt, NULL, k->rows, k->v, out);
+    free(tmp);
+}
+
+static void logprob_rows_are_exact_and_their_gradient_matches_finite_differences(void **s)
+{
+    (void)s;
+    int rows = 3, v = 4099; /* two full streaming chunks and a ragged one */
+    int tgt[3] = {0, 4098, 2050};
+    lp_ctx k = {rows, v, rand_vec(rows * v), tgt};
+    for (int i = 0; i < rows * v; i++) k.logits[i] *= 20; /* large spread: overflow without the max trick */
+    fd_case c = {lp_fwd, rows, rand_vec(rows), &k};
+    double *g = malloc(sizeof(double) * rows * v), lp[3];
+    memcpy(g, k.logits, sizeof(double) * rows * v);
+    cl_logprob_rows_f64(g, tgt, c.w, rows, v, lp);
+    for (int r = 0; r < rows; r++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < v; j++) mx = fmax(mx, k.logits[r * v + j]);
+        for (int j = 0; j < v; j++) sum += exp(k.logits[r * v + j] - mx);
+        assert_true(fabs(lp[r] - (k.logits[r * v + tgt[r]] - mx - log(sum))) < 1e-10);
+    }
+    check_grad(&c, "log-prob dlogits", k.logits, rows * v, g);
+    free(g); free(k.logits); free(c.w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rmsnorm_backward_matches_finite_differences),
+        cmocka_unit_test(linear_backward_matches_finite_differences),
+        cmocka_unit_test(lora_backward_with_dropout_matches_finite_differences),
+        cmocka_unit_test(rope_backward_matches_finite_differences_for_head_dim_16_and_64),
+        cmocka_unit_test(attention_backward_matches_finite_differences_for_gqa_1_2_7),
+        cmocka_unit_test(swiglu_backward_matches_finite_differences),
+        cmocka_unit_test(embedding_backward_matches_finite_differences),
+        cmocka_unit_test(logprob_rows_are_exact_and_their_gradient_matches_finite_differences),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,317 @@
+/* The whole model against an independent float64 PyTorch implementation (fixtures written by
+ * tests/torch/gen_model_fixtures.py): logits, SFT loss, every full-fine-tuning gradient,
+ * LoRA logits/loss/gradients, the four DPO losses with sigmoid and IPO gradients, and 10-step
+ * AdamW loss trajectories (full and LoRA), for a Llama (untied, GQA 3:1, head_dim 16, llama3
+ * rope scaling, one packed row) and a Qwen2 (tied, q/k/v bias, GQA 2:1, rsLoRA).
+ * CL_MODEL_FIXTURES names another fixture directory (the regeneration check uses it). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/llama.h"
+#include "model/lora.h"
+#include "model/loss.h"
+#include "model/optim.h"
+
+typedef struct rec { char name[160]; char type; uint32_t count; const unsigned char *data; } rec;
+typedef struct fixture {
+    unsigned char *buf;
+    int n;
+    rec *recs;
+    cl_llama_config cfg;
+    int seed, b, t, *ids, *pos, *seg, *targets;
+} fixture;
+
+static fixture *fx_load(const char *name)
+{
+    const char *dir = getenv("CL_MODEL_FIXTURES");
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "tests/data/model", name);
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open fixture %s", path);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    fixture *fx = calloc(1, sizeof *fx);
+    fx->buf = malloc((size_t)len);
+    assert_int_equal(fread(fx->buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    assert_memory_equal(fx->buf, "CLFX", 4);
+    uint32_t ver, n;
+    memcpy(&ver, fx->buf + 4, 4);
+    memcpy(&n, fx->buf + 8, 4);
+    assert_int_equal(ver, 1);
+    fx->recs = calloc(n, sizeof(rec));
+    fx->n = (int)n;
+    const unsigned char *p = fx->buf + 12, *end = fx->buf + len;
+    for (uint32_t i = 0; i < n; i++) {
+        uint16_t nl;
+        assert_true(p + 2 <= end);
+        memcpy(&nl, p, 2);
+        assert_true(nl < sizeof fx->recs[i].name && p + 2 + nl + 5 <= end);
+        memcpy(fx->recs[i].name, p + 2, nl);
+        fx->recs[i].type = (char)p[2 + nl];
+        memcpy(&fx->recs[i].count, p + 3 + nl, 4);
+        fx->recs[i].data = p + 7 + nl;
+        size_t el = fx->recs[i].type == 'd' ? 8 : fx->recs[i].type == 's' ? 1 : 4;
+        p += 7 + nl + el * fx->recs[i].count;
+        assert_true(p <= end);
+    }
+    return fx;
+}
+
+static const rec *fx_get(const fixture *fx, const char *name)
+{
+    for (int i = 0; i < fx->n; i++)
+        if (!strcmp(fx->recs[i].name, name)) return &fx->recs[i];
+    fail_msg("fixture lacks %s", name);
+    return NULL;
+}
+
+static double fx_val(const fixture *fx, const char *name, uint32_t i)
+{
+    const rec *r = fx_get(fx, name);
+    assert_true(i < r->count);
+    if (r->type == 'd') { double d; memcpy(&d, r->data + 8 * i, 8); return d; }
+    if (r->type == 'f') { float f; memcpy(&f, r->data + 4 * i, 4); return f; }
+    int32_t v; memcpy(&v, r->data + 4 * i, 4); return v;
+}
+
+static int *fx_ints(const fixture *fx, const char *name)
+{
+    const rec *r = fx_get(fx, name);
+    int *out = malloc(sizeof(int) * r->count);
+    memcpy(out, r->data, 4 * r->count);
+    return out;
+}
+
+static fixture *open_model_fixture(const char *file)
+{
+    fixture *fx = fx_load(file);
+    const rec *c = fx_get(fx, "config");
+    cl_err e = {0};
+    assert_int_equal(cl_config_parse(&fx->cfg, (const char *)c->data, c->count, file, &e), 0);
+    fx->seed = (int)fx_val(fx, "seed", 0);
+    fx->b = (int)fx_val(fx, "B", 0);
+    fx->t = (int)fx_val(fx, "T", 0);
+    fx->ids = fx_ints(fx, "ids");
+    fx->pos = fx_ints(fx, "pos");
+    fx->seg = fx_ints(fx, "seg");
+    fx->targets = fx_ints(fx, "targets");
+    return fx;
+}
+
+static void fx_free(fixture *fx)
+{
+    free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
+    free(fx->recs); free(fx->buf); free(fx);
+}
+
+/* max |c - r| relative to the largest |r| of the tensor (floor 1e-3). */
+static double tensor_err(const fixture *fx, const char *name, const float *c, long n)
+{
+    const rec *r = fx_get(fx, name);
+    assert_int_equal(r->count, n);
+    double mx = 1e-3, d = 0;
+    for (long i = 0; i < n; i++) {
+        double v = fx_val(fx, name, (uint32_t)i);
+        if (fabs(v) > mx) mx = fabs(v);
+        if (fabs(c[i] - v) > d) d = fabs(c[i] - v);
+    }
+    return d / mx;
+}
+
+#define EXPECT_CLOSE(err, tol, what) do { \
+    double e_ = (err); \
+    if (!(e_ <= (tol))) fail_msg("%s: relative error %.3g exceeds %.1g", (what), e_, (double)(tol)); \
+} while (0)
+
+static cl_llama *make_model(fixture *fx, int train_base, int lora)
+{
+    cl_err e = {0};
+    cl_llama *m = cl_llama_new(&fx->cfg, CL_F32, train_base, &e);
+    assert_non_null(m);
+    if (lora) {
+        cl_lora_config lc = {.rank = (int)fx_val(fx, "lora_rank", 0), .alpha = fx_val(fx, "lora_alpha", 0),
+                             .rslora = (int)fx_val(fx, "lora_rslora", 0),
+                             .targets = (unsigned)fx_val(fx, "lora_targets", 0), .seed = 1};
+        assert_int_equal(cl_lora_add(m, &lc, &e), 0);
+    }
+    cl_llama_init_uniform(m, (uint64_t)fx->seed, lora);
+    return m;
+}
+
+static int n_tokens(const fixture *fx) { return fx->b * fx->t; }
+
+/* forward + SFT head; returns the loss, gradients accumulated when want_grad. */
+static double sft_step(cl_llama *m, fixture *fx, int want_grad)
+{
+    int n = n_tokens(fx);
+    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
+    cl_err e = {0};
+    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+    double ntok = cl_loss_tokens(fx->targets, n);
+    cl_sft_loss(logp, fx->targets, n, ntok, coef);
+    cl_llama_head(m, fx->targets, want_grad ? coef : NULL, logp);
+    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
+    if (want_grad) cl_llama_backward(m);
+    free(coef);
+    free(logp);
+    return loss;
+}
+
+static void check_logits(cl_llama *m, fixture *fx, const char *name)
+{
+    long cnt = (long)n_tokens(fx) * fx->cfg.vocab;
+    float *lg = malloc(sizeof(float) * cnt);
+    cl_llama_logits(m, lg);
+    EXPECT_CLOSE(tensor_err(fx, name, lg, cnt), 2e-5, name);
+    free(lg);
+}
+
+static void base_matches(const char *file)
+{
+    fixture *fx = open_model_fixture(file);
+    cl_llama *m = make_model(fx, 1, 0);
+    double loss = sft_step(m, fx, 1);
+    check_logits(m, fx, "logits");
+    EXPECT_CLOSE(fabs(loss - fx_val(fx, "loss", 0)) / fx_val(fx, "loss", 0), 1e-5, "loss");
+    int n;
+    cl_tensor *ts = cl_llama_tensors(m, &n);
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        char key[200];
+        snprintf(key, sizeof key, "grad:%s", ts[i].name);
+        EXPECT_CLOSE(tensor_err(fx, key, ts[i].grad, ts[i].numel), 1e-4, key);
+        checked++;
+    }
+    assert_int_equal(checked, n);
+    cl_llama_free(m);
+    fx_free(fx);
+}
+
+static void lora_matches(const char *file)
+{
+    fixture *fx = open_model_fixture(file);
+    cl_llama *m = make_model(fx, 0, 1);
+    double loss = sft_step(m, fx, 1);
+    check_logits(m, fx, "lora_logits");
+    EXPECT_CLOSE(fabs(loss - fx_val(fx, "lora_loss", 0)) / fx_val(fx, "lora_loss", 0), 1e-5, "lora loss");
+    for (int i = 0; i < m->n_lora; i++) {
+        char key[200];
+        snprintf(key, sizeof key, "lora_grad:%s", m->lora[i].name);
+        EXPECT_CLOSE(tensor_err(fx, key, m->lora[i].grad, m->lora[i].numel), 1e-4, key);
+    }
+    int n;
+    cl_tensor *ts = cl_llama_tensors(m, &n);
+    for (int i = 0; i < n; i++) assert_null(ts[i].grad); /* frozen base gets no weight gradient */
+    cl_llama_free(m);
+    fx_free(fx);
+}
+
+static void dpo_matches(const char *file)
+{
+    fixture *fx = open_model_fixture(file);
+    cl_llama *m = make_model(fx, 0, 1);
+    int n = n_tokens(fx), np = fx->b / 2;
+    float *logp = calloc((size_t)n, sizeof(float)), *coef = calloc((size_t)n, sizeof(float));
+    int *seq = malloc(sizeof(int) * n), cnt[8];
+    double ref[8], pol[8], rc[4], rr[4], pc[4], pr[4], dc[4], dr[4], dseq[8];
+    int lc[4], lr[4];
+    for (int i = 0; i < n; i++) seq[i] = i / fx->t;
+    cl_err e = {0};
+    /* reference = the same model with adapters off */
+    cl_lora_enable(m, 0);
+    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+    cl_llama_head(m, fx->targets, NULL, logp);
+    cl_seq_logps(logp, fx->targets, seq, n, fx->b, ref, cnt);
+    for (int s = 0; s < fx->b; s++)
+        EXPECT_CLOSE(fabs(ref[s] - fx_val(fx, "dpo_ref", (uint32_t)s)) / fabs(fx_val(fx, "dpo_ref", (uint32_t)s)), 1e-5,
+                     "reference sequence log-prob");
+    cl_lora_enable(m, 1);
+    static const char *const kinds[] = {"sigmoid", "hinge", "ipo", "robust"};
+    for (int k = 0; k < 4; k++) {
+        cl_dpo_config dc_ = {.type = cl_dpo_type_parse(kinds[k]), .beta = 0.1,
+                             .label_smoothing = k == 0 || k == 3 ? 0.1 : 0.0};
+        cl_llama_zero_grad(m);
+        assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+        cl_llama_head(m, fx->targets, NULL, logp);
+        cl_seq_logps(logp, fx->targets, seq, n, fx->b, pol, cnt);
+        for (int p = 0; p < np; p++) {
+            pc[p] = pol[2 * p]; pr[p] = pol[2 * p + 1]; rc[p] = ref[2 * p]; rr[p] = ref[2 * p + 1];
+            lc[p] = cnt[2 * p]; lr[p] = cnt[2 * p + 1];
+        }
+        double loss = cl_dpo_loss(&dc_, np, pc, pr, rc, rr, lc, lr, dc, dr, NULL);
+        char key[200];
+        snprintf(key, sizeof key, "dpo_loss_%s", kinds[k]);
+        EXPECT_CLOSE(fabs(loss - fx_val(fx, key, 0)) / fabs(fx_val(fx, key, 0)), 1e-5, key);
+        if (k == 1 || k == 3) continue;
+        for (int p = 0; p < np; p++) { dseq[2 * p] = dc[p]; dseq[2 * p + 1] = dr[p]; }
+        cl_seq_coef(fx->targets, seq, n, dseq, coef);
+        cl_llama_head(m, fx->targets, coef, logp);
+        cl_llama_backward(m);
+        for (int i = 0; i < m->n_lora; i++) {
+            snprintf(key, sizeof key, "dpo_grad_%s:%s", kinds[k], m->lora[i].name);
+            EXPECT_CLOSE(tensor_err(fx, key, m->lora[i].grad, m->lora[i].numel), 2e-4, key);
+        }
+    }
+    free(logp); free(coef); free(seq);
+    cl_llama_free(m);
+    fx_free(fx);
+}
+
+static void trajectory_matches(const char *file, int lora)
+{
+    fixture *fx = open_model_fixture(file);
+    cl_llama *m = make_model(fx, !lora, lora);
+    cl_tensor *tr[512];
+    int nt = cl_llama_trainable(m, tr, 512);
+    assert_true(nt > 0 && nt < 512);
+    cl_adamw h = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = lora ? 0.0 : 0.1};
+    for (long step = 0; step < 10; step++) {
+        cl_llama_zero_grad(m);
+        double loss = sft_step(m, fx, 1);
+        double want = fx_val(fx, lora ? "traj_lora" : "traj_full", (uint32_t)step);
+        if (fabs(loss - want) > 1e-4 * fabs(want))
+            fail_msg("%s step %ld: loss %.8f, torch %.8f", lora ? "LoRA" : "full", step, loss, want);
+        cl_clip_grad_norm(tr, nt, lora ? 0.5 : 1.0);
+        double lr = lora ? cl_lr_at(CL_SCHED_LINEAR, 1e-2, step, 0, 10) : cl_lr_at(CL_SCHED_COSINE, 3e-3, step, 2, 10);
+        cl_adamw_step(&h, tr, nt, step + 1, lr);
+    }
+    cl_llama_free(m);
+    fx_free(fx);
+}
+
+static void llama_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; base_matches("llama.fx"); }
+static void qwen2_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; base_matches("qwen2.fx"); }
+static void llama_lora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; lora_matches("llama.fx"); }
+static void qwen2_rslora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; lora_matches("qwen2.fx"); }
+static void llama_dpo_losses_and_gradients_match_torch(void **s) { (void)s; dpo_matches("llama.fx"); }
+static void qwen2_dpo_losses_and_gradients_match_torch(void **s) { (void)s; dpo_matches("qwen2.fx"); }
+static void llama_full_adamw_trajectory_matches_torch(void **s) { (void)s; trajectory_matches("llama.fx", 0); }
+static void qwen2_full_adamw_trajectory_matches_torch(void **s) { (void)s; trajectory_matches("qwen2.fx", 0); }
+static void llama_lora_adamw_trajectory_matches_torch(void **s) { (void)s; trajectory_matches("llama.fx", 1); }
+static void qwen2_lora_adamw_trajectory_matches_torch(void **s) { (void)s; trajectory_matches("qwen2.fx", 1); }
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(llama_logits_loss_and_every_gradient_match_torch),
+        cmocka_unit_test(qwen2_logits_loss_and_every_gradient_match_torch),
+        cmocka_unit_test(llama_lora_logits_loss_and_adapter_gradients_match_torch),
+        cmocka_unit_test(qwen2_rslora_logits_loss_and_adapter_gradients_match_torch),
+        cmocka_unit_test(llama_dpo_losses_and_gradients_match_torch),
+        cmocka_unit_test(qwen2_dpo_losses_and_gradients_match_torch),
+        cmocka_unit_test(llama_full_adamw_trajectory_matches_torch),
+        cmocka_unit_test(qwen2_full_adamw_trajectory_matches_torch),
+        cmocka_unit_test(llama_lora_adamw_trajectory_matches_torch),
+        cmocka_unit_test(qwen2_lora_adamw_trajectory_matches_torch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
