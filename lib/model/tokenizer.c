@@ -1338,7 +1338,7 @@ static int pretok(cl_tokenizer *t, const char *s, size_t n, int step, sink *out,
     return rc;
 }
 
-static int is_space_cp(int32_t c)
+int cl_unicode_is_space(int32_t c)
 {
     return (c >= 9 && c <= 13) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
@@ -1394,14 +1394,14 @@ static int next_added(const cl_tokenizer *t, const char *s, size_t n, size_t fro
             }
         }
         if (hit->lstrip)
-            while (start > from && is_space_cp(cp_before(s, start, &at)))
+            while (start > from && cl_unicode_is_space(cp_before(s, start, &at)))
                 start = at;
         if (hit->rstrip)
             while (stop < n) {
                 utf8proc_int32_t c;
                 utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + stop,
                                                       (utf8proc_ssize_t)(n - stop), &c);
-                if (k <= 0 || !is_space_cp(c))
+                if (k <= 0 || !cl_unicode_is_space(c))
                     break;
                 stop += (size_t)k;
             }

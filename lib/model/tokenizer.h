@@ -33,6 +33,9 @@ void cl_ids_free(cl_ids *ids);
 
 typedef struct cl_tokenizer cl_tokenizer;
 
+/* Unicode White_Space (what lstrip/rstrip and template trims remove). */
+int cl_unicode_is_space(int32_t cp);
+
 /* The byte-level alphabet (GPT-2's byte->unicode table): writes the 1 or 2 UTF-8 bytes that
  * stand for byte b in vocabulary texts and returns their count. */
 size_t cl_byte_text(unsigned char b, char out[2]);

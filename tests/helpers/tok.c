@@ -7,6 +7,9 @@
  *                                              (FLAVOUR: llama3, qwen2, gpt2)
  *   tok tiktoken FILE                          a tokenizer.json's vocabulary as a tiktoken file
  *   tok bench FILE TEXT                        encode TEXT repeatedly; prints MB/s
+ *   tok chat LLAMA_TOK QWEN_TOK               {"format","gen","messages"} lines on stdin ->
+ *                                              {"text","ids","mask"} lines (llama3 uses the first
+ *                                              tokenizer, the Qwen formats the second)
  * Exit: 0 ok, 1 a mismatch, 2 usage, else the library's error code. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,7 @@
 
 #include "json.h"
 #include "model/bpe_train.h"
+#include "model/chat.h"
 #include "model/tokenizer.h"
 
 static char *read_line(FILE *f, size_t *len)
@@ -300,8 +304,91 @@ static int cmd_bench(const char *path, const char *textpath)
     return 0;
 }
 
+static int cmd_chat(const char *llama_path, const char *qwen_path)
+{
+    cl_err e = {0};
+    cl_tokenizer *tl = cl_tokenizer_load(llama_path, &e), *tq = tl ? cl_tokenizer_load(qwen_path, &e) : NULL;
+    if (!tq) {
+        cl_tokenizer_free(tl);
+        fprintf(stderr, "tok: %s\n", e.msg);
+        return e.code;
+    }
+    char *line;
+    size_t n, lineno = 0;
+    int rc = 0;
+    while (rc == 0 && (line = read_line(stdin, &n))) {
+        lineno++;
+        jv v = cl_json_parse(line, n);
+        free(line);
+        const char *fname = cl_json_str(&v, "format");
+        int f = fname ? cl_chat_format_parse(fname) : -1;
+        jv msgs = cl_json_get(&v, "messages");
+        int nm = jv_get_kind(msgs) == JV_KIND_ARRAY ? jv_array_length(jv_copy(msgs)) : -1;
+        if (f < 0 || nm < 0) {
+            fprintf(stderr, "tok: stdin:%zu: needs format and messages\n", lineno);
+            rc = 65;
+        }
+        cl_chat_msg *m = calloc((size_t)(nm > 0 ? nm : 1), sizeof *m);
+        jv *keep = calloc((size_t)(nm > 0 ? nm : 1), sizeof *keep);
+        for (int i = 0; rc == 0 && i < nm; i++) {
+            keep[i] = jv_array_get(jv_copy(msgs), i);
+            m[i] = (cl_chat_msg){cl_json_str(&keep[i], "role"), cl_json_str(&keep[i], "content")};
+        }
+        int gen = cl_json_bool(&v, "gen", 0);
+        cl_chat_tokens ct = {0};
+        size_t tl_len = 0;
+        char *text = rc ? NULL : cl_chat_render_text((cl_chat_format)f, m, (size_t)nm, gen, &tl_len, &e);
+        if (rc == 0 && (!text || cl_chat_render(f == CL_CHAT_LLAMA3 ? tl : tq, (cl_chat_format)f, m,
+                                                 (size_t)nm, gen, &ct, &e))) {
+            fprintf(stderr, "tok: stdin:%zu: %s\n", lineno, e.msg);
+            rc = e.code;
+        }
+        if (rc == 0) {
+            jv ids = jv_array(), mask = jv_array();
+            for (size_t i = 0; i < ct.ids.n; i++) {
+                ids = jv_array_append(ids, jv_number(ct.ids.v[i]));
+                mask = jv_array_append(mask, jv_number(ct.mask[i]));
+            }
+            /* The masked spans, decoded: what SFT trains the model to write. */
+            jv spans = jv_array();
+            cl_tokenizer *tk = f == CL_CHAT_LLAMA3 ? tl : tq;
+            for (size_t i = 0; i < ct.ids.n;) {
+                size_t j = i;
+                while (j < ct.ids.n && ct.mask[j] == ct.mask[i])
+                    j++;
+                if (ct.mask[i]) {
+                    size_t dl;
+                    char *d = cl_tokenizer_decode(tk, ct.ids.v + i, j - i, 0, &dl, &e);
+                    spans = jv_array_append(spans, jv_string_sized(d, (int)dl));
+                    free(d);
+                }
+                i = j;
+            }
+            jv out = cl_json_set(cl_json_set(cl_json_set(cl_json_set(jv_object(), "text",
+                                 jv_string_sized(text, (int)tl_len)), "ids", ids), "mask", mask),
+                                 "masked", spans);
+            jv d = jv_dump_string(out, 0);
+            puts(jv_string_value(d));
+            jv_free(d);
+        }
+        free(text);
+        cl_chat_tokens_free(&ct);
+        for (int i = 0; i < nm; i++)
+            jv_free(keep[i]);
+        free(keep);
+        free(m);
+        jv_free(msgs);
+        jv_free(v);
+    }
+    cl_tokenizer_free(tl);
+    cl_tokenizer_free(tq);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && strcmp(argv[1], "chat") == 0)
+        return cmd_chat(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "encode") == 0)
         return cmd_encode(argc - 2, argv + 2, 0);
     if (argc >= 3 && strcmp(argv[1], "roundtrip") == 0)
