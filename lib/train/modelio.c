@@ -1,0 +1,591 @@
+/* modelio.c — model directories, adapters and exports for cl_llama. */
+#include "train/modelio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "json.h"
+#include "model/bpe_train.h"
+#include "model/gguf.h"
+#include "model/peft.h"
+#include "model/safetensors.h"
+#include "stream.h"
+
+char *cl_ft_path(char *out, size_t size, const char *dir, const char *name)
+{
+    size_t o = 0;
+    for (const char *parts[3] = {dir, dir ? "/" : NULL, name}, **q = parts; q < parts + 3; q++)
+        for (const char *c = *q; c && *c && o + 1 < size; c++) out[o++] = *c;
+    out[o] = 0;
+    return out;
+}
+
+char *cl_ft_read_file(const char *path, size_t *len, cl_err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    size_t got;
+    while (b && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+            }
+            b = nb;
+            cap *= 2;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!b || bad) {
+        free(b);
+        cl_err_set(e, CL_EXIT_NOINPUT, "%s: cannot read", path);
+        return NULL;
+    }
+    b[n] = 0;
+    if (len) *len = n;
+    return b;
+}
+
+int cl_ft_write_file(const char *path, const void *data, size_t len, cl_err *e)
+{
+    char tmp[4200];
+    cl_ft_path(tmp, sizeof tmp - 4, NULL, path);
+    strcat(tmp, ".tmp");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", tmp, strerror(errno));
+    const char *p = data;
+    size_t left = len;
+    while (left) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int err = errno;
+            close(fd);
+            unlink(tmp);
+            return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", tmp, strerror(err));
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) || close(fd) || rename(tmp, path)) {
+        int err = errno;
+        unlink(tmp);
+        return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", path, strerror(err));
+    }
+    return 0;
+}
+
+void cl_ft_model_free(cl_ft_model *fm)
+{
+    cl_llama_free(fm->m);
+    cl_tokenizer_free(fm->tok);
+    free(fm->config_json);
+    free(fm->tokenizer_json);
+    memset(fm, 0, sizeof *fm);
+}
+
+static int set_pad(cl_ft_model *fm)
+{
+    const cl_llama_config *c = &fm->m->cfg;
+    fm->pad_id = c->n_eos ? c->eos_ids[0] : 0;
+    if (fm->pad_id < 0 || fm->pad_id >= c->vocab) fm->pad_id = 0;
+    return 0;
+}
+
+static int load_tokenizer(cl_ft_model *fm, const char *path, cl_err *e)
+{
+    fm->tokenizer_json = cl_ft_read_file(path, &fm->tokenizer_len, e);
+    if (!fm->tokenizer_json) return -1;
+    fm->tok = cl_tokenizer_from_json(fm->tokenizer_json, fm->tokenizer_len, path, e);
+    if (!fm->tok) return -1;
+    if (cl_tokenizer_vocab_size(fm->tok) > fm->m->cfg.vocab)
+        return cl_err_set(e, CL_EXIT_CONFIG, "%s: the tokenizer has %d ids but the model's vocab_size is %d", path,
+                          (int)cl_tokenizer_vocab_size(fm->tok), fm->m->cfg.vocab);
+    return 0;
+}
+
+static int shape_fits(const cl_tensor *t, const cl_st_tensor *s)
+{
+    if (s->ndim != t->ndim) return 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (s->shape[i] != t->shape[i]) return 0;
+    return 1;
+}
+
+/* Converts a file tensor into t's storage (fp32 or bf16). */
+static int fill_tensor(cl_tensor *t, const cl_st_tensor *s, const char *where, cl_err *e)
+{
+    if (t->dtype == CL_BF16 && s->dtype == CL_ST_BF16) {
+        memcpy(t->data, s->data, (size_t)t->numel * 2);
+        return 0;
+    }
+    float *dst = t->dtype == CL_F32 ? t->data : malloc(sizeof(float) * (size_t)t->numel);
+    if (!dst) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = cl_st_to_f32(s->dtype, s->data, dst, (size_t)t->numel);
+    if (rc == 0 && t->dtype == CL_BF16) {
+        uint16_t *h = t->data;
+        for (long i = 0; i < t->numel; i++) h[i] = cl_f32_to_bf16(dst[i]);
+    }
+    if (t->dtype != CL_F32) free(dst);
+    return rc ? cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s has dtype %s, which cannot be trained", where, s->name,
+                           cl_st_dtype_name(s->dtype))
+              : 0;
+}
+
+int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e)
+{
+    memset(fm, 0, sizeof *fm);
+    cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
+    char path[4200];
+    cl_ft_path(path, sizeof path, dir, "config.json");
+    cl_llama_config c;
+    fm->config_json = cl_ft_read_file(path, &fm->config_len, e);
+    if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, path, e)) return -1;
+    if (!(fm->m = cl_llama_new(&c, dtype, full, e))) return -1;
+    cl_ft_path(path, sizeof path, dir, "tokenizer.json");
+    if (load_tokenizer(fm, path, e)) return -1;
+    cl_st_model *st = cl_st_model_open(dir, e);
+    if (!st) return -1;
+    int n, rc = 0;
+    cl_tensor *ts = cl_llama_tensors(fm->m, &n);
+    for (int i = 0; i < n && !rc; i++) {
+        const cl_st_tensor *s = cl_st_model_find(st, ts[i].name);
+        if (!s)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the checkpoint lacks tensor %s", dir, ts[i].name);
+        else if (!shape_fits(&ts[i], s))
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s has shape [%lld, %lld], the config implies [%d, %d]", dir,
+                            ts[i].name, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 1),
+                            ts[i].shape[0], ts[i].shape[1]);
+        else
+            rc = fill_tensor(&ts[i], s, dir, e);
+    }
+    for (size_t i = 0; i < cl_st_model_count(st) && !rc; i++) {
+        const char *name = cl_st_model_at(st, i)->name;
+        if (!cl_llama_find(fm->m, name) && !strstr(name, "rotary_emb.inv_freq"))
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s is not part of a %s model", dir, name, c.model_type);
+    }
+    cl_st_model_close(st);
+    set_pad(fm);
+    return rc;
+}
+
+/* ---- new models ------------------------------------------------------------------------- */
+
+/* Corpus texts for the tokenizer trainer: each dialogue's contents, a row's "text", a JSON
+ * string, or the line itself. */
+static int read_corpus(const char *path, char ***texts, size_t **lens, size_t *n, cl_err *e)
+{
+    cl_reader *r = cl_reader_open(path, e);
+    if (!r) return -1;
+    size_t cap = 0;
+    cl_line line;
+    int rc;
+    while ((rc = cl_reader_next(r, &line, e)) == 1) {
+        jv v = cl_json_parse(line.text, line.len);
+        size_t want = *n + 64;
+        if (want > cap) {
+            cap = want * 2;
+            *texts = realloc(*texts, sizeof **texts * cap);
+            *lens = realloc(*lens, sizeof **lens * cap);
+            if (!*texts || !*lens) abort();
+        }
+        jv_kind k = jv_get_kind(v);
+        if (k == JV_KIND_OBJECT && cl_json_kind(&v, "messages") == JV_KIND_ARRAY) {
+            jv ms = cl_json_get(&v, "messages");
+            int nm = jv_array_length(jv_copy(ms));
+            for (int i = 0; i < nm; i++) {
+                jv m = jv_array_get(jv_copy(ms), i);
+                const char *c = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "content") : NULL;
+                if (c) {
+                    if (*n == cap) {
+                        cap *= 2;
+                        *texts = realloc(*texts, sizeof **texts * cap);
+                        *lens = realloc(*lens, sizeof **lens * cap);
+                        if (!*texts || !*lens) abort();
+                    }
+                    (*texts)[*n] = strdup(c);
+                    (*lens)[(*n)++] = strlen(c);
+                }
+                jv_free(m);
+            }
+            jv_free(ms);
+        } else {
+            const char *s = k == JV_KIND_STRING ? jv_string_value(v)
+                            : k == JV_KIND_OBJECT && cl_json_str(&v, "text") ? cl_json_str(&v, "text")
+                                                                             : line.text;
+            (*texts)[*n] = strdup(s);
+            (*lens)[(*n)++] = strlen(s);
+        }
+        jv_free(v);
+    }
+    cl_reader_close(r);
+    return rc;
+}
+
+/* The Llama-3 special tokens, so the chat format of a new model is llama3. */
+static const cl_bpe_added llama3_specials[] = {
+    {"<|begin_of_text|>", 1, 0, 0}, {"<|end_of_text|>", 1, 0, 0}, {"<|start_header_id|>", 1, 0, 0},
+    {"<|end_header_id|>", 1, 0, 0}, {"<|eot_id|>", 1, 0, 0},
+};
+
+static double gauss(uint64_t seed, uint64_t i)
+{
+    double u1 = cl_hash_uniform(seed, 2 * i), u2 = cl_hash_uniform(seed, 2 * i + 1);
+    return sqrt(-2 * log(1 - u1)) * cos(2 * 3.14159265358979323846 * u2);
+}
+
+int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *tokenizer_path, const char *corpus_path,
+                     int corpus_vocab, uint64_t seed, int full, cl_err *e)
+{
+    memset(fm, 0, sizeof *fm);
+    size_t len;
+    char *text = cl_ft_read_file(config_path, &len, e);
+    if (!text) return -1;
+    jv cfg = cl_json_parse(text, len);
+    free(text);
+    if (jv_get_kind(cfg) != JV_KIND_OBJECT) {
+        jv_free(cfg);
+        return cl_err_set(e, CL_EXIT_CONFIG, "%s: not a JSON object", config_path);
+    }
+    if (tokenizer_path) {
+        fm->tokenizer_json = cl_ft_read_file(tokenizer_path, &fm->tokenizer_len, e);
+    } else {
+        char **texts = NULL;
+        size_t *lens = NULL, n = 0;
+        if (read_corpus(corpus_path, &texts, &lens, &n, e) == 0) {
+            cl_bpe_train_opts o = {.vocab_size = (size_t)corpus_vocab, .ignore_merges = 1,
+                                   .bos = "<|begin_of_text|>", .added = llama3_specials,
+                                   .n_added = sizeof llama3_specials / sizeof *llama3_specials};
+            fm->tokenizer_json = cl_bpe_train((const char *const *)texts, lens, n, &o, &fm->tokenizer_len, e);
+        }
+        for (size_t i = 0; i < n; i++) free(texts[i]);
+        free(texts);
+        free(lens);
+    }
+    if (!fm->tokenizer_json ||
+        !(fm->tok = cl_tokenizer_from_json(fm->tokenizer_json, fm->tokenizer_len,
+                                           tokenizer_path ? tokenizer_path : "trained tokenizer", e))) {
+        jv_free(cfg);
+        return -1;
+    }
+    /* what the tokenizer decides unless the config says otherwise */
+    if (!cl_json_has(&cfg, "vocab_size")) cfg = cl_json_set_num(cfg, "vocab_size", cl_tokenizer_vocab_size(fm->tok));
+    if (!cl_json_has(&cfg, "model_type")) cfg = cl_json_set_str(cfg, "model_type", "llama");
+    if (!cl_json_has(&cfg, "architectures"))
+        cfg = cl_json_set(cfg, "architectures",
+                          JV_ARRAY(jv_string(strcmp(cl_json_str(&cfg, "model_type"), "qwen2") ? "LlamaForCausalLM"
+                                                                                              : "Qwen2ForCausalLM")));
+    if (!cl_json_has(&cfg, "hidden_act")) cfg = cl_json_set_str(cfg, "hidden_act", "silu");
+    if (!cl_json_has(&cfg, "torch_dtype")) cfg = cl_json_set_str(cfg, "torch_dtype", "float32");
+    int bos = cl_tokenizer_token_id(fm->tok, "<|begin_of_text|>"), eot = cl_tokenizer_token_id(fm->tok, "<|eot_id|>"),
+        eos = cl_tokenizer_token_id(fm->tok, "<|end_of_text|>");
+    if (!cl_json_has(&cfg, "bos_token_id") && bos >= 0) cfg = cl_json_set_num(cfg, "bos_token_id", bos);
+    if (!cl_json_has(&cfg, "eos_token_id") && eot >= 0)
+        cfg = cl_json_set(cfg, "eos_token_id", eos >= 0 ? JV_ARRAY(jv_number(eot), jv_number(eos)) : jv_number(eot));
+    fm->config_json = cl_json_dump(&cfg, &fm->config_len);
+    jv_free(cfg);
+    cl_llama_config c;
+    if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, config_path, e)) return -1;
+    if (cl_tokenizer_vocab_size(fm->tok) > c.vocab)
+        return cl_err_set(e, CL_EXIT_CONFIG, "%s: vocab_size %d is smaller than the tokenizer's %d ids", config_path,
+                          c.vocab, (int)cl_tokenizer_vocab_size(fm->tok));
+    if (!(fm->m = cl_llama_new(&c, CL_F32, full, e))) return -1;
+    int n;
+    cl_tensor *ts = cl_llama_tensors(fm->m, &n);
+    double resid = 0.02 / sqrt(2.0 * c.layers);
+    for (int i = 0; i < n; i++) {
+        cl_tensor *t = &ts[i];
+        float *x = t->data;
+        uint64_t s = cl_hash64(t->name, strlen(t->name), seed);
+        int out_proj = strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
+        for (long j = 0; j < t->numel; j++)
+            x[j] = t->ndim == 1 ? (strstr(t->name, ".bias") ? 0.0f : 1.0f)
+                                : (float)(gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));
+    }
+    set_pad(fm);
+    return 0;
+}
+
+/* ---- chat format ------------------------------------------------------------------------ */
+
+int cl_ft_model_set_format(cl_ft_model *fm, const char *name, cl_err *e)
+{
+    if (name && strcmp(name, "auto")) {
+        int f = cl_chat_format_parse(name);
+        if (f < 0) return cl_err_set(e, CL_EXIT_USAGE, "unknown chat format \"%s\" (llama3, qwen2, qwen2.5, qwen3, auto)", name);
+        fm->format = (cl_chat_format)f;
+        return 0;
+    }
+    if (cl_tokenizer_token_id(fm->tok, "<|start_header_id|>") >= 0) {
+        fm->format = CL_CHAT_LLAMA3;
+        return 0;
+    }
+    if (cl_tokenizer_token_id(fm->tok, "<|im_start|>") < 0)
+        return cl_err_set(e, CL_EXIT_CONFIG, "%s: the tokenizer has neither Llama-3 headers nor ChatML tokens; "
+                          "name a chat format with --chat", fm->src);
+    fm->format = CL_CHAT_QWEN2;
+    char path[4200];
+    cl_ft_path(path, sizeof path, fm->src, "tokenizer_config.json");
+    char *tc = fm->src[0] ? cl_ft_read_file(path, NULL, NULL) : NULL;
+    if (tc && strstr(tc, "<think>"))
+        fm->format = CL_CHAT_QWEN3;
+    else if (tc && strstr(tc, "You are Qwen, created by Alibaba Cloud"))
+        fm->format = CL_CHAT_QWEN25;
+    free(tc);
+    return 0;
+}
+
+int cl_ft_model_add_lora(cl_ft_model *fm, const cl_lora_config *c, cl_err *e)
+{
+    if (cl_lora_add(fm->m, c, e)) return -1;
+    fm->lora = *c;
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------------------------- */
+
+/* The base tensors as safetensors descriptions (pointing at the model's storage). */
+static cl_st_tensor *st_list(cl_ft_model *fm, int *n)
+{
+    cl_tensor *ts = cl_llama_tensors(fm->m, n);
+    cl_st_tensor *st = calloc((size_t)*n, sizeof *st);
+    if (!st) return NULL;
+    for (int i = 0; i < *n; i++) {
+        st[i].name = ts[i].name;
+        st[i].dtype = ts[i].dtype == CL_F32 ? CL_ST_F32 : CL_ST_BF16;
+        st[i].ndim = ts[i].ndim;
+        st[i].shape[0] = ts[i].shape[0];
+        st[i].shape[1] = ts[i].shape[1];
+        st[i].data = ts[i].data;
+    }
+    return st;
+}
+
+static int copy_if_present(const char *src_dir, const char *dir, const char *name, cl_err *e)
+{
+    char p[4200];
+    cl_ft_path(p, sizeof p, src_dir, name);
+    size_t len;
+    char *b = cl_ft_read_file(p, &len, NULL);
+    if (!b) return 0;
+    cl_ft_path(p, sizeof p, dir, name);
+    int rc = cl_ft_write_file(p, b, len, e);
+    free(b);
+    return rc;
+}
+
+int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e)
+{
+    if (mkdir(dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
+    int n;
+    cl_st_tensor *st = st_list(fm, &n);
+    if (!st) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    char p[4200];
+    int rc = cl_st_write_checkpoint(dir, st, (size_t)n, 0, e);
+    free(st);
+    cl_ft_path(p, sizeof p, dir, "config.json");
+    if (!rc) rc = cl_ft_write_file(p, fm->config_json, fm->config_len, e);
+    cl_ft_path(p, sizeof p, dir, "tokenizer.json");
+    if (!rc) rc = cl_ft_write_file(p, fm->tokenizer_json, fm->tokenizer_len, e);
+    static const char *const extra[] = {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra && !rc && fm->src[0]; i++)
+        rc = copy_if_present(fm->src, dir, extra[i], e);
+    return rc;
+}
+
+/* The adapters as PEFT describes them; *pc filled from the model's LoRA configuration. */
+static cl_peft_lora *peft_list(cl_ft_model *fm, cl_peft_config *pc, size_t *n)
+{
+    cl_llama *m = fm->m;
+    memset(pc, 0, sizeof *pc);
+    size_t sl = strlen(fm->src) < sizeof pc->base_model ? strlen(fm->src) : sizeof pc->base_model - 1;
+    memcpy(pc->base_model, fm->src, sl);
+    pc->r = m->lora_rank;
+    pc->alpha = fm->lora.alpha;
+    pc->dropout = fm->lora.dropout;
+    pc->use_rslora = fm->lora.rslora;
+    pc->gaussian_init = fm->lora.init == CL_LORA_INIT_GAUSSIAN;
+    for (int p = 0; p < CL_NPROJ; p++)
+        if (fm->lora.targets >> p & 1) snprintf(pc->targets[pc->n_targets++], sizeof pc->targets[0], "%s", cl_proj_name(p));
+    cl_peft_lora *l = calloc((size_t)m->cfg.layers * CL_NPROJ, sizeof *l);
+    *n = 0;
+    if (!l) return NULL;
+    for (int layer = 0; layer < m->cfg.layers; layer++)
+        for (int p = 0; p < CL_NPROJ; p++) {
+            cl_linear *li = &m->layers[layer].proj[p];
+            if (!li->lora_a) continue;
+            l[(*n)++] = (cl_peft_lora){layer, cl_proj_name(p), li->in, li->out, CL_ST_F32, li->lora_a->data,
+                                       li->lora_b->data};
+        }
+    return l;
+}
+
+int cl_ft_model_save_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
+{
+    if (mkdir(dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
+    cl_peft_config pc;
+    size_t n;
+    cl_peft_lora *l = peft_list(fm, &pc, &n);
+    if (!l) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = cl_peft_write(dir, &pc, l, n, e);
+    free(l);
+    return rc;
+}
+
+int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
+{
+    cl_peft *p = cl_peft_open(dir, e);
+    if (!p) return -1;
+    const cl_peft_config *pc = cl_peft_config_of(p);
+    cl_llama *m = fm->m;
+    int rc = 0;
+    unsigned targets = 0;
+    for (size_t i = 0; i < pc->n_targets && !rc; i++) {
+        unsigned one;
+        if (cl_lora_targets(pc->targets[i], &one, e))
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: target module %s cannot be adapted", dir, pc->targets[i]);
+        targets |= one;
+    }
+    if (!rc && !m->n_lora) {
+        cl_lora_config lc = {.rank = pc->r, .alpha = pc->alpha, .rslora = pc->use_rslora, .dropout = pc->dropout,
+                             .targets = targets, .init = pc->gaussian_init ? CL_LORA_INIT_GAUSSIAN : CL_LORA_INIT_KAIMING};
+        rc = cl_ft_model_add_lora(fm, &lc, e);
+    } else if (!rc && (m->lora_rank != pc->r || fabsf(m->lora_scale - (float)cl_peft_scale(pc)) > 1e-6f)) {
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter rank %d, scale %g differ from the run's rank %d, scale %g", dir,
+                        pc->r, cl_peft_scale(pc), m->lora_rank, (double)m->lora_scale);
+    }
+    size_t seen = 0;
+    for (size_t i = 0; i < cl_peft_count(p) && !rc; i++) {
+        const cl_peft_lora *l = cl_peft_at(p, i);
+        int proj = -1;
+        for (int k = 0; k < CL_NPROJ; k++)
+            if (!strcmp(l->module, cl_proj_name(k))) proj = k;
+        cl_linear *li = l->layer < m->cfg.layers && proj >= 0 ? &m->layers[l->layer].proj[proj] : NULL;
+        if (!li || !li->lora_a)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter for layer %d %s does not fit the model (%d layers, targets "
+                            "as configured)", dir, l->layer, l->module, m->cfg.layers);
+        else if (l->in != li->in || l->out != li->out)
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter shape mismatch at layer %d %s: [%lld -> %lld], the model has "
+                            "[%d -> %d]", dir, l->layer, l->module, (long long)l->in, (long long)l->out, li->in, li->out);
+        else if (cl_st_to_f32(l->dtype, l->A, li->lora_a->data, (size_t)li->lora_a->numel) ||
+                 cl_st_to_f32(l->dtype, l->B, li->lora_b->data, (size_t)li->lora_b->numel))
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter dtype %s is not F32/F16/BF16", dir, cl_st_dtype_name(l->dtype));
+        seen++;
+    }
+    if (!rc && (int)seen * 2 != m->n_lora)
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the adapter has %zu adapted projections, the model expects %d", dir, seen,
+                        m->n_lora / 2);
+    cl_peft_close(p);
+    return rc;
+}
+
+/* ---- GGUF ------------------------------------------------------------------------------- */
+
+static char *chat_template(const cl_ft_model *fm)
+{
+    char p[4200];
+    cl_ft_path(p, sizeof p, fm->src, "tokenizer_config.json");
+    size_t len;
+    char *b = fm->src[0] ? cl_ft_read_file(p, &len, NULL) : NULL;
+    if (!b) return NULL;
+    jv v = cl_json_parse(b, len);
+    free(b);
+    const char *t = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_str(&v, "chat_template") : NULL;
+    char *out = t ? strdup(t) : NULL;
+    jv_free(v);
+    return out;
+}
+
+int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e)
+{
+    const cl_llama_config *c = &fm->m->cfg;
+    char *tmpl = chat_template(fm);
+    cl_gguf_model_info info = {
+        .arch = strcmp(c->model_type, "qwen2") ? "llama" : "qwen2",
+        .name = NULL,
+        .context_length = (uint32_t)c->max_pos,
+        .embedding_length = (uint32_t)c->hidden,
+        .block_count = (uint32_t)c->layers,
+        .feed_forward_length = (uint32_t)c->inter,
+        .head_count = (uint32_t)c->heads,
+        .head_count_kv = (uint32_t)c->kv_heads,
+        .head_dim = (uint32_t)c->head_dim,
+        .rms_eps = (float)c->rms_eps,
+        .rope_theta = (float)c->rope_theta,
+        .chat_template = tmpl,
+        .bos_id = c->bos_id,
+        .eos_id = c->n_eos ? c->eos_ids[0] : -1,
+        .pad_id = -1,
+    };
+    int n;
+    cl_st_tensor *st = st_list(fm, &n);
+    int rc = st ? cl_gguf_export_model(path, &info, st, (size_t)n, fm->tok, e)
+                : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(st);
+    free(tmpl);
+    return rc;
+}
+
+int cl_ft_model_export_gguf_lora(cl_ft_model *fm, const char *path, cl_err *e)
+{
+    const cl_llama_config *c = &fm->m->cfg;
+    cl_peft_config pc;
+    size_t n;
+    cl_peft_lora *l = peft_list(fm, &pc, &n);
+    if (!l) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = cl_gguf_export_lora(path, strcmp(c->model_type, "qwen2") ? "llama" : "qwen2", &pc, (uint32_t)c->heads,
+                                 (uint32_t)c->kv_heads, l, n, e);
+    free(l);
+    return rc;
+}
+
+/* ---- greedy decoding -------------------------------------------------------------------- */
+
+int cl_ft_generate_greedy(cl_ft_model *fm, const int *ids, int n, int max_new, cl_ids *out, cl_err *e)
+{
+    cl_llama *m = fm->m;
+    int V = m->cfg.vocab, cap = n + max_new;
+    if (cap > m->cfg.max_pos) cap = m->cfg.max_pos;
+    int *seq = malloc(sizeof(int) * (size_t)(cap > 0 ? cap : 1));
+    float *lg = malloc(sizeof(float) * (size_t)(cap > 0 ? cap : 1) * V);
+    if (!seq || !lg) {
+        free(seq);
+        free(lg);
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    }
+    memcpy(seq, ids, sizeof(int) * (size_t)n);
+    int len = n, rc = 0, training = m->training;
+    m->training = 0;
+    while (len < cap && !rc) {
+        if ((rc = cl_llama_forward(m, seq, NULL, NULL, 1, len, e))) break;
+        cl_llama_logits(m, lg);
+        const float *last = lg + (size_t)(len - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (last[v] > last[best]) best = v;
+        seq[len++] = best;
+        if (cl_ids_push(out, best)) rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        int stop = 0;
+        for (int k = 0; k < m->cfg.n_eos; k++) stop |= best == m->cfg.eos_ids[k];
+        if (stop) break;
+    }
+    m->training = training;
+    cl_llama_release_acts(m);
+    free(seq);
+    free(lg);
+    return rc;
+}
