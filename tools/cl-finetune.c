@@ -298,8 +298,9 @@ static void parse(ctx *c, const cl_cli *cli, int argc, char **argv, cl_common *c
     cl_cli_parse(cli, argc, argv, common);
 }
 
-/* --resume DIR alone: the run's saved command line, then --resume DIR again. */
-static char **saved_args(const char *dir, int *argc)
+/* --resume DIR without --sft/--dpo: the run's saved command line, then this one's flags (so
+ * --resume DIR --log-every 1 changes what does not alter the training). */
+static char **saved_args(const char *dir, int uargc, char **uargv, int *argc)
 {
     char p[4200];
     cl_ft_path(p, sizeof p, dir, "args.json");
@@ -311,7 +312,7 @@ static char **saved_args(const char *dir, int *argc)
     free(b);
     if (jv_get_kind(v) != JV_KIND_ARRAY) cl_die(CL_EXIT_DATAERR, "%s: not a JSON array of arguments", p);
     int n = jv_array_length(jv_copy(v));
-    char **av = calloc((size_t)n + 4, sizeof *av);
+    char **av = calloc((size_t)n + (size_t)uargc + 1, sizeof *av);
     av[0] = strdup("cl-finetune");
     for (int i = 0; i < n; i++) {
         jv s = jv_array_get(jv_copy(v), i);
@@ -320,9 +321,8 @@ static char **saved_args(const char *dir, int *argc)
         jv_free(s);
     }
     jv_free(v);
-    av[n + 1] = strdup("--resume");
-    av[n + 2] = strdup(dir);
-    *argc = n + 3;
+    for (int i = 1; i < uargc; i++) av[n + i] = strdup(uargv[i]);
+    *argc = n + uargc;
     return av;
 }
 
@@ -364,7 +364,7 @@ int main(int argc, char **argv)
     char **av = NULL;
     int ac = 0;
     if (c.o.resume && !c.o.data && !c.o.init_config && !c.o.model_dir) {
-        av = saved_args(c.o.run_dir, &ac);
+        av = saved_args(c.o.run_dir, argc, argv, &ac);
         optind = 0;
         parse(&c, &cli, ac, av, &common);
     }
@@ -386,7 +386,7 @@ int main(int argc, char **argv)
     if (!c.lr_given) o->lr = o->full ? 1e-5 : 1e-4;
     o->seed = common.seed;
     o->quiet = common.quiet;
-    if (!o->resume) save_args(o->run_dir, av ? ac : argc, av ? av : argv);
+    if (!o->resume) save_args(o->run_dir, argc, argv);
     cl_err e = {0};
     cl_writer *w = NULL;
     if (common.output) {
