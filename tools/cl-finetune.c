@@ -1,12 +1,10 @@
 /* cl-finetune — SFT and DPO of Llama/Qwen2-family models, LoRA or full, resumable.
  * Parses flags into cl_ft_opts and hands the run to lib/train/finetune.h.  A run directory
  * keeps its command line (args.json) so that `cl-finetune --resume DIR` needs nothing else. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "json.h"
@@ -326,23 +324,14 @@ static char **saved_args(const char *dir, int uargc, char **uargv, int *argc)
     return av;
 }
 
-static void save_args(const char *dir, int argc, char **argv)
+/* The command line as a JSON array, kept in the run directory for --resume. */
+static char *args_json(int argc, char **argv)
 {
-    char last[4200];
-    struct stat st;
-    if (lstat(cl_ft_path(last, sizeof last, dir, "last"), &st) == 0)
-        cl_die(CL_EXIT_USAGE, "%s already holds a run; resume it with --resume or use another directory", dir);
     jv a = jv_array();
     for (int i = 1; i < argc; i++) a = jv_array_append(a, jv_string(argv[i]));
-    size_t len;
-    char *s = cl_json_dump(&a, &len);
+    char *s = cl_json_dump(&a, NULL);
     jv_free(a);
-    char p[4200];
-    cl_ft_path(p, sizeof p, dir, "args.json");
-    cl_err e = {0};
-    if (mkdir(dir, 0777) && errno != EEXIST) cl_die(CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
-    if (cl_ft_write_file(p, s, len, &e)) cl_die_err(&e);
-    free(s);
+    return s;
 }
 
 int main(int argc, char **argv)
@@ -386,7 +375,8 @@ int main(int argc, char **argv)
     if (!c.lr_given) o->lr = o->full ? 1e-5 : 1e-4;
     o->seed = common.seed;
     o->quiet = common.quiet;
-    if (!o->resume) save_args(o->run_dir, argc, argv);
+    char *args = o->resume ? NULL : args_json(argc, argv);
+    o->args_json = args;
     cl_err e = {0};
     cl_writer *w = NULL;
     if (common.output) {
@@ -402,6 +392,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; av && i < ac; i++) free(av[i]);
     free(av);
+    free(args);
     if (rc) cl_die_err(&e);
     return 0;
 }

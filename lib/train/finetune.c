@@ -745,25 +745,32 @@ static int finish(run *r, cl_err *e)
     return 0;
 }
 
+/* The newest complete checkpoint: directories appear only by rename, so any checkpoint-N is
+ * whole; the `last` link may lag one checkpoint behind when a kill fell between the two. */
+static int newest_checkpoint(run *r, char *name, size_t size)
+{
+    DIR *d = opendir(r->o->run_dir);
+    struct dirent *de;
+    name[0] = 0;
+    while (d && (de = readdir(d)))
+        if (!strncmp(de->d_name, "checkpoint-", 11) && strlen(de->d_name) < size && strcmp(de->d_name, name) > 0)
+            cl_ft_path(name, size, NULL, de->d_name);
+    if (d) closedir(d);
+    return name[0] != 0;
+}
+
 static int setup(run *r, cl_err *e)
 {
     const cl_ft_opts *o = r->o;
-    struct stat st;
-    char last[4400] = "";
+    char last[4400] = "", name[256];
     if (mkdir(o->run_dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", o->run_dir, strerror(errno));
-    int has_last = lstat(rpath(r, "last"), &st) == 0;
-    if (o->resume && !has_last)
-        return cl_err_set(e, CL_EXIT_NOINPUT, "%s: no checkpoint to resume from (no 'last' link)", o->run_dir);
+    int has_last = newest_checkpoint(r, name, sizeof name);
+    if (o->resume && !has_last) return cl_err_set(e, CL_EXIT_NOINPUT, "%s: no checkpoint to resume from", o->run_dir);
     if (!o->resume && has_last)
         return cl_err_set(e, CL_EXIT_USAGE, "%s already holds a run; resume it with --resume or use another directory",
                           o->run_dir);
-    if (o->resume) {
-        char target[256];
-        ssize_t n = readlink(r->path, target, sizeof target - 1);
-        if (n <= 0) return cl_err_set(e, CL_EXIT_DATAERR, "%s: unreadable", r->path);
-        target[n] = 0;
-        cl_ft_path(last, sizeof last, o->run_dir, target);
-    }
+    if (o->resume) cl_ft_path(last, sizeof last, o->run_dir, name);
+    if (o->args_json && cl_ft_write_file(rpath(r, "args.json"), o->args_json, strlen(o->args_json), e)) return -1;
     /* leftovers of a run killed while writing a checkpoint are never the latest: drop them */
     DIR *d = opendir(o->run_dir);
     struct dirent *de;

@@ -21,7 +21,7 @@ test_expect 'LoRA DPO (dropout, accumulation, warmup, eval) killed mid-run and r
     set -- --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8,dropout=0.1 --lr 5e-3 --epochs 60 \
         --batch 2 --grad-accum 2 --save-every 3 --eval-split 0.25 --eval-every 5 --warmup-steps 3 -q &&
     cl-finetune "$@" --run a && kill_at b 000012 cl-finetune "$@" --run b &&
-    test -L b/last && ! test -e b/final && cl-finetune --resume b 2>err &&
+    ! test -e b/final && cl-finetune --resume b 2>err &&
     cmp a/final/adapter_model.safetensors b/final/adapter_model.safetensors && same_metrics a/metrics.jsonl b/metrics.jsonl
 '
 test_expect 'full SFT with LoRA-free dropout-free weights resumes bit for bit too (model.safetensors)' '
@@ -38,7 +38,7 @@ test_expect 'the resumed run says where it continues and that step is before the
 test_expect 'a half-written checkpoint directory left by a kill is never taken as the latest' '
     set -- --model "$S/base/final" --sft "$S/sft.jsonl" --lora r=2,alpha=4 --epochs 4 --batch 2 --save-every 2 -q &&
     cl-finetune "$@" --run a && kill_at b 000002 cl-finetune "$@" --run b &&
-    last=$(readlink b/last) && mkdir b/.tmp-checkpoint-000099 && : >b/.tmp-checkpoint-000099/trainer_state.bin &&
+    mkdir b/.tmp-checkpoint-000099 && : >b/.tmp-checkpoint-000099/trainer_state.bin &&
     cl-finetune --resume b && test "$(readlink b/last)" = checkpoint-000016 && ! test -e b/.tmp-checkpoint-000099 &&
     cmp a/final/adapter_model.safetensors b/final/adapter_model.safetensors
 '
