@@ -759,11 +759,26 @@ static int newest_checkpoint(run *r, char *name, size_t size)
     return name[0] != 0;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *dir, cl_err *e)
+{
+    char p[4400];
+    cl_ft_path(p, sizeof p, NULL, dir);
+    for (char *c = p + 1;; c++) {
+        int end = *c == 0;
+        if (*c != '/' && !end) continue;
+        *c = 0;
+        if (mkdir(p, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", p, strerror(errno));
+        if (end) return 0;
+        *c = '/';
+    }
+}
+
 static int setup(run *r, cl_err *e)
 {
     const cl_ft_opts *o = r->o;
     char last[4400] = "", name[256];
-    if (mkdir(o->run_dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", o->run_dir, strerror(errno));
+    if (make_dirs(o->run_dir, e)) return -1;
     int has_last = newest_checkpoint(r, name, sizeof name);
     if (o->resume && !has_last) return cl_err_set(e, CL_EXIT_NOINPUT, "%s: no checkpoint to resume from", o->run_dir);
     if (!o->resume && has_last)
