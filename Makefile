@@ -76,7 +76,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -142,7 +142,7 @@ lint:
 	@test -n "$(MANPAGES)" || { echo "no man pages"; exit 1; }
 	mandoc -T lint -W warning $(MANPAGES)
 
-bench: all
+bench: all $(TESTBINS) oracles
 	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
 
 demo:
@@ -170,3 +170,19 @@ clean:
 	rm -rf build build-* bin
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
+
+# libFuzzer drivers for the model-file readers (clang only; not part of check, whose
+# deterministic mutation loop in tests/unit/test_fuzz_readers.c uses the same entry points).
+#   make fuzz && build-fuzz/fuzz_safetensors -max_total_time=60
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BINS)
+build-fuzz/libcl.a: $(LIB_SRC)
+	@mkdir -p build-fuzz/obj
+	cd build-fuzz/obj && for f in $(LIB_SRC:%=$(CURDIR)/%); do \
+	  clang $(CL_CPPFLAGS:-Ilib=-I$(CURDIR)/lib) $(DEP_CFLAGS) -std=c11 -g -O1 -fopenmp \
+	    -fsanitize=fuzzer-no-link,address,undefined -c $$f -o $$(echo $$f | tr / _).o || exit 1; done
+	rm -f $@ && ar rcs $@ build-fuzz/obj/*.o
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c build-fuzz/libcl.a
+	clang $(CL_CPPFLAGS) $(DEP_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
+	  -o $@ $< build-fuzz/libcl.a -fopenmp $(LDLIBS)

@@ -1,6 +1,9 @@
 #include "records.h"
 
 #include <inttypes.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@ struct cl_io {
     void (*extra_fn)(void *, char *, size_t);
     void *extra_ctx;
     char where_buf[1200];
+    struct batch *batch;  /* the parallel pass-through's pending lines, or NULL */
 };
 
 cl_io *cl_io_open(const cl_common *c, const cl_io_opts *o, cl_err *e)
@@ -66,9 +70,13 @@ fail:
     return NULL;
 }
 
+static void batch_on_idle(cl_io *io);
+
 static void sync_hook(void *ctx)
 {
     cl_io *io = ctx;
+    if (io->batch)
+        batch_on_idle(io);
     (void)cl_writer_sync(io->w, NULL); /* a failure resurfaces at the next put */
 }
 
@@ -182,6 +190,17 @@ static void set_current(cl_io *io, cl_rec *rec, jv v)
     rec->parsed = 1;
 }
 
+/* A --map output that is not an object: fatal, or counted and reported with --skip-bad. */
+static int bad_map_output(cl_io *io, const char *at, const char *kind, cl_err *e)
+{
+    if (!io->c->skip_bad)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s: --map produced a %s, not an object", at, kind);
+    io->n.rejected++;
+    if (!io->c->quiet)
+        cl_warn("%s: --map produced a %s, not an object (skipped)", at, kind);
+    return 0;
+}
+
 /* Takes the next --map output; 1 = rec filled, 0 = none left, -1 = error. */
 static int take_pending(cl_io *io, cl_rec *rec, cl_err *e)
 {
@@ -190,12 +209,9 @@ static int take_pending(cl_io *io, cl_rec *rec, cl_err *e)
         if (jv_get_kind(v) != JV_KIND_OBJECT) {
             const char *kind = jv_kind_name(jv_get_kind(v));
             jv_free(v);
-            const char *at = where(io, io->pending_src, io->pending_line.lineno, io->pending_line.row);
-            if (!io->c->skip_bad)
-                return cl_err_set(e, CL_EXIT_DATAERR, "%s: --map produced a %s, not an object", at, kind);
-            io->n.rejected++;
-            if (!io->c->quiet)
-                cl_warn("%s: --map produced a %s, not an object (skipped)", at, kind);
+            if (bad_map_output(io, where(io, io->pending_src, io->pending_line.lineno,
+                                         io->pending_line.row), kind, e) < 0)
+                return -1;
             continue;
         }
         memset(rec, 0, sizeof *rec);
@@ -229,6 +245,77 @@ static void assign_id(cl_io *io, cl_rec *rec)
     rec->raw = NULL;
 }
 
+/* Next valid, in-shard object line of the inputs: 1 = *l filled, 0 = end, -1 = error. */
+static int next_line(cl_io *io, cl_row *l, const char **src, uint64_t *index, cl_err *e)
+{
+    for (;;) {
+        if (!io->r) {
+            int o = open_next(io, e);
+            if (o)
+                return o > 0 ? 0 : -1;
+        }
+        int r = cl_rows_next(io->r, l, e);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            int o = open_next(io, e);
+            if (o)
+                return o > 0 ? 0 : -1;
+            continue;
+        }
+        *src = cl_rows_name(io->r);
+        io->bytes_in += l->len + 1;
+        if (l->len == strspn(l->text, " \t"))
+            continue; /* blank lines are not records */
+        cl_json_check chk;
+        if (cl_json_validate(l->text, l->len, &chk) < 0) {
+            if (bad_line(io, l, *src, chk.err_off, chk.err_what, e) < 0)
+                return -1;
+            continue;
+        }
+        if (!chk.is_object) {
+            if (bad_line(io, l, *src, 0, "record is not a JSON object", e) < 0)
+                return -1;
+            continue;
+        }
+        *index = io->n.read++;
+        if ((io->n.read & 4095) == 0)
+            draw_progress(io, 0);
+        if (io->c->shard_n) {
+            uint64_t h = chk.id_len ? cl_hash64(l->text + chk.id_off, chk.id_len, 0)
+                                    : cl_hash64(index, sizeof *index, 1);
+            if (h % io->c->shard_n != io->c->shard_i) {
+                io->n.filtered++;
+                continue;
+            }
+        }
+        return 1;
+    }
+}
+
+/* --where then --map on v (consumed): 0 = filtered out, 1 = *outs is the array of resulting
+ * values (v alone without --map), -1 = a jq runtime error in fe. */
+static int apply_filters(cl_filter *wf, cl_filter *mf, jv v, jv *outs, cl_err *fe)
+{
+    if (wf) {
+        int t = cl_filter_test(wf, jv_copy(v), fe);
+        if (t <= 0) {
+            jv_free(v);
+            return t;
+        }
+    }
+    *outs = jv_array();
+    if (!mf) {
+        *outs = jv_array_append(*outs, v);
+        return 1;
+    }
+    if (cl_filter_run(mf, v, outs, fe) < 0) {
+        jv_free(*outs);
+        return -1;
+    }
+    return 1;
+}
+
 int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
 {
     for (;;) {
@@ -238,47 +325,12 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
                 assign_id(io, rec);
             return k;
         }
-        if (!io->r) {
-            int o = open_next(io, e);
-            if (o)
-                return o > 0 ? 0 : -1;
-        }
         cl_row l;
-        int r = cl_rows_next(io->r, &l, e);
-        if (r < 0)
-            return -1;
-        if (r == 0) {
-            int o = open_next(io, e);
-            if (o)
-                return o > 0 ? 0 : -1;
-            continue;
-        }
-        const char *src = cl_rows_name(io->r);
-        io->bytes_in += l.len + 1;
-        if (l.len == strspn(l.text, " \t"))
-            continue; /* blank lines are not records */
-        cl_json_check chk;
-        if (cl_json_validate(l.text, l.len, &chk) < 0) {
-            if (bad_line(io, &l, src, chk.err_off, chk.err_what, e) < 0)
-                return -1;
-            continue;
-        }
-        if (!chk.is_object) {
-            if (bad_line(io, &l, src, 0, "record is not a JSON object", e) < 0)
-                return -1;
-            continue;
-        }
-        uint64_t index = io->n.read++;
-        if ((io->n.read & 4095) == 0)
-            draw_progress(io, 0);
-        if (io->c->shard_n) {
-            uint64_t h = chk.id_len ? cl_hash64(l.text + chk.id_off, chk.id_len, 0)
-                                    : cl_hash64(&index, sizeof index, 1);
-            if (h % io->c->shard_n != io->c->shard_i) {
-                io->n.filtered++;
-                continue;
-            }
-        }
+        const char *src;
+        uint64_t index;
+        int r = next_line(io, &l, &src, &index, e);
+        if (r <= 0)
+            return r;
         memset(rec, 0, sizeof *rec);
         rec->io_ = io;
         rec->raw = l.text;
@@ -288,34 +340,28 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
         rec->row = l.row;
         rec->index = index;
         rec->value = jv_invalid();
-        if (io->where) {
+        if (io->where || io->map) {
             cl_err fe = {0};
-            int t = cl_filter_test(io->where, jv_copy(*cl_rec_value(rec)), &fe);
+            jv outs;
+            int t = apply_filters(io->where, io->map, jv_copy(*cl_rec_value(rec)), &outs, &fe);
             if (t < 0) {
                 if (bad_line(io, &l, src, 0, fe.msg, e) < 0)
                     return -1;
                 continue;
             }
-            if (!t) {
+            if (t == 0) {
                 io->n.filtered++;
                 continue;
             }
-        }
-        if (io->map) {
-            cl_err fe = {0};
-            jv out = jv_array();
-            if (cl_filter_run(io->map, jv_copy(*cl_rec_value(rec)), &out, &fe) < 0) {
-                jv_free(out);
-                if (bad_line(io, &l, src, 0, fe.msg, e) < 0)
-                    return -1;
+            if (io->map) {
+                io->pending = outs;
+                io->pending_i = 0;
+                io->pending_line = l;
+                io->pending_src = src;
+                io->pending_index = index;
                 continue;
             }
-            io->pending = out;
-            io->pending_i = 0;
-            io->pending_line = l;
-            io->pending_src = src;
-            io->pending_index = index;
-            continue;
+            jv_free(outs); /* --where alone: the record keeps its original bytes */
         }
         if (io->o.assign_ids)
             assign_id(io, rec);
@@ -456,8 +502,251 @@ int cl_io_close(cl_io *io, cl_err *e)
     return rc;
 }
 
+/* ---- parallel pass-through --------------------------------------------------------------
+ * With --where/--map, libjq's parse, filter and dump dominate (about 50 MB/s a core), so a
+ * pass-through runs them on batches of lines across OpenMP threads, each thread with its own
+ * compiled filters (jv values are never shared between threads), and writes the results in
+ * input order. */
+
+#define BATCH_LINES 2048
+#define BATCH_BYTES (16u << 20)
+
+typedef struct batch_item {
+    char *text;            /* a copy of the input line */
+    size_t len;
+    const char *src;       /* owned by the batch's name list */
+    uint64_t lineno, row;
+    int status;            /* 1 outputs, 0 filtered out, -1 jq error (message in out) */
+    char *out;             /* lines "O<json>" (an output) or "N<kind>" (not an object) */
+    size_t outlen;
+} batch_item;
+
+static void filter_item(cl_filter *wf, cl_filter *mf, batch_item *it)
+{
+    cl_err fe = {0};
+    jv outs;
+    it->status = apply_filters(wf, mf, cl_json_parse(it->text, it->len), &outs, &fe);
+    if (it->status < 0) {
+        it->out = strdup(fe.msg);
+        return;
+    }
+    if (it->status == 0)
+        return;
+    if (!mf) { /* --where alone: the record keeps its original bytes */
+        jv_free(outs);
+        if ((it->out = malloc(it->len + 2))) {
+            it->out[0] = 'O';
+            memcpy(it->out + 1, it->text, it->len);
+            it->out[it->len + 1] = '\n';
+            it->outlen = it->len + 2;
+        }
+        return;
+    }
+    size_t cap = it->len + 64, n = 0;
+    char *buf = malloc(cap);
+    int k = jv_array_length(jv_copy(outs));
+    for (int i = 0; i < k && buf; i++) {
+        jv v = jv_array_get(jv_copy(outs), i);
+        size_t m;
+        char *s = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_dump(&v, &m) : NULL;
+        const char *kind = s ? NULL : jv_kind_name(jv_get_kind(v));
+        if (kind)
+            m = strlen(kind);
+        jv_free(v);
+        if (n + m + 2 > cap) {
+            while (n + m + 2 > cap)
+                cap *= 2;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                free(buf);
+                buf = NULL;
+                free(s);
+                break;
+            }
+            buf = b;
+        }
+        buf[n++] = s ? 'O' : 'N';
+        memcpy(buf + n, s ? s : kind, m);
+        n += m;
+        buf[n++] = '\n';
+        free(s);
+    }
+    jv_free(outs);
+    it->out = buf;
+    it->outlen = buf ? n : 0;
+}
+
+/* Writes one filtered item in order; -1 on a fatal error. */
+static int emit_item(cl_io *io, batch_item *it, cl_err *e)
+{
+    if (it->status == 0) {
+        io->n.filtered++;
+        return 0;
+    }
+    const char *at = where(io, it->src, it->lineno, it->row);
+    if (it->status < 0) {
+        char msg[1100];
+        snprintf(msg, sizeof msg, "byte 1: %s", it->out ? it->out : "jq error");
+        return reject(io, at, it->text, it->len, msg, e);
+    }
+    if (!it->out)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    for (char *p = it->out, *end = it->out + it->outlen; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (*p == 'N') {
+            *nl = 0;
+            if (bad_map_output(io, at, p + 1, e) < 0)
+                return -1;
+        } else {
+            if (cl_writer_put(io->w, p + 1, (size_t)(nl - p - 1), e) < 0)
+                return -1;
+            io->n.written++;
+        }
+        p = nl + 1;
+    }
+    return 0;
+}
+
+typedef struct batch {
+    int nt;
+    cl_filter **wf, **mf;  /* per thread; [0] are the io's own */
+    batch_item *items;
+    int n;
+    size_t bytes;
+    char **names;          /* input names the items point to */
+    size_t nnames;
+    int failed;            /* a flush from the idle hook failed; error in err */
+    cl_err err;
+} batch;
+
+/* Filters the gathered items in parallel and writes them in order. */
+static int batch_flush(cl_io *io, batch *bt, cl_err *e)
+{
+    int rc = 0;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(bt->nt)
+    for (int i = 0; i < bt->n; i++) {
+        int t = 0;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+#endif
+        filter_item(bt->wf[t], bt->mf[t], &bt->items[i]);
+    }
+    for (int i = 0; i < bt->n && rc == 0; i++)
+        if (emit_item(io, &bt->items[i], e) < 0)
+            rc = -1;
+    for (int i = 0; i < bt->n; i++) {
+        free(bt->items[i].text);
+        free(bt->items[i].out);
+    }
+    bt->n = 0;
+    bt->bytes = 0;
+    return rc;
+}
+
+/* The input stalls: write what is gathered now rather than when the batch fills. */
+static void batch_on_idle(cl_io *io)
+{
+    batch *bt = io->batch;
+    if (bt->n && !bt->failed && batch_flush(io, bt, &bt->err) < 0)
+        bt->failed = 1;
+}
+
+static int batch_add(batch *bt, const cl_row *l, const char *src, cl_err *e)
+{
+    if (!bt->nnames || strcmp(bt->names[bt->nnames - 1], src) != 0) {
+        char **nn = realloc(bt->names, (bt->nnames + 1) * sizeof *nn);
+        if (!nn)
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        bt->names = nn;
+        if (!(nn[bt->nnames] = strdup(src)))
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        bt->nnames++;
+    }
+    batch_item *it = &bt->items[bt->n];
+    memset(it, 0, sizeof *it);
+    if (!(it->text = malloc(l->len + 1)))
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    memcpy(it->text, l->text, l->len + 1);
+    it->len = l->len;
+    it->src = bt->names[bt->nnames - 1];
+    it->lineno = l->lineno;
+    it->row = l->row;
+    bt->n++;
+    bt->bytes += l->len;
+    return 0;
+}
+
+static int passthrough_parallel(cl_io *io, int nt, cl_err *e)
+{
+    batch bt = {.nt = nt};
+    int rc = 0;
+    bt.wf = calloc((size_t)nt, sizeof *bt.wf);
+    bt.mf = calloc((size_t)nt, sizeof *bt.mf);
+    bt.items = calloc(BATCH_LINES, sizeof *bt.items);
+    if (!bt.wf || !bt.mf || !bt.items) {
+        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        goto done;
+    }
+    /* Compiled here, in one thread: jq's first compile initialises global state. */
+    bt.wf[0] = io->where;
+    bt.mf[0] = io->map;
+    for (int t = 1; t < nt; t++)
+        if ((io->c->where && !(bt.wf[t] = cl_filter_new(io->c->where, "--where", e))) ||
+            (io->c->map && !(bt.mf[t] = cl_filter_new(io->c->map, "--map", e)))) {
+            rc = -1;
+            goto done;
+        }
+    io->batch = &bt; /* the idle hook flushes what is gathered when the input stalls */
+    for (;;) {
+        cl_row l;
+        const char *src;
+        uint64_t index;
+        int r = next_line(io, &l, &src, &index, e);
+        if (bt.failed) {
+            *e = bt.err;
+            rc = -1;
+            break;
+        }
+        if (r <= 0) {
+            rc = r < 0 ? -1 : batch_flush(io, &bt, e);
+            break;
+        }
+        if (batch_add(&bt, &l, src, e) < 0) {
+            rc = -1;
+            break;
+        }
+        if ((bt.n == BATCH_LINES || bt.bytes >= BATCH_BYTES) && batch_flush(io, &bt, e) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    io->batch = NULL;
+done:
+    for (int i = 0; i < bt.n; i++)
+        free(bt.items[i].text);
+    for (int t = 1; t < nt; t++) {
+        if (bt.wf)
+            cl_filter_free(bt.wf[t]);
+        if (bt.mf)
+            cl_filter_free(bt.mf[t]);
+    }
+    for (size_t i = 0; i < bt.nnames; i++)
+        free(bt.names[i]);
+    free(bt.names);
+    free(bt.items);
+    free(bt.wf);
+    free(bt.mf);
+    return rc;
+}
+
 int cl_io_passthrough(cl_io *io, cl_err *e)
 {
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    if ((io->where || io->map) && !io->o.assign_ids && nt > 1)
+        return passthrough_parallel(io, nt, e);
     cl_rec rec;
     int r;
     while ((r = cl_io_next(io, &rec, e)) > 0)

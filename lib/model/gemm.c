@@ -133,33 +133,22 @@ static void scale_c(int m, int n, float beta, float *c, int ldc)
         for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(size_t)i * ldc + j];
 }
 
-void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc)
+/* The serial blocked product on one thread, with that thread's packing buffers. */
+static void gemm_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc)
 {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0 || alpha == 0.0f) {
-        scale_c(m, n, beta, c, ldc);
-        return;
-    }
     int ncmax = n < NC ? n : NC, kcmax = k < KC ? k : KC, mcmax = m < MC ? m : MC;
-    size_t bstrips = (size_t)(ncmax + NR - 1) / NR, astrips = (size_t)(mcmax + MR - 1) / MR;
-    float *bp = pack_space(bstrips * NR * kcmax + astrips * MR * kcmax + 16);
-    float *ap = bp + ((bstrips * NR * kcmax + 15) & ~(size_t)15);
-    /* Threads pay off only above a few MFLOP; inside a parallel region the caller owns them. */
-    int par = (double)m * n * k > 2e6 && !omp_in_parallel();
-#pragma omp parallel if (par)
+    size_t bsize = (size_t)(ncmax + NR - 1) / NR * NR * kcmax, asize = (size_t)(mcmax + MR - 1) / MR * MR * kcmax;
+    float *bp = pack_space(bsize + asize + 16), *ap = bp + ((bsize + 15) & ~(size_t)15);
     for (int jc = 0; jc < n; jc += NC) {
         int nc = n - jc < NC ? n - jc : NC, nstrips = (nc + NR - 1) / NR;
         for (int pc = 0; pc < k; pc += KC) {
             int kc = k - pc < KC ? k - pc : KC;
             float bet = pc == 0 ? beta : 1.0f;
-#pragma omp for schedule(static)
             for (int s = 0; s < nstrips; s++) pack_b(tb, b, ldb, pc, kc, jc, nc, bp, s);
             for (int ic = 0; ic < m; ic += MC) {
                 int mc = m - ic < MC ? m - ic : MC, mstrips = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
                 for (int s = 0; s < mstrips; s++) pack_a(ta, a, lda, ic, mc, pc, kc, ap, s);
-#pragma omp for schedule(static)
                 for (int jr = 0; jr < nstrips; jr++) {
                     int nr = nc - jr * NR < NR ? nc - jr * NR : NR;
                     for (int ir = 0; ir < mstrips; ir++) {
@@ -171,6 +160,39 @@ void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float 
                 }
             }
         }
+    }
+}
+
+void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    int nth = omp_in_parallel() || (double)m * n * k < 4e6 ? 1 : omp_get_max_threads();
+    if (nth == 1) {
+        gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* Threads take independent column (or row) panels from a dynamic queue: no barrier
+     * inside the product, so a thread the OS preempts on a shared machine delays only its own
+     * panels.  Re-packing the shared operand per panel costs under 1% at these panel sizes. */
+    int by_cols = n / NR >= m / MR;
+    int tile = by_cols ? NR : MR, dim = by_cols ? n : m;
+    int chunk = (dim + 4 * nth - 1) / (4 * nth);
+    chunk = (chunk + tile - 1) / tile * tile;
+    if (chunk < 4 * tile) chunk = 4 * tile;
+    int chunks = (dim + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nth)
+    for (int q = 0; q < chunks; q++) {
+        int lo = q * chunk, len = dim - lo < chunk ? dim - lo : chunk;
+        if (by_cols)
+            gemm_serial(ta, tb, m, len, k, alpha, a, lda, tb ? b + (size_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+        else
+            gemm_serial(ta, tb, len, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
+                        c + (size_t)lo * ldc, ldc);
     }
 }
 

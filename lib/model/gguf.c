@@ -337,6 +337,8 @@ cl_gguf *cl_gguf_open_buffer(const void *buf, size_t len, const char *name, cl_e
         cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", name);
         return NULL;
     }
+    if (!buf) /* an empty mapping */
+        buf = "", len = 0;
     cursor c = {buf, (const unsigned char *)buf + len};
     uint64_t nt = 0, nkv = 0;
     int rc = 0;

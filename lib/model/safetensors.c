@@ -323,7 +323,7 @@ static cl_safetensors *parse(const unsigned char *buf, size_t len, const char *n
     jv h = rc ? jv_invalid() : cl_json_parse((const char *)buf + 8, (size_t)hl);
     if (rc == 0 && jv_get_kind(h) != JV_KIND_OBJECT)
         rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: header is not a JSON object", name);
-    const unsigned char *data = buf + 8 + hl;
+    const unsigned char *data = rc ? buf : buf + 8 + hl;
     uint64_t data_len = rc ? 0 : len - 8 - hl;
     size_t cap = rc ? 0 : (size_t)jv_object_length(jv_copy(h));
     span *sp = NULL;
@@ -398,7 +398,7 @@ static cl_safetensors *parse(const unsigned char *buf, size_t len, const char *n
 
 cl_safetensors *cl_st_open_buffer(const void *buf, size_t len, const char *name, cl_err *e)
 {
-    return parse(buf, len, name, e);
+    return parse(buf ? buf : "", buf ? len : 0, name, e);
 }
 
 cl_safetensors *cl_st_open(const char *path, cl_err *e)
@@ -421,7 +421,7 @@ cl_safetensors *cl_st_open(const char *path, cl_err *e)
         cl_err_set(e, CL_EXIT_IOERR, "%s: mmap: %s", path, strerror(errno));
         return NULL;
     }
-    cl_safetensors *f = parse(map, len, path, e);
+    cl_safetensors *f = cl_st_open_buffer(map, len, path, e);
     if (!f) {
         if (map)
             munmap(map, len);
@@ -477,13 +477,15 @@ int cl_st_write(const char *path, const cl_st_tensor *t, size_t n, cl_err *e)
             return cl_err_set(e, CL_EXIT_SOFTWARE, "%s: %s: bad dtype or shape", path, t[i].name);
         }
     }
-    /* Larger dtypes first keeps every tensor aligned to its element size. */
-    qsort(order, n, sizeof *order, write_order);
+    qsort(order, n, sizeof *order, tensor_ptr_cmp);
     for (size_t i = 1; i < n; i++)
         if (strcmp(order[i]->name, order[i - 1]->name) == 0) {
+            cl_err_set(e, CL_EXIT_SOFTWARE, "%s: %s: named twice", path, order[i]->name);
             free(order);
-            return cl_err_set(e, CL_EXIT_SOFTWARE, "%s: %s: named twice", path, order[i]->name);
+            return -1;
         }
+    /* Larger dtypes first keeps every tensor aligned to its element size. */
+    qsort(order, n, sizeof *order, write_order);
     jv h = jv_object();
     h = cl_json_set(h, "__metadata__", cl_json_set_str(jv_object(), "format", "pt"));
     uint64_t off = 0;

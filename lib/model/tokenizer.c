@@ -108,6 +108,7 @@ struct cl_tokenizer {
     size_t n_added;
     uint32_t *by_first;         /* indices into added, grouped by first byte, longest first */
     uint32_t first_off[257];
+    uint8_t first[256];         /* some added token starts with this byte */
     int norm_opts;              /* utf8proc options, 0 = no normaliser */
     split_step steps[MAX_STEPS];
     int n_steps;
@@ -130,7 +131,26 @@ struct cl_tokenizer {
     size_t scratch_cap;
 };
 
-static uint64_t hash_bytes(const void *p, size_t n) { return cl_hash64(p, n, 0) | 1; }
+/* Word-at-a-time multiply-mix hash: the word cache and vocabulary lookups hash every
+ * pre-token, so this sits on the encoder's hot path (never 0: 0 marks an empty cache slot). */
+static uint64_t hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 29;
+        s += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+    return h | 1;
+}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -345,6 +365,8 @@ static int added_build(cl_tokenizer *t, cl_err *e)
         off += count[b];
     }
     t->first_off[256] = off;
+    for (int b = 0; b < 256; b++)
+        t->first[b] = t->first_off[b + 1] > t->first_off[b];
     uint32_t fill[256];
     memcpy(fill, t->first_off, sizeof fill);
     for (size_t i = 0; i < t->n_added; i++)
@@ -990,10 +1012,11 @@ static int tiktoken_parse(cl_tokenizer *t, const char *buf, size_t len, tok_src 
         unsigned char raw[1024];
         long nb = sp && (size_t)(sp - p) <= 4 * sizeof raw / 3 ? b64decode(p, (size_t)(sp - p), raw)
                                                                 : -1;
-        char *rend;
-        errno = 0;
-        long rank = sp ? strtol(sp + 1, &rend, 10) : -1;
-        if (nb <= 0 || rank < 0 || rank >= (1 << 24) || errno || rend != le)
+        /* The buffer is not NUL-terminated: parse the rank by hand within the line. */
+        long rank = sp && sp + 1 < le ? 0 : -1;
+        for (const char *q = sp ? sp + 1 : le; q < le && rank >= 0; q++)
+            rank = *q >= '0' && *q <= '9' && rank < (1 << 24) ? rank * 10 + (*q - '0') : -1;
+        if (nb <= 0 || rank < 0 || rank >= (1 << 24))
             return cl_err_set(e, CL_EXIT_DATAERR, "%s:%zu: expected \"<base64 token> <rank>\"",
                               t->name, line);
         src[ns] = (tok_src){tp, 0, (int32_t)rank, CL_TOKEN_NORMAL};
@@ -1050,6 +1073,16 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
     char *buf = read_file(path, &len, e);
     if (!buf)
         return NULL;
+    cl_tokenizer *t = cl_tokenizer_from_tiktoken(buf, len, path, pattern, special_names,
+                                                 special_ids, n_special, e);
+    free(buf);
+    return t;
+}
+
+cl_tokenizer *cl_tokenizer_from_tiktoken(const char *buf, size_t len, const char *path,
+                                         const char *pattern, const char *const *special_names,
+                                         const int32_t *special_ids, size_t n_special, cl_err *e)
+{
     cl_tokenizer *t = tokenizer_new(path);
     tok_src *src = NULL;
     char *text = NULL;
@@ -1091,7 +1124,6 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
         rc = finish_build(t, e);
     free(src);
     free(text);
-    free(buf);
     if (rc) {
         cl_tokenizer_free(t);
         return NULL;
@@ -1141,8 +1173,10 @@ static heap_ent heap_pop(heap_ent *h, size_t *n)
 
 static void push_pair(cl_tokenizer *t, size_t *nh, int32_t left)
 {
+    if (left < 0)
+        return;
     int32_t right = t->sym[left].next;
-    if (left < 0 || right < 0)
+    if (right < 0)
         return;
     const pair_slot *p = pmap_get(t, t->sym[left].id, t->sym[right].id);
     if (p)
@@ -1370,6 +1404,10 @@ static int next_added(const cl_tokenizer *t, const char *s, size_t n, size_t fro
                       size_t *ms, size_t *me, int32_t *id)
 {
     for (size_t i = from; i < n; i++) {
+        while (i < n && !t->first[(uint8_t)s[i]])
+            i++;
+        if (i == n)
+            break;
         uint8_t b = (uint8_t)s[i];
         const added_tok *hit = NULL;
         for (uint32_t k = t->first_off[b]; k < t->first_off[b + 1]; k++) {

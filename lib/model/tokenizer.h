@@ -54,6 +54,11 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
                                          const char *const *special_names,
                                          const int32_t *special_ids, size_t n_special, cl_err *e);
 
+/* The same from a buffer; path is used in messages. */
+cl_tokenizer *cl_tokenizer_from_tiktoken(const char *buf, size_t len, const char *path,
+                                         const char *pattern, const char *const *special_names,
+                                         const int32_t *special_ids, size_t n_special, cl_err *e);
+
 void cl_tokenizer_free(cl_tokenizer *t);
 
 /* Appends the ids of text[0..len) to out.  add_special adds the post-processor's specials

@@ -86,4 +86,32 @@ test_expect '--stats writes counts as JSON' '
     printf "{\"n\":1}\n{\"n\":2}\n" >in && cl-pairs -q -Z --where ".n==2" --stats st.json in >/dev/null &&
     jq -e ".records_in == 2 and .records_out == 1 and .filtered == 1" st.json
 '
+test_expect '--where alone keeps the original bytes of the records it keeps' '
+    printf "{\"n\":12345678901234567890,\"k\":1}\n{\"k\":2}\n" >in &&
+    cl-pairs -q -Z --where ".k == 1" in >out && head -1 in | cmp - out
+'
+test_expect 'filters give the same bytes on one thread and on several' '
+    seq 1 20000 | sed "s/.*/{\"n\":&,\"s\":\"x&\"}/" >in &&
+    OMP_NUM_THREADS=1 cl-pairs -q -Z --where ".n % 3 != 0" --map ". + {m: (.n * 2)}, {t: .s}" in >a &&
+    OMP_NUM_THREADS=2 cl-pairs -q -Z --where ".n % 3 != 0" --map ". + {m: (.n * 2)}, {t: .s}" in >b &&
+    cmp a b && test "$(wc -l <a)" = 26668
+'
+test_expect 'a jq error deep in a batch names its line, on any thread count' '
+    seq 1 5000 | sed "s/.*/{\"n\":&}/; 4321s/.*/{\"n\":\"text\"}/" >in &&
+    for t in 1 2; do
+        { OMP_NUM_THREADS=$t cl-pairs -q -Z --map "{m: (.n - 1)}" in >out 2>err; test $? = 65; } &&
+        grep -q "in:4321" err || exit 1
+    done
+'
+test_expect '--map outputs that are not objects are reported, and skipped with --skip-bad' '
+    printf "{\"n\":1}\n{\"n\":2}\n" >in &&
+    OMP_NUM_THREADS=2 cl-pairs -Z --skip-bad --map "if .n == 1 then 5 else . end" in >out 2>err &&
+    grep -q "in:1: --map produced a number" err && printf "{\"n\":2}\n" | cmp - out
+'
+test_expect 'filtered records are pushed out while the input stalls' '
+    { printf "{\"a\":1}\n"; sleep 3; printf "{\"a\":2}\n"; } |
+        OMP_NUM_THREADS=2 cl-pairs -q --map ". + {b: 1}" >out.zst &
+    sleep 1.5 && zstd -dc out.zst >now && wait &&
+    printf "{\"a\":1,\"b\":1}\n" | cmp - now && test "$(zstd -dc out.zst | wc -l)" = 2
+'
 test_done

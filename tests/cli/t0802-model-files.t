@@ -106,28 +106,4 @@ test_expect 'llama q/k rows are permuted on export, v and every qwen2 projection
     tiny qwen2 q && "$FMT" gguf q q.gguf && "$FMT" st-info q >hq && "$FMT" gguf-info q.gguf >gq &&
     test "$(h model.layers.0.self_attn.q_proj.weight hq)" = "$(h blk.0.attn_q.weight gq)"
 '
-if [ -d "$NPM/node_modules/node-llama-cpp" ] && command -v node >/dev/null; then
-    prompts() { printf "%s\n" "\"Hello world, the quick brown fox\"" "\"caf\\u00e9 12345 it's\"" >p; }
-    test_expect 'llama.cpp loads our llama GGUF, tokenizes as we do and decodes greedily, twice alike' '
-        tiny llama m && "$FMT" gguf m m.gguf && prompts &&
-        node "$NPM/llama-oracle.mjs" m.gguf <p >o1 && node "$NPM/llama-oracle.mjs" m.gguf <p >o2 &&
-        cmp o1 o2 && jq -c .ids o1 >theirs && "$TOK" encode tok.json <p >ours && cmp ours theirs &&
-        test "$(jq ".greedy | length" o1 | sort -u)" = 8
-    '
-    test_expect 'llama.cpp loads a sharded BF16 qwen2 export and tokenizes (NFC, digits) as we do' '
-        tiny qwen2 q BF16 60000 && "$FMT" gguf q q.gguf && prompts &&
-        node "$NPM/llama-oracle.mjs" q.gguf <p >o && jq -c .ids o >theirs &&
-        "$TOK" encode tok.json <p >ours && cmp ours theirs
-    '
-    test_expect 'a LoRA GGUF loads in llama.cpp and changes its greedy output' '
-        tiny llama m && "$FMT" gguf m m.gguf && "$FMT" tiny-lora m ad 4 16 &&
-        "$FMT" gguf-lora m ad ad.gguf && "$FMT" gguf-info ad.gguf | grep -q "^adapter.type lora" && prompts &&
-        node "$NPM/llama-oracle.mjs" m.gguf <p >base &&
-        node "$NPM/llama-oracle.mjs" m.gguf --lora ad.gguf <p >lora && ! cmp -s base lora &&
-        test "$(jq -c .ids base)" = "$(jq -c .ids lora)"
-    '
-else
-    echo "SKIP: node-llama-cpp missing (make oracles installs it): llama.cpp checks not run" >&2
-    test_expect 'llama.cpp oracle is installed (make oracles)' 'false'
-fi
 test_done

@@ -61,7 +61,7 @@ PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_pr
 
 
 class Model:
-    def __init__(self, cfg, seed, lora):
+    def __init__(self, cfg, seed, lora, init=uniform_tensor):
         self.cfg = cfg
         c = cfg
         d = c["hidden_size"]
@@ -71,7 +71,7 @@ class Model:
         self.p = {}
         self.lora = {}
         def add(name, shape):
-            self.p[name] = uniform_tensor(name, shape, seed)
+            self.p[name] = init(name, shape, seed)
         add("model.embed_tokens.weight", (c["vocab_size"], d))
         dims = {"q_proj": (qd, d), "k_proj": (kd, d), "v_proj": (kd, d), "o_proj": (d, qd),
                 "gate_proj": (inter, d), "up_proj": (inter, d), "down_proj": (d, inter)}
@@ -88,7 +88,7 @@ class Model:
                     r = lora["rank"]
                     for ab, shape in (("A", (r, dims[pj][1])), ("B", (dims[pj][0], r))):
                         nm = f"{pre}.lora_{ab}.weight"
-                        self.lora[nm] = uniform_tensor(nm, shape, seed)
+                        self.lora[nm] = init(nm, shape, seed)
         add("model.norm.weight", (d,))
         if not c.get("tie_word_embeddings"):
             add("lm_head.weight", (c["vocab_size"], d))
@@ -129,7 +129,7 @@ class Model:
 
     def rope(self, x, pos):  # x [B, T, H, hd]
         ang = pos[..., None].to(torch.float64) * self.inv_freq  # [B, T, half]
-        cos, sin = ang.cos()[:, :, None, :], ang.sin()[:, :, None, :]
+        cos, sin = ang.cos().to(x.dtype)[:, :, None, :], ang.sin().to(x.dtype)[:, :, None, :]
         h = x.shape[-1] // 2
         x1, x2 = x[..., :h], x[..., h:]
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)

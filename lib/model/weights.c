@@ -1,0 +1,134 @@
+/* weights.c — model tensors <-> safetensors checkpoints and PEFT adapters (see weights.h). */
+#include "model/weights.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/lora.h"
+#include "model/peft.h"
+#include "model/safetensors.h"
+
+/* Copies a file tensor into a model tensor, converting the dtype. */
+static int fill(cl_tensor *dst, const cl_st_tensor *src, const char *where, cl_err *e)
+{
+    int same = src->ndim == dst->ndim;
+    for (int i = 0; same && i < dst->ndim; i++)
+        same = src->shape[i] == dst->shape[i];
+    if (!same)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: shape [%lld%s%lld] in the file, the model needs [%d%s%d]",
+                          where, dst->name, (long long)src->shape[0], src->ndim > 1 ? ", " : "",
+                          src->ndim > 1 ? (long long)src->shape[1] : 0LL, dst->shape[0],
+                          dst->ndim > 1 ? ", " : "", dst->ndim > 1 ? dst->shape[1] : 0);
+    size_t n = (size_t)dst->numel;
+    if (dst->dtype == CL_BF16 && src->dtype == CL_ST_BF16) {
+        memcpy(dst->data, src->data, n * 2);
+        return 0;
+    }
+    float *f = dst->dtype == CL_F32 ? dst->data : malloc(n * sizeof *f + 1);
+    if (!f)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = 0;
+    if (cl_st_to_f32(src->dtype, src->data, f, n))
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: dtype %s is not F32, F16 or BF16", where,
+                        dst->name, cl_st_dtype_name(src->dtype));
+    else if (dst->dtype == CL_BF16)
+        cl_st_from_f32(CL_ST_BF16, f, dst->data, n);
+    if (f != dst->data)
+        free(f);
+    return rc;
+}
+
+int cl_weights_load(cl_llama *m, const char *dir, cl_err *e)
+{
+    cl_st_model *st = cl_st_model_open(dir, e);
+    if (!st)
+        return -1;
+    int n, rc = 0;
+    cl_tensor *t = cl_llama_tensors(m, &n);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const cl_st_tensor *s = cl_st_model_find(st, t[i].name);
+        rc = s ? fill(&t[i], s, dir, e)
+               : cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: missing from the checkpoint", dir, t[i].name);
+    }
+    cl_st_model_close(st);
+    return rc;
+}
+
+int cl_weights_load_adapter(cl_llama *m, const char *dir, cl_err *e)
+{
+    cl_peft *p = cl_peft_open(dir, e);
+    if (!p)
+        return -1;
+    const cl_peft_config *pc = cl_peft_config_of(p);
+    cl_lora_config lc = {.rank = pc->r, .alpha = pc->alpha, .rslora = pc->use_rslora,
+                         .dropout = pc->dropout, .init = pc->gaussian_init};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < pc->n_targets; i++) {
+        unsigned bit;
+        rc = cl_lora_targets(pc->targets[i], &bit, e);
+        lc.targets |= bit;
+    }
+    if (rc == 0)
+        rc = cl_lora_add(m, &lc, e);
+    for (size_t i = 0; rc == 0 && i < cl_peft_count(p); i++) {
+        const cl_peft_lora *l = cl_peft_at(p, i);
+        for (char which = 'A'; rc == 0 && which <= 'B'; which++) {
+            char name[160];
+            cl_peft_tensor_name(name, sizeof name, l->layer, l->module, which);
+            cl_tensor *t = cl_llama_find(m, name);
+            cl_st_tensor s = {name, l->dtype, 2,
+                              {which == 'A' ? pc->r : l->out, which == 'A' ? l->in : pc->r},
+                              which == 'A' ? l->A : l->B, 0};
+            rc = t ? fill(t, &s, dir, e)
+                   : cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: the model has no such projection", dir, name);
+        }
+    }
+    cl_peft_close(p);
+    return rc;
+}
+
+static cl_st_dtype st_dtype(cl_dtype d) { return d == CL_BF16 ? CL_ST_BF16 : CL_ST_F32; }
+
+int cl_weights_save(cl_llama *m, const char *dir, size_t max_shard_bytes, cl_err *e)
+{
+    int n;
+    cl_tensor *t = cl_llama_tensors(m, &n);
+    cl_st_tensor *s = calloc((size_t)n + 1, sizeof *s);
+    if (!s)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    for (int i = 0; i < n; i++)
+        s[i] = (cl_st_tensor){t[i].name, st_dtype(t[i].dtype), t[i].ndim, {t[i].shape[0], t[i].shape[1]},
+                              t[i].data, 0};
+    int rc = cl_st_write_checkpoint(dir, s, (size_t)n, max_shard_bytes, e);
+    free(s);
+    return rc;
+}
+
+int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model, double alpha,
+                            double dropout, int rslora, cl_err *e)
+{
+    if (!m->n_lora)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "the model has no adapters to save");
+    cl_peft_config pc = {.r = m->lora_rank, .alpha = alpha, .dropout = dropout, .use_rslora = rslora};
+    snprintf(pc.base_model, sizeof pc.base_model, "%s", base_model ? base_model : "");
+    cl_peft_lora *l = calloc((size_t)m->n_lora / 2 + 1, sizeof *l);
+    if (!l)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    size_t n = 0;
+    unsigned seen = 0;
+    for (int li = 0; li < m->cfg.layers; li++)
+        for (int p = 0; p < CL_NPROJ; p++) {
+            const cl_linear *x = &m->layers[li].proj[p];
+            if (!x->lora_a)
+                continue;
+            l[n++] = (cl_peft_lora){li, cl_proj_name(p), x->in, x->out, CL_ST_F32, x->lora_a->data,
+                                    x->lora_b->data};
+            if (!(seen & (1u << p)) && pc.n_targets < CL_PEFT_MAX_TARGETS)
+                snprintf(pc.targets[pc.n_targets++], sizeof pc.targets[0], "%s", cl_proj_name(p));
+            seen |= 1u << p;
+        }
+    int rc = cl_peft_write(dir, &pc, l, n, e);
+    free(l);
+    return rc;
+}

@@ -1,0 +1,30 @@
+/* weights.h — moving a cl_llama's tensors to and from the ecosystem's files.
+ *
+ * Owns: the joins between the model's parameter table (llama.h: HF names, shapes, data) and
+ * the file modules: a safetensors checkpoint (single or sharded) into the base weights, a
+ * PEFT adapter directory into LoRA adapters, and both back out.  Every tensor is matched by
+ * name and shape; dtypes are converted (F32/F16/BF16 files; F32/BF16 model storage).
+ * Must not know: file layouts (safetensors.h, peft.h) or model maths (llama.h). */
+#ifndef CL_MODEL_WEIGHTS_H
+#define CL_MODEL_WEIGHTS_H
+
+#include "err.h"
+#include "model/llama.h"
+
+/* Fills every base tensor of m from DIR's checkpoint.  A tensor the model needs that the files
+ * lack, or one of another shape, is CL_EXIT_DATAERR naming it; file tensors the model does not
+ * use are ignored (rotary caches and the like). */
+int cl_weights_load(cl_llama *m, const char *dir, cl_err *e);
+
+/* Adds the adapters of a PEFT directory to m (rank, alpha, rsLoRA and targets from its
+ * adapter_config.json) and fills A and B.  The model must not have adapters yet. */
+int cl_weights_load_adapter(cl_llama *m, const char *dir, cl_err *e);
+
+/* Writes m's base tensors as DIR/model.safetensors (sharded past max_shard_bytes, 0: never). */
+int cl_weights_save(cl_llama *m, const char *dir, size_t max_shard_bytes, cl_err *e);
+
+/* Writes m's adapters as a PEFT directory (DIR must exist); base_model names the base. */
+int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model, double alpha,
+                            double dropout, int rslora, cl_err *e);
+
+#endif

@@ -1,0 +1,44 @@
+#!/bin/sh
+# GGUF exports in real llama.cpp (node-llama-cpp, pinned in tests/npm): the model and LoRA
+# files we write load, tokenize as our tokenizer does, and decode greedily to the same tokens as
+# our own forward pass (lib/model/llama.c) on the same safetensors/PEFT files — which checks
+# the q/k permutation, reversed dimensions, biases, bf16 and the LoRA scale end to end.
+. "$(dirname "$0")/lib.sh"
+TOK="$CL_TESTBIN/tok"
+FMT="$CL_TESTBIN/fmt"
+NPM="$TESTS_DIR/npm"
+[ -d "$NPM/node_modules/node-llama-cpp" ] || skip_all "node-llama-cpp missing (make oracles installs it)"
+command -v node >/dev/null || skip_all "node is missing"
+
+tiny() { # tiny ARCH DIR [DTYPE] [SHARD_BYTES]: a trained tokenizer and a random model in DIR
+    flavour=llama3; [ "$1" = qwen2 ] && flavour=qwen2
+    "$TOK" corpus 3 2000 | "$TOK" train $flavour 400 >tok.json &&
+    "$FMT" tiny-model "$2" "$1" tok.json ${3-} ${4-} && cp tok.json "$2/tokenizer.json"
+}
+prompts() { printf "%s\n" "\"Hello world, the quick brown fox\"" "\"caf\\u00e9 12345 it's\"" >p; }
+GREEDY="$CL_TESTBIN/greedy"
+ORACLE="$NPM/llama-oracle.mjs"
+
+test_expect 'llama.cpp loads our llama GGUF and decodes greedily exactly as our forward pass' '
+    tiny llama m && "$FMT" gguf m m.gguf && prompts &&
+    node "$ORACLE" m.gguf <p >theirs && "$GREEDY" m <p >ours && cmp ours theirs &&
+    test "$(jq ".greedy | length" ours | sort -u | tail -1)" = 8 && jq -c .ids ours >ids &&
+    "$TOK" encode tok.json <p | cmp - ids
+'
+test_expect 'llama.cpp decodes a LoRA GGUF as our forward pass with the PEFT adapter does' '
+    tiny llama m && "$FMT" gguf m m.gguf && "$FMT" tiny-lora m ad 4 16 &&
+    "$FMT" gguf-lora m ad ad.gguf && prompts &&
+    node "$ORACLE" m.gguf --lora ad.gguf <p >theirs && "$GREEDY" m ad <p >ours && cmp ours theirs &&
+    "$GREEDY" m <p >base && ! cmp -s base ours
+'
+test_expect 'a sharded BF16 qwen2 export (biases, no permutation) decodes as our forward pass' '
+    tiny qwen2 q BF16 60000 && "$FMT" gguf q q.gguf && prompts &&
+    node "$ORACLE" q.gguf <p >theirs && "$GREEDY" q <p >ours && cmp ours theirs
+'
+test_expect 'a qwen2 LoRA GGUF decodes as our forward pass with the adapter, twice alike' '
+    tiny qwen2 q BF16 && "$FMT" gguf q q.gguf && "$FMT" tiny-lora q ad 8 4 &&
+    "$FMT" gguf-lora q ad ad.gguf && prompts &&
+    node "$ORACLE" q.gguf --lora ad.gguf <p >theirs && "$GREEDY" q ad <p >ours && cmp ours theirs &&
+    node "$ORACLE" q.gguf --lora ad.gguf <p >again && cmp theirs again
+'
+test_done

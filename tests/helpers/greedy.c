@@ -1,0 +1,109 @@
+/* greedy — our forward pass decoding greedily, to compare with llama.cpp on our GGUF exports.
+ *
+ *   greedy DIR [ADAPTER_DIR] [--steps N] < prompts.jsonl
+ * DIR holds config.json, safetensors and tokenizer.json; ADAPTER_DIR a PEFT adapter.  Prints
+ * {"ids": [...prompt ids...], "greedy": [...N argmax ids...]} per JSON-string prompt, the same
+ * shape tests/npm/llama-oracle.mjs prints.  Each step reruns the whole sequence (no KV cache:
+ * the models are tiny and this keeps the check independent of any inference engine).  Like
+ * llama.cpp's evaluation, decoding stops at an end-of-generation token (the texts llama.cpp
+ * recognises), which is not printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+static int end_of_generation(const cl_tokenizer *t, int32_t id)
+{
+    static const char *const eog[] = {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>",
+                                      "<|eom_id|>"};
+    const char *s = cl_tokenizer_token_text(t, id);
+    for (size_t i = 0; s && i < sizeof eog / sizeof *eog; i++)
+        if (strcmp(s, eog[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int die(const cl_err *e)
+{
+    fprintf(stderr, "greedy: %s\n", e->msg);
+    return e->code ? e->code : 70;
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = NULL, *adapter = NULL;
+    int steps = 8;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc)
+            steps = atoi(argv[++i]);
+        else if (!dir)
+            dir = argv[i];
+        else
+            adapter = argv[i];
+    }
+    if (!dir) {
+        fprintf(stderr, "usage: greedy DIR [ADAPTER_DIR] [--steps N] < prompts.jsonl\n");
+        return 2;
+    }
+    char path[4096];
+    cl_err e = {0};
+    cl_llama_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (cl_config_load(&cfg, path, &e))
+        return die(&e);
+    cl_llama *m = cl_llama_new(&cfg, CL_F32, 0, &e);
+    if (!m || cl_weights_load(m, dir, &e) || (adapter && cl_weights_load_adapter(m, adapter, &e)))
+        return die(&e);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cl_tokenizer *tok = cl_tokenizer_load(path, &e);
+    if (!tok)
+        return die(&e);
+    float *logits = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, stdin)) > 0) {
+        jv v = cl_json_parse(line, (size_t)n);
+        if (jv_get_kind(v) != JV_KIND_STRING) {
+            fprintf(stderr, "greedy: stdin: not a JSON string\n");
+            return 65;
+        }
+        cl_ids ids = {0};
+        if (cl_tokenizer_encode(tok, jv_string_value(v), (size_t)jv_string_length_bytes(jv_copy(v)), 0, &ids, &e))
+            return die(&e);
+        jv_free(v);
+        size_t prompt = ids.n;
+        for (int s = 0; s < steps; s++) {
+            int t = (int)ids.n;
+            if (cl_llama_forward(m, ids.v, NULL, NULL, 1, t, &e))
+                return die(&e);
+            logits = realloc(logits, (size_t)t * (size_t)cfg.vocab * sizeof *logits);
+            cl_llama_logits(m, logits);
+            const float *last = logits + (size_t)(t - 1) * (size_t)cfg.vocab;
+            int best = 0;
+            for (int k = 1; k < cfg.vocab; k++)
+                if (last[k] > last[best])
+                    best = k;
+            if (end_of_generation(tok, best))
+                break;
+            cl_ids_push(&ids, best);
+        }
+        printf("{\"ids\":[");
+        for (size_t i = 0; i < prompt; i++)
+            printf(i ? ",%d" : "%d", (int)ids.v[i]);
+        printf("],\"greedy\":[");
+        for (size_t i = prompt; i < ids.n; i++)
+            printf(i > prompt ? ",%d" : "%d", (int)ids.v[i]);
+        printf("]}\n");
+        cl_ids_free(&ids);
+    }
+    free(line);
+    free(logits);
+    cl_tokenizer_free(tok);
+    cl_llama_free(m);
+    return 0;
+}
