@@ -374,6 +374,7 @@ int main(int argc, char **argv)
     if (o->eval_data && o->eval_split > 0) cl_usage_error("--eval and --eval-split exclude each other");
     if (!c.lr_given) o->lr = o->full ? 1e-5 : 1e-4;
     o->seed = common.seed;
+    o->lora.seed = common.seed;
     o->quiet = common.quiet;
     char *args = o->resume ? NULL : args_json(argc, argv);
     o->args_json = args;

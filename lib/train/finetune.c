@@ -423,12 +423,10 @@ static int load_model(run *r, const char *last, cl_err *e)
     }
     if (cl_ft_model_set_format(&r->fm, o->chat, e)) return -1;
     if (!o->full) {
-        if (o->adapter && !o->resume) {
-            if (cl_ft_model_load_adapter(&r->fm, o->adapter, e)) return -1;
-        } else if (cl_ft_model_add_lora(&r->fm, &o->lora, e)) {
-            return -1;
-        }
-        if (o->resume && cl_ft_model_load_adapter(&r->fm, last, e)) return -1;
+        /* a resumed run's adapters are its checkpoint's; --adapter starts from given ones */
+        const char *from = o->resume ? last : o->adapter;
+        if (from ? cl_ft_model_load_adapter(&r->fm, from, e) : cl_ft_model_add_lora(&r->fm, &o->lora, e)) return -1;
+        r->fm.m->seed = o->lora.seed; /* dropout masks derive from (seed, forward count) */
     }
     r->ntr = cl_llama_trainable(r->fm.m, r->tr, 4096);
     return 0;

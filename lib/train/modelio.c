@@ -15,6 +15,7 @@
 #include "model/gguf.h"
 #include "model/peft.h"
 #include "model/safetensors.h"
+#include "model/weights.h"
 #include "stream.h"
 
 char *cl_ft_path(char *out, size_t size, const char *dir, const char *name)
@@ -118,34 +119,6 @@ static int load_tokenizer(cl_ft_model *fm, const char *path, cl_err *e)
     return 0;
 }
 
-static int shape_fits(const cl_tensor *t, const cl_st_tensor *s)
-{
-    if (s->ndim != t->ndim) return 0;
-    for (int i = 0; i < t->ndim; i++)
-        if (s->shape[i] != t->shape[i]) return 0;
-    return 1;
-}
-
-/* Converts a file tensor into t's storage (fp32 or bf16). */
-static int fill_tensor(cl_tensor *t, const cl_st_tensor *s, const char *where, cl_err *e)
-{
-    if (t->dtype == CL_BF16 && s->dtype == CL_ST_BF16) {
-        memcpy(t->data, s->data, (size_t)t->numel * 2);
-        return 0;
-    }
-    float *dst = t->dtype == CL_F32 ? t->data : malloc(sizeof(float) * (size_t)t->numel);
-    if (!dst) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    int rc = cl_st_to_f32(s->dtype, s->data, dst, (size_t)t->numel);
-    if (rc == 0 && t->dtype == CL_BF16) {
-        uint16_t *h = t->data;
-        for (long i = 0; i < t->numel; i++) h[i] = cl_f32_to_bf16(dst[i]);
-    }
-    if (t->dtype != CL_F32) free(dst);
-    return rc ? cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s has dtype %s, which cannot be trained", where, s->name,
-                           cl_st_dtype_name(s->dtype))
-              : 0;
-}
-
 int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e)
 {
     memset(fm, 0, sizeof *fm);
@@ -158,27 +131,7 @@ int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full,
     if (!(fm->m = cl_llama_new(&c, dtype, full, e))) return -1;
     cl_ft_path(path, sizeof path, dir, "tokenizer.json");
     if (load_tokenizer(fm, path, e)) return -1;
-    cl_st_model *st = cl_st_model_open(dir, e);
-    if (!st) return -1;
-    int n, rc = 0;
-    cl_tensor *ts = cl_llama_tensors(fm->m, &n);
-    for (int i = 0; i < n && !rc; i++) {
-        const cl_st_tensor *s = cl_st_model_find(st, ts[i].name);
-        if (!s)
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the checkpoint lacks tensor %s", dir, ts[i].name);
-        else if (!shape_fits(&ts[i], s))
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s has shape [%lld, %lld], the config implies [%d, %d]", dir,
-                            ts[i].name, (long long)s->shape[0], (long long)(s->ndim > 1 ? s->shape[1] : 1),
-                            ts[i].shape[0], ts[i].shape[1]);
-        else
-            rc = fill_tensor(&ts[i], s, dir, e);
-    }
-    for (size_t i = 0; i < cl_st_model_count(st) && !rc; i++) {
-        const char *name = cl_st_model_at(st, i)->name;
-        if (!cl_llama_find(fm->m, name) && !strstr(name, "rotary_emb.inv_freq"))
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: tensor %s is not part of a %s model", dir, name, c.model_type);
-    }
-    cl_st_model_close(st);
+    int rc = cl_weights_load(fm->m, dir, e);
     set_pad(fm);
     return rc;
 }
@@ -391,12 +344,8 @@ static int copy_if_present(const char *src_dir, const char *dir, const char *nam
 int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e)
 {
     if (mkdir(dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
-    int n;
-    cl_st_tensor *st = st_list(fm, &n);
-    if (!st) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     char p[4200];
-    int rc = cl_st_write_checkpoint(dir, st, (size_t)n, 0, e);
-    free(st);
+    int rc = cl_weights_save(fm->m, dir, 0, e);
     cl_ft_path(p, sizeof p, dir, "config.json");
     if (!rc) rc = cl_ft_write_file(p, fm->config_json, fm->config_len, e);
     cl_ft_path(p, sizeof p, dir, "tokenizer.json");
@@ -437,60 +386,26 @@ static cl_peft_lora *peft_list(cl_ft_model *fm, cl_peft_config *pc, size_t *n)
 int cl_ft_model_save_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 {
     if (mkdir(dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
-    cl_peft_config pc;
-    size_t n;
-    cl_peft_lora *l = peft_list(fm, &pc, &n);
-    if (!l) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    int rc = cl_peft_write(dir, &pc, l, n, e);
-    free(l);
-    return rc;
+    return cl_weights_save_adapter(fm->m, dir, fm->src, fm->lora.alpha, fm->lora.dropout, fm->lora.rslora, e);
 }
 
 int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 {
-    cl_peft *p = cl_peft_open(dir, e);
-    if (!p) return -1;
-    const cl_peft_config *pc = cl_peft_config_of(p);
-    cl_llama *m = fm->m;
-    int rc = 0;
-    unsigned targets = 0;
-    for (size_t i = 0; i < pc->n_targets && !rc; i++) {
-        unsigned one;
-        if (cl_lora_targets(pc->targets[i], &one, e))
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: target module %s cannot be adapted", dir, pc->targets[i]);
-        targets |= one;
+    char p[4200];
+    size_t len;
+    char *text = cl_ft_read_file(cl_ft_path(p, sizeof p, dir, "adapter_config.json"), &len, e);
+    cl_peft_config pc;
+    int rc = text ? cl_peft_config_parse(text, len, p, &pc, e) : -1;
+    free(text);
+    if (rc || cl_weights_load_adapter(fm->m, dir, e)) return -1;
+    fm->lora = (cl_lora_config){.rank = pc.r, .alpha = pc.alpha, .rslora = pc.use_rslora, .dropout = pc.dropout,
+                                .targets = 0, .init = pc.gaussian_init ? CL_LORA_INIT_GAUSSIAN : CL_LORA_INIT_KAIMING};
+    for (size_t i = 0; i < pc.n_targets; i++) {
+        unsigned bit = 0;
+        cl_lora_targets(pc.targets[i], &bit, NULL);
+        fm->lora.targets |= bit;
     }
-    if (!rc && !m->n_lora) {
-        cl_lora_config lc = {.rank = pc->r, .alpha = pc->alpha, .rslora = pc->use_rslora, .dropout = pc->dropout,
-                             .targets = targets, .init = pc->gaussian_init ? CL_LORA_INIT_GAUSSIAN : CL_LORA_INIT_KAIMING};
-        rc = cl_ft_model_add_lora(fm, &lc, e);
-    } else if (!rc && (m->lora_rank != pc->r || fabsf(m->lora_scale - (float)cl_peft_scale(pc)) > 1e-6f)) {
-        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter rank %d, scale %g differ from the run's rank %d, scale %g", dir,
-                        pc->r, cl_peft_scale(pc), m->lora_rank, (double)m->lora_scale);
-    }
-    size_t seen = 0;
-    for (size_t i = 0; i < cl_peft_count(p) && !rc; i++) {
-        const cl_peft_lora *l = cl_peft_at(p, i);
-        int proj = -1;
-        for (int k = 0; k < CL_NPROJ; k++)
-            if (!strcmp(l->module, cl_proj_name(k))) proj = k;
-        cl_linear *li = l->layer < m->cfg.layers && proj >= 0 ? &m->layers[l->layer].proj[proj] : NULL;
-        if (!li || !li->lora_a)
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter for layer %d %s does not fit the model (%d layers, targets "
-                            "as configured)", dir, l->layer, l->module, m->cfg.layers);
-        else if (l->in != li->in || l->out != li->out)
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter shape mismatch at layer %d %s: [%lld -> %lld], the model has "
-                            "[%d -> %d]", dir, l->layer, l->module, (long long)l->in, (long long)l->out, li->in, li->out);
-        else if (cl_st_to_f32(l->dtype, l->A, li->lora_a->data, (size_t)li->lora_a->numel) ||
-                 cl_st_to_f32(l->dtype, l->B, li->lora_b->data, (size_t)li->lora_b->numel))
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: adapter dtype %s is not F32/F16/BF16", dir, cl_st_dtype_name(l->dtype));
-        seen++;
-    }
-    if (!rc && (int)seen * 2 != m->n_lora)
-        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the adapter has %zu adapted projections, the model expects %d", dir, seen,
-                        m->n_lora / 2);
-    cl_peft_close(p);
-    return rc;
+    return 0;
 }
 
 /* ---- GGUF ------------------------------------------------------------------------------- */

@@ -58,8 +58,8 @@ int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e);
 /* Writes the adapters as a PEFT directory (base_model_name_or_path = the source). */
 int cl_ft_model_save_adapter(cl_ft_model *fm, const char *dir, cl_err *e);
 
-/* Reads a PEFT adapter into the model: adds adapters of its rank, alpha and targets when the
- * model has none, else checks they match; every matrix's shape must fit the model. */
+/* Reads a PEFT adapter into a model without adapters (its rank, alpha, dropout and targets);
+ * every matrix's shape must fit the model. */
 int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e);
 
 /* GGUF for llama.cpp: the model (its current weights; merge first for a merged export), and

@@ -14,7 +14,7 @@ test_expect 'an unknown architecture is refused naming model_type (exit 78)' '
 test_expect 'a checkpoint lacking a tensor is refused naming it (exit 65)' '
     mkdir m && cp "$M"/* m/ && jq ".num_hidden_layers = 3" "$M/config.json" >m/config.json &&
     { cl-finetune --model m --sft "$S/sft.jsonl" --run r 2>err; test $? = 65; } &&
-    grep -q "lacks tensor model.layers.2" err
+    grep -q "model.layers.2.input_layernorm.weight: missing from the checkpoint" err
 '
 test_expect 'a line that is not JSON is refused with file:line (exit 65)' '
     { head -2 "$S/sft.jsonl"; echo "{oops"; } >bad.jsonl &&

@@ -3,9 +3,6 @@
  *   ft generate DIR ADAPTER|- MAXNEW   prompts on stdin (JSON: a string = one user message, or an
  *                                      array of messages); prints each greedy reply (specials
  *                                      left out) as a JSON string, one per line
- *   ft greedy DIR ADAPTER|- N           prompt texts on stdin (JSON strings, specials parsed, none
- *                                      added) -> {"ids": [...], "greedy": [...up to N ids...]},
- *                                      the shape tests/npm/llama-oracle.mjs prints
  *   ft logits DIR ADAPTER|- TEXT        the logits of every position of TEXT (no specials added),
  *                                      one "%.9g" value per line
  * Exit: 0, 2 usage, else the library's error code. */
@@ -77,45 +74,6 @@ static int cmd_generate(const char *dir, const char *adapter, int max_new)
     return rc ? fail(&e) : 0;
 }
 
-static void put_ids(const char *key, const int32_t *v, size_t n)
-{
-    printf("\"%s\":[", key);
-    for (size_t i = 0; i < n; i++) printf("%s%d", i ? "," : "", (int)v[i]);
-    printf("]");
-}
-
-static int cmd_greedy(const char *dir, const char *adapter, int steps)
-{
-    cl_err e = {0};
-    cl_ft_model fm;
-    if (open_model(&fm, dir, adapter, &e)) return fail(&e);
-    char line[65536];
-    int rc = 0;
-    while (!rc && fgets(line, sizeof line, stdin)) {
-        jv v = cl_json_parse(line, strlen(line));
-        cl_ids ids = {0}, out = {0};
-        rc = jv_get_kind(v) == JV_KIND_STRING
-                 ? cl_tokenizer_encode(fm.tok, jv_string_value(v), (size_t)jv_string_length_bytes(jv_copy(v)), 0, &ids, &e)
-                 : cl_err_set(&e, CL_EXIT_DATAERR, "prompts are JSON strings");
-        int *x = rc ? NULL : malloc(sizeof(int) * (ids.n ? ids.n : 1));
-        for (size_t i = 0; x && i < ids.n; i++) x[i] = ids.v[i];
-        if (!rc) rc = cl_ft_generate_greedy(&fm, x, (int)ids.n, steps, &out, &e);
-        if (!rc) {
-            printf("{");
-            put_ids("ids", ids.v, ids.n);
-            printf(",");
-            put_ids("greedy", out.v, out.n);
-            printf("}\n");
-        }
-        free(x);
-        cl_ids_free(&ids);
-        cl_ids_free(&out);
-        jv_free(v);
-    }
-    cl_ft_model_free(&fm);
-    return rc ? fail(&e) : 0;
-}
-
 static int cmd_logits(const char *dir, const char *adapter, const char *text)
 {
     cl_err e = {0};
@@ -142,8 +100,7 @@ static int cmd_logits(const char *dir, const char *adapter, const char *text)
 int main(int argc, char **argv)
 {
     if (argc == 5 && !strcmp(argv[1], "generate")) return cmd_generate(argv[2], argv[3], atoi(argv[4]));
-    if (argc == 5 && !strcmp(argv[1], "greedy")) return cmd_greedy(argv[2], argv[3], atoi(argv[4]));
     if (argc == 5 && !strcmp(argv[1], "logits")) return cmd_logits(argv[2], argv[3], argv[4]);
-    fprintf(stderr, "usage: ft generate|greedy DIR ADAPTER|- N < prompts | ft logits DIR ADAPTER|- TEXT\n");
+    fprintf(stderr, "usage: ft generate DIR ADAPTER|- N < prompts | ft logits DIR ADAPTER|- TEXT\n");
     return 2;
 }
