@@ -376,6 +376,7 @@ int main(int argc, char **argv)
     o->seed = common.seed;
     o->lora.seed = common.seed;
     o->quiet = common.quiet;
+    o->stats = common.stats;
     char *args = o->resume ? NULL : args_json(argc, argv);
     o->args_json = args;
     cl_err e = {0};

@@ -158,7 +158,12 @@ typedef struct state_hdr {           /* trainer_state.bin, little-endian as writ
     double best_eval;
 } state_hdr;
 
+typedef struct run_totals {
+    double last_loss;
+} run_totals;
+
 typedef struct run {
+    run_totals tot;
     const cl_ft_opts *o;
     cl_ft_model fm;
     cl_ft_data train, eval, anchor;
@@ -820,6 +825,27 @@ static int setup(run *r, cl_err *e)
     return 0;
 }
 
+static int write_stats(run *r, cl_err *e)
+{
+    jv st = jv_object();
+    const char *keys[] = {"rows", "examples", "eval_examples", "truncated", "no_loss_rows", "steps", "steps_run",
+                          "tokens", "seconds", "last_loss", "trainable"};
+    double vals[] = {(double)r->train.rows, r->train.n, r->eval.n, (double)r->train.truncated,
+                     (double)r->train.no_loss, (double)r->step, (double)(r->step - r->start_step), (double)r->tokens,
+                     r->t0 > 0 ? cl_now() - r->t0 : 0, r->tot.last_loss, r->fm.m ? (double)r->fm.m->n_train : 0};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) st = cl_json_set_num(st, keys[i], vals[i]);
+    if (r->best_step > 0) {
+        st = cl_json_set_num(st, "best_step", (double)r->best_step);
+        st = cl_json_set_num(st, "best_eval_loss", r->best_eval);
+    }
+    size_t len;
+    char *s = cl_json_dump(&st, &len);
+    jv_free(st);
+    int rc = s ? cl_ft_write_file(r->o->stats, s, len, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(s);
+    return rc;
+}
+
 int cl_ft_run(const cl_ft_opts *o, cl_err *e)
 {
     run *r = calloc(1, sizeof *r);
@@ -841,6 +867,7 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
             if (rc) break;
             r->step++;
             r->tokens += st.tokens;
+            r->tot.last_loss = st.loss;
             rc = log_step(r, &st, lr, e);
             if (!rc) rc = maybe_eval(r, r->step == r->total, &best, e);
             if (!rc && (best || r->step == r->total || (o->save_every > 0 && r->step % o->save_every == 0)))
@@ -849,6 +876,7 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
         if (!rc && r->step == r->total && r->start_step == r->total) progress(r, "the run was already complete");
     }
     if (!rc && o->data) rc = finish(r, e);
+    if (!rc && o->stats) rc = write_stats(r, e);
     cl_ft_model_free(&r->fm);
     cl_ft_data_free(&r->train);
     cl_ft_data_free(&r->eval);

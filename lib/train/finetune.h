@@ -49,6 +49,7 @@ typedef struct cl_ft_opts {
     uint64_t seed;
     int quiet;
     cl_writer *metrics_out;          /* optional copy of the metrics records (-o) */
+    const char *stats;               /* --stats FILE: rows, steps, tokens, seconds, last loss */
     const char *args_json;           /* written to RUN/args.json by a new run (the command line) */
 } cl_ft_opts;
 

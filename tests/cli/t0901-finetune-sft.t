@@ -48,4 +48,10 @@ test_expect 'progress on stderr names step, loss, tokens/s and ETA; -o copies th
     grep -Eq "step 6/6 epoch 3.00 loss [0-9.]+ lr .* tok/s eta" err &&
     zstd -dc m.jsonl.zst >m && cmp m r/metrics.jsonl && test "$(wc -l <m)" = 6
 '
+test_expect '--stats writes the run totals as JSON' '
+    cl-finetune --model "$S/base/init" --full --sft "$S/sft.jsonl" --run r --epochs 2 --batch 4 --eval-split 0.25 \
+        --eval-every 1 -q --stats st.json &&
+    jq -e ".rows == 8 and .examples == 6 and .eval_examples == 2 and .steps == 4 and .steps_run == 4 and
+           .tokens > 0 and .last_loss > 0 and .best_step >= 1 and .trainable > 30000" st.json
+'
 test_done
