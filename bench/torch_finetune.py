@@ -9,7 +9,7 @@ Like cl-finetune, the vocabulary projection runs only at loss positions (TRL's l
 Usage: torch_finetune.py sft|dpo ROWS T LOSS_FROM STEPS THREADS
   ROWS sequences of T tokens (dpo: ROWS/2 pairs, chosen and rejected alternate); tokens at
   positions >= LOSS_FROM are predicted.
-Prints: mode torch rows T median-seconds-per-step tokens-per-second final-loss"""
+Prints: mode torch rows T median-seconds-per-step tokens-per-second median-cpu-seconds-per-step final-loss"""
 import os
 import sys
 import time
@@ -59,10 +59,10 @@ if mode == "dpo":
         m.lora_on = False
         ref_lp = seq_logps()[1]
         m.lora_on = True
-times = []
+times, cpu = [], []
 loss = None
 for step in range(steps + 1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     opt.zero_grad()
     lp, per = seq_logps()
     if mode == "sft":
@@ -74,5 +74,7 @@ for step in range(steps + 1):
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     times.append(time.perf_counter() - t0)
+    cpu.append(time.process_time() - c0)
 med = sorted(times[1:])[len(times[1:]) // 2]
-print(f"{mode} torch {R} {T} {med:.3f} {R * T / med:.1f} {loss.item():.4f}")
+cmed = sorted(cpu[1:])[len(cpu[1:]) // 2]
+print(f"{mode} torch {R} {T} {med:.3f} {R * T / med:.1f} {cmed:.3f} {loss.item():.4f}")

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -177,7 +178,7 @@ typedef struct run {
     long best_step;
     FILE *metrics;
     uint64_t opts_hash;
-    double t0;
+    double t0, cpu0;
     long tokens, start_step;
     char path[4200];
 } run;
@@ -656,6 +657,14 @@ static int evaluate(run *r, eval_stats *ev, cl_err *e)
     return 0;
 }
 
+/* CPU seconds of the whole process (every thread): a load-independent cost for benchmarks. */
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static void fmt_eta(double s, char *b, size_t n)
 {
     if (s < 60)
@@ -688,6 +697,7 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
     if (r->anchor.n) rec = cl_json_set_num(rec, "anchor_loss", st->anchor);
     rec = cl_json_set_num(rec, "tokens_per_s", tps);
     rec = cl_json_set_num(rec, "elapsed_s", el);
+    rec = cl_json_set_num(rec, "cpu_s", cpu_seconds() - r->cpu0);
     if (emit(r, rec, e)) return -1;
     if (r->o->log_every > 0 && (r->step % r->o->log_every == 0 || r->step == r->total || done == 1)) {
         char eb[32], extra[160] = "";
@@ -857,6 +867,7 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
                  "%ld trainable values", o->kind == CL_FT_SFT ? "SFT" : "DPO", o->full ? "full" : "LoRA",
                  r->fm.src, r->train.n, r->plan.nbatches, o->batch, o->grad_accum, r->total, r->spe, r->fm.m->n_train);
         r->t0 = cl_now();
+        r->cpu0 = cpu_seconds();
         r->start_step = r->step;
         double lr0 = o->lr;
         while (!rc && r->step < r->total) {

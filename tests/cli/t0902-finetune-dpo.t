@@ -6,7 +6,7 @@
 . "$(dirname "$0")/finetune-lib.sh"
 S="$_top/shared"
 ft_base "$S" 2>"$_top/base.err" || { cat "$_top/base.err"; echo "Bail out! cannot train the base model"; exit 1; }
-dpo() { cl-finetune --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 30 \
+dpo() { cl-finetune --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 6 \
             --batch 4 --seed 2 -q "$@"; }
 
 for loss in sigmoid hinge ipo robust; do
@@ -27,7 +27,7 @@ test_expect 'reference log-probs are cached beside the run, tied to the data' '
     test "$(wc -c <r/ref-logps.bin)" = $((8 + 32 + 8 * 2 * 8))
 '
 test_expect 'the anchor set keeps the replies fluent where plain DPO breaks them' '
-    dpo --run plain && dpo --run anch --anchor "$S/sft.jsonl" --anchor-weight 3 &&
+    dpo --run plain --epochs 10 && dpo --run anch --epochs 10 --anchor "$S/sft.jsonl" --anchor-weight 3 &&
     jq -s -e ".[-1][\"rewards/accuracies\"] == 1 and .[-1].anchor_loss < 0.1" anch/metrics.jsonl &&
     jq -c ".messages[0].content" "$S/sft.jsonl" >p &&
     "$FT" generate "$S/base/final" anch/final 24 <p >a && jq -c ".messages[1].content" "$S/sft.jsonl" >want &&
@@ -45,8 +45,8 @@ test_expect 'string prompts and replies (published DPO rows) train like message 
     dpo --run b --max-steps 3 && cmp a/final/adapter_model.safetensors b/final/adapter_model.safetensors
 '
 test_expect 'an eval split reports held-out DPO accuracy and keeps the best checkpoint' '
-    dpo --run r --eval-split 0.25 --eval-every 10 &&
-    jq -s -e "[.[] | select(.eval_loss)] | length == 6 and .[-1][\"eval_rewards/accuracies\"] == 1" r/metrics.jsonl &&
+    dpo --run r --eval-split 0.25 --eval-every 4 &&
+    jq -s -e "[.[] | select(.eval_loss)] | length == 3 and .[-1][\"eval_rewards/accuracies\"] == 1" r/metrics.jsonl &&
     test -L r/best && test -f r/best/adapter_model.safetensors
 '
 test_expect 'the collabllm-dpo preset: beta 0.1, sigmoid, lr 5e-6, 8 epochs, LoRA r 32 alpha 16' '

@@ -7,7 +7,7 @@
 S="$_top/shared"
 NPM="$TESTS_DIR/npm"
 ft_base "$S" 2>"$_top/base.err" &&
-cl-finetune --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 20 --batch 4 \
+cl-finetune --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 10 --batch 4 \
     --anchor "$S/sft.jsonl" --anchor-weight 3 --merge --gguf --run "$S/dpo" -q 2>>"$_top/base.err" ||
     { cat "$_top/base.err"; echo "Bail out! cannot train the models"; exit 1; }
 TEXT='<|begin_of_text|><|start_header_id|>user<|end_header_id|>
@@ -38,7 +38,7 @@ test_expect 'an adapter from another model shape is refused naming the projectio
     grep -q "in the file, the model needs" err
 '
 test_expect '--bf16 keeps the base in bf16 and still learns the preference' '
-    cl-finetune --model "$S/base/final" --bf16 --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 20 --batch 4 \
+    cl-finetune --model "$S/base/final" --bf16 --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 6 --batch 4 \
         -q --run r && jq -s -e ".[-1][\"rewards/accuracies\"] == 1" r/metrics.jsonl
 '
 test_expect 'GGUF exports are written: adapter.gguf and the merged model.gguf' '

@@ -29,7 +29,10 @@ static int cmd_generate(const char *dir, const char *adapter, int max_new)
 {
     cl_err e = {0};
     cl_ft_model fm;
-    if (open_model(&fm, dir, adapter, &e)) return fail(&e);
+    if (open_model(&fm, dir, adapter, &e)) {
+        cl_ft_model_free(&fm);
+        return fail(&e);
+    }
     char line[65536];
     int rc = 0;
     while (!rc && fgets(line, sizeof line, stdin)) {
@@ -78,7 +81,10 @@ static int cmd_logits(const char *dir, const char *adapter, const char *text)
 {
     cl_err e = {0};
     cl_ft_model fm;
-    if (open_model(&fm, dir, adapter, &e)) return fail(&e);
+    if (open_model(&fm, dir, adapter, &e)) {
+        cl_ft_model_free(&fm);
+        return fail(&e);
+    }
     cl_ids ids = {0};
     int rc = cl_tokenizer_encode(fm.tok, text, strlen(text), 0, &ids, &e);
     int *x = rc ? NULL : malloc(sizeof(int) * (ids.n ? ids.n : 1));
