@@ -27,6 +27,19 @@ cfg = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 768, "intermed
 lora = {"rank": 32, "alpha": 16.0, "rslora": False, "targets": ref.PROJ if mode == "dpo" else []}
 gen = torch.Generator().manual_seed(1)
 m = ref.Model(cfg, 1, lora, init=lambda name, shape, seed: (torch.randn(shape, generator=gen) * 0.02).requires_grad_(True))
+
+
+def rope32(x, pos):
+    # the reference rotates in float64 (its inv_freq and angles are float64), which would turn
+    # every attention product after it into float64: keep the peer in float32 like cl
+    ang = pos[..., None].to(x.dtype) * m.inv_freq.to(x.dtype)
+    cos, sin = ang.cos()[:, :, None, :], ang.sin()[:, :, None, :]
+    h = x.shape[-1] // 2
+    x1, x2 = x[..., :h], x[..., h:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
+
+
+m.rope = rope32
 if mode == "dpo":
     for p in m.p.values():
         p.requires_grad_(False)
@@ -49,6 +62,7 @@ head = m.p.get("lm_head.weight", m.p["model.embed_tokens.weight"])
 
 def seq_logps():
     h = m.hidden(ids, pos, seg)[mask]         # only the rows that carry a loss
+    assert h.dtype == torch.float32
     lp = (h @ head.T).log_softmax(-1).gather(-1, targets[mask][:, None])[:, 0]
     per = torch.zeros(R, dtype=lp.dtype).index_add(0, mask.nonzero()[:, 0], lp)
     return lp, per
