@@ -29,7 +29,7 @@ CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -MMD -MP
 JQ_LIBS   := $(shell $(PKG_CONFIG) --libs libjq 2>/dev/null || echo -ljq)
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl libzstd libpcre2-8 libutf8proc 2>/dev/null)
 DEP_LIBS  := $(shell $(PKG_CONFIG) --libs libcurl libzstd libpcre2-8 libutf8proc 2>/dev/null || echo -lcurl -lzstd -lpcre2-8 -lutf8proc) $(JQ_LIBS)
-LDLIBS    += $(DEP_LIBS) -lm -lpthread
+LDLIBS    += $(DEP_LIBS) -lseccomp -lm -lpthread
 
 ifeq ($(WERROR),1)
 CL_CFLAGS += -Werror

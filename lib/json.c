@@ -276,10 +276,220 @@ bad:
 
 /* ---- values -------------------------------------------------------------------------- */
 
+/* A value builder for text that cl_json_validate accepted, about three times faster than
+ * libjq's parser, which tokenises byte by byte and grows every string as it goes.  It builds
+ * exactly what libjq builds (insertion-ordered objects, the last duplicate key's value,
+ * correctly rounded doubles) and declines (returns 0) where it would have to imitate libjq's
+ * peculiarities: \u escapes of UTF-16 surrogates, over-long numbers, anything malformed.
+ * cl_json_parse then asks libjq. */
+typedef struct fast_parse {
+    const unsigned char *p, *end;
+    char *tmp;           /* decoded string with escapes */
+    size_t cap;
+} fast_parse;
+
+static void fp_ws(fast_parse *f)
+{
+    while (f->p < f->end && is_ws(*f->p))
+        f->p++;
+}
+
+static int fp_hex4(const unsigned char *q, unsigned *cp)
+{
+    *cp = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = q[i];
+        unsigned d = c >= '0' && c <= '9' ? c - '0' : (c | 32) >= 'a' && (c | 32) <= 'f' ? (c | 32) - 'a' + 10 : 16;
+        if (d > 15)
+            return -1;
+        *cp = *cp * 16 + d;
+    }
+    return 0;
+}
+
+static int fp_string(fast_parse *f, jv *out)
+{
+    const unsigned char *s = ++f->p, *q = s, *end = f->end;
+    while (q < end && *q != '"' && *q != '\\')
+        q++;
+    if (q >= end)
+        return 0;
+    if (*q == '"') {
+        *out = jv_string_sized((const char *)s, (int)(q - s));
+        f->p = q + 1;
+        return 1;
+    }
+    size_t n = 0;
+    for (;;) {
+        size_t run = (size_t)(q - s);
+        if (n + run + 4 > f->cap) {
+            size_t cap = (n + run + 4) * 2;
+            char *t = realloc(f->tmp, cap);
+            if (!t)
+                return 0;
+            f->tmp = t;
+            f->cap = cap;
+        }
+        memcpy(f->tmp + n, s, run);
+        n += run;
+        if (*q == '"')
+            break;
+        if (q + 1 >= end)
+            return 0;
+        unsigned char c = q[1];
+        q += 2;
+        switch (c) {
+        case '"': case '\\': case '/': f->tmp[n++] = (char)c; break;
+        case 'b': f->tmp[n++] = '\b'; break;
+        case 'f': f->tmp[n++] = '\f'; break;
+        case 'n': f->tmp[n++] = '\n'; break;
+        case 'r': f->tmp[n++] = '\r'; break;
+        case 't': f->tmp[n++] = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (end - q < 4 || fp_hex4(q, &cp) < 0 || (cp >= 0xD800 && cp <= 0xDFFF))
+                return 0;
+            q += 4;
+            if (cp < 0x80)
+                f->tmp[n++] = (char)cp;
+            else if (cp < 0x800) {
+                f->tmp[n++] = (char)(0xC0 | cp >> 6);
+                f->tmp[n++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                f->tmp[n++] = (char)(0xE0 | cp >> 12);
+                f->tmp[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                f->tmp[n++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+            return 0;
+        }
+        s = q;
+        while (q < end && *q != '"' && *q != '\\')
+            q++;
+        if (q >= end)
+            return 0;
+    }
+    *out = jv_string_sized(f->tmp, (int)n);
+    f->p = q + 1;
+    return 1;
+}
+
+static int fp_value(fast_parse *f, jv *out, int depth);
+
+static int fp_number(fast_parse *f, jv *out)
+{
+    char num[64];
+    size_t n = 0;
+    while (f->p + n < f->end && strchr("0123456789+-.eE", f->p[n]) && f->p[n])
+        n++;
+    if (n == 0 || n >= sizeof num)
+        return 0;
+    memcpy(num, f->p, n);
+    num[n] = 0;
+    char *e;
+    double d = strtod(num, &e); /* cl never calls setlocale: the decimal point is '.' */
+    if ((size_t)(e - num) != n)
+        return 0;
+    f->p += n;
+    *out = jv_number(d);
+    return 1;
+}
+
+static int fp_container(fast_parse *f, jv *out, int depth, int is_object)
+{
+    jv v = is_object ? jv_object() : jv_array();
+    unsigned char close = is_object ? '}' : ']';
+    f->p++;
+    fp_ws(f);
+    if (f->p < f->end && *f->p == close) {
+        f->p++;
+        *out = v;
+        return 1;
+    }
+    for (;;) {
+        jv key = jv_invalid(), item;
+        if (is_object) {
+            if (f->p >= f->end || *f->p != '"' || !fp_string(f, &key))
+                break;
+            fp_ws(f);
+            if (f->p >= f->end || *f->p != ':') {
+                jv_free(key);
+                break;
+            }
+            f->p++;
+            fp_ws(f);
+        }
+        if (!fp_value(f, &item, depth + 1)) {
+            jv_free(key);
+            break;
+        }
+        v = is_object ? jv_object_set(v, key, item) : jv_array_append(v, item);
+        fp_ws(f);
+        if (f->p < f->end && *f->p == ',') {
+            f->p++;
+            fp_ws(f);
+            continue;
+        }
+        if (f->p < f->end && *f->p == close) {
+            f->p++;
+            *out = v;
+            return 1;
+        }
+        break;
+    }
+    jv_free(v);
+    return 0;
+}
+
+static int fp_value(fast_parse *f, jv *out, int depth)
+{
+    if (f->p >= f->end || depth > CL_JSON_MAX_DEPTH)
+        return 0;
+    size_t left = (size_t)(f->end - f->p);
+    switch (*f->p) {
+    case '{': return fp_container(f, out, depth, 1);
+    case '[': return fp_container(f, out, depth, 0);
+    case '"': return fp_string(f, out);
+    case 't':
+        if (left < 4 || memcmp(f->p, "true", 4)) return 0;
+        f->p += 4;
+        *out = jv_true();
+        return 1;
+    case 'f':
+        if (left < 5 || memcmp(f->p, "false", 5)) return 0;
+        f->p += 5;
+        *out = jv_false();
+        return 1;
+    case 'n':
+        if (left < 4 || memcmp(f->p, "null", 4)) return 0;
+        f->p += 4;
+        *out = jv_null();
+        return 1;
+    default:
+        return fp_number(f, out);
+    }
+}
+
 jv cl_json_parse(const char *buf, size_t len)
 {
     if (len > 0x7fffffff)
         return jv_invalid_with_msg(jv_string("record larger than 2 GiB"));
+    fast_parse f = {(const unsigned char *)buf, (const unsigned char *)buf + len, NULL, 0};
+    jv fast;
+    fp_ws(&f);
+    int ok = fp_value(&f, &fast, 0);
+    if (ok) {
+        fp_ws(&f);
+        if (f.p != f.end) {
+            jv_free(fast);
+            ok = 0;
+        }
+    }
+    free(f.tmp);
+    if (ok)
+        return fast;
     jv v = jv_parse_sized(buf, (int)len);
     if (!jv_is_valid(v) && jv_invalid_has_msg(jv_copy(v))) {
         /* libjq embeds the whole input in its message: keep only the first line of it. */

@@ -1,39 +1,286 @@
 /* cl-reward — local metrics (BLEU, pass rate, answer equivalence, tokens), R* and MR.
- * Today it is a record filter (--where/--map/--shard); the metrics say they are not built yet. */
-#include "cli.h"
-#include "records.h"
+ * Reads records in batches, lets lib/score do the work in parallel, writes them in input order.
+ * Without a metric or a reward it is a record filter (--where/--map/--shard). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-enum { OPT_METRIC = 256 };
+#include "cli.h"
+#include "json.h"
+#include "records.h"
+#include "score.h"
+
+enum {
+    OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
+    OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_NPROC,
+    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS
+};
+
+typedef struct opts {
+    score_cfg sc;
+    sandbox_cfg sb;
+    long batch;
+    const char *tiktoken_file;
+    int set_tokens, set_scope, set_roles;
+} opts;
 
 static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 {
-    (void)ctx;
-    (void)opt;
-    (void)arg;
-    return cl_err_set(e, CL_EXIT_USAGE, "--metric is not built yet");
+    opts *o = ctx;
+    long v;
+    switch (opt) {
+    case OPT_METRIC: return score_parse_metrics(arg, &o->sc.metrics, e);
+    case OPT_REWARD:
+        if (o->sc.reward.mode != REWARD_NONE)
+            return cl_err_set(e, CL_EXIT_USAGE, "give one of --reward and --weights");
+        return reward_parse_mode(arg, &o->sc.reward, e);
+    case OPT_WEIGHTS:
+        if (o->sc.reward.mode != REWARD_NONE)
+            return cl_err_set(e, CL_EXIT_USAGE, "give one of --reward and --weights");
+        return reward_parse_weights(arg, &o->sc.reward, e);
+    case OPT_TASK_METRIC: o->sc.reward.task_metric = arg; return 0;
+    case OPT_LAMBDA: return cl_parse_double(arg, 0, 1e9, "--lambda", &o->sc.reward.lambda, e);
+    case OPT_TOKENS:
+        o->set_tokens = 1;
+        return tokens_parse_method(arg, &o->sc.tokens, &o->tiktoken_file, e);
+    case OPT_SCOPE: o->set_scope = 1; return score_parse_scope(arg, &o->sc.scope, e);
+    case OPT_ROLES: o->set_roles = 1; return score_parse_roles(arg, &o->sc.roles, e);
+    case 'j':
+        if (cl_parse_long(arg, 1, 256, "--jobs", &v, e) != 0)
+            return -1;
+        o->sc.jobs = (int)v;
+        return 0;
+    case OPT_BATCH: return cl_parse_long(arg, 1, 1 << 20, "--batch", &o->batch, e);
+    case OPT_TIMEOUT: return cl_parse_double(arg, 0.1, 86400, "--timeout", &o->sb.wall_s, e);
+    case OPT_CPU: return cl_parse_double(arg, 0, 86400, "--cpu", &o->sb.cpu_s, e);
+    case OPT_MEM: return cl_parse_long(arg, 0, 1 << 24, "--mem", &o->sb.mem_mb, e);
+    case OPT_FSIZE: return cl_parse_long(arg, 0, 1 << 24, "--fsize", &o->sb.fsize_mb, e);
+    case OPT_NPROC: return cl_parse_long(arg, 0, 1 << 20, "--nproc", &o->sb.nproc, e);
+    case OPT_PYTHON: o->sb.python = arg; return 0;
+    case OPT_NO_SECCOMP: o->sb.seccomp = 0; return 0;
+    case OPT_NO_NS: o->sb.namespaces = 0; return 0;
+    default: return cl_err_set(e, CL_EXIT_SOFTWARE, "unhandled option");
+    }
+}
+
+/* A reward mode brings its own token count (collabllm.md §1.4) unless flags say otherwise. */
+static void apply_mode_defaults(opts *o)
+{
+    reward_mode m = o->sc.reward.mode;
+    if (m == REWARD_PAPER || m == REWARD_V2 || m == REWARD_VERL)
+        o->sc.metrics |= SCORE_TOKENS;
+    if (m == REWARD_V2) {
+        if (!o->set_scope)
+            o->sc.scope = SCOPE_SESSION;
+        if (!o->set_roles)
+            o->sc.roles = ROLES_ASSISTANT;
+    }
+    if (m == REWARD_VERL && !o->set_tokens)
+        o->sc.tokens = TOKENS_WORDS;
+}
+
+/* A record waiting for its batch, kept as JSON text: libjq parses and prints about as slowly as
+ * BLEU scores, so both happen in the batch's threads (each record's values stay in one thread
+ * at a time; no jv is shared between records). */
+typedef struct pending {
+    char *text;
+    size_t len;
+    cl_rec where; /* only src and lineno are used, for the failure report */
+} pending;
+
+static void drop(pending *p, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(p[i].text);
+        free((char *)p[i].where.src);
+    }
+}
+
+static int flush(cl_io *io, opts *o, pending *p, jv *vals, char **errs, int n, score_stats *st,
+                 cl_err *e)
+{
+    int jobs = o->sc.jobs;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
+    for (int i = 0; i < n; i++) {
+        vals[i] = cl_json_parse(p[i].text, p[i].len);
+        free(p[i].text);
+        p[i].text = NULL;
+    }
+    int rc = score_batch(&o->sc, vals, errs, n, st, e);
+    /* Scored records are printed in parallel too, then written in input order. */
+#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && !errs[i]) {
+            p[i].text = cl_json_dump(&vals[i], &p[i].len);
+            jv_free(vals[i]);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 && errs[i]) {
+            if (cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
+                rc = -1;
+        } else if (rc == 0) {
+            /* The printed record goes out as a record's own bytes would. */
+            cl_rec out = {.raw = p[i].text, .rawlen = p[i].len};
+            if (!p[i].text)
+                rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            else if (cl_io_put_rec(io, &out, e) != 0)
+                rc = -1;
+        } else if (!p[i].text) {
+            jv_free(vals[i]);
+        }
+        free(errs[i]);
+    }
+    drop(p, n);
+    return rc == 0 ? cl_io_sync(io, e) : -1;
+}
+
+static int run(cl_io *io, opts *o, cl_err *e)
+{
+    int cap = (int)o->batch, n = 0, rc = 0;
+    pending *p = calloc((size_t)cap, sizeof *p);
+    jv *vals = calloc((size_t)cap, sizeof *vals);
+    char **errs = calloc((size_t)cap, sizeof *errs);
+    score_stats st = {0};
+    if (!p || !vals || !errs)
+        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    cl_rec rec;
+    int got;
+    while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
+        /* The line as read, or the record --map made. */
+        if (rec.raw) {
+            p[n].text = malloc(rec.rawlen + 1);
+            if (p[n].text)
+                memcpy(p[n].text, rec.raw, rec.rawlen);
+            p[n].len = rec.rawlen;
+        } else {
+            p[n].text = cl_json_dump(cl_rec_value(&rec), &p[n].len);
+        }
+        p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
+        if (!p[n].text || !p[n].where.src) {
+            drop(p, n + 1);
+            n = 0;
+            rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            break;
+        }
+        if (++n == cap) {
+            rc = flush(io, o, p, vals, errs, n, &st, e);
+            n = 0;
+        }
+    }
+    if (rc == 0 && got < 0)
+        rc = -1;
+    if (n > 0) {
+        if (rc == 0)
+            rc = flush(io, o, p, vals, errs, n, &st, e);
+        else
+            drop(p, n);
+    }
+    cl_io_stat(io, "scored", jv_number((double)st.units));
+    if (o->sc.metrics & SCORE_PASS_RATE) {
+        jv sb = jv_object();
+        for (int s = 0; s < 4; s++)
+            sb = cl_json_set_num(sb, sandbox_status_name((sandbox_status)s), (double)st.sandbox[s]);
+        sb = cl_json_set_num(sb, "wall_s", st.sandbox_wall);
+        sb = cl_json_set_str(sb, "protections", sandbox_protections(o->sc.sb));
+        cl_io_stat(io, "sandbox", sb);
+    }
+    free(p);
+    free(vals);
+    free(errs);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
+    static const struct option lopts[] = {
         {"metric", required_argument, 0, OPT_METRIC},
+        {"reward", required_argument, 0, OPT_REWARD},
+        {"weights", required_argument, 0, OPT_WEIGHTS},
+        {"task-metric", required_argument, 0, OPT_TASK_METRIC},
+        {"lambda", required_argument, 0, OPT_LAMBDA},
+        {"tokens", required_argument, 0, OPT_TOKENS},
+        {"token-scope", required_argument, 0, OPT_SCOPE},
+        {"token-roles", required_argument, 0, OPT_ROLES},
+        {"jobs", required_argument, 0, 'j'},
+        {"batch", required_argument, 0, OPT_BATCH},
+        {"timeout", required_argument, 0, OPT_TIMEOUT},
+        {"cpu", required_argument, 0, OPT_CPU},
+        {"mem", required_argument, 0, OPT_MEM},
+        {"fsize", required_argument, 0, OPT_FSIZE},
+        {"nproc", required_argument, 0, OPT_NPROC},
+        {"python", required_argument, 0, OPT_PYTHON},
+        {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
+        {"no-namespaces", no_argument, 0, OPT_NO_NS},
         {0, 0, 0, 0},
     };
+    opts o = {.sb = sandbox_defaults(), .batch = 256};
+    o.sc.reward.lambda = -1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o.sc.jobs = cores > 0 ? (int)cores : 1;
     const cl_cli cli = {
         .prog = "cl-reward",
         .synopsis = "[options] [FILE...]",
-        .summary = "Compute local metrics, R* and the multiturn-aware reward (MR).\n"
-                   "Without a metric, copies records through the record options.",
-        .options_help = "      --metric NAME   a local metric (not built yet)\n",
-        .opts = opts,
+        .summary = "Compute local metrics, R* and the multiturn-aware reward (MR) of branch\n"
+                   "records (each future of each candidate) or whole conversations.\n"
+                   "Without a metric or a reward, copies records through the record options.",
+        .options_help =
+            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list)\n"
+            "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
+            "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
+            "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
+            "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
+            "      --tokens M      usage (recorded completion_tokens) | words | tiktoken:FILE\n"
+            "                      (a .tiktoken rank file, e.g. cl100k_base; default usage)\n"
+            "      --token-scope S forward | session (default forward; v2: session)\n"
+            "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
+            "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
+            "      --batch N       records scored together (default 256)\n"
+            "      --timeout S     sandbox wall-clock limit per test (default 60)\n"
+            "      --cpu S         sandbox CPU limit (default 30)\n"
+            "      --mem MB        sandbox address-space limit (default 4096)\n"
+            "      --fsize MB      sandbox file-size limit and private /tmp size (default 64)\n"
+            "      --nproc N       sandbox process limit (default 64)\n"
+            "      --python PATH   interpreter for pass_rate (default python3 in /usr/bin...)\n"
+            "      --no-seccomp    do not install the seccomp filter\n"
+            "      --no-namespaces do not use namespaces\n",
+        .opts = lopts,
+        .shortopts = "j:",
         .on_opt = on_opt,
+        .ctx = &o,
         .records = 1,
     };
     cl_common c;
     cl_cli_parse(&cli, argc, argv, &c);
+    if (o.sc.reward.mode == REWARD_NONE && (o.sc.reward.task_metric || o.sc.reward.lambda >= 0))
+        cl_usage_error("--task-metric and --lambda need --reward");
+    apply_mode_defaults(&o);
     cl_err e = {0};
+    tiktoken *tk = NULL;
+    if (o.sc.tokens == TOKENS_TIKTOKEN) {
+        tk = tiktoken_load(o.tiktoken_file, &e);
+        if (!tk)
+            cl_die_err(&e);
+        o.sc.tk = tk;
+    }
+    if (o.sc.metrics & SCORE_PASS_RATE) {
+        o.sc.sb = sandbox_new(&o.sb, &e);
+        if (!o.sc.sb)
+            cl_die_err(&e);
+        if (!c.quiet)
+            cl_warn("sandbox: %s", sandbox_protections(o.sc.sb));
+    }
     cl_io *io = cl_io_open(&c, NULL, &e);
     if (!io)
         cl_die_err(&e);
-    return cl_io_finish(io, cl_io_passthrough(io, &e), &e);
+    int status;
+    if (!o.sc.metrics && o.sc.reward.mode == REWARD_NONE)
+        status = cl_io_passthrough(io, &e);
+    else
+        status = run(io, &o, &e);
+    int rc = cl_io_finish(io, status, &e);
+    sandbox_free(o.sc.sb);
+    tiktoken_free(tk);
+    return rc;
 }

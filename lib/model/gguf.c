@@ -2,13 +2,12 @@
 #include "model/gguf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "model/files.h"
 
 /* ---- writer -------------------------------------------------------------------------- */
 
@@ -319,8 +318,7 @@ void cl_gguf_close(cl_gguf *g)
     free(g->names);
     free(g->kv);
     free(g->t);
-    if (g->map)
-        munmap(g->map, g->map_len);
+    cl_file_unmap(g->map, g->map_len);
     free(g);
 }
 
@@ -458,25 +456,13 @@ cl_gguf *cl_gguf_open_buffer(const void *buf, size_t len, const char *name, cl_e
 
 cl_gguf *cl_gguf_open(const char *path, cl_err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, fd < 0 ? strerror(errno) : "not a regular file");
-        if (fd >= 0)
-            close(fd);
+    size_t len;
+    void *map = cl_file_map(path, &len, e);
+    if (!map && len == (size_t)-1)
         return NULL;
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (len && map == MAP_FAILED) {
-        cl_err_set(e, CL_EXIT_IOERR, "%s: mmap: %s", path, strerror(errno));
-        return NULL;
-    }
     cl_gguf *g = cl_gguf_open_buffer(map, len, path, e);
     if (!g) {
-        if (map)
-            munmap(map, len);
+        cl_file_unmap(map, len);
         return NULL;
     }
     g->map = map;
@@ -748,6 +734,10 @@ int cl_gguf_export_model(const char *path, const cl_gguf_model_info *m, const cl
         else if (llama && strstr(hf[i].name, ".self_attn.k_proj."))
             heads = m->head_count_kv;
         rc = add_converted(w, name, &hf[i], heads, e);
+    }
+    if (rc == 0 && m->rope_freqs) {
+        int64_t half = (m->head_dim ? m->head_dim : m->embedding_length / m->head_count) / 2;
+        rc = cl_gguf_add_tensor(w, "rope_freqs.weight", CL_ST_F32, 1, &half, m->rope_freqs, e);
     }
     if (rc == 0)
         rc = cl_gguf_write(w, path, e);

@@ -70,8 +70,9 @@ cl_gguf *cl_gguf_open_buffer(const void *buf, size_t len, const char *name, cl_e
 cl_gguf *cl_gguf_open(const char *path, cl_err *e);
 void cl_gguf_close(cl_gguf *g);
 uint32_t cl_gguf_version(const cl_gguf *g);
-/* The value of key: its type and a pointer to its bytes in the file (NULL if absent).  For
- * arrays, *elem_type and *count are set and the pointer is at the first element. */
+/* The value of key: its type and a pointer to its bytes in the file (NULL if absent), which
+ * may be unaligned (memcpy it out).  For arrays, *elem_type and *count are set and the pointer
+ * is at the first element. */
 const void *cl_gguf_get(const cl_gguf *g, const char *key, uint32_t *type, uint32_t *elem_type,
                         uint64_t *count);
 /* Convenience: a string value as a malloc'd C string (NULL if absent or not a string). */
@@ -90,6 +91,9 @@ typedef struct cl_gguf_model_info {
     float rms_eps, rope_theta;
     const char *chat_template;      /* NULL: none */
     int32_t bos_id, eos_id, pad_id; /* -1: not written */
+    const float *rope_freqs;        /* head_dim/2 divisors of the RoPE frequencies (Llama-3.1
+                                     * "llama3" rope scaling), written as rope_freqs.weight;
+                                     * NULL: none */
 } cl_gguf_model_info;
 
 /* Exports a model given its Hugging Face tensors (model.embed_tokens.weight, ...).  The

@@ -17,6 +17,8 @@ const char *cl_proj_name(int proj) { return proj >= 0 && proj < CL_NPROJ ? proj_
 /* Activations of one forward, sized for b x t tokens. */
 struct cl_llama_acts {
     int b, t, n;                 /* n = b * t */
+    size_t cap;                  /* floats in mem */
+    int cap_n, cap_r;            /* tokens in ids/pos/seg, rows in htgt/hidx */
     int *ids, *pos, *seg;        /* copies; seg NULL-equivalent flag below */
     int has_seg, lora_used, training;
     long step;
@@ -253,35 +255,54 @@ void cl_llama_zero_grad(cl_llama *m)
 
 #define HEAD_FLOATS (8l << 20) /* rows x vocab floats per head chunk */
 
-static cl_llama_acts *acts_new(const cl_llama *m, int b, int t)
+/* Lays the activation arena out for b x t tokens, growing it only when this shape needs more
+ * room than any before, so variable-length batches reuse one allocation. */
+static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t)
 {
     const cl_llama_config *c = &m->cfg;
-    cl_llama_acts *a = xcalloc(1, sizeof *a);
     int L = c->layers, n = b * t, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim,
         I = c->inter, r = m->lora_rank;
     int max_in = d > I ? (d > qd ? d : qd) : (I > qd ? I : qd);
-    a->b = b;
-    a->t = t;
-    a->n = n;
-    a->ids = xcalloc((size_t)n * 3, sizeof(int));
-    a->pos = a->ids + n;
-    a->seg = a->pos + n;
-    a->head_rows = (int)(HEAD_FLOATS / c->vocab);
-    if (a->head_rows > n) a->head_rows = n;
-    if (a->head_rows > 512) a->head_rows = 512;
-    if (a->head_rows < 1) a->head_rows = 1;
-    int R = a->head_rows;
+    int R = (int)(HEAD_FLOATS / c->vocab);
+    if (R > n) R = n;
+    if (R > 512) R = 512;
+    if (R < 1) R = 1;
     size_t per_layer = (size_t)n * (4 * d + 2 + qd * 2 + kd * 2 + 3 * I) + (size_t)b * c->heads * t * t +
                        (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
     size_t total = per_layer * L + (size_t)n * (2 * d + 1) +
                    (size_t)n * (3 * d + 2 * qd + 2 * kd + 3 * I + r + 2 * max_in) +
                    (size_t)R * (2 * d + c->vocab + 2);
-    a->mem = xcalloc(total, sizeof(float));
-    a->res = xcalloc((size_t)L * 14, sizeof(float *));
-    float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y, &a->mid,
-                        &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
-    for (int s = 0; s < 13; s++) *slots[s] = a->res + (size_t)L * (s + 1);
-    a->lora_h = xcalloc((size_t)L * CL_NPROJ, sizeof(float *));
+    if (!a) {
+        a = xcalloc(1, sizeof *a);
+        a->res = xcalloc((size_t)L * 14, sizeof(float *));
+        a->lora_h = xcalloc((size_t)L * CL_NPROJ, sizeof(float *));
+        float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y, &a->mid,
+                            &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
+        for (int s = 0; s < 13; s++) *slots[s] = a->res + (size_t)L * (s + 1);
+    }
+    if (total > a->cap) {
+        free(a->mem);
+        a->mem = xcalloc(total, sizeof(float));
+        a->cap = total;
+    }
+    if (n > a->cap_n) {
+        free(a->ids);
+        a->ids = xcalloc((size_t)n * 3, sizeof(int));
+        a->cap_n = n;
+    }
+    if (R > a->cap_r) {
+        free(a->htgt);
+        free(a->hidx);
+        a->htgt = xcalloc((size_t)R, sizeof(int));
+        a->hidx = xcalloc((size_t)R, sizeof(int));
+        a->cap_r = R;
+    }
+    a->b = b;
+    a->t = t;
+    a->n = n;
+    a->head_rows = R;
+    a->pos = a->ids + n;
+    a->seg = a->pos + n;
     float *p = a->mem;
 #define TAKE(cnt) (p += (cnt), p - (cnt))
     for (int l = 0; l < L; l++) {
@@ -324,8 +345,6 @@ static cl_llama_acts *acts_new(const cl_llama *m, int b, int t)
     a->hcoef = TAKE((size_t)R);
     a->hlogp = TAKE((size_t)R);
 #undef TAKE
-    a->htgt = xcalloc((size_t)R, sizeof(int));
-    a->hidx = xcalloc((size_t)R, sizeof(int));
     return a;
 }
 
@@ -353,19 +372,31 @@ static int dropout_active(const cl_llama *m, const cl_llama_acts *a)
     return a->training && m->lora_dropout > 0;
 }
 
+/* out = x W^T + b, plus the adapter branch on xd (x after dropout) when use_lora; h [n][r]. */
+static void project(cl_llama *m, int l, int p, const float *x, const float *xd, float *out, int n, float *h,
+                    int use_lora)
+{
+    cl_linear *li = &m->layers[l].proj[p];
+    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, n, li->in, li->out, 0);
+    if (use_lora && li->lora_a)
+        cl_lora_fwd(out, h, xd, li->lora_a->data, li->lora_b->data, m->lora_scale, n, li->in, li->out, m->lora_rank);
+}
+
+void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h)
+{
+    project(m, layer, proj, x, x, out, n, h, m->lora_on);
+}
+
 static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
 {
     cl_llama_acts *a = m->acts;
     cl_linear *li = &m->layers[l].proj[p];
-    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, a->n, li->in, li->out, 0);
-    if (!lora_active(a, li)) return;
     const float *xd = x;
-    if (dropout_active(m, a)) {
+    if (lora_active(a, li) && dropout_active(m, a)) {
         cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, dropout_seed(m, a->step, l, p));
         xd = a->xd;
     }
-    cl_lora_fwd(out, a->lora_h[l * CL_NPROJ + p], xd, li->lora_a->data, li->lora_b->data, m->lora_scale, a->n,
-                li->in, li->out, m->lora_rank);
+    project(m, l, p, x, xd, out, a->n, a->lora_h[l * CL_NPROJ + p], lora_active(a, li));
 }
 
 /* dx += d(out)/dx . dout; weight/bias/adapter grads accumulate where trainable. */
@@ -404,10 +435,7 @@ int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return cl_err_set(e, CL_EXIT_DATAERR, "forward: token id %d at position %ld is outside the vocabulary (%d)",
                               ids[i], i, c->vocab);
-    if (!m->acts || m->acts->b != b || m->acts->t != t) {
-        acts_free(m->acts);
-        m->acts = acts_new(m, b, t);
-    }
+    m->acts = acts_fit(m, m->acts, b, t);
     cl_llama_acts *a = m->acts;
     int n = a->n, d = c->hidden, I = c->inter;
     memcpy(a->ids, ids, sizeof(int) * (size_t)n);

@@ -118,6 +118,10 @@ void cl_llama_logits(cl_llama *m, float *out);
 
 void cl_llama_zero_grad(cl_llama *m);
 
+/* Inference projection for the engine: out [n][proj out] = x W^T + b plus the adapter branch
+ * when adapters are enabled (no dropout); h is [n][lora rank] scratch (unused without LoRA). */
+void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h);
+
 /* Frees the activation arena (the next forward allocates it again). */
 void cl_llama_release_acts(cl_llama *m);
 

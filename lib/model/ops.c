@@ -161,18 +161,10 @@ void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, in
     }
 }
 
-static cl_real dot(const cl_real *restrict a, const cl_real *restrict b, int n)
-{
-    cl_real s = 0;
-    for (int i = 0; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-static void axpy(cl_real *restrict y, cl_real a, const cl_real *restrict x, int n)
-{
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
+/* Attention runs as matrix products per (batch row, head) — S = Q K^T, O = P V and the four
+ * backward products — on the strided head slices in place (row stride nh*hd or nkv*hd), inside
+ * a parallel loop, so each product is single-threaded.  Masked (future / other-segment)
+ * entries cost multiply-adds but keep every product a dense GEMM. */
 void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
                             const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd)
 {
@@ -181,34 +173,27 @@ void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const 
 #pragma omp parallel for collapse(2) schedule(dynamic) if ((long)b * nh * t * t * hd > 100000)
     for (int bi = 0; bi < b; bi++)
         for (int h = 0; h < nh; h++) {
-            int kh = h / group;
+            size_t r0 = (size_t)bi * t;
+            const cl_real *qh = q + r0 * qs + (size_t)h * hd, *kh = k + r0 * ks + (size_t)(h / group) * hd,
+                          *vh = v + r0 * ks + (size_t)(h / group) * hd;
+            cl_real *p = att + ((size_t)bi * nh + h) * t * t;
+            matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
             for (int ti = 0; ti < t; ti++) {
-                size_t row = (size_t)bi * t + ti;
-                const cl_real *qt = q + row * qs + (size_t)h * hd;
-                cl_real *p = att + (((size_t)bi * nh + h) * t + ti) * t;
-                cl_real mx = -INFINITY;
+                cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
                 for (int s = 0; s <= ti; s++) {
-                    if (seg && seg[(size_t)bi * t + s] != seg[row]) {
-                        p[s] = -INFINITY;
-                        continue;
-                    }
-                    p[s] = dot(qt, k + ((size_t)bi * t + s) * ks + (size_t)kh * hd, hd) * scale;
-                    if (p[s] > mx) mx = p[s];
+                    if (seg && seg[r0 + s] != seg[r0 + ti]) pr[s] = -INFINITY;
+                    mx = pr[s] > mx ? pr[s] : mx;
                 }
                 double sum = 0;
                 for (int s = 0; s <= ti; s++) {
-                    p[s] = p[s] == -INFINITY ? 0 : (cl_real)exp((double)(p[s] - mx));
-                    sum += p[s];
+                    pr[s] = pr[s] == -INFINITY ? 0 : (cl_real)exp((double)(pr[s] - mx));
+                    sum += pr[s];
                 }
                 cl_real inv = (cl_real)(1.0 / sum);
-                cl_real *o = out + row * qs + (size_t)h * hd;
-                memset(o, 0, sizeof(cl_real) * hd);
-                for (int s = 0; s <= ti; s++) {
-                    p[s] *= inv;
-                    if (p[s] != 0) axpy(o, p[s], v + ((size_t)bi * t + s) * ks + (size_t)kh * hd, hd);
-                }
-                for (int s = ti + 1; s < t; s++) p[s] = 0;
+                for (int s = 0; s <= ti; s++) pr[s] *= inv;
+                for (int s = ti + 1; s < t; s++) pr[s] = 0;
             }
+            matmul(0, 0, t, hd, t, 1, p, t, vh, ks, 0, out + r0 * qs + (size_t)h * hd, qs);
         }
 }
 
@@ -221,34 +206,27 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
     /* One task per (batch row, kv head) owns that head's dk/dv rows: no races, fixed order. */
 #pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
     {
-        cl_real *dp = malloc(sizeof(cl_real) * (size_t)t);
+        cl_real *ds = malloc(sizeof(cl_real) * (size_t)t * t);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int bi = 0; bi < b; bi++)
             for (int kh = 0; kh < nkv; kh++)
-                for (int h = kh * group; h < (kh + 1) * group; h++)
+                for (int h = kh * group; h < (kh + 1) * group; h++) {
+                    size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)kh * hd;
+                    const cl_real *p = att + ((size_t)bi * nh + h) * t * t;
+                    /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
+                    matmul(0, 1, t, t, hd, 1, dout + qo, qs, v + ko, ks, 0, ds, t);
                     for (int ti = 0; ti < t; ti++) {
-                        size_t row = (size_t)bi * t + ti;
-                        const cl_real *p = att + (((size_t)bi * nh + h) * t + ti) * t;
-                        const cl_real *go = dout + row * qs + (size_t)h * hd;
-                        const cl_real *qt = q + row * qs + (size_t)h * hd;
-                        cl_real *dqt = dq + row * qs + (size_t)h * hd;
+                        const cl_real *pr = p + (size_t)ti * t;
+                        cl_real *dr = ds + (size_t)ti * t;
                         double sum = 0;
-                        for (int s = 0; s <= ti; s++) {
-                            if (p[s] == 0) { dp[s] = 0; continue; }
-                            size_t kr = ((size_t)bi * t + s) * ks + (size_t)kh * hd;
-                            dp[s] = dot(go, v + kr, hd);
-                            sum += (double)p[s] * dp[s];
-                            axpy(dv + kr, p[s], go, hd);
-                        }
-                        for (int s = 0; s <= ti; s++) {
-                            if (p[s] == 0) continue;
-                            size_t kr = ((size_t)bi * t + s) * ks + (size_t)kh * hd;
-                            cl_real ds = p[s] * (dp[s] - (cl_real)sum) * scale;
-                            axpy(dqt, ds, k + kr, hd);
-                            axpy(dk + kr, ds, qt, hd);
-                        }
+                        for (int s = 0; s <= ti; s++) sum += (double)pr[s] * dr[s];
+                        for (int s = 0; s < t; s++) dr[s] = pr[s] * (dr[s] - (cl_real)sum) * scale;
                     }
-        free(dp);
+                    matmul(0, 0, t, hd, t, 1, ds, t, k + ko, ks, 1, dq + qo, qs);
+                    matmul(1, 0, t, hd, t, 1, ds, t, q + qo, qs, 1, dk + ko, ks);
+                    matmul(1, 0, t, hd, t, 1, p, t, dout + qo, qs, 1, dv + ko, ks);
+                }
+        free(ds);
     }
 }
 

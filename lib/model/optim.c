@@ -29,7 +29,7 @@ double cl_grad_norm(cl_tensor *const *ts, int nt)
     for (int k = 0; k < nt; k++) {
         const float *g = ts[k]->grad;
         double ts_sum = 0;
-#pragma omp parallel for reduction(+ : ts_sum) if (ts[k]->numel > 65536)
+#pragma omp parallel for simd reduction(+ : ts_sum) if (ts[k]->numel > 65536)
         for (long i = 0; i < ts[k]->numel; i++) ts_sum += (double)g[i] * g[i];
         s += ts_sum;
     }

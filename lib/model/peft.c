@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "model/files.h"
 
 static const char *const modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                       "gate_proj", "up_proj", "down_proj"};
@@ -143,15 +144,6 @@ static jv config_json(const cl_peft_config *c)
     return cl_json_set(v, "use_rslora", jv_bool(c->use_rslora));
 }
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 int cl_peft_write(const char *dir, const cl_peft_config *c, const cl_peft_lora *l, size_t n,
                   cl_err *e)
 {
@@ -169,7 +161,7 @@ int cl_peft_write(const char *dir, const cl_peft_config *c, const cl_peft_lora *
         t[2 * i] = (cl_st_tensor){names[2 * i], l[i].dtype, 2, {c->r, l[i].in}, l[i].A, 0};
         t[2 * i + 1] = (cl_st_tensor){names[2 * i + 1], l[i].dtype, 2, {l[i].out, c->r}, l[i].B, 0};
     }
-    char *sp = join(dir, "adapter_model.safetensors"), *cp = join(dir, "adapter_config.json");
+    char *sp = cl_path_join(dir, "adapter_model.safetensors"), *cp = cl_path_join(dir, "adapter_config.json");
     if (rc == 0 && (!sp || !cp))
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     if (rc == 0)
@@ -248,48 +240,13 @@ static int lora_cmp(const void *a, const void *b)
     return module_index(x->module, strlen(x->module)) - module_index(y->module, strlen(y->module));
 }
 
-static char *slurp(const char *path, size_t *len, cl_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t cap = 0, n = 0, k;
-    char chunk[16384];
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (n + k + 1 > cap) {
-            cap = (n + k + 1) * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", path);
-                return NULL;
-            }
-            buf = nb;
-        }
-        memcpy(buf + n, chunk, k);
-        n += k;
-    }
-    fclose(f);
-    if (!buf && !(buf = malloc(1))) {
-        cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 cl_peft *cl_peft_open(const char *dir, cl_err *e)
 {
     cl_peft *p = calloc(1, sizeof *p);
-    char *cp = join(dir, "adapter_config.json"), *sp = join(dir, "adapter_model.safetensors");
+    char *cp = cl_path_join(dir, "adapter_config.json"), *sp = cl_path_join(dir, "adapter_model.safetensors");
     int rc = p && cp && sp ? 0 : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     size_t len;
-    char *buf = rc ? NULL : slurp(cp, &len, e);
+    char *buf = rc ? NULL : cl_file_read(cp, &len, e);
     if (rc == 0 && !buf)
         rc = -1;
     if (rc == 0)

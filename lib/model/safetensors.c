@@ -2,16 +2,14 @@
 #include "model/safetensors.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "json.h"
+#include "model/files.h"
 
 #define HEADER_MAX (100u << 20) /* the reference refuses larger headers */
 
@@ -168,8 +166,7 @@ void cl_st_close(cl_safetensors *f)
     free(f->meta);
     free(f->t);
     free(f->by_name);
-    if (f->map)
-        munmap(f->map, f->map_len);
+    cl_file_unmap(f->map, f->map_len);
     free(f->name);
     free(f);
 }
@@ -403,28 +400,13 @@ cl_safetensors *cl_st_open_buffer(const void *buf, size_t len, const char *name,
 
 cl_safetensors *cl_st_open(const char *path, cl_err *e)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
+    size_t len;
+    void *map = cl_file_map(path, &len, e);
+    if (!map && len == (size_t)-1)
         return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: not a regular file", path);
-        return NULL;
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (len && map == MAP_FAILED) {
-        cl_err_set(e, CL_EXIT_IOERR, "%s: mmap: %s", path, strerror(errno));
-        return NULL;
-    }
     cl_safetensors *f = cl_st_open_buffer(map, len, path, e);
     if (!f) {
-        if (map)
-            munmap(map, len);
+        cl_file_unmap(map, len);
         return NULL;
     }
     f->map = map;
@@ -553,15 +535,6 @@ static size_t tensor_bytes(const cl_st_tensor *t)
     return (size_t)cl_st_numel(t->ndim, t->shape) * cl_st_dtype_size(t->dtype);
 }
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
 int cl_st_write_checkpoint(const char *dir, const cl_st_tensor *t, size_t n,
                            size_t max_shard_bytes, cl_err *e)
 {
@@ -576,7 +549,7 @@ int cl_st_write_checkpoint(const char *dir, const cl_st_tensor *t, size_t n,
         total += b;
     }
     if (shards == 1) {
-        char *p = path_join(dir, "model.safetensors");
+        char *p = cl_path_join(dir, "model.safetensors");
         int rc = p ? cl_st_write(p, t, n, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
         free(p);
         return rc;
@@ -590,7 +563,7 @@ int cl_st_write_checkpoint(const char *dir, const cl_st_tensor *t, size_t n,
         if (i == n || (acc && acc + b > max_shard_bytes)) {
             char name[64];
             snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", ++shard, shards);
-            char *p = path_join(dir, name);
+            char *p = cl_path_join(dir, name);
             rc = p ? cl_st_write(p, t + first, i - first, e)
                    : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             free(p);
@@ -606,7 +579,7 @@ int cl_st_write_checkpoint(const char *dir, const cl_st_tensor *t, size_t n,
     size_t jl;
     char *js = cl_json_dump(&idx, &jl);
     jv_free(idx);
-    char *p = path_join(dir, "model.safetensors.index.json");
+    char *p = cl_path_join(dir, "model.safetensors.index.json");
     if (rc == 0) {
         FILE *f = p && js ? fopen(p, "wb") : NULL;
         if (!f)
@@ -651,40 +624,28 @@ static int model_add(cl_st_model *m, cl_safetensors *f, cl_err *e)
 cl_st_model *cl_st_model_open(const char *dir, cl_err *e)
 {
     cl_st_model *m = calloc(1, sizeof *m);
-    char *ip = path_join(dir, "model.safetensors.index.json");
+    char *ip = cl_path_join(dir, "model.safetensors.index.json");
     if (!m || !ip) {
         free(m);
         free(ip);
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
         return NULL;
     }
-    FILE *fi = fopen(ip, "rb");
     int rc = 0;
     double total = -1;
     jv wm = jv_invalid();
-    if (!fi) {
-        char *p = path_join(dir, "model.safetensors");
+    size_t len;
+    char *buf = NULL;
+    if (access(ip, F_OK) == 0 && !(buf = cl_file_read(ip, &len, e))) {
+        rc = -1;
+    } else if (!buf) { /* no index: one file */
+        char *p = cl_path_join(dir, "model.safetensors");
         cl_safetensors *f = p ? cl_st_open(p, e) : NULL;
         free(p);
         rc = f ? model_add(m, f, e) : -1;
     } else {
-        char *buf = NULL;
-        size_t cap = 0, len = 0, k;
-        char chunk[65536];
-        while ((k = fread(chunk, 1, sizeof chunk, fi)) > 0) {
-            if (len + k > cap) {
-                cap = (len + k) * 2;
-                char *nb = realloc(buf, cap);
-                if (!nb)
-                    break;
-                buf = nb;
-            }
-            memcpy(buf + len, chunk, k);
-            len += k;
-        }
-        fclose(fi);
         cl_json_check chk;
-        if (!buf || cl_json_validate(buf, len, &chk))
+        if (cl_json_validate(buf, len, &chk))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: not valid JSON", ip);
         jv idx = rc ? jv_invalid() : cl_json_parse(buf, len);
         free(buf);
@@ -710,7 +671,7 @@ cl_st_model *cl_st_model_open(const char *dir, cl_err *e)
                 while (i < m->n_files && strcmp(m->files[i]->name + strlen(dir) + 1, jv_string_value(v)))
                     i++;
                 if (i == m->n_files) {
-                    char *p = path_join(dir, jv_string_value(v));
+                    char *p = cl_path_join(dir, jv_string_value(v));
                     cl_safetensors *f = p ? cl_st_open(p, e) : NULL;
                     free(p);
                     rc = f ? model_add(m, f, e) : -1;

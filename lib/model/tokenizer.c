@@ -7,7 +7,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "model/tokenizer.h"
 
-#include <errno.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +14,7 @@
 #include <utf8proc.h>
 
 #include "json.h"
+#include "model/files.h"
 
 /* ---- ids ----------------------------------------------------------------------------- */
 
@@ -69,7 +69,6 @@ typedef struct cache_slot {
 
 typedef struct split_step {
     pcre2_code *re;    /* NULL: no split (ByteLevel without regex) */
-    uint8_t removed;   /* behaviour Removed: matches are dropped */
     uint8_t prefix_space; /* ByteLevel add_prefix_space */
 } split_step;
 
@@ -115,6 +114,13 @@ struct cl_tokenizer {
     char *pattern;
     int32_t prefix[MAX_POST], suffix[MAX_POST];
     size_t n_prefix, n_suffix;
+    uint32_t ovec;              /* capture slots the split regexes need */
+    cl_tok_work *work;          /* what cl_tokenizer_encode uses */
+};
+
+/* Encoding state: regex match data and JIT stack, the word cache, merge buffers.  Everything an
+ * encode writes lives here, so threads each with their own share one tokenizer. */
+struct cl_tok_work {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jstack;
@@ -385,54 +391,79 @@ static int added_build(cl_tokenizer *t, cl_err *e)
     return 0;
 }
 
-static int scratch_reserve(cl_tokenizer *t, size_t n)
+static int scratch_reserve(cl_tok_work *w, size_t n)
 {
-    if (n <= t->scratch_cap)
+    if (n <= w->scratch_cap)
         return 0;
     size_t cap = pow2_at_least(n);
-    char *s = realloc(t->scratch, cap);
+    char *s = realloc(w->scratch, cap);
     if (!s)
         return -1;
-    t->scratch = s;
-    t->scratch_cap = cap;
+    w->scratch = s;
+    w->scratch_cap = cap;
     return 0;
+}
+
+void cl_tokenizer_work_free(cl_tok_work *w)
+{
+    if (!w)
+        return;
+    pcre2_match_data_free(w->md);
+    pcre2_match_context_free(w->mctx);
+    pcre2_jit_stack_free(w->jstack);
+    free(w->cache);
+    free(w->cache_bytes);
+    free(w->cache_ids);
+    free(w->sym);
+    free(w->heap);
+    free(w->scratch);
+    free(w);
+}
+
+cl_tok_work *cl_tokenizer_work_new(const cl_tokenizer *t)
+{
+    cl_tok_work *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->cache = calloc(CACHE_SLOTS, sizeof *w->cache);
+    w->jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+    w->mctx = pcre2_match_context_create(NULL);
+    w->md = pcre2_match_data_create(t->ovec, NULL);
+    if (!w->cache || !w->jstack || !w->mctx || !w->md) {
+        cl_tokenizer_work_free(w);
+        return NULL;
+    }
+    pcre2_jit_stack_assign(w->mctx, NULL, w->jstack);
+    return w;
 }
 
 static int finish_build(cl_tokenizer *t, cl_err *e)
 {
-    t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
-    t->jstack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-    t->mctx = pcre2_match_context_create(NULL);
-    if (!t->cache || !t->jstack || !t->mctx)
-        return cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", t->name);
-    pcre2_jit_stack_assign(t->mctx, NULL, t->jstack);
-    uint32_t ovec = 1;
+    t->ovec = 1;
     for (int i = 0; i < t->n_steps; i++)
         if (t->steps[i].re) {
             uint32_t c;
             pcre2_pattern_info(t->steps[i].re, PCRE2_INFO_CAPTURECOUNT, &c);
-            if (c + 1 > ovec)
-                ovec = c + 1;
+            if (c + 1 > t->ovec)
+                t->ovec = c + 1;
         }
-    t->md = pcre2_match_data_create(ovec, NULL);
-    if (!t->md)
+    if (!(t->work = cl_tokenizer_work_new(t)))
         return cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", t->name);
     return added_build(t, e);
 }
 
-static int step_add(cl_tokenizer *t, const char *pattern, int literal, int removed,
-                    int prefix_space, const char *field, cl_err *e)
+static int step_add(cl_tokenizer *t, const char *pattern, int literal, int prefix_space,
+                    const char *field, cl_err *e)
 {
     if (t->n_steps == MAX_STEPS)
         return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: more than %d pre-tokenizers", t->name,
                           field, MAX_STEPS);
     split_step *st = &t->steps[t->n_steps];
-    st->removed = (uint8_t)removed;
     st->prefix_space = (uint8_t)prefix_space;
     if (pattern) {
         int err;
         PCRE2_SIZE off;
-        uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+        uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); /* LITERAL refuses UCP */
         st->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
         if (!st->re) {
             PCRE2_UCHAR msg[160];
@@ -454,9 +485,7 @@ void cl_tokenizer_free(cl_tokenizer *t)
         return;
     for (int i = 0; i < t->n_steps; i++)
         pcre2_code_free(t->steps[i].re);
-    pcre2_match_data_free(t->md);
-    pcre2_match_context_free(t->mctx);
-    pcre2_jit_stack_free(t->jstack);
+    cl_tokenizer_work_free(t->work);
     free(t->tok);
     free(t->arena);
     free(t->vmap);
@@ -465,12 +494,6 @@ void cl_tokenizer_free(cl_tokenizer *t)
     free(t->added);
     free(t->by_first);
     free(t->pattern);
-    free(t->cache);
-    free(t->cache_bytes);
-    free(t->cache_ids);
-    free(t->sym);
-    free(t->heap);
-    free(t->scratch);
     free(t);
 }
 
@@ -551,34 +574,30 @@ static int load_pretok(cl_tokenizer *t, const jv *p, int *bytelevel, cl_err *e)
     if (strcmp(type, "ByteLevel") == 0) {
         *bytelevel = 1;
         int use_regex = cl_json_bool(p, "use_regex", 1);
-        return step_add(t, use_regex ? GPT2_PATTERN : NULL, 0, 0, flag(p, "add_prefix_space"),
-                        field, e);
+        return step_add(t, use_regex ? GPT2_PATTERN : NULL, 0, flag(p, "add_prefix_space"), field, e);
     }
     if (strcmp(type, "Split") == 0) {
         const char *behavior = cl_json_str(p, "behavior");
         if (flag(p, "invert"))
             return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: Split with invert is not supported",
                               t->name, field);
-        int removed;
-        if (behavior && strcmp(behavior, "Isolated") == 0)
-            removed = 0;
-        else if (behavior && strcmp(behavior, "Removed") == 0)
-            removed = 1;
-        else
+        /* Isolated is what byte-level tokenizers use; the other behaviours are refused rather
+         * than guessed (tokenizers.js keeps Removed delimiters; unconfirmed against Rust). */
+        if (!behavior || strcmp(behavior, "Isolated") != 0)
             return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: Split behavior %s is not supported",
                               t->name, field, behavior ? behavior : "(missing)");
         jv pat = cl_json_get(p, "pattern");
         const char *re = cl_json_str(&pat, "Regex");
         const char *lit = cl_json_str(&pat, "String");
-        int rc = re || lit ? step_add(t, re ? re : lit, !re, removed, 0, "pre_tokenizer.pattern", e)
+        int rc = re || lit ? step_add(t, re ? re : lit, !re, 0, "pre_tokenizer.pattern", e)
                            : cl_err_set(e, CL_EXIT_DATAERR,
                                         "%s: pre_tokenizer.pattern: neither Regex nor String",
                                         t->name);
         jv_free(pat);
         return rc;
     }
-    if (strcmp(type, "Digits") == 0)
-        return step_add(t, flag(p, "individual_digits") ? "\\p{N}" : "\\p{N}+", 0, 0, 0, field, e);
+    if (strcmp(type, "Digits") == 0) /* ASCII digits only, as the reference splits them */
+        return step_add(t, flag(p, "individual_digits") ? "[0-9]" : "[0-9]+", 0, 0, field, e);
     return cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: pre-tokenizer type %s is not supported",
                       t->name, field, type);
 }
@@ -899,46 +918,10 @@ cl_tokenizer *cl_tokenizer_from_json(const char *buf, size_t len, const char *na
     return t;
 }
 
-static char *read_file(const char *path, size_t *len, cl_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            cl_err_set(e, CL_EXIT_SOFTWARE, "%s: out of memory", path);
-            return NULL;
-        }
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        cap *= 2;
-        char *nb = realloc(buf, cap);
-        if (!nb)
-            free(buf);
-        buf = nb;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        cl_err_set(e, CL_EXIT_IOERR, "%s: read error", path);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 cl_tokenizer *cl_tokenizer_load(const char *path, cl_err *e)
 {
     size_t n;
-    char *buf = read_file(path, &n, e);
+    char *buf = cl_file_read(path, &n, e);
     if (!buf)
         return NULL;
     cl_tokenizer *t = cl_tokenizer_from_json(buf, n, path, e);
@@ -1070,7 +1053,7 @@ cl_tokenizer *cl_tokenizer_load_tiktoken(const char *path, const char *pattern,
                                          const int32_t *special_ids, size_t n_special, cl_err *e)
 {
     size_t len;
-    char *buf = read_file(path, &len, e);
+    char *buf = cl_file_read(path, &len, e);
     if (!buf)
         return NULL;
     cl_tokenizer *t = cl_tokenizer_from_tiktoken(buf, len, path, pattern, special_names,
@@ -1118,7 +1101,7 @@ cl_tokenizer *cl_tokenizer_from_tiktoken(const char *buf, size_t len, const char
         rc = tiktoken_merges(t, e);
     if (rc == 0) {
         t->ignore_merges = 1;
-        rc = step_add(t, pattern ? pattern : CL100K_PATTERN, 0, 0, 0, "pattern", e);
+        rc = step_add(t, pattern ? pattern : CL100K_PATTERN, 0, 0, "pattern", e);
     }
     if (rc == 0)
         rc = finish_build(t, e);
@@ -1171,32 +1154,33 @@ static heap_ent heap_pop(heap_ent *h, size_t *n)
     return top;
 }
 
-static void push_pair(cl_tokenizer *t, size_t *nh, int32_t left)
+static void push_pair(const cl_tokenizer *t, cl_tok_work *w, size_t *nh, int32_t left)
 {
     if (left < 0)
         return;
-    int32_t right = t->sym[left].next;
+    int32_t right = w->sym[left].next;
     if (right < 0)
         return;
-    const pair_slot *p = pmap_get(t, t->sym[left].id, t->sym[right].id);
+    const pair_slot *p = pmap_get(t, w->sym[left].id, w->sym[right].id);
     if (p)
-        heap_push(t->heap, nh, (heap_ent){p->rank, (uint32_t)left, p->id});
+        heap_push(w->heap, nh, (heap_ent){p->rank, (uint32_t)left, p->id});
 }
 
 /* Merges the bytes of one pre-token by rank, lowest first and leftmost on ties. */
-static int bpe_merge(cl_tokenizer *t, const unsigned char *s, size_t n, cl_ids *out, cl_err *e)
+static int bpe_merge(const cl_tokenizer *t, cl_tok_work *w, const unsigned char *s, size_t n,
+                     cl_ids *out, cl_err *e)
 {
-    if (n > t->sym_cap) {
+    if (n > w->sym_cap) {
         size_t cap = pow2_at_least(n);
-        sym *ns = realloc(t->sym, cap * sizeof *ns);
+        sym *ns = realloc(w->sym, cap * sizeof *ns);
         if (ns)
-            t->sym = ns;
+            w->sym = ns;
         /* Each merge pops one candidate and pushes up to two: at most 2n live entries. */
-        heap_ent *nh = ns ? realloc(t->heap, 2 * cap * sizeof *nh) : NULL;
+        heap_ent *nh = ns ? realloc(w->heap, 2 * cap * sizeof *nh) : NULL;
         if (!nh)
             return oom(t, e);
-        t->heap = nh;
-        t->sym_cap = cap;
+        w->heap = nh;
+        w->sym_cap = cap;
     }
     int32_t m = 0, last = -1;
     for (size_t i = 0; i < n; i++) {
@@ -1205,43 +1189,43 @@ static int bpe_merge(cl_tokenizer *t, const unsigned char *s, size_t n, cl_ids *
             id = t->unk;
         if (id < 0)
             continue; /* the reference drops bytes it has no token for */
-        t->sym[m] = (sym){id, last, -1};
+        w->sym[m] = (sym){id, last, -1};
         if (last >= 0)
-            t->sym[last].next = m;
+            w->sym[last].next = m;
         last = m++;
     }
     size_t nh = 0;
     for (int32_t i = 0; i + 1 < m; i++)
-        push_pair(t, &nh, i);
+        push_pair(t, w, &nh, i);
     while (nh) {
-        heap_ent h = heap_pop(t->heap, &nh);
-        sym *l = &t->sym[h.pos];
+        heap_ent h = heap_pop(w->heap, &nh);
+        sym *l = &w->sym[h.pos];
         if (l->id < 0 || l->next < 0)
             continue;
-        const pair_slot *p = pmap_get(t, l->id, t->sym[l->next].id);
+        const pair_slot *p = pmap_get(t, l->id, w->sym[l->next].id);
         if (!p || p->id != h.id || p->rank != h.rank)
             continue;
         int32_t r = l->next;
         l->id = h.id;
-        l->next = t->sym[r].next;
+        l->next = w->sym[r].next;
         if (l->next >= 0)
-            t->sym[l->next].prev = (int32_t)h.pos;
-        t->sym[r].id = -1;
-        push_pair(t, &nh, l->prev);
-        push_pair(t, &nh, (int32_t)h.pos);
+            w->sym[l->next].prev = (int32_t)h.pos;
+        w->sym[r].id = -1;
+        push_pair(t, w, &nh, l->prev);
+        push_pair(t, w, &nh, (int32_t)h.pos);
     }
-    for (int32_t i = m ? 0 : -1; i >= 0; i = t->sym[i].next)
-        if (cl_ids_push(out, t->sym[i].id))
+    for (int32_t i = m ? 0 : -1; i >= 0; i = w->sym[i].next)
+        if (cl_ids_push(out, w->sym[i].id))
             return oom(t, e);
     return 0;
 }
 
-static cache_slot *cache_find(cl_tokenizer *t, const char *s, size_t n, uint64_t h)
+static cache_slot *cache_find(cl_tok_work *w, const char *s, size_t n, uint64_t h)
 {
     size_t mask = CACHE_SLOTS - 1;
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        cache_slot *c = &t->cache[i];
-        if (c->h == 0 || (c->h == h && c->len == n && memcmp(t->cache_bytes + c->off, s, n) == 0))
+        cache_slot *c = &w->cache[i];
+        if (c->h == 0 || (c->h == h && c->len == n && memcmp(w->cache_bytes + c->off, s, n) == 0))
             return c;
     }
 }
@@ -1259,7 +1243,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-static int bpe_word(cl_tokenizer *t, const char *s, size_t n, cl_ids *out, cl_err *e)
+static int bpe_word(const cl_tokenizer *t, cl_tok_work *w, const char *s, size_t n, cl_ids *out,
+                    cl_err *e)
 {
     if (n == 0)
         return 0;
@@ -1267,10 +1252,10 @@ static int bpe_word(cl_tokenizer *t, const char *s, size_t n, cl_ids *out, cl_er
     cache_slot *c = NULL;
     if (n <= CACHE_WORD_MAX) {
         h = hash_bytes(s, n);
-        c = cache_find(t, s, n, h);
+        c = cache_find(w, s, n, h);
         if (c->h) {
             for (uint32_t i = 0; i < c->n; i++)
-                if (cl_ids_push(out, t->cache_ids[c->ids + i]))
+                if (cl_ids_push(out, w->cache_ids[c->ids + i]))
                     return oom(t, e);
             return 0;
         }
@@ -1278,40 +1263,41 @@ static int bpe_word(cl_tokenizer *t, const char *s, size_t n, cl_ids *out, cl_er
     size_t before = out->n;
     int32_t whole = -1;
     if (t->ignore_merges) {
-        if (scratch_reserve(t, 2 * n + 1))
+        if (scratch_reserve(w, 2 * n + 1))
             return oom(t, e);
         size_t k = 0;
         for (size_t i = 0; i < n; i++) {
-            memcpy(t->scratch + k, t->bu[(uint8_t)s[i]], t->bu_len[(uint8_t)s[i]]);
+            memcpy(w->scratch + k, t->bu[(uint8_t)s[i]], t->bu_len[(uint8_t)s[i]]);
             k += t->bu_len[(uint8_t)s[i]];
         }
-        whole = vmap_get(t, t->scratch, k);
+        whole = vmap_get(t, w->scratch, k);
     }
     if (whole >= 0 ? cl_ids_push(out, whole) ? oom(t, e) : 0
-                   : bpe_merge(t, (const unsigned char *)s, n, out, e))
+                   : bpe_merge(t, w, (const unsigned char *)s, n, out, e))
         return -1;
     if (!c)
         return 0;
-    if (t->cache_used * 4 >= CACHE_SLOTS * 3) {
-        memset(t->cache, 0, CACHE_SLOTS * sizeof *t->cache);
-        t->cache_used = t->cb_len = t->ci_len = 0;
-        c = cache_find(t, s, n, h);
+    if (w->cache_used * 4 >= CACHE_SLOTS * 3) {
+        memset(w->cache, 0, CACHE_SLOTS * sizeof *w->cache);
+        w->cache_used = w->cb_len = w->ci_len = 0;
+        c = cache_find(w, s, n, h);
     }
     size_t nids = out->n - before;
-    if (grow((void **)&t->cache_bytes, &t->cb_cap, t->cb_len + n, 1) ||
-        grow((void **)&t->cache_ids, &t->ci_cap, t->ci_len + nids, sizeof(int32_t)))
+    if (grow((void **)&w->cache_bytes, &w->cb_cap, w->cb_len + n, 1) ||
+        grow((void **)&w->cache_ids, &w->ci_cap, w->ci_len + nids, sizeof(int32_t)))
         return 0; /* the cache is an optimisation: a full one just stops caching */
-    memcpy(t->cache_bytes + t->cb_len, s, n);
-    memcpy(t->cache_ids + t->ci_len, out->v + before, nids * sizeof(int32_t));
-    *c = (cache_slot){h, (uint32_t)t->cb_len, (uint32_t)n, (uint32_t)t->ci_len, (uint32_t)nids};
-    t->cb_len += n;
-    t->ci_len += nids;
-    t->cache_used++;
+    memcpy(w->cache_bytes + w->cb_len, s, n);
+    memcpy(w->cache_ids + w->ci_len, out->v + before, nids * sizeof(int32_t));
+    *c = (cache_slot){h, (uint32_t)w->cb_len, (uint32_t)n, (uint32_t)w->ci_len, (uint32_t)nids};
+    w->cb_len += n;
+    w->ci_len += nids;
+    w->cache_used++;
     return 0;
 }
 
 /* Where pre-tokens go: merged into ids, or handed to a caller that counts words. */
 typedef struct sink {
+    cl_tok_work *w;
     cl_ids *out;
     int (*word)(void *ctx, const char *s, size_t n);
     void *ctx;
@@ -1319,14 +1305,14 @@ typedef struct sink {
 
 static size_t utf8_len(unsigned char c) { return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4; }
 
-static int pretok(cl_tokenizer *t, const char *s, size_t n, int step, sink *out, cl_err *e);
+static int pretok(const cl_tokenizer *t, const char *s, size_t n, int step, sink *out, cl_err *e);
 
-static int split_run(cl_tokenizer *t, const split_step *st, const char *s, size_t n, int step,
+static int split_run(const cl_tokenizer *t, const split_step *st, const char *s, size_t n, int step,
                      sink *out, cl_err *e)
 {
     size_t pos = 0, gap = 0;
     while (pos < n) {
-        int rc = pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, t->md, t->mctx);
+        int rc = pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, out->w->md, out->w->mctx);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
         if (rc < 0) {
@@ -1335,7 +1321,7 @@ static int split_run(cl_tokenizer *t, const split_step *st, const char *s, size_
             return cl_err_set(e, CL_EXIT_DATAERR, "%s: pre-tokenizer regex failed: %s", t->name,
                               (char *)msg);
         }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(t->md);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(out->w->md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) { /* an empty match splits nothing */
             pos = ms + utf8_len((unsigned char)s[ms]);
@@ -1343,18 +1329,18 @@ static int split_run(cl_tokenizer *t, const split_step *st, const char *s, size_
         }
         if (ms > gap && pretok(t, s + gap, ms - gap, step + 1, out, e))
             return -1;
-        if (!st->removed && pretok(t, s + ms, me - ms, step + 1, out, e))
+        if (pretok(t, s + ms, me - ms, step + 1, out, e))
             return -1;
         gap = pos = me;
     }
     return n > gap ? pretok(t, s + gap, n - gap, step + 1, out, e) : 0;
 }
 
-static int pretok(cl_tokenizer *t, const char *s, size_t n, int step, sink *out, cl_err *e)
+static int pretok(const cl_tokenizer *t, const char *s, size_t n, int step, sink *out, cl_err *e)
 {
     if (step == t->n_steps) {
         if (!out->word)
-            return bpe_word(t, s, n, out->out, e);
+            return bpe_word(t, out->w, s, n, out->out, e);
         return out->word(out->ctx, s, n) ? cl_err_set(e, CL_EXIT_SOFTWARE, "%s: word callback failed", t->name) : 0;
     }
     const split_step *st = &t->steps[step];
@@ -1452,8 +1438,8 @@ static int next_added(const cl_tokenizer *t, const char *s, size_t n, size_t fro
 }
 
 /* Splits s on added tokens of one pass and hands the text between them to `then`. */
-static int split_added(cl_tokenizer *t, const char *s, size_t n, int normalized,
-                       int (*then)(cl_tokenizer *, const char *, size_t, sink *, cl_err *),
+static int split_added(const cl_tokenizer *t, const char *s, size_t n, int normalized,
+                       int (*then)(const cl_tokenizer *, const char *, size_t, sink *, cl_err *),
                        sink *out, cl_err *e)
 {
     size_t pos = 0, ms, me;
@@ -1468,12 +1454,12 @@ static int split_added(cl_tokenizer *t, const char *s, size_t n, int normalized,
     return n > pos ? then(t, s + pos, n - pos, out, e) : 0;
 }
 
-static int pretok0(cl_tokenizer *t, const char *s, size_t n, sink *out, cl_err *e)
+static int pretok0(const cl_tokenizer *t, const char *s, size_t n, sink *out, cl_err *e)
 {
     return pretok(t, s, n, 0, out, e);
 }
 
-static int segment(cl_tokenizer *t, const char *s, size_t n, sink *out, cl_err *e)
+static int segment(const cl_tokenizer *t, const char *s, size_t n, sink *out, cl_err *e)
 {
     size_t ascii = 0;
     while (ascii < n && (unsigned char)s[ascii] < 0x80)
@@ -1509,8 +1495,8 @@ static size_t utf8_invalid_at(const char *s, size_t n)
     return n;
 }
 
-int cl_tokenizer_encode(cl_tokenizer *t, const char *text, size_t len, int add_special,
-                        cl_ids *out, cl_err *e)
+int cl_tokenizer_encode_with(const cl_tokenizer *t, cl_tok_work *w, const char *text, size_t len,
+                             int add_special, cl_ids *out, cl_err *e)
 {
     size_t bad = utf8_invalid_at(text, len);
     if (bad < len)
@@ -1518,7 +1504,7 @@ int cl_tokenizer_encode(cl_tokenizer *t, const char *text, size_t len, int add_s
     for (size_t i = 0; add_special && i < t->n_prefix; i++)
         if (cl_ids_push(out, t->prefix[i]))
             return oom(t, e);
-    sink sk = {out, NULL, NULL};
+    sink sk = {w, out, NULL, NULL};
     if (split_added(t, text, len, 0, segment, &sk, e))
         return -1;
     for (size_t i = 0; add_special && i < t->n_suffix; i++)
@@ -1527,13 +1513,19 @@ int cl_tokenizer_encode(cl_tokenizer *t, const char *text, size_t len, int add_s
     return 0;
 }
 
+int cl_tokenizer_encode(cl_tokenizer *t, const char *text, size_t len, int add_special,
+                        cl_ids *out, cl_err *e)
+{
+    return cl_tokenizer_encode_with(t, t->work, text, len, add_special, out, e);
+}
+
 int cl_tokenizer_pretokenize(cl_tokenizer *t, const char *text, size_t len,
                              int (*word)(void *ctx, const char *s, size_t n), void *ctx, cl_err *e)
 {
     size_t bad = utf8_invalid_at(text, len);
     if (bad < len)
         return cl_err_set(e, CL_EXIT_DATAERR, "text: byte %zu: invalid UTF-8", bad);
-    sink sk = {NULL, word, ctx};
+    sink sk = {t->work, NULL, word, ctx};
     return split_added(t, text, len, 0, segment, &sk, e);
 }
 

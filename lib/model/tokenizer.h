@@ -12,8 +12,9 @@
  * post-processor's specials (e.g. Llama-3's <|begin_of_text|>) are added only when asked.
  *
  * Must not know: chat formats (chat.h), model weights, files other than the tokenizer's own.
- * Thread safety: a tokenizer keeps a word cache and regex match state, so one tokenizer must
- * not encode on two threads at once; decoding and the lookups are read-only. */
+ * Thread safety: a loaded tokenizer is read-only.  Encoding writes a work area (regex match
+ * state, the word cache): cl_tokenizer_encode uses the tokenizer's own, so one thread at a
+ * time; threads sharing a tokenizer each use cl_tokenizer_encode_with and their own area. */
 #ifndef CL_MODEL_TOKENIZER_H
 #define CL_MODEL_TOKENIZER_H
 
@@ -66,6 +67,14 @@ void cl_tokenizer_free(cl_tokenizer *t);
  * (invalid UTF-8 names the byte offset). */
 int cl_tokenizer_encode(cl_tokenizer *t, const char *text, size_t len, int add_special,
                         cl_ids *out, cl_err *e);
+
+/* A work area for cl_tokenizer_encode_with (one per thread); NULL when out of memory. */
+typedef struct cl_tok_work cl_tok_work;
+cl_tok_work *cl_tokenizer_work_new(const cl_tokenizer *t);
+void cl_tokenizer_work_free(cl_tok_work *w);
+/* cl_tokenizer_encode on a shared tokenizer with the caller's work area. */
+int cl_tokenizer_encode_with(const cl_tokenizer *t, cl_tok_work *w, const char *text, size_t len,
+                             int add_special, cl_ids *out, cl_err *e);
 
 /* Runs the encoder up to the merges: calls word() with the bytes of each pre-token (added
  * tokens are left out).  A non-zero return from word() stops with an error.  For trainers. */

@@ -1,6 +1,7 @@
 /* weights.c — model tensors <-> safetensors checkpoints and PEFT adapters (see weights.h). */
 #include "model/weights.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,4 +132,22 @@ int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model
     int rc = cl_peft_write(dir, &pc, l, n, e);
     free(l);
     return rc;
+}
+
+void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, float *rope_freqs)
+{
+    *info = (cl_gguf_model_info){strcmp(c->model_type, "qwen2") == 0 ? "qwen2" : "llama", NULL,
+                                 (uint32_t)c->max_pos, (uint32_t)c->hidden, (uint32_t)c->layers,
+                                 (uint32_t)c->inter, (uint32_t)c->heads, (uint32_t)c->kv_heads,
+                                 (uint32_t)c->head_dim, (float)c->rms_eps, (float)c->rope_theta, NULL,
+                                 c->bos_id, c->n_eos ? c->eos_ids[0] : -1, -1, NULL};
+    if (!c->rope_llama3)
+        return;
+    /* llama.cpp divides each base frequency by its factor: factor = base / remapped. */
+    double inv[512];
+    int half = c->head_dim / 2;
+    cl_rope_inv_freq(c, inv);
+    for (int i = 0; i < half; i++)
+        rope_freqs[i] = (float)(1.0 / pow(c->rope_theta, (2.0 * i) / c->head_dim) / inv[i]);
+    info->rope_freqs = rope_freqs;
 }

@@ -2,13 +2,14 @@
  *
  * Owns: the joins between the model's parameter table (llama.h: HF names, shapes, data) and
  * the file modules: a safetensors checkpoint (single or sharded) into the base weights, a
- * PEFT adapter directory into LoRA adapters, and both back out.  Every tensor is matched by
+ * PEFT adapter directory into LoRA adapters, both back out, and a config's GGUF description.  Every tensor is matched by
  * name and shape; dtypes are converted (F32/F16/BF16 files; F32/BF16 model storage).
  * Must not know: file layouts (safetensors.h, peft.h) or model maths (llama.h). */
 #ifndef CL_MODEL_WEIGHTS_H
 #define CL_MODEL_WEIGHTS_H
 
 #include "err.h"
+#include "model/gguf.h"
 #include "model/llama.h"
 
 /* Fills every base tensor of m from DIR's checkpoint.  A tensor the model needs that the files
@@ -26,5 +27,10 @@ int cl_weights_save(cl_llama *m, const char *dir, size_t max_shard_bytes, cl_err
 /* Writes m's adapters as a PEFT directory (DIR must exist); base_model names the base. */
 int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model, double alpha,
                             double dropout, int rslora, cl_err *e);
+
+/* The GGUF export description of a model of config c: architecture, sizes, norms, RoPE base,
+ * BOS/EOS ids, and for Llama-3.1 rope scaling the frequency divisors, which llama.cpp reads
+ * from rope_freqs.weight (rope_freqs must hold head_dim/2 floats and outlive *info). */
+void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, float *rope_freqs);
 
 #endif

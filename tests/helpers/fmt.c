@@ -15,10 +15,12 @@
 #include <sys/stat.h>
 
 #include "json.h"
+#include "model/config.h"
 #include "model/gguf.h"
 #include "model/peft.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"
+#include "model/weights.h"
 
 static int fail(const cl_err *e)
 {
@@ -46,46 +48,12 @@ static void tiny_cfg(shape_cfg *c, const char *arch, int vocab)
     *c = (shape_cfg){arch, vocab, 64, 128, 2, 4, 2, 16, 256, 1e-5, 10000.0};
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)len + 1);
-    *n = fread(b, 1, (size_t)len, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
-static int read_cfg(const char *dir, shape_cfg *c)
+static int read_cfg(const char *dir, cl_llama_config *c)
 {
     char p[4096];
+    cl_err e = {0};
     snprintf(p, sizeof p, "%s/config.json", dir);
-    size_t n;
-    char *b = slurp(p, &n);
-    if (!b)
-        return -1;
-    jv v = cl_json_parse(b, n);
-    free(b);
-    static char arch[32];
-    snprintf(arch, sizeof arch, "%s", cl_json_str(&v, "model_type") ? cl_json_str(&v, "model_type") : "llama");
-    *c = (shape_cfg){arch,
-                     (int)cl_json_num(&v, "vocab_size", 0),
-                     (int)cl_json_num(&v, "hidden_size", 0),
-                     (int)cl_json_num(&v, "intermediate_size", 0),
-                     (int)cl_json_num(&v, "num_hidden_layers", 0),
-                     (int)cl_json_num(&v, "num_attention_heads", 0),
-                     (int)cl_json_num(&v, "num_key_value_heads", 0),
-                     (int)cl_json_num(&v, "head_dim", 0),
-                     (int)cl_json_num(&v, "max_position_embeddings", 0),
-                     cl_json_num(&v, "rms_norm_eps", 1e-5),
-                     cl_json_num(&v, "rope_theta", 10000)};
-    jv_free(v);
-    return 0;
+    return cl_config_load(c, p, &e) ? fail(&e) : 0;
 }
 
 static int cmd_tiny_model(const char *dir, const char *arch, const char *tokpath, const char *dtype,
@@ -95,6 +63,11 @@ static int cmd_tiny_model(const char *dir, const char *arch, const char *tokpath
     cl_tokenizer *tok = cl_tokenizer_load(tokpath, &e);
     if (!tok)
         return fail(&e);
+    /* "llama3.1": a llama with Llama-3.1 rope scaling whose original context is short enough
+     * that the remap changes most of the tiny model's frequencies. */
+    int scaled = strcmp(arch, "llama3.1") == 0;
+    if (scaled)
+        arch = "llama";
     shape_cfg c;
     tiny_cfg(&c, arch, cl_tokenizer_vocab_size(tok));
     cl_tokenizer_free(tok);
@@ -109,9 +82,12 @@ static int cmd_tiny_model(const char *dir, const char *arch, const char *tokpath
             "\"intermediate_size\":%d,\"num_hidden_layers\":%d,\"num_attention_heads\":%d,"
             "\"num_key_value_heads\":%d,\"head_dim\":%d,\"hidden_act\":\"silu\","
             "\"max_position_embeddings\":%d,\"rms_norm_eps\":%g,\"rope_theta\":%g,"
-            "\"tie_word_embeddings\":false,\"attention_bias\":%s,\"torch_dtype\":\"float32\"}\n",
+            "\"tie_word_embeddings\":false,\"attention_bias\":%s,\"torch_dtype\":\"float32\"%s}\n",
             qwen ? "Qwen2ForCausalLM" : "LlamaForCausalLM", arch, c.vocab, c.hidden, c.inter, c.layers,
-            c.heads, c.kv_heads, c.head_dim, c.ctx, c.eps, c.theta, qwen ? "true" : "false");
+            c.heads, c.kv_heads, c.head_dim, c.ctx, c.eps, c.theta, qwen ? "true" : "false",
+            scaled ? ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+                     "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":64}"
+                   : "");
     fclose(f);
     cl_st_tensor t[64];
     char names[64][96];
@@ -170,9 +146,9 @@ static const char *const lora_modules[] = {"q_proj", "k_proj", "v_proj", "o_proj
 
 static int cmd_tiny_lora(const char *dir, const char *out, int r, double alpha)
 {
-    shape_cfg c;
+    cl_llama_config c;
     if (read_cfg(dir, &c))
-        return 66;
+        return 65;
     cl_peft_config pc = {.r = r, .alpha = alpha, .n_targets = 7};
     snprintf(pc.base_model, sizeof pc.base_model, "%s", dir);
     for (int i = 0; i < 7; i++)
@@ -204,9 +180,9 @@ static int cmd_tiny_lora(const char *dir, const char *out, int r, double alpha)
 
 static int cmd_gguf(const char *dir, const char *out)
 {
-    shape_cfg c;
+    cl_llama_config c;
     if (read_cfg(dir, &c))
-        return 66;
+        return 65;
     cl_err e = {0};
     char p[4096];
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
@@ -222,17 +198,16 @@ static int cmd_gguf(const char *dir, const char *out)
     cl_st_tensor *t = malloc(n * sizeof *t);
     for (size_t i = 0; i < n; i++)
         t[i] = *cl_st_model_at(m, i);
+    float freqs[256];
+    cl_gguf_model_info info;
+    cl_weights_gguf_info(&c, &info, freqs);
+    info.name = "cl tiny test model";
     size_t np;
     const int32_t *pre = cl_tokenizer_prefix(tok, &np);
-    int32_t eos = cl_tokenizer_token_id(tok, "<|eot_id|>");
-    if (eos < 0)
-        eos = cl_tokenizer_token_id(tok, "<|im_end|>");
-    if (eos < 0)
-        eos = cl_tokenizer_token_id(tok, "<|endoftext|>");
-    cl_gguf_model_info info = {c.arch, "cl tiny test model", (uint32_t)c.ctx, (uint32_t)c.hidden,
-                               (uint32_t)c.layers, (uint32_t)c.inter, (uint32_t)c.heads,
-                               (uint32_t)c.kv_heads, (uint32_t)c.head_dim, (float)c.eps, (float)c.theta,
-                               NULL, np ? pre[0] : -1, eos, -1};
+    info.bos_id = np ? pre[0] : -1;
+    info.eos_id = cl_tokenizer_token_id(tok, "<|eot_id|>");
+    if (info.eos_id < 0)
+        info.eos_id = cl_tokenizer_token_id(tok, "<|im_end|>");
     int rc = cl_gguf_export_model(out, &info, t, n, tok, &e);
     free(t);
     cl_st_model_close(m);
@@ -242,9 +217,9 @@ static int cmd_gguf(const char *dir, const char *out)
 
 static int cmd_gguf_lora(const char *dir, const char *adapter, const char *out)
 {
-    shape_cfg c;
+    cl_llama_config c;
     if (read_cfg(dir, &c))
-        return 66;
+        return 65;
     cl_err e = {0};
     cl_peft *p = cl_peft_open(adapter, &e);
     if (!p)
@@ -253,7 +228,7 @@ static int cmd_gguf_lora(const char *dir, const char *adapter, const char *out)
     cl_peft_lora *l = malloc((n + 1) * sizeof *l);
     for (size_t i = 0; i < n; i++)
         l[i] = *cl_peft_at(p, i);
-    int rc = cl_gguf_export_lora(out, c.arch, cl_peft_config_of(p), (uint32_t)c.heads,
+    int rc = cl_gguf_export_lora(out, c.model_type, cl_peft_config_of(p), (uint32_t)c.heads,
                                  (uint32_t)c.kv_heads, l, n, &e);
     free(l);
     cl_peft_close(p);
@@ -268,6 +243,14 @@ static void print_shape(int nd, const int64_t *s)
     putchar(']');
 }
 
+/* "name dtype [shape] hash-of-bytes" */
+static void print_tensor(const cl_st_tensor *t)
+{
+    printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
+    print_shape(t->ndim, t->shape);
+    printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
+}
+
 static int cmd_st_info(const char *path)
 {
     cl_err e = {0};
@@ -276,12 +259,8 @@ static int cmd_st_info(const char *path)
         cl_st_model *m = cl_st_model_open(path, &e);
         if (!m)
             return fail(&e);
-        for (size_t i = 0; i < cl_st_model_count(m); i++) {
-            const cl_st_tensor *t = cl_st_model_at(m, i);
-            printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
-            print_shape(t->ndim, t->shape);
-            printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
-        }
+        for (size_t i = 0; i < cl_st_model_count(m); i++)
+            print_tensor(cl_st_model_at(m, i));
         cl_st_model_close(m);
         return 0;
     }
@@ -290,12 +269,8 @@ static int cmd_st_info(const char *path)
         return fail(&e);
     const char *fmt = cl_st_metadata(f, "format");
     printf("format %s\n", fmt ? fmt : "-");
-    for (size_t i = 0; i < cl_st_count(f); i++) {
-        const cl_st_tensor *t = cl_st_at(f, i);
-        printf("%s %s ", t->name, cl_st_dtype_name(t->dtype));
-        print_shape(t->ndim, t->shape);
-        printf(" %016llx\n", (unsigned long long)cl_hash64(t->data, t->nbytes, 0));
-    }
+    for (size_t i = 0; i < cl_st_count(f); i++)
+        print_tensor(cl_st_at(f, i));
     cl_st_close(f);
     return 0;
 }

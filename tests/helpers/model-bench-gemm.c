@@ -5,22 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench-util.h"
 #include "model/gemm.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -55,12 +42,11 @@ int main(int argc, char **argv)
             double t[100];
             cl_gemm(shapes[s].ta, shapes[s].tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
             for (int r = 0; r < reps; r++) {
-                double t0 = now();
+                double t0 = bench_now();
                 cl_gemm(shapes[s].ta, shapes[s].tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, n);
-                t[r] = now() - t0;
+                t[r] = bench_now() - t0;
             }
-            qsort(t, reps, sizeof t[0], cmp);
-            gf[be] = 2.0 * m * n * k / t[reps / 2] * 1e-9;
+            gf[be] = 2.0 * m * n * k / bench_median(t, reps) * 1e-9;
         }
         if (have[1]) {
             printf("| %d %d %d | %s | %.0f | %.0f | %.2f |\n", m, n, k, shapes[s].what, gf[0], gf[1],

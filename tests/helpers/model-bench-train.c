@@ -7,26 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench-util.h"
 #include "model/gemm.h"
 #include "model/llama.h"
 #include "model/lora.h"
 #include "model/loss.h"
 #include "model/optim.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv)
 {
@@ -64,7 +51,7 @@ int main(int argc, char **argv)
     int ntok = cl_loss_tokens(tgt, n);
     m->training = 1;
     for (int s = 0; s <= steps; s++) { /* step 0 warms caches and allocates activations */
-        double t0 = now();
+        double t0 = bench_now();
         cl_llama_zero_grad(m);
         if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
         cl_sft_loss(logp, tgt, n, ntok, coef);
@@ -73,10 +60,9 @@ int main(int argc, char **argv)
         cl_llama_backward(m);
         cl_clip_grad_norm(tr, nt, 1.0);
         cl_adamw_step(&h, tr, nt, s + 1, 1e-4);
-        times[s] = now() - t0;
+        times[s] = bench_now() - t0;
     }
-    qsort(times + 1, (size_t)steps, sizeof(double), cmp);
-    double med = times[1 + steps / 2];
+    double med = bench_median(times + 1, steps);
     printf("%s %s %d %d %.3f %.1f %.4f\n", argv[1], cl_gemm_backend_name(), b, t, med, n / med, loss);
     cl_llama_free(m);
     free(ids); free(tgt); free(coef); free(logp);

@@ -1,8 +1,9 @@
 /* tok — test driver for lib/model/tokenizer and the BPE trainer.
  *
- *   tok encode [--special|--both] [--tiktoken] FILE
+ *   tok encode [--special|--both] [--tiktoken] [--roundtrip [--nfc]] FILE
  *                                              JSONL strings on stdin -> JSONL id arrays
- *                                              (--both: without, then with specials)
+ *                                              (--both: without, then with specials;
+ *                                              --roundtrip: also check decode(encode(s)) == s)
  *   tok roundtrip [--tiktoken] [--nfc] FILE    checks decode(encode(s)) == s (NFC(s) with --nfc)
  *   tok corpus SEED N                          a deterministic fuzz corpus (JSONL strings)
  *   tok train FLAVOUR VOCAB                    JSONL corpus on stdin -> tokenizer.json on stdout
@@ -74,9 +75,33 @@ static cl_tokenizer *open_tok(const char *path, int tiktoken, cl_err *e)
     return cl_tokenizer_load_tiktoken(path, NULL, names, ids, 5, e);
 }
 
-static int cmd_encode(int argc, char **argv, int roundtrip)
+/* decode(ids) must give s back (its NFC form with nfc); 1 and a message when it does not. */
+static int check_roundtrip(const cl_tokenizer *t, const cl_ids *ids, const char *s, size_t len,
+                           int nfc, size_t lineno)
 {
-    int special = 0, both = 0, tiktoken = 0, nfc = 0;
+    utf8proc_uint8_t *norm = NULL;
+    if (nfc) {
+        utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &norm,
+                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        s = (const char *)norm;
+        len = k < 0 ? 0 : (size_t)k;
+    }
+    cl_err e = {0};
+    size_t dl;
+    char *d = cl_tokenizer_decode(t, ids->v, ids->n, 0, &dl, &e);
+    int bad = !d || dl != len || memcmp(d, s, len) != 0;
+    if (bad)
+        fprintf(stderr, "tok: stdin:%zu: decode(encode(s)) != s\n", lineno);
+    free(d);
+    free(norm);
+    return bad;
+}
+
+/* encode prints ids (--special: with the post-processor's tokens; --both: a line without, then
+ * one with); --roundtrip also checks decode(encode(s)) == s.  The roundtrip command only checks. */
+static int cmd_encode(int argc, char **argv, int print)
+{
+    int special = 0, both = 0, tiktoken = 0, nfc = 0, roundtrip = !print;
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--special") == 0)
@@ -87,6 +112,8 @@ static int cmd_encode(int argc, char **argv, int roundtrip)
             tiktoken = 1;
         else if (strcmp(argv[i], "--nfc") == 0)
             nfc = 1;
+        else if (strcmp(argv[i], "--roundtrip") == 0)
+            roundtrip = 1;
         else
             path = argv[i];
     }
@@ -111,34 +138,21 @@ static int cmd_encode(int argc, char **argv, int roundtrip)
             rc = 65;
             break;
         }
-        cl_ids ids = {0};
-        if (both && cl_tokenizer_encode(t, s, len, 0, &ids, &e) == 0) {
-            print_ids(&ids); /* an error shows again, and is reported, just below */
-            ids.n = 0;
-        }
-        if (cl_tokenizer_encode(t, s, len, special || both, &ids, &e)) {
+        cl_ids plain = {0}, with = {0};
+        if (cl_tokenizer_encode(t, s, len, 0, &plain, &e) ||
+            ((special || both) && cl_tokenizer_encode(t, s, len, 1, &with, &e))) {
             fprintf(stderr, "tok: stdin:%zu: %s\n", lineno, e.msg);
             rc = e.code;
-        } else if (roundtrip) {
-            if (nfc) {
-                utf8proc_uint8_t *norm;
-                utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len,
-                                                  &norm, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-                free(s);
-                s = (char *)norm;
-                len = k < 0 ? 0 : (size_t)k;
-            }
-            size_t dl;
-            char *d = cl_tokenizer_decode(t, ids.v, ids.n, 0, &dl, &e);
-            if (!d || dl != len || memcmp(d, s, len) != 0) {
-                fprintf(stderr, "tok: stdin:%zu: decode(encode(s)) != s\n", lineno);
-                rc = 1;
-            }
-            free(d);
         } else {
-            print_ids(&ids);
+            if (print && (both || !special))
+                print_ids(&plain);
+            if (print && (both || special))
+                print_ids(&with);
+            if (roundtrip)
+                rc = check_roundtrip(t, &plain, s, len, nfc, lineno);
         }
-        cl_ids_free(&ids);
+        cl_ids_free(&plain);
+        cl_ids_free(&with);
         free(s);
     }
     cl_tokenizer_free(t);
@@ -407,9 +421,9 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "chat") == 0)
         return cmd_chat(argv[2], argv[3]);
     if (argc >= 3 && strcmp(argv[1], "encode") == 0)
-        return cmd_encode(argc - 2, argv + 2, 0);
-    if (argc >= 3 && strcmp(argv[1], "roundtrip") == 0)
         return cmd_encode(argc - 2, argv + 2, 1);
+    if (argc >= 3 && strcmp(argv[1], "roundtrip") == 0)
+        return cmd_encode(argc - 2, argv + 2, 0);
     if (argc == 4 && strcmp(argv[1], "corpus") == 0)
         return cmd_corpus(strtoul(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
     if (argc == 4 && strcmp(argv[1], "train") == 0)

@@ -13,7 +13,7 @@ const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 const model = await llama.loadModel({ modelPath });
 const prompts = readFileSync(0, "utf8").split("\n").filter((l) => l.length).map((l) => JSON.parse(l));
 for (const p of prompts) {
-  const ctx = await model.createContext({ contextSize: 128, batchSize: 128, threads: 1,
+  const ctx = await model.createContext({ contextSize: 256, batchSize: 256, threads: 1,
     ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}) });
   const seq = ctx.getSequence();
   const ids = model.tokenize(p, true);

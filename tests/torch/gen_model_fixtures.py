@@ -257,24 +257,19 @@ def build(cfg, lora, seed, out):
     data = (ids, pos, seg, targets)
     m = Model(cfg, seed, lora)
     ntok = (targets >= 0).sum()
-    # base model, full fine-tuning gradients
-    m.lora_on = False
-    w.add("logits", "f", m.logits(ids, pos, seg))
-    loss = -m.token_logps(*data).sum() / ntok
-    loss.backward()
-    w.add("loss", "d", [loss.item()])
-    for n, p in m.p.items():
-        w.add("grad:" + n, "f", p.grad)
-        p.grad = None
-    # adapters on: SFT loss and adapter gradients (base frozen)
-    m.lora_on = True
-    w.add("lora_logits", "f", m.logits(ids, pos, seg))
-    loss = -m.token_logps(*data).sum() / ntok
-    loss.backward()
-    w.add("lora_loss", "d", [loss.item()])
-    for n, p in m.lora.items():
-        w.add("lora_grad:" + n, "f", p.grad)
-        p.grad = None
+    def sft_record(prefix, params):
+        w.add(prefix + "logits", "f", m.logits(ids, pos, seg))
+        loss = -m.token_logps(*data).sum() / ntok
+        loss.backward()
+        w.add(prefix + "loss", "d", [loss.item()])
+        for n, p in params.items():
+            w.add(prefix + "grad:" + n, "f", p.grad)
+            p.grad = None
+
+    m.lora_on = False  # base model: full fine-tuning gradients
+    sft_record("", m.p)
+    m.lora_on = True   # adapters on: adapter gradients (base frozen)
+    sft_record("lora_", m.lora)
     for p in m.p.values():
         p.grad = None
     # DPO: rows (0, 1) and (2, 3) are (chosen, rejected) pairs; reference = adapters off

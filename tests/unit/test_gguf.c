@@ -70,10 +70,12 @@ static void container_round_trips_aligned_with_reversed_dims(void **state)
     free(arch);
     uint32_t type, et;
     uint64_t count;
-    const uint32_t *nv = cl_gguf_get(g, "n", &type, NULL, NULL);
+    uint32_t nv;
+    int32_t ints[2];
+    memcpy(&nv, cl_gguf_get(g, "n", &type, NULL, NULL), 4); /* values are not aligned */
     assert_int_equal(type, CL_GGUF_U32);
-    assert_int_equal(*nv, 7);
-    const int32_t *ints = cl_gguf_get(g, "ints", &type, &et, &count);
+    assert_int_equal(nv, 7);
+    memcpy(ints, cl_gguf_get(g, "ints", &type, &et, &count), 8);
     assert_int_equal(type, CL_GGUF_ARRAY);
     assert_int_equal(et, CL_GGUF_I32);
     assert_int_equal(count, 2);
@@ -163,7 +165,7 @@ static void llama_export_permutes_q_and_k_rows_only(void **state)
         {"model.layers.0.self_attn.v_proj.weight", CL_ST_F32, 2, {4, 8}, v, 0},
         {"model.norm.weight", CL_ST_F32, 1, {8}, norm, 0},
     };
-    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1};
+    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1, NULL};
     cl_err e = {0};
     assert_int_equal(cl_gguf_export_model(path, &m, t, 5, tok, &e), 0);
     cl_gguf *g = cl_gguf_open(path, &e);
@@ -222,8 +224,9 @@ static void lora_export_names_shapes_alpha_and_permuted_b(void **state)
     assert_string_equal(t, "adapter");
     free(t);
     uint32_t type;
-    const float *alpha = cl_gguf_get(g, "adapter.lora.alpha", &type, NULL, NULL);
-    assert_true(*alpha == 4.0f);
+    float alpha;
+    memcpy(&alpha, cl_gguf_get(g, "adapter.lora.alpha", &type, NULL, NULL), 4);
+    assert_true(alpha == 4.0f);
     const cl_gguf_tensor *a = cl_gguf_find(g, "blk.0.attn_q.weight.lora_a");
     const cl_gguf_tensor *b = cl_gguf_find(g, "blk.0.attn_q.weight.lora_b");
     assert_int_equal(a->ne[0], 8); /* lora_a ne = [in, r] */

@@ -94,10 +94,38 @@ static void filters_run_and_report(void **state)
     cl_filter_free(f);
 }
 
+/* cl_json_parse builds its values itself; they must be exactly libjq's, down to the bytes of
+ * their dump, including the cases where it hands over to libjq. */
+static void parse_builds_what_libjq_builds(void **state)
+{
+    (void)state;
+    const char *docs[] = {
+        "{}", "[]", " {\"a\" : [1, 2.5, -0, 1e3, 1.5e-7, 0.1, 123456789012345678901234567890, 1e400]} ",
+        "{\"a\":1,\"b\":{\"c\":[true,false,null]},\"a\":2}", "\"plain\"", "42", "-7.25e+2", "true", "null",
+        "{\"s\":\"tab\\tnl\\nq\\\"bs\\\\sl\\/b\\bf\\fr\\r\"}", "[\"\\u00e9\\u20ac\\u0041\\u0000x\"]",
+        "[\"\\ud83d\\ude00 pair\", \"lone \\udc00\"]", "{\"id\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"h\xc3\xa9\"}]}",
+        "[[[[[[[[[[1]]]]]]]]]]", "{\"\":\"\",\"k\":[{},[],\"\"]}", "[0,-1,3.141592653589793,2e-308,9007199254740993]",
+        NULL};
+    for (int i = 0; docs[i]; i++) {
+        jv a = cl_json_parse(docs[i], strlen(docs[i]));
+        jv b = jv_parse_sized(docs[i], (int)strlen(docs[i]));
+        assert_true(jv_is_valid(a));
+        jv da = jv_dump_string(jv_copy(a), 0), db = jv_dump_string(jv_copy(b), 0);
+        assert_string_equal(jv_string_value(da), jv_string_value(db));
+        assert_true(jv_equal(a, b));
+        jv_free(da);
+        jv_free(db);
+    }
+    jv bad = cl_json_parse("{\"a\":", 5);   /* not valid: libjq's error, shortened */
+    assert_false(jv_is_valid(bad));
+    jv_free(bad);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(validator_accepts_json),
+        cmocka_unit_test(parse_builds_what_libjq_builds),
         cmocka_unit_test(validator_rejects_bad),
         cmocka_unit_test(validator_reports_offset_and_id),
         cmocka_unit_test(deep_nesting_is_refused),

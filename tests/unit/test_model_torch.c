@@ -175,42 +175,38 @@ static void check_logits(cl_llama *m, fixture *fx, const char *name)
     free(lg);
 }
 
-static void base_matches(const char *file)
+/* Every tensor's gradient against the fixture's PREFIX + name. */
+static void check_grads(const fixture *fx, const char *prefix, const cl_tensor *ts, int n, double tol)
 {
-    fixture *fx = open_model_fixture(file);
-    cl_llama *m = make_model(fx, 1, 0);
-    double loss = sft_step(m, fx, 1);
-    check_logits(m, fx, "logits");
-    EXPECT_CLOSE(fabs(loss - fx_val(fx, "loss", 0)) / fx_val(fx, "loss", 0), 1e-5, "loss");
-    int n;
-    cl_tensor *ts = cl_llama_tensors(m, &n);
-    int checked = 0;
     for (int i = 0; i < n; i++) {
         char key[200];
-        snprintf(key, sizeof key, "grad:%s", ts[i].name);
-        EXPECT_CLOSE(tensor_err(fx, key, ts[i].grad, ts[i].numel), 1e-4, key);
-        checked++;
+        snprintf(key, sizeof key, "%s%s", prefix, ts[i].name);
+        assert_non_null(ts[i].grad);
+        EXPECT_CLOSE(tensor_err(fx, key, ts[i].grad, ts[i].numel), tol, key);
     }
-    assert_int_equal(checked, n);
-    cl_llama_free(m);
-    fx_free(fx);
 }
 
-static void lora_matches(const char *file)
+/* SFT forward/backward on the fixture batch: logits, loss and the gradients of what trains
+ * (the whole base for full fine-tuning, else the adapters, with the base given none). */
+static void sft_matches(const char *file, int lora)
 {
     fixture *fx = open_model_fixture(file);
-    cl_llama *m = make_model(fx, 0, 1);
+    cl_llama *m = make_model(fx, !lora, lora);
+    const char *pre = lora ? "lora_" : "";
+    char key[64];
     double loss = sft_step(m, fx, 1);
-    check_logits(m, fx, "lora_logits");
-    EXPECT_CLOSE(fabs(loss - fx_val(fx, "lora_loss", 0)) / fx_val(fx, "lora_loss", 0), 1e-5, "lora loss");
-    for (int i = 0; i < m->n_lora; i++) {
-        char key[200];
-        snprintf(key, sizeof key, "lora_grad:%s", m->lora[i].name);
-        EXPECT_CLOSE(tensor_err(fx, key, m->lora[i].grad, m->lora[i].numel), 1e-4, key);
-    }
+    snprintf(key, sizeof key, "%slogits", pre);
+    check_logits(m, fx, key);
+    snprintf(key, sizeof key, "%sloss", pre);
+    EXPECT_CLOSE(fabs(loss - fx_val(fx, key, 0)) / fx_val(fx, key, 0), 1e-5, key);
     int n;
     cl_tensor *ts = cl_llama_tensors(m, &n);
-    for (int i = 0; i < n; i++) assert_null(ts[i].grad); /* frozen base gets no weight gradient */
+    if (lora) {
+        check_grads(fx, "lora_grad:", m->lora, m->n_lora, 1e-4);
+        for (int i = 0; i < n; i++) assert_null(ts[i].grad);
+    } else {
+        check_grads(fx, "grad:", ts, n, 1e-4);
+    }
     cl_llama_free(m);
     fx_free(fx);
 }
@@ -256,10 +252,8 @@ static void dpo_matches(const char *file)
         cl_seq_coef(fx->targets, seq, n, dseq, coef);
         cl_llama_head(m, fx->targets, coef, logp);
         cl_llama_backward(m);
-        for (int i = 0; i < m->n_lora; i++) {
-            snprintf(key, sizeof key, "dpo_grad_%s:%s", kinds[k], m->lora[i].name);
-            EXPECT_CLOSE(tensor_err(fx, key, m->lora[i].grad, m->lora[i].numel), 2e-4, key);
-        }
+        snprintf(key, sizeof key, "dpo_grad_%s:", kinds[k]);
+        check_grads(fx, key, m->lora, m->n_lora, 2e-4);
     }
     free(logp); free(coef); free(seq);
     cl_llama_free(m);
@@ -288,10 +282,10 @@ static void trajectory_matches(const char *file, int lora)
     fx_free(fx);
 }
 
-static void llama_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; base_matches("llama.fx"); }
-static void qwen2_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; base_matches("qwen2.fx"); }
-static void llama_lora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; lora_matches("llama.fx"); }
-static void qwen2_rslora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; lora_matches("qwen2.fx"); }
+static void llama_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; sft_matches("llama.fx", 0); }
+static void qwen2_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; sft_matches("qwen2.fx", 0); }
+static void llama_lora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; sft_matches("llama.fx", 1); }
+static void qwen2_rslora_logits_loss_and_adapter_gradients_match_torch(void **s) { (void)s; sft_matches("qwen2.fx", 1); }
 static void llama_dpo_losses_and_gradients_match_torch(void **s) { (void)s; dpo_matches("llama.fx"); }
 static void qwen2_dpo_losses_and_gradients_match_torch(void **s) { (void)s; dpo_matches("qwen2.fx"); }
 static void llama_full_adamw_trajectory_matches_torch(void **s) { (void)s; trajectory_matches("llama.fx", 0); }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,8 @@ static void errors_name_the_field(void **state)
          "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}", "normalizer type Lowercase"},
         {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\","
          "\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}", "does not compile"},
+        {"{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"Split\","
+         "\"pattern\":{\"String\":\" \"},\"behavior\":\"Removed\"}}", "Split behavior Removed"},
         {"[1,2", "t.json: byte"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -273,6 +276,59 @@ static void tiktoken_ranks_merge_like_tiktoken(void **state)
     cl_tokenizer_free(t);
 }
 
+typedef struct job {
+    const cl_tokenizer *t;
+    const char *text;
+    cl_ids ids;
+    int rc;
+} job;
+
+static void *encode_job(void *arg)
+{
+    job *j = arg;
+    cl_tok_work *w = cl_tokenizer_work_new(j->t);
+    cl_err e = {0};
+    j->rc = -1;
+    for (int k = 0; w && k < 200; k++) { /* long enough for the threads to overlap */
+        j->ids.n = 0;
+        j->rc = cl_tokenizer_encode_with(j->t, w, j->text, strlen(j->text), 1, &j->ids, &e);
+    }
+    cl_tokenizer_work_free(w);
+    return NULL;
+}
+
+static void threads_share_a_tokenizer_with_their_own_work_areas(void **state)
+{
+    (void)state;
+    const char *texts[] = {"the cat sat on the mat with the hat", "12345 caf\xc3\xa9 the end"};
+    size_t lens[2] = {strlen(texts[0]), strlen(texts[1])};
+    cl_bpe_added added[] = {{"<b>", 1, 0, 0}};
+    cl_bpe_train_opts o = {.vocab_size = 280, .bos = "<b>", .added = added, .n_added = 1};
+    cl_err e = {0};
+    size_t jl;
+    char *json = cl_bpe_train(texts, lens, 2, &o, &jl, &e);
+    cl_tokenizer *t = cl_tokenizer_from_json(json, jl, "shared", &e);
+    assert_non_null(t);
+    job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (job){t, texts[i % 2], {0}, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, encode_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].rc, 0);
+        cl_ids alone = {0};
+        assert_int_equal(cl_tokenizer_encode(t, texts[i % 2], lens[i % 2], 1, &alone, &e), 0);
+        assert_int_equal(alone.n, jobs[i].ids.n);
+        assert_memory_equal(alone.v, jobs[i].ids.v, alone.n * sizeof *alone.v);
+        cl_ids_free(&alone);
+        cl_ids_free(&jobs[i].ids);
+    }
+    cl_tokenizer_free(t);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +341,7 @@ int main(void)
         cmocka_unit_test(invalid_utf8_and_unknown_ids_are_errors),
         cmocka_unit_test(trainer_learns_frequent_pairs_and_round_trips),
         cmocka_unit_test(tiktoken_ranks_merge_like_tiktoken),
+        cmocka_unit_test(threads_share_a_tokenizer_with_their_own_work_areas),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
