@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "json.h"
 #include "train/finetune.h"
+#include "model/files.h"
 #include "train/modelio.h"
 
 enum {
@@ -304,7 +305,7 @@ static char **saved_args(const char *dir, int uargc, char **uargv, int *argc)
     cl_ft_path(p, sizeof p, dir, "args.json");
     cl_err e = {0};
     size_t len;
-    char *b = cl_ft_read_file(p, &len, &e);
+    char *b = cl_file_read(p, &len, &e);
     if (!b) cl_die(CL_EXIT_NOINPUT, "%s (give the run's flags with --resume)", e.msg);
     jv v = cl_json_parse(b, len);
     free(b);

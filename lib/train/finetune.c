@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "json.h"
+#include "model/files.h"
 #include "train/modelio.h"
 
 void cl_ft_opts_default(cl_ft_opts *o)
@@ -302,7 +303,7 @@ static int read_state(run *r, const char *dir, cl_err *e)
     char p[4400];
     cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
     size_t len;
-    char *buf = cl_ft_read_file(p, &len, e);
+    char *buf = cl_file_read(p, &len, e);
     if (!buf) return -1;
     cl_llama *m = r->fm.m;
     state_hdr h;
@@ -491,7 +492,7 @@ static int refs(run *r, cl_err *e)
     uint64_t hdr[4] = {r->train.hash, r->eval.hash, (uint64_t)r->train.n, (uint64_t)r->eval.n};
     size_t nt = (size_t)r->train.n * 2, ne = (size_t)r->eval.n * 2, len;
     size_t want = 8 + sizeof hdr + sizeof(double) * (nt + ne);
-    char *buf = cl_ft_read_file(path, &len, NULL);
+    char *buf = cl_file_read(path, &len, NULL);
     if (buf && len == want && !memcmp(buf, REF_MAGIC, 8) && !memcmp(buf + 8, hdr, sizeof hdr)) {
         r->ref = malloc(sizeof(double) * (nt ? nt : 1));
         r->eref = malloc(sizeof(double) * (ne ? ne : 1));

@@ -12,6 +12,8 @@
 
 #include "json.h"
 #include "model/bpe_train.h"
+#include "model/engine.h"
+#include "model/files.h"
 #include "model/gguf.h"
 #include "model/peft.h"
 #include "model/safetensors.h"
@@ -25,40 +27,6 @@ char *cl_ft_path(char *out, size_t size, const char *dir, const char *name)
         for (const char *c = *q; c && *c && o + 1 < size; c++) out[o++] = *c;
     out[o] = 0;
     return out;
-}
-
-char *cl_ft_read_file(const char *path, size_t *len, cl_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    size_t got;
-    while (b && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0) {
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-            }
-            b = nb;
-            cap *= 2;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!b || bad) {
-        free(b);
-        cl_err_set(e, CL_EXIT_NOINPUT, "%s: cannot read", path);
-        return NULL;
-    }
-    b[n] = 0;
-    if (len) *len = n;
-    return b;
 }
 
 int cl_ft_write_file(const char *path, const void *data, size_t len, cl_err *e)
@@ -109,7 +77,7 @@ static int set_pad(cl_ft_model *fm)
 
 static int load_tokenizer(cl_ft_model *fm, const char *path, cl_err *e)
 {
-    fm->tokenizer_json = cl_ft_read_file(path, &fm->tokenizer_len, e);
+    fm->tokenizer_json = cl_file_read(path, &fm->tokenizer_len, e);
     if (!fm->tokenizer_json) return -1;
     fm->tok = cl_tokenizer_from_json(fm->tokenizer_json, fm->tokenizer_len, path, e);
     if (!fm->tok) return -1;
@@ -126,7 +94,7 @@ int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full,
     char path[4200];
     cl_ft_path(path, sizeof path, dir, "config.json");
     cl_llama_config c;
-    fm->config_json = cl_ft_read_file(path, &fm->config_len, e);
+    fm->config_json = cl_file_read(path, &fm->config_len, e);
     if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, path, e)) return -1;
     if (!(fm->m = cl_llama_new(&c, dtype, full, e))) return -1;
     cl_ft_path(path, sizeof path, dir, "tokenizer.json");
@@ -206,7 +174,7 @@ int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *token
 {
     memset(fm, 0, sizeof *fm);
     size_t len;
-    char *text = cl_ft_read_file(config_path, &len, e);
+    char *text = cl_file_read(config_path, &len, e);
     if (!text) return -1;
     jv cfg = cl_json_parse(text, len);
     free(text);
@@ -215,7 +183,7 @@ int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *token
         return cl_err_set(e, CL_EXIT_CONFIG, "%s: not a JSON object", config_path);
     }
     if (tokenizer_path) {
-        fm->tokenizer_json = cl_ft_read_file(tokenizer_path, &fm->tokenizer_len, e);
+        fm->tokenizer_json = cl_file_read(tokenizer_path, &fm->tokenizer_len, e);
     } else {
         char **texts = NULL;
         size_t *lens = NULL, n = 0;
@@ -293,7 +261,8 @@ int cl_ft_model_set_format(cl_ft_model *fm, const char *name, cl_err *e)
     fm->format = CL_CHAT_QWEN2;
     char path[4200];
     cl_ft_path(path, sizeof path, fm->src, "tokenizer_config.json");
-    char *tc = fm->src[0] ? cl_ft_read_file(path, NULL, NULL) : NULL;
+    size_t len;
+    char *tc = fm->src[0] ? cl_file_read(path, &len, NULL) : NULL;
     if (tc && strstr(tc, "<think>"))
         fm->format = CL_CHAT_QWEN3;
     else if (tc && strstr(tc, "You are Qwen, created by Alibaba Cloud"))
@@ -333,7 +302,7 @@ static int copy_if_present(const char *src_dir, const char *dir, const char *nam
     char p[4200];
     cl_ft_path(p, sizeof p, src_dir, name);
     size_t len;
-    char *b = cl_ft_read_file(p, &len, NULL);
+    char *b = cl_file_read(p, &len, NULL);
     if (!b) return 0;
     cl_ft_path(p, sizeof p, dir, name);
     int rc = cl_ft_write_file(p, b, len, e);
@@ -393,7 +362,7 @@ int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 {
     char p[4200];
     size_t len;
-    char *text = cl_ft_read_file(cl_ft_path(p, sizeof p, dir, "adapter_config.json"), &len, e);
+    char *text = cl_file_read(cl_ft_path(p, sizeof p, dir, "adapter_config.json"), &len, e);
     cl_peft_config pc;
     int rc = text ? cl_peft_config_parse(text, len, p, &pc, e) : -1;
     free(text);
@@ -415,7 +384,7 @@ static char *chat_template(const cl_ft_model *fm)
     char p[4200];
     cl_ft_path(p, sizeof p, fm->src, "tokenizer_config.json");
     size_t len;
-    char *b = fm->src[0] ? cl_ft_read_file(p, &len, NULL) : NULL;
+    char *b = fm->src[0] ? cl_file_read(p, &len, NULL) : NULL;
     if (!b) return NULL;
     jv v = cl_json_parse(b, len);
     free(b);
@@ -473,34 +442,16 @@ int cl_ft_model_export_gguf_lora(cl_ft_model *fm, const char *path, cl_err *e)
 int cl_ft_generate_greedy(cl_ft_model *fm, const int *ids, int n, int max_new, cl_ids *out, cl_err *e)
 {
     cl_llama *m = fm->m;
-    int V = m->cfg.vocab, cap = n + max_new;
-    if (cap > m->cfg.max_pos) cap = m->cfg.max_pos;
-    int *seq = malloc(sizeof(int) * (size_t)(cap > 0 ? cap : 1));
-    float *lg = malloc(sizeof(float) * (size_t)(cap > 0 ? cap : 1) * V);
-    if (!seq || !lg) {
-        free(seq);
-        free(lg);
-        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    }
-    memcpy(seq, ids, sizeof(int) * (size_t)n);
-    int len = n, rc = 0, training = m->training;
-    m->training = 0;
-    while (len < cap && !rc) {
-        if ((rc = cl_llama_forward(m, seq, NULL, NULL, 1, len, e))) break;
-        cl_llama_logits(m, lg);
-        const float *last = lg + (size_t)(len - 1) * V;
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (last[v] > last[best]) best = v;
-        seq[len++] = best;
-        if (cl_ids_push(out, best)) rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-        int stop = 0;
-        for (int k = 0; k < m->cfg.n_eos; k++) stop |= best == m->cfg.eos_ids[k];
-        if (stop) break;
-    }
-    m->training = training;
-    cl_llama_release_acts(m);
-    free(seq);
-    free(lg);
-    return rc;
+    int cap = n + max_new <= m->cfg.max_pos ? n + max_new : m->cfg.max_pos;
+    if (n >= cap) return 0;
+    cl_engine *g = cl_engine_new(m, cap, e);
+    int *gen = malloc(sizeof(int) * (size_t)(cap - n)), rc = 0;
+    if (!g || !gen) rc = g ? cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory") : -1;
+    cl_sampler greedy = {.temperature = 0};
+    int k = rc ? -1 : cl_engine_generate(g, ids, n, cap - n, m->cfg.eos_ids, m->cfg.n_eos, &greedy, 0, gen, e);
+    for (int i = 0; i < k && !rc; i++)
+        if (cl_ids_push(out, gen[i])) rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(gen);
+    cl_engine_free(g);
+    return k < 0 ? -1 : rc;
 }

@@ -5,7 +5,7 @@
  * shape checks; creating a new randomly initialised model from a config (with a byte-level BPE
  * tokenizer trained on a corpus, in the Llama-3 chat layout); writing full weights, PEFT
  * adapters (and reading them back with shape checks), merged models and GGUF exports; the
- * choice of chat format from the tokenizer; and a greedy decoder over the training forward.
+ * choice of chat format from the tokenizer; and greedy decoding (model/engine.h) for tests.
  * Must not know: training loops, losses or data files. */
 #ifndef CL_TRAIN_MODELIO_H
 #define CL_TRAIN_MODELIO_H
@@ -67,8 +67,8 @@ int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e);
 int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e);
 int cl_ft_model_export_gguf_lora(cl_ft_model *fm, const char *path, cl_err *e);
 
-/* Greedy continuation of ids[0..n) by up to max_new tokens, stopping after an eos id; the new
- * ids are appended to out.  Recomputes the whole prefix per token (tests and small models). */
+/* Greedy continuation of ids[0..n) by up to max_new tokens (within max_position_embeddings),
+ * stopping after an eos id; the new ids are appended to out.  Runs the KV-cache engine. */
 int cl_ft_generate_greedy(cl_ft_model *fm, const int *ids, int n, int max_new, cl_ids *out, cl_err *e);
 
 /* Writes a file through path.tmp, fsync and rename. */
@@ -77,8 +77,5 @@ int cl_ft_write_file(const char *path, const void *data, size_t len, cl_err *e);
 /* out = dir "/" name (or name alone when dir is NULL), truncated to size - 1 bytes; paths that
  * long are refused when opened, so truncation needs no separate report. */
 char *cl_ft_path(char *out, size_t size, const char *dir, const char *name);
-
-/* Reads a whole file (malloc'd, NUL-terminated). */
-char *cl_ft_read_file(const char *path, size_t *len, cl_err *e);
 
 #endif
