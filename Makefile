@@ -147,8 +147,8 @@ bench: all $(TESTBINS) oracles
 
 demo:
 	@sh scripts/install-deps
-	@$(MAKE) --no-print-directory all
-	$(MAKE) --no-print-directory -f pipelines/demo.mk BIN=$(abspath $(B))
+	@$(MAKE) --no-print-directory all $(TESTBINS)
+	BIN=$(abspath $(B)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
 
 deps:
 	sh scripts/install-deps

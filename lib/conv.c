@@ -242,3 +242,17 @@ jv cl_branch_set_future(jv rec, int c, int f, jv future)
     cand = cl_json_set(cand, "futures", jv_array_set(fs, f, future));
     return cl_branch_set_candidate(rec, c, cand);
 }
+
+jv cl_conv_request(const jv *messages)
+{
+    jv out = jv_array();
+    int n = jv_get_kind(*messages) == JV_KIND_ARRAY ? jv_array_length(jv_copy(*messages)) : 0;
+    for (int i = 0; i < n; i++) {
+        jv m = jv_array_get(jv_copy(*messages), i);
+        jv slim = cl_json_set(cl_json_set(jv_object(), "role", cl_json_get(&m, "role")), "content",
+                              cl_json_get(&m, "content"));
+        out = jv_array_append(out, slim);
+        jv_free(m);
+    }
+    return out;
+}

@@ -29,6 +29,10 @@ jv cl_conv_append(jv messages, const char *role, const char *content);
  * system messages left out, blocks separated by a newline.  malloc'd; "" for no messages. */
 char *cl_conv_render(const jv *messages);
 
+/* The messages as a chat API takes them: role and content only.  Records may carry more per
+ * message (usage, names from datasets), and some servers refuse members they do not know. */
+jv cl_conv_request(const jv *messages);
+
 /* Messages of the role (NULL: every role but system). */
 int cl_conv_count(const jv *messages, const char *role);
 

@@ -70,15 +70,15 @@ static int selected(const run *r, cl_judge_kind k) { return cl_judge_selected(r-
 /* Scoring judges of a unit once its extraction (if any) is settled. */
 static void submit_scoring(run *r, job *jb, int u)
 {
-    for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++) {
-        if (!selected(r, (cl_judge_kind)k))
-            continue;
-        /* all samples are counted open first, so a request that cannot even be built (it
-         * fails at once) settles the judge only after the last sample */
-        jb->us[u].open[k] = r->o->samples;
-        for (int s = 0; s < r->o->samples; s++)
-            submit(r, jb, u, (cl_judge_kind)k, s, 0);
-    }
+    /* every sample of every judge is counted open first, so a request that cannot even be
+     * built (it fails at once) settles the unit only after the last one */
+    for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++)
+        if (selected(r, (cl_judge_kind)k))
+            jb->us[u].open[k] = r->o->samples;
+    for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++)
+        if (selected(r, (cl_judge_kind)k))
+            for (int s = 0; s < r->o->samples; s++)
+                submit(r, jb, u, (cl_judge_kind)k, s, 0);
 }
 
 /* Stores the finished judge k of unit u in the record. */
@@ -126,6 +126,18 @@ static void settle(run *r, job *jb, int u, cl_judge_kind k)
         jb->rec = cl_judge_unit_set(jb->rec, unit, "scores", scores);
     else
         jv_free(scores);
+}
+
+/* Once every judge of unit u is finished, stores them all in judge order: replies arrive in
+ * any order, and the record's keys must not depend on it (a replay writes the same bytes). */
+static void settle_if_done(run *r, job *jb, int u)
+{
+    for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++)
+        if (selected(r, (cl_judge_kind)k) && jb->us[u].open[k] > 0)
+            return;
+    for (int k = CL_JUDGE_EXTRACT + 1; k < CL_JUDGE_NKINDS; k++)
+        if (selected(r, (cl_judge_kind)k))
+            settle(r, jb, u, (cl_judge_kind)k);
 }
 
 static void on_reply(void *ctx, const cl_llm_result *res)
@@ -178,7 +190,7 @@ static void on_reply(void *ctx, const cl_llm_result *res)
             us->failed[k]++;
         }
         if (--us->open[k] == 0)
-            settle(r, jb, c->unit, k);
+            settle_if_done(r, jb, c->unit);
     }
     free(c);
 }
@@ -200,7 +212,7 @@ static void submit(run *r, job *jb, int unit, cl_judge_kind k, int sample, int a
             free(us->error[k]);
             us->error[k] = strdup(e.msg);
             if (--us->open[k] == 0)
-                settle(r, jb, unit, k);
+                settle_if_done(r, jb, unit);
         }
         return;
     }

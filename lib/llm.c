@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cli.h"
 #include "json.h"
 #include "sha256.h"
@@ -80,21 +81,6 @@ static cl_llm_call *pop(queue *q)
     return c;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
 static double uniform(cl_llm *llm)
 {
     uint64_t z = (llm->rng += 0x9e3779b97f4a7c15ULL);
@@ -127,7 +113,7 @@ static void heap_swap(cl_llm *llm, size_t i, size_t j)
 
 static int heap_push(cl_llm *llm, cl_llm_call *c)
 {
-    if (grow((void **)&llm->heap, &llm->capheap, llm->nheap + 1, sizeof *llm->heap) < 0)
+    if (cl_grow((void **)&llm->heap, &llm->capheap, llm->nheap + 1, sizeof *llm->heap) < 0)
         return -1;
     size_t i = llm->nheap++;
     llm->heap[i] = c;
@@ -257,6 +243,8 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
         goto fail;
     if (cfg->cache_dir && !(llm->cache = cl_llm_cache_open(cfg->cache_dir, e)))
         goto fail;
+    if (llm->cache)
+        llm->st.cache_corrupt += cl_llm_cache_torn(llm->cache);
     llm->roles = calloc((size_t)cfg->nroles + 1, sizeof *llm->roles);
     if (!llm->roles) {
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
@@ -320,20 +308,74 @@ int cl_llm_role_configured(const cl_llm *llm, int role)
 
 /* ---- submit ------------------------------------------------------------------------- */
 
-/* The cache key: SHA-256 over the canonical request (what answers, messages, parameters, all
- * with sorted keys) and the sample key.  Keys never enter it: the backend's identity names
- * the endpoint and model only. */
+/* Feeds v (borrowed) to h in a canonical form: a kind tag, then lengths and bytes, object
+ * members in key order, numbers as their double (-0 as 0).  The same value always hashes
+ * alike however its objects were built, without printing numbers or escaping strings as a
+ * sorted JSON dump would (that cost more than the rest of a call). */
+static void hash_value(cl_sha256 *h, const jv *v)
+{
+    jv_kind kind = jv_get_kind(*v);
+    unsigned char tag = (unsigned char)kind;
+    cl_sha256_update(h, &tag, 1);
+    if (kind == JV_KIND_STRING) {
+        uint32_t n = (uint32_t)jv_string_length_bytes(jv_copy(*v));
+        cl_sha256_update(h, &n, sizeof n);
+        cl_sha256_update(h, jv_string_value(*v), n);
+    } else if (kind == JV_KIND_NUMBER) {
+        double d = jv_number_value(*v);
+        if (d == 0)
+            d = 0;
+        cl_sha256_update(h, &d, sizeof d);
+    } else if (kind == JV_KIND_ARRAY) {
+        int n = jv_array_length(jv_copy(*v));
+        cl_sha256_update(h, &n, sizeof n);
+        for (int i = 0; i < n; i++) {
+            jv e = jv_array_get(jv_copy(*v), i);
+            hash_value(h, &e);
+            jv_free(e);
+        }
+    } else if (kind == JV_KIND_OBJECT) {
+        jv keys = jv_keys(jv_copy(*v)); /* sorted */
+        int n = jv_array_length(jv_copy(keys));
+        cl_sha256_update(h, &n, sizeof n);
+        for (int i = 0; i < n; i++) {
+            jv key = jv_array_get(jv_copy(keys), i);
+            hash_value(h, &key);
+            jv val = jv_object_get(jv_copy(*v), key);
+            hash_value(h, &val);
+            jv_free(val);
+        }
+        jv_free(keys);
+    }
+}
+
+static void hash_str(cl_sha256 *h, const char *s)
+{
+    jv v = jv_string(s);
+    hash_value(h, &v);
+    jv_free(v);
+}
+
+/* The cache key: SHA-256 over the canonical request (what answers, messages, parameters) and
+ * the sample key.  Keys never enter it: the backend's identity names the endpoint and model
+ * only. */
 static void cache_key(const struct role *r, cl_llm_call *c)
 {
-    jv k = jv_object();
-    k = cl_json_set_num(k, "v", 1);
-    k = cl_json_set_str(k, "backend", r->identity ? r->identity : r->be->scheme);
-    k = cl_json_set(k, "messages", jv_copy(c->messages));
-    k = cl_json_set(k, "params", jv_copy(c->params));
-    k = cl_json_set_str(k, "sample", c->sample_key);
-    jv s = jv_dump_string(k, JV_PRINT_SORTED);
-    cl_sha256_hex(jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)), c->key);
-    jv_free(s);
+    static const char hex[] = "0123456789abcdef";
+    cl_sha256 h;
+    unsigned char d[32];
+    cl_sha256_init(&h);
+    hash_str(&h, "cl-llm-key 2");
+    hash_str(&h, r->identity ? r->identity : r->be->scheme);
+    hash_value(&h, &c->messages);
+    hash_value(&h, &c->params);
+    hash_str(&h, c->sample_key);
+    cl_sha256_final(&h, d);
+    for (int i = 0; i < 32; i++) {
+        c->key[2 * i] = hex[d[i] >> 4];
+        c->key[2 * i + 1] = hex[d[i] & 15];
+    }
+    c->key[64] = 0;
 }
 
 /* prompt/completion tokens of a response, -1 when it has no usage */
@@ -493,7 +535,7 @@ static double estimate_tokens(const cl_llm_call *c)
 static void start_attempt(cl_llm *llm, cl_llm_call *c)
 {
     struct role *r = &llm->roles[c->role];
-    if (grow((void **)&llm->inflight, &llm->capinflight, llm->ninflight + 1, sizeof *llm->inflight) < 0)
+    if (cl_grow((void **)&llm->inflight, &llm->capinflight, llm->ninflight + 1, sizeof *llm->inflight) < 0)
         cl_die(CL_EXIT_SOFTWARE, "out of memory");
     c->slot = llm->ninflight;
     llm->inflight[llm->ninflight++] = c;
@@ -591,7 +633,8 @@ void cl_llm_attempt_done(cl_llm_call *c, cl_llm_outcome *o)
         c->latency_s = round_us(now - c->t_start);
         account_success(llm, c);
         if (llm->cache && c->key[0]) {
-            if (cl_llm_cache_put(llm->cache, c->key, &c->response, c->latency_s, c->sample_key) == 0)
+            if (cl_llm_cache_put(llm->cache, c->key, &c->response, o->raw, o->raw_len, c->latency_s,
+                                 c->sample_key) == 0)
                 llm->st.cache_writes++;
         }
         finish(llm, c, 0, NULL);

@@ -33,7 +33,8 @@
  * cl_llm_submit consumes `messages` and `params`, always, even when the call fails.
  *
  * Sample key: a string naming the call's place in the caller's tree, for instance
- * "ID/t3/c1/f0/m7" (record id, turn, candidate, future, message index).  It is part of the cache
+ * "ID/t3/c1/f0/m7" (record id, turn, candidate, future, message index; cl_llm_sample_key
+ * writes this form).  It is part of the cache
  * key, so S samples of one prompt stay S different samples (S different keys), and a re-run
  * with the same keys replays every call from the cache byte for byte.  Put into it everything
  * that should make two otherwise identical requests distinct (including the run's --seed when
@@ -174,9 +175,12 @@ int cl_llm_run(cl_llm *llm);
 /* One turn of the loop: admits what may start, waits at most max_wait_s for progress, and
  * delivers finished calls' callbacks.  For callers that feed work incrementally:
  *     while (more input || cl_llm_pending(llm)) {
- *         while (more input && cl_llm_queued(llm) < limit) submit the next record's call;
+ *         while (more input && cl_llm_pending(llm) < limit) submit the next record's call;
  *         cl_llm_step(llm, 1.0);
- *     }                                                                                  */
+ *     }
+ * Bound the window by cl_llm_pending, not cl_llm_queued: cache hits never queue, so a
+ * replay would otherwise read the whole input before delivering anything.  A limit of a
+ * few times --max-inflight keeps the servers busy.                                      */
 void cl_llm_step(cl_llm *llm, double max_wait_s);
 
 /* Calls submitted whose callback has not run yet (queued, backing off, in flight, done). */

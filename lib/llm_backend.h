@@ -47,6 +47,10 @@ typedef struct cl_llm_outcome {
     enum { CL_LLM_FAIL_NONE, CL_LLM_FAIL_TRANSPORT, CL_LLM_FAIL_TIMEOUT, CL_LLM_FAIL_BODY,
            CL_LLM_FAIL_HTTP } kind;
     char error[512];     /* one line; the backend has removed its secrets from it */
+    const char *raw;     /* success, optional: the exact JSON text response was parsed from,
+                          * stored in the cache as it is (re-dumping costs more than the parse);
+                          * borrowed for the duration of cl_llm_attempt_done */
+    size_t raw_len;
 } cl_llm_outcome;
 
 /* Ends the attempt started by start(); exactly once per start(), from start() itself or later

@@ -316,9 +316,12 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
 static cl_llm *volatile signal_llm;
 static volatile sig_atomic_t signal_count;
 
+static volatile sig_atomic_t signal_first;
+
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (!signal_count)
+        signal_first = sig;
     signal_count++;
     if (signal_llm)
         cl_llm_stop(signal_llm, signal_count >= 2);
@@ -365,4 +368,12 @@ void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io)
         cl_llm_summary(llm, line, sizeof line);
         cl_warn("%s", line);
     }
+}
+
+int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm)
+{
+    (void)lc;
+    if (signal_first)
+        return 128 + signal_first;
+    return cl_llm_exit_status(llm);
 }

@@ -81,4 +81,9 @@ void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io);
 
 void cl_llm_cli_free(cl_llm_cli *lc);
 
+/* The status a tool exits with when the run as a whole stopped: 128 + the signal's number after
+ * SIGINT or SIGTERM (130, 143: the shell's convention for a program ended by a signal), else
+ * cl_llm_exit_status (75 budget, 69, 78); 0 when nothing stopped the run. */
+int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm);
+
 #endif

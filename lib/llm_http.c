@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "cli.h"
 
 struct xfer {
@@ -48,21 +49,6 @@ struct cl_llm_http {
     double stall_s, next_sweep;
     double now;               /* refreshed each wait; stamps received bytes cheaply */
 };
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 64;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * elem);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = n;
-    return 0;
-}
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
@@ -247,7 +233,7 @@ static void xfer_release(cl_llm_http *h, struct xfer *x)
         x->buf = NULL;
         x->cap = x->len = 0;
     }
-    if (grow((void **)&h->pool, &h->cappool, h->npool + 1, sizeof *h->pool) < 0) {
+    if (cl_grow((void **)&h->pool, &h->cappool, h->npool + 1, sizeof *h->pool) < 0) {
         xfer_free(x);
         return;
     }
@@ -288,7 +274,7 @@ void cl_llm_http_post(cl_llm *llm, cl_llm_call *c, const char *url, const struct
 {
     cl_llm_http *h = cl_llm_http_of(llm);
     struct xfer *x = NULL;
-    if (grow((void **)&h->active, &h->capactive, h->nactive + 1, sizeof *h->active) < 0 ||
+    if (cl_grow((void **)&h->active, &h->capactive, h->nactive + 1, sizeof *h->active) < 0 ||
         !(x = xfer_get(h))) {
         free(body);
         cl_llm_http_reply rp = {.curl_code = CURLE_OUT_OF_MEMORY, .curl_error = "out of memory",

@@ -52,12 +52,16 @@ cl_llm_http *cl_llm_http_of(cl_llm *llm);
 typedef struct cl_llm_cache cl_llm_cache;
 cl_llm_cache *cl_llm_cache_open(const char *dir, cl_err *e);
 void cl_llm_cache_close(cl_llm_cache *k);
+/* Packs whose reading stopped at a damaged entry when the cache was opened. */
+long cl_llm_cache_torn(const cl_llm_cache *k);
 /* Looks key up: 1 = hit (*response owned by the caller, *latency_s set), 0 = miss,
- * -1 = an entry exists but is torn or corrupt (treated as a miss; it will be overwritten). */
+ * -1 = an entry exists but fails its key or checksum test (a miss: the entry the fetch then
+ * appends supersedes it). */
 int cl_llm_cache_get(cl_llm_cache *k, const char *key, jv *response, double *latency_s);
-/* Stores response (borrowed) atomically.  0, or -1 when the entry could not be written (the
- * run goes on; the call just is not cached). */
-int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, double latency_s,
-                     const char *sample_key);
+/* Stores a response: raw[0..raw_len) when given (its exact JSON text), else response
+ * (borrowed) dumped.  0, or -1 when the entry could not be written (the run goes on; the call
+ * just is not cached). */
+int cl_llm_cache_put(cl_llm_cache *k, const char *key, const jv *response, const char *raw, size_t raw_len,
+                     double latency_s, const char *sample_key);
 
 #endif

@@ -196,16 +196,36 @@ static void openai_start(void *self, cl_llm_call *c)
     }
     const char *params = o->last_params_json;
     plen = o->last_params_len;
-    char *body = msgs && params ? malloc(o->model_json_len + mlen + plen + 2) : NULL;
+    const char *head = o->model_json;
+    size_t hlen = o->model_json_len;
+    char *own_head = NULL, *own_params = NULL;
+    if (cl_json_has(pv, "model")) {
+        /* A per-call model (cl-rollout --candidate) replaces the role's: JSON objects with a
+         * key twice are refused by some servers. */
+        jv m = cl_json_get(pv, "model");
+        char *mq = cl_json_dump(&m, NULL);
+        jv_free(m);
+        jv rest = jv_object_delete(jv_copy(*pv), jv_string("model"));
+        own_params = cl_json_dump(&rest, &plen);
+        jv_free(rest);
+        if (mq && (own_head = malloc(strlen(mq) + 32)))
+            hlen = (size_t)sprintf(own_head, "{\"model\":%s,\"messages\":", mq);
+        free(mq);
+        head = own_head;
+        params = own_params;
+    }
+    char *body = msgs && params && head ? malloc(hlen + mlen + plen + 2) : NULL;
     if (!body) {
+        free(own_head);
+        free(own_params);
         free(msgs);
         cl_llm_outcome out = {.response = jv_invalid(), .status = CL_EXIT_SOFTWARE};
         snprintf(out.error, sizeof out.error, "out of memory");
         cl_llm_attempt_done(c, &out);
         return;
     }
-    size_t n = o->model_json_len;
-    memcpy(body, o->model_json, n);
+    size_t n = hlen;
+    memcpy(body, head, n);
     memcpy(body + n, msgs, mlen);
     n += mlen;
     if (plen > 2) { /* params is an object: splice its members in */
@@ -216,6 +236,8 @@ static void openai_start(void *self, cl_llm_call *c)
         body[n++] = '}';
     body[n] = 0;
     free(msgs);
+    free(own_head);
+    free(own_params);
     cl_llm_http_post(o->llm, c, o->url, o->headers, body, n, openai_done, o);
 }
 
@@ -308,6 +330,8 @@ static void openai_done(void *self, cl_llm_call *c, const cl_llm_http_reply *rp)
         if (jv_get_kind(v) == JV_KIND_OBJECT && cl_json_kind(&v, "choices") == JV_KIND_ARRAY &&
             jv_array_length(cl_json_get(&v, "choices")) > 0) {
             out.response = v;
+            out.raw = rp->body;
+            out.raw_len = rp->len;
         } else {
             char ex[120];
             excerpt(rp->body, rp->len, ex, sizeof ex);

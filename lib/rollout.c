@@ -249,7 +249,7 @@ static jv assistant_request(engine *en, conv *cv)
         free(p);
         return req;
     }
-    jv msgs = jv_copy(cv->msgs);
+    jv msgs = cl_conv_request(&cv->msgs);
     if (cv->amode == CL_ASSISTANT_SYSTEM) {
         jv first = jv_array_length(jv_copy(msgs)) ? jv_array_get(jv_copy(msgs), 0) : jv_null();
         const char *role = jv_get_kind(first) == JV_KIND_OBJECT ? cl_json_str(&first, "role") : NULL;
@@ -459,6 +459,10 @@ static void conv_end(conv *cv)
             c = cl_json_set_str(c, "content", cl_conv_content(&cv->msgs, -1));
             c = cl_json_set_str(c, "source", cv->src->label);
             c = cl_json_set_str(c, "mode", cl_assistant_mode_name(cv->amode));
+            jv last = jv_array_get(jv_copy(cv->msgs), jv_array_length(jv_copy(cv->msgs)) - 1);
+            if (cl_json_has(&last, "usage"))
+                c = cl_json_set(c, "usage", cl_json_get(&last, "usage"));
+            jv_free(last);
             jv futs = jv_array();
             for (int f = 0; f < cfg->samples && cfg->window > 0; f++)
                 futs = jv_array_append(futs, jv_null());
@@ -579,6 +583,19 @@ static void conv_submit(conv *cv)
     free(key);
 }
 
+/* The last message of msgs (consumed) gets the tokens its call reported, so cl-reward can count
+ * tokens from the API's usage message by message.  Replays report the same numbers. */
+static jv tag_usage(jv msgs, const cl_llm_result *r)
+{
+    if (r->completion_tokens < 0)
+        return msgs;
+    int n = jv_array_length(jv_copy(msgs));
+    jv m = jv_array_get(jv_copy(msgs), n - 1);
+    jv u = cl_json_set_num(jv_object(), "prompt_tokens", (double)r->prompt_tokens);
+    u = cl_json_set_num(u, "completion_tokens", (double)r->completion_tokens);
+    return jv_array_set(msgs, n - 1, cl_json_set(m, "usage", u));
+}
+
 static void on_reply(void *ctx, const cl_llm_result *r)
 {
     conv *cv = ctx;
@@ -620,6 +637,7 @@ static void on_reply(void *ctx, const cl_llm_result *r)
     }
     cv->attempt = 0;
     cv->msgs = cl_conv_append(cv->msgs, user ? "user" : "assistant", msg);
+    cv->msgs = tag_usage(cv->msgs, r);
     if (user && cl_conv_has_marker(msg, cfg->marker))
         cv->terminated = 1;
     free(msg);

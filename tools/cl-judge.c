@@ -188,7 +188,7 @@ static int run_judges(opts *o, cl_common *c)
                             .role = role};
     int rc = cl_judge_run(io, llm, j, &ro, &e);
     cl_llm_cli_report(&o->lc, llm, io);
-    int llm_status = cl_llm_exit_status(llm);
+    int llm_status = cl_llm_cli_exit_status(&o->lc, llm);
     int status = cl_io_finish(io, rc, &e);
     cl_llm_free(llm);
     cl_judge_free(j);

@@ -305,7 +305,7 @@ int main(int argc, char **argv)
     cl_llm_cli_attach(&t.lc, llm, io);
     int st = cl_rollout_run(cfg, llm, io, &e);
     cl_llm_cli_report(&t.lc, llm, io);
-    int llm_status = cl_llm_exit_status(llm);
+    int llm_status = cl_llm_cli_exit_status(&t.lc, llm);
     int rc = cl_io_finish(io, st, &e);
     cl_llm_free(llm);
     cl_llm_cli_free(&t.lc);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "metrics/utext.h"
 
 enum { BLEU_N = 4 };
@@ -154,34 +155,6 @@ double bleu_char(const char *hyp, size_t hyp_len, const char *ref, size_t ref_le
 
 /* ---- sacreBLEU 13a ---------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_putn(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void sb_putc(sbuf *b, char c) { sb_putn(b, &c, 1); }
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -204,23 +177,23 @@ static int pass_match(enum pass k, char a, char b)
     }
 }
 
-static void run_pass(enum pass k, const sbuf *in, sbuf *out)
+static void run_pass(enum pass k, const cl_buf *in, cl_buf *out)
 {
     out->n = 0;
-    sb_putn(out, "", 0);
+    cl_buf_put(out, "", 0);
     for (size_t i = 0; i < in->n;) {
         if (i + 1 < in->n && pass_match(k, in->p[i], in->p[i + 1])) {
             char a = in->p[i], b = in->p[i + 1];
             if (k == PASS_C)
-                sb_putc(out, ' ');
-            sb_putc(out, a);
-            sb_putc(out, ' ');
-            sb_putc(out, b);
+                cl_buf_putc(out, ' ');
+            cl_buf_putc(out, a);
+            cl_buf_putc(out, ' ');
+            cl_buf_putc(out, b);
             if (k != PASS_C)
-                sb_putc(out, ' ');
+                cl_buf_putc(out, ' ');
             i += 2;
         } else {
-            sb_putc(out, in->p[i++]);
+            cl_buf_putc(out, in->p[i++]);
         }
     }
 }
@@ -242,8 +215,8 @@ char *bleu_tokenize_13a(const char *s, size_t len)
             end = i;
     }
     len = end;
-    sbuf a = {0}, b = {0};
-    sb_putc(&a, ' ');
+    cl_buf a = {0}, b = {0};
+    cl_buf_putc(&a, ' ');
     int has_amp = memchr(s, '&', len) != NULL;
     for (size_t i = 0; i < len;) {
         if (starts(s + i, len - i, "<skipped>")) {
@@ -251,49 +224,49 @@ char *bleu_tokenize_13a(const char *s, size_t len)
         } else if (starts(s + i, len - i, "-\n")) {
             i += 2;
         } else if (s[i] == '\n') {
-            sb_putc(&a, ' ');
+            cl_buf_putc(&a, ' ');
             i++;
         } else {
-            sb_putc(&a, s[i++]);
+            cl_buf_putc(&a, s[i++]);
         }
     }
     if (has_amp) {
         static const char *ent[][2] = {{"&quot;", "\""}, {"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"}};
         for (int k = 0; k < 4; k++) {
             b.n = 0;
-            sb_putn(&b, "", 0);
+            cl_buf_put(&b, "", 0);
             size_t el = strlen(ent[k][0]);
             for (size_t i = 0; i < a.n;) {
                 if (starts(a.p + i, a.n - i, ent[k][0])) {
-                    sb_putn(&b, ent[k][1], 1);
+                    cl_buf_put(&b, ent[k][1], 1);
                     i += el;
                 } else {
-                    sb_putc(&b, a.p[i++]);
+                    cl_buf_putc(&b, a.p[i++]);
                 }
             }
-            sbuf t = a;
+            cl_buf t = a;
             a = b;
             b = t;
         }
     }
-    sb_putc(&a, ' ');
+    cl_buf_putc(&a, ' ');
     b.n = 0;
-    sb_putn(&b, "", 0);
+    cl_buf_put(&b, "", 0);
     for (size_t i = 0; i < a.n; i++) {
         if (is_13a_symbol((unsigned char)a.p[i])) {
-            sb_putc(&b, ' ');
-            sb_putc(&b, a.p[i]);
-            sb_putc(&b, ' ');
+            cl_buf_putc(&b, ' ');
+            cl_buf_putc(&b, a.p[i]);
+            cl_buf_putc(&b, ' ');
         } else {
-            sb_putc(&b, a.p[i]);
+            cl_buf_putc(&b, a.p[i]);
         }
     }
     run_pass(PASS_B, &b, &a);
     run_pass(PASS_C, &a, &b);
     run_pass(PASS_D, &b, &a);
     /* split() on Python whitespace, joined by single spaces. */
-    sbuf out = {0};
-    sb_putn(&out, "", 0);
+    cl_buf out = {0};
+    cl_buf_put(&out, "", 0);
     size_t wstart = 0;
     int in_word = 0;
     for (size_t i = 0; i <= a.n && !a.oom;) {
@@ -302,8 +275,8 @@ char *bleu_tokenize_13a(const char *s, size_t len)
         int sp = i == a.n || utext_isspace(cp);
         if (sp && in_word) {
             if (out.n)
-                sb_putc(&out, ' ');
-            sb_putn(&out, a.p + wstart, i - wstart);
+                cl_buf_putc(&out, ' ');
+            cl_buf_put(&out, a.p + wstart, i - wstart);
         } else if (!sp && !in_word) {
             wstart = i;
         }

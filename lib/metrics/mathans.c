@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "metrics/utext.h"
 
 static char *dup_n(const char *s, size_t n)
@@ -57,35 +58,6 @@ static size_t cp_len(const char *s)
     return utext_next(s, strlen(s), &cp);
 }
 
-/* Growable output for the split-and-rejoin rules. */
-typedef struct obuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} obuf;
-
-static void put(obuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-static void puts_(obuf *b, const char *s) { put(b, s, strlen(s)); }
 
 /* _fix_sqrt: "\sqrt3" → "\sqrt{3}".  Raises on an empty piece (a trailing "\sqrt"). */
 static char *fix_sqrt(char *s, int *raised)
@@ -93,8 +65,8 @@ static char *fix_sqrt(char *s, int *raised)
     const char *first = strstr(s, "\\sqrt");
     if (!first)
         return s;
-    obuf b = {0};
-    put(&b, s, (size_t)(first - s));
+    cl_buf b = {0};
+    cl_buf_put(&b, s, (size_t)(first - s));
     for (const char *p = first; p;) {
         const char *piece = p + 5, *next = strstr(piece, "\\sqrt");
         size_t n = next ? (size_t)(next - piece) : strlen(piece);
@@ -104,13 +76,13 @@ static char *fix_sqrt(char *s, int *raised)
         }
         if (piece[0] != '{') {
             size_t a = cp_len(piece);
-            puts_(&b, "\\sqrt{");
-            put(&b, piece, a);
-            puts_(&b, "}");
-            put(&b, piece + a, n - a);
+            cl_buf_puts(&b, "\\sqrt{");
+            cl_buf_put(&b, piece, a);
+            cl_buf_puts(&b, "}");
+            cl_buf_put(&b, piece + a, n - a);
         } else {
-            puts_(&b, "\\sqrt");
-            put(&b, piece, n);
+            cl_buf_puts(&b, "\\sqrt");
+            cl_buf_put(&b, piece, n);
         }
         p = next;
     }
@@ -129,34 +101,34 @@ static char *fix_fracs(char *s, int *raised)
     const char *first = strstr(s, "\\frac");
     if (!first)
         return s;
-    obuf b = {0};
-    put(&b, s, (size_t)(first - s));
+    cl_buf b = {0};
+    cl_buf_put(&b, s, (size_t)(first - s));
     int keep_input = 0;
     for (const char *p = first; p && !keep_input && !*raised;) {
         const char *piece = p + 5, *next = strstr(piece, "\\frac");
         size_t n = next ? (size_t)(next - piece) : strlen(piece);
-        puts_(&b, "\\frac");
+        cl_buf_puts(&b, "\\frac");
         if (n == 0) {
             *raised = 1;
         } else if (piece[0] == '{') {
-            put(&b, piece, n);
+            cl_buf_put(&b, piece, n);
         } else {
             size_t a = cp_len(piece);
             if (a >= n) {
                 keep_input = 1;
             } else {
                 size_t bl = cp_len(piece + a);
-                puts_(&b, "{");
-                put(&b, piece, a);
-                puts_(&b, "}");
+                cl_buf_puts(&b, "{");
+                cl_buf_put(&b, piece, a);
+                cl_buf_puts(&b, "}");
                 if (piece[a] != '{') {
-                    puts_(&b, "{");
-                    put(&b, piece + a, bl);
-                    puts_(&b, "}");
+                    cl_buf_puts(&b, "{");
+                    cl_buf_put(&b, piece + a, bl);
+                    cl_buf_puts(&b, "}");
                 } else {
-                    put(&b, piece + a, bl);
+                    cl_buf_put(&b, piece + a, bl);
                 }
-                put(&b, piece + a + bl, n - a - bl);
+                cl_buf_put(&b, piece + a + bl, n - a - bl);
             }
         }
         p = next;
@@ -198,12 +170,12 @@ static char *fix_a_slash_b(char *s)
     size_t al = (size_t)(slash - s), bl = strlen(slash + 1);
     if (!canonical_int(s, al) || !canonical_int(slash + 1, bl))
         return s;
-    obuf b = {0};
-    puts_(&b, "\\frac{");
-    put(&b, s, al);
-    puts_(&b, "}{");
-    put(&b, slash + 1, bl);
-    puts_(&b, "}");
+    cl_buf b = {0};
+    cl_buf_puts(&b, "\\frac{");
+    cl_buf_put(&b, s, al);
+    cl_buf_puts(&b, "}{");
+    cl_buf_put(&b, slash + 1, bl);
+    cl_buf_puts(&b, "}");
     if (b.oom) {
         free(b.p);
         return s;

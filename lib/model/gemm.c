@@ -10,6 +10,7 @@
 #include "model/gemm.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,8 +164,13 @@ static void gemm_serial(int ta, int tb, int m, int n, int k, float alpha, const 
     }
 }
 
-void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                  const float *b, int ldb, float beta, float *c, int ldc)
+/* Runs a single-threaded product over OpenMP threads.  Threads take independent column (or
+ * row) panels from a dynamic queue: no barrier inside the product, so a thread the OS preempts
+ * on a shared machine delays only its own panels.  The price is that each panel packs the
+ * shared operand again (four panels per thread).  Every backend on the CPU threads this way, so OpenMP
+ * and a BLAS's own thread pool never compete for the cores. */
+static void run_panels(cl_sgemm_fn *serial, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+                       int lda, const float *b, int ldb, float beta, float *c, int ldc)
 {
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) {
@@ -173,12 +179,9 @@ void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float 
     }
     int nth = omp_in_parallel() || (double)m * n * k < 4e6 ? 1 : omp_get_max_threads();
     if (nth == 1) {
-        gemm_serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        serial(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    /* Threads take independent column (or row) panels from a dynamic queue: no barrier
-     * inside the product, so a thread the OS preempts on a shared machine delays only its own
-     * panels.  Re-packing the shared operand per panel costs under 1% at these panel sizes. */
     int by_cols = n / NR >= m / MR;
     int tile = by_cols ? NR : MR, dim = by_cols ? n : m;
     int chunk = (dim + 4 * nth - 1) / (4 * nth);
@@ -189,19 +192,33 @@ void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float 
     for (int q = 0; q < chunks; q++) {
         int lo = q * chunk, len = dim - lo < chunk ? dim - lo : chunk;
         if (by_cols)
-            gemm_serial(ta, tb, m, len, k, alpha, a, lda, tb ? b + (size_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+            serial(ta, tb, m, len, k, alpha, a, lda, tb ? b + (size_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
         else
-            gemm_serial(ta, tb, len, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
-                        c + (size_t)lo * ldc, ldc);
+            serial(ta, tb, len, n, k, alpha, ta ? a + lo : a + (size_t)lo * lda, lda, b, ldb, beta,
+                   c + (size_t)lo * ldc, ldc);
     }
 }
 
+void cl_sgemm_cpu(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                  const float *b, int ldb, float beta, float *c, int ldc)
+{
+    run_panels(gemm_serial, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 #ifdef CL_HAVE_CBLAS
-static void openblas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
-                           const float *b, int ldb, float beta, float *c, int ldc)
+static void cblas_serial(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                         const float *b, int ldb, float beta, float *c, int ldc)
 {
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
                 k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void openblas_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                           const float *b, int ldb, float beta, float *c, int ldc)
+{
+    static atomic_int single;
+    if (!atomic_exchange(&single, 1)) openblas_set_num_threads(1);
+    run_panels(cblas_serial, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 #endif
 

@@ -102,6 +102,12 @@ int cl_lora_add(cl_llama *m, const cl_lora_config *c, cl_err *e)
 
 void cl_lora_enable(cl_llama *m, int on) { m->lora_on = on && m->n_lora; }
 
+cl_tensor *cl_lora_tensors(cl_llama *m, int *n)
+{
+    *n = m->n_lora;
+    return m->lora;
+}
+
 void cl_lora_merge(cl_llama *m)
 {
     if (!m->n_lora) return;

@@ -30,6 +30,10 @@ int cl_lora_add(cl_llama *m, const cl_lora_config *c, cl_err *e);
 
 void cl_lora_enable(cl_llama *m, int on);
 
+/* The adapter table (PEFT save names, fp32, A [r][in] then B [out][r] per projection); NULL and
+ * *n = 0 without adapters.  Saving a PEFT adapter is a loop over it. */
+cl_tensor *cl_lora_tensors(cl_llama *m, int *n);
+
 /* W += scale * B . A for every adapter (bf16 bases are rounded back), then disables the
  * adapters so the merged model computes what the adapted one did. */
 void cl_lora_merge(cl_llama *m);

@@ -66,6 +66,30 @@ test_expect 'a server that is not there: retried, then the error names the URL' 
     ask a x >in && { llmcall -Z --no-cache --assistant openai:m --api-base http://127.0.0.1:9/v1 --retries 1 in >out 2>err;
     test $? = 1; } && jq -e ".error.message | test(\"POST http://127.0.0.1:9/v1/chat/completions: .*2 attempts\")" out
 '
+test_expect '--connect-timeout gives up on a server whose accept queue is full, and retries' '
+    cat >noaccept.py <<"PY" &&
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(0)
+port = s.getsockname()[1]
+fill = []
+for _ in range(4):  # fill the accept queue: later SYNs are dropped and connects hang
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    fill.append(c)
+time.sleep(0.2)
+print(port, flush=True)
+time.sleep(60)
+PY
+    { python3 noaccept.py >na.port & np=$!; } && trap "kill $np" EXIT &&
+    until test -s na.port || ! kill -0 $np; do sleep 0.05; done && ask a x >in &&
+    { llmcall -Z --no-cache --assistant openai:m --api-base "http://127.0.0.1:$(cat na.port)/v1" \
+        --connect-timeout 0.5 --retries 1 --stats st in >out 2>err; test $? = 1; } &&
+    jq -e ".error.message | test(\"after [0-9]+ ms: Timeout was reached .curl 28. .2 attempts\")" out &&
+    jq -e ".llm.timeouts == 2" st
+'
 test_expect 'a Retry-After beyond the cap ends the call (exit 1) instead of sleeping for it' '
     mock_start --retry-after 3600 && ask a "@fault:429" >in &&
     { call -q in >out; test $? = 1; } && jq -e ".error.message | test(\"retry after 3600 s\")" out

@@ -21,21 +21,45 @@ test_expect 'a changed parameter or model misses the cache; a changed key does n
     call --cache c --assistant-temperature 0.5 in >/dev/null && test "$(mock_count)" = 2 &&
     llmcall -q -Z --cache c --assistant openai:other --api-base "$MOCK_URL" in >/dev/null && test "$(mock_count)" = 3
 '
-test_expect 'a corrupt or torn entry is detected, fetched again and rewritten' '
+test_expect 'a corrupt entry and a torn tail are detected, fetched again, and the new entries win' '
     mock_start && ask_n 3 >in && call --cache c in >out1 && test "$(mock_count)" = 3 &&
-    set -- $(find c -type f | sort) && test $# = 3 &&
-    sed -i "s/mock reply/mock replY/" "$1" && head -c 50 "$2" >"$2.cut" && mv "$2.cut" "$2" &&
-    call --cache c --stats st in >out2 && test "$(mock_count)" = 5 && jq -e ".llm.cache_corrupt == 2 and .llm.cache_hits == 1" st &&
-    ! grep -q "replY" out2 && call --cache c --stats st3 in >out3 && test "$(mock_count)" = 5 && cmp out2 out3 &&
-    jq -e ".llm.cache_corrupt == 0" st3
+    set -- c/llm/pack-*.clc && test $# = 1 &&
+    sed -i "2s/mock reply/mock replY/" "$1" && head -c $(( $(wc -c <"$1") - 20 )) "$1" >cut && mv cut "$1" &&
+    call --cache c --stats st in >out2 && test "$(mock_count)" = 5 &&
+    jq -e ".llm.cache_corrupt == 2 and .llm.cache_hits == 1" st && ! grep -q "replY" out2 &&
+    call --cache c --stats st3 in >out3 && test "$(mock_count)" = 5 && cmp out2 out3 &&
+    jq -e ".llm.cache_hits == 3" st3
 '
-test_expect 'cache entries are checksummed files under DIR/llm and no temporary files stay behind' '
-    mock_start && ask_n 5 >in && call --cache c in >/dev/null &&
-    test "$(find c/llm -type f -name "[0-9a-f]*" | wc -l)" = 5 && test -z "$(find c -name ".tmp*")" &&
-    for f in $(find c/llm -type f); do
-        head -1 "$f" | grep -Eq "^cl-llm-cache 1 [0-9]+ [0-9a-f]{64}$" || exit 1
-        tail -n +2 "$f" | head -c -1 | sha256sum | grep -q "$(head -1 "$f" | cut -d" " -f4)" || exit 1
-    done
+test_expect 'each process appends to a pack of its own, every entry checksummed, and leaves its index' '
+    mock_start && ask_n 5 >in && call --cache c in >/dev/null && call --cache c --assistant-temperature 0.5 in >/dev/null &&
+    test "$(ls c/llm | grep -Ecx "pack-[0-9a-f]{16}-[0-9]+\.clc")" = 2 &&
+    test "$(ls c/llm | grep -Ecx "pack-[0-9a-f]{16}-[0-9]+\.clx")" = 2 && test "$(ls c/llm | wc -l)" = 4 &&
+    python3 - c/llm/pack-*.clc <<"PY"
+import hashlib, json, sys
+n = 0
+for path in sys.argv[1:]:
+    data = open(path, "rb").read()
+    pos = 0
+    while pos < len(data):
+        nl = data.index(b"\n", pos)
+        magic, ver, key, plen, sha = data[pos:nl].split(b" ")
+        plen = int(plen)
+        payload = data[nl + 1:nl + 1 + plen]
+        assert magic == b"cl-llm-cache" and ver == b"2" and len(key) == 64
+        assert hashlib.sha256(payload).hexdigest().encode() == sha
+        assert data[nl + 1 + plen:nl + 2 + plen] == b"\n"
+        assert json.loads(payload)["response"]["choices"]
+        pos = nl + 2 + plen
+        n += 1
+assert n == 10, n
+PY
+'
+test_expect 'a damaged or stale pack index is ignored and the pack read again' '
+    mock_start && ask_n 4 >in && call --cache c in >out1 && set -- c/llm/pack-*.clx && test $# = 1 &&
+    printf "\377\377\377\377" | dd of="$1" bs=1 seek=40 conv=notrunc 2>/dev/null &&
+    call --cache c in >out2 && test "$(mock_count)" = 4 && cmp out1 out2 &&
+    printf "junk" >>"${1%.clx}.clc" && call --cache c --stats st in >out3 && test "$(mock_count)" = 4 &&
+    cmp out1 out3 && jq -e ".llm.cache_corrupt == 1" st
 '
 test_expect '--no-cache neither reads nor writes; the default directory is $XDG_CACHE_HOME/cl' '
     mock_start && ask a q >in && XDG_CACHE_HOME=$PWD/xdg call in >/dev/null && test -n "$(find xdg/cl/llm -type f)" &&

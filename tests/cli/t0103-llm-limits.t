@@ -31,19 +31,19 @@ test_expect '--budget-usd stops sending new calls once spent: exit 75, the rest 
     test "$(jq -s "map(select(.error and (.error.message | test(\"budget reached\")))) | length" out)" = $((30 - n)) &&
     jq -e ".llm.stopped == \"budget reached\" and .llm.cost_usd >= 100" st && grep -q "stopped: budget reached" err
 '
-test_expect 'SIGINT stops admitting calls, lets those in flight finish, reports every record and exits 75' '
+test_expect 'SIGINT stops admitting calls, lets those in flight finish, reports every record and exits 130' '
     mock_start --latency 400 && ask_n 40 >in &&
     { llmcall -Z --assistant openai:m --api-base "$MOCK_URL" --max-inflight 4 --cache c in >out 2>err & pid=$!;
-      until [ "$(mock_count)" -ge 4 ] || ! kill -0 $pid; do sleep 0.05; done; sleep 0.2; kill -INT $pid; wait $pid; test $? = 75; } &&
+      until [ "$(mock_count)" -ge 4 ] || ! kill -0 $pid; do sleep 0.05; done; sleep 0.2; kill -INT $pid; wait $pid; test $? = 130; } &&
     test "$(wc -l <out)" = 40 && n=$(mock_count) && test "$n" -le 12 &&
     test "$(jq -s "map(select(.reply)) | length" out)" = "$n" &&
     jq -se "map(select(.error)) | all(.[]; .error.message | test(\"interrupted\"))" out &&
-    test "$(find c -type f | wc -l)" = "$n"
+    test "$(cat c/llm/pack-*.clc | grep -c "^cl-llm-cache 2 ")" = "$n"
 '
 test_expect 'a second SIGINT aborts the calls in flight too' '
     mock_start --latency 5000 && ask_n 8 >in &&
     { llmcall -Z --no-cache --assistant openai:m --api-base "$MOCK_URL" --max-inflight 4 in >out 2>err & pid=$!;
-      until [ "$(mock_count)" -ge 4 ] || ! kill -0 $pid; do sleep 0.05; done; kill -INT $pid; sleep 0.3; kill -INT $pid; wait $pid; test $? = 75; } &&
+      until [ "$(mock_count)" -ge 4 ] || ! kill -0 $pid; do sleep 0.05; done; kill -INT $pid; sleep 0.3; kill -INT $pid; wait $pid; test $? = 130; } &&
     test "$(wc -l <out)" = 8 && test "$(jq -s "map(select(.error)) | length" out)" = 8
 '
 test_expect '--stats and the summary line report calls, tokens, cost and latency' '

@@ -9,7 +9,9 @@ proact_rule() { rule 'works with people on writing' '{"thought": "t", "response"
 test_expect 'a seed gets its opening message, K candidates and S futures of w rounds each (K=2 S=3 w=2: 27 calls)' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
     cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >out &&
-    jq -e ".messages == [{role: \"user\", content: \"help me write a poem\"}] and .turn == 0 and .done == false" out &&
+    jq -e "(.messages | map({role, content})) == [{role: \"user\", content: \"help me write a poem\"}] and .turn == 0 and .done == false" out &&
+    jq -e "[.messages[], .candidates[], .candidates[].futures[].messages[]] | all(.usage.completion_tokens >= 1)" out &&
+    jq -se "[.[] | .body.messages[] | keys] | unique == [[\"content\",\"role\"]]" "$MOCK_LOG" &&
     jq -e ".candidates | length == 2 and map(.id) == [\"c0\",\"c1\"]" out &&
     jq -e "[.candidates[].futures | length] == [3,3]" out &&
     jq -e "[.candidates[].futures[].messages | map(.role)] | unique == [[\"user\",\"assistant\",\"user\",\"assistant\"]]" out &&
@@ -17,7 +19,9 @@ test_expect 'a seed gets its opening message, K candidates and S futures of w ro
     jq -e ".candidates | map(.mode) | sort == [\"proact\",\"vanilla\"]" out &&
     jq -e ".candidates | map(select(.mode == \"proact\"))[0].content == \"Which kind of poem?\"" out &&
     jq -e ".candidates | map(.source) == [\"openai:asst\",\"openai:asst\"]" out &&
-    jq -e ".usage.calls == 27" out && test "$(mock_count)" = 27
+    jq -e ".usage.calls == 27" out && test "$(mock_count)" = 27 &&
+    cl-reward -q -Z --metric tokens --token-scope session --token-roles assistant out >tok &&
+    jq -e "[.candidates[].futures[].scores.tokens] | length == 6 and all(. > 0)" tok
 '
 test_expect 'futures see the candidate in their history and stop early when the simulator terminates' '
     { rule "**Assistant**: mock" "$(user_says "great [[TERMINATE CHAT]]")"; endless_script; } >script &&
@@ -60,7 +64,8 @@ test_expect 'explicit --candidate sources set K, each with its model and mode; t
     jq -e ".candidates | map([.source, .mode]) == [[\"openai:big\",\"proact\"],[\"openai:asst\",\"vanilla\"],[\"openai:small\",\"system\"]]" out &&
     jq -se "map(.body.model) | sort == [\"asst\",\"big\",\"fut\",\"fut\",\"fut\",\"small\",\"usr\",\"usr\",\"usr\",\"usr\"]" "$MOCK_LOG" &&
     jq -se "map(select(.body.model == \"small\"))[0].body.messages[0].role == \"system\"" "$MOCK_LOG" &&
-    jq -se "map(select(.body.model == \"fut\")) | all(.body.messages[0].role == \"user\")" "$MOCK_LOG"
+    jq -se "map(select(.body.model == \"fut\")) | all(.body.messages[0].role == \"user\")" "$MOCK_LOG" &&
+    jq -se "all(.model_members == 1)" "$MOCK_LOG"
 '
 test_expect 'every call has its own sample seed; the same --seed replays from the cache and a new one draws new samples' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 2 >in &&

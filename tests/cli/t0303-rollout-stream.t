@@ -36,8 +36,8 @@ killed_run() {
     { cl-rollout --branch $R --cache cb in >part & pid=$!; } && wait_calls "$3" && kill -"$1" $pid &&
     { wait $pid; rc=$?; } && n1=$(mock_count)
 }
-test_expect 'interrupted with SIGINT: exit 75 and a prefix; the re-run replays the paid calls and completes the same output' '
-    killed_run INT 24 250 "--buffer 4" && test "$rc" = 75 && k=$(wc -l <part) &&
+test_expect 'interrupted with SIGINT: exit 130 and a prefix; the re-run replays the paid calls and completes the same output' '
+    killed_run INT 24 250 "--buffer 4" && test "$rc" = 130 && k=$(wc -l <part) &&
     test "$n1" -lt 648 && test "$k" -gt 0 && test "$k" -lt 24 &&
     no_latency part >p1 && no_latency ref | head -n "$k" | cmp - p1 &&
     cl-rollout --branch $R --cache cb --stats st in >full && no_latency full >f1 && no_latency ref | cmp - f1 &&
@@ -64,6 +64,6 @@ test_expect 'a second signal aborts the calls in flight; what is written is stil
     mock_start --script script --latency 300 --deterministic && seeds 20 >in &&
     { cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >part 2>err & pid=$!; } &&
     sleep 0.5 && kill -INT $pid && sleep 0.1 && kill -TERM $pid &&
-    { wait $pid; test $? = 75; } && jq -se "all(has(\"candidates\"))" part >/dev/null
+    { wait $pid; test $? = 130; } && jq -se "all(has(\"candidates\"))" part >/dev/null
 '
 test_done

@@ -175,6 +175,14 @@ test_expect 'output keeps input order while replies arrive out of order' '
     test "$(jq -r .id out | tr "\n" " ")" = "$(seq -f "r%g" 1 40 | tr "\n" " ")"
 '
 
+test_expect 'scores and judgements are written in judge order whatever order the replies arrive in' '
+    printf "%s\n" "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 1}\"}" \
+        "{\"match\": \"\", \"reply\": \"{\\\"helpful\\\": 1, \\\"helpfulness\\\": 1}\"}" >s.jsonl &&
+    start_mock --script s.jsonl --latency 1-60 &&
+    for i in $(seq 1 30); do records "$F/full.jsonl" | jq -c ".id = \"r$i\""; done >in.jsonl &&
+    cl-judge $J -Z --helpfulness --interactivity in.jsonl >out &&
+    test "$(jq -c "[(.scores | keys_unsorted), (.judge | keys_unsorted)]" out | sort -u | wc -l)" = 1
+'
 test_expect 'with a cache, a second run replays every judgement without a request and gives the same bytes' '
     echo "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 0.5}\"}" >s.jsonl &&
     start_mock --script s.jsonl && JC=$(echo "$J" | sed "s/--no-cache/--cache cache/") &&

@@ -207,10 +207,10 @@ int main(int argc, char **argv)
 
     /* Feed records while the client has room, as a streaming tool does: reading ahead only
      * as far as the in-flight window keeps memory flat however long the input. */
-    long window = 2 * 1024, made = 0;
+    long window = 4096, made = 0;
     int eof = 0, status = 0;
     while (!eof || cl_llm_pending(R.llm) > 0) {
-        while (!eof && cl_llm_queued(R.llm) < window) {
+        while (!eof && cl_llm_pending(R.llm) < window) {
             if (R.gen) {
                 if (made == R.gen) {
                     eof = 1;
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         status = -1;
     }
     cl_llm_cli_report(&R.lc, R.llm, R.io);
-    int llm_status = cl_llm_exit_status(R.llm);
+    int llm_status = cl_llm_cli_exit_status(&R.lc, R.llm);
     cl_llm_free(R.llm);
     cl_llm_cli_free(&R.lc);
     free(R.slots);

@@ -379,6 +379,11 @@ static void log_request(const conn *c, const char *head, size_t hlen, const char
     rec = cl_json_set(rec, "path", sp ? jv_string_sized(sp + 1, (int)strcspn(sp + 1, " \r")) : jv_null());
     rec = cl_json_set(rec, "headers", hd);
     rec = cl_json_set(rec, "body", b);
+    /* The parsed body keeps one member per name; this shows a client that sent one twice. */
+    int model_members = 0;
+    for (const char *p = body; (p = strstr(p, "\"model\":")) && p < body + blen; p++)
+        model_members++;
+    rec = cl_json_set_num(rec, "model_members", model_members);
     rec = cl_json_set_str(rec, "fault", fault_names[f]);
     char *line = cl_json_dump(&rec, NULL);
     jv_free(rec);

@@ -10,9 +10,8 @@
  *                                              (FLAVOUR: llama3, qwen2, gpt2)
  *   tok tiktoken FILE                          a tokenizer.json's vocabulary as a tiktoken file
  *   tok bench FILE TEXT                        encode TEXT repeatedly; prints MB per CPU second
- *   tok chat LLAMA_TOK QWEN_TOK               {"format","gen","messages"} lines on stdin ->
- *                                              {"text","ids","mask"} lines (llama3 uses the first
- *                                              tokenizer, the Qwen formats the second)
+ *   tok chat TOKENIZER                         {"format","gen","messages"} lines on stdin ->
+ *                                              {"text","ids","mask","masked"} lines
  * Exit: 0 ok, 1 a mismatch, 2 usage, else the library's error code. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,12 +334,11 @@ static int cmd_bench(const char *path, const char *textpath)
     return 0;
 }
 
-static int cmd_chat(const char *llama_path, const char *qwen_path)
+static int cmd_chat(const char *path)
 {
     cl_err e = {0};
-    cl_tokenizer *tl = cl_tokenizer_load(llama_path, &e), *tq = tl ? cl_tokenizer_load(qwen_path, &e) : NULL;
-    if (!tq) {
-        cl_tokenizer_free(tl);
+    cl_tokenizer *tk = cl_tokenizer_load(path, &e);
+    if (!tk) {
         fprintf(stderr, "tok: %s\n", e.msg);
         return e.code;
     }
@@ -369,8 +367,7 @@ static int cmd_chat(const char *llama_path, const char *qwen_path)
         cl_chat_tokens ct = {0};
         size_t tl_len = 0;
         char *text = rc ? NULL : cl_chat_render_text((cl_chat_format)f, m, (size_t)nm, gen, &tl_len, &e);
-        if (rc == 0 && (!text || cl_chat_render(f == CL_CHAT_LLAMA3 ? tl : tq, (cl_chat_format)f, m,
-                                                 (size_t)nm, gen, &ct, &e))) {
+        if (rc == 0 && (!text || cl_chat_render(tk, (cl_chat_format)f, m, (size_t)nm, gen, &ct, &e))) {
             fprintf(stderr, "tok: stdin:%zu: %s\n", lineno, e.msg);
             rc = e.code;
         }
@@ -382,7 +379,6 @@ static int cmd_chat(const char *llama_path, const char *qwen_path)
             }
             /* The masked spans, decoded: what SFT trains the model to write. */
             jv spans = jv_array();
-            cl_tokenizer *tk = f == CL_CHAT_LLAMA3 ? tl : tq;
             for (size_t i = 0; i < ct.ids.n;) {
                 size_t j = i;
                 while (j < ct.ids.n && ct.mask[j] == ct.mask[i])
@@ -411,15 +407,14 @@ static int cmd_chat(const char *llama_path, const char *qwen_path)
         jv_free(msgs);
         jv_free(v);
     }
-    cl_tokenizer_free(tl);
-    cl_tokenizer_free(tq);
+    cl_tokenizer_free(tk);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 4 && strcmp(argv[1], "chat") == 0)
-        return cmd_chat(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "chat") == 0)
+        return cmd_chat(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "encode") == 0)
         return cmd_encode(argc - 2, argv + 2, 1);
     if (argc >= 3 && strcmp(argv[1], "roundtrip") == 0)

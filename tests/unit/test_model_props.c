@@ -67,8 +67,14 @@ static void lora_with_zero_b_equals_the_base_model(void **s)
     cl_llama *base = model(tiny(0, 1), CL_F32, 0, 0, 0), *ad = model(tiny(0, 1), CL_F32, 0, 0x7f, 0);
     float *a = logits_of(base, ids, NULL, NULL, 2, 11), *b = logits_of(ad, ids, NULL, NULL, 2, 11);
     assert_true(max_diff(a, b, 22 * 37) == 0.0);
-    /* and the adapter A is initialised (not zero) while B is zero */
-    assert_true(((float *)ad->lora[0].data)[0] != 0.0f && ((float *)ad->lora[1].data)[0] == 0.0f);
+    /* and the adapter A is initialised (not zero) while B is zero, under PEFT's names/shapes */
+    int nl;
+    cl_tensor *lt = cl_lora_tensors(ad, &nl);
+    assert_int_equal(nl, 2 * CL_NPROJ * 2);
+    assert_string_equal(lt[0].name, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+    assert_true(lt[0].shape[0] == 4 && lt[0].shape[1] == 32 && lt[1].shape[0] == 32 && lt[1].shape[1] == 4);
+    assert_true(((float *)lt[0].data)[0] != 0.0f && ((float *)lt[1].data)[0] == 0.0f);
+    assert_ptr_equal(cl_llama_find(ad, lt[13].name), &lt[13]);
     free(a); free(b);
     cl_llama_free(base); cl_llama_free(ad);
 }

@@ -1,0 +1,47 @@
+# pipelines/common.mk — what collab.mk and eval.mk share: where the programs are, how the models
+# are reached, the simulator and judge settings, the task's metrics and the failure policy.
+# Every variable can be set on the make command line.
+
+OUT     ?= out
+# Directory of the cl programs; empty = from PATH.
+BIN     ?=
+SHARDS  ?= 1
+
+# Paper: GPT-4o-mini user simulator, Claude 3.5 Sonnet judge (through an OpenAI-compatible
+# gateway).  API_BASE: base URL of every openai: model; empty = $OPENAI_BASE_URL.  Keys come from
+# the environment only.
+USER_MODEL        ?= openai:gpt-4o-mini
+JUDGE             ?= openai:claude-3-5-sonnet-20240620
+API_BASE          ?=
+USER_TEMPERATURE  ?= 1.0
+JUDGE_TEMPERATURE ?= 0
+USER_MAX_TOKENS   ?= 1024
+JUDGE_MAX_TOKENS  ?= 2048
+CACHE             ?= $(OUT)/cache
+MAX_INFLIGHT      ?= 64
+SEED              ?= 0
+TERMINATE_MARKER  ?= [[TERMINATE CHAT]]
+
+# Task family of the seeds (math, document, code): picks the judges and the local task metric.
+TASK ?= math
+METRICS_math     ?=
+METRICS_document ?= --metric bleu
+METRICS_code     ?= --metric pass_rate
+
+ROLLOUT_FLAGS ?=
+JUDGE_FLAGS   ?=
+REWARD_FLAGS  ?=
+# 1 = a step whose tool reports failed records (exit 1) keeps the others and goes on; the
+# failed records are in the step's .rejects file.  0 = the step fails and make stops there.
+ALLOW_FAILED  ?= 0
+
+CL  = $(if $(BIN),$(BIN)/)
+LLM = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $(MAX_INFLIGHT) --seed $(SEED)
+# The recipes' exit test: status 1 (some records failed) passes with ALLOW_FAILED=1.  Written
+# for recipes defined through $(eval $(call ...)), which expand it twice.
+OK  = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
+SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
+
+.DELETE_ON_ERROR:
+# Every intermediate file is a checkpoint: never delete one because it is intermediate.
+.SECONDARY:
