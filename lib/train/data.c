@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "json.h"
 #include "stream.h"
 
@@ -33,18 +34,13 @@ void cl_ft_data_free(cl_ft_data *d)
 
 typedef struct msgs {
     cl_chat_msg *v;
-    int n, cap;
+    int n;
+    size_t cap;
 } msgs;
 
 static int msgs_push(msgs *m, const char *role, const char *content)
 {
-    if (m->n == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 8;
-        cl_chat_msg *v = realloc(m->v, sizeof *v * (size_t)cap);
-        if (!v) return -1;
-        m->v = v;
-        m->cap = cap;
-    }
+    if (cl_grow((void **)&m->v, &m->cap, (size_t)m->n + 1, sizeof *m->v)) return -1;
     m->v[m->n++] = (cl_chat_msg){role, content};
     return 0;
 }
@@ -228,16 +224,10 @@ int cl_ft_data_load(cl_ft_data *d, const char *path, cl_tokenizer *tok, const cl
             continue;
         }
         d->truncated += tr;
-        if (d->n == d->cap) {
-            int cap = d->cap ? 2 * d->cap : 64;
-            cl_ft_example *v = realloc(d->ex, sizeof *v * (size_t)cap);
-            if (!v) {
-                cl_ft_example_free(&ex);
-                st = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-                break;
-            }
-            d->ex = v;
-            d->cap = cap;
+        if (cl_grow((void **)&d->ex, &d->cap, (size_t)d->n + 1, sizeof *d->ex)) {
+            cl_ft_example_free(&ex);
+            st = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            break;
         }
         for (int s = 0; s < ex.nseq; s++) {
             d->hash = cl_hash64(ex.seq[s].ids, sizeof(int) * (size_t)ex.seq[s].len, d->hash);
@@ -268,7 +258,7 @@ void cl_ft_data_split(cl_ft_data *from, cl_ft_data *to, int count, uint64_t seed
     to->kind = from->kind;
     to->ex = malloc(sizeof *to->ex * (size_t)(count ? count : 1));
     if (!to->ex) abort();
-    to->cap = count;
+    to->cap = (size_t)count;
     to->hash = from->hash ^ 0x6576616cull;
     int kept = 0;
     for (int i = 0; i < n; i++) {

@@ -40,7 +40,8 @@ typedef struct cl_ft_example {
 typedef struct cl_ft_data {
     cl_ft_kind kind;
     cl_ft_example *ex;
-    int n, cap;
+    int n;
+    size_t cap;
     long rows;           /* rows read */
     long truncated;      /* rows whose prompt (or completion) was cut to fit max_len */
     long no_loss;        /* rows dropped: no assistant token left after truncation */

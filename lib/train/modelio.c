@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "json.h"
 #include "model/bpe_train.h"
 #include "model/engine.h"
@@ -112,45 +113,29 @@ static int read_corpus(const char *path, char ***texts, size_t **lens, size_t *n
 {
     cl_reader *r = cl_reader_open(path, e);
     if (!r) return -1;
-    size_t cap = 0;
+    size_t cap = 0, lcap = 0;
     cl_line line;
     int rc;
     while ((rc = cl_reader_next(r, &line, e)) == 1) {
         jv v = cl_json_parse(line.text, line.len);
-        size_t want = *n + 64;
-        if (want > cap) {
-            cap = want * 2;
-            *texts = realloc(*texts, sizeof **texts * cap);
-            *lens = realloc(*lens, sizeof **lens * cap);
-            if (!*texts || !*lens) abort();
-        }
         jv_kind k = jv_get_kind(v);
-        if (k == JV_KIND_OBJECT && cl_json_kind(&v, "messages") == JV_KIND_ARRAY) {
-            jv ms = cl_json_get(&v, "messages");
-            int nm = jv_array_length(jv_copy(ms));
-            for (int i = 0; i < nm; i++) {
-                jv m = jv_array_get(jv_copy(ms), i);
-                const char *c = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "content") : NULL;
-                if (c) {
-                    if (*n == cap) {
-                        cap *= 2;
-                        *texts = realloc(*texts, sizeof **texts * cap);
-                        *lens = realloc(*lens, sizeof **lens * cap);
-                        if (!*texts || !*lens) abort();
-                    }
-                    (*texts)[*n] = strdup(c);
-                    (*lens)[(*n)++] = strlen(c);
-                }
-                jv_free(m);
-            }
-            jv_free(ms);
-        } else {
-            const char *s = k == JV_KIND_STRING ? jv_string_value(v)
+        jv ms = k == JV_KIND_OBJECT && cl_json_kind(&v, "messages") == JV_KIND_ARRAY ? cl_json_get(&v, "messages")
+                                                                                      : jv_invalid();
+        int nm = jv_is_valid(ms) ? jv_array_length(jv_copy(ms)) : 1;
+        for (int i = 0; i < nm && rc == 1; i++) {
+            jv m = jv_is_valid(ms) ? jv_array_get(jv_copy(ms), i) : jv_null();
+            const char *s = jv_is_valid(ms) ? (jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "content") : NULL)
+                            : k == JV_KIND_STRING ? jv_string_value(v)
                             : k == JV_KIND_OBJECT && cl_json_str(&v, "text") ? cl_json_str(&v, "text")
                                                                              : line.text;
-            (*texts)[*n] = strdup(s);
-            (*lens)[(*n)++] = strlen(s);
+            if (s && (cl_grow((void **)texts, &cap, *n + 1, sizeof **texts) ||
+                      cl_grow((void **)lens, &lcap, *n + 1, sizeof **lens) || !((*texts)[*n] = strdup(s))))
+                rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            else if (s)
+                (*lens)[(*n)++] = strlen(s);
+            jv_free(m);
         }
+        jv_free(ms);
         jv_free(v);
     }
     cl_reader_close(r);

@@ -12,6 +12,11 @@ test_expect 'a new model is written as config.json, model.safetensors and a trai
            (.eos_token_id | index(.[0]) == 0)" "$S/base/init/config.json" &&
     jq -e "[.added_tokens[].content] | index(\"<|eot_id|>\") != null" "$S/base/init/tokenizer.json"
 '
+test_expect '--init without data writes the new model and trains nothing' '
+    cl-finetune --init "$S/cfg.json" --train-tokenizer "$S/sft.jsonl" --vocab 280 --run r 2>err &&
+    test -s r/init/model.safetensors && ! test -e r/final && ! test -s r/metrics.jsonl &&
+    test "$(jq .vocab_size r/init/config.json)" -le 280 && grep -q "written to r/init" err
+'
 test_expect 'SFT drives the loss on eight dialogues to near zero' '
     jq -s -e "(.[0].loss > 4) and (.[-1].loss < 0.02) and (.[-1].step == 150)" "$S/base/metrics.jsonl"
 '
