@@ -76,7 +76,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
 .DELETE_ON_ERROR:
 .SECONDARY:
 
