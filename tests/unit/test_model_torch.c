@@ -18,69 +18,27 @@
 #include "model/lora.h"
 #include "model/loss.h"
 #include "model/optim.h"
+#include "torch_fixture.h"
 
-typedef struct rec { char name[160]; char type; uint32_t count; const unsigned char *data; } rec;
+typedef clfx_rec rec;
 typedef struct fixture {
-    unsigned char *buf;
-    int n;
-    rec *recs;
+    clfx *raw;
     cl_llama_config cfg;
     int seed, b, t, *ids, *pos, *seg, *targets;
 } fixture;
 
-static fixture *fx_load(const char *name)
-{
-    const char *dir = getenv("CL_MODEL_FIXTURES");
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "tests/data/model", name);
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open fixture %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    fixture *fx = calloc(1, sizeof *fx);
-    fx->buf = malloc((size_t)len);
-    assert_int_equal(fread(fx->buf, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    assert_memory_equal(fx->buf, "CLFX", 4);
-    uint32_t ver, n;
-    memcpy(&ver, fx->buf + 4, 4);
-    memcpy(&n, fx->buf + 8, 4);
-    assert_int_equal(ver, 1);
-    fx->recs = calloc(n, sizeof(rec));
-    fx->n = (int)n;
-    const unsigned char *p = fx->buf + 12, *end = fx->buf + len;
-    for (uint32_t i = 0; i < n; i++) {
-        uint16_t nl;
-        assert_true(p + 2 <= end);
-        memcpy(&nl, p, 2);
-        assert_true(nl < sizeof fx->recs[i].name && p + 2 + nl + 5 <= end);
-        memcpy(fx->recs[i].name, p + 2, nl);
-        fx->recs[i].type = (char)p[2 + nl];
-        memcpy(&fx->recs[i].count, p + 3 + nl, 4);
-        fx->recs[i].data = p + 7 + nl;
-        size_t el = fx->recs[i].type == 'd' ? 8 : fx->recs[i].type == 's' ? 1 : 4;
-        p += 7 + nl + el * fx->recs[i].count;
-        assert_true(p <= end);
-    }
-    return fx;
-}
-
 static const rec *fx_get(const fixture *fx, const char *name)
 {
-    for (int i = 0; i < fx->n; i++)
-        if (!strcmp(fx->recs[i].name, name)) return &fx->recs[i];
-    fail_msg("fixture lacks %s", name);
-    return NULL;
+    const rec *r = clfx_get(fx->raw, name);
+    if (!r)
+        fail_msg("fixture lacks %s", name);
+    return r;
 }
 
 static double fx_val(const fixture *fx, const char *name, uint32_t i)
 {
-    const rec *r = fx_get(fx, name);
-    assert_true(i < r->count);
-    if (r->type == 'd') { double d; memcpy(&d, r->data + 8 * i, 8); return d; }
-    if (r->type == 'f') { float f; memcpy(&f, r->data + 4 * i, 4); return f; }
-    int32_t v; memcpy(&v, r->data + 4 * i, 4); return v;
+    assert_true(i < fx_get(fx, name)->count);
+    return clfx_val(fx->raw, name, i);
 }
 
 static int *fx_ints(const fixture *fx, const char *name)
@@ -93,7 +51,9 @@ static int *fx_ints(const fixture *fx, const char *name)
 
 static fixture *open_model_fixture(const char *file)
 {
-    fixture *fx = fx_load(file);
+    fixture *fx = calloc(1, sizeof *fx);
+    if (!(fx->raw = clfx_load(file)))
+        fail_msg("cannot read fixture %s", file);
     const rec *c = fx_get(fx, "config");
     cl_err e = {0};
     assert_int_equal(cl_config_parse(&fx->cfg, (const char *)c->data, c->count, file, &e), 0);
@@ -110,7 +70,7 @@ static fixture *open_model_fixture(const char *file)
 static void fx_free(fixture *fx)
 {
     free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
-    free(fx->recs); free(fx->buf); free(fx);
+    clfx_free(fx->raw); free(fx);
 }
 
 /* max |c - r| relative to the largest |r| of the tensor (floor 1e-3). */
