@@ -14,32 +14,14 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
-import gen_model_fixtures as ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
+import torch_peer  # noqa: E402
 
 mode, R, T, loss_from, steps, threads = sys.argv[1], *map(int, sys.argv[2:7])
 torch.set_num_threads(threads)
-torch.set_default_dtype(torch.float32)
-cfg = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048,
-       "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 12, "head_dim": 64,
-       "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
-lora = {"rank": 32, "alpha": 16.0, "rslora": False, "targets": ref.PROJ if mode == "dpo" else []}
 gen = torch.Generator().manual_seed(1)
-m = ref.Model(cfg, 1, lora, init=lambda name, shape, seed: (torch.randn(shape, generator=gen) * 0.02).requires_grad_(True))
-
-
-def rope32(x, pos):
-    # the reference rotates in float64 (its inv_freq and angles are float64), which would turn
-    # every attention product after it into float64: keep the peer in float32 like cl
-    ang = pos[..., None].to(x.dtype) * m.inv_freq.to(x.dtype)
-    cos, sin = ang.cos()[:, :, None, :], ang.sin()[:, :, None, :]
-    h = x.shape[-1] // 2
-    x1, x2 = x[..., :h], x[..., h:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)
-
-
-m.rope = rope32
+m = torch_peer.model(torch_peer.PROJ if mode == "dpo" else [], gen)
 if mode == "dpo":
     for p in m.p.values():
         p.requires_grad_(False)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch CPU peer of tests/helpers/model-bench-train: the same GPT-2-small-sized Llama
-(the hand-written reference model of tests/torch/gen_model_fixtures.py, in float32), the same
+(bench/torch_peer.py: the reference model of tests/torch, in float32), the same
 batch, forward + CE + backward + clipping + AdamW, full fine-tuning or LoRA r 32 on all seven
 projections.  Usage: torch_train.py full|lora B T STEPS THREADS
 Prints: mode torch B T median-seconds-per-step tokens-per-second final-loss"""
@@ -8,25 +8,14 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
-import gen_model_fixtures as ref  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
+import torch_peer  # noqa: E402
 
 mode, B, T, steps, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
-torch.set_default_dtype(torch.float32)
-cfg = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 768, "intermediate_size": 2048,
-       "num_hidden_layers": 12, "num_attention_heads": 12, "num_key_value_heads": 12, "head_dim": 64,
-       "rms_norm_eps": 1e-5, "rope_theta": 10000.0}
-lora = {"rank": 32, "alpha": 16.0, "rslora": False, "targets": ref.PROJ if mode == "lora" else []}
 gen = torch.Generator().manual_seed(1)
-
-
-def init(name, shape, seed):
-    return (torch.randn(shape, generator=gen) * 0.02).requires_grad_(True)
-
-
-m = ref.Model(cfg, 1, lora, init=init)
+m = torch_peer.model(torch_peer.PROJ if mode == "lora" else [], gen)
 if mode == "lora":
     for p in m.p.values():
         p.requires_grad_(False)
