@@ -146,16 +146,6 @@ static char *dup_string(const jv *obj, const char *key, size_t *len)
     return out;
 }
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
-
 /* The object a unit's scores go on (owned copy): the future, or the record itself. */
 static jv unit_object(const jv *rec, const unit *u)
 {
@@ -418,7 +408,7 @@ static int plan_bleu(batch *b, int ui, const jv *rec, const jv *ex, const char *
         rec_fail(b, r, "bleu: the seed has no reference document in completion");
     for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && hyp && ref && rc == 0; m <<= 1)
         if (b->c->metrics & m)
-            rc = add_job(b, ui, m, dup_bytes(hyp, hl), hl, dup_bytes(ref, rl), rl);
+            rc = add_job(b, ui, m, strndup(hyp, hl), hl, strndup(ref, rl), rl);
     free(hyp);
     free(ref);
     return rc;

@@ -6,16 +6,6 @@
 #include "buf.h"
 #include "metrics/utext.h"
 
-static char *dup_n(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
-
 /* Python's str.replace(from, to): every non-overlapping occurrence, left to right. */
 static char *replace_all(char *s, const char *from, const char *to)
 {
@@ -187,7 +177,7 @@ static char *fix_a_slash_b(char *s)
 char *math_normalize(const char *in, int *raised)
 {
     *raised = 0;
-    char *s = dup_n(in, strlen(in));
+    char *s = strndup(in, strlen(in));
     static const char *const rules[][2] = {
         {"\n", ""}, {"\\!", ""}, {"\\\\", "\\"}, {"tfrac", "frac"}, {"dfrac", "frac"},
         {"\\left", ""}, {"\\right", ""}, {"^{\\circ}", ""}, {"^\\circ", ""}, {"\\$", ""},
@@ -238,7 +228,7 @@ char *math_normalize(const char *in, int *raised)
         return NULL;
     if (strcmp(s, "0.5") == 0) {
         free(s);
-        s = dup_n("\\frac{1}{2}", 11);
+        s = strndup("\\frac{1}{2}", 11);
         if (!s)
             return NULL;
     }
