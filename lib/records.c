@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "json.h"
 #include "rows.h"
@@ -36,7 +38,24 @@ struct cl_io {
     void *extra_ctx;
     char where_buf[1200];
     struct batch *batch;  /* the parallel pass-through's pending lines, or NULL */
+    uint64_t bytes_all;   /* size of all inputs when every one is a regular file, else 0 */
+    uint64_t bytes_before;/* size of the inputs already read */
 };
+
+/* The total size of the inputs when all are regular files (stdin too), for the ETA; else 0. */
+static uint64_t inputs_size(const cl_common *c)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < (c->ninputs ? c->ninputs : 1); i++) {
+        struct stat st;
+        const char *p = c->ninputs ? c->inputs[i] : "-";
+        int rc = strcmp(p, "-") == 0 ? fstat(STDIN_FILENO, &st) : stat(p, &st);
+        if (rc != 0 || !S_ISREG(st.st_mode))
+            return 0;
+        sum += (uint64_t)st.st_size;
+    }
+    return sum;
+}
 
 cl_io *cl_io_open(const cl_common *c, const cl_io_opts *o, cl_err *e)
 {
@@ -52,6 +71,7 @@ cl_io *cl_io_open(const cl_common *c, const cl_io_opts *o, cl_err *e)
     io->current = jv_invalid();
     io->extra_stats = jv_object();
     io->t0 = io->last_draw = cl_now();
+    io->bytes_all = inputs_size(c);
     if (c->where && !(io->where = cl_filter_new(c->where, "--where", e)))
         goto fail;
     if (c->map && !(io->map = cl_filter_new(c->map, "--map", e)))
@@ -85,6 +105,9 @@ static int open_next(cl_io *io, cl_err *e)
 {
     const cl_common *c = io->c;
     if (io->r) {
+        uint64_t done, total;
+        if (cl_rows_progress(io->r, &done, &total))
+            io->bytes_before += total;
         cl_rows_close(io->r);
         io->r = NULL;
     }
@@ -137,9 +160,18 @@ static void draw_progress(cl_io *io, int final)
         extra[1] = ' ';
         io->extra_fn(io->extra_ctx, extra + 2, sizeof extra - 2);
     }
-    fprintf(stderr, "\r%s: %" PRIu64 " records, %.0f/s, %.1f MB/s%s\033[K", cl_progname(),
+    char eta[48] = "";
+    uint64_t done, total;
+    if (io->bytes_all && io->r && cl_rows_progress(io->r, &done, &total)) {
+        double frac = (double)(io->bytes_before + done) / (double)io->bytes_all;
+        if (frac > 0.001 && frac < 1) {
+            double left = dt * (1 / frac - 1);
+            snprintf(eta, sizeof eta, ", %.0f%%, ETA %dm%02ds", 100 * frac, (int)(left / 60), (int)left % 60);
+        }
+    }
+    fprintf(stderr, "\r%s: %" PRIu64 " records, %.0f/s, %.1f MB/s%s%s\033[K", cl_progname(),
             io->n.read, dt > 0 ? io->n.read / dt : 0.0, dt > 0 ? io->bytes_in / dt / 1e6 : 0.0,
-            extra[0] ? extra : "");
+            eta, extra[0] ? extra : "");
     io->drew = 1;
 }
 

@@ -40,6 +40,11 @@ const char *cl_rows_name(const cl_rows *r) { return cl_reader_name(r->r); }
 
 void cl_rows_on_idle(cl_rows *r, void (*fn)(void *), void *ctx) { cl_reader_on_idle(r->r, fn, ctx); }
 
+int cl_rows_progress(const cl_rows *r, uint64_t *done, uint64_t *total)
+{
+    return cl_reader_progress(r->r, done, total);
+}
+
 void cl_rows_close(cl_rows *r)
 {
     if (!r)

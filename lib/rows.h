@@ -29,6 +29,8 @@ const char *cl_rows_name(const cl_rows *r);
 /* 1 = *row filled, 0 = end of input, -1 = error in e (CL_EXIT_DATAERR for a broken array). */
 int cl_rows_next(cl_rows *r, cl_row *row, cl_err *e);
 void cl_rows_on_idle(cl_rows *r, void (*fn)(void *ctx), void *ctx);
+/* cl_reader_progress of the underlying reader. */
+int cl_rows_progress(const cl_rows *r, uint64_t *done, uint64_t *total);
 void cl_rows_close(cl_rows *r);
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -219,6 +220,19 @@ int cl_reader_next(cl_reader *r, cl_line *line, cl_err *e)
         if (k == 0 && r->end == r->start)
             return 0;
     }
+}
+
+int cl_reader_progress(const cl_reader *r, uint64_t *done, uint64_t *total)
+{
+    struct stat st;
+    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return 0;
+    off_t pos = lseek(r->fd, 0, SEEK_CUR);
+    if (pos < 0)
+        return 0;
+    *done = (uint64_t)pos;
+    *total = (uint64_t)st.st_size;
+    return 1;
 }
 
 void cl_reader_close(cl_reader *r)

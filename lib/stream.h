@@ -31,6 +31,9 @@ int cl_reader_next(cl_reader *r, cl_line *line, cl_err *e);
 /* Called (with ctx) just before the reader would block waiting for more input, so that a
  * writer can push out what it holds: downstream sees records while upstream is slow. */
 void cl_reader_on_idle(cl_reader *r, void (*fn)(void *ctx), void *ctx);
+/* How far a regular file has been read: 1 with *done and *total in bytes of the file as
+ * stored (compressed or not), 0 when the size is unknown (a pipe, a terminal). */
+int cl_reader_progress(const cl_reader *r, uint64_t *done, uint64_t *total);
 void cl_reader_close(cl_reader *r);
 
 typedef struct cl_writer cl_writer;
