@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "metrics/tokens.h"
+#include "records.h"
 #include "reward.h"
 #include "sandbox.h"
 
@@ -56,5 +57,11 @@ typedef struct score_stats {
  * keeps its original value and gets errs[i] (malloc'd message); others get errs[i] = NULL.
  * Returns -1 with e set only for failures of the machinery itself (out of memory). */
 int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *st, cl_err *e);
+
+/* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
+ * printed across sc->jobs threads, then written in input order; a record that cannot be scored
+ * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate) to --stats.
+ * 0, or -1 with e set on a fatal error. */
+int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e);
 
 #endif

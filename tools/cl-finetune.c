@@ -126,16 +126,6 @@ typedef struct ctx {
     int lora_given, full_given, lr_given;
 } ctx;
 
-static int num(const char *arg, double lo, double hi, const char *what, double *out, cl_err *e)
-{
-    return cl_parse_double(arg, lo, hi, what, out, e);
-}
-
-static int lng(const char *arg, long lo, long hi, const char *what, long *out, cl_err *e)
-{
-    return cl_parse_long(arg, lo, hi, what, out, e);
-}
-
 static const char *const short_targets[][2] = {{"q", "q_proj"},       {"k", "k_proj"},   {"v", "v_proj"},
                                                {"o", "o_proj"},       {"gate", "gate_proj"}, {"up", "up_proj"},
                                                {"down", "down_proj"}};
@@ -168,11 +158,11 @@ static int parse_lora(cl_lora_config *l, const char *spec, cl_err *e)
             rc = cl_lora_targets(name, &one, e);
             mask |= one;
         } else if (!strcmp(key, "r") && val) {
-            if (!(rc = lng(val, 1, 4096, "--lora r", &n, e))) l->rank = (int)n;
+            if (!(rc = cl_parse_long(val, 1, 4096, "--lora r", &n, e))) l->rank = (int)n;
         } else if (!strcmp(key, "alpha") && val) {
-            if (!(rc = num(val, 0, 1e6, "--lora alpha", &x, e))) l->alpha = x;
+            if (!(rc = cl_parse_double(val, 0, 1e6, "--lora alpha", &x, e))) l->alpha = x;
         } else if (!strcmp(key, "dropout") && val) {
-            if (!(rc = num(val, 0, 0.99, "--lora dropout", &x, e))) l->dropout = x;
+            if (!(rc = cl_parse_double(val, 0, 0.99, "--lora dropout", &x, e))) l->dropout = x;
         } else if (!strcmp(key, "rslora") && !val) {
             l->rslora = 1;
         } else if (!strcmp(key, "init") && val && (!strcmp(val, "gaussian") || !strcmp(val, "kaiming"))) {
@@ -224,47 +214,47 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_INIT: o->init_config = arg; break;
     case O_TOKENIZER: o->tokenizer = arg; break;
     case O_TRAIN_TOK: o->corpus = arg; break;
-    case O_VOCAB: if (!(rc = lng(arg, 262, 1 << 20, "--vocab", &n, e))) o->corpus_vocab = (int)n; break;
+    case O_VOCAB: if (!(rc = cl_parse_long(arg, 262, 1 << 20, "--vocab", &n, e))) o->corpus_vocab = (int)n; break;
     case O_RUN: o->run_dir = arg; break;
     case O_RESUME: o->run_dir = arg; o->resume = 1; break;
     case O_ADAPTER: o->adapter = arg; break;
     case O_EVAL: o->eval_data = arg; break;
-    case O_EVAL_SPLIT: rc = num(arg, 0, 0.9, "--eval-split", &o->eval_split, e); break;
-    case O_EVAL_EVERY: rc = lng(arg, 0, 1L << 40, "--eval-every", &o->eval_every, e); break;
+    case O_EVAL_SPLIT: rc = cl_parse_double(arg, 0, 0.9, "--eval-split", &o->eval_split, e); break;
+    case O_EVAL_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--eval-every", &o->eval_every, e); break;
     case O_ANCHOR: o->anchor = arg; break;
-    case O_ANCHOR_W: rc = num(arg, 1e-9, 1e6, "--anchor-weight", &o->anchor_weight, e); break;
+    case O_ANCHOR_W: rc = cl_parse_double(arg, 1e-9, 1e6, "--anchor-weight", &o->anchor_weight, e); break;
     case O_FULL: o->full = 1; c->full_given = 1; break;
     case O_LORA: c->lora_given = 1; rc = parse_lora(&o->lora, arg, e); break;
     case O_BF16: o->bf16 = 1; break;
-    case O_LR: rc = num(arg, 0, 10, "--lr", &o->lr, e); c->lr_given = 1; break;
-    case O_WD: rc = num(arg, 0, 10, "--weight-decay", &o->adamw.weight_decay, e); break;
-    case O_B1: rc = num(arg, 0, 0.999999, "--adam-beta1", &o->adamw.beta1, e); break;
-    case O_B2: rc = num(arg, 0, 0.999999999, "--adam-beta2", &o->adamw.beta2, e); break;
-    case O_EPS: rc = num(arg, 0, 1, "--adam-eps", &o->adamw.eps, e); break;
-    case O_CLIP: rc = num(arg, 0, 1e9, "--clip", &o->clip, e); break;
+    case O_LR: rc = cl_parse_double(arg, 0, 10, "--lr", &o->lr, e); c->lr_given = 1; break;
+    case O_WD: rc = cl_parse_double(arg, 0, 10, "--weight-decay", &o->adamw.weight_decay, e); break;
+    case O_B1: rc = cl_parse_double(arg, 0, 0.999999, "--adam-beta1", &o->adamw.beta1, e); break;
+    case O_B2: rc = cl_parse_double(arg, 0, 0.999999999, "--adam-beta2", &o->adamw.beta2, e); break;
+    case O_EPS: rc = cl_parse_double(arg, 0, 1, "--adam-eps", &o->adamw.eps, e); break;
+    case O_CLIP: rc = cl_parse_double(arg, 0, 1e9, "--clip", &o->clip, e); break;
     case O_SCHED:
         if (cl_sched_parse(arg) < 0) return cl_err_set(e, CL_EXIT_USAGE, "--schedule: constant, linear or cosine");
         o->sched = (cl_sched)cl_sched_parse(arg);
         break;
-    case O_WARMUP_RATIO: rc = num(arg, 0, 1, "--warmup-ratio", &o->warmup_ratio, e); break;
-    case O_WARMUP_STEPS: rc = lng(arg, 0, 1L << 40, "--warmup-steps", &o->warmup_steps, e); break;
-    case O_EPOCHS: if (!(rc = lng(arg, 1, 100000, "--epochs", &n, e))) o->epochs = (int)n; break;
-    case O_MAX_STEPS: rc = lng(arg, 1, 1L << 40, "--max-steps", &o->max_steps, e); break;
-    case O_BATCH: if (!(rc = lng(arg, 1, 1024, "--batch", &n, e))) o->batch = (int)n; break;
-    case O_ACCUM: if (!(rc = lng(arg, 1, 1 << 20, "--grad-accum", &n, e))) o->grad_accum = (int)n; break;
-    case O_MAX_LEN: if (!(rc = lng(arg, 2, 1 << 20, "--max-len", &n, e))) o->max_len = (int)n; break;
-    case O_MAX_PROMPT: if (!(rc = lng(arg, 1, 1 << 20, "--max-prompt-len", &n, e))) o->max_prompt_len = (int)n; break;
+    case O_WARMUP_RATIO: rc = cl_parse_double(arg, 0, 1, "--warmup-ratio", &o->warmup_ratio, e); break;
+    case O_WARMUP_STEPS: rc = cl_parse_long(arg, 0, 1L << 40, "--warmup-steps", &o->warmup_steps, e); break;
+    case O_EPOCHS: if (!(rc = cl_parse_long(arg, 1, 100000, "--epochs", &n, e))) o->epochs = (int)n; break;
+    case O_MAX_STEPS: rc = cl_parse_long(arg, 1, 1L << 40, "--max-steps", &o->max_steps, e); break;
+    case O_BATCH: if (!(rc = cl_parse_long(arg, 1, 1024, "--batch", &n, e))) o->batch = (int)n; break;
+    case O_ACCUM: if (!(rc = cl_parse_long(arg, 1, 1 << 20, "--grad-accum", &n, e))) o->grad_accum = (int)n; break;
+    case O_MAX_LEN: if (!(rc = cl_parse_long(arg, 2, 1 << 20, "--max-len", &n, e))) o->max_len = (int)n; break;
+    case O_MAX_PROMPT: if (!(rc = cl_parse_long(arg, 1, 1 << 20, "--max-prompt-len", &n, e))) o->max_prompt_len = (int)n; break;
     case O_PACKING: o->packing = 1; break;
-    case O_BETA: rc = num(arg, 1e-9, 1e6, "--beta", &o->dpo.beta, e); break;
+    case O_BETA: rc = cl_parse_double(arg, 1e-9, 1e6, "--beta", &o->dpo.beta, e); break;
     case O_LOSS:
         if (cl_dpo_type_parse(arg) < 0) return cl_err_set(e, CL_EXIT_USAGE, "--loss: sigmoid, hinge, ipo or robust");
         o->dpo.type = (cl_dpo_type)cl_dpo_type_parse(arg);
         break;
-    case O_SMOOTH: rc = num(arg, 0, 0.49, "--label-smoothing", &o->dpo.label_smoothing, e); break;
-    case O_RPO: rc = num(arg, 0, 1e6, "--rpo-alpha", &o->rpo_alpha, e); break;
-    case O_SAVE_EVERY: rc = lng(arg, 0, 1L << 40, "--save-every", &o->save_every, e); break;
-    case O_KEEP: if (!(rc = lng(arg, 0, 1 << 20, "--keep", &n, e))) o->keep = (int)n; break;
-    case O_LOG_EVERY: rc = lng(arg, 0, 1L << 40, "--log-every", &o->log_every, e); break;
+    case O_SMOOTH: rc = cl_parse_double(arg, 0, 0.49, "--label-smoothing", &o->dpo.label_smoothing, e); break;
+    case O_RPO: rc = cl_parse_double(arg, 0, 1e6, "--rpo-alpha", &o->rpo_alpha, e); break;
+    case O_SAVE_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--save-every", &o->save_every, e); break;
+    case O_KEEP: if (!(rc = cl_parse_long(arg, 0, 1 << 20, "--keep", &n, e))) o->keep = (int)n; break;
+    case O_LOG_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--log-every", &o->log_every, e); break;
     case O_MERGE: o->merge = 1; break;
     case O_GGUF: o->gguf = 1; break;
     case O_CHAT: o->chat = arg; break;

@@ -1,13 +1,11 @@
 /* cl-reward — local metrics (BLEU, pass rate, answer equivalence, tokens), R* and MR.
- * Reads records in batches, lets lib/score do the work in parallel, writes them in input order.
+ * Flags and wiring: lib/score reads the records in batches, scores them in parallel and writes
+ * them in input order.
  * Without a metric or a reward it is a record filter (--where/--map/--shard). */
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
-#include "json.h"
 #include "records.h"
 #include "score.h"
 
@@ -78,118 +76,6 @@ static void apply_mode_defaults(opts *o)
     }
     if (m == REWARD_VERL && !o->set_tokens)
         o->sc.tokens = TOKENS_WORDS;
-}
-
-/* A record waiting for its batch, kept as JSON text: libjq parses and prints about as slowly as
- * BLEU scores, so both happen in the batch's threads (each record's values stay in one thread
- * at a time; no jv is shared between records). */
-typedef struct pending {
-    char *text;
-    size_t len;
-    cl_rec where; /* only src and lineno are used, for the failure report */
-} pending;
-
-static void drop(pending *p, int n)
-{
-    for (int i = 0; i < n; i++) {
-        free(p[i].text);
-        free((char *)p[i].where.src);
-    }
-}
-
-static int flush(cl_io *io, opts *o, pending *p, jv *vals, char **errs, int n, score_stats *st,
-                 cl_err *e)
-{
-    int jobs = o->sc.jobs;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
-    for (int i = 0; i < n; i++) {
-        vals[i] = cl_json_parse(p[i].text, p[i].len);
-        free(p[i].text);
-        p[i].text = NULL;
-    }
-    int rc = score_batch(&o->sc, vals, errs, n, st, e);
-    /* Scored records are printed in parallel too, then written in input order. */
-#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 && !errs[i]) {
-            p[i].text = cl_json_dump(&vals[i], &p[i].len);
-            jv_free(vals[i]);
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 && errs[i]) {
-            if (cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
-                rc = -1;
-        } else if (rc == 0) {
-            /* The printed record goes out as a record's own bytes would. */
-            cl_rec out = {.raw = p[i].text, .rawlen = p[i].len};
-            if (!p[i].text)
-                rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-            else if (cl_io_put_rec(io, &out, e) != 0)
-                rc = -1;
-        } else if (!p[i].text) {
-            jv_free(vals[i]);
-        }
-        free(errs[i]);
-    }
-    drop(p, n);
-    return rc == 0 ? cl_io_sync(io, e) : -1;
-}
-
-static int run(cl_io *io, opts *o, cl_err *e)
-{
-    int cap = (int)o->batch, n = 0, rc = 0;
-    pending *p = calloc((size_t)cap, sizeof *p);
-    jv *vals = calloc((size_t)cap, sizeof *vals);
-    char **errs = calloc((size_t)cap, sizeof *errs);
-    score_stats st = {0};
-    if (!p || !vals || !errs)
-        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    cl_rec rec;
-    int got;
-    while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
-        /* The line as read, or the record --map made. */
-        if (rec.raw) {
-            p[n].text = malloc(rec.rawlen + 1);
-            if (p[n].text)
-                memcpy(p[n].text, rec.raw, rec.rawlen);
-            p[n].len = rec.rawlen;
-        } else {
-            p[n].text = cl_json_dump(cl_rec_value(&rec), &p[n].len);
-        }
-        p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
-        if (!p[n].text || !p[n].where.src) {
-            drop(p, n + 1);
-            n = 0;
-            rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-            break;
-        }
-        if (++n == cap) {
-            rc = flush(io, o, p, vals, errs, n, &st, e);
-            n = 0;
-        }
-    }
-    if (rc == 0 && got < 0)
-        rc = -1;
-    if (n > 0) {
-        if (rc == 0)
-            rc = flush(io, o, p, vals, errs, n, &st, e);
-        else
-            drop(p, n);
-    }
-    cl_io_stat(io, "scored", jv_number((double)st.units));
-    if (o->sc.metrics & SCORE_PASS_RATE) {
-        jv sb = jv_object();
-        for (int s = 0; s < 4; s++)
-            sb = cl_json_set_num(sb, sandbox_status_name((sandbox_status)s), (double)st.sandbox[s]);
-        sb = cl_json_set_num(sb, "wall_s", st.sandbox_wall);
-        sb = cl_json_set_str(sb, "protections", sandbox_protections(o->sc.sb));
-        cl_io_stat(io, "sandbox", sb);
-    }
-    free(p);
-    free(vals);
-    free(errs);
-    return rc;
 }
 
 int main(int argc, char **argv)
@@ -279,7 +165,7 @@ int main(int argc, char **argv)
     if (!o.sc.metrics && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
     else
-        status = run(io, &o, &e);
+        status = score_records(io, &o.sc, (int)o.batch, &e);
     int rc = cl_io_finish(io, status, &e);
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);
