@@ -1,8 +1,9 @@
 #!/bin/sh
 # The model core against PyTorch, regenerated: when Debian's python3-torch is installed, the
 # fixture generator runs afresh, the C model is compared with its output, and the committed
-# fixtures must equal what it writes now.  CI without torch runs the committed fixtures through
-# the unit test test_model_torch instead.
+# fixtures must equal what it writes now.  scripts/install-deps installs python3-torch, so CI
+# runs this; elsewhere, without torch, the committed fixtures are still checked by the unit test
+# test_model_torch.
 . "$(dirname "$0")/lib.sh"
 
 /usr/bin/python3 -c 'import torch' 2>/dev/null ||
