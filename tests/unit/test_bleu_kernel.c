@@ -1,6 +1,7 @@
 /* Unit tests for the clipped n-gram counter inside lib/metrics/bleu.c, against a brute-force
  * count written here.  The file includes bleu.c with small table and stamp limits so that short
- * random texts reach both table variants and the stamp's wrap-around many times. */
+ * random texts reach both table variants and the stamp's wrap-around many times; edited copies
+ * share runs, so the counts outside runs and inside them are both checked. */
 #define BLEU_DIRECT_MAX 20000 /* 128^2 fits; (hl + 1) * nsym passes it from hl ~150 */
 #define BLEU_STAMP_MAX 5000   /* wraps every few dozen calls */
 #include "metrics/bleu.c"
@@ -70,7 +71,7 @@ static void clipped_counts_equal_brute_force_on_random_texts(void **state)
 {
     (void)state;
     char h[4096], r[4096];
-    int direct_seen = 0, hashed_seen = 0, wraps = 0;
+    int direct_seen = 0, hashed_seen = 0, wraps = 0, with_runs = 0;
     uint32_t last_stamp = 0;
     for (int round = 0; round < 1500; round++) {
         size_t rlen = random_text(r, NULL, 0, 300);
@@ -90,6 +91,9 @@ static void clipped_counts_equal_brute_force_on_random_texts(void **state)
             direct_seen++;
         else
             hashed_seen++;
+        long runs = find_shared_runs(s, (size_t)hl, (size_t)rl);
+        assert_true(runs >= 0);
+        with_runs += runs > 0;
         double correct[BLEU_N], total[BLEU_N];
         assert_int_equal(ngram_stats(s, (size_t)hl, (size_t)rl, nsym, correct, total), 0);
         wraps += s->stamp < last_stamp;
@@ -109,6 +113,7 @@ static void clipped_counts_equal_brute_force_on_random_texts(void **state)
     assert_true(direct_seen > 100);
     assert_true(hashed_seen > 100);
     assert_true(wraps > 10);
+    assert_true(with_runs > 100);
 }
 
 /* The words of sacreBLEU's BLEU go through the same counter: a hand-checked case where the
