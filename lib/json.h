@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "err.h"
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -41,8 +42,15 @@ int cl_json_validate(const char *buf, size_t len, cl_json_check *c);
  * with a (truncated) message on failure. */
 jv cl_json_parse(const char *buf, size_t len);
 
-/* Compact one-line JSON of v (borrowed), as a malloc'd string; *len set if non-NULL. */
+/* Compact one-line JSON of v (borrowed), byte for byte what jq 1.6's jv_dump_string(v, 0)
+ * writes: appended to b, or as a malloc'd string (*len set if non-NULL; NULL when out of
+ * memory). */
+void cl_json_write(cl_buf *b, const jv *v);
 char *cl_json_dump(const jv *v, size_t *len);
+
+/* v (consumed) itself when it is a string, else its compact JSON as a string: the text of an
+ * id or of a jq error value. */
+jv cl_json_text(jv v);
 
 /* Borrowing accessors on an object.  Missing keys and kind mismatches give the fallback. */
 const char *cl_json_str(const jv *obj, const char *key);      /* NULL if absent/not string;

@@ -1,9 +1,12 @@
-/* Unit tests for lib/json: the validator, accessors and filters. */
+/* Unit tests for lib/json: the validator, parser, printer, accessors and filters. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
@@ -121,6 +124,228 @@ static void parse_builds_what_libjq_builds(void **state)
     jv_free(bad);
 }
 
+/* ---- the printer against jq 1.6's own ---------------------------------------------------- */
+
+/* cl_json_dump must write exactly what jv_dump_string(v, 0) writes (records that pass through
+ * a tool must come out as jq would print them).  Consumes v. */
+static void dumps_like_libjq(jv v)
+{
+    jv want = jv_dump_string(jv_copy(v), 0);
+    size_t wn = (size_t)jv_string_length_bytes(jv_copy(want)), n = 0;
+    char *got = cl_json_dump(&v, &n);
+    assert_non_null(got);
+    if (n != wn || memcmp(got, jv_string_value(want), n) != 0)
+        fail_msg("cl_json_dump wrote\n  %.300s\nbut jq 1.6 writes\n  %.300s", got, jv_string_value(want));
+    assert_int_equal(got[n], 0);
+    free(got);
+    jv_free(want);
+    jv_free(v);
+}
+
+static void printer_writes_numbers_as_jq(void **state)
+{
+    (void)state;
+    const double two53 = 9007199254740992.0;
+    const double xs[] = {0, -0.0, 1, -1, 7, 10, 100, 123456789, -987654321, 1e15, 1e15 + 1, 1e16 - 2,
+                         1e16, 1e17, 1e18, 1e21, 1e300, -1e300, 0.1, 0.5, -2.5, 1e-4, 1e-5, 1e-7,
+                         3.141592653589793, 2.2250738585072014e-308, 4.9e-324, two53 - 1, two53,
+                         two53 + 2, -(two53 - 1), -two53, -two53 - 2, 9223372036854775808.0,
+                         -9223372036854775808.0, 18446744073709551616.0, 123e15, 1234567890123456e1,
+                         DBL_MAX, -DBL_MAX, DBL_MIN, DBL_EPSILON, NAN, -NAN, INFINITY, -INFINITY,
+                         0.30000000000000004, 1.0 / 3, 2.0 / 3, 1e-300, 5e-324};
+    for (size_t i = 0; i < sizeof xs / sizeof *xs; i++)
+        dumps_like_libjq(jv_number(xs[i]));
+    /* Every integer near the ends of the exact range and around powers of ten. */
+    for (double base = 1; base < 1e19; base *= 10)
+        for (int d = -3; d <= 3; d++) {
+            dumps_like_libjq(jv_number(base + d));
+            dumps_like_libjq(jv_number(-base - d));
+        }
+    for (int d = -4; d <= 4; d++) {
+        dumps_like_libjq(jv_number(two53 + 2 * d));
+        dumps_like_libjq(jv_number(-two53 - 2 * d));
+    }
+}
+
+static void printer_escapes_strings_as_jq(void **state)
+{
+    (void)state;
+    /* Every byte from NUL to DEL, alone and in one string. */
+    char all[128];
+    for (int c = 0; c < 128; c++) {
+        all[c] = (char)c;
+        dumps_like_libjq(jv_string_sized(all + c, 1));
+    }
+    dumps_like_libjq(jv_string_sized(all, 128));
+    const char *texts[] = {"", "plain", "caf\xc3\xa9 \xe6\x9d\xb1\xe4\xba\xac", "\xf0\x9f\x98\x80 astral",
+                           "\xef\xbf\xbf\xef\xbf\xbd\xf4\x8f\xbf\xbf", "bad \xff\xfe bytes \xc0\xaf",
+                           "\xed\xa0\x80 lone surrogate bytes", "/slash/ and \\ and \"", NULL};
+    for (int i = 0; texts[i]; i++)
+        dumps_like_libjq(jv_string(texts[i]));
+    dumps_like_libjq(jv_string_sized("a\0b\0", 4)); /* embedded NUL */
+    /* One escape at every offset of a long run, so that the eight-byte scan meets it at every
+     * position of its word and at the very end. */
+    const char special[] = {'"', '\\', 0x7f, '\n', 0x01, 0x1f};
+    for (size_t k = 0; k < sizeof special; k++)
+        for (int at = 0; at < 40; at++) {
+            char s[41];
+            memset(s, 'x', sizeof s);
+            s[at] = special[k];
+            dumps_like_libjq(jv_string_sized(s, at + 1));
+            dumps_like_libjq(jv_string_sized(s, 40));
+        }
+    /* A large string, mostly plain, escapes sprinkled. */
+    size_t big = 1 << 20;
+    char *s = malloc(big);
+    assert_non_null(s);
+    for (size_t i = 0; i < big; i++)
+        s[i] = (char)(i % 997 == 0 ? '\n' : i % 1499 == 0 ? '"' : 'a' + i % 26);
+    dumps_like_libjq(jv_string_sized(s, (int)big));
+    free(s);
+}
+
+static void printer_writes_containers_as_jq(void **state)
+{
+    (void)state;
+    dumps_like_libjq(jv_array());
+    dumps_like_libjq(jv_object());
+    dumps_like_libjq(jv_true());
+    dumps_like_libjq(jv_false());
+    dumps_like_libjq(jv_null());
+    const char *docs[] = {"[[],{},[[]],{\"a\":{}}]", "{\"z\":1,\"a\":[true,false,null],\"m\":{\"\":\"\"}}",
+                          "{\"k\\n\":\"v\\u0000\",\"\\u00e9\":[1.5,-0]}", NULL};
+    for (int i = 0; docs[i]; i++)
+        dumps_like_libjq(jv_parse(docs[i]));
+    /* Key order after a delete and a re-insert is libjq's iteration order. */
+    jv o = jv_object();
+    o = cl_json_set_num(o, "z", 1);
+    o = cl_json_set_num(o, "a", 2);
+    o = cl_json_set(o, "m", jv_object());
+    o = jv_object_delete(o, jv_string("a"));
+    o = cl_json_set(o, "a", jv_array());
+    for (int i = 0; i < 40; i++) {  /* enough keys to make libjq rehash */
+        char k[16];
+        snprintf(k, sizeof k, "k%d", (i * 7) % 40);
+        o = cl_json_set_num(o, k, i);
+    }
+    dumps_like_libjq(o);
+    /* Around jq's print depth limit of 256, for arrays, objects, scalars and empty leaves. */
+    for (int depth = 250; depth <= 260; depth++) {
+        jv a = jv_number(1), ob = jv_string("leaf"), e = jv_array(), eo = jv_object();
+        for (int i = 0; i < depth; i++) {
+            a = jv_array_append(jv_array(), a);
+            ob = cl_json_set(jv_object(), "k", ob);
+            e = jv_array_append(jv_array(), e);
+            eo = cl_json_set(jv_object(), "", eo);
+        }
+        dumps_like_libjq(a);
+        dumps_like_libjq(ob);
+        dumps_like_libjq(e);
+        dumps_like_libjq(eo);
+    }
+}
+
+/* A small deterministic generator (xorshift64*), so that a failure is reproducible. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state >> 12;
+    rnd_state ^= rnd_state << 25;
+    rnd_state ^= rnd_state >> 27;
+    return rnd_state * 0x2545f4914f6cdd1dULL;
+}
+
+static jv random_string(void)
+{
+    /* Pieces that exercise every branch of the escaper, plus raw bytes (libjq replaces the
+     * invalid ones with U+FFFD when the string is made). */
+    static const char *pieces[] = {"a", "word ", "\"", "\\", "\n", "\t", "\r", "\b", "\f", "\x7f",
+                                   "\x01", "\x1f", "/", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                   "\xef\xbb\xbf", "0123456789abcdef"};
+    char buf[256];
+    size_t n = 0, want = rnd() % 64;
+    while (n < want) {
+        if (rnd() % 8 == 0) {
+            buf[n++] = (char)(rnd() & 0xff);
+            continue;
+        }
+        const char *p = pieces[rnd() % (sizeof pieces / sizeof *pieces)];
+        size_t len = strlen(p);
+        if (n + len > sizeof buf)
+            break;
+        memcpy(buf + n, p, len);
+        n += len;
+    }
+    if (rnd() % 16 == 0 && n < sizeof buf)
+        buf[n++] = 0;
+    return jv_string_sized(buf, (int)n);
+}
+
+static jv random_number(void)
+{
+    switch (rnd() % 6) {
+    case 0: return jv_number((double)(int64_t)(rnd() % 2000001) - 1000000);
+    case 1: return jv_number((double)(int64_t)(rnd() >> (rnd() % 64)) * (rnd() % 2 ? 1 : -1));
+    case 2: {
+        double d;
+        uint64_t bits = rnd();
+        memcpy(&d, &bits, sizeof d); /* any double: subnormals, NaNs and infinities too */
+        return jv_number(d);
+    }
+    case 3: return jv_number((double)(rnd() % 100000) / pow(10, (double)(rnd() % 12)));
+    case 4: return jv_number(pow(10, (double)(int)(rnd() % 640) - 320));
+    default: return jv_number((double)(rnd() % 1000) / 7.0);
+    }
+}
+
+static jv random_value(int depth)
+{
+    unsigned pick = (unsigned)(rnd() % (depth > 6 ? 6 : 8));
+    switch (pick) {
+    case 0: return jv_null();
+    case 1: return jv_true();
+    case 2: return jv_false();
+    case 3: case 4: return random_number();
+    case 5: return random_string();
+    case 6: {
+        jv a = jv_array();
+        for (int i = (int)(rnd() % 6); i > 0; i--)
+            a = jv_array_append(a, random_value(depth + 1));
+        return a;
+    }
+    default: {
+        jv o = jv_object();
+        for (int i = (int)(rnd() % 6); i > 0; i--)
+            o = jv_object_set(o, random_string(), random_value(depth + 1));
+        if (rnd() % 4 == 0)
+            o = jv_object_delete(o, random_string());
+        return o;
+    }
+    }
+}
+
+static void printer_matches_jq_on_random_values(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 5000; i++)
+        dumps_like_libjq(random_value(0));
+    /* cl_json_write appends to what a buffer already holds. */
+    cl_buf b = {0};
+    cl_buf_puts(&b, "x=");
+    jv v = jv_parse("{\"a\":[1,\"\\u0001\"]}");
+    cl_json_write(&b, &v);
+    assert_string_equal(b.p, "x={\"a\":[1,\"\\u0001\"]}");
+    jv_free(v);
+    free(b.p);
+    /* cl_json_text: a string stays itself, anything else becomes its JSON. */
+    jv t = cl_json_text(jv_string("a\"b"));
+    assert_string_equal(jv_string_value(t), "a\"b");
+    jv_free(t);
+    t = cl_json_text(jv_parse("[17,\"x\"]"));
+    assert_string_equal(jv_string_value(t), "[17,\"x\"]");
+    jv_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -131,6 +356,10 @@ int main(void)
         cmocka_unit_test(deep_nesting_is_refused),
         cmocka_unit_test(accessors_borrow),
         cmocka_unit_test(filters_run_and_report),
+        cmocka_unit_test(printer_writes_numbers_as_jq),
+        cmocka_unit_test(printer_escapes_strings_as_jq),
+        cmocka_unit_test(printer_writes_containers_as_jq),
+        cmocka_unit_test(printer_matches_jq_on_random_values),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }
