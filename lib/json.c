@@ -9,6 +9,70 @@
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+/* ---- eight bytes at a time ----------------------------------------------------------------
+ * The validator, the parser and the printer each skip long runs of string bytes that need no
+ * attention.  A word test (the "has a zero byte" trick) sets 0x80 in the bytes of interest of
+ * a word of eight; it never misses one and over-reports only in bytes above a real one (a
+ * borrow carries upwards), so the lowest flagged byte is the first of interest: in memory
+ * order on a little-endian machine, and found byte by byte elsewhere. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static uint64_t word_at(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
+
+static uint64_t has_byte(uint64_t x, unsigned char c)
+{
+    uint64_t y = x ^ (ONES * c);
+    return (y - ONES) & ~y & HIGHS;
+}
+
+static uint64_t has_below(uint64_t x, unsigned char c) { return (x - ONES * c) & ~x & HIGHS; }
+
+typedef uint64_t (*word_test)(uint64_t);
+typedef int (*byte_test)(unsigned char);
+
+/* The first byte of p[0..end) that `byte` accepts, or end; `word` flags every word holding one. */
+static inline const unsigned char *skip_until(const unsigned char *p, const unsigned char *end,
+                                              word_test word, byte_test byte)
+{
+    for (; end - p >= 8; p += 8) {
+        uint64_t hit = word(word_at(p));
+        if (hit) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (__builtin_ctzll(hit) >> 3);
+#else
+            break;
+#endif
+        }
+    }
+    while (p < end && !byte(*p))
+        p++;
+    return p;
+}
+
+/* Bytes the validator looks at: controls, non-ASCII, '"' and '\\'. */
+static uint64_t scan_word(uint64_t x)
+{
+    return (x & HIGHS) | has_below(x, 0x20) | has_byte(x, '"') | has_byte(x, '\\');
+}
+static int scan_byte(unsigned char c) { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\'; }
+
+/* Bytes that end a run of a valid string for the parser: '"' and '\\'. */
+static uint64_t quote_word(uint64_t x) { return has_byte(x, '"') | has_byte(x, '\\'); }
+static int quote_byte(unsigned char c) { return c == '"' || c == '\\'; }
+
+/* Bytes the printer escapes, as jq 1.6 does: controls, '"', '\\' and DEL. */
+static uint64_t escape_word(uint64_t x)
+{
+    return has_below(x, 0x20) | has_byte(x, '"') | has_byte(x, '\\') | has_byte(x, 0x7f);
+}
+static int escape_byte(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; }
+
 /* Returns the length of the UTF-8 sequence at p (2..4), or 0 if it is not well formed
  * (overlong forms, surrogates and code points above U+10FFFF are rejected). */
 static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
@@ -45,9 +109,7 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
                                         const char **what, const unsigned char **errp)
 {
     for (;;) {
-        /* Fast path over plain ASCII. */
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+        p = skip_until(p, end, scan_word, scan_byte); /* plain ASCII needs no look */
         if (p >= end) {
             *what = "unterminated string";
             *errp = p;
@@ -310,9 +372,7 @@ static int fp_hex4(const unsigned char *q, unsigned *cp)
 
 static int fp_string(fast_parse *f, jv *out)
 {
-    const unsigned char *s = ++f->p, *q = s, *end = f->end;
-    while (q < end && *q != '"' && *q != '\\')
-        q++;
+    const unsigned char *s = ++f->p, *end = f->end, *q = skip_until(s, end, quote_word, quote_byte);
     if (q >= end)
         return 0;
     if (*q == '"') {
@@ -367,8 +427,7 @@ static int fp_string(fast_parse *f, jv *out)
             return 0;
         }
         s = q;
-        while (q < end && *q != '"' && *q != '\\')
-            q++;
+        q = skip_until(q, end, quote_word, quote_byte);
         if (q >= end)
             return 0;
     }
@@ -520,37 +579,13 @@ jv cl_json_parse(const char *buf, size_t len)
  *   - a value nested deeper than 256 levels as "<stripped: exceeds max depth>". */
 #define JQ_MAX_PRINT_DEPTH 256
 
-/* Bytes of a string that need an escape: controls, '"', '\\' and DEL. */
-static int needs_escape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; }
-
-/* Length of the leading run of s[0..n) that is copied as is, eight bytes at a time: a byte
- * flags its word when it is below 0x20 or equal to '"', '\\' or DEL (each test is the usual
- * "has a zero byte" trick, which never misses and only over-reports within a flagged word). */
-static size_t plain_run(const unsigned char *s, size_t n)
-{
-    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, s + i, 8);
-        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\'), d = x ^ (ones * 0x7f);
-        uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) |
-                       ((d - ones) & ~d);
-        if (hit & high)
-            break;
-    }
-    while (i < n && !needs_escape(s[i]))
-        i++;
-    return i;
-}
-
 static void write_string(cl_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
     cl_buf_putc(b, '"');
     while (n > 0) {
-        size_t run = plain_run(p, n);
+        size_t run = (size_t)(skip_until(p, p + n, escape_word, escape_byte) - p);
         cl_buf_put(b, p, run);
         p += run;
         n -= run;
