@@ -392,26 +392,33 @@ static int add_unit(batch *b, int r, int ci, int fi)
     return 0;
 }
 
-/* BLEU jobs of a unit: extracted.document against the seed's completion. */
+/* BLEU jobs of a unit: extracted.document against the seed's completion, one copy of each
+ * per job (the jobs run off the main thread and own their bytes). */
 static int plan_bleu(batch *b, int ui, const jv *rec, const jv *ex, const char *where)
 {
     int r = b->units[ui].rec;
-    size_t hl = 0, rl = 0;
-    char *hyp = dup_string(ex, "document", &hl);
+    jv doc = cl_json_get(ex, "document");
     jv comp = get_either(rec, "completion", "single_turn_completion");
-    char *ref = copy_string(&comp, &rl);
-    jv_free(comp);
     int rc = 0;
-    if (!hyp)
+    if (jv_get_kind(doc) != JV_KIND_STRING)
         rec_fail(b, r, "%s: bleu: extracted.document is missing (cl-judge --extract document "
                  "writes it)", where);
-    else if (!ref)
+    else if (jv_get_kind(comp) != JV_KIND_STRING)
         rec_fail(b, r, "bleu: the seed has no reference document in completion");
-    for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && hyp && ref && rc == 0; m <<= 1)
-        if (b->c->metrics & m)
-            rc = add_job(b, ui, m, strndup(hyp, hl), hl, strndup(ref, rl), rl);
-    free(hyp);
-    free(ref);
+    else
+        for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && rc == 0; m <<= 1) {
+            if (!(b->c->metrics & m))
+                continue;
+            size_t hl = 0, rl = 0;
+            char *hyp = copy_string(&doc, &hl), *ref = copy_string(&comp, &rl);
+            rc = hyp && ref ? add_job(b, ui, m, hyp, hl, ref, rl) : -1;
+            if (rc != 0) {
+                free(hyp);
+                free(ref);
+            }
+        }
+    jv_free(doc);
+    jv_free(comp);
     return rc;
 }
 
@@ -428,11 +435,12 @@ static int plan_pass_rate(batch *b, int ui, const jv *rec, const jv *ex, const c
     else if (!test)
         rec_fail(b, r, "pass_rate: the seed has no unittest (metadata.test, or \"test\" in the "
                  "JSON completion)");
-    if (code && test)
-        return add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl);
+    int rc = code && test ? add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl) : 0;
+    if (code && test && rc == 0)
+        return 0; /* the job owns them */
     free(code);
     free(test);
-    return 0;
+    return rc;
 }
 
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
@@ -747,18 +755,24 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **er
 {
     int jobs = sc->jobs;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         vals[i] = cl_json_parse(p[i].text, p[i].len);
-        free(p[i].text);
-        p[i].text = NULL;
-    }
     int rc = score_batch(sc, vals, errs, n, st, e);
-    /* Scored records are printed in parallel too, then written in input order. */
+    /* Scored records are printed in parallel too, then written in input order.  A record's
+     * input text is no longer needed: its buffer takes the printed form. */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++) {
         if (rc == 0 && !errs[i]) {
-            p[i].text = cl_json_dump(&vals[i], &p[i].len);
+            cl_buf out = {.p = p[i].text, .cap = p[i].len + 1};
+            cl_json_write(&out, &vals[i]);
+            if (out.oom) {
+                free(out.p);
+                out.p = NULL;
+            }
+            p[i].text = out.p;
+            p[i].len = out.n;
             jv_free(vals[i]);
+            vals[i] = jv_invalid();
         }
     }
     for (int i = 0; i < n; i++) {
@@ -772,8 +786,8 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **er
                 rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             else if (cl_io_put_rec(io, &out, e) != 0)
                 rc = -1;
-        } else if (!p[i].text) {
-            jv_free(vals[i]);
+        } else {
+            jv_free(vals[i]); /* jv_invalid() once printed */
         }
         free(errs[i]);
     }
