@@ -345,10 +345,18 @@ bad:
  * correctly rounded doubles) and declines (returns 0) where it would have to imitate libjq's
  * peculiarities: \u escapes of UTF-16 surrogates, over-long numbers, anything malformed.
  * cl_json_parse then asks libjq. */
+#define DEFER_DEPTH 16 /* deeper values are never deferred */
+
 typedef struct fast_parse {
     const unsigned char *p, *end;
     char *tmp;           /* decoded string with escapes */
     size_t cap;
+    /* cl_json_parse_deferring: the paths, the stand-ins made, and the keys on the way to the
+     * value being parsed (key[i] is the member key at depth i, NULL in an array). */
+    const char *const *paths;
+    cl_json_deferred *d;
+    const char *key[DEFER_DEPTH];
+    size_t keylen[DEFER_DEPTH];
 } fast_parse;
 
 static void fp_ws(fast_parse *f)
@@ -481,6 +489,10 @@ static int fp_container(fast_parse *f, jv *out, int depth, int is_object)
             f->p++;
             fp_ws(f);
         }
+        if (f->paths && depth < DEFER_DEPTH) {
+            f->key[depth] = is_object ? jv_string_value(key) : NULL;
+            f->keylen[depth] = is_object ? (size_t)jv_string_length_bytes(jv_copy(key)) : 0;
+        }
         if (!fp_value(f, &item, depth + 1)) {
             jv_free(key);
             break;
@@ -503,6 +515,54 @@ static int fp_container(fast_parse *f, jv *out, int depth, int is_object)
     return 0;
 }
 
+/* Whether the keys on the way to a value at `depth` spell `path`: words joined by '.', "[]"
+ * for an array element ("candidates[].futures[].extracted.document").  A key holding '.' or
+ * '[' matches no word. */
+static int on_path(const fast_parse *f, int depth, const char *path)
+{
+    const char *p = path;
+    for (int i = 0; i < depth; i++) {
+        if (!f->key[i]) {
+            if (p[0] != '[' || p[1] != ']')
+                return 0;
+            p += 2;
+            continue;
+        }
+        if (i > 0 && *p++ != '.')
+            return 0;
+        size_t w = strcspn(p, ".[");
+        if (w != f->keylen[i] || memcmp(p, f->key[i], w) != 0)
+            return 0;
+        p += w;
+    }
+    return *p == 0;
+}
+
+static int deferred_path(const fast_parse *f, int depth)
+{
+    if (!f->paths || depth > DEFER_DEPTH)
+        return 0;
+    for (const char *const *p = f->paths; *p; p++)
+        if (on_path(f, depth, *p))
+            return 1;
+    return 0;
+}
+
+/* A string value on a deferred path: a stand-in when its text is already jq's (no escape to
+ * undo, no DEL to escape), else an ordinary string. */
+static int fp_deferred(fast_parse *f, jv *out)
+{
+    const unsigned char *s = f->p + 1, *q = skip_until(s, f->end, quote_word, quote_byte);
+    cl_json_deferred *d = f->d;
+    if (q >= f->end || *q != '"' || memchr(s, 0x7f, (size_t)(q - s)) ||
+        cl_grow((void **)&d->items, &d->cap, d->n + 1, sizeof *d->items) < 0)
+        return fp_string(f, out);
+    *out = jv_string("(deferred)"); /* a fresh string each time: its address names it */
+    d->items[d->n++] = (cl_json_stand_in){jv_copy(*out), (const char *)s, (size_t)(q - s)};
+    f->p = q + 1;
+    return 1;
+}
+
 static int fp_value(fast_parse *f, jv *out, int depth)
 {
     if (f->p >= f->end || depth > CL_JSON_MAX_DEPTH)
@@ -511,7 +571,7 @@ static int fp_value(fast_parse *f, jv *out, int depth)
     switch (*f->p) {
     case '{': return fp_container(f, out, depth, 1);
     case '[': return fp_container(f, out, depth, 0);
-    case '"': return fp_string(f, out);
+    case '"': return deferred_path(f, depth) ? fp_deferred(f, out) : fp_string(f, out);
     case 't':
         if (left < 4 || memcmp(f->p, "true", 4)) return 0;
         f->p += 4;
@@ -532,11 +592,11 @@ static int fp_value(fast_parse *f, jv *out, int depth)
     }
 }
 
-jv cl_json_parse(const char *buf, size_t len)
+static jv parse(const char *buf, size_t len, const char *const *paths, cl_json_deferred *d)
 {
     if (len > 0x7fffffff)
         return jv_invalid_with_msg(jv_string("record larger than 2 GiB"));
-    fast_parse f = {(const unsigned char *)buf, (const unsigned char *)buf + len, NULL, 0};
+    fast_parse f = {(const unsigned char *)buf, (const unsigned char *)buf + len, .paths = paths, .d = d};
     jv fast;
     fp_ws(&f);
     int ok = fp_value(&f, &fast, 0);
@@ -550,6 +610,8 @@ jv cl_json_parse(const char *buf, size_t len)
     free(f.tmp);
     if (ok)
         return fast;
+    if (d)
+        cl_json_deferred_free(d); /* stand-ins of the abandoned attempt */
     jv v = jv_parse_sized(buf, (int)len);
     if (!jv_is_valid(v) && jv_invalid_has_msg(jv_copy(v))) {
         /* libjq embeds the whole input in its message: keep only the first line of it. */
@@ -562,6 +624,47 @@ jv cl_json_parse(const char *buf, size_t len)
         return out;
     }
     return v;
+}
+
+jv cl_json_parse(const char *buf, size_t len) { return parse(buf, len, NULL, NULL); }
+
+jv cl_json_parse_deferring(const char *buf, size_t len, const char *const *paths, cl_json_deferred *d)
+{
+    *d = (cl_json_deferred){0};
+    return parse(buf, len, paths, d);
+}
+
+void cl_json_deferred_free(cl_json_deferred *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        jv_free(d->items[i].s);
+    free(d->items);
+    *d = (cl_json_deferred){0};
+}
+
+/* The bytes a stand-in stands for; NULL when s is not one of d's. */
+static const char *stand_in_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
+{
+    if (!d || d->n == 0)
+        return NULL;
+    const char *id = jv_string_value(*s);
+    for (size_t i = 0; i < d->n; i++)
+        if (jv_string_value(d->items[i].s) == id) {
+            *len = d->items[i].len;
+            return d->items[i].text;
+        }
+    return NULL;
+}
+
+const char *cl_json_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
+{
+    if (jv_get_kind(*s) != JV_KIND_STRING)
+        return NULL;
+    const char *b = stand_in_bytes(s, d, len);
+    if (b)
+        return b;
+    *len = (size_t)jv_string_length_bytes(jv_copy(*s));
+    return jv_string_value(*s);
 }
 
 /* ---- printing ----------------------------------------------------------------------- */
@@ -643,7 +746,7 @@ static void write_number(cl_buf *b, const jv *v)
     libjq_write(b, v);
 }
 
-static void write_value(cl_buf *b, const jv *v, int depth)
+static void write_value(cl_buf *b, const jv *v, int depth, const cl_json_deferred *d)
 {
     if (depth > JQ_MAX_PRINT_DEPTH) {
         cl_buf_puts(b, "<stripped: exceeds max depth>");
@@ -654,9 +757,18 @@ static void write_value(cl_buf *b, const jv *v, int depth)
     case JV_KIND_TRUE: cl_buf_puts(b, "true"); break;
     case JV_KIND_FALSE: cl_buf_puts(b, "false"); break;
     case JV_KIND_NUMBER: write_number(b, v); break;
-    case JV_KIND_STRING:
-        write_string(b, jv_string_value(*v), (size_t)jv_string_length_bytes(jv_copy(*v)));
+    case JV_KIND_STRING: {
+        size_t n;
+        const char *raw = stand_in_bytes(v, d, &n);
+        if (raw) { /* already jq's text */
+            cl_buf_putc(b, '"');
+            cl_buf_put(b, raw, n);
+            cl_buf_putc(b, '"');
+        } else {
+            write_string(b, jv_string_value(*v), (size_t)jv_string_length_bytes(jv_copy(*v)));
+        }
         break;
+    }
     case JV_KIND_ARRAY: {
         int n = jv_array_length(jv_copy(*v));
         cl_buf_putc(b, '[');
@@ -664,7 +776,7 @@ static void write_value(cl_buf *b, const jv *v, int depth)
             jv item = jv_array_get(jv_copy(*v), i);
             if (i)
                 cl_buf_putc(b, ',');
-            write_value(b, &item, depth + 1);
+            write_value(b, &item, depth + 1, d);
             jv_free(item);
         }
         cl_buf_putc(b, ']');
@@ -680,7 +792,7 @@ static void write_value(cl_buf *b, const jv *v, int depth)
             first = 0;
             write_string(b, jv_string_value(key), (size_t)jv_string_length_bytes(jv_copy(key)));
             cl_buf_putc(b, ':');
-            write_value(b, &val, depth + 1);
+            write_value(b, &val, depth + 1, d);
             jv_free(key);
             jv_free(val);
         }
@@ -693,7 +805,25 @@ static void write_value(cl_buf *b, const jv *v, int depth)
     }
 }
 
-void cl_json_write(cl_buf *b, const jv *v) { write_value(b, v, 0); }
+void cl_json_write(cl_buf *b, const jv *v) { write_value(b, v, 0, NULL); }
+
+void cl_json_write_deferred(cl_buf *b, const jv *v, const cl_json_deferred *d) { write_value(b, v, 0, d); }
+
+jv cl_json_undefer(jv v, const cl_json_deferred *d)
+{
+    if (d->n == 0)
+        return v;
+    cl_buf b = {0};
+    cl_json_write_deferred(&b, &v, d);
+    if (b.oom) {
+        free(b.p);
+        return v; /* libjq aborts on out of memory anyway */
+    }
+    jv_free(v);
+    v = cl_json_parse(b.p, b.n);
+    free(b.p);
+    return v;
+}
 
 jv cl_json_text(jv v)
 {

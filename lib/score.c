@@ -79,12 +79,15 @@ typedef struct unit {
     jv info;    /* new metric_info (object) */
 } unit;
 
-/* A metric computed off the main thread on plain bytes (jv refcounts are not thread-safe). */
+/* A metric computed off the main thread on plain bytes (jv refcounts are not thread-safe).
+ * BLEU reads its texts where the batch's records hold them; nothing frees or changes those
+ * before the jobs are done. */
 typedef struct job {
     int unit;
     unsigned metric;   /* SCORE_BLEU, SCORE_BLEU_WORD or SCORE_PASS_RATE */
-    char *a, *b;       /* hypothesis and reference, or code and test */
+    const char *a, *b; /* hypothesis and reference, or code and test */
     size_t al, bl;
+    char *owned[2];    /* a and b when the job made them (pass_rate's code and test) */
     double value;
     sandbox_result sr;
     int ran, failed;
@@ -98,6 +101,7 @@ typedef struct batch {
     job *jobs;
     int njobs, capjobs;
     char **errs;       /* per record */
+    const cl_json_deferred *defs; /* per record, or NULL: the records' deferred strings */
 } batch;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -169,17 +173,24 @@ static jv get_either(const jv *rec, const char *a, const char *b)
     return cl_json_get(rec, b);
 }
 
-static int add_job(batch *b, int unit_i, unsigned metric, char *a, size_t al, char *bb, size_t bl)
+/* Adds a job reading a[0..al) and bb[0..bl); with `owned`, the job frees them (also when it
+ * cannot be added). */
+static int add_job(batch *b, int unit_i, unsigned metric, const char *a, size_t al, const char *bb,
+                   size_t bl, char *owned_a, char *owned_b)
 {
     if (b->njobs == b->capjobs) {
         int cap = b->capjobs ? 2 * b->capjobs : 64;
         job *j = realloc(b->jobs, (size_t)cap * sizeof *j);
-        if (!j)
+        if (!j) {
+            free(owned_a);
+            free(owned_b);
             return -1;
+        }
         b->jobs = j;
         b->capjobs = cap;
     }
-    b->jobs[b->njobs++] = (job){.unit = unit_i, .metric = metric, .a = a, .b = bb, .al = al, .bl = bl};
+    b->jobs[b->njobs++] = (job){.unit = unit_i, .metric = metric, .a = a, .b = bb, .al = al, .bl = bl,
+                                .owned = {owned_a, owned_b}};
     return 0;
 }
 
@@ -392,33 +403,29 @@ static int add_unit(batch *b, int r, int ci, int fi)
     return 0;
 }
 
-/* BLEU jobs of a unit: extracted.document against the seed's completion, one copy of each
- * per job (the jobs run off the main thread and own their bytes). */
+/* BLEU jobs of a unit: extracted.document against the seed's completion, read where the
+ * record holds them (deferred or not). */
 static int plan_bleu(batch *b, int ui, const jv *rec, const jv *ex, const char *where)
 {
     int r = b->units[ui].rec;
+    const cl_json_deferred *d = b->defs ? &b->defs[r] : NULL;
     jv doc = cl_json_get(ex, "document");
     jv comp = get_either(rec, "completion", "single_turn_completion");
-    int rc = 0;
-    if (jv_get_kind(doc) != JV_KIND_STRING)
-        rec_fail(b, r, "%s: bleu: extracted.document is missing (cl-judge --extract document "
-                 "writes it)", where);
-    else if (jv_get_kind(comp) != JV_KIND_STRING)
-        rec_fail(b, r, "bleu: the seed has no reference document in completion");
-    else
-        for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && rc == 0; m <<= 1) {
-            if (!(b->c->metrics & m))
-                continue;
-            size_t hl = 0, rl = 0;
-            char *hyp = copy_string(&doc, &hl), *ref = copy_string(&comp, &rl);
-            rc = hyp && ref ? add_job(b, ui, m, hyp, hl, ref, rl) : -1;
-            if (rc != 0) {
-                free(hyp);
-                free(ref);
-            }
-        }
+    size_t hl = 0, rl = 0;
+    const char *hyp = cl_json_bytes(&doc, d, &hl), *ref = cl_json_bytes(&comp, d, &rl);
+    /* The record keeps both strings alive after these references go. */
     jv_free(doc);
     jv_free(comp);
+    int rc = 0;
+    if (!hyp)
+        rec_fail(b, r, "%s: bleu: extracted.document is missing (cl-judge --extract document "
+                 "writes it)", where);
+    else if (!ref)
+        rec_fail(b, r, "bleu: the seed has no reference document in completion");
+    else
+        for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && rc == 0; m <<= 1)
+            if (b->c->metrics & m)
+                rc = add_job(b, ui, m, hyp, hl, ref, rl, NULL, NULL);
     return rc;
 }
 
@@ -435,12 +442,11 @@ static int plan_pass_rate(batch *b, int ui, const jv *rec, const jv *ex, const c
     else if (!test)
         rec_fail(b, r, "pass_rate: the seed has no unittest (metadata.test, or \"test\" in the "
                  "JSON completion)");
-    int rc = code && test ? add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl) : 0;
-    if (code && test && rc == 0)
-        return 0; /* the job owns them */
+    if (code && test)
+        return add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl, code, test);
     free(code);
     free(test);
-    return rc;
+    return 0;
 }
 
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
@@ -684,9 +690,10 @@ static jv finish_record(batch *b, int r, jv rec, int first, int last)
     return rec;
 }
 
-int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *st, cl_err *e)
+int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
+                score_stats *st, cl_err *e)
 {
-    batch b = {.c = c, .errs = errs};
+    batch b = {.c = c, .errs = errs, .defs = defs};
     int rc = 0;
     for (int i = 0; i < n; i++)
         errs[i] = NULL;
@@ -721,8 +728,8 @@ int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *s
         jv_free(b.units[i].info);
     }
     for (int i = 0; i < b.njobs; i++) {
-        free(b.jobs[i].a);
-        free(b.jobs[i].b);
+        free(b.jobs[i].owned[0]);
+        free(b.jobs[i].owned[1]);
         sandbox_result_free(&b.jobs[i].sr);
     }
     free(b.units);
@@ -733,9 +740,9 @@ int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *s
 
 /* ---- the record stream ---------------------------------------------------------------- */
 
-/* A record waiting for its batch, kept as JSON text: libjq parses and prints about as slowly as
- * BLEU scores, so both happen in the batch's threads (each record's values stay in one thread
- * at a time; no jv is shared between records). */
+/* A record waiting for its batch, kept as JSON text: parsing and printing happen in the batch's
+ * threads (each record's values stay in one thread at a time; no jv is shared between
+ * records). */
 typedef struct pending {
     char *text;
     size_t len;
@@ -750,25 +757,35 @@ static void drop(pending *p, int n)
     }
 }
 
-static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **errs, int n, score_stats *st,
-                 cl_err *e)
+/* The BLEU texts stay out of libjq (cl_json_parse_deferring): making a jv string re-checks its
+ * UTF-8, which cost as much as all the rest of the work around BLEU.  Only plan_bleu reads
+ * them, except the completion, which math_equiv and pass_rate read as text. */
+static const char *const bleu_texts[] = {"completion", "single_turn_completion", "extracted.document",
+                                         "candidates[].futures[].extracted.document", NULL};
+static const char *const bleu_documents[] = {"extracted.document",
+                                             "candidates[].futures[].extracted.document", NULL};
+
+static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
+                 char **errs, int n, score_stats *st, cl_err *e)
 {
     int jobs = sc->jobs;
+    const char *const *deferred = sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++)
-        vals[i] = cl_json_parse(p[i].text, p[i].len);
-    int rc = score_batch(sc, vals, errs, n, st, e);
-    /* Scored records are printed in parallel too, then written in input order.  A record's
-     * input text is no longer needed: its buffer takes the printed form. */
+        vals[i] = cl_json_parse_deferring(p[i].text, p[i].len, deferred, &defs[i]);
+    int rc = score_batch(sc, vals, defs, errs, n, st, e);
+    /* Scored records are printed in parallel too, then written in input order. */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++) {
         if (rc == 0 && !errs[i]) {
-            cl_buf out = {.p = p[i].text, .cap = p[i].len + 1};
-            cl_json_write(&out, &vals[i]);
+            cl_buf out = {0};
+            if (cl_grow((void **)&out.p, &out.cap, p[i].len + 256, 1) == 0)
+                cl_json_write_deferred(&out, &vals[i], &defs[i]);
             if (out.oom) {
                 free(out.p);
                 out.p = NULL;
             }
+            free(p[i].text);
             p[i].text = out.p;
             p[i].len = out.n;
             jv_free(vals[i]);
@@ -777,7 +794,7 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **er
     }
     for (int i = 0; i < n; i++) {
         if (rc == 0 && errs[i]) {
-            if (cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
+            if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {
             /* The printed record goes out as a record's own bytes would. */
@@ -789,6 +806,7 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **er
         } else {
             jv_free(vals[i]); /* jv_invalid() once printed */
         }
+        cl_json_deferred_free(&defs[i]);
         free(errs[i]);
     }
     drop(p, n);
@@ -801,8 +819,9 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
     pending *p = calloc((size_t)cap, sizeof *p);
     jv *vals = calloc((size_t)cap, sizeof *vals);
     char **errs = calloc((size_t)cap, sizeof *errs);
+    cl_json_deferred *defs = calloc((size_t)cap, sizeof *defs);
     score_stats st = {0};
-    if (!p || !vals || !errs)
+    if (!p || !vals || !errs || !defs)
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
     int got;
@@ -824,7 +843,7 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
             break;
         }
         if (++n == cap) {
-            rc = flush(io, sc, p, vals, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
             n = 0;
         }
     }
@@ -832,7 +851,7 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
         rc = -1;
     if (n > 0) {
         if (rc == 0)
-            rc = flush(io, sc, p, vals, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
         else
             drop(p, n);
     }
@@ -848,5 +867,6 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
     free(p);
     free(vals);
     free(errs);
+    free(defs);
     return rc;
 }

@@ -383,6 +383,120 @@ static void printer_matches_jq_on_random_values(void **state)
     jv_free(t);
 }
 
+/* ---- deferred strings ------------------------------------------------------------------- */
+
+static const char *const defer_paths[] = {"completion", "extracted.document",
+                                          "candidates[].futures[].extracted.document", NULL};
+
+/* Parsing text with deferral, then printing, must give what the ordinary parse prints, also
+ * after the record is changed the way cl-reward changes it; undeferring gives the ordinary
+ * value.  Returns the number of stand-ins made. */
+static size_t defers_transparently(const char *text, size_t len)
+{
+    cl_json_deferred d;
+    jv v = cl_json_parse_deferring(text, len, defer_paths, &d);
+    jv ref = cl_json_parse(text, len);
+    assert_true(jv_is_valid(v));
+    size_t wn, gn = d.n;
+    char *want = cl_json_dump(&ref, &wn);
+    cl_buf got = {0};
+    cl_json_write_deferred(&got, &v, &d);
+    assert_int_equal(got.n, wn);
+    assert_memory_equal(got.p, want, wn);
+    free(got.p);
+    free(want);
+    if (jv_get_kind(v) == JV_KIND_OBJECT) {
+        jv v2 = cl_json_set(jv_copy(v), "scores", cl_json_set_num(jv_object(), "bleu", 0.25));
+        jv r2 = cl_json_set(jv_copy(ref), "scores", cl_json_set_num(jv_object(), "bleu", 0.25));
+        want = cl_json_dump(&r2, &wn);
+        got = (cl_buf){0};
+        cl_json_write_deferred(&got, &v2, &d);
+        assert_int_equal(got.n, wn);
+        assert_memory_equal(got.p, want, wn);
+        free(got.p);
+        free(want);
+        jv_free(v2);
+        jv_free(r2);
+    }
+    jv back = cl_json_undefer(v, &d);
+    assert_true(jv_equal(back, ref));
+    cl_json_deferred_free(&d);
+    return gn;
+}
+
+/* A string that needs no escape half of the time (a long one: the scan reads it by words). */
+static jv random_text(void)
+{
+    if (rnd() % 2)
+        return random_string();
+    static const char *pieces[] = {"a", "word ", "/", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "0123456789"};
+    jv s = jv_string("");
+    for (int n = (int)(rnd() % 80); n > 0; n--)
+        s = jv_string_append_str(s, pieces[rnd() % (sizeof pieces / sizeof *pieces)]);
+    return s;
+}
+
+static void deferred_strings_print_as_parsed(void **state)
+{
+    (void)state;
+    static const struct { const char *text; size_t stand_ins; } cases[] = {
+        {"{\"id\":\"1\",\"completion\":\"plain \xc3\xa9 \xe6\x9d\xb1\",\"messages\":[],\"extracted\":{\"document\":\"doc\"}}", 2},
+        {" { \"completion\" : \"spaced\" , \"extracted\" : { \"document\" : \"\" } } ", 2},
+        {"{\"completion\":\"has\\nescape\",\"extracted\":{\"document\":\"\\u00e9\"}}", 0},
+        {"{\"completion\":\"raw DEL \x7f\"}", 0},
+        {"{\"candidates\":[{\"futures\":[{\"extracted\":{\"document\":\"x\"}},{\"extracted\":{\"document\":\"y\"}}]},"
+         "{\"futures\":[]},{\"futures\":[{\"extracted\":{\"document\":\"z\",\"code\":\"c\"}}]}]}", 3},
+        {"{\"extracted.document\":\"x\",\"extracted\":{\"document.x\":\"y\",\"doc\":\"z\"},\"x\":{\"completion\":\"q\"}}", 0},
+        {"{\"completion\":\"first\",\"id\":2,\"completion\":\"second\"}", 2}, /* the first stays named */
+        {"{\"completion\":\"plain\",\"x\":\"\\ud83d\\ude00\"}", 0},             /* libjq parses this one */
+        {"{\"completion\":{\"a\":\"b\"},\"extracted\":[\"document\"]}", 0},
+        {"{\"candidates\":{\"]\":{\"futures\":[{\"extracted\":{\"document\":\"x\"}}]}}}", 0},
+        {"[\"completion\",{\"completion\":\"nested in an array\"}]", 0},
+        {"\"completion\"", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t got = defers_transparently(cases[i].text, strlen(cases[i].text));
+        if (got != cases[i].stand_ins)
+            fail_msg("case %zu: %zu stand-ins, expected %zu", i, got, cases[i].stand_ins);
+    }
+    /* A stand-in's bytes are the string's; anything else reads a marker. */
+    const char *t = cases[0].text;
+    cl_json_deferred d;
+    jv v = cl_json_parse_deferring(t, strlen(t), defer_paths, &d);
+    jv c = cl_json_get(&v, "completion"), id = cl_json_get(&v, "id");
+    size_t n;
+    const char *b = cl_json_bytes(&c, &d, &n);
+    assert_int_equal(n, strlen("plain \xc3\xa9 \xe6\x9d\xb1"));
+    assert_memory_equal(b, "plain \xc3\xa9 \xe6\x9d\xb1", n);
+    assert_string_equal(jv_string_value(c), "(deferred)");
+    b = cl_json_bytes(&id, &d, &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(b, "1", 1);
+    jv num = jv_number(3);
+    assert_null(cl_json_bytes(&num, &d, &n));
+    jv_free(c);
+    jv_free(id);
+    jv_free(v);
+    cl_json_deferred_free(&d);
+    /* Random records with random texts on the deferred paths, plain or not. */
+    size_t made = 0;
+    for (int i = 0; i < 2000; i++) {
+        jv fut = cl_json_set(jv_object(), "extracted", cl_json_set(jv_object(), "document", random_text()));
+        jv cand = cl_json_set(jv_object(), "futures", jv_array_append(jv_array(), fut));
+        jv rec = jv_object();
+        rec = cl_json_set(rec, "noise", random_value(0));
+        rec = cl_json_set(rec, "completion", random_text());
+        rec = cl_json_set(rec, "extracted", cl_json_set(jv_object(), "document", random_text()));
+        rec = cl_json_set(rec, "candidates", jv_array_append(jv_array(), cand));
+        size_t len;
+        char *text = cl_json_dump(&rec, &len);
+        made += defers_transparently(text, len);
+        free(text);
+        jv_free(rec);
+    }
+    assert_true(made > 1000); /* plain texts were deferred, not only passed over */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +511,7 @@ int main(void)
         cmocka_unit_test(printer_escapes_strings_as_jq),
         cmocka_unit_test(printer_writes_containers_as_jq),
         cmocka_unit_test(printer_matches_jq_on_random_values),
+        cmocka_unit_test(deferred_strings_print_as_parsed),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }
