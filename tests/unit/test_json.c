@@ -30,21 +30,21 @@ static void validator_rejects_bad(void **state)
                          "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "{\"a\":1,}", "[1}", NULL};
     for (int i = 0; bad[i]; i++)
         assert_false(valid(bad[i]));
-    /* A bad byte at every offset of a long string, where the validator reads eight at a time:
+    /* A bad byte at every offset of a long string, where the validator reads 16 at a time:
      * found, at its own offset; and a good two-byte character at every offset passes. */
     const struct { char byte; const char *what; } bytes[] = {
         {0x01, "control character in string"}, {0x1f, "control character in string"},
         {'\n', "control character in string"}, {(char)0xff, "invalid UTF-8"},
         {(char)0x80, "invalid UTF-8"}, {(char)0xc3, "invalid UTF-8"}};
     for (size_t k = 0; k < sizeof bytes / sizeof *bytes; k++)
-        for (int at = 1; at < 30; at++) {
-            char s[33];
+        for (int at = 1; at < 47; at++) {
+            char s[50];
             memset(s, 'x', sizeof s);
-            s[0] = s[31] = '"';
-            s[32] = 0;
+            s[0] = s[48] = '"';
+            s[49] = 0;
             s[at] = bytes[k].byte;
             cl_json_check c;
-            assert_int_equal(cl_json_validate(s, 32, &c), -1);
+            assert_int_equal(cl_json_validate(s, 49, &c), -1);
             assert_int_equal(c.err_off, at);
             assert_string_equal(c.err_what, bytes[k].what);
             memcpy(s + at, "\xc3\xa9", 2);
@@ -203,8 +203,8 @@ static void printer_escapes_strings_as_jq(void **state)
     for (int i = 0; texts[i]; i++)
         dumps_like_libjq(jv_string(texts[i]));
     dumps_like_libjq(jv_string_sized("a\0b\0", 4)); /* embedded NUL */
-    /* One escape at every offset of a long run, so that the eight-byte scan meets it at every
-     * position of its word and at the very end. */
+    /* One escape at every offset of a long run, so that the 16-byte scan meets it at every
+     * position of its block and at the very end. */
     const char special[] = {'"', '\\', 0x7f, '\n', 0x01, 0x1f};
     for (size_t k = 0; k < sizeof special; k++)
         for (int at = 0; at < 40; at++) {
@@ -350,7 +350,7 @@ static void printer_matches_jq_on_random_values(void **state)
     for (int i = 0; i < 5000; i++) {
         jv v = random_value(0);
         /* The printed text also goes back through the validator and the fast parser, whose
-         * eight-byte scans then meet quotes, escapes and non-ASCII at every position. */
+         * 16-byte scans then meet quotes, escapes and non-ASCII at every position. */
         size_t n;
         char *text = cl_json_dump(&v, &n);
         cl_json_check c;
