@@ -2,6 +2,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,77 +12,381 @@
 
 enum { BLEU_N = 4 };
 
-/* Clipped n-gram matches of hyp against ref: the numerator of NLTK's modified precision and of
- * sacreBLEU's "correct" count.  An n-gram of up to four 21-bit code points is packed into a
- * 64-bit and a 32-bit word (the first one alone in the high word), so the hash table compares
- * keys, not strings. */
-typedef struct ngram_slot {
-    uint64_t lo;    /* the last three symbols, 21 bits each */
-    uint32_t hi;    /* the first symbol of a 4-gram; UINT32_MAX = empty slot */
-    uint32_t left;  /* hypothesis occurrences not yet matched by the reference */
-} ngram_slot;
+/* ---- clipped n-gram matches ------------------------------------------------------------
+ *
+ * Both texts become symbol ids (positions 0..hl-1 the hypothesis, hl..hl+rl-1 the reference).
+ * An n-gram is then named by its (n-1)-gram prefix's id and its last symbol: a pair of small
+ * integers, so a table indexed by prefix * nsym + symbol replaces hashing whenever that space
+ * is small, which for documents of tens of thousands of characters it is.  One walk over the
+ * hypothesis gives every n-gram starting at a position its id (dense, in order of first
+ * sight) and counts it; one walk over the reference looks its n-grams up and counts them too.
+ * A reference n-gram the hypothesis lacks lands on the dead id, and so do all its extensions.
+ * The clipped matches of an order are then the sum over ids of min(hypothesis count,
+ * reference count).  The walks are branch-free: in an edited document matches and misses
+ * interleave too irregularly for a branch predictor (BENCHMARKS.md has the history).
+ *
+ * The tables live in a per-thread scratch.  A cell holds stamp + id, and each call moves the
+ * stamp past every value the previous call could have written, so nothing is cleared between
+ * calls and a call costs what its text costs, not what its tables hold. */
 
-static uint64_t pack_lo(const uint32_t *g, int n)
+/* Cells per order before the hashed variant takes over, and the largest stamp (so that a stale
+ * cell minus the stamp is >= 2^31).  Tests shrink both to reach every path on small texts. */
+#ifndef BLEU_DIRECT_MAX
+#define BLEU_DIRECT_MAX ((size_t)1 << 22)
+#endif
+#ifndef BLEU_STAMP_MAX
+#define BLEU_STAMP_MAX (UINT32_MAX / 2)
+#endif
+
+typedef struct gram_table {
+    uint32_t *cell;    /* stamp + id per (prefix, symbol); below the stamp: not seen */
+    uint64_t *key;     /* hashed variant: the (prefix, symbol) each slot holds */
+    size_t cap;        /* cells allocated */
+    size_t mask;       /* hashed variant: slots - 1, a power of two minus one, below cap */
+    uint32_t *hyp, *ref; /* occurrences per id, the dead id's last */
+    size_t nids;
+    uint32_t n;        /* ids given in this call */
+} gram_table;
+
+typedef struct bleu_scratch {
+    uint32_t *sym;
+    size_t nsym;
+    uint32_t stamp;           /* this call's; cells below it belong to earlier calls */
+    gram_table order[BLEU_N]; /* order[0] counts symbols: no cells */
+} bleu_scratch;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
 {
-    uint64_t k = 0;
-    for (int i = n > 3 ? n - 3 : 0; i < n; i++)
-        k = (k << 21) | (g[i] & 0x1fffff);
-    return k;
+    bleu_scratch *s = p;
+    free(s->sym);
+    for (int k = 0; k < BLEU_N; k++) {
+        free(s->order[k].cell);
+        free(s->order[k].key);
+        free(s->order[k].hyp);
+        free(s->order[k].ref);
+    }
+    free(s);
 }
 
-static uint32_t pack_hi(const uint32_t *g, int n) { return n > 3 ? g[0] & 0x1fffff : 0; }
+static void scratch_key_make(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-/* Fibonacci hashing: the top bits of the product are the well-mixed ones. */
-static ngram_slot *ngram_find(ngram_slot *t, size_t mask, int shift, uint64_t lo, uint32_t hi)
+static bleu_scratch *scratch_get(void)
 {
-    uint64_t h = (lo ^ ((uint64_t)hi << 43) ^ hi) * 0x9e3779b97f4a7c15u;
-    for (size_t i = (size_t)(h >> shift);; i = (i + 1) & mask)
-        if (t[i].hi == UINT32_MAX || (t[i].lo == lo && t[i].hi == hi))
-            return &t[i];
+    pthread_once(&scratch_once, scratch_key_make);
+    bleu_scratch *s = pthread_getspecific(scratch_key);
+    if (!s && (s = calloc(1, sizeof *s)) && pthread_setspecific(scratch_key, s) != 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
 }
 
-/* correct[k] / total[k] for k = 0..3 (orders 1..4).  Each reference occurrence of an n-gram
- * that the hypothesis still has an unmatched copy of is one clipped match, so one counter per
- * n-gram suffices.  -1 when out of memory. */
-static int ngram_stats(const uint32_t *hyp, size_t hl, const uint32_t *ref, size_t rl,
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 64;
+    while (c < n)
+        c *= 2;
+    return c;
+}
+
+/* Room for n symbols. */
+static int sym_reserve(bleu_scratch *s, size_t n)
+{
+    if (n <= s->nsym)
+        return 0;
+    size_t c = pow2_at_least(n);
+    uint32_t *p = malloc(c * sizeof *p);
+    if (!p)
+        return -1;
+    free(s->sym);
+    s->sym = p;
+    s->nsym = c;
+    return 0;
+}
+
+/* Zeroed counts for ids 0..n. */
+static int counts_reserve(gram_table *t, size_t n)
+{
+    if (n < t->nids)
+        return 0;
+    size_t c = pow2_at_least(n + 1);
+    uint32_t *hyp = calloc(c, sizeof *hyp), *ref = calloc(c, sizeof *ref);
+    if (!hyp || !ref) {
+        free(hyp);
+        free(ref);
+        return -1;
+    }
+    free(t->hyp);
+    free(t->ref);
+    t->hyp = hyp;
+    t->ref = ref;
+    t->nids = c;
+    return 0;
+}
+
+/* cap cells holding nothing of this call, with keys when hashed.  Fresh cells are zero, below
+ * any stamp (which starts at 1). */
+static int cells_reserve(gram_table *t, size_t cap, int hashed)
+{
+    if (cap > t->cap) {
+        free(t->cell);
+        free(t->key);
+        t->key = NULL;
+        t->cap = 0;
+        if (!(t->cell = calloc(cap, sizeof *t->cell)))
+            return -1;
+        t->cap = cap;
+    }
+    if (hashed && !t->key && !(t->key = malloc(t->cap * sizeof *t->key)))
+        return -1;
+    t->mask = cap - 1;
+    return 0;
+}
+
+/* The stamp for a call over hl hypothesis positions: past every value earlier calls wrote
+ * (ngram_stats moves it on by their hl + 1), or 1 over freshly zeroed cells when it would pass
+ * BLEU_STAMP_MAX.  Never 0, which fresh cells hold. */
+static uint32_t stamp_take(bleu_scratch *s, size_t hl)
+{
+    if (s->stamp == 0 || (size_t)s->stamp + hl + 1 > BLEU_STAMP_MAX) {
+        for (int k = 1; k < BLEU_N; k++)
+            if (s->order[k].cell)
+                memset(s->order[k].cell, 0, s->order[k].cap * sizeof *s->order[k].cell);
+        s->stamp = 1;
+    }
+    return s->stamp;
+}
+
+static size_t hash_slot(const gram_table *t, uint64_t k)
+{
+    return (size_t)((k * 0x9e3779b97f4a7c15u) >> 32) & t->mask;
+}
+
+/* Where (prefix, symbol) lives: its cell, or in the hashed variant its slot or the empty slot
+ * it would take. */
+static inline size_t gram_cell(const gram_table *t, int direct, uint32_t nsym, uint32_t stamp,
+                               uint32_t prefix, uint32_t symbol)
+{
+    if (direct)
+        return (size_t)prefix * nsym + symbol;
+    uint64_t k = (uint64_t)prefix << 32 | symbol;
+    size_t at = hash_slot(t, k);
+    while (t->cell[at] >= stamp && t->key[at] != k)
+        at = (at + 1) & t->mask;
+    return at;
+}
+
+/* The id of the hypothesis n-gram (prefix, symbol), new when first seen; counts it.  A cell
+ * not written in this call holds less than the stamp, so cell - stamp wraps past every id. */
+static inline uint32_t gram_intern(gram_table *t, int direct, uint32_t nsym, uint32_t stamp,
+                                   uint32_t prefix, uint32_t symbol)
+{
+    size_t at = gram_cell(t, direct, nsym, stamp, prefix, symbol);
+    if (!direct)
+        t->key[at] = (uint64_t)prefix << 32 | symbol;
+    uint32_t d = t->cell[at] - stamp, v = d < t->n ? d : t->n;
+    t->n += d >= t->n;
+    t->cell[at] = stamp + v;
+    t->hyp[v]++;
+    return v;
+}
+
+/* The id of a reference n-gram, or dead when the hypothesis lacks it (or its prefix: the dead
+ * prefix's row, or key, is never written). */
+static inline uint32_t gram_find(const gram_table *t, int direct, uint32_t nsym, uint32_t stamp,
+                                 uint32_t prefix, uint32_t symbol, uint32_t dead)
+{
+    uint32_t d = t->cell[gram_cell(t, direct, nsym, stamp, prefix, symbol)] - stamp;
+    uint32_t v = d < dead ? d : dead;
+    t->ref[v]++;
+    return v;
+}
+
+/* Both walks keep each order's table in a local copy: its id counter then lives in a register
+ * instead of being reloaded after every store through the tables' pointers.  They are
+ * instantiated once per table kind so that the kind costs nothing per position. */
+static inline __attribute__((always_inline)) void
+count_hypothesis(bleu_scratch *s, size_t hl, uint32_t nsym, int direct)
+{
+    const uint32_t *sym = s->sym, stamp = s->stamp;
+    uint32_t *hyp1 = s->order[0].hyp;
+    gram_table t2 = s->order[1], t3 = s->order[2], t4 = s->order[3];
+    size_t i = 0;
+    for (; i + 3 < hl; i++) {
+        uint32_t v = sym[i];
+        hyp1[v]++;
+        v = gram_intern(&t2, direct, nsym, stamp, v, sym[i + 1]);
+        v = gram_intern(&t3, direct, nsym, stamp, v, sym[i + 2]);
+        gram_intern(&t4, direct, nsym, stamp, v, sym[i + 3]);
+    }
+    for (; i < hl; i++) { /* the last positions start shorter n-grams only */
+        uint32_t v = sym[i];
+        hyp1[v]++;
+        if (i + 1 < hl)
+            v = gram_intern(&t2, direct, nsym, stamp, v, sym[i + 1]);
+        if (i + 2 < hl)
+            gram_intern(&t3, direct, nsym, stamp, v, sym[i + 2]);
+    }
+    s->order[1].n = t2.n;
+    s->order[2].n = t3.n;
+    s->order[3].n = t4.n;
+}
+
+static inline __attribute__((always_inline)) void
+count_reference(bleu_scratch *s, size_t hl, size_t len, uint32_t nsym, int direct)
+{
+    const uint32_t *sym = s->sym, stamp = s->stamp, dead = (uint32_t)hl;
+    uint32_t *ref1 = s->order[0].ref;
+    const gram_table t2 = s->order[1], t3 = s->order[2], t4 = s->order[3];
+    size_t j = hl;
+    for (; j + 3 < len; j++) {
+        uint32_t v = sym[j];
+        ref1[v]++;
+        v = gram_find(&t2, direct, nsym, stamp, v, sym[j + 1], dead);
+        v = gram_find(&t3, direct, nsym, stamp, v, sym[j + 2], dead);
+        gram_find(&t4, direct, nsym, stamp, v, sym[j + 3], dead);
+    }
+    for (; j < len; j++) {
+        uint32_t v = sym[j];
+        ref1[v]++;
+        if (j + 1 < len)
+            v = gram_find(&t2, direct, nsym, stamp, v, sym[j + 1], dead);
+        if (j + 2 < len)
+            gram_find(&t3, direct, nsym, stamp, v, sym[j + 2], dead);
+    }
+}
+
+static void count_direct(bleu_scratch *s, size_t hl, size_t len, uint32_t nsym)
+{
+    count_hypothesis(s, hl, nsym, 1);
+    count_reference(s, hl, len, nsym, 1);
+}
+
+static void count_hashed(bleu_scratch *s, size_t hl, size_t len, uint32_t nsym)
+{
+    count_hypothesis(s, hl, nsym, 0);
+    count_reference(s, hl, len, nsym, 0);
+}
+
+/* The sum over ids < n of min(hyp, ref); then both counts back to zero, the dead id's too,
+ * since the next call's dead id may be one of this call's live ones. */
+static uint64_t clipped_matches(gram_table *t, uint32_t n, uint32_t dead)
+{
+    uint32_t c = 0; /* at most hl */
+    const uint32_t *hyp = t->hyp, *ref = t->ref;
+    for (uint32_t v = 0; v < n; v++)
+        c += hyp[v] < ref[v] ? hyp[v] : ref[v];
+    memset(t->hyp, 0, n * sizeof *t->hyp);
+    memset(t->ref, 0, n * sizeof *t->ref);
+    t->ref[dead] = 0;
+    return c;
+}
+
+/* correct[k] / total[k] for k = 0..3 (orders 1..4) over s->sym[0..hl+rl), symbols < nsym.
+ * -1 when out of memory. */
+static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
                        double correct[BLEU_N], double total[BLEU_N])
 {
-    size_t cap = 16;
-    int shift = 60;
-    while (cap < hl + hl / 2) {
-        cap *= 2;
-        shift--;
-    }
-    ngram_slot *t = malloc(cap * sizeof *t);
-    if (!t)
+    /* Order 2's prefixes are symbols; later orders' are ids below hl or the dead id hl. */
+    int direct = (size_t)nsym * nsym <= BLEU_DIRECT_MAX && (hl + 1) * nsym <= BLEU_DIRECT_MAX;
+    if (hl >= BLEU_STAMP_MAX / 4 || counts_reserve(&s->order[0], nsym) < 0)
         return -1;
-    for (int n = 1; n <= BLEU_N; n++) {
-        correct[n - 1] = total[n - 1] = 0;
-        if (hl < (size_t)n)
-            continue;
-        for (size_t i = 0; i < cap; i++)
-            t[i].hi = UINT32_MAX;
-        for (size_t i = 0; i + n <= hl; i++) {
-            uint64_t lo = pack_lo(hyp + i, n);
-            uint32_t hi = pack_hi(hyp + i, n);
-            ngram_slot *s = ngram_find(t, cap - 1, shift, lo, hi);
-            if (s->hi == UINT32_MAX)
-                *s = (ngram_slot){lo, hi, 0};
-            s->left++;
-        }
-        uint64_t c = 0;
-        for (size_t i = 0; i + n <= rl; i++) {
-            ngram_slot *s = ngram_find(t, cap - 1, shift, pack_lo(ref + i, n), pack_hi(ref + i, n));
-            if (s->hi != UINT32_MAX && s->left > 0) {
-                s->left--;
-                c++;
-            }
-        }
-        correct[n - 1] = (double)c;
-        total[n - 1] = (double)(hl - n + 1);
+    for (int k = 1; k < BLEU_N; k++) {
+        size_t rows = k == 1 ? nsym : hl + 1;
+        size_t cap = direct ? rows * nsym : pow2_at_least(2 * hl);
+        if (counts_reserve(&s->order[k], hl) < 0 || cells_reserve(&s->order[k], cap, !direct) < 0)
+            return -1;
     }
-    free(t);
+    stamp_take(s, hl);
+    (direct ? count_direct : count_hashed)(s, hl, hl + rl, nsym);
+    for (int k = 0; k < BLEU_N; k++) {
+        gram_table *t = &s->order[k];
+        correct[k] = (double)clipped_matches(t, k ? t->n : nsym, k ? (uint32_t)hl : 0);
+        t->n = 0;
+        total[k] = hl > (size_t)k ? (double)(hl - k) : 0;
+    }
+    s->stamp += (uint32_t)hl + 1;
     return 0;
+}
+
+/* ---- symbols ---------------------------------------------------------------------------- */
+
+/* Code points as symbols: ASCII as itself, the rest numbered from 128 in order of first sight
+ * through a small hash that grows with the text's repertoire. */
+typedef struct wide_table {
+    uint32_t *key, *val; /* key 0 = free: only code points >= 0x80 come here */
+    size_t cap, used;
+} wide_table;
+
+static int wide_grow(wide_table *t)
+{
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    uint32_t *key = calloc(cap, sizeof *key), *val = malloc(cap * sizeof *val);
+    if (!key || !val) {
+        free(key);
+        free(val);
+        return -1;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->key[i])
+            continue;
+        size_t s = (t->key[i] * 0x9e3779b1u) & (cap - 1);
+        while (key[s])
+            s = (s + 1) & (cap - 1);
+        key[s] = t->key[i];
+        val[s] = t->val[i];
+    }
+    free(t->key);
+    free(t->val);
+    t->key = key;
+    t->val = val;
+    t->cap = cap;
+    return 0;
+}
+
+static uint32_t wide_symbol(wide_table *t, uint32_t cp)
+{
+    if (2 * (t->used + 1) > t->cap && wide_grow(t) < 0)
+        return UINT32_MAX;
+    size_t s = (cp * 0x9e3779b1u) & (t->cap - 1);
+    while (t->key[s] && t->key[s] != cp)
+        s = (s + 1) & (t->cap - 1);
+    if (!t->key[s]) {
+        t->key[s] = cp;
+        t->val[s] = 128 + (uint32_t)t->used++;
+    }
+    return t->val[s];
+}
+
+/* Appends the code points of s[0..len) to out as symbols; the count, or -1 when out of
+ * memory. */
+static long sym_decode(wide_table *t, const char *s, size_t len, uint32_t *out)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        uint64_t w;
+        if (i + 8 <= len && (memcpy(&w, s + i, 8), (w & 0x8080808080808080u) == 0)) {
+            for (int b = 0; b < 8; b++) /* eight ASCII bytes: the common case, widened */
+                out[k + b] = (unsigned char)s[i + b];
+            k += 8;
+            i += 8;
+            continue;
+        }
+        unsigned char b = (unsigned char)s[i];
+        if (b < 128) {
+            out[k++] = b;
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        i += utext_next(s + i, len - i, &cp);
+        if ((out[k++] = wide_symbol(t, cp)) == UINT32_MAX)
+            return -1;
+    }
+    return (long)k;
 }
 
 /* Python's math.fsum: the correctly rounded sum (Shewchuk's partials), so the last bit agrees
@@ -131,13 +436,16 @@ static double exact_sum(const double *x, int n)
 
 double bleu_char(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
 {
-    size_t hl, rl;
-    uint32_t *h = utext_decode(hyp, hyp_len, &hl);
-    uint32_t *r = utext_decode(ref, ref_len, &rl);
+    bleu_scratch *s = scratch_get();
+    wide_table t = {0};
+    long hl = -1, rl = -1;
+    if (s && sym_reserve(s, hyp_len + ref_len + 1) == 0 &&
+        (hl = sym_decode(&t, hyp, hyp_len, s->sym)) >= 0)
+        rl = sym_decode(&t, ref, ref_len, s->sym + hl);
     double correct[BLEU_N], total[BLEU_N];
-    int rc = h && r ? ngram_stats(h, hl, r, rl, correct, total) : -1;
-    free(h);
-    free(r);
+    int rc = rl >= 0 ? ngram_stats(s, (size_t)hl, (size_t)rl, 128 + (uint32_t)t.used, correct, total) : -1;
+    free(t.key);
+    free(t.val);
     if (rc < 0)
         return -1;
     if (correct[0] == 0)
@@ -293,14 +601,12 @@ char *bleu_tokenize_13a(const char *s, size_t len)
     return out.p;
 }
 
-/* Token strings → dense ids, so word n-grams reuse the code point n-gram counter. */
-static uint32_t *token_ids(const char *toks, size_t *n, const char **names, uint32_t **table,
-                           size_t *ntable, size_t mask)
+/* Token strings → dense ids appended to ids (so word n-grams reuse the code point n-gram
+ * counter); returns the number of tokens. */
+static size_t token_ids(const char *toks, uint32_t *ids, const char **names, uint32_t *table,
+                        uint32_t *ntable, size_t mask)
 {
-    size_t len = strlen(toks), cap = len / 2 + 1, k = 0;
-    uint32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids)
-        return NULL;
+    size_t len = strlen(toks), k = 0;
     for (size_t i = 0; i < len;) {
         size_t j = i;
         while (j < len && toks[j] != ' ')
@@ -309,11 +615,11 @@ static uint32_t *token_ids(const char *toks, size_t *n, const char **names, uint
         for (size_t q = i; q < j; q++)
             h = (h ^ (unsigned char)toks[q]) * 1099511628211u;
         for (size_t s = h & mask;; s = (s + 1) & mask) {
-            uint32_t id = (*table)[s];
+            uint32_t id = table[s];
             if (id == UINT32_MAX) {
-                (*table)[s] = (uint32_t)*ntable;
+                table[s] = *ntable;
                 names[*ntable] = toks + i;
-                ids[k++] = (uint32_t)(*ntable)++;
+                ids[k++] = (*ntable)++;
                 break;
             }
             const char *nm = names[id];
@@ -325,8 +631,7 @@ static uint32_t *token_ids(const char *toks, size_t *n, const char **names, uint
         }
         i = j + 1;
     }
-    *n = k;
-    return ids;
+    return k;
 }
 
 double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
@@ -337,15 +642,17 @@ double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_le
         cap *= 2;
     const char **names = malloc(words * sizeof *names);
     uint32_t *table = malloc(cap * sizeof *table);
-    uint32_t *h = NULL, *r = NULL;
-    size_t hl = 0, rl = 0, ntable = 0;
+    bleu_scratch *s = scratch_get();
+    size_t hl = 0, rl = 0;
+    uint32_t ntable = 0;
     double correct[BLEU_N], total[BLEU_N], score = -1;
-    if (th && tr && names && table) {
+    int ok = th && tr && names && table && s && sym_reserve(s, words) == 0;
+    if (ok) {
         memset(table, 0xff, cap * sizeof *table);
-        h = token_ids(th, &hl, names, &table, &ntable, cap - 1);
-        r = token_ids(tr, &rl, names, &table, &ntable, cap - 1);
+        hl = token_ids(th, s->sym, names, table, &ntable, cap - 1);
+        rl = token_ids(tr, s->sym + hl, names, table, &ntable, cap - 1);
     }
-    if (h && r && ngram_stats(h, hl, r, rl, correct, total) == 0) {
+    if (ok && ngram_stats(s, hl, rl, ntable, correct, total) == 0) {
         score = 0.0;
         if (correct[0] + correct[1] + correct[2] + correct[3] > 0) {
             double prec[BLEU_N] = {0}, smooth = 1.0;
@@ -362,17 +669,15 @@ double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_le
                 }
             }
             double bp = hl < rl ? (hl > 0 ? exp(1.0 - (double)rl / (double)hl) : 0.0) : 1.0;
-            double s = 0;
+            double logsum = 0;
             for (int n = 0; n < eff; n++)
-                s += prec[n] == 0 ? -9999999999.0 : log(prec[n]);
-            score = bp * exp(s / eff) / 100.0;
+                logsum += prec[n] == 0 ? -9999999999.0 : log(prec[n]);
+            score = bp * exp(logsum / eff) / 100.0;
         }
     }
     free(th);
     free(tr);
     free(names);
     free(table);
-    free(h);
-    free(r);
     return score;
 }

@@ -1,0 +1,140 @@
+/* Unit tests for the clipped n-gram counter inside lib/metrics/bleu.c, against a brute-force
+ * count written here.  The file includes bleu.c with small table and stamp limits so that short
+ * random texts reach both table variants and the stamp's wrap-around many times. */
+#define BLEU_DIRECT_MAX 20000 /* 128^2 fits; (hl + 1) * nsym passes it from hl ~150 */
+#define BLEU_STAMP_MAX 5000   /* wraps every few dozen calls */
+#include "metrics/bleu.c"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+
+/* Clipped matches of order n, the definition spelled out: for each distinct hypothesis
+ * n-gram (at its first occurrence), min(count in hyp, count in ref). */
+static uint64_t naive_matches(const uint32_t *h, size_t hl, const uint32_t *r, size_t rl, int n)
+{
+    uint64_t c = 0;
+    for (size_t i = 0; i + n <= hl; i++) {
+        int first = 1;
+        for (size_t p = 0; p < i && first; p++)
+            first = memcmp(h + p, h + i, n * sizeof *h) != 0;
+        if (!first)
+            continue;
+        uint64_t nh = 0, nr = 0;
+        for (size_t p = i; p + n <= hl; p++)
+            nh += memcmp(h + p, h + i, n * sizeof *h) == 0;
+        for (size_t p = 0; p + n <= rl; p++)
+            nr += memcmp(r + p, h + i, n * sizeof *h) == 0;
+        c += nh < nr ? nh : nr;
+    }
+    return c;
+}
+
+static uint64_t rng_state = 20261126;
+
+static uint32_t rnd(uint32_t n)
+{
+    rng_state = rng_state * 6364136223846793005u + 1442695040888963407u;
+    return (uint32_t)(rng_state >> 33) % n;
+}
+
+/* A random text over a few symbols, UTF-8 encoded: few symbols make repeats and clipping
+ * common.  Sometimes it is an edited copy of base. */
+static size_t random_text(char *out, const char *base, size_t base_len, size_t max_chars)
+{
+    static const char *alphabet[] = {"a", "b", "c", " ", "\xc3\xa9", "\xe6\x9d\xb1", "\xf0\x9f\x98\x80"};
+    size_t k = 0;
+    if (base && rnd(2)) {
+        for (size_t i = 0; i < base_len; i++) {
+            uint32_t u = rnd(10);
+            if (u == 0)
+                continue;
+            if (u == 1)
+                out[k++] = 'z';
+            out[k++] = base[i];
+        }
+        return k;
+    }
+    uint32_t kinds = 1 + rnd(7), chars = rnd((uint32_t)max_chars + 1);
+    for (uint32_t i = 0; i < chars; i++) {
+        const char *s = alphabet[rnd(kinds)];
+        memcpy(out + k, s, strlen(s));
+        k += strlen(s);
+    }
+    return k;
+}
+
+static void clipped_counts_equal_brute_force_on_random_texts(void **state)
+{
+    (void)state;
+    char h[4096], r[4096];
+    int direct_seen = 0, hashed_seen = 0, wraps = 0;
+    uint32_t last_stamp = 0;
+    for (int round = 0; round < 1500; round++) {
+        size_t rlen = random_text(r, NULL, 0, 300);
+        size_t hlen = random_text(h, r, rlen, 300);
+        bleu_scratch *s = scratch_get();
+        assert_non_null(s);
+        wide_table t = {0};
+        assert_int_equal(sym_reserve(s, hlen + rlen + 1), 0);
+        long hl = sym_decode(&t, h, hlen, s->sym);
+        long rl = sym_decode(&t, r, rlen, s->sym + hl);
+        assert_true(hl >= 0 && rl >= 0);
+        uint32_t nsym = 128 + (uint32_t)t.used;
+        uint32_t *copy = malloc(((size_t)(hl + rl) + 1) * sizeof *copy);
+        assert_non_null(copy);
+        memcpy(copy, s->sym, (size_t)(hl + rl) * sizeof *copy);
+        if ((size_t)(hl + 1) * nsym <= BLEU_DIRECT_MAX)
+            direct_seen++;
+        else
+            hashed_seen++;
+        double correct[BLEU_N], total[BLEU_N];
+        assert_int_equal(ngram_stats(s, (size_t)hl, (size_t)rl, nsym, correct, total), 0);
+        wraps += s->stamp < last_stamp;
+        last_stamp = s->stamp;
+        for (int n = 1; n <= BLEU_N; n++) {
+            uint64_t want = naive_matches(copy, (size_t)hl, copy + hl, (size_t)rl, n);
+            if ((uint64_t)correct[n - 1] != want)
+                fail_msg("round %d order %d: %.0f clipped matches, brute force says %llu "
+                         "(hl %ld rl %ld)", round, n, correct[n - 1], (unsigned long long)want, hl, rl);
+            assert_true(total[n - 1] == (hl >= n ? (double)(hl - n + 1) : 0));
+        }
+        free(copy);
+        free(t.key);
+        free(t.val);
+    }
+    /* The limits above were chosen so that every path ran; say so if they stop doing that. */
+    assert_true(direct_seen > 100);
+    assert_true(hashed_seen > 100);
+    assert_true(wraps > 10);
+}
+
+/* The words of sacreBLEU's BLEU go through the same counter: a hand-checked case where the
+ * reference repeats a bigram that the hypothesis has once. */
+static void word_counts_clip_repeated_ngrams(void **state)
+{
+    (void)state;
+    /* hyp: "the cat the cat" ; ref: "the cat sat" -> unigrams: the(2 vs 1) cat(2 vs 1) = 2,
+     * bigrams: "the cat"(2 vs 1) + "cat the"(1 vs 0) = 1 of 3. */
+    bleu_scratch *s = scratch_get();
+    assert_int_equal(sym_reserve(s, 8), 0);
+    uint32_t ids[] = {0, 1, 0, 1, 0, 1, 2};
+    memcpy(s->sym, ids, sizeof ids);
+    double correct[BLEU_N], total[BLEU_N];
+    assert_int_equal(ngram_stats(s, 4, 3, 3, correct, total), 0);
+    assert_true(correct[0] == 2 && total[0] == 4);
+    assert_true(correct[1] == 1 && total[1] == 3);
+    assert_true(correct[2] == 0 && total[2] == 2);
+    assert_true(correct[3] == 0 && total[3] == 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(clipped_counts_equal_brute_force_on_random_texts),
+        cmocka_unit_test(word_counts_clip_repeated_ngrams),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
