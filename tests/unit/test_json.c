@@ -444,6 +444,7 @@ static void deferred_strings_print_as_parsed(void **state)
         {" { \"completion\" : \"spaced\" , \"extracted\" : { \"document\" : \"\" } } ", 2},
         {"{\"completion\":\"has\\nescape\",\"extracted\":{\"document\":\"\\u00e9\"}}", 0},
         {"{\"completion\":\"raw DEL \x7f\"}", 0},
+        {"{\"completion\":\"say \\\"hi\\\" now\",\"extracted\":{\"document\":\"ends in \\\\\"}}", 0},
         {"{\"candidates\":[{\"futures\":[{\"extracted\":{\"document\":\"x\"}},{\"extracted\":{\"document\":\"y\"}}]},"
          "{\"futures\":[]},{\"futures\":[{\"extracted\":{\"document\":\"z\",\"code\":\"c\"}}]}]}", 3},
         {"{\"extracted.document\":\"x\",\"extracted\":{\"document.x\":\"y\",\"doc\":\"z\"},\"x\":{\"completion\":\"q\"}}", 0},
