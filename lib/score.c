@@ -742,18 +742,20 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
 
 /* A record waiting for its batch, kept as JSON text: parsing and printing happen in the batch's
  * threads (each record's values stay in one thread at a time; no jv is shared between
- * records). */
+ * records).  A batch slot keeps its buffers from batch to batch: no malloc and free of a
+ * record's size for every record. */
 typedef struct pending {
-    char *text;
-    size_t len;
+    cl_buf text;  /* the record as read, or as --map made it */
+    cl_buf out;   /* the scored record, printed */
     cl_rec where; /* only src and lineno are used, for the failure report */
 } pending;
 
+/* Ends a batch of n records. */
 static void drop(pending *p, int n)
 {
     for (int i = 0; i < n; i++) {
-        free(p[i].text);
         free((char *)p[i].where.src);
+        p[i].where.src = NULL;
     }
 }
 
@@ -772,22 +774,14 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
     const char *const *deferred = sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++)
-        vals[i] = cl_json_parse_deferring(p[i].text, p[i].len, deferred, &defs[i]);
+        vals[i] = cl_json_parse_deferring(p[i].text.p, p[i].text.n, deferred, &defs[i]);
     int rc = score_batch(sc, vals, defs, errs, n, st, e);
     /* Scored records are printed in parallel too, then written in input order. */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++) {
         if (rc == 0 && !errs[i]) {
-            cl_buf out = {0};
-            if (cl_grow((void **)&out.p, &out.cap, p[i].len + 256, 1) == 0)
-                cl_json_write_deferred(&out, &vals[i], &defs[i]);
-            if (out.oom) {
-                free(out.p);
-                out.p = NULL;
-            }
-            free(p[i].text);
-            p[i].text = out.p;
-            p[i].len = out.n;
+            p[i].out.n = 0;
+            cl_json_write_deferred(&p[i].out, &vals[i], &defs[i]);
             jv_free(vals[i]);
             vals[i] = jv_invalid();
         }
@@ -798,8 +792,8 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
                 rc = -1;
         } else if (rc == 0) {
             /* The printed record goes out as a record's own bytes would. */
-            cl_rec out = {.raw = p[i].text, .rawlen = p[i].len};
-            if (!p[i].text)
+            cl_rec out = {.raw = p[i].out.p, .rawlen = p[i].out.n};
+            if (p[i].out.oom)
                 rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             else if (cl_io_put_rec(io, &out, e) != 0)
                 rc = -1;
@@ -827,16 +821,13 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
     int got;
     while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
         /* The line as read, or the record --map made. */
-        if (rec.raw) {
-            p[n].text = malloc(rec.rawlen + 1);
-            if (p[n].text)
-                memcpy(p[n].text, rec.raw, rec.rawlen);
-            p[n].len = rec.rawlen;
-        } else {
-            p[n].text = cl_json_dump(cl_rec_value(&rec), &p[n].len);
-        }
+        p[n].text.n = 0;
+        if (rec.raw)
+            cl_buf_put(&p[n].text, rec.raw, rec.rawlen);
+        else
+            cl_json_write(&p[n].text, cl_rec_value(&rec));
         p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
-        if (!p[n].text || !p[n].where.src) {
+        if (p[n].text.oom || !p[n].where.src) {
             drop(p, n + 1);
             n = 0;
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
@@ -863,6 +854,10 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
         sb = cl_json_set_num(sb, "wall_s", st.sandbox_wall);
         sb = cl_json_set_str(sb, "protections", sandbox_protections(sc->sb));
         cl_io_stat(io, "sandbox", sb);
+    }
+    for (int i = 0; p && i < cap; i++) {
+        free(p[i].text.p);
+        free(p[i].out.p);
     }
     free(p);
     free(vals);
