@@ -1,12 +1,60 @@
 #include "json.h"
 
 #include <jq.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- validation ---------------------------------------------------------------------- */
 
 static int is_ws(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* ---- sixteen bytes at a time -------------------------------------------------------------
+ * The validator, the parser and the printer each skip long runs of string bytes that need no
+ * attention.  A mask test marks (all ones) the bytes of interest among sixteen, written with
+ * the compiler's vector extension (SSE2 on x86-64, NEON on arm64, plain code elsewhere); the
+ * first marked byte ends the run: found from the mask on a little-endian machine, byte by
+ * byte elsewhere. */
+typedef unsigned char bytes16 __attribute__((vector_size(16)));
+typedef signed char mask16 __attribute__((vector_size(16)));
+
+typedef mask16 (*mask_test)(bytes16);
+typedef int (*byte_test)(unsigned char);
+
+/* The first byte of p[0..end) that `byte` accepts, or end; `mask` marks the same bytes. */
+static inline const unsigned char *skip_until(const unsigned char *p, const unsigned char *end,
+                                              mask_test mask, byte_test byte)
+{
+    for (; end - p >= 16; p += 16) {
+        bytes16 v;
+        memcpy(&v, p, sizeof v);
+        mask16 m = mask(v);
+        uint64_t w[2];
+        memcpy(w, &m, sizeof w);
+        if (w[0] | w[1]) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return p + (w[0] ? __builtin_ctzll(w[0]) >> 3 : 8 + (__builtin_ctzll(w[1]) >> 3));
+#else
+            break;
+#endif
+        }
+    }
+    while (p < end && !byte(*p))
+        p++;
+    return p;
+}
+
+/* Bytes the validator looks at: controls, non-ASCII, '"' and '\\'. */
+static mask16 scan_mask(bytes16 v) { return (v < 0x20) | (v >= 0x80) | (v == '"') | (v == '\\'); }
+static int scan_byte(unsigned char c) { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\'; }
+
+/* Bytes that end a run of a valid string for the parser: '"' and '\\'. */
+static mask16 quote_mask(bytes16 v) { return (v == '"') | (v == '\\'); }
+static int quote_byte(unsigned char c) { return c == '"' || c == '\\'; }
+
+/* Bytes the printer escapes, as jq 1.6 does: controls, '"', '\\' and DEL. */
+static mask16 escape_mask(bytes16 v) { return (v < 0x20) | (v == '"') | (v == '\\') | (v == 0x7f); }
+static int escape_byte(unsigned char c) { return c < 0x20 || c == '"' || c == '\\' || c == 0x7f; }
 
 /* Returns the length of the UTF-8 sequence at p (2..4), or 0 if it is not well formed
  * (overlong forms, surrogates and code points above U+10FFFF are rejected). */
@@ -44,9 +92,7 @@ static const unsigned char *scan_string(const unsigned char *p, const unsigned c
                                         const char **what, const unsigned char **errp)
 {
     for (;;) {
-        /* Fast path over plain ASCII. */
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
-            p++;
+        p = skip_until(p, end, scan_mask, scan_byte); /* plain ASCII needs no look */
         if (p >= end) {
             *what = "unterminated string";
             *errp = p;
@@ -282,10 +328,18 @@ bad:
  * correctly rounded doubles) and declines (returns 0) where it would have to imitate libjq's
  * peculiarities: \u escapes of UTF-16 surrogates, over-long numbers, anything malformed.
  * cl_json_parse then asks libjq. */
+#define DEFER_DEPTH 16 /* deeper values are never deferred */
+
 typedef struct fast_parse {
     const unsigned char *p, *end;
     char *tmp;           /* decoded string with escapes */
     size_t cap;
+    /* cl_json_parse_deferring: the paths, the stand-ins made, and the keys on the way to the
+     * value being parsed (key[i] is the member key at depth i, NULL in an array). */
+    const char *const *paths;
+    cl_json_deferred *d;
+    const char *key[DEFER_DEPTH];
+    size_t keylen[DEFER_DEPTH];
 } fast_parse;
 
 static void fp_ws(fast_parse *f)
@@ -309,9 +363,7 @@ static int fp_hex4(const unsigned char *q, unsigned *cp)
 
 static int fp_string(fast_parse *f, jv *out)
 {
-    const unsigned char *s = ++f->p, *q = s, *end = f->end;
-    while (q < end && *q != '"' && *q != '\\')
-        q++;
+    const unsigned char *s = ++f->p, *end = f->end, *q = skip_until(s, end, quote_mask, quote_byte);
     if (q >= end)
         return 0;
     if (*q == '"') {
@@ -366,8 +418,7 @@ static int fp_string(fast_parse *f, jv *out)
             return 0;
         }
         s = q;
-        while (q < end && *q != '"' && *q != '\\')
-            q++;
+        q = skip_until(q, end, quote_mask, quote_byte);
         if (q >= end)
             return 0;
     }
@@ -421,6 +472,10 @@ static int fp_container(fast_parse *f, jv *out, int depth, int is_object)
             f->p++;
             fp_ws(f);
         }
+        if (f->paths && depth < DEFER_DEPTH) {
+            f->key[depth] = is_object ? jv_string_value(key) : NULL;
+            f->keylen[depth] = is_object ? (size_t)jv_string_length_bytes(jv_copy(key)) : 0;
+        }
         if (!fp_value(f, &item, depth + 1)) {
             jv_free(key);
             break;
@@ -443,6 +498,55 @@ static int fp_container(fast_parse *f, jv *out, int depth, int is_object)
     return 0;
 }
 
+/* Whether the keys on the way to a value at `depth` spell `path`: words joined by '.', "[]"
+ * for an array element ("candidates[].futures[].extracted.document").  A key holding '.' or
+ * '[' matches no word. */
+static int on_path(const fast_parse *f, int depth, const char *path)
+{
+    const char *p = path;
+    for (int i = 0; i < depth; i++) {
+        if (!f->key[i]) {
+            if (p[0] != '[' || p[1] != ']')
+                return 0;
+            p += 2;
+            continue;
+        }
+        if (i > 0 && *p++ != '.')
+            return 0;
+        size_t w = strcspn(p, ".[");
+        if (w != f->keylen[i] || memcmp(p, f->key[i], w) != 0)
+            return 0;
+        p += w;
+    }
+    return *p == 0;
+}
+
+static int deferred_path(const fast_parse *f, int depth)
+{
+    if (!f->paths || depth > DEFER_DEPTH)
+        return 0;
+    for (const char *const *p = f->paths; *p; p++)
+        if (on_path(f, depth, *p))
+            return 1;
+    return 0;
+}
+
+/* A string value on a deferred path: a stand-in when its text is already jq's (no escape to
+ * undo, no DEL to escape), else an ordinary string.  These are the long strings, where libc's
+ * memchr (32 or 64 bytes a step) beats our scan even when it passes three times. */
+static int fp_deferred(fast_parse *f, jv *out)
+{
+    const unsigned char *s = f->p + 1, *q = memchr(s, '"', (size_t)(f->end - s));
+    cl_json_deferred *d = f->d;
+    if (!q || memchr(s, '\\', (size_t)(q - s)) || memchr(s, 0x7f, (size_t)(q - s)) ||
+        cl_grow((void **)&d->items, &d->cap, d->n + 1, sizeof *d->items) < 0)
+        return fp_string(f, out); /* (a '"' after a backslash is not the end) */
+    *out = jv_string("(deferred)"); /* a fresh string each time: its address names it */
+    d->items[d->n++] = (cl_json_stand_in){jv_copy(*out), (const char *)s, (size_t)(q - s)};
+    f->p = q + 1;
+    return 1;
+}
+
 static int fp_value(fast_parse *f, jv *out, int depth)
 {
     if (f->p >= f->end || depth > CL_JSON_MAX_DEPTH)
@@ -451,7 +555,7 @@ static int fp_value(fast_parse *f, jv *out, int depth)
     switch (*f->p) {
     case '{': return fp_container(f, out, depth, 1);
     case '[': return fp_container(f, out, depth, 0);
-    case '"': return fp_string(f, out);
+    case '"': return deferred_path(f, depth) ? fp_deferred(f, out) : fp_string(f, out);
     case 't':
         if (left < 4 || memcmp(f->p, "true", 4)) return 0;
         f->p += 4;
@@ -472,11 +576,11 @@ static int fp_value(fast_parse *f, jv *out, int depth)
     }
 }
 
-jv cl_json_parse(const char *buf, size_t len)
+static jv parse(const char *buf, size_t len, const char *const *paths, cl_json_deferred *d)
 {
     if (len > 0x7fffffff)
         return jv_invalid_with_msg(jv_string("record larger than 2 GiB"));
-    fast_parse f = {(const unsigned char *)buf, (const unsigned char *)buf + len, NULL, 0};
+    fast_parse f = {(const unsigned char *)buf, (const unsigned char *)buf + len, .paths = paths, .d = d};
     jv fast;
     fp_ws(&f);
     int ok = fp_value(&f, &fast, 0);
@@ -490,6 +594,8 @@ jv cl_json_parse(const char *buf, size_t len)
     free(f.tmp);
     if (ok)
         return fast;
+    if (d)
+        cl_json_deferred_free(d); /* stand-ins of the abandoned attempt */
     jv v = jv_parse_sized(buf, (int)len);
     if (!jv_is_valid(v) && jv_invalid_has_msg(jv_copy(v))) {
         /* libjq embeds the whole input in its message: keep only the first line of it. */
@@ -504,19 +610,228 @@ jv cl_json_parse(const char *buf, size_t len)
     return v;
 }
 
-char *cl_json_dump(const jv *v, size_t *len)
+jv cl_json_parse(const char *buf, size_t len) { return parse(buf, len, NULL, NULL); }
+
+jv cl_json_parse_deferring(const char *buf, size_t len, const char *const *paths, cl_json_deferred *d)
+{
+    *d = (cl_json_deferred){0};
+    return parse(buf, len, paths, d);
+}
+
+void cl_json_deferred_free(cl_json_deferred *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        jv_free(d->items[i].s);
+    free(d->items);
+    *d = (cl_json_deferred){0};
+}
+
+/* The bytes a stand-in stands for; NULL when s is not one of d's. */
+static const char *stand_in_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
+{
+    if (!d || d->n == 0)
+        return NULL;
+    const char *id = jv_string_value(*s);
+    for (size_t i = 0; i < d->n; i++)
+        if (jv_string_value(d->items[i].s) == id) {
+            *len = d->items[i].len;
+            return d->items[i].text;
+        }
+    return NULL;
+}
+
+const char *cl_json_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
+{
+    if (jv_get_kind(*s) != JV_KIND_STRING)
+        return NULL;
+    const char *b = stand_in_bytes(s, d, len);
+    if (b)
+        return b;
+    *len = (size_t)jv_string_length_bytes(jv_copy(*s));
+    return jv_string_value(*s);
+}
+
+/* ---- printing ----------------------------------------------------------------------- */
+
+/* Every record that a tool changed is printed here, so this writes jq 1.6's compact text
+ * (jv_dump_string(v, 0)) byte for byte, but copies strings in runs where libjq decodes them and
+ * appends one code point at a time (25 times slower on cl-reward's 5 KB records, a third of
+ * its time).  What jq 1.6 does, and so what this does:
+ *   - strings: '"' and '\\' backslashed; \b \t \n \f \r by name; the other controls and DEL
+ *     as \u00XX with lowercase hex; everything else, non-ASCII included, as is (a jv string
+ *     is valid UTF-8: libjq replaces bad bytes when the string is made);
+ *   - numbers: NaN as null, infinities as +-DBL_MAX, otherwise the shortest round-trip digits
+ *     (integers below 2^53 are exactly their decimal digits; the rest asks libjq's dtoa);
+ *   - objects in jv_object_iter order (insertion order), no spaces;
+ *   - a value nested deeper than 256 levels as "<stripped: exceeds max depth>". */
+#define JQ_MAX_PRINT_DEPTH 256
+
+static void write_string(cl_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    cl_buf_putc(b, '"');
+    while (n > 0) {
+        size_t run = (size_t)(skip_until(p, p + n, escape_mask, escape_byte) - p);
+        cl_buf_put(b, p, run);
+        p += run;
+        n -= run;
+        if (n == 0)
+            break;
+        unsigned char c = *p++;
+        n--;
+        char esc[6] = {'\\', (char)c};
+        size_t len = 2;
+        switch (c) {
+        case '"': case '\\': break;
+        case '\b': esc[1] = 'b'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\r': esc[1] = 'r'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        cl_buf_put(b, esc, len);
+    }
+    cl_buf_putc(b, '"');
+}
+
+static void libjq_write(cl_buf *b, const jv *v)
 {
     jv s = jv_dump_string(jv_copy(*v), 0);
-    size_t n = (size_t)jv_string_length_bytes(jv_copy(s));
-    char *out = malloc(n + 1);
-    if (out) {
-        memcpy(out, jv_string_value(s), n);
-        out[n] = 0;
-        if (len)
-            *len = n;
-    }
+    cl_buf_put(b, jv_string_value(s), (size_t)jv_string_length_bytes(jv_copy(s)));
     jv_free(s);
+}
+
+static void write_number(cl_buf *b, const jv *v)
+{
+    double d = jv_number_value(*v);
+    if (d != d) {
+        cl_buf_puts(b, "null");
+        return;
+    }
+    /* Below 2^53 an integral double's shortest digits are its own; -0 keeps its sign. */
+    if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(int64_t)d &&
+        !(d == 0 && signbit(d))) {
+        char digits[24], *q = digits + sizeof digits;
+        uint64_t u = d < 0 ? (uint64_t)-(int64_t)d : (uint64_t)d;
+        do
+            *--q = (char)('0' + u % 10);
+        while (u /= 10);
+        if (d < 0)
+            *--q = '-';
+        cl_buf_put(b, q, (size_t)(digits + sizeof digits - q));
+        return;
+    }
+    libjq_write(b, v);
+}
+
+static void write_value(cl_buf *b, const jv *v, int depth, const cl_json_deferred *d)
+{
+    if (depth > JQ_MAX_PRINT_DEPTH) {
+        cl_buf_puts(b, "<stripped: exceeds max depth>");
+        return;
+    }
+    switch (jv_get_kind(*v)) {
+    case JV_KIND_NULL: cl_buf_puts(b, "null"); break;
+    case JV_KIND_TRUE: cl_buf_puts(b, "true"); break;
+    case JV_KIND_FALSE: cl_buf_puts(b, "false"); break;
+    case JV_KIND_NUMBER: write_number(b, v); break;
+    case JV_KIND_STRING: {
+        size_t n;
+        const char *raw = stand_in_bytes(v, d, &n);
+        if (raw) { /* already jq's text */
+            cl_buf_putc(b, '"');
+            cl_buf_put(b, raw, n);
+            cl_buf_putc(b, '"');
+        } else {
+            write_string(b, jv_string_value(*v), (size_t)jv_string_length_bytes(jv_copy(*v)));
+        }
+        break;
+    }
+    case JV_KIND_ARRAY: {
+        int n = jv_array_length(jv_copy(*v));
+        cl_buf_putc(b, '[');
+        for (int i = 0; i < n; i++) {
+            jv item = jv_array_get(jv_copy(*v), i);
+            if (i)
+                cl_buf_putc(b, ',');
+            write_value(b, &item, depth + 1, d);
+            jv_free(item);
+        }
+        cl_buf_putc(b, ']');
+        break;
+    }
+    case JV_KIND_OBJECT: {
+        cl_buf_putc(b, '{');
+        int first = 1;
+        for (int it = jv_object_iter(*v); jv_object_iter_valid(*v, it); it = jv_object_iter_next(*v, it)) {
+            jv key = jv_object_iter_key(*v, it), val = jv_object_iter_value(*v, it);
+            if (!first)
+                cl_buf_putc(b, ',');
+            first = 0;
+            write_string(b, jv_string_value(key), (size_t)jv_string_length_bytes(jv_copy(key)));
+            cl_buf_putc(b, ':');
+            write_value(b, &val, depth + 1, d);
+            jv_free(key);
+            jv_free(val);
+        }
+        cl_buf_putc(b, '}');
+        break;
+    }
+    default:
+        /* An invalid value is a caller's bug; libjq's own verdict on it stands. */
+        libjq_write(b, v);
+    }
+}
+
+void cl_json_write(cl_buf *b, const jv *v) { write_value(b, v, 0, NULL); }
+
+void cl_json_write_deferred(cl_buf *b, const jv *v, const cl_json_deferred *d) { write_value(b, v, 0, d); }
+
+jv cl_json_undefer(jv v, const cl_json_deferred *d)
+{
+    if (d->n == 0)
+        return v;
+    cl_buf b = {0};
+    cl_json_write_deferred(&b, &v, d);
+    if (b.oom) {
+        free(b.p);
+        return v; /* libjq aborts on out of memory anyway */
+    }
+    jv_free(v);
+    v = cl_json_parse(b.p, b.n);
+    free(b.p);
+    return v;
+}
+
+jv cl_json_text(jv v)
+{
+    if (jv_get_kind(v) == JV_KIND_STRING)
+        return v;
+    cl_buf b = {0};
+    cl_json_write(&b, &v);
+    jv_free(v);
+    jv out = jv_string_sized(b.p ? b.p : "", (int)b.n);
+    free(b.p);
     return out;
+}
+
+char *cl_json_dump(const jv *v, size_t *len)
+{
+    cl_buf b = {0};
+    cl_json_write(&b, v);
+    if (b.oom || !b.p) {
+        free(b.p);
+        return NULL;
+    }
+    if (len)
+        *len = b.n;
+    return b.p;
 }
 
 jv cl_json_get(const jv *obj, const char *key)
@@ -597,7 +912,7 @@ static void filter_error_cb(void *ctx, jv msg)
 {
     cl_filter *f = ctx;
     if (!f->errbuf[0]) {
-        jv s = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
+        jv s = cl_json_text(msg);
         snprintf(f->errbuf, sizeof f->errbuf, "%s", jv_string_value(s));
         jv_free(s);
     } else {
@@ -637,7 +952,7 @@ void cl_filter_free(cl_filter *f)
 static void runtime_error(cl_filter *f, jv r, cl_err *e)
 {
     jv msg = jv_invalid_get_msg(r);
-    jv s = jv_get_kind(msg) == JV_KIND_STRING ? msg : jv_dump_string(msg, 0);
+    jv s = cl_json_text(msg);
     cl_err_set(e, CL_EXIT_DATAERR, "jq: %s", jv_string_value(s));
     jv_free(s);
     f->errbuf[0] = 0;

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "err.h"
 
 /* ---- validation ---------------------------------------------------------------------- */
@@ -41,8 +42,45 @@ int cl_json_validate(const char *buf, size_t len, cl_json_check *c);
  * with a (truncated) message on failure. */
 jv cl_json_parse(const char *buf, size_t len);
 
-/* Compact one-line JSON of v (borrowed), as a malloc'd string; *len set if non-NULL. */
+/* ---- deferred strings ------------------------------------------------------------------
+ * libjq re-checks the UTF-8 of every string it makes, which costs more than all the rest of
+ * parsing.  A tool that passes long strings through and reads them only as bytes (cl-reward's
+ * BLEU texts) can keep them out of libjq: cl_json_parse_deferring makes each string value on
+ * one of `paths` ("completion", "extracted.document", "candidates[].futures[].extracted.document":
+ * words joined by '.', "[]" for any array element; NULL-terminated) whose text is already
+ * what jq prints (no escapes, no DEL) a stand-in, a string of its own whose bytes stay in buf.
+ * Print such a value with cl_json_write_deferred, read its strings with cl_json_bytes; to
+ * anything else a stand-in reads "(deferred)".  buf must outlive d. */
+typedef struct cl_json_stand_in {
+    jv s;                 /* the stand-in (a reference; its address names it) */
+    const char *text;     /* its bytes, in the parsed text */
+    size_t len;
+} cl_json_stand_in;
+
+typedef struct cl_json_deferred {
+    cl_json_stand_in *items;
+    size_t n, cap;
+} cl_json_deferred;
+
+jv cl_json_parse_deferring(const char *buf, size_t len, const char *const *paths, cl_json_deferred *d);
+void cl_json_deferred_free(cl_json_deferred *d);
+
+/* The bytes of string s (borrowed), stand-in or not; NULL when s is not a string. */
+const char *cl_json_bytes(const jv *s, const cl_json_deferred *d, size_t *len);
+
+/* v (consumed) with real strings in place of d's stand-ins. */
+jv cl_json_undefer(jv v, const cl_json_deferred *d);
+
+/* Compact one-line JSON of v (borrowed), byte for byte what jq 1.6's jv_dump_string(v, 0)
+ * writes: appended to b, or as a malloc'd string (*len set if non-NULL; NULL when out of
+ * memory). */
+void cl_json_write(cl_buf *b, const jv *v);
+void cl_json_write_deferred(cl_buf *b, const jv *v, const cl_json_deferred *d); /* d: see above */
 char *cl_json_dump(const jv *v, size_t *len);
+
+/* v (consumed) itself when it is a string, else its compact JSON as a string: the text of an
+ * id or of a jq error value. */
+jv cl_json_text(jv v);
 
 /* Borrowing accessors on an object.  Missing keys and kind mismatches give the fallback. */
 const char *cl_json_str(const jv *obj, const char *key);      /* NULL if absent/not string;

@@ -818,7 +818,7 @@ static jv rewards_of(const jv *futures)
 /* The record id a conv_id reads as: itself when a string, else its JSON text (17 -> "17"). */
 static jv conv_text(const jv *conv)
 {
-    return jv_get_kind(*conv) == JV_KIND_STRING ? jv_copy(*conv) : jv_dump_string(jv_copy(*conv), 0);
+    return cl_json_text(jv_copy(*conv));
 }
 
 int flat_rows(const jv *branch, jv *rows, cl_err *e)

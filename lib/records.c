@@ -535,7 +535,7 @@ int cl_io_close(cl_io *io, cl_err *e)
 }
 
 /* ---- parallel pass-through --------------------------------------------------------------
- * With --where/--map, libjq's parse, filter and dump dominate (about 50 MB/s a core), so a
+ * With --where/--map, making libjq values, running the filter and printing dominate, so a
  * pass-through runs them on batches of lines across OpenMP threads, each thread with its own
  * compiled filters (jv values are never shared between threads), and writes the results in
  * input order. */

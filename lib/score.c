@@ -79,12 +79,15 @@ typedef struct unit {
     jv info;    /* new metric_info (object) */
 } unit;
 
-/* A metric computed off the main thread on plain bytes (jv refcounts are not thread-safe). */
+/* A metric computed off the main thread on plain bytes (jv refcounts are not thread-safe).
+ * BLEU reads its texts where the batch's records hold them; nothing frees or changes those
+ * before the jobs are done. */
 typedef struct job {
     int unit;
     unsigned metric;   /* SCORE_BLEU, SCORE_BLEU_WORD or SCORE_PASS_RATE */
-    char *a, *b;       /* hypothesis and reference, or code and test */
+    const char *a, *b; /* hypothesis and reference, or code and test */
     size_t al, bl;
+    char *owned[2];    /* a and b when the job made them (pass_rate's code and test) */
     double value;
     sandbox_result sr;
     int ran, failed;
@@ -98,6 +101,7 @@ typedef struct batch {
     job *jobs;
     int njobs, capjobs;
     char **errs;       /* per record */
+    const cl_json_deferred *defs; /* per record, or NULL: the records' deferred strings */
 } batch;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -169,17 +173,24 @@ static jv get_either(const jv *rec, const char *a, const char *b)
     return cl_json_get(rec, b);
 }
 
-static int add_job(batch *b, int unit_i, unsigned metric, char *a, size_t al, char *bb, size_t bl)
+/* Adds a job reading a[0..al) and bb[0..bl); with `owned`, the job frees them (also when it
+ * cannot be added). */
+static int add_job(batch *b, int unit_i, unsigned metric, const char *a, size_t al, const char *bb,
+                   size_t bl, char *owned_a, char *owned_b)
 {
     if (b->njobs == b->capjobs) {
         int cap = b->capjobs ? 2 * b->capjobs : 64;
         job *j = realloc(b->jobs, (size_t)cap * sizeof *j);
-        if (!j)
+        if (!j) {
+            free(owned_a);
+            free(owned_b);
             return -1;
+        }
         b->jobs = j;
         b->capjobs = cap;
     }
-    b->jobs[b->njobs++] = (job){.unit = unit_i, .metric = metric, .a = a, .b = bb, .al = al, .bl = bl};
+    b->jobs[b->njobs++] = (job){.unit = unit_i, .metric = metric, .a = a, .b = bb, .al = al, .bl = bl,
+                                .owned = {owned_a, owned_b}};
     return 0;
 }
 
@@ -392,14 +403,18 @@ static int add_unit(batch *b, int r, int ci, int fi)
     return 0;
 }
 
-/* BLEU jobs of a unit: extracted.document against the seed's completion. */
+/* BLEU jobs of a unit: extracted.document against the seed's completion, read where the
+ * record holds them (deferred or not). */
 static int plan_bleu(batch *b, int ui, const jv *rec, const jv *ex, const char *where)
 {
     int r = b->units[ui].rec;
-    size_t hl = 0, rl = 0;
-    char *hyp = dup_string(ex, "document", &hl);
+    const cl_json_deferred *d = b->defs ? &b->defs[r] : NULL;
+    jv doc = cl_json_get(ex, "document");
     jv comp = get_either(rec, "completion", "single_turn_completion");
-    char *ref = copy_string(&comp, &rl);
+    size_t hl = 0, rl = 0;
+    const char *hyp = cl_json_bytes(&doc, d, &hl), *ref = cl_json_bytes(&comp, d, &rl);
+    /* The record keeps both strings alive after these references go. */
+    jv_free(doc);
     jv_free(comp);
     int rc = 0;
     if (!hyp)
@@ -407,11 +422,10 @@ static int plan_bleu(batch *b, int ui, const jv *rec, const jv *ex, const char *
                  "writes it)", where);
     else if (!ref)
         rec_fail(b, r, "bleu: the seed has no reference document in completion");
-    for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && hyp && ref && rc == 0; m <<= 1)
-        if (b->c->metrics & m)
-            rc = add_job(b, ui, m, strndup(hyp, hl), hl, strndup(ref, rl), rl);
-    free(hyp);
-    free(ref);
+    else
+        for (unsigned m = SCORE_BLEU; m <= SCORE_BLEU_WORD && rc == 0; m <<= 1)
+            if (b->c->metrics & m)
+                rc = add_job(b, ui, m, hyp, hl, ref, rl, NULL, NULL);
     return rc;
 }
 
@@ -429,7 +443,7 @@ static int plan_pass_rate(batch *b, int ui, const jv *rec, const jv *ex, const c
         rec_fail(b, r, "pass_rate: the seed has no unittest (metadata.test, or \"test\" in the "
                  "JSON completion)");
     if (code && test)
-        return add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl);
+        return add_job(b, ui, SCORE_PASS_RATE, code, cl, test, tl, code, test);
     free(code);
     free(test);
     return 0;
@@ -676,9 +690,10 @@ static jv finish_record(batch *b, int r, jv rec, int first, int last)
     return rec;
 }
 
-int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *st, cl_err *e)
+int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
+                score_stats *st, cl_err *e)
 {
-    batch b = {.c = c, .errs = errs};
+    batch b = {.c = c, .errs = errs, .defs = defs};
     int rc = 0;
     for (int i = 0; i < n; i++)
         errs[i] = NULL;
@@ -713,8 +728,8 @@ int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *s
         jv_free(b.units[i].info);
     }
     for (int i = 0; i < b.njobs; i++) {
-        free(b.jobs[i].a);
-        free(b.jobs[i].b);
+        free(b.jobs[i].owned[0]);
+        free(b.jobs[i].owned[1]);
         sandbox_result_free(&b.jobs[i].sr);
     }
     free(b.units);
@@ -725,56 +740,67 @@ int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *s
 
 /* ---- the record stream ---------------------------------------------------------------- */
 
-/* A record waiting for its batch, kept as JSON text: libjq parses and prints about as slowly as
- * BLEU scores, so both happen in the batch's threads (each record's values stay in one thread
- * at a time; no jv is shared between records). */
+/* A record waiting for its batch, kept as JSON text: parsing and printing happen in the batch's
+ * threads (each record's values stay in one thread at a time; no jv is shared between
+ * records).  A batch slot keeps its buffers from batch to batch: no malloc and free of a
+ * record's size for every record. */
 typedef struct pending {
-    char *text;
-    size_t len;
+    cl_buf text;  /* the record as read, or as --map made it */
+    cl_buf out;   /* the scored record, printed */
     cl_rec where; /* only src and lineno are used, for the failure report */
 } pending;
 
+/* Ends a batch of n records. */
 static void drop(pending *p, int n)
 {
     for (int i = 0; i < n; i++) {
-        free(p[i].text);
         free((char *)p[i].where.src);
+        p[i].where.src = NULL;
     }
 }
 
-static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, char **errs, int n, score_stats *st,
-                 cl_err *e)
+/* The BLEU texts stay out of libjq (cl_json_parse_deferring): making a jv string re-checks its
+ * UTF-8, which cost as much as all the rest of the work around BLEU.  Only plan_bleu reads
+ * them, except the completion, which math_equiv and pass_rate read as text. */
+static const char *const bleu_texts[] = {"completion", "single_turn_completion", "extracted.document",
+                                         "candidates[].futures[].extracted.document", NULL};
+static const char *const bleu_documents[] = {"extracted.document",
+                                             "candidates[].futures[].extracted.document", NULL};
+
+static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
+                 char **errs, int n, score_stats *st, cl_err *e)
 {
     int jobs = sc->jobs;
+    const char *const *deferred = sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
-    for (int i = 0; i < n; i++) {
-        vals[i] = cl_json_parse(p[i].text, p[i].len);
-        free(p[i].text);
-        p[i].text = NULL;
-    }
-    int rc = score_batch(sc, vals, errs, n, st, e);
+    for (int i = 0; i < n; i++)
+        vals[i] = cl_json_parse_deferring(p[i].text.p, p[i].text.n, deferred, &defs[i]);
+    int rc = score_batch(sc, vals, defs, errs, n, st, e);
     /* Scored records are printed in parallel too, then written in input order. */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
     for (int i = 0; i < n; i++) {
         if (rc == 0 && !errs[i]) {
-            p[i].text = cl_json_dump(&vals[i], &p[i].len);
+            p[i].out.n = 0;
+            cl_json_write_deferred(&p[i].out, &vals[i], &defs[i]);
             jv_free(vals[i]);
+            vals[i] = jv_invalid();
         }
     }
     for (int i = 0; i < n; i++) {
         if (rc == 0 && errs[i]) {
-            if (cl_io_fail(io, &p[i].where, vals[i], errs[i], e) != 0)
+            if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {
             /* The printed record goes out as a record's own bytes would. */
-            cl_rec out = {.raw = p[i].text, .rawlen = p[i].len};
-            if (!p[i].text)
+            cl_rec out = {.raw = p[i].out.p, .rawlen = p[i].out.n};
+            if (p[i].out.oom)
                 rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             else if (cl_io_put_rec(io, &out, e) != 0)
                 rc = -1;
-        } else if (!p[i].text) {
-            jv_free(vals[i]);
+        } else {
+            jv_free(vals[i]); /* jv_invalid() once printed */
         }
+        cl_json_deferred_free(&defs[i]);
         free(errs[i]);
     }
     drop(p, n);
@@ -787,30 +813,28 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
     pending *p = calloc((size_t)cap, sizeof *p);
     jv *vals = calloc((size_t)cap, sizeof *vals);
     char **errs = calloc((size_t)cap, sizeof *errs);
+    cl_json_deferred *defs = calloc((size_t)cap, sizeof *defs);
     score_stats st = {0};
-    if (!p || !vals || !errs)
+    if (!p || !vals || !errs || !defs)
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
     int got;
     while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
         /* The line as read, or the record --map made. */
-        if (rec.raw) {
-            p[n].text = malloc(rec.rawlen + 1);
-            if (p[n].text)
-                memcpy(p[n].text, rec.raw, rec.rawlen);
-            p[n].len = rec.rawlen;
-        } else {
-            p[n].text = cl_json_dump(cl_rec_value(&rec), &p[n].len);
-        }
+        p[n].text.n = 0;
+        if (rec.raw)
+            cl_buf_put(&p[n].text, rec.raw, rec.rawlen);
+        else
+            cl_json_write(&p[n].text, cl_rec_value(&rec));
         p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
-        if (!p[n].text || !p[n].where.src) {
+        if (p[n].text.oom || !p[n].where.src) {
             drop(p, n + 1);
             n = 0;
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             break;
         }
         if (++n == cap) {
-            rc = flush(io, sc, p, vals, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
             n = 0;
         }
     }
@@ -818,7 +842,7 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
         rc = -1;
     if (n > 0) {
         if (rc == 0)
-            rc = flush(io, sc, p, vals, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
         else
             drop(p, n);
     }
@@ -831,8 +855,13 @@ int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
         sb = cl_json_set_str(sb, "protections", sandbox_protections(sc->sb));
         cl_io_stat(io, "sandbox", sb);
     }
+    for (int i = 0; p && i < cap; i++) {
+        free(p[i].text.p);
+        free(p[i].out.p);
+    }
     free(p);
     free(vals);
     free(errs);
+    free(defs);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <jv.h>
 #include <stdint.h>
 
+#include "json.h"
 #include "metrics/tokens.h"
 #include "records.h"
 #include "reward.h"
@@ -55,8 +56,11 @@ typedef struct score_stats {
 
 /* Scores recs[0..n) in place (each consumed and replaced).  A record that cannot be scored
  * keeps its original value and gets errs[i] (malloc'd message); others get errs[i] = NULL.
+ * defs (or NULL) holds each record's deferred strings (json.h): only the BLEU texts may be
+ * deferred, and the completion only when neither math nor pass_rate is asked for.
  * Returns -1 with e set only for failures of the machinery itself (out of memory). */
-int score_batch(const score_cfg *c, jv *recs, char **errs, int n, score_stats *st, cl_err *e);
+int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
+                score_stats *st, cl_err *e);
 
 /* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
  * printed across sc->jobs threads, then written in input order; a record that cannot be scored

@@ -39,6 +39,13 @@ test_expect 'a future without extracted.document is an error naming it, exit 1, 
     jq -e ".error.tool == \"cl-reward\" and .unknown_field.kept == [1,2,3]" out &&
     jq -e ".candidates[0].futures[0].scores.bleu == null" out
 '
+test_expect 'a record that fails comes out whole: its texts and fields as read, plus the error' '
+    jq -c "del(.candidates[0].futures[1].extracted)" "$F/branch-document.jsonl" >in &&
+    printf "{\"id\":\"c\",\"completion\":\"a reference text\",\"messages\":[],\"extracted\":{\"code\":\"x\"}}\n" >>in &&
+    { cl-reward -Z --metric bleu --rejects rej in >out 2>err; test $? = 1; } &&
+    test ! -s out && test "$(wc -l <rej)" = 2 &&
+    jq -c "del(.error)" rej >back && jq -c . in >want && cmp back want
+'
 test_expect 'a score R* needs that is missing is an error for that record, never a zero' '
     { cl-reward -Z --weights "bleu=1,helpfulness=1" --metric bleu "$F/branch-document.jsonl" >out 2>err; test $? = 1; } &&
     grep -q "score .helpfulness. is missing" err && jq -e ".error.message | test(\"helpfulness\")" out &&

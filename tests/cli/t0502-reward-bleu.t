@@ -34,4 +34,17 @@ print(ours, chars, octets)
 sys.exit(0 if abs(ours - chars) < 1e-12 and abs(chars - octets) > 1e-3 else 1)
 "
 '
+test_expect 'a document with an embedded NUL is scored to its end, like NLTK' '
+    printf "{\"completion\":\"one\\\\u0000two three four five six\",\"messages\":[],\"extracted\":{\"document\":\"one\\\\u0000two three four fiv sixty\"}}\n" >in &&
+    cl-reward -q -Z --metric bleu,bleu-word in | jq -r ".scores.bleu" >ours &&
+    "$PY" -c "
+import sys, warnings
+from nltk.translate.bleu_score import sentence_bleu as b
+warnings.simplefilter(\"ignore\")
+theirs = b([\"one\\0two three four five six\"], \"one\\0two three four fiv sixty\")
+ours = float(open(\"ours\").read())
+print(ours, theirs)
+sys.exit(0 if abs(ours - theirs) < 1e-9 and theirs < 0.99 else 1)
+"
+'
 test_done
