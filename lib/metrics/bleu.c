@@ -90,9 +90,12 @@ static bleu_scratch *scratch_get(void)
 {
     pthread_once(&scratch_once, scratch_key_make);
     bleu_scratch *s = pthread_getspecific(scratch_key);
-    if (!s && (s = calloc(1, sizeof *s)) && pthread_setspecific(scratch_key, s) != 0) {
-        free(s);
-        s = NULL;
+    if (!s && (s = calloc(1, sizeof *s))) {
+        s->stamp = 1; /* above the zeros of fresh cells */
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            s = NULL;
+        }
     }
     return s;
 }
@@ -141,7 +144,7 @@ static int counts_reserve(gram_table *t, size_t n)
 }
 
 /* cap cells holding nothing of this call, with keys when hashed.  Fresh cells are zero, below
- * any stamp (which starts at 1). */
+ * any stamp, and calloc leaves the pages a text never touches unmapped. */
 static int cells_reserve(gram_table *t, size_t cap, int hashed)
 {
     if (cap > t->cap) {
@@ -160,11 +163,11 @@ static int cells_reserve(gram_table *t, size_t cap, int hashed)
 }
 
 /* The stamp for a call over hl hypothesis positions: past every value earlier calls wrote
- * (ngram_stats moves it on by their hl + 1), or 1 over freshly zeroed cells when it would pass
- * BLEU_STAMP_MAX.  Never 0, which fresh cells hold. */
+ * (ngram_stats moves it on by their hl + 1), or 1 over zeroed cells when it would pass
+ * BLEU_STAMP_MAX.  Fresh cells are zero, below any stamp. */
 static uint32_t stamp_take(bleu_scratch *s, size_t hl)
 {
-    if (s->stamp == 0 || (size_t)s->stamp + hl + 1 > BLEU_STAMP_MAX) {
+    if ((size_t)s->stamp + hl + 1 > BLEU_STAMP_MAX) {
         for (int k = 1; k < BLEU_N; k++)
             if (s->order[k].cell)
                 memset(s->order[k].cell, 0, s->order[k].cap * sizeof *s->order[k].cell);
