@@ -65,11 +65,11 @@ TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/cl-*.c))
 # Variant builds (SAN, BLAS, CUDA) keep their programs beside their objects so they never
 # overwrite the plain build in bin/.
 ifeq ($(O),build)
-B         := bin
+PROGDIR   := bin
 else
-B         := $(O)/bin
+PROGDIR   := $(O)/bin
 endif
-BINS      := $(TOOLS:%=$(B)/%)
+BINS      := $(TOOLS:%=$(PROGDIR)/%)
 UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(O)/tests/%)
 TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
@@ -105,7 +105,7 @@ $(O)/lib/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
 $(O)/lib/prompts/prompts_data.o: $(O)/lib/prompts/prompts_data.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-$(B)/%: $(O)/tools/%.o $(O)/libcl.a
+$(PROGDIR)/%: $(O)/tools/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a $(LDLIBS)
 
@@ -136,7 +136,7 @@ check:
 	@$(MAKE) --no-print-directory test
 
 test: all $(UNIT_BINS) $(TESTBINS) lint oracles
-	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(B)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
+	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(PROGDIR)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 
 unit: $(UNIT_BINS)
@@ -147,12 +147,12 @@ lint:
 	mandoc -T lint -W warning $(MANPAGES)
 
 bench: all $(TESTBINS) oracles
-	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(B))
+	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(PROGDIR))
 
 demo:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory all $(TESTBINS)
-	BIN=$(abspath $(B)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
 
 deps:
 	sh scripts/install-deps
