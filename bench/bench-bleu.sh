@@ -98,15 +98,24 @@ print(best / len(pairs) * 1e6)"
 kernel_us() { # corpus -> bleu_char CPU microseconds per pair, one thread, best of ROUNDS
     "$O/tests/bleu-timer" -j 1 -r "$ROUNDS" <"$T/$1.jsonl" | awk -v n="$PAIRS" '{ print $3 / n * 1e6 }'
 }
-tool() { # corpus jobs -> "wall_us cpu_us" per pair for cl-reward end to end, best of ROUNDS
-    best=""
-    for _ in $(seq "$ROUNDS"); do
-        /usr/bin/time -f "%e %U %S" -o "$T/time" "$BIN/cl-reward" -q -Z --metric bleu -j "$2" \
-            "$T/$1.jsonl" >"$T/out.$1"
-        r=$(awk -v n="$PAIRS" '{ printf "%.1f %.1f\n", $1 / n * 1e6, ($2 + $3) / n * 1e6 }' "$T/time")
-        best=$(printf '%s\n%s\n' "$best" "$r" | awk 'NF { if (!b || $2 < b2) { b = $0; b2 = $2 } } END { print b }')
-    done
-    echo "$best"
+tool() { # corpus jobs -> "wall_us cpu_us" per pair for cl-reward end to end, each the best of
+          # ROUNDS runs (getrusage: /usr/bin/time's 10 ms steps are too coarse here)
+    "$PY" - "$BIN/cl-reward" "$T/$1.jsonl" "$T/out.$1" "$2" "$ROUNDS" "$PAIRS" <<'PYEOF'
+import resource, subprocess, sys, time
+prog, data, out, jobs, rounds, pairs = sys.argv[1:]
+wall = cpu = None
+for _ in range(int(rounds)):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    with open(out, "wb") as f:
+        subprocess.run([prog, "-q", "-Z", "--metric", "bleu", "-j", jobs, data], stdout=f, check=True)
+    w = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    c = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    wall = w if wall is None or w < wall else wall
+    cpu = c if cpu is None or c < cpu else cpu
+print("%.1f %.1f" % (wall / int(pairs) * 1e6, cpu / int(pairs) * 1e6))
+PYEOF
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", a / b }'; }
 cores=$(nproc)
