@@ -242,63 +242,40 @@ typedef struct span {
             STEP(4, v, sym[i + 3], in < 4);                                                    \
     } while (0)
 
-/* Both walks keep each order's table in a local copy: its id counter then lives in a register
- * instead of being reloaded after every store through the tables' pointers.  They are
- * instantiated once per table kind so that the kind costs nothing per position, and their
- * middle loop, where every n-gram is counted and ends in the text, has no per-order checks. */
+/* Counts a span of the hypothesis (giving ids) or of the reference (looking them up).  The
+ * walk keeps each order's table in a local copy: its id counter then lives in a register
+ * instead of being reloaded after every store through the tables' pointers.  It is
+ * instantiated once per side and table kind so that neither costs anything per position, and
+ * its middle loop, where every n-gram is counted and ends in the text, has no per-order
+ * checks. */
 static inline __attribute__((always_inline)) void
-count_hypothesis(bleu_scratch *s, span sp, uint32_t nsym, int direct)
+count_span(bleu_scratch *s, span sp, uint32_t nsym, int direct, int reference, uint32_t dead)
 {
     const uint32_t *sym = s->sym, stamp = s->stamp;
-    uint32_t *hyp1 = s->order[0].hyp;
+    uint32_t *count1 = reference ? s->order[0].ref : s->order[0].hyp;
     gram_table t[BLEU_N + 1] = {{0}, {0}, s->order[1], s->order[2], s->order[3]};
     size_t end = sp.end, mid = sp.covered > sp.from ? sp.covered : sp.from;
     size_t last = end > 3 ? end - 3 : 0;
-#define INTERN(K, P, SYM, W) gram_intern(&t[K], direct, nsym, stamp, P, SYM, W)
+#define STEP(K, P, SYM, W)                                                                     \
+    (reference ? gram_find(&t[K], direct, nsym, stamp, P, SYM, dead, W)                        \
+               : gram_intern(&t[K], direct, nsym, stamp, P, SYM, W))
     size_t i = sp.from, in;
     for (; i < sp.to && i < mid; i++) {
         int full = 0;
         in = sp.covered - i;
-        POSITION_WALK(hyp1, INTERN);
+        POSITION_WALK(count1, STEP);
     }
     for (in = 0; i < sp.to && i < last; i++) {
         const int full = 1;
-        POSITION_WALK(hyp1, INTERN);
+        POSITION_WALK(count1, STEP);
     }
     for (; i < sp.to; i++) {
         int full = 0;
-        POSITION_WALK(hyp1, INTERN);
+        POSITION_WALK(count1, STEP);
     }
-#undef INTERN
-    s->order[1].n = t[2].n;
-    s->order[2].n = t[3].n;
-    s->order[3].n = t[4].n;
-}
-
-static inline __attribute__((always_inline)) void
-count_reference(bleu_scratch *s, span sp, uint32_t nsym, int direct, uint32_t dead)
-{
-    const uint32_t *sym = s->sym, stamp = s->stamp;
-    uint32_t *ref1 = s->order[0].ref;
-    const gram_table t[BLEU_N + 1] = {{0}, {0}, s->order[1], s->order[2], s->order[3]};
-    size_t end = sp.end, mid = sp.covered > sp.from ? sp.covered : sp.from;
-    size_t last = end > 3 ? end - 3 : 0;
-#define FIND(K, P, SYM, W) gram_find(&t[K], direct, nsym, stamp, P, SYM, dead, W)
-    size_t i = sp.from, in;
-    for (; i < sp.to && i < mid; i++) {
-        int full = 0;
-        in = sp.covered - i;
-        POSITION_WALK(ref1, FIND);
-    }
-    for (in = 0; i < sp.to && i < last; i++) {
-        const int full = 1;
-        POSITION_WALK(ref1, FIND);
-    }
-    for (; i < sp.to; i++) {
-        int full = 0;
-        POSITION_WALK(ref1, FIND);
-    }
-#undef FIND
+#undef STEP
+    for (int k = 1; k < BLEU_N && !reference; k++)
+        s->order[k].n = t[k + 1].n;
 }
 #undef POSITION_WALK
 
@@ -410,10 +387,7 @@ walk_outside_runs(bleu_scratch *s, long nruns, int side, size_t base, size_t len
     for (long k = 0; k <= nruns; k++) {
         size_t start = k < nruns ? base + (side ? s->runs[k].r : s->runs[k].h) : base + len;
         sp.to = start;
-        if (side)
-            count_reference(s, sp, nsym, direct, dead);
-        else
-            count_hypothesis(s, sp, nsym, direct);
+        count_span(s, sp, nsym, direct, side, dead);
         if (k < nruns) {
             /* The run's last three positions start n-grams that leave it. */
             sp.covered = start + s->runs[k].len;
