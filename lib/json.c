@@ -531,18 +531,85 @@ static int deferred_path(const fast_parse *f, int depth)
     return 0;
 }
 
-/* A string value on a deferred path: a stand-in when its text is already jq's (no escape to
- * undo, no DEL to escape), else an ordinary string.  These are the long strings, where libc's
- * memchr (32 or 64 bytes a step) beats our scan even when it passes three times. */
+/* Whether the escape at e (its backslash) is one jq 1.6 writes itself: \" \\ \b \f \n \r \t,
+ * or \u00xx in lowercase hex for a control character without a name or DEL.  Sets its length
+ * and the byte it stands for.  The text was validated, so e[1] exists. */
+static int jq_escape(const unsigned char *e, const unsigned char *end, size_t *n, unsigned char *c)
+{
+    static const char named[] = "\"\"\\\\b\bf\fn\nr\rt\t";
+    for (const char *k = named; *k; k += 2)
+        if (e[1] == (unsigned char)k[0]) {
+            *c = (unsigned char)k[1];
+            *n = 2;
+            return 1;
+        }
+    if (e[1] != 'u' || end - e < 6 || e[2] != '0' || e[3] != '0')
+        return 0;
+    unsigned v = 0;
+    for (int i = 4; i < 6; i++) {
+        unsigned h = e[i];
+        if (h >= '0' && h <= '9')
+            v = v * 16 + (h - '0');
+        else if (h >= 'a' && h <= 'f')
+            v = v * 16 + (h - 'a' + 10);
+        else
+            return 0;
+    }
+    if (v != 0x7f && (v >= 0x20 || (v && strchr("\b\f\n\r\t", (int)v))))
+        return 0; /* jq writes that one by name, or as itself */
+    *c = (unsigned char)v;
+    *n = 6;
+    return 1;
+}
+
+/* A string value on a deferred path: a stand-in when its text is already jq's (see json.h),
+ * else an ordinary string.  These are the long strings, where libc's memchr (32 or 64 bytes a
+ * step) beats our scan; each byte is searched once for a backslash, and the quote is searched
+ * again only past an escaped one. */
 static int fp_deferred(fast_parse *f, jv *out)
 {
-    const unsigned char *s = f->p + 1, *q = memchr(s, '"', (size_t)(f->end - s));
+    const unsigned char *s = f->p + 1, *p = s, *end = f->end, *q = memchr(s, '"', (size_t)(end - s));
     cl_json_deferred *d = f->d;
-    if (!q || memchr(s, '\\', (size_t)(q - s)) || memchr(s, 0x7f, (size_t)(q - s)) ||
+    size_t escapes = 0;
+    while (q) {
+        const unsigned char *bs = memchr(p, '\\', (size_t)(q - p));
+        size_t n;
+        unsigned char c;
+        if (!bs)
+            break;
+        if (!jq_escape(bs, end, &n, &c))
+            return fp_string(f, out);
+        escapes++;
+        p = bs + n;
+        if (p > q) /* that was \" */
+            q = memchr(p, '"', (size_t)(end - p));
+    }
+    if (!q || memchr(s, 0x7f, (size_t)(q - s)) ||
         cl_grow((void **)&d->items, &d->cap, d->n + 1, sizeof *d->items) < 0)
-        return fp_string(f, out); /* (a '"' after a backslash is not the end) */
-    *out = jv_string("(deferred)"); /* a fresh string each time: its address names it */
-    d->items[d->n++] = (cl_json_stand_in){jv_copy(*out), (const char *)s, (size_t)(q - s)};
+        return fp_string(f, out);
+    cl_json_stand_in in = {jv_invalid(), (const char *)s, (size_t)(q - s), (const char *)s, (size_t)(q - s), NULL};
+    if (escapes) {
+        unsigned char *o = malloc(in.len);
+        if (!o)
+            return fp_string(f, out);
+        in.owned = (char *)o;
+        for (p = s; p < q;) {
+            const unsigned char *bs = memchr(p, '\\', (size_t)(q - p));
+            size_t run = (size_t)((bs ? bs : q) - p), n;
+            memcpy(o, p, run);
+            o += run;
+            p += run;
+            if (bs) {
+                jq_escape(bs, end, &n, o++);
+                p += n;
+            }
+        }
+        in.bytes = in.owned;
+        in.blen = (size_t)(o - (unsigned char *)in.owned);
+    }
+    in.s = jv_string("(deferred)"); /* a fresh string each time: its address names it */
+    *out = jv_copy(in.s);
+    d->items[d->n++] = in;
     f->p = q + 1;
     return 1;
 }
@@ -620,23 +687,23 @@ jv cl_json_parse_deferring(const char *buf, size_t len, const char *const *paths
 
 void cl_json_deferred_free(cl_json_deferred *d)
 {
-    for (size_t i = 0; i < d->n; i++)
+    for (size_t i = 0; i < d->n; i++) {
         jv_free(d->items[i].s);
+        free(d->items[i].owned);
+    }
     free(d->items);
     *d = (cl_json_deferred){0};
 }
 
-/* The bytes a stand-in stands for; NULL when s is not one of d's. */
-static const char *stand_in_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
+/* The stand-in s is; NULL when s is not one of d's. */
+static const cl_json_stand_in *stand_in(const jv *s, const cl_json_deferred *d)
 {
     if (!d || d->n == 0)
         return NULL;
     const char *id = jv_string_value(*s);
     for (size_t i = 0; i < d->n; i++)
-        if (jv_string_value(d->items[i].s) == id) {
-            *len = d->items[i].len;
-            return d->items[i].text;
-        }
+        if (jv_string_value(d->items[i].s) == id)
+            return &d->items[i];
     return NULL;
 }
 
@@ -644,9 +711,11 @@ const char *cl_json_bytes(const jv *s, const cl_json_deferred *d, size_t *len)
 {
     if (jv_get_kind(*s) != JV_KIND_STRING)
         return NULL;
-    const char *b = stand_in_bytes(s, d, len);
-    if (b)
-        return b;
+    const cl_json_stand_in *in = stand_in(s, d);
+    if (in) {
+        *len = in->blen;
+        return in->bytes;
+    }
     *len = (size_t)jv_string_length_bytes(jv_copy(*s));
     return jv_string_value(*s);
 }
@@ -742,11 +811,10 @@ static void write_value(cl_buf *b, const jv *v, int depth, const cl_json_deferre
     case JV_KIND_FALSE: cl_buf_puts(b, "false"); break;
     case JV_KIND_NUMBER: write_number(b, v); break;
     case JV_KIND_STRING: {
-        size_t n;
-        const char *raw = stand_in_bytes(v, d, &n);
-        if (raw) { /* already jq's text */
+        const cl_json_stand_in *in = stand_in(v, d);
+        if (in) { /* already jq's text */
             cl_buf_putc(b, '"');
-            cl_buf_put(b, raw, n);
+            cl_buf_put(b, in->text, in->len);
             cl_buf_putc(b, '"');
         } else {
             write_string(b, jv_string_value(*v), (size_t)jv_string_length_bytes(jv_copy(*v)));

@@ -48,13 +48,18 @@ jv cl_json_parse(const char *buf, size_t len);
  * BLEU texts) can keep them out of libjq: cl_json_parse_deferring makes each string value on
  * one of `paths` ("completion", "extracted.document", "candidates[].futures[].extracted.document":
  * words joined by '.', "[]" for any array element; NULL-terminated) whose text is already
- * what jq prints (no escapes, no DEL) a stand-in, a string of its own whose bytes stay in buf.
- * Print such a value with cl_json_write_deferred, read its strings with cl_json_bytes; to
- * anything else a stand-in reads "(deferred)".  buf must outlive d. */
+ * what jq prints a stand-in, a string of its own whose text stays in buf.  "What jq prints":
+ * no DEL byte, and only the escapes jq writes (\" \\ \b \f \n \r \t, \u00xx in lowercase hex for
+ * the other controls and DEL), so that documents with quotes and paragraphs qualify.  Print
+ * such a value with cl_json_write_deferred, read its strings with cl_json_bytes; to anything
+ * else a stand-in reads "(deferred)".  buf must outlive d. */
 typedef struct cl_json_stand_in {
     jv s;                 /* the stand-in (a reference; its address names it) */
-    const char *text;     /* its bytes, in the parsed text */
+    const char *text;     /* its JSON text, escapes and all, in the parsed buffer */
     size_t len;
+    const char *bytes;    /* the string itself: text when it has no escape, else owned */
+    size_t blen;
+    char *owned;
 } cl_json_stand_in;
 
 typedef struct cl_json_deferred {

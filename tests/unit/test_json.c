@@ -418,18 +418,41 @@ static size_t defers_transparently(const char *text, size_t len)
         jv_free(v2);
         jv_free(r2);
     }
+    /* What a stand-in reads as bytes is the string itself, escapes undone. */
+    static const char *const tops[][2] = {{"completion", NULL}, {"extracted", "document"}};
+    for (size_t k = 0; k < 2 && jv_get_kind(v) == JV_KIND_OBJECT; k++) {
+        jv a = cl_json_get(&v, tops[k][0]), r = cl_json_get(&ref, tops[k][0]);
+        if (tops[k][1] && jv_get_kind(a) == JV_KIND_OBJECT && jv_get_kind(r) == JV_KIND_OBJECT) {
+            jv a2 = cl_json_get(&a, tops[k][1]), r2 = cl_json_get(&r, tops[k][1]);
+            jv_free(a);
+            jv_free(r);
+            a = a2;
+            r = r2;
+        }
+        size_t an, rn;
+        const char *ab = cl_json_bytes(&a, &d, &an), *rb = cl_json_bytes(&r, NULL, &rn);
+        if (ab || rb) {
+            assert_true(ab && rb);
+            assert_int_equal(an, rn);
+            assert_memory_equal(ab, rb, rn);
+        }
+        jv_free(a);
+        jv_free(r);
+    }
     jv back = cl_json_undefer(v, &d);
     assert_true(jv_equal(back, ref));
     cl_json_deferred_free(&d);
     return gn;
 }
 
-/* A string that needs no escape half of the time (a long one: the scan reads it by words). */
+/* A string that needs no escape half of the time (a long one: the scan reads it by words);
+ * the other half are random strings, whose escapes are jq's own once printed. */
 static jv random_text(void)
 {
     if (rnd() % 2)
         return random_string();
-    static const char *pieces[] = {"a", "word ", "/", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "0123456789"};
+    static const char *pieces[] = {"a", "word ", "/", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "0123456789",
+                                   "\"", "\n\n", "\\"};
     jv s = jv_string("");
     for (int n = (int)(rnd() % 80); n > 0; n--)
         s = jv_string_append_str(s, pieces[rnd() % (sizeof pieces / sizeof *pieces)]);
@@ -442,9 +465,14 @@ static void deferred_strings_print_as_parsed(void **state)
     static const struct { const char *text; size_t stand_ins; } cases[] = {
         {"{\"id\":\"1\",\"completion\":\"plain \xc3\xa9 \xe6\x9d\xb1\",\"messages\":[],\"extracted\":{\"document\":\"doc\"}}", 2},
         {" { \"completion\" : \"spaced\" , \"extracted\" : { \"document\" : \"\" } } ", 2},
-        {"{\"completion\":\"has\\nescape\",\"extracted\":{\"document\":\"\\u00e9\"}}", 0},
+        {"{\"completion\":\"has\\nescape\",\"extracted\":{\"document\":\"\\u00e9\"}}", 1},
         {"{\"completion\":\"raw DEL \x7f\"}", 0},
-        {"{\"completion\":\"say \\\"hi\\\" now\",\"extracted\":{\"document\":\"ends in \\\\\"}}", 0},
+        {"{\"completion\":\"say \\\"hi\\\" now\",\"extracted\":{\"document\":\"ends in \\\\\"}}", 2},
+        /* jq's own escapes qualify; others (\/, upper-case hex, \u for a named one) do not */
+        {"{\"completion\":\"\\\"\\\\\\b\\f\\n\\r\\t\\u0000\\u001f\\u007f\"}", 1},
+        {"{\"completion\":\"a\\/b\",\"extracted\":{\"document\":\"\\u001F\"}}", 0},
+        {"{\"completion\":\"\\u000a\",\"extracted\":{\"document\":\"\\u0041\"}}", 0},
+        {"{\"completion\":\"\\\"\",\"extracted\":{\"document\":\"x\\\\\"},\"id\":\"\\\"\"}", 2},
         {"{\"candidates\":[{\"futures\":[{\"extracted\":{\"document\":\"x\"}},{\"extracted\":{\"document\":\"y\"}}]},"
          "{\"futures\":[]},{\"futures\":[{\"extracted\":{\"document\":\"z\",\"code\":\"c\"}}]}]}", 3},
         {"{\"extracted.document\":\"x\",\"extracted\":{\"document.x\":\"y\",\"doc\":\"z\"},\"x\":{\"completion\":\"q\"}}", 0},
