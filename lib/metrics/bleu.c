@@ -123,18 +123,27 @@ static int sym_reserve(bleu_scratch *s, size_t n)
     return 0;
 }
 
+/* Two zeroed arrays of n uint32_t in *a and *b, both or neither (then -1). */
+static int calloc_pair(uint32_t **a, uint32_t **b, size_t n)
+{
+    *a = calloc(n, sizeof **a);
+    *b = calloc(n, sizeof **b);
+    if (*a && *b)
+        return 0;
+    free(*a);
+    free(*b);
+    return -1;
+}
+
 /* Zeroed counts for ids 0..n. */
 static int counts_reserve(gram_table *t, size_t n)
 {
     if (n < t->nids)
         return 0;
     size_t c = pow2_at_least(n + 1);
-    uint32_t *hyp = calloc(c, sizeof *hyp), *ref = calloc(c, sizeof *ref);
-    if (!hyp || !ref) {
-        free(hyp);
-        free(ref);
+    uint32_t *hyp, *ref;
+    if (calloc_pair(&hyp, &ref, c) < 0)
         return -1;
-    }
     free(t->hyp);
     free(t->ref);
     t->hyp = hyp;
@@ -469,12 +478,9 @@ typedef struct wide_table {
 static int wide_grow(wide_table *t)
 {
     size_t cap = t->cap ? 2 * t->cap : 64;
-    uint32_t *key = calloc(cap, sizeof *key), *val = malloc(cap * sizeof *val);
-    if (!key || !val) {
-        free(key);
-        free(val);
+    uint32_t *key, *val;
+    if (calloc_pair(&key, &val, cap) < 0)
         return -1;
-    }
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->key[i])
             continue;
