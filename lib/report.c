@@ -196,30 +196,26 @@ static jv mean_ci(const cl_report *r, const double *x, int n, const char *name)
 static char *task_metric(const cl_report *r, int t)
 {
     const char *task = r->tasks[t];
-    const char *dflt = NULL;
     if (r->cfg.metrics) {
+        /* The first TASK=NAME for this task wins; otherwise the last bare NAME. */
         char *spec = strdup(r->cfg.metrics), *save = NULL;
-        char *found = NULL;
+        const char *pick = NULL;
         for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             char *eq = strchr(tok, '=');
             if (!eq) {
-                dflt = r->cfg.metrics + (tok - spec);
+                pick = tok;
                 continue;
             }
             *eq = 0;
-            if (strcmp(tok, task) == 0 && !found)
-                found = strdup(eq + 1);
+            if (strcmp(tok, task) == 0) {
+                pick = eq + 1;
+                break;
+            }
         }
-        if (found) {
-            free(spec);
-            return found;
-        }
-        if (dflt) {
-            size_t len = strcspn(dflt, ",");
-            free(spec);
-            return strndup(dflt, len);
-        }
+        char *metric = pick ? strdup(pick) : NULL;
         free(spec);
+        if (metric)
+            return metric;
     }
     static const char *const table[][2] = {
         {"document", "bleu"}, {"code", "pass_rate"}, {"math", "accuracy"}, {"qa", "clarify_or_answer"},

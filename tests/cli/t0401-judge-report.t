@@ -77,6 +77,8 @@ test_expect '--metric chooses the task metric per task or for all tasks' '
     jq -e "[.tasks[].metric] == [\"tokens\", \"bleu\"] and (.tasks[0].runs[0].measures.metric.mean - 320000 | fabs < 1e-6)" a.json &&
     cl-judge --report -q --format json --metric "math=accuracy,interactivity" "$B" >b.json &&
     jq -e "[.tasks[].metric] == [\"accuracy\", \"interactivity\"] and .tasks[1].runs[0].measures.metric.mean == 75" b.json
+    cl-judge --report -q --format json --metric "bleu,interactivity,math=accuracy" "$B" >c.json &&
+    jq -e "[.tasks[].metric] == [\"accuracy\", \"interactivity\"]" c.json
 '
 
 test_expect 'Abg-CoQA items get the per-class accuracies, macro accuracy and macro F1 of the paper (Table 2)' '
