@@ -455,8 +455,9 @@ const char *cl_seed_split_name(const char *s)
     return NULL;
 }
 
-/* FNV-1a's high bits are poorly mixed for short keys; this finaliser (from SplitMix64) spreads
- * every input bit before the hash is read as a fraction. */
+/* The splitmix64 finaliser.  cl_hash64 already ends with it; the split applies it once more
+ * (and to the seed), as it has since the first release: dropping it would move ids between
+ * train and test in every re-seeded dataset. */
 static uint64_t mix64(uint64_t z)
 {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -473,22 +474,25 @@ const char *cl_seed_hash_split(const char *id, double test_ratio, uint64_t seed)
 
 uint64_t cl_seed_prompt_key(const char *prompt)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    int pending_space = 0, started = 0;
+    char *norm = malloc(strlen(prompt) + 1);
+    if (!norm)
+        abort();
+    size_t n = 0;
+    int pending_space = 0;
     for (const unsigned char *p = (const unsigned char *)prompt; *p; p++) {
         if (isspace(*p)) {
-            pending_space = started;
+            pending_space = n > 0;
             continue;
         }
         if (pending_space) {
-            h = (h ^ ' ') * 0x100000001b3ULL;
+            norm[n++] = ' ';
             pending_space = 0;
         }
-        unsigned char c = (*p >= 'A' && *p <= 'Z') ? (unsigned char)(*p + 32) : *p;
-        h = (h ^ c) * 0x100000001b3ULL;
-        started = 1;
+        norm[n++] = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
     }
-    return mix64(h);
+    uint64_t key = cl_hash64(norm, n, 0);
+    free(norm);
+    return key;
 }
 
 /* ---- Medium helpers ----------------------------------------------------------------- */

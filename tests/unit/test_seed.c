@@ -28,6 +28,14 @@ static void hash_split_is_stable_and_follows_the_ratio(void **state)
     assert_in_range(test, 700, 900);
     assert_string_equal(cl_seed_hash_split("x", 0.0, 1), "train");
     assert_string_equal(cl_seed_hash_split("x", 1.0, 1), "test");
+    /* the same ids in the same splits as every earlier release: re-seeding a dataset must not
+     * move a row between train and test */
+    uint64_t in_test = 0;
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof id, "row-%d", i);
+        in_test |= (uint64_t)(strcmp(cl_seed_hash_split(id, 0.5, 42), "test") == 0) << i;
+    }
+    assert_true(in_test == 0xae982655f66b9d3fULL);
 }
 
 static void split_names_are_normalised(void **state)
@@ -49,6 +57,9 @@ static void prompt_key_ignores_case_and_spacing_only(void **state)
     assert_true(k == cl_seed_prompt_key("What\t\tis 2+2?"));
     assert_false(k == cl_seed_prompt_key("What is 2+3?"));
     assert_false(k == cl_seed_prompt_key("Whatis 2+2?"));
+    /* the key is cl_hash64 of the normalised text */
+    assert_true(k == cl_hash64("what is 2+2?", 12, 0));
+    assert_true(cl_seed_prompt_key(" \t ") == cl_hash64("", 0, 0));
 }
 
 static double when(const char *s)
