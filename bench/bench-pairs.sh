@@ -76,21 +76,22 @@ measure() {
     done
     echo "$bw $bc"
 }
+# pair_keys: "id score_chosen score_rejected" per pair on stdin, for comparing the two sides.
+pair_keys() {
+    python3 -c "
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l); print(r['id'], r['score_chosen'], r['score_rejected'])"
+}
 row() { # label wall cpu
     awk -v l="$1" -v w="$2" -v c="$3" -v n="$RECORDS" -v mb="$size" \
         'BEGIN { printf "| %s | %.2f | %.2f | %.0f | %.0f |\n", l, w, c, n / c, mb / c }'
 }
 
 set -- $(measure "$BIN/cl-pairs" -q -Z --dpo "$T/branches.jsonl"); cw=$1 cc=$2
-"$BIN/cl-pairs" -q -Z --dpo "$T/branches.jsonl" | python3 -c "
-import json, sys
-for l in sys.stdin:
-    r = json.loads(l); print(r['id'], r['score_chosen'], r['score_rejected'])" >"$T/ours"
+"$BIN/cl-pairs" -q -Z --dpo "$T/branches.jsonl" | pair_keys >"$T/ours"
 set -- $(measure python3 "$T/peer.py" "$T/branches.jsonl"); pw=$1 pc=$2
-python3 "$T/peer.py" "$T/branches.jsonl" | python3 -c "
-import json, sys
-for l in sys.stdin:
-    r = json.loads(l); print(r['id'], r['score_chosen'], r['score_rejected'])" >"$T/theirs"
+python3 "$T/peer.py" "$T/branches.jsonl" | pair_keys >"$T/theirs"
 cmp -s "$T/ours" "$T/theirs" && same="the same $(wc -l <"$T/ours") pairs" || same="DIFFERENT pairs"
 set -- $(measure "$BIN/cl-pairs" -q -Z --advance "$T/branches.jsonl"); aw=$1 ac=$2
 set -- $(measure "$BIN/cl-pairs" -q -Z --to-flat "$T/branches.jsonl"); fw=$1 fc=$2
