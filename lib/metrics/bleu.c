@@ -675,18 +675,24 @@ char *bleu_tokenize_13a(const char *s, size_t len)
     }
     len = end;
     cl_buf a = {0}, b = {0};
-    cl_buf_putc(&a, ' ');
     int has_amp = memchr(s, '&', len) != NULL;
+    /* Two passes, as sacreBLEU's two replace() calls: removing "<skipped>" can make a "-\n". */
+    cl_buf_put(&b, "", 0);
     for (size_t i = 0; i < len;) {
-        if (starts(s + i, len - i, "<skipped>")) {
+        if (starts(s + i, len - i, "<skipped>"))
             i += 9;
-        } else if (starts(s + i, len - i, "-\n")) {
+        else
+            cl_buf_putc(&b, s[i++]);
+    }
+    cl_buf_putc(&a, ' ');
+    for (size_t i = 0; i < b.n;) {
+        if (starts(b.p + i, b.n - i, "-\n")) {
             i += 2;
-        } else if (s[i] == '\n') {
+        } else if (b.p[i] == '\n') {
             cl_buf_putc(&a, ' ');
             i++;
         } else {
-            cl_buf_putc(&a, s[i++]);
+            cl_buf_putc(&a, b.p[i++]);
         }
     }
     if (has_amp) {
