@@ -94,6 +94,8 @@ print(f"| `cl-reward --metric pass_rate -j 1` | {med['sb'][0]:.1f} | {med['sb'][
       f"{(ratio_w - 1) * 100:+.0f}% | {(ratio_c - 1) * 100:+.0f}% |")
 print(f"| `cl-reward --metric pass_rate -j {cores}` (throughput) | {med['par'][0]:.1f} | "
       f"{med['par'][1]:.1f} | | |\n")
+print("Overheads are the median over the rounds of each round's sandboxed/bare ratio, so they "
+      "need not equal the ratio of the medians beside them.")
 print(f"Protections active: {prot}.")
 print(f"Command: `make bench B=sandbox` (N={n}).")
 PYEOF

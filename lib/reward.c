@@ -54,17 +54,20 @@ int reward_parse_weights(const char *spec, reward_cfg *c, cl_err *e)
     return 0;
 }
 
+/* Indexed by reward_mode. */
+static const char *const mode_names[] = {"none", "weights", "paper", "v2", "verl"};
+
 int reward_parse_mode(const char *name, reward_cfg *c, cl_err *e)
 {
-    static const struct { const char *name; reward_mode mode; } modes[] = {
-        {"paper", REWARD_PAPER}, {"v2", REWARD_V2}, {"verl", REWARD_VERL}};
-    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++)
-        if (strcmp(name, modes[i].name) == 0) {
-            c->mode = modes[i].mode;
+    for (int m = REWARD_PAPER; m <= REWARD_VERL; m++)
+        if (strcmp(name, mode_names[m]) == 0) {
+            c->mode = (reward_mode)m;
             return 0;
         }
     return cl_err_set(e, CL_EXIT_USAGE, "--reward: unknown mode '%s' (paper, v2, verl)", name);
 }
+
+const char *reward_mode_name(reward_mode m) { return mode_names[m]; }
 
 typedef struct task_rule {
     const char *task, *metric;

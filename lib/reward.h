@@ -53,6 +53,8 @@ typedef struct reward_cfg {
 int reward_parse_weights(const char *spec, reward_cfg *c, cl_err *e);
 /* "paper" | "v2" | "verl" → c->mode.  -1 with e set otherwise. */
 int reward_parse_mode(const char *name, reward_cfg *c, cl_err *e);
+/* The mode's name as parsed ("weights" for --weights, "none"). */
+const char *reward_mode_name(reward_mode m);
 
 /* The plan for a task ("document", "code", "math", or anything with --task-metric/--lambda
  * given).  -1 with e set when the mode has no rule for the task. */

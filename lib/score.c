@@ -592,7 +592,7 @@ static jv merge_field(jv obj, const char *key, jv add)
     return cl_json_set(obj, key, jv_object_merge(old, add));
 }
 
-static jv mr_json(const reward_plan *p, const mr_result *m, const char *mode)
+static jv mr_json(const reward_plan *p, const mr_result *m)
 {
     jv o = jv_object();
     o = cl_json_set_num(o, "mean", m->mean);
@@ -602,13 +602,7 @@ static jv mr_json(const reward_plan *p, const mr_result *m, const char *mode)
     for (int i = 0; i < p->n && m->n > 0; i++)
         per = cl_json_set_num(per, p->t[i].metric, m->metric_mean[i]);
     o = cl_json_set(o, "metrics", per);
-    return cl_json_set_str(o, "reward", mode);
-}
-
-static const char *mode_name(reward_mode m)
-{
-    static const char *names[] = {"none", "weights", "paper", "v2", "verl"};
-    return names[m];
+    return cl_json_set_str(o, "reward", reward_mode_name(p->mode));
 }
 
 /* Writes a record's units back and adds R and mr.  Units of record r are units[first..last). */
@@ -677,7 +671,7 @@ static jv finish_record(batch *b, int r, jv rec, int first, int last)
             mr_result m;
             mr_estimate(&plan, rs + (ui - first), xs + (size_t)(ui - first) * (size_t)plan.n, k, &m);
             jv cand = jv_array_get(jv_copy(cands), ci);
-            cands = jv_array_set(cands, ci, cl_json_set(cand, "mr", mr_json(&plan, &m, mode_name(plan.mode))));
+            cands = jv_array_set(cands, ci, cl_json_set(cand, "mr", mr_json(&plan, &m)));
             ui += k;
         }
     }

@@ -22,8 +22,9 @@ enum { BLEU_N = 4 };
  * sight) and counts it; one walk over the reference looks its n-grams up and counts them too.
  * A reference n-gram the hypothesis lacks lands on the dead id, and so do all its extensions.
  * The clipped matches of an order are then the sum over ids of min(hypothesis count,
- * reference count).  The walks are branch-free: in an edited document matches and misses
- * interleave too irregularly for a branch predictor (BENCHMARKS.md has the history).
+ * reference count).  The walks over the direct table are branch-free: in an edited document
+ * matches and misses interleave too irregularly for a branch predictor (BENCHMARKS.md has the
+ * history).
  *
  * The tables live in a per-thread scratch.  A cell holds stamp + id, and each call moves the
  * stamp past every value the previous call could have written, so nothing is cleared between
@@ -171,10 +172,11 @@ static int cells_reserve(gram_table *t, size_t cap, int hashed)
     return 0;
 }
 
-/* The stamp for a call over hl hypothesis positions: past every value earlier calls wrote
- * (ngram_stats moves it on by their hl + 1), or 1 over zeroed cells when it would pass
- * BLEU_STAMP_MAX.  Fresh cells are zero, below any stamp. */
-static uint32_t stamp_take(bleu_scratch *s, size_t hl)
+/* Makes room for a call over hl hypothesis positions, which writes stamp + 0 .. stamp + hl:
+ * when that would pass BLEU_STAMP_MAX, the cells are zeroed and the stamp starts again at 1.
+ * (The stamp is already past every value earlier calls wrote: ngram_stats moves it on by
+ * their hl + 1.) */
+static void stamp_make_room(bleu_scratch *s, size_t hl)
 {
     if ((size_t)s->stamp + hl + 1 > BLEU_STAMP_MAX) {
         for (int k = 1; k < BLEU_N; k++)
@@ -182,7 +184,6 @@ static uint32_t stamp_take(bleu_scratch *s, size_t hl)
                 memset(s->order[k].cell, 0, s->order[k].cap * sizeof *s->order[k].cell);
         s->stamp = 1;
     }
-    return s->stamp;
 }
 
 static size_t hash_slot(const gram_table *t, uint64_t k)
@@ -296,12 +297,14 @@ count_span(bleu_scratch *s, span sp, uint32_t nsym, int direct, int reference, u
  * walks skip the inside of runs and count only the n-grams not wholly inside one, and each
  * run adds len - n + 1 matches of order n.  Runs are found from anchors (ANCHOR symbols at
  * every ANCHOR_STEP-th reference position) looked up at each hypothesis position, verified
- * and grown both ways; the first anchor at most REACH past where the last run ended wins, so
- * a common phrase further on does not pull the alignment away from the edit at hand.  Runs
+ * and grown both ways; the first anchor at most REACH symbols ahead of where the last run's
+ * alignment would continue wins, so a common phrase further on does not pull the alignment
+ * away from the edit at hand.  Runs
  * shorter than MIN_RUN save less than their edges cost and are not taken.  Runs go forward in
- * both texts, so no position is in two.  When after GIVE_UP positions less than a quarter of
- * the hypothesis is in runs, the texts are not edits of each other and the search stops: on
- * such pairs it costs a few percent, on edited documents it halves the time. */
+ * both texts, so no position is in two.  Once past GIVE_UP hypothesis positions, when less
+ * than a quarter of the positions so far are in runs, the texts are not edits of each other
+ * and the search stops: on such pairs it costs a few percent, on edited documents it halves
+ * the time. */
 
 enum { ANCHOR = 8, ANCHOR_STEP = 8, REACH = 32, MIN_RUN = 16, CHAIN_HOPS = 8, GIVE_UP = 256 };
 
@@ -434,7 +437,8 @@ static uint64_t clipped_matches(gram_table *t, uint32_t n, uint32_t dead)
 }
 
 /* correct[k] / total[k] for k = 0..3 (orders 1..4) over s->sym[0..hl+rl), symbols < nsym.
- * -1 when out of memory. */
+ * -1 when out of memory, or when hl reaches BLEU_STAMP_MAX / 4 (half a billion symbols), past
+ * which a call's ids would no longer fit between the stamps. */
 static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
                        double correct[BLEU_N], double total[BLEU_N])
 {
@@ -451,7 +455,7 @@ static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
     long nruns = find_shared_runs(s, hl, rl);
     if (nruns < 0)
         return -1;
-    stamp_take(s, hl);
+    stamp_make_room(s, hl);
     (direct ? count_direct : count_hashed)(s, nruns, hl, rl, nsym);
     for (int k = 0; k < BLEU_N; k++) {
         gram_table *t = &s->order[k];
@@ -675,18 +679,24 @@ char *bleu_tokenize_13a(const char *s, size_t len)
     }
     len = end;
     cl_buf a = {0}, b = {0};
-    cl_buf_putc(&a, ' ');
     int has_amp = memchr(s, '&', len) != NULL;
+    /* Two passes, as sacreBLEU's two replace() calls: removing "<skipped>" can make a "-\n". */
+    cl_buf_put(&b, "", 0);
     for (size_t i = 0; i < len;) {
-        if (starts(s + i, len - i, "<skipped>")) {
+        if (starts(s + i, len - i, "<skipped>"))
             i += 9;
-        } else if (starts(s + i, len - i, "-\n")) {
+        else
+            cl_buf_putc(&b, s[i++]);
+    }
+    cl_buf_putc(&a, ' ');
+    for (size_t i = 0; i < b.n;) {
+        if (starts(b.p + i, b.n - i, "-\n")) {
             i += 2;
-        } else if (s[i] == '\n') {
+        } else if (b.p[i] == '\n') {
             cl_buf_putc(&a, ' ');
             i++;
         } else {
-            cl_buf_putc(&a, s[i++]);
+            cl_buf_putc(&a, b.p[i++]);
         }
     }
     if (has_amp) {
@@ -752,7 +762,7 @@ char *bleu_tokenize_13a(const char *s, size_t len)
     return out.p;
 }
 
-/* Token strings → dense ids appended to ids (so word n-grams reuse the code point n-gram
+/* Token strings → dense ids written to ids (so word n-grams reuse the code point n-gram
  * counter); returns the number of tokens. */
 static size_t token_ids(const char *toks, uint32_t *ids, const char **names, uint32_t *table,
                         uint32_t *ntable, size_t mask)

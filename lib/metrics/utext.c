@@ -1,7 +1,5 @@
 #include "metrics/utext.h"
 
-#include <stdlib.h>
-
 size_t utext_next(const char *s, size_t len, uint32_t *cp)
 {
     const unsigned char *u = (const unsigned char *)s;
@@ -23,18 +21,6 @@ size_t utext_next(const char *s, size_t len, uint32_t *cp)
     }
     *cp = v;
     return need;
-}
-
-uint32_t *utext_decode(const char *s, size_t len, size_t *n)
-{
-    uint32_t *out = malloc((len ? len : 1) * sizeof *out);
-    if (!out)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < len;)
-        i += utext_next(s + i, len - i, &out[k++]);
-    *n = k;
-    return out;
 }
 
 int utext_isspace(uint32_t c)

@@ -10,10 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Decodes s[0..len) into a malloc'd array of code points; *n gets its length.  NULL only when
- * out of memory (an empty input gives a non-NULL array with *n = 0). */
-uint32_t *utext_decode(const char *s, size_t len, size_t *n);
-
 /* Decodes one code point at s (len bytes left, len > 0); returns its byte length. */
 size_t utext_next(const char *s, size_t len, uint32_t *cp);
 

@@ -84,6 +84,23 @@ static void paper_caps_the_token_penalty_per_task_lambda(void **state)
     assert_int_equal(reward_plan_for(&(reward_cfg){.mode = REWARD_PAPER, .lambda = -1}, "qa", &p, &e), -1);
 }
 
+static void mode_names_read_back_as_parsed(void **state)
+{
+    (void)state;
+    static const char *names[] = {"paper", "v2", "verl"};
+    for (int i = 0; i < 3; i++) {
+        reward_cfg c = {.lambda = -1};
+        cl_err e = {0};
+        assert_int_equal(reward_parse_mode(names[i], &c, &e), 0);
+        assert_string_equal(reward_mode_name(c.mode), names[i]);
+    }
+    reward_cfg c = {.lambda = -1};
+    cl_err e = {0};
+    assert_int_equal(reward_parse_mode("weights", &c, &e), -1);
+    assert_int_equal(reward_parse_weights("bleu=1", &c, &e), 0);
+    assert_string_equal(reward_mode_name(c.mode), "weights");
+}
+
 static void v2_uses_token_amount_uncapped(void **state)
 {
     (void)state;
@@ -147,6 +164,7 @@ int main(void)
         cmocka_unit_test(weights_are_a_signed_sum),
         cmocka_unit_test(missing_score_is_an_error_not_zero),
         cmocka_unit_test(paper_caps_the_token_penalty_per_task_lambda),
+        cmocka_unit_test(mode_names_read_back_as_parsed),
         cmocka_unit_test(v2_uses_token_amount_uncapped),
         cmocka_unit_test(verl_clamps_each_term_and_its_mr_clamps_the_means),
         cmocka_unit_test(mr_is_the_mean_of_rstar_with_population_std),
