@@ -98,6 +98,15 @@ int cl_parse_long(const char *s, long lo, long hi, const char *what, long *out, 
     return 0;
 }
 
+int cl_parse_int(const char *s, int lo, int hi, const char *what, int *out, cl_err *e)
+{
+    long v;
+    if (cl_parse_long(s, lo, hi, what, &v, e) < 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 double cl_now(void)
 {
     struct timespec ts;
@@ -145,7 +154,6 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     c->color = tty && !(nc && *nc) && !(term && strcmp(term, "dumb") == 0);
 
     cl_err e = {0};
-    long v;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
@@ -166,12 +174,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
         }
         case OPT_STATS: c->stats = optarg; break;
         case OPT_LEVEL:
-            if (cl_parse_long(optarg, -7, 22, "--level", &v, &e) < 0) cl_usage_error("%s", e.msg);
-            c->level = (int)v;
+            if (cl_parse_int(optarg, -7, 22, "--level", &c->level, &e) < 0) cl_usage_error("%s", e.msg);
             break;
         case OPT_THREADS:
-            if (cl_parse_long(optarg, 0, 256, "--threads", &v, &e) < 0) cl_usage_error("%s", e.msg);
-            c->threads = (int)v;
+            if (cl_parse_int(optarg, 0, 256, "--threads", &c->threads, &e) < 0) cl_usage_error("%s", e.msg);
             break;
         case OPT_SHARD: {
             unsigned i, k;
