@@ -55,7 +55,8 @@ static const char record_help[] =
     "      --rejects FILE  copy malformed lines (and failed records) to FILE\n";
 static const char exit_help[] =
     "Exit status: 0 ok, 1 some records failed, 2 usage, 65 bad input, 66 missing input,\n"
-    "69/75 service unavailable/temporary failure, 70 internal error, 74 write error.\n";
+    "69/75 service unavailable/temporary failure, 70 internal error, 74 write error,\n"
+    "78 missing configuration (API key, model), 141 the output's reader went away.\n";
 
 static const char *g_prog = "cl";
 

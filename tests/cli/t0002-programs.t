@@ -20,5 +20,10 @@ for p in cl-seed cl-rollout cl-judge cl-reward cl-pairs cl-finetune; do
         cat '$ROOT/man/$p.1' '$ROOT/man/collabllm.7' | sed 's/\\\\-/-/g; s/Fl /--/g' >pages &&
         while read -r o; do grep -q -- \"\$o\" pages || { echo \"missing \$o\"; exit 1; }; done <opts
     "
+    test_expect "$p --help names every exit status of collabllm(7)" "
+        sed -n '/^\\.Sh EXIT STATUS/,/^\\.Sh /s/^\\.It \\([0-9][0-9]*\\)\$/\\1/p' '$ROOT/man/collabllm.7' >codes &&
+        test \$(wc -l <codes) -ge 10 && $p --help >out &&
+        while read -r n; do grep -Eq \"(^|[ /])\$n( |/)\" out || { echo \"missing \$n\"; exit 1; }; done <codes
+    "
 done
 test_done
