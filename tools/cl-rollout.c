@@ -295,11 +295,8 @@ int main(int argc, char **argv)
         cl_die_err(&e);
     cl_llm_cli_attach(&t.lc, llm, io);
     int st = cl_rollout_run(cfg, llm, io, &e);
-    cl_llm_cli_report(&t.lc, llm, io);
-    int llm_status = cl_llm_cli_exit_status(&t.lc, llm);
-    int rc = cl_io_finish(io, st, &e);
+    int rc = cl_llm_cli_finish(&t.lc, llm, io, st, &e);
     cl_llm_free(llm);
     cl_llm_cli_free(&t.lc);
-    /* An interrupted or budget-stopped run says so even when every written record is fine. */
-    return rc <= 1 && llm_status ? llm_status : rc;
+    return rc;
 }
