@@ -55,7 +55,8 @@ static const char record_help[] =
     "      --rejects FILE  copy malformed lines (and failed records) to FILE\n";
 static const char exit_help[] =
     "Exit status: 0 ok, 1 some records failed, 2 usage, 65 bad input, 66 missing input,\n"
-    "69/75 service unavailable/temporary failure, 70 internal error, 74 write error.\n";
+    "69/75 service unavailable/temporary failure, 70 internal error, 74 write error,\n"
+    "78 missing configuration (API key, model), 141 the output's reader went away.\n";
 
 static const char *g_prog = "cl";
 
@@ -95,6 +96,15 @@ int cl_parse_long(const char *s, long lo, long hi, const char *what, long *out, 
     if (!*s || *end || errno || v < lo || v > hi)
         return cl_err_set(e, CL_EXIT_USAGE, "%s: '%s' is not an integer in [%ld, %ld]", what, s, lo, hi);
     *out = v;
+    return 0;
+}
+
+int cl_parse_int(const char *s, int lo, int hi, const char *what, int *out, cl_err *e)
+{
+    long v;
+    if (cl_parse_long(s, lo, hi, what, &v, e) < 0)
+        return -1;
+    *out = (int)v;
     return 0;
 }
 
@@ -145,7 +155,6 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     c->color = tty && !(nc && *nc) && !(term && strcmp(term, "dumb") == 0);
 
     cl_err e = {0};
-    long v;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
@@ -166,12 +175,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
         }
         case OPT_STATS: c->stats = optarg; break;
         case OPT_LEVEL:
-            if (cl_parse_long(optarg, -7, 22, "--level", &v, &e) < 0) cl_usage_error("%s", e.msg);
-            c->level = (int)v;
+            if (cl_parse_int(optarg, -7, 22, "--level", &c->level, &e) < 0) cl_usage_error("%s", e.msg);
             break;
         case OPT_THREADS:
-            if (cl_parse_long(optarg, 0, 256, "--threads", &v, &e) < 0) cl_usage_error("%s", e.msg);
-            c->threads = (int)v;
+            if (cl_parse_int(optarg, 0, 256, "--threads", &c->threads, &e) < 0) cl_usage_error("%s", e.msg);
             break;
         case OPT_SHARD: {
             unsigned i, k;

@@ -57,6 +57,8 @@ _Noreturn void cl_not_built(const char *what);
 /* Strict number parsing for option values; -1 with e set when s is not a number in range. */
 int cl_parse_double(const char *s, double lo, double hi, const char *what, double *out, cl_err *e);
 int cl_parse_long(const char *s, long lo, long hi, const char *what, long *out, cl_err *e);
+/* cl_parse_long into an int field (lo and hi must fit an int). */
+int cl_parse_int(const char *s, int lo, int hi, const char *what, int *out, cl_err *e);
 
 /* Seconds since an arbitrary fixed point (CLOCK_MONOTONIC). */
 double cl_now(void);

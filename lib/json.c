@@ -374,14 +374,8 @@ static int fp_string(fast_parse *f, jv *out)
     size_t n = 0;
     for (;;) {
         size_t run = (size_t)(q - s);
-        if (n + run + 4 > f->cap) {
-            size_t cap = (n + run + 4) * 2;
-            char *t = realloc(f->tmp, cap);
-            if (!t)
-                return 0;
-            f->tmp = t;
-            f->cap = cap;
-        }
+        if (cl_grow((void **)&f->tmp, &f->cap, n + run + 4, 1) < 0)
+            return 0;
         memcpy(f->tmp + n, s, run);
         n += run;
         if (*q == '"')

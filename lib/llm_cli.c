@@ -377,3 +377,11 @@ int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm)
         return 128 + signal_first;
     return cl_llm_exit_status(llm);
 }
+
+int cl_llm_cli_finish(cl_llm_cli *lc, const cl_llm *llm, cl_io *io, int status, cl_err *e)
+{
+    cl_llm_cli_report(lc, llm, io);
+    int llm_status = cl_llm_cli_exit_status(lc, llm);
+    int rc = cl_io_finish(io, status, e);
+    return rc <= CL_EXIT_FAILED && llm_status ? llm_status : rc;
+}

@@ -22,7 +22,7 @@
  *     cl_io *io = cl_io_open(&c, NULL, &e);
  *     cl_llm_cli_attach(&lc, llm, io);                // progress text, SIGINT/SIGTERM
  *     ... submit, cl_llm_run / cl_llm_step ...
- *     cl_llm_cli_report(&lc, llm, io);                // --stats "llm" object, summary line
+ *     int rc = cl_llm_cli_finish(&lc, llm, io, st, &e); // --stats "llm", summary, exit status
  *     cl_llm_free(llm); cl_llm_cli_free(&lc);
  *
  * The tool's own options must use `val` below CL_LLM_CLI_OPT_BASE. */
@@ -85,5 +85,11 @@ void cl_llm_cli_free(cl_llm_cli *lc);
  * SIGINT or SIGTERM (130, 143: the shell's convention for a program ended by a signal), else
  * cl_llm_exit_status (75 budget, 69, 78); 0 when nothing stopped the run. */
 int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm);
+
+/* Ends a tool's run over io: cl_llm_cli_report, cl_io_finish(io, status, e), and the exit
+ * status: cl_llm_cli_exit_status when the records alone would give 0 or 1 (an interrupt, a
+ * budget or an unreachable service says more than "some records failed"), else cl_io_finish's.
+ * The client is left to the caller to free. */
+int cl_llm_cli_finish(cl_llm_cli *lc, const cl_llm *llm, cl_io *io, int status, cl_err *e);
 
 #endif

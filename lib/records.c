@@ -574,38 +574,32 @@ static void filter_item(cl_filter *wf, cl_filter *mf, batch_item *it)
         }
         return;
     }
-    size_t cap = it->len + 64, n = 0;
-    char *buf = malloc(cap);
-    int k = jv_array_length(jv_copy(outs));
-    for (int i = 0; i < k && buf; i++) {
-        jv v = jv_array_get(jv_copy(outs), i);
-        size_t m;
-        char *s = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_dump(&v, &m) : NULL;
-        const char *kind = s ? NULL : jv_kind_name(jv_get_kind(v));
-        if (kind)
-            m = strlen(kind);
-        jv_free(v);
-        if (n + m + 2 > cap) {
-            while (n + m + 2 > cap)
-                cap *= 2;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                free(buf);
-                buf = NULL;
-                free(s);
-                break;
-            }
-            buf = b;
+    /* Outputs are written straight into the item's buffer; room for about the input up front,
+     * and a non-NULL buffer even when the program has no output. */
+    cl_buf b = {0};
+    if (cl_grow((void **)&b.p, &b.cap, it->len + 64, 1) < 0) {
+        jv_free(outs);
+        return;
+    }
+    jv_array_foreach(outs, i, v) {
+        if (jv_get_kind(v) == JV_KIND_OBJECT) {
+            cl_buf_putc(&b, 'O');
+            cl_json_write(&b, &v);
+        } else {
+            cl_buf_putc(&b, 'N');
+            cl_buf_puts(&b, jv_kind_name(jv_get_kind(v)));
         }
-        buf[n++] = s ? 'O' : 'N';
-        memcpy(buf + n, s ? s : kind, m);
-        n += m;
-        buf[n++] = '\n';
-        free(s);
+        cl_buf_putc(&b, '\n');
+        jv_free(v);
+        (void)i;
     }
     jv_free(outs);
-    it->out = buf;
-    it->outlen = buf ? n : 0;
+    if (b.oom) {
+        free(b.p);
+        return;
+    }
+    it->out = b.p;
+    it->outlen = b.n;
 }
 
 /* Writes one filtered item in order; -1 on a fatal error. */

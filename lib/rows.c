@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 enum mode { UNKNOWN, JSONL, ARRAY };
 enum state { FIRST, AFTER_COMMA, IN_VALUE, DONE };
 
@@ -56,14 +58,8 @@ void cl_rows_close(cl_rows *r)
 
 static int push(cl_rows *r, char c, cl_err *e)
 {
-    if (r->len + 2 > r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 4096;
-        char *b = realloc(r->buf, cap);
-        if (!b)
-            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-        r->buf = b;
-        r->cap = cap;
-    }
+    if (cl_grow((void **)&r->buf, &r->cap, r->len + 2, 1) < 0)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     r->buf[r->len++] = c;
     return 0;
 }

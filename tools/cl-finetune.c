@@ -148,7 +148,6 @@ static int parse_lora(cl_lora_config *l, const char *spec, cl_err *e)
             in_targets = 0;
         }
         double x;
-        long n;
         if (!strcmp(key, "targets")) {
             in_targets = 1;
             const char *name = val;
@@ -158,7 +157,7 @@ static int parse_lora(cl_lora_config *l, const char *spec, cl_err *e)
             rc = cl_lora_targets(name, &one, e);
             mask |= one;
         } else if (!strcmp(key, "r") && val) {
-            if (!(rc = cl_parse_long(val, 1, 4096, "--lora r", &n, e))) l->rank = (int)n;
+            rc = cl_parse_int(val, 1, 4096, "--lora r", &l->rank, e);
         } else if (!strcmp(key, "alpha") && val) {
             if (!(rc = cl_parse_double(val, 0, 1e6, "--lora alpha", &x, e))) l->alpha = x;
         } else if (!strcmp(key, "dropout") && val) {
@@ -204,8 +203,6 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
 {
     ctx *c = vp;
     cl_ft_opts *o = &c->o;
-    double x;
-    long n;
     int rc = 0;
     switch (opt) {
     case O_SFT: o->kind = CL_FT_SFT; o->data = arg; break;
@@ -214,7 +211,7 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_INIT: o->init_config = arg; break;
     case O_TOKENIZER: o->tokenizer = arg; break;
     case O_TRAIN_TOK: o->corpus = arg; break;
-    case O_VOCAB: if (!(rc = cl_parse_long(arg, 262, 1 << 20, "--vocab", &n, e))) o->corpus_vocab = (int)n; break;
+    case O_VOCAB: rc = cl_parse_int(arg, 262, 1 << 20, "--vocab", &o->corpus_vocab, e); break;
     case O_RUN: o->run_dir = arg; break;
     case O_RESUME: o->run_dir = arg; o->resume = 1; break;
     case O_ADAPTER: o->adapter = arg; break;
@@ -238,12 +235,12 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
         break;
     case O_WARMUP_RATIO: rc = cl_parse_double(arg, 0, 1, "--warmup-ratio", &o->warmup_ratio, e); break;
     case O_WARMUP_STEPS: rc = cl_parse_long(arg, 0, 1L << 40, "--warmup-steps", &o->warmup_steps, e); break;
-    case O_EPOCHS: if (!(rc = cl_parse_long(arg, 1, 100000, "--epochs", &n, e))) o->epochs = (int)n; break;
+    case O_EPOCHS: rc = cl_parse_int(arg, 1, 100000, "--epochs", &o->epochs, e); break;
     case O_MAX_STEPS: rc = cl_parse_long(arg, 1, 1L << 40, "--max-steps", &o->max_steps, e); break;
-    case O_BATCH: if (!(rc = cl_parse_long(arg, 1, 1024, "--batch", &n, e))) o->batch = (int)n; break;
-    case O_ACCUM: if (!(rc = cl_parse_long(arg, 1, 1 << 20, "--grad-accum", &n, e))) o->grad_accum = (int)n; break;
-    case O_MAX_LEN: if (!(rc = cl_parse_long(arg, 2, 1 << 20, "--max-len", &n, e))) o->max_len = (int)n; break;
-    case O_MAX_PROMPT: if (!(rc = cl_parse_long(arg, 1, 1 << 20, "--max-prompt-len", &n, e))) o->max_prompt_len = (int)n; break;
+    case O_BATCH: rc = cl_parse_int(arg, 1, 1024, "--batch", &o->batch, e); break;
+    case O_ACCUM: rc = cl_parse_int(arg, 1, 1 << 20, "--grad-accum", &o->grad_accum, e); break;
+    case O_MAX_LEN: rc = cl_parse_int(arg, 2, 1 << 20, "--max-len", &o->max_len, e); break;
+    case O_MAX_PROMPT: rc = cl_parse_int(arg, 1, 1 << 20, "--max-prompt-len", &o->max_prompt_len, e); break;
     case O_PACKING: o->packing = 1; break;
     case O_BETA: rc = cl_parse_double(arg, 1e-9, 1e6, "--beta", &o->dpo.beta, e); break;
     case O_LOSS:
@@ -253,7 +250,7 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_SMOOTH: rc = cl_parse_double(arg, 0, 0.49, "--label-smoothing", &o->dpo.label_smoothing, e); break;
     case O_RPO: rc = cl_parse_double(arg, 0, 1e6, "--rpo-alpha", &o->rpo_alpha, e); break;
     case O_SAVE_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--save-every", &o->save_every, e); break;
-    case O_KEEP: if (!(rc = cl_parse_long(arg, 0, 1 << 20, "--keep", &n, e))) o->keep = (int)n; break;
+    case O_KEEP: rc = cl_parse_int(arg, 0, 1 << 20, "--keep", &o->keep, e); break;
     case O_LOG_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--log-every", &o->log_every, e); break;
     case O_MERGE: o->merge = 1; break;
     case O_GGUF: o->gguf = 1; break;
@@ -261,7 +258,6 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_PRESET: break; /* applied before the other flags */
     default: return cl_err_set(e, CL_EXIT_SOFTWARE, "unhandled option %d", opt);
     }
-    (void)x;
     return rc;
 }
 

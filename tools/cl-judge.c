@@ -187,13 +187,10 @@ static int run_judges(opts *o, cl_common *c)
     cl_judge_run_opts ro = {.samples = (int)o->samples, .retries = (int)o->retries, .seed = c->seed,
                             .role = role};
     int rc = cl_judge_run(io, llm, j, &ro, &e);
-    cl_llm_cli_report(&o->lc, llm, io);
-    int llm_status = cl_llm_cli_exit_status(&o->lc, llm);
-    int status = cl_io_finish(io, rc, &e);
+    int status = cl_llm_cli_finish(&o->lc, llm, io, rc, &e);
     cl_llm_free(llm);
     cl_judge_free(j);
-    /* a stopped or misconfigured client says more than "some records failed" */
-    return status <= CL_EXIT_FAILED && llm_status ? llm_status : status;
+    return status;
 }
 
 int main(int argc, char **argv)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "conv.h"
 #include "json.h"
 #include "pairs.h"
 #include "prompts.h"
@@ -108,10 +109,12 @@ static int gather(cl_io *io, add_fn add, void *ctx, long *skipped, cl_err *e)
     return rc;
 }
 
-/* A finished state has no turn to pair: skipped. */
+/* A finished state (done, no candidates) has no turn to pair or flatten: skipped. */
+static int finished_state(const jv *rec) { return !cl_json_has(rec, "candidates") && cl_state_done(rec); }
+
 static int add_turn(void *t, const jv *rec, cl_err *e)
 {
-    if (!cl_json_has(rec, "candidates") && cl_json_bool(rec, "done", 0))
+    if (finished_state(rec))
         return 0;
     return cl_turns_add(t, rec, e) < 0 ? -1 : 1;
 }
@@ -186,7 +189,7 @@ static int run_advance(cl_io *io, const opts *o, cl_err *e)
     jv reasons = jv_object();
     while ((rc = cl_io_next(io, &rec, e)) == 1) {
         const jv *v = cl_rec_value(&rec);
-        if (cl_json_bool(v, "done", 0)) {
+        if (cl_state_done(v)) {
             done_before++;
             if ((rc = cl_io_put_rec(io, &rec, e)) < 0)
                 break;
@@ -220,7 +223,7 @@ static int run_to_flat(cl_io *io, cl_err *e)
     long rows = 0, skipped = 0;
     while ((rc = cl_io_next(io, &rec, e)) == 1) {
         const jv *v = cl_rec_value(&rec);
-        if (!cl_json_has(v, "candidates") && cl_json_bool(v, "done", 0)) {
+        if (finished_state(v)) {
             skipped++;
             continue;
         }

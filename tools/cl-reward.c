@@ -26,7 +26,6 @@ typedef struct opts {
 static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 {
     opts *o = ctx;
-    long v;
     switch (opt) {
     case OPT_METRIC: return score_parse_metrics(arg, &o->sc.metrics, e);
     case OPT_REWARD:
@@ -44,11 +43,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
         return tokens_parse_method(arg, &o->sc.tokens, &o->tiktoken_file, e);
     case OPT_SCOPE: o->set_scope = 1; return score_parse_scope(arg, &o->sc.scope, e);
     case OPT_ROLES: o->set_roles = 1; return score_parse_roles(arg, &o->sc.roles, e);
-    case 'j':
-        if (cl_parse_long(arg, 1, 256, "--jobs", &v, e) != 0)
-            return -1;
-        o->sc.jobs = (int)v;
-        return 0;
+    case 'j': return cl_parse_int(arg, 1, 256, "--jobs", &o->sc.jobs, e);
     case OPT_BATCH: return cl_parse_long(arg, 1, 1 << 20, "--batch", &o->batch, e);
     case OPT_TIMEOUT: return cl_parse_double(arg, 0.1, 86400, "--timeout", &o->sb.wall_s, e);
     case OPT_CPU: return cl_parse_double(arg, 0, 86400, "--cpu", &o->sb.cpu_s, e);

@@ -39,15 +39,6 @@ static const char *opt_name(const struct option *opts, int val)
     return NULL;
 }
 
-static int parse_int(const char *arg, long lo, long hi, const char *what, int *out, cl_err *e)
-{
-    long v;
-    if (cl_parse_long(arg, lo, hi, what, &v, e) < 0)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_mode(const char *arg, const char *what, int *out, cl_err *e)
 {
     int m = cl_assistant_mode_parse(arg);
@@ -85,12 +76,12 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case 'k':
     case OPT_CANDIDATES:
         t->set[OPT_CANDIDATES] = 1;
-        return parse_int(arg, 1, MAX_SOURCES, "--candidates", &cfg->candidates, e);
-    case OPT_SAMPLES: return parse_int(arg, 0, 64, "--samples", &cfg->samples, e);
-    case OPT_WINDOW: return parse_int(arg, 0, 64, "--window", &cfg->window, e);
-    case OPT_MAX_TURNS: return parse_int(arg, 1, 10000, "--max-turns", &cfg->max_turns, e);
-    case OPT_PARSE_RETRIES: return parse_int(arg, 0, 100, "--parse-retries", &cfg->parse_retries, e);
-    case OPT_BUFFER: return parse_int(arg, 1, 10000000, "--buffer", &cfg->buffer, e);
+        return cl_parse_int(arg, 1, MAX_SOURCES, "--candidates", &cfg->candidates, e);
+    case OPT_SAMPLES: return cl_parse_int(arg, 0, 64, "--samples", &cfg->samples, e);
+    case OPT_WINDOW: return cl_parse_int(arg, 0, 64, "--window", &cfg->window, e);
+    case OPT_MAX_TURNS: return cl_parse_int(arg, 1, 10000, "--max-turns", &cfg->max_turns, e);
+    case OPT_PARSE_RETRIES: return cl_parse_int(arg, 0, 100, "--parse-retries", &cfg->parse_retries, e);
+    case OPT_BUFFER: return cl_parse_int(arg, 1, 10000000, "--buffer", &cfg->buffer, e);
     case OPT_PRESET:
         if (strcmp(arg, "paper") && strcmp(arg, "v2"))
             return cl_err_set(e, CL_EXIT_USAGE, "--preset: unknown preset '%s' (paper, v2)", arg);
@@ -304,11 +295,8 @@ int main(int argc, char **argv)
         cl_die_err(&e);
     cl_llm_cli_attach(&t.lc, llm, io);
     int st = cl_rollout_run(cfg, llm, io, &e);
-    cl_llm_cli_report(&t.lc, llm, io);
-    int llm_status = cl_llm_cli_exit_status(&t.lc, llm);
-    int rc = cl_io_finish(io, st, &e);
+    int rc = cl_llm_cli_finish(&t.lc, llm, io, st, &e);
     cl_llm_free(llm);
     cl_llm_cli_free(&t.lc);
-    /* An interrupted or budget-stopped run says so even when every written record is fine. */
-    return rc <= 1 && llm_status ? llm_status : rc;
+    return rc;
 }

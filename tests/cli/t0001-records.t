@@ -113,6 +113,13 @@ test_expect 'a jq error deep in a batch names its line, on any thread count' '
         grep -q "in:4321" err || exit 1
     done
 '
+test_expect 'a --map program with no output for a record drops it, on any thread count' '
+    seq 1 3000 | sed "s/.*/{\"n\":&}/" >in &&
+    for t in 1 2; do
+        OMP_NUM_THREADS=$t cl-pairs -q -Z --map "select(.n % 2 == 0) // empty" in >out &&
+        test "$(wc -l <out)" = 1500 && head -1 out | grep -qx "{\"n\":2}" || exit 1
+    done
+'
 test_expect '--map outputs that are not objects are reported, and skipped with --skip-bad' '
     printf "{\"n\":1}\n{\"n\":2}\n" >in &&
     OMP_NUM_THREADS=2 cl-pairs -Z --skip-bad --map "if .n == 1 then 5 else . end" in >out 2>err &&

@@ -18,7 +18,12 @@ for p in cl-seed cl-rollout cl-judge cl-reward cl-pairs cl-finetune; do
     test_expect "every long option in $p --help appears in its man page or collabllm(7)" "
         $p --help | grep -oE -- '--[a-z][a-z0-9-]+' | sort -u >opts &&
         cat '$ROOT/man/$p.1' '$ROOT/man/collabllm.7' | sed 's/\\\\-/-/g; s/Fl /--/g' >pages &&
-        while read -r o; do grep -q -- \"\$o\" pages || { echo \"missing \$o\"; exit 1; }; done <opts
+        while read -r o; do grep -qE -- \"\$o([^a-z0-9-]|\\\$)\" pages || { echo \"missing \$o\"; exit 1; }; done <opts
+    "
+    test_expect "$p --help names every exit status of collabllm(7)" "
+        sed -n '/^\\.Sh EXIT STATUS/,/^\\.Sh /s/^\\.It \\([0-9][0-9]*\\)\$/\\1/p' '$ROOT/man/collabllm.7' >codes &&
+        test \$(wc -l <codes) -ge 10 && $p --help >out &&
+        while read -r n; do grep -Eq \"(^|[ /])\$n( |/)\" out || { echo \"missing \$n\"; exit 1; }; done <codes
     "
 done
 test_done

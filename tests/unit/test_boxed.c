@@ -72,7 +72,7 @@ static void no_box_or_broken_box_is_no_answer(void **state)
     /* the last box decides: a broken final box is no answer, whatever came before */
     expect_answer("$\\boxed{4}$ then \\boxed{oops", NULL);
     expect_answer("$\\boxed{4}$ then \\boxed   $", NULL);
-    /* the extraction table of the MATH metric (lib/metrics/mathans on the reward branch) */
+    /* the extraction table of the MATH metric (lib/metrics/mathans) */
     expect_answer("answer: \\boxed   x+1\nmore", "x+1");
     expect_answer("caf\xc3\xa9 \\boxed{\xc3\xa9t\xc3\xa9}", "\xc3\xa9t\xc3\xa9");
     expect_answer("\\boxedx", NULL);

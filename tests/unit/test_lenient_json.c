@@ -13,29 +13,7 @@
 #include <unistd.h>
 
 #include "lenient_json.h"
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
+#include "model/files.h"
 
 static const char *corpus_dir(void)
 {
@@ -59,11 +37,11 @@ static void corpus_parses_as_expected(void **state)
         snprintf(want, sizeof want, "%s/%.*s.json", corpus_dir(), (int)(nl - 4), de->d_name);
         snprintf(fail, sizeof fail, "%s/%.*s.fail", corpus_dir(), (int)(nl - 4), de->d_name);
         size_t len;
-        char *text = slurp(path, &len);
+        char *text = cl_file_read(path, &len, NULL);
         assert_non_null(text);
         jv got = cl_lenient_json(text, len);
         size_t wl;
-        char *wtext = slurp(want, &wl);
+        char *wtext = cl_file_read(want, &wl, NULL);
         if (wtext) {
             jv w = jv_parse(wtext);
             assert_true(jv_is_valid(w));
