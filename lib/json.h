@@ -104,7 +104,7 @@ jv cl_json_set_num(jv obj, const char *key, double x);
 /* {"role": role, "content": content} */
 jv cl_json_message(const char *role, const char *content);
 
-/* 64-bit FNV-1a, used for shard keys and derived ids. */
+/* 64-bit FNV-1a finished with splitmix64's avalanche, for shard keys and derived ids. */
 uint64_t cl_hash64(const void *data, size_t len, uint64_t seed);
 
 /* ---- user filters ------------------------------------------------------------------- */

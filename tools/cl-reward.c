@@ -124,7 +124,8 @@ int main(int argc, char **argv)
             "      --mem MB        sandbox address-space limit (default 4096)\n"
             "      --fsize MB      sandbox file-size limit and private /tmp size (default 64)\n"
             "      --nproc N       sandbox process limit (default 64)\n"
-            "      --python PATH   interpreter for pass_rate (default python3 in /usr/bin...)\n"
+            "      --python PATH   interpreter for pass_rate (default python3 from /usr/local/bin,\n"
+            "                      /usr/bin, /bin, never from PATH)\n"
             "      --no-seccomp    do not install the seccomp filter\n"
             "      --no-namespaces do not use namespaces\n",
         .opts = lopts,
