@@ -148,12 +148,6 @@ static const cl_bpe_added llama3_specials[] = {
     {"<|end_header_id|>", 1, 0, 0}, {"<|eot_id|>", 1, 0, 0},
 };
 
-static double gauss(uint64_t seed, uint64_t i)
-{
-    double u1 = cl_hash_uniform(seed, 2 * i), u2 = cl_hash_uniform(seed, 2 * i + 1);
-    return sqrt(-2 * log(1 - u1)) * cos(2 * 3.14159265358979323846 * u2);
-}
-
 int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *tokenizer_path, const char *corpus_path,
                      int corpus_vocab, uint64_t seed, int full, cl_err *e)
 {
@@ -220,7 +214,7 @@ int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *token
         int out_proj = strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
         for (long j = 0; j < t->numel; j++)
             x[j] = t->ndim == 1 ? (strstr(t->name, ".bias") ? 0.0f : 1.0f)
-                                : (float)(gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));
+                                : (float)(cl_hash_gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));
     }
     set_pad(fm);
     return 0;
