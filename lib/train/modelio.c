@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "files.h"
 #include "json.h"
 #include "model/bpe_train.h"
 #include "model/engine.h"
-#include "model/files.h"
 #include "model/weights.h"
 #include "stream.h"
 
