@@ -1,6 +1,6 @@
 #!/bin/sh
 # cl-finetune training throughput and peak memory on a GPT-2-small-sized Llama (d 768, 12
-# layers, 12 heads, SwiGLU 2048, vocabulary 32000; 124M parameters): full-weight SFT and LoRA DPO
+# layers, 12 heads, SwiGLU 2048, vocabulary 32000, untied embeddings; 134M parameters): full-weight SFT and LoRA DPO
 # (r 32, alpha 16, all seven projections), against PyTorch on the CPU doing the same optimizer
 # step on the same batch shape and loss tokens (bench/torch_finetune.py), in one run.
 # cl's numbers come from the tool itself (a --init model, real data rendered with its chat
@@ -56,7 +56,7 @@ tsft_c=$(awk '{print $7}' "$w/tsft"); tdpo_c=$(awk '{print $7}' "$w/tdpo")
 cpu=$(awk -F: '/model name/ { sub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo)
 tps() { awk -v c="$1" -v s="$2" 'BEGIN { printf "%.0f", c / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
-echo "### cl-finetune vs PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') CPU, GPT-2-small-sized Llama (124M; $(date -u +%Y-%m-%d); $cpu; $THREADS threads; load average $(cut -d' ' -f1 /proc/loadavg))"
+echo "### cl-finetune vs PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') CPU, GPT-2-small-sized Llama (134M; $(date -u +%Y-%m-%d); $cpu; $THREADS threads; load average $(cut -d' ' -f1 /proc/loadavg))"
 echo
 echo "| step | batch (rows x tokens) | cl s/step | cl tokens/s | torch s/step | torch tokens/s | cl speed-up (wall) | cl tokens/CPU-s | torch tokens/CPU-s | cl speed-up (CPU) | cl peak RSS (MiB) | torch peak RSS (MiB) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 
 #include "buf.h"
+#include "files.h"
 #include "json.h"
-#include "model/files.h"
 
 char *cl_prompt_load(const char *dir, const char *name, cl_err *e)
 {

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "files.h"
 #include "json.h"
 #include "train/finetune.h"
-#include "model/files.h"
 #include "train/modelio.h"
 
 enum {

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "model/files.h"
+#include "files.h"
 
 /* ---- writer -------------------------------------------------------------------------- */
 

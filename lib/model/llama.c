@@ -222,6 +222,12 @@ static uint64_t mix64(uint64_t x)
 
 double cl_hash_uniform(uint64_t seed, uint64_t i) { return (double)(mix64(seed ^ mix64(i)) >> 11) * 0x1.0p-53; }
 
+double cl_hash_gauss(uint64_t seed, uint64_t i)
+{
+    double u1 = cl_hash_uniform(seed, 2 * i), u2 = cl_hash_uniform(seed, 2 * i + 1);
+    return sqrt(-2 * log(1 - u1)) * cos(2 * 3.14159265358979323846 * u2);
+}
+
 static void fill_uniform(cl_tensor *t, uint64_t seed)
 {
     uint64_t s = cl_hash64(t->name, strlen(t->name), seed);

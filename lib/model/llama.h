@@ -96,6 +96,9 @@ int cl_llama_trainable(cl_llama *m, cl_tensor **list, int max);
 void cl_llama_init_uniform(cl_llama *m, uint64_t seed, int include_lora);
 /* u in [0, 1) from splitmix64(seed ^ splitmix64(i)). */
 double cl_hash_uniform(uint64_t seed, uint64_t i);
+/* A standard normal from the uniforms 2i and 2i+1 (Box-Muller): LoRA's Gaussian A and new
+ * models' N(0, 0.02) weights. */
+double cl_hash_gauss(uint64_t seed, uint64_t i);
 
 /* Training forward over b rows of t tokens: ids [b*t]; pos (NULL: 0..t-1 per row) and seg
  * (NULL: one sequence per row) describe packed rows.  Keeps every activation backward needs.

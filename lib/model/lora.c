@@ -30,13 +30,6 @@ int cl_lora_targets(const char *list, unsigned *mask, cl_err *e)
     return *mask ? 0 : cl_err_set(e, CL_EXIT_USAGE, "empty LoRA target list");
 }
 
-/* Standard normal from two hash-uniforms (Box-Muller); deterministic per (seed, index). */
-static double gauss(uint64_t seed, uint64_t i)
-{
-    double u1 = cl_hash_uniform(seed, 2 * i), u2 = cl_hash_uniform(seed, 2 * i + 1);
-    return sqrt(-2 * log(1 - u1)) * cos(2 * 3.14159265358979323846 * u2);
-}
-
 int cl_lora_add(cl_llama *m, const cl_lora_config *c, cl_err *e)
 {
     if (m->n_lora) return cl_err_set(e, CL_EXIT_SOFTWARE, "the model already has adapters");
@@ -91,7 +84,7 @@ int cl_lora_add(cl_llama *m, const cl_lora_config *c, cl_err *e)
             uint64_t s = cl_hash64(a->name, strlen(a->name), c->seed);
             float *ad = a->data;
             for (long i = 0; i < a->numel; i++)
-                ad[i] = c->init == CL_LORA_INIT_GAUSSIAN ? (float)(gauss(s, (uint64_t)i) / c->rank)
+                ad[i] = c->init == CL_LORA_INIT_GAUSSIAN ? (float)(cl_hash_gauss(s, (uint64_t)i) / c->rank)
                                                          : (float)((2 * cl_hash_uniform(s, (uint64_t)i) - 1) / sqrt((double)li->in));
         }
     m->n_lora = n;

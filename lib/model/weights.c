@@ -56,14 +56,14 @@ int cl_weights_load(cl_llama *m, const char *dir, cl_err *e)
     return rc;
 }
 
-int cl_weights_load_adapter(cl_llama *m, const char *dir, cl_err *e)
+int cl_weights_load_adapter(cl_llama *m, const char *dir, cl_lora_config *used, cl_err *e)
 {
     cl_peft *p = cl_peft_open(dir, e);
     if (!p)
         return -1;
     const cl_peft_config *pc = cl_peft_config_of(p);
-    cl_lora_config lc = {.rank = pc->r, .alpha = pc->alpha, .rslora = pc->use_rslora,
-                         .dropout = pc->dropout, .init = pc->gaussian_init};
+    cl_lora_config lc = {.rank = pc->r, .alpha = pc->alpha, .rslora = pc->use_rslora, .dropout = pc->dropout,
+                         .init = pc->gaussian_init ? CL_LORA_INIT_GAUSSIAN : CL_LORA_INIT_KAIMING};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < pc->n_targets; i++) {
         unsigned bit;
@@ -86,50 +86,75 @@ int cl_weights_load_adapter(cl_llama *m, const char *dir, cl_err *e)
         }
     }
     cl_peft_close(p);
+    if (rc == 0 && used)
+        *used = lc;
     return rc;
 }
 
 static cl_st_dtype st_dtype(cl_dtype d) { return d == CL_BF16 ? CL_ST_BF16 : CL_ST_F32; }
 
-int cl_weights_save(cl_llama *m, const char *dir, size_t max_shard_bytes, cl_err *e)
+/* m's base tensors as safetensors descriptions pointing at its storage (NULL: out of memory). */
+static cl_st_tensor *base_list(cl_llama *m, int *n)
 {
-    int n;
-    cl_tensor *t = cl_llama_tensors(m, &n);
-    cl_st_tensor *s = calloc((size_t)n + 1, sizeof *s);
-    if (!s)
-        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    for (int i = 0; i < n; i++)
+    cl_tensor *t = cl_llama_tensors(m, n);
+    cl_st_tensor *s = calloc((size_t)*n + 1, sizeof *s);
+    for (int i = 0; s && i < *n; i++)
         s[i] = (cl_st_tensor){t[i].name, st_dtype(t[i].dtype), t[i].ndim, {t[i].shape[0], t[i].shape[1]},
                               t[i].data, 0};
-    int rc = cl_st_write_checkpoint(dir, s, (size_t)n, max_shard_bytes, e);
-    free(s);
-    return rc;
+    return s;
 }
 
-int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model, double alpha,
-                            double dropout, int rslora, cl_err *e)
+/* m's adapters as PEFT describes them (pointing at m's storage; NULL: out of memory), and *pc:
+ * rank and targets from m, alpha, dropout, rsLoRA and the init from c. */
+static cl_peft_lora *adapter_list(cl_llama *m, const cl_lora_config *c, const char *base_model,
+                                  cl_peft_config *pc, size_t *n)
 {
-    if (!m->n_lora)
-        return cl_err_set(e, CL_EXIT_SOFTWARE, "the model has no adapters to save");
-    cl_peft_config pc = {.r = m->lora_rank, .alpha = alpha, .dropout = dropout, .use_rslora = rslora};
-    snprintf(pc.base_model, sizeof pc.base_model, "%s", base_model ? base_model : "");
+    memset(pc, 0, sizeof *pc);
+    pc->r = m->lora_rank;
+    pc->alpha = c->alpha;
+    pc->dropout = c->dropout;
+    pc->use_rslora = c->rslora;
+    pc->gaussian_init = c->init == CL_LORA_INIT_GAUSSIAN;
+    snprintf(pc->base_model, sizeof pc->base_model, "%s", base_model ? base_model : "");
     cl_peft_lora *l = calloc((size_t)m->n_lora / 2 + 1, sizeof *l);
+    *n = 0;
     if (!l)
-        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    size_t n = 0;
+        return NULL;
     unsigned seen = 0;
     for (int li = 0; li < m->cfg.layers; li++)
         for (int p = 0; p < CL_NPROJ; p++) {
             const cl_linear *x = &m->layers[li].proj[p];
             if (!x->lora_a)
                 continue;
-            l[n++] = (cl_peft_lora){li, cl_proj_name(p), x->in, x->out, CL_ST_F32, x->lora_a->data,
-                                    x->lora_b->data};
-            if (!(seen & (1u << p)) && pc.n_targets < CL_PEFT_MAX_TARGETS)
-                snprintf(pc.targets[pc.n_targets++], sizeof pc.targets[0], "%s", cl_proj_name(p));
+            l[(*n)++] = (cl_peft_lora){li, cl_proj_name(p), x->in, x->out, CL_ST_F32, x->lora_a->data,
+                                       x->lora_b->data};
+            if (!(seen & (1u << p)) && pc->n_targets < CL_PEFT_MAX_TARGETS)
+                snprintf(pc->targets[pc->n_targets++], sizeof pc->targets[0], "%s", cl_proj_name(p));
             seen |= 1u << p;
         }
-    int rc = cl_peft_write(dir, &pc, l, n, e);
+    return l;
+}
+
+int cl_weights_save(cl_llama *m, const char *dir, size_t max_shard_bytes, cl_err *e)
+{
+    int n;
+    cl_st_tensor *s = base_list(m, &n);
+    if (!s)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = cl_st_write_checkpoint(dir, s, (size_t)n, max_shard_bytes, e);
+    free(s);
+    return rc;
+}
+
+int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model, const cl_lora_config *c,
+                            cl_err *e)
+{
+    if (!m->n_lora)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "the model has no adapters to save");
+    cl_peft_config pc;
+    size_t n;
+    cl_peft_lora *l = adapter_list(m, c, base_model, &pc, &n);
+    int rc = l ? cl_peft_write(dir, &pc, l, n, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     free(l);
     return rc;
 }
@@ -150,4 +175,32 @@ void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, fl
     for (int i = 0; i < half; i++)
         rope_freqs[i] = (float)(1.0 / pow(c->rope_theta, (2.0 * i) / c->head_dim) / inv[i]);
     info->rope_freqs = rope_freqs;
+}
+
+int cl_weights_export_gguf(cl_llama *m, const cl_tokenizer *tok, const char *chat_template, const char *path,
+                           cl_err *e)
+{
+    cl_gguf_model_info info;
+    float rope_freqs[256];
+    cl_weights_gguf_info(&m->cfg, &info, rope_freqs);
+    info.chat_template = chat_template;
+    int n;
+    cl_st_tensor *s = base_list(m, &n);
+    int rc = s ? cl_gguf_export_model(path, &info, s, (size_t)n, tok, e)
+               : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(s);
+    return rc;
+}
+
+int cl_weights_export_gguf_lora(cl_llama *m, const cl_lora_config *c, const char *path, cl_err *e)
+{
+    cl_peft_config pc;
+    size_t n;
+    cl_peft_lora *l = adapter_list(m, c, NULL, &pc, &n);
+    const cl_llama_config *cfg = &m->cfg;
+    int rc = l ? cl_gguf_export_lora(path, strcmp(cfg->model_type, "qwen2") == 0 ? "qwen2" : "llama", &pc,
+                                     (uint32_t)cfg->heads, (uint32_t)cfg->kv_heads, l, n, e)
+               : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(l);
+    return rc;
 }

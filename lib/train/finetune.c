@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "files.h"
 #include "json.h"
-#include "model/files.h"
 #include "train/modelio.h"
 
 void cl_ft_opts_default(cl_ft_opts *o)

@@ -11,13 +11,10 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "files.h"
 #include "json.h"
 #include "model/bpe_train.h"
 #include "model/engine.h"
-#include "model/files.h"
-#include "model/gguf.h"
-#include "model/peft.h"
-#include "model/safetensors.h"
 #include "model/weights.h"
 #include "stream.h"
 
@@ -148,12 +145,6 @@ static const cl_bpe_added llama3_specials[] = {
     {"<|end_header_id|>", 1, 0, 0}, {"<|eot_id|>", 1, 0, 0},
 };
 
-static double gauss(uint64_t seed, uint64_t i)
-{
-    double u1 = cl_hash_uniform(seed, 2 * i), u2 = cl_hash_uniform(seed, 2 * i + 1);
-    return sqrt(-2 * log(1 - u1)) * cos(2 * 3.14159265358979323846 * u2);
-}
-
 int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *tokenizer_path, const char *corpus_path,
                      int corpus_vocab, uint64_t seed, int full, cl_err *e)
 {
@@ -220,7 +211,7 @@ int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *token
         int out_proj = strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
         for (long j = 0; j < t->numel; j++)
             x[j] = t->ndim == 1 ? (strstr(t->name, ".bias") ? 0.0f : 1.0f)
-                                : (float)(gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));
+                                : (float)(cl_hash_gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));
     }
     set_pad(fm);
     return 0;
@@ -265,23 +256,6 @@ int cl_ft_model_add_lora(cl_ft_model *fm, const cl_lora_config *c, cl_err *e)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* The base tensors as safetensors descriptions (pointing at the model's storage). */
-static cl_st_tensor *st_list(cl_ft_model *fm, int *n)
-{
-    cl_tensor *ts = cl_llama_tensors(fm->m, n);
-    cl_st_tensor *st = calloc((size_t)*n, sizeof *st);
-    if (!st) return NULL;
-    for (int i = 0; i < *n; i++) {
-        st[i].name = ts[i].name;
-        st[i].dtype = ts[i].dtype == CL_F32 ? CL_ST_F32 : CL_ST_BF16;
-        st[i].ndim = ts[i].ndim;
-        st[i].shape[0] = ts[i].shape[0];
-        st[i].shape[1] = ts[i].shape[1];
-        st[i].data = ts[i].data;
-    }
-    return st;
-}
-
 static int copy_if_present(const char *src_dir, const char *dir, const char *name, cl_err *e)
 {
     char p[4200];
@@ -310,56 +284,15 @@ int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e)
     return rc;
 }
 
-/* The adapters as PEFT describes them; *pc filled from the model's LoRA configuration. */
-static cl_peft_lora *peft_list(cl_ft_model *fm, cl_peft_config *pc, size_t *n)
-{
-    cl_llama *m = fm->m;
-    memset(pc, 0, sizeof *pc);
-    size_t sl = strlen(fm->src) < sizeof pc->base_model ? strlen(fm->src) : sizeof pc->base_model - 1;
-    memcpy(pc->base_model, fm->src, sl);
-    pc->r = m->lora_rank;
-    pc->alpha = fm->lora.alpha;
-    pc->dropout = fm->lora.dropout;
-    pc->use_rslora = fm->lora.rslora;
-    pc->gaussian_init = fm->lora.init == CL_LORA_INIT_GAUSSIAN;
-    for (int p = 0; p < CL_NPROJ; p++)
-        if (fm->lora.targets >> p & 1) snprintf(pc->targets[pc->n_targets++], sizeof pc->targets[0], "%s", cl_proj_name(p));
-    cl_peft_lora *l = calloc((size_t)m->cfg.layers * CL_NPROJ, sizeof *l);
-    *n = 0;
-    if (!l) return NULL;
-    for (int layer = 0; layer < m->cfg.layers; layer++)
-        for (int p = 0; p < CL_NPROJ; p++) {
-            cl_linear *li = &m->layers[layer].proj[p];
-            if (!li->lora_a) continue;
-            l[(*n)++] = (cl_peft_lora){layer, cl_proj_name(p), li->in, li->out, CL_ST_F32, li->lora_a->data,
-                                       li->lora_b->data};
-        }
-    return l;
-}
-
 int cl_ft_model_save_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 {
     if (mkdir(dir, 0777) && errno != EEXIST) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", dir, strerror(errno));
-    return cl_weights_save_adapter(fm->m, dir, fm->src, fm->lora.alpha, fm->lora.dropout, fm->lora.rslora, e);
+    return cl_weights_save_adapter(fm->m, dir, fm->src, &fm->lora, e);
 }
 
 int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 {
-    char p[4200];
-    size_t len;
-    char *text = cl_file_read(cl_ft_path(p, sizeof p, dir, "adapter_config.json"), &len, e);
-    cl_peft_config pc;
-    int rc = text ? cl_peft_config_parse(text, len, p, &pc, e) : -1;
-    free(text);
-    if (rc || cl_weights_load_adapter(fm->m, dir, e)) return -1;
-    fm->lora = (cl_lora_config){.rank = pc.r, .alpha = pc.alpha, .rslora = pc.use_rslora, .dropout = pc.dropout,
-                                .targets = 0, .init = pc.gaussian_init ? CL_LORA_INIT_GAUSSIAN : CL_LORA_INIT_KAIMING};
-    for (size_t i = 0; i < pc.n_targets; i++) {
-        unsigned bit = 0;
-        cl_lora_targets(pc.targets[i], &bit, NULL);
-        fm->lora.targets |= bit;
-    }
-    return 0;
+    return cl_weights_load_adapter(fm->m, dir, &fm->lora, e);
 }
 
 /* ---- GGUF ------------------------------------------------------------------------------- */
@@ -381,45 +314,15 @@ static char *chat_template(const cl_ft_model *fm)
 
 int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e)
 {
-    const cl_llama_config *c = &fm->m->cfg;
     char *tmpl = chat_template(fm);
-    cl_gguf_model_info info = {
-        .arch = strcmp(c->model_type, "qwen2") ? "llama" : "qwen2",
-        .name = NULL,
-        .context_length = (uint32_t)c->max_pos,
-        .embedding_length = (uint32_t)c->hidden,
-        .block_count = (uint32_t)c->layers,
-        .feed_forward_length = (uint32_t)c->inter,
-        .head_count = (uint32_t)c->heads,
-        .head_count_kv = (uint32_t)c->kv_heads,
-        .head_dim = (uint32_t)c->head_dim,
-        .rms_eps = (float)c->rms_eps,
-        .rope_theta = (float)c->rope_theta,
-        .chat_template = tmpl,
-        .bos_id = c->bos_id,
-        .eos_id = c->n_eos ? c->eos_ids[0] : -1,
-        .pad_id = -1,
-    };
-    int n;
-    cl_st_tensor *st = st_list(fm, &n);
-    int rc = st ? cl_gguf_export_model(path, &info, st, (size_t)n, fm->tok, e)
-                : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    free(st);
+    int rc = cl_weights_export_gguf(fm->m, fm->tok, tmpl, path, e);
     free(tmpl);
     return rc;
 }
 
 int cl_ft_model_export_gguf_lora(cl_ft_model *fm, const char *path, cl_err *e)
 {
-    const cl_llama_config *c = &fm->m->cfg;
-    cl_peft_config pc;
-    size_t n;
-    cl_peft_lora *l = peft_list(fm, &pc, &n);
-    if (!l) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    int rc = cl_gguf_export_lora(path, strcmp(c->model_type, "qwen2") ? "llama" : "qwen2", &pc, (uint32_t)c->heads,
-                                 (uint32_t)c->kv_heads, l, n, e);
-    free(l);
-    return rc;
+    return cl_weights_export_gguf_lora(fm->m, &fm->lora, path, e);
 }
 
 /* ---- greedy decoding -------------------------------------------------------------------- */

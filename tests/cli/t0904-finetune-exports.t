@@ -44,6 +44,12 @@ test_expect '--bf16 keeps the base in bf16 and still learns the preference' '
 test_expect 'GGUF exports are written: adapter.gguf and the merged model.gguf' '
     test "$(head -c 4 "$S/dpo/adapter.gguf")" = GGUF && test "$(head -c 4 "$S/dpo/model.gguf")" = GGUF
 '
+test_expect 'a Llama-3.1-style model (llama3 rope scaling) carries its rope_freqs into model.gguf' '
+    jq ". + {rope_scaling: {rope_type: \"llama3\", factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0,
+                             original_max_position_embeddings: 64}}" "$S/cfg.json" >c31 &&
+    cl-finetune --init c31 --tokenizer "$S/base/init/tokenizer.json" --sft "$S/sft.jsonl" --max-steps 1 --gguf -q \
+        --run r31 && "$CL_TESTBIN/fmt" gguf-info r31/model.gguf | grep -q "^rope_freqs.weight 0 \[4\]"
+'
 if [ -d "$NPM/node_modules/node-llama-cpp" ] && command -v node >/dev/null; then
     test_expect 'llama.cpp loads the merged GGUF, tokenizes the chat prompt as we do and decodes our greedy reply' '
         jq -Rn --arg t "$TEXT" "\$t" >p && node "$NPM/llama-oracle.mjs" "$S/dpo/model.gguf" --steps 12 <p >theirs &&

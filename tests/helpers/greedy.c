@@ -56,7 +56,7 @@ int main(int argc, char **argv)
     if (cl_config_load(&cfg, path, &e))
         return die(&e);
     cl_llama *m = cl_llama_new(&cfg, CL_F32, 0, &e);
-    if (!m || cl_weights_load(m, dir, &e) || (adapter && cl_weights_load_adapter(m, adapter, &e)))
+    if (!m || cl_weights_load(m, dir, &e) || (adapter && cl_weights_load_adapter(m, adapter, NULL, &e)))
         return die(&e);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     cl_tokenizer *tok = cl_tokenizer_load(path, &e);

@@ -20,6 +20,7 @@
 
 #include <utf8proc.h>
 
+#include "files.h"
 #include "json.h"
 #include "model/bpe_train.h"
 #include "model/chat.h"
@@ -63,15 +64,22 @@ static void print_ids(const cl_ids *ids)
     puts("]");
 }
 
-static cl_tokenizer *open_tok(const char *path, int tiktoken, cl_err *e)
+/* The tokenizer.json at path, or with tiktoken the tiktoken file; NULL after saying why, with
+ * *rc the library's exit code. */
+static cl_tokenizer *open_tok(const char *path, int tiktoken, int *rc)
 {
-    if (!tiktoken)
-        return cl_tokenizer_load(path, e);
     /* Llama-3's original tokenizer is a tiktoken file with these specials after it. */
     static const char *names[] = {"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                                   "<|end_header_id|>", "<|eot_id|>"};
     static const int32_t ids[] = {128000, 128001, 128006, 128007, 128009};
-    return cl_tokenizer_load_tiktoken(path, NULL, names, ids, 5, e);
+    cl_err e = {0};
+    cl_tokenizer *t = tiktoken ? cl_tokenizer_load_tiktoken(path, NULL, names, ids, 5, &e)
+                               : cl_tokenizer_load(path, &e);
+    if (!t) {
+        fprintf(stderr, "tok: %s\n", e.msg);
+        *rc = e.code;
+    }
+    return t;
 }
 
 /* decode(ids) must give s back (its NFC form with nfc); 1 and a message when it does not. */
@@ -118,15 +126,13 @@ static int cmd_encode(int argc, char **argv, int print)
     }
     if (!path)
         return 2;
+    int rc = 0;
+    cl_tokenizer *t = open_tok(path, tiktoken, &rc);
+    if (!t)
+        return rc;
     cl_err e = {0};
-    cl_tokenizer *t = open_tok(path, tiktoken, &e);
-    if (!t) {
-        fprintf(stderr, "tok: %s\n", e.msg);
-        return e.code;
-    }
     char *line;
     size_t n, lineno = 0;
-    int rc = 0;
     while (rc == 0 && (line = read_line(stdin, &n))) {
         lineno++;
         size_t len;
@@ -266,12 +272,10 @@ static int cmd_train(const char *flavour, size_t vocab)
 
 static int cmd_tiktoken(const char *path)
 {
-    cl_err e = {0};
-    cl_tokenizer *t = cl_tokenizer_load(path, &e);
-    if (!t) {
-        fprintf(stderr, "tok: %s\n", e.msg);
-        return e.code;
-    }
+    int rc = 0;
+    cl_tokenizer *t = open_tok(path, 0, &rc);
+    if (!t)
+        return rc;
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (int32_t id = 0; id < cl_tokenizer_vocab_size(t); id++) {
         size_t n;
@@ -293,19 +297,18 @@ static int cmd_tiktoken(const char *path)
 
 static int cmd_bench(const char *path, const char *textpath)
 {
+    int rc = 0;
+    cl_tokenizer *t = open_tok(path, 0, &rc);
+    if (!t)
+        return rc;
     cl_err e = {0};
-    cl_tokenizer *t = cl_tokenizer_load(path, &e);
-    FILE *f = fopen(textpath, "rb");
-    if (!t || !f) {
-        fprintf(stderr, "tok: %s\n", t ? textpath : e.msg);
-        return 66;
+    size_t got;
+    char *buf = cl_file_read(textpath, &got, &e);
+    if (!buf) {
+        fprintf(stderr, "tok: %s\n", e.msg);
+        cl_tokenizer_free(t);
+        return e.code;
     }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
     struct timespec a, b;
     cl_ids ids = {0};
     size_t total = 0, ntok = 0;
@@ -336,15 +339,13 @@ static int cmd_bench(const char *path, const char *textpath)
 
 static int cmd_chat(const char *path)
 {
+    int rc = 0;
+    cl_tokenizer *tk = open_tok(path, 0, &rc);
+    if (!tk)
+        return rc;
     cl_err e = {0};
-    cl_tokenizer *tk = cl_tokenizer_load(path, &e);
-    if (!tk) {
-        fprintf(stderr, "tok: %s\n", e.msg);
-        return e.code;
-    }
     char *line;
     size_t n, lineno = 0;
-    int rc = 0;
     while (rc == 0 && (line = read_line(stdin, &n))) {
         lineno++;
         jv v = cl_json_parse(line, n);

@@ -67,8 +67,13 @@ static void an_adapter_round_trips_through_peft(void **state)
     cl_lora_config lc = {.rank = 4, .alpha = 8, .targets = (1u << CL_Q) | (1u << CL_DOWN), .seed = 3};
     assert_int_equal(cl_lora_add(a, &lc, &e), 0);
     cl_llama_init_uniform(a, 11, 1);
-    assert_int_equal(cl_weights_save_adapter(a, dir, "tiny", 8, 0.05, 0, &e), 0);
-    assert_int_equal(cl_weights_load_adapter(b, dir, &e), 0);
+    cl_lora_config saved = {.alpha = 8, .dropout = 0.05, .init = CL_LORA_INIT_GAUSSIAN}, used;
+    assert_int_equal(cl_weights_save_adapter(a, dir, "tiny", &saved, &e), 0);
+    assert_int_equal(cl_weights_load_adapter(b, dir, &used, &e), 0);
+    assert_int_equal(used.rank, 4);
+    assert_true(used.alpha == 8 && used.dropout == 0.05 && !used.rslora);
+    assert_int_equal(used.targets, lc.targets);
+    assert_int_equal(used.init, CL_LORA_INIT_GAUSSIAN);
     assert_int_equal(b->n_lora, a->n_lora);
     assert_true(b->lora_scale == a->lora_scale);
     for (int i = 0; i < a->n_lora; i++) {

@@ -1,12 +1,12 @@
-/* files.h — reading whole files for the model-file readers.
+/* files.h — reading whole files: model files, configs, embedded-prompt overrides.
  *
  * Owns: mapping a file read-only (weights are used in place, never copied) and reading a small
  * file (JSON, rank lists) into a NUL-terminated buffer, each with the error a reader reports:
  * CL_EXIT_NOINPUT when the file cannot be opened or is not a regular file, CL_EXIT_IOERR when
  * reading fails; and naming the files of a model or adapter directory.  Must not know: any
  * format. */
-#ifndef CL_MODEL_FILES_H
-#define CL_MODEL_FILES_H
+#ifndef CL_FILES_H
+#define CL_FILES_H
 
 #include <stddef.h>
 

@@ -1,5 +1,5 @@
 /* files.c — whole-file mapping and reading (see files.h). */
-#include "model/files.h"
+#include "files.h"
 
 #include <errno.h>
 #include <fcntl.h>
