@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "lenient_json.h"
-#include "model/files.h"
+#include "files.h"
 
 static const char *corpus_dir(void)
 {
