@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "json.h"
 #include "sha256.h"
 
@@ -187,17 +188,10 @@ static int load_index(cl_llm_cache *k, uint32_t pack)
     index_path(k, pack, ipath, sizeof ipath);
     struct stat st;
     size_t len = 0;
-    char *buf = NULL;
-    int fd = open(ipath, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    cl_err fe = {0}; /* a missing or unreadable index is rebuilt from its pack */
+    char *buf = cl_file_read(ipath, &len, &fe);
+    if (!buf)
         return -1;
-    struct stat ist;
-    if (fstat(fd, &ist) == 0 && ist.st_size > 0 && (buf = malloc((size_t)ist.st_size))) {
-        ssize_t r;
-        while (len < (size_t)ist.st_size && (r = read(fd, buf + len, (size_t)ist.st_size - len)) > 0)
-            len += (size_t)r;
-    }
-    close(fd);
     int rc = -1;
     unsigned long long size;
     char *nl = buf ? memchr(buf, '\n', len < 64 ? len : 64) : NULL;
