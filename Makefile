@@ -7,6 +7,12 @@
 #   make demo         the pipeline on the shipped examples
 #   make install      PREFIX=/usr/local DESTDIR=
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
+#
+# lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
+# always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
+#   tools/ -> collab/ -> llm/ ------> core/
+#             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
+#             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -59,8 +65,8 @@ ALL_CFLAGS := $(CL_CPPFLAGS) $(DEP_CFLAGS) $(CPPFLAGS) $(CL_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS := -fopenmp $(LDFLAGS)
 
 LIB_SRC   := $(sort $(shell find lib -name '*.c'))
-LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o) $(O)/lib/prompts/prompts_data.o
-PROMPTS   := $(sort $(wildcard lib/prompts/*.txt))
+LIB_OBJ   := $(LIB_SRC:%.c=$(O)/%.o) $(CU_SRC:%.cu=$(O)/%.cu.o) $(O)/lib/collab/prompts/prompts_data.o
+PROMPTS   := $(sort $(wildcard lib/collab/prompts/*.txt))
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/cl-*.c))
 # Variant builds (SAN, BLAS, CUDA) keep their programs beside their objects so they never
 # overwrite the plain build in bin/.
@@ -99,10 +105,10 @@ $(O)/%.cu.o: %.cu
 	$(NVCC) $(NVCC_ARCH) -O2 -Ilib -DCL_HAVE_CUDA -c -o $@ $<
 
 # Prompts are plain text files compiled in as C strings; --prompt-dir overrides them at run time.
-$(O)/lib/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
+$(O)/lib/collab/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
 	@mkdir -p $(@D)
 	sh scripts/embed-prompts $(PROMPTS) > $@
-$(O)/lib/prompts/prompts_data.o: $(O)/lib/prompts/prompts_data.c
+$(O)/lib/collab/prompts/prompts_data.o: $(O)/lib/collab/prompts/prompts_data.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(PROGDIR)/%: $(O)/tools/%.o $(O)/libcl.a
@@ -143,6 +149,7 @@ unit: $(UNIT_BINS)
 	CMOCKA_MESSAGE_OUTPUT=TAP prove $(UNIT_BINS)
 
 lint:
+	@sh scripts/check-layers
 	@test -n "$(MANPAGES)" || { echo "no man pages"; exit 1; }
 	mandoc -T lint -W warning $(MANPAGES)
 

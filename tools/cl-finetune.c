@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "files.h"
-#include "json.h"
+#include "core/cli.h"
+#include "core/files.h"
+#include "core/json.h"
 #include "train/finetune.h"
 #include "train/modelio.h"
 

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "judge.h"
-#include "judge_run.h"
-#include "llm_cli.h"
-#include "records.h"
-#include "report.h"
+#include "core/json.h"
+#include "collab/judge.h"
+#include "collab/judge_run.h"
+#include "llm/cli.h"
+#include "core/records.h"
+#include "collab/report.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,

@@ -1,15 +1,15 @@
 /* cl-pairs — MR-ranked turns into DPO pairs, SFT dialogues and next-turn states, and the flat
  * rows of the published collabllm-multiturn-* datasets.  Without a mode it is a record filter
- * (--where/--map/--shard).  The selection rules live in lib/pairs. */
+ * (--where/--map/--shard).  The selection rules live in lib/collab/pairs. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "conv.h"
-#include "json.h"
-#include "pairs.h"
-#include "prompts.h"
-#include "records.h"
+#include "core/cli.h"
+#include "collab/conv.h"
+#include "core/json.h"
+#include "collab/pairs.h"
+#include "collab/prompts.h"
+#include "core/records.h"
 
 enum {
     OPT_DPO = 256, OPT_SFT, OPT_ADVANCE, OPT_TO_FLAT, OPT_FROM_FLAT,

@@ -1,13 +1,13 @@
 /* cl-reward — local metrics (BLEU, pass rate, answer equivalence, tokens), R* and MR.
- * Flags and wiring: lib/score reads the records in batches, scores them in parallel and writes
+ * Flags and wiring: lib/collab/score reads the records in batches, scores them in parallel and writes
  * them in input order.
  * Without a metric or a reward it is a record filter (--where/--map/--shard). */
 #include <stdio.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "records.h"
-#include "score.h"
+#include "core/cli.h"
+#include "core/records.h"
+#include "collab/score.h"
 
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,

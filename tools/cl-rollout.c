@@ -1,13 +1,13 @@
-/* cl-rollout — the collaborative simulation: flags to a cl_rollout_config, then lib/rollout. */
+/* cl-rollout — the collaborative simulation: flags to a cl_rollout_config, then lib/collab/rollout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "conv.h"
-#include "llm_cli.h"
-#include "records.h"
-#include "rollout.h"
+#include "core/cli.h"
+#include "collab/conv.h"
+#include "llm/cli.h"
+#include "core/records.h"
+#include "collab/rollout.h"
 
 enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,

@@ -1,5 +1,5 @@
 /* cl-seed — datasets in, seed records out.  Rows (JSONL or JSON arrays, plain or zstd) go
- * through the record options, then a preset of lib/seed turns each into a seed; this file only
+ * through the record options, then a preset of lib/collab/seed turns each into a seed; this file only
  * wires flags to that, applies the split, de-duplication, recency, shuffle and limit, and
  * reports what it dropped. */
 #include <inttypes.h>
@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "json.h"
-#include "records.h"
-#include "seed.h"
+#include "core/cli.h"
+#include "core/json.h"
+#include "core/records.h"
+#include "collab/seed.h"
 
 enum {
     OPT_PRESET = 256, OPT_SPLIT, OPT_TEST_RATIO, OPT_SPLIT_IDS, OPT_LIMIT, OPT_SHUFFLE,

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "core/buf.h"
 #include "metrics/utext.h"
 
 /* Python's str.replace(from, to): every non-overlapping occurrence, left to right. */

@@ -3,7 +3,7 @@
  *
  * Owns: the normalisation and comparison rules of the MATH benchmark (Hendrycks et al.,
  * math_equivalence.py), reproduced rule for rule, including the cases where the original
- * raises and falls back to comparing raw strings.  Finding the boxed answer is lib/boxed's.
+ * raises and falls back to comparing raw strings.  Finding the boxed answer is metrics/boxed's.
  * Pure functions over UTF-8 strings: thread-safe. */
 #ifndef CL_METRICS_MATHANS_H
 #define CL_METRICS_MATHANS_H

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "metrics/utext.h"
 
 int tokens_parse_method(const char *s, tokens_method *m, const char **file, cl_err *e)

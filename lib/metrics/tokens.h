@@ -12,7 +12,7 @@
 
 #include <jv.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/tokenizer.h"
 
 typedef enum tokens_method { TOKENS_USAGE, TOKENS_WORDS, TOKENS_TIKTOKEN, TOKENS_TOKENIZER } tokens_method;

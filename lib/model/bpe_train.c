@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/tokenizer.h"
 
 #define LLAMA3_PATTERN                                                                      \

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "err.h"
+#include "core/err.h"
 
 typedef struct cl_bpe_added {
     const char *content;

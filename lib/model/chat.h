@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/tokenizer.h"
 
 typedef enum cl_chat_format {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 
 static int get_int(const jv *o, const char *key, int fallback, int *out, const char *what, cl_err *e)
 {

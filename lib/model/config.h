@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "err.h"
+#include "core/err.h"
 
 #define CL_MAX_EOS 8
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "files.h"
+#include "core/files.h"
 
 /* ---- writer -------------------------------------------------------------------------- */
 

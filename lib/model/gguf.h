@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/peft.h"
 #include "model/safetensors.h"
 #include "model/tokenizer.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/gemm.h"
 #include "model/ops.h"
 

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/config.h"
 
 typedef enum cl_dtype { CL_F32 = 0, CL_BF16 = 1 } cl_dtype;

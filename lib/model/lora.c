@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/gemm.h"
 
 int cl_lora_targets(const char *list, unsigned *mask, cl_err *e)

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "files.h"
-#include "json.h"
+#include "core/files.h"
+#include "core/json.h"
 
 static const char *const modules[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                       "gate_proj", "up_proj", "down_proj"};

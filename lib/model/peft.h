@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/safetensors.h"
 
 #define CL_PEFT_MAX_TARGETS 16

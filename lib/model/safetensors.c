@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "files.h"
-#include "json.h"
+#include "core/files.h"
+#include "core/json.h"
 
 #define HEADER_MAX (100u << 20) /* the reference refuses larger headers */
 

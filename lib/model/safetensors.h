@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 
 typedef enum cl_st_dtype {
     CL_ST_F32, CL_ST_F16, CL_ST_BF16, CL_ST_F64, CL_ST_I64, CL_ST_I32, CL_ST_I16, CL_ST_I8,

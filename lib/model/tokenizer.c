@@ -13,8 +13,8 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#include "files.h"
-#include "json.h"
+#include "core/files.h"
+#include "core/json.h"
 
 /* ---- ids ----------------------------------------------------------------------------- */
 

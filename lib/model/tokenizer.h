@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 
 /* A growable array of token ids. Zero-initialise; free with cl_ids_free. */
 typedef struct cl_ids {

@@ -9,7 +9,7 @@
 #ifndef CL_MODEL_WEIGHTS_H
 #define CL_MODEL_WEIGHTS_H
 
-#include "err.h"
+#include "core/err.h"
 #include "model/gguf.h"
 #include "model/llama.h"
 #include "model/lora.h"

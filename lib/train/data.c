@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "json.h"
-#include "stream.h"
+#include "core/buf.h"
+#include "core/json.h"
+#include "core/stream.h"
 
 uint64_t cl_ft_rand(uint64_t seed, uint64_t stream, uint64_t i, uint64_t n)
 {

@@ -15,7 +15,7 @@
 #include <jv.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/chat.h"
 #include "model/tokenizer.h"
 

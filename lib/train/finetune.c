@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "files.h"
-#include "json.h"
+#include "core/cli.h"
+#include "core/files.h"
+#include "core/json.h"
 #include "train/modelio.h"
 
 void cl_ft_opts_default(cl_ft_opts *o)

@@ -15,11 +15,11 @@
 
 #include <stdint.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/loss.h"
 #include "model/lora.h"
 #include "model/optim.h"
-#include "stream.h"
+#include "core/stream.h"
 #include "train/data.h"
 
 typedef struct cl_ft_opts {

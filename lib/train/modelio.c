@@ -10,13 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "files.h"
-#include "json.h"
+#include "core/buf.h"
+#include "core/files.h"
+#include "core/json.h"
 #include "model/bpe_train.h"
 #include "model/engine.h"
 #include "model/weights.h"
-#include "stream.h"
+#include "core/stream.h"
 
 char *cl_ft_path(char *out, size_t size, const char *dir, const char *name)
 {

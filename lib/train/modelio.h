@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "err.h"
+#include "core/err.h"
 #include "model/chat.h"
 #include "model/llama.h"
 #include "model/lora.h"

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "metrics/bleu.h"
 
 static double cpu_now(void)

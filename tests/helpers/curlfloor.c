@@ -1,5 +1,5 @@
 /* curlfloor — the cost floor of the LLM client, for bench/bench-llm.sh: N identical POSTs,
- * K in flight, through the same libcurl multi + epoll machinery as lib/llm_http.c but with no
+ * K in flight, through the same libcurl multi + epoll machinery as lib/llm/http.c but with no
  * JSON, no retries, no cache and no accounting.  What cl's client costs per call above this is
  * the price of its own work.
  *
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 
-#include "cli.h"
+#include "core/cli.h"
 
 static int epfd;
 static CURLM *multi;

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/config.h"
 #include "model/gguf.h"
 #include "model/peft.h"

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "train/modelio.h"
 
 static int fail(const cl_err *e)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "model/weights.h"

@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "llm_cli.h"
-#include "records.h"
+#include "core/json.h"
+#include "llm/cli.h"
+#include "core/records.h"
 
 enum { OPT_CHAIN = 256, OPT_GEN, OPT_SHOW_CACHED, OPT_DISCARD };
 

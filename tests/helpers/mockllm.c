@@ -48,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "core/json.h"
 
 enum fault { F_NONE, F_429, F_QUOTA, F_500, F_503, F_NORETRY, F_400, F_401, F_404, F_ECHOKEY, F_STALL,
              F_MIDSTALL, F_RESET, F_CLOSE, F_TRUNCATE, F_BADJSON, F_NOCHOICES, F_LENGTH, F_NOUSAGE,

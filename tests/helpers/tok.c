@@ -20,8 +20,8 @@
 
 #include <utf8proc.h>
 
-#include "files.h"
-#include "json.h"
+#include "core/files.h"
+#include "core/json.h"
 #include "model/bpe_train.h"
 #include "model/chat.h"
 #include "model/tokenizer.h"

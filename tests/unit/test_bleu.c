@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "metrics/bleu.h"
 
 static double char_bleu(const char *h, const char *r) { return bleu_char(h, strlen(h), r, strlen(r)); }

@@ -1,4 +1,4 @@
-/* Unit tests for lib/boxed: the last \boxed{} answer of a LaTeX solution. */
+/* Unit tests for lib/metrics/boxed: the last \boxed{} answer of a LaTeX solution. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "boxed.h"
+#include "metrics/boxed.h"
 
 static void expect_answer(const char *text, const char *want)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for lib/conv: transcript rendering, turn counting, the marker, and the seed,
+/* Unit tests for lib/collab/conv: transcript rendering, turn counting, the marker, and the seed,
  * state and branch accessors. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conv.h"
-#include "json.h"
+#include "collab/conv.h"
+#include "core/json.h"
 
 static jv parse(const char *s)
 {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 #include "model/bpe_train.h"
 #include "train/data.h"
 #include "train/finetune.h"

@@ -1,4 +1,4 @@
-/* Unit tests for lib/json: the validator, parser, printer, accessors and filters. */
+/* Unit tests for lib/core/json: the validator, parser, printer, accessors and filters. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 
 static int valid(const char *s) { cl_json_check c; return cl_json_validate(s, strlen(s), &c) == 0; }
 

@@ -1,5 +1,5 @@
-/* Unit tests for lib/judge (reading replies, scales, units, requests, summaries) and the
- * bootstrap of lib/report. */
+/* Unit tests for lib/collab/judge (reading replies, scales, units, requests, summaries) and the
+ * bootstrap of lib/collab/report. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "judge.h"
-#include "report.h"
+#include "core/json.h"
+#include "collab/judge.h"
+#include "collab/report.h"
 
 static jv parse(const char *s)
 {

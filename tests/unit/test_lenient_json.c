@@ -1,4 +1,4 @@
-/* Unit tests for lib/lenient_json: the corpus of ugly model outputs in tests/fixtures/lenient
+/* Unit tests for lib/collab/lenient_json: the corpus of ugly model outputs in tests/fixtures/lenient
  * (NAME.txt with NAME.json = the object it must give, or NAME.fail = it must be refused), plus
  * the number reader. */
 #include <setjmp.h>
@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lenient_json.h"
-#include "files.h"
+#include "collab/lenient_json.h"
+#include "core/files.h"
 
 static const char *corpus_dir(void)
 {

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "llm.h"
-#include "llm_backend.h"
-#include "sha256.h"
+#include "core/json.h"
+#include "llm/llm.h"
+#include "llm/backend.h"
+#include "core/sha256.h"
 
 /* ---- a scripted backend ------------------------------------------------------------------ */
 

@@ -1,4 +1,4 @@
-/* Unit tests for lib/pairs: ranking, floors, pairs, the advance rules and the flat rows. */
+/* Unit tests for lib/collab/pairs: ranking, floors, pairs, the advance rules and the flat rows. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,8 +6,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "json.h"
-#include "pairs.h"
+#include "core/json.h"
+#include "collab/pairs.h"
 
 static jv J(const char *s)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for lib/prompts: built-in texts, --prompt-dir override, {{var}} rendering. */
+/* Unit tests for lib/collab/prompts: built-in texts, --prompt-dir override, {{var}} rendering. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "prompts.h"
+#include "collab/prompts.h"
 
 static void builtin_prompt_is_compiled_in(void **state)
 {

@@ -1,4 +1,4 @@
-/* Unit tests for lib/reward: R* and MR arithmetic on hand-computed fixtures, every mode. */
+/* Unit tests for lib/collab/reward: R* and MR arithmetic on hand-computed fixtures, every mode. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "reward.h"
+#include "collab/reward.h"
 
 typedef struct scores {
     const char *name[8];

@@ -1,4 +1,4 @@
-/* Unit tests for lib/rollout, driven by an in-process scripted user and assistant plugged into
+/* Unit tests for lib/collab/rollout, driven by an in-process scripted user and assistant plugged into
  * the LLM loop (no HTTP: the HTTP path is tested in tests/cli/t03*.t).  They check what the
  * command line cannot see: the sample key of every call, and the exact size of every tree
  * over a grid of K, S and w. */
@@ -12,12 +12,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conv.h"
-#include "json.h"
-#include "llm.h"
-#include "llm_backend.h"
-#include "records.h"
-#include "rollout.h"
+#include "collab/conv.h"
+#include "core/json.h"
+#include "llm/llm.h"
+#include "llm/backend.h"
+#include "core/records.h"
+#include "collab/rollout.h"
 
 /* ---- the scripted backend ----------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* Unit tests for lib/seed: the split rule, prompt keys, timestamps, token estimates, sets and
+/* Unit tests for lib/collab/seed: the split rule, prompt keys, timestamps, token estimates, sets and
  * the row -> seed contract. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "json.h"
-#include "seed.h"
+#include "core/json.h"
+#include "collab/seed.h"
 
 static void hash_split_is_stable_and_follows_the_ratio(void **state)
 {

@@ -1,0 +1,71 @@
+/* score.h — cl-reward's work on records: local metrics, R* and MR at every level.
+ *
+ * Owns: finding the scorable units of a record (each future of each candidate of a branch
+ * record, or the record itself as a whole conversation), the references the seed carries
+ * (`completion`/`single_turn_completion`, `metadata`/`single_turn_metadata`, `task`), the
+ * artefacts cl-judge extracted (`extracted.document`, `extracted.code`, `extracted.answer` at
+ * the unit), running the metrics in parallel (OpenMP threads for BLEU, one sandbox per thread
+ * for pass_rate), and writing `scores`, `metric_info`, `R` and `mr` back in place.  It does not
+ * read or write streams: the tool hands it batches and keeps the order. */
+#ifndef CL_SCORE_H
+#define CL_SCORE_H
+
+#include <jv.h>
+#include <stdint.h>
+
+#include "core/json.h"
+#include "metrics/tokens.h"
+#include "core/records.h"
+#include "collab/reward.h"
+#include "sandbox/sandbox.h"
+
+enum score_metric {
+    SCORE_BLEU = 1 << 0,      /* "bleu": NLTK character BLEU of extracted.document */
+    SCORE_BLEU_WORD = 1 << 1, /* "bleu_word": sacreBLEU-style word BLEU */
+    SCORE_PASS_RATE = 1 << 2, /* "pass_rate": extracted.code against the seed's unittest */
+    SCORE_MATH = 1 << 3,      /* "math_equiv": MATH answer equivalence */
+    SCORE_TOKENS = 1 << 4     /* "tokens": token count of the scope */
+};
+
+typedef enum token_scope { SCOPE_FORWARD, SCOPE_SESSION } token_scope;
+typedef enum token_roles { ROLES_ALL, ROLES_ASSISTANT, ROLES_USER } token_roles;
+
+typedef struct score_cfg {
+    unsigned metrics;          /* SCORE_* bits */
+    tokens_method tokens;
+    const cl_tokenizer *tk;    /* tiktoken:/tokenizer: methods: the loaded tokenizer */
+    token_scope scope;
+    token_roles roles;
+    reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
+    sandbox *sb;               /* needed for SCORE_PASS_RATE */
+    int jobs;                  /* parallel workers */
+} score_cfg;
+
+/* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
+int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);
+int score_parse_scope(const char *s, token_scope *out, cl_err *e);
+int score_parse_roles(const char *s, token_roles *out, cl_err *e);
+const char *score_scope_name(token_scope s);
+const char *score_roles_name(token_roles r);
+
+typedef struct score_stats {
+    uint64_t units;                 /* futures or conversations scored */
+    uint64_t sandbox[4];            /* runs by sandbox_status */
+    double sandbox_wall;            /* seconds, summed */
+} score_stats;
+
+/* Scores recs[0..n) in place (each consumed and replaced).  A record that cannot be scored
+ * keeps its original value and gets errs[i] (malloc'd message); others get errs[i] = NULL.
+ * defs (or NULL) holds each record's deferred strings (json.h): only the BLEU texts may be
+ * deferred, and the completion only when neither math nor pass_rate is asked for.
+ * Returns -1 with e set only for failures of the machinery itself (out of memory). */
+int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
+                score_stats *st, cl_err *e);
+
+/* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
+ * printed across sc->jobs threads, then written in input order; a record that cannot be scored
+ * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate) to --stats.
+ * 0, or -1 with e set on a fatal error. */
+int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e);
+
+#endif
