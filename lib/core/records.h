@@ -70,6 +70,10 @@ int cl_io_sync(cl_io *io, cl_err *e);
 void cl_io_stat(cl_io *io, const char *key, jv value);
 /* A short text appended to the progress line, e.g. "in flight 64, 1.2M tokens". */
 void cl_io_progress_extra(cl_io *io, void (*fn)(void *ctx, char *buf, size_t n), void *ctx);
+/* Draws the progress line if it is due (a terminal's a few times a second, plain lines every
+ * --progress seconds): progress is driven by time, so a tool that waits (on models, on a
+ * sandbox) calls this from its wait loop.  Reading a record calls it too.  Cheap when not due. */
+void cl_io_tick(cl_io *io);
 
 typedef struct cl_io_counts {
     uint64_t read, written, rejected, filtered, failed;

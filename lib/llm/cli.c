@@ -327,26 +327,17 @@ static void on_signal(int sig)
         cl_llm_stop(signal_llm, signal_count >= 2);
 }
 
-static void progress(void *ctx, char *buf, size_t n)
-{
-    cl_llm_stats st;
-    cl_llm_get_stats(ctx, &st);
-    char pt[32];
-    double tok = (double)(st.prompt_tokens + st.completion_tokens);
-    if (tok >= 1e6)
-        snprintf(pt, sizeof pt, "%.1fM", tok / 1e6);
-    else
-        snprintf(pt, sizeof pt, "%.0fk", tok / 1e3);
-    int k = snprintf(buf, n, "llm %ld in flight, %ld calls, %s tokens", st.inflight, st.submitted, pt);
-    if (st.cost_usd > 0 && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, ", $%.2f", st.cost_usd);
-}
+static void progress(void *ctx, char *buf, size_t n) { cl_llm_progress(ctx, buf, n); }
+
+static void tick(void *io) { cl_io_tick(io); }
 
 void cl_llm_cli_attach(cl_llm_cli *lc, cl_llm *llm, cl_io *io)
 {
     (void)lc;
-    if (io)
+    if (io) {
         cl_io_progress_extra(io, progress, llm);
+        cl_llm_on_turn(llm, tick, io);
+    }
     signal_llm = llm;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -361,6 +352,7 @@ void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal_llm = NULL;
+    cl_llm_on_turn((cl_llm *)llm, NULL, NULL); /* io is about to close */
     if (io)
         cl_io_stat(io, "llm", cl_llm_stats_json(llm));
     if (!lc->quiet) {

@@ -61,6 +61,8 @@ struct cl_llm {
     cl_llm_stats st;
     long hist[NHIST];
     double t0;
+    void (*on_turn)(void *);
+    void *on_turn_ctx;
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -817,6 +819,14 @@ void cl_llm_step(cl_llm *llm, double max_wait_s)
     promote_due(llm);
     deliver(llm);
     admit(llm);
+    if (llm->on_turn)
+        llm->on_turn(llm->on_turn_ctx);
+}
+
+void cl_llm_on_turn(cl_llm *llm, void (*fn)(void *), void *ctx)
+{
+    llm->on_turn = fn;
+    llm->on_turn_ctx = ctx;
 }
 
 int cl_llm_run(cl_llm *llm)
@@ -904,6 +914,24 @@ void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
         k += snprintf(buf + k, n - (size_t)k, ", p50 %.3f s, %.1f s", s.latency_p50_s, s.wall_s);
     if (k > 0 && (size_t)k < n && llm->stop_applied)
         snprintf(buf + k, n - (size_t)k, ", stopped: %s", llm->stop_reason);
+}
+
+void cl_llm_progress(const cl_llm *llm, char *buf, size_t n)
+{
+    cl_llm_stats s;
+    cl_llm_get_stats(llm, &s);
+    char pt[32], ct[32];
+    human((double)s.prompt_tokens, pt, sizeof pt);
+    human((double)s.completion_tokens, ct, sizeof ct);
+    long done = s.ok + s.failed;
+    int k = snprintf(buf, n, "%ld calls (%ld cached), %ld in flight, %ld failed, %ld retries, %s/%s tokens in/out",
+                     done, s.cache_hits, s.inflight, s.failed, s.retries, pt, ct);
+    if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
+        k += snprintf(buf + k, n - (size_t)k, ", $%.2f", s.cost_usd);
+    if (k > 0 && (size_t)k < n && llm->cfg.budget_usd > 0)
+        k += snprintf(buf + k, n - (size_t)k, " of $%.2f", llm->cfg.budget_usd);
+    if (k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", %.1f calls/s", s.wall_s > 0 ? (double)done / s.wall_s : 0.0);
 }
 
 jv cl_llm_usage_add(const cl_llm *llm, jv usage, const cl_llm_result *r)
