@@ -58,4 +58,10 @@ test_expect 'cl-judge shows the same progress' '
     cl-judge --judge openai:j --judge-retries 0 --no-cache --api-base "$MOCK_URL" --progress 0.3 -Z --helpfulness in >out 2>err;
     grep -q "^cl-judge: records 0/1, 0.0/s; 1 calls (0 cached), [01] in flight, " err
 '
+test_expect 'cl-reward shows the sandbox pass rate as the runs finish' '
+    [ -x /usr/bin/python3 ] || { echo "SKIP: /usr/bin/python3 is needed to run code tests"; exit 0; }
+    cl-reward -Z --metric pass_rate --timeout 30 --cpu 1 --mem 1024 --fsize 16 --nproc 32 --jobs 1 \
+        --progress 0.2 "$FIXTURES/reward/branch-code.jsonl" >out 2>err &&
+    grep -q "^cl-reward: records 0/1, 0.0/s; sandbox [123] runs, 1 passed ([0-9]*%)\$" err
+'
 test_done
