@@ -179,7 +179,7 @@ typedef struct run {
     long best_step;
     FILE *metrics;
     uint64_t opts_hash;
-    double t0, cpu0;
+    double t0, cpu0, last_line;
     long tokens, start_step;
     char path[4200];
 } run;
@@ -700,7 +700,9 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
     rec = cl_json_set_num(rec, "elapsed_s", el);
     rec = cl_json_set_num(rec, "cpu_s", cpu_seconds() - r->cpu0);
     if (emit(r, rec, e)) return -1;
-    if (r->o->log_every > 0 && (r->step % r->o->log_every == 0 || r->step == r->total || done == 1)) {
+    int due = r->o->progress_every > 0 && cl_now() - r->last_line >= r->o->progress_every;
+    if (r->o->log_every > 0 && (r->step % r->o->log_every == 0 || r->step == r->total || done == 1 || due)) {
+        r->last_line = cl_now();
         char eb[32], extra[160] = "";
         fmt_eta(eta, eb, sizeof eb);
         if (r->o->kind == CL_FT_PAIRS)

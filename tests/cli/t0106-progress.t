@@ -64,4 +64,13 @@ test_expect 'cl-reward shows the sandbox pass rate as the runs finish' '
         --progress 0.2 "$FIXTURES/reward/branch-code.jsonl" >out 2>err &&
     grep -q "^cl-reward: records 0/1, 0.0/s; sandbox [123] runs, 1 passed ([0-9]*%)\$" err
 '
+test_expect 'cl-finetune: a step line once --progress seconds passed, none with --no-progress' '
+    . "$TESTS_DIR/cli/finetune-lib.sh" && ft_data d &&
+    cl-finetune --init d/cfg.json --train-tokenizer d/sft.jsonl --vocab 300 --sft d/sft.jsonl --run a \
+        --epochs 6 --batch 8 --log-every 1000 --progress 0.000001 2>err &&
+    test "$(grep -c "^cl-finetune: step [0-9]*/6 " err)" = 6 &&
+    cl-finetune --init d/cfg.json --train-tokenizer d/sft.jsonl --vocab 300 --sft d/sft.jsonl --run b \
+        --epochs 6 --batch 8 --log-every 1 --no-progress 2>err &&
+    ! grep -q "^cl-finetune: step" err && grep -q "written to" err
+'
 test_done
