@@ -107,15 +107,15 @@ endef
 # user ended the chat with the opening message, or the cap) skip the judge and the reward.
 define turn_rules
 $(OUT)/s$(1)/t$(2)/branch.zst: $(OUT)/s$(1)/t$(2)/state.zst
-	$(ROLLOUT) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
+	$(NONE) { $(ROLLOUT) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(2)/scored.zst: $(OUT)/s$(1)/t$(2)/branch.zst
-	$(JUDGE_CMD) --where 'has("candidates")' --rejects $$(@D)/judged.rejects -o $$(@D)/judged.tmp $$< $(OK)
-	$(REWARD_CMD) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$(@D)/judged.tmp $(OK) && \
-	    rm -f $$(@D)/judged.tmp && mv $$@.tmp $$@
+	$(NONE) { { $(JUDGE_CMD) --where 'has("candidates")' --rejects $$(@D)/judged.rejects -o $$(@D)/judged.tmp $$< $(OK); } && \
+	    { $(REWARD_CMD) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$(@D)/judged.tmp $(OK); } && \
+	    rm -f $$(@D)/judged.tmp && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(2)/next.zst: $(OUT)/s$(1)/t$(2)/scored.zst
-	$(ADVANCE) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
+	$(NONE) { $(ADVANCE) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(3)/state.zst: $(OUT)/s$(1)/t$(2)/next.zst
 	@mkdir -p $$(@D)

@@ -41,6 +41,12 @@ LLM = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $
 # for recipes defined through $(eval $(call ...)), which expand it twice.
 OK  = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
 SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
+# A step whose input holds no record (every conversation of the shard finished in an earlier
+# turn) writes its empty output without running its tool, so that a run prints one line per
+# step that did something, not pages of "0 records in, 0 out".  VERBOSE=1 runs every step.
+# Used as `$(NONE) { the step's commands; }`, in recipes defined through $(eval $(call ...)).
+VERBOSE ?= 0
+NONE = [ "$(VERBOSE)" != 1 ] && [ -z "$$$$(zstd -dcq $$< | head -c 1)" ] && cp $$< $$@ ||
 
 .DELETE_ON_ERROR:
 # Every intermediate file is a checkpoint: never delete one because it is intermediate.

@@ -35,6 +35,7 @@ struct cl_io {
     int drew;
     int eof;              /* every input was read to its end */
     jv extra_stats;
+    char *summary_extra;
     void (*extra_fn)(void *, char *, size_t);
     void *extra_ctx;
     char where_buf[1200];
@@ -494,6 +495,12 @@ void cl_io_stat(cl_io *io, const char *key, jv value)
     io->extra_stats = cl_json_set(io->extra_stats, key, value);
 }
 
+void cl_io_summary_extra(cl_io *io, const char *text)
+{
+    free(io->summary_extra);
+    io->summary_extra = strdup(text); /* NULL (out of memory): the line only loses its tail */
+}
+
 void cl_io_progress_extra(cl_io *io, void (*fn)(void *, char *, size_t), void *ctx)
 {
     io->extra_fn = fn;
@@ -553,7 +560,8 @@ int cl_io_close(cl_io *io, cl_err *e)
             fprintf(stderr, ", %" PRIu64 " malformed skipped", io->n.rejected);
         if (io->n.failed)
             fprintf(stderr, ", %" PRIu64 " failed", io->n.failed);
-        fprintf(stderr, ", %.2f s\n", secs);
+        fprintf(stderr, ", %.2f s%s%s\n", secs, io->summary_extra ? "; " : "",
+                io->summary_extra ? io->summary_extra : "");
     }
     cl_rows_close(io->r);
     cl_filter_free(io->where);
@@ -561,6 +569,7 @@ int cl_io_close(cl_io *io, cl_err *e)
     jv_free(io->pending);
     jv_free(io->current);
     jv_free(io->extra_stats);
+    free(io->summary_extra);
     if (!rc && io->n.failed)
         rc = CL_EXIT_FAILED;
     free(io);

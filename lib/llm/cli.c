@@ -358,7 +358,10 @@ void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io)
     if (!lc->quiet) {
         char line[512];
         cl_llm_summary(llm, line, sizeof line);
-        cl_warn("%s", line);
+        if (io)
+            cl_io_summary_extra(io, line); /* one closing line per run */
+        else
+            cl_warn("%s", line);
     }
 }
 
