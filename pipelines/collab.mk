@@ -33,7 +33,7 @@ OUT     ?= collab-out
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 # ---- the assistant (paper: GPT-4o, temperature 0.8 in the released engine) ---------------
-ASSISTANT        ?= openai:gpt-4o
+ASSISTANT        ?= $(or $(MODEL),openai:gpt-4o)
 FUTURE_ASSISTANT ?= $(ASSISTANT)
 ASSISTANT_TEMPERATURE ?= 0.8
 ASSISTANT_MAX_TOKENS  ?= 2048

@@ -10,8 +10,11 @@ SHARDS  ?= 1
 # Paper: GPT-4o-mini user simulator, Claude 3.5 Sonnet judge (through an OpenAI-compatible
 # gateway).  API_BASE: base URL of every openai: model; empty = $OPENAI_BASE_URL.  Keys come from
 # the environment only.
-USER_MODEL        ?= openai:gpt-4o-mini
-JUDGE             ?= openai:claude-3-5-sonnet-20240620
+# One model for every role (one vLLM or llama.cpp server): MODEL=openai:NAME sets ASSISTANT,
+# FUTURE_ASSISTANT, USER_MODEL and JUDGE (and eval.mk's MODELS) unless each is given.
+MODEL             ?=
+USER_MODEL        ?= $(or $(MODEL),openai:gpt-4o-mini)
+JUDGE             ?= $(or $(MODEL),openai:claude-3-5-sonnet-20240620)
 API_BASE          ?=
 USER_TEMPERATURE  ?= 1.0
 JUDGE_TEMPERATURE ?= 0
