@@ -1,7 +1,7 @@
 /* llm/cli.h — the LLM flags every tool that talks to models shares.
  *
  * Owns: the option table and --help text for the client settings (--api-base, --max-inflight,
- * --rpm, --tpm, --timeout, --retries, --cache, --no-cache, --price, --budget-usd, ...) and for
+ * --rpm, --tpm, --timeout, --retries, --cache, --no-cache, --cache-tag, --price, --budget-usd, ...) and for
  * each role the tool declares (--ROLE SPEC, --ROLE-temperature, --ROLE-top-p, --ROLE-max-tokens,
  * --ROLE-max-completion-tokens, --ROLE-seed, --ROLE-stop, --ROLE-n, --ROLE-param, --ROLE-header,
  * --ROLE-api-base, --ROLE-api-key-env); turning them plus the environment into a

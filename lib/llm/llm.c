@@ -219,7 +219,20 @@ static int open_role(cl_llm *llm, struct role *r, const cl_llm_role_config *rc, 
         return cl_err_set(e, CL_EXIT_CONFIG, "--%s '%s': unknown model scheme '%.*s' (known: %s)", rc->name,
                           rc->spec, (int)(colon - rc->spec), rc->spec, known);
     }
-    return r->be->open(llm, colon + 1, rc, cfg, &r->self, &r->identity, e);
+    if (r->be->open(llm, colon + 1, rc, cfg, &r->self, &r->identity, e) < 0)
+        return -1;
+    if (cfg->cache_tag && *cfg->cache_tag && r->identity) {
+        /* --cache-tag: a run the server cannot tell apart (same URL, name and model list)
+         * gets answers of its own */
+        size_t n = strlen(r->identity) + strlen(cfg->cache_tag) + 8;
+        char *id = malloc(n);
+        if (!id)
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        snprintf(id, n, "%s tag=%s", r->identity, cfg->cache_tag);
+        free(r->identity);
+        r->identity = id;
+    }
+    return 0;
 }
 
 cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
@@ -239,7 +252,7 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
     if (k->retries < 0) k->retries = 6;
     if (k->retry_after_cap_s <= 0) k->retry_after_cap_s = 120;
     k->roles = NULL;
-    k->cache_dir = k->api_base = NULL;
+    k->cache_dir = k->api_base = k->cache_tag = NULL;
     llm->rng = cfg->seed ^ 0x6c6c6d2d6a697474ULL;
     llm->t0 = llm->last_refill = cl_now();
     llm->rpm_avail = k->rpm > 0 ? fmax(1, k->rpm / 60) : 0;

@@ -86,6 +86,9 @@ typedef struct cl_llm_config {
     int retries;               /* further attempts after the first; -1 = default 6 */
     double retry_after_cap_s;  /* a longer Retry-After ends the call with an error; 0 = 120 */
     const char *cache_dir;     /* NULL = no cache */
+    const char *cache_tag;     /* NULL, or a name folded into every cache key (--cache-tag):
+                                * separates runs whose servers say nothing about their model */
+    int quiet;                 /* -q: no warnings on stderr (the model list's absence) */
     double price_in, price_out;/* dollars per million prompt / completion tokens; 0 = unknown */
     double budget_usd;         /* stop admitting new calls once the spent cost reaches this;
                                 * 0 = no budget (needs prices) */
