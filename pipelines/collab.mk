@@ -12,7 +12,9 @@
 # Every file is a target written to a temporary name and renamed when complete, so an
 # interrupted run resumes with the same command; the LLM cache (CACHE) replays every call
 # already paid for, and the resumed run writes the same bytes.  SHARDS=N splits the seeds into
-# N independent chains that `make -j` runs in parallel.  man 7 collabllm walks through it.
+# N independent chains that `make -j` runs in parallel; SHARD=I runs chain I alone (target
+# shard), on whichever machine, and a make without SHARD merges them.  man 7 collabllm walks
+# through it.
 #
 # Layout under OUT:
 #   sI/tT/state.zst      states entering turn T of shard I (t0: the seeds)
@@ -90,7 +92,16 @@ ADVANCE    = $(CL)cl-pairs --advance --next-user $(NEXT_USER) --max-turns $(MAX_
 TURNS     := $(shell seq 0 $$(($(MAX_TURNS) - 1)))
 NEXTS     := $(shell seq 1 $(MAX_TURNS))
 
-.PHONY: all pairs rows clean
+.PHONY: all pairs rows shard clean
+
+ifneq ($(SHARD),)
+# One shard of a run spread over machines: its per-turn files only.  The run's files come from
+# a make without SHARD once every shard's directory is under OUT.
+.DEFAULT_GOAL := shard
+ifneq ($(filter-out shard clean,$(or $(MAKECMDGOALS),shard)),)
+$(error SHARD=$(SHARD) runs one shard (target shard); merge with the same command without SHARD)
+endif
+endif
 
 all: $(OUT)/dpo.jsonl.zst $(OUT)/sft.jsonl.zst
 pairs: $(OUT)/dpo.jsonl.zst
@@ -134,6 +145,8 @@ $(foreach s,$(SHARD_IDS),$(foreach i,$(NEXTS),\
 DONE_FILES   := $(foreach s,$(SHARD_IDS),$(foreach t,$(TURNS),$(OUT)/s$(s)/t$(t)/done.zst) \
                   $(OUT)/s$(s)/t$(MAX_TURNS)/state.zst)
 SCORED_FILES := $(foreach s,$(SHARD_IDS),$(foreach t,$(TURNS),$(OUT)/s$(s)/t$(t)/scored.zst))
+
+shard: $(DONE_FILES) $(SCORED_FILES)
 
 $(OUT)/conversations.jsonl.zst: $(DONE_FILES)
 	cat $^ > $@.tmp && mv $@.tmp $@

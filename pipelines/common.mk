@@ -43,7 +43,10 @@ LLM = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $
 # The recipes' exit test: status 1 (some records failed) passes with ALLOW_FAILED=1.  Written
 # for recipes defined through $(eval $(call ...)), which expand it twice.
 OK  = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
-SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
+# SHARD=I (0 <= I < SHARDS): this make runs shard I alone, so that the shards of one run can
+# go to different machines (collab.mk's `shard` target; collabllm(7), Beyond one machine).
+SHARD   ?=
+SHARD_IDS := $(if $(SHARD),$(SHARD),$(shell seq 0 $$(($(SHARDS) - 1))))
 # A step whose input holds no record (every conversation of the shard finished in an earlier
 # turn) writes its empty output without running its tool, so that a run prints one line per
 # step that did something, not pages of "0 records in, 0 out".  VERBOSE=1 runs every step.
