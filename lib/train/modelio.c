@@ -1,8 +1,10 @@
 /* modelio.c — model directories, adapters and exports for cl_llama. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "train/modelio.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,12 +87,30 @@ static int load_tokenizer(cl_ft_model *fm, const char *path, cl_err *e)
     return 0;
 }
 
+void cl_ft_model_set_src(cl_ft_model *fm, const char *dir)
+{
+    char abs[PATH_MAX];
+    if (realpath(dir, abs) && strlen(abs) < sizeof fm->src)
+        memcpy(fm->src, abs, strlen(abs) + 1);
+    else
+        cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
+}
+
 int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e)
 {
     memset(fm, 0, sizeof *fm);
-    cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
     char path[4200];
+    struct stat st;
     cl_ft_path(path, sizeof path, dir, "config.json");
+    if (stat(path, &st) != 0)
+        return cl_err_set(e, CL_EXIT_NOINPUT, stat(dir, &st) != 0
+            ? "%s: no such model directory: --model needs a local directory in the Hugging Face layout "
+              "(config.json, *.safetensors, tokenizer.json); a hub name is not fetched: download it first, "
+              "e.g. huggingface-cli download %s --local-dir models/NAME"
+            : "%s has no config.json: --model needs a local directory in the Hugging Face layout "
+              "(config.json, *.safetensors, tokenizer.json), e.g. from huggingface-cli download %s "
+              "--local-dir models/NAME", dir, dir);
+    cl_ft_model_set_src(fm, dir);
     cl_llama_config c;
     fm->config_json = cl_file_read(path, &fm->config_len, e);
     if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, path, e)) return -1;
