@@ -276,6 +276,8 @@ int cl_ft_model_add_lora(cl_ft_model *fm, const cl_lora_config *c, cl_err *e)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
+static char *chat_template(const cl_ft_model *fm);
+
 static int copy_if_present(const char *src_dir, const char *dir, const char *name, cl_err *e)
 {
     char p[4200];
@@ -301,6 +303,24 @@ int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e)
     static const char *const extra[] = {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra && !rc && fm->src[0]; i++)
         rc = copy_if_present(fm->src, dir, extra[i], e);
+    cl_ft_path(p, sizeof p, dir, "tokenizer_config.json");
+    struct stat st;
+    if (!rc && stat(p, &st) != 0) {
+        /* A new model (or a source without one): the chat template the model was trained
+         * with, so that transformers, vLLM and the GGUF export format chats as training did. */
+        char *tmpl = chat_template(fm);
+        if (tmpl) {
+            jv tc = JV_OBJECT(jv_string("chat_template"), jv_string(tmpl), jv_string("tokenizer_class"),
+                              jv_string("PreTrainedTokenizerFast"), jv_string("model_max_length"),
+                              jv_number(fm->m->cfg.max_pos));
+            size_t len;
+            char *text = cl_json_dump(&tc, &len);
+            jv_free(tc);
+            rc = text ? cl_ft_write_file(p, text, len, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            free(text);
+            free(tmpl);
+        }
+    }
     return rc;
 }
 
@@ -317,19 +337,26 @@ int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 
 /* ---- GGUF ------------------------------------------------------------------------------- */
 
+/* The model's chat template: its source's tokenizer_config.json, else the one of the format it is
+ * trained in (cl_chat_jinja) when its tokenizer has that format's special tokens. */
 static char *chat_template(const cl_ft_model *fm)
 {
     char p[4200];
     cl_ft_path(p, sizeof p, fm->src, "tokenizer_config.json");
     size_t len;
     char *b = fm->src[0] ? cl_file_read(p, &len, NULL) : NULL;
-    if (!b) return NULL;
-    jv v = cl_json_parse(b, len);
-    free(b);
-    const char *t = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_str(&v, "chat_template") : NULL;
-    char *out = t ? strdup(t) : NULL;
-    jv_free(v);
-    return out;
+    char *out = NULL;
+    if (b) {
+        jv v = cl_json_parse(b, len);
+        free(b);
+        const char *t = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_str(&v, "chat_template") : NULL;
+        out = t ? strdup(t) : NULL;
+        jv_free(v);
+        return out;
+    }
+    const char *mark = fm->format == CL_CHAT_LLAMA3 ? "<|start_header_id|>" : "<|im_start|>";
+    const char *t = cl_chat_jinja(fm->format);
+    return t && cl_tokenizer_token_id(fm->tok, mark) >= 0 ? strdup(t) : NULL;
 }
 
 int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e)
