@@ -45,7 +45,7 @@ static const char common_help[] =
     "      --threads N     zstd worker threads (default 0 = single-threaded)\n"
     "  -q, --quiet         no progress and no summary on stderr\n"
     "      --progress SECS a progress line every SECS seconds when stderr is not a\n"
-    "                      terminal (default 10; 0 = none); a terminal's is redrawn live\n"
+    "                      terminal (default 30; 0 = none); a terminal's is redrawn live\n"
     "      --no-progress   no progress at all (the summary stays)\n"
     "      --seed N        seed for every random choice (default 0)\n"
     "      --stats FILE    write run statistics as JSON to FILE\n"
@@ -224,5 +224,5 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     if (no_progress)
         every = 0;
     c->progress = tty && !c->quiet && every != 0;
-    c->progress_every = tty || c->quiet ? 0 : every < 0 ? 10 : every;
+    c->progress_every = tty || c->quiet ? 0 : every < 0 ? 30 : every;
 }
