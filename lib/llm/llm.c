@@ -912,13 +912,19 @@ static void human(double x, char *buf, size_t n)
         snprintf(buf, n, "%.0f", x);
 }
 
+/* The stats, with the prompt and completion tokens as short text, for the lines below. */
+static void stats_for_text(const cl_llm *llm, cl_llm_stats *s, char pt[32], char ct[32])
+{
+    cl_llm_get_stats(llm, s);
+    human((double)s->prompt_tokens, pt, 32);
+    human((double)s->completion_tokens, ct, 32);
+}
+
 void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
 {
     cl_llm_stats s;
-    cl_llm_get_stats(llm, &s);
     char pt[32], ct[32];
-    human((double)s.prompt_tokens, pt, sizeof pt);
-    human((double)s.completion_tokens, ct, sizeof ct);
+    stats_for_text(llm, &s, pt, ct);
     int k = snprintf(buf, n, "llm: %ld calls (%ld cached, %ld failed), %ld retries, %s+%s tokens", s.submitted,
                      s.cache_hits, s.failed, s.retries, pt, ct);
     if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
@@ -932,10 +938,8 @@ void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
 void cl_llm_progress(const cl_llm *llm, char *buf, size_t n)
 {
     cl_llm_stats s;
-    cl_llm_get_stats(llm, &s);
     char pt[32], ct[32];
-    human((double)s.prompt_tokens, pt, sizeof pt);
-    human((double)s.completion_tokens, ct, sizeof ct);
+    stats_for_text(llm, &s, pt, ct);
     long done = s.ok + s.failed;
     int k = snprintf(buf, n, "%ld calls (%ld cached), %ld in flight, %ld failed, %ld retries, %s/%s tokens in/out",
                      done, s.cache_hits, s.inflight, s.failed, s.retries, pt, ct);

@@ -89,7 +89,7 @@ test_expect 'the paper-era rule, a tighter cap and SYSTEM_PROMPT=0 reach the too
     z run/dpo.jsonl.zst | jq -s -e "length == 3 and all(.prompt[0].role == \"user\")" >/dev/null
 '
 test_expect 'MODEL=openai:NAME alone serves every role; a run prints one line per step that had records' '
-    . "$TESTS_DIR/cli/mock.sh" && mock_start --script "$W/math-world.jsonl" &&
+    . "$TESTS_DIR/cli/mock.sh" && mock_start --script "$W/math-world.jsonl" --model one &&
     make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT=one BIN="$CL_BIN" API_BASE="$MOCK_URL" \
         MODEL=openai:one SAMPLES=2 MAX_TURNS=4 2>log &&
     test "$(z one/dpo.jsonl.zst | wc -l)" = 6 &&
