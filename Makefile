@@ -5,7 +5,7 @@
 #   make test         unit tests, CLI tests, man-page lint (TAP through prove)
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
@@ -17,6 +17,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# the pipelines, the demo, the examples and the demo's scripted worlds
+DATADIR ?= $(PREFIX)/share/cl
 INSTALL ?= install
 O       ?= build
 VERSION := 0.1.0
@@ -164,18 +166,31 @@ demo:
 deps:
 	sh scripts/install-deps
 
-install: all
+# The installed pipelines and demo name the installed programs (BIN defaults to BINDIR), so
+# `make -f $(DATADIR)/pipelines/collab.mk` works whether or not BINDIR is on PATH.  The mock
+# server is installed as cl-mockllm, for users' own tests.
+install: all $(O)/tests/mockllm
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
 	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 755 $(O)/tests/mockllm $(DESTDIR)$(BINDIR)/cl-mockllm
 	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
 	$(INSTALL) -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/pipelines $(DESTDIR)$(DATADIR)/worlds $(DESTDIR)$(DATADIR)/examples/finetune
+	for f in pipelines/*.mk pipelines/demo.sh; do \
+	    sed 's|^BIN\( *\)?=$$|BIN\1?= $(BINDIR)|; s|^BIN=$${BIN:-$$ROOT/bin}$$|BIN=$${BIN:-$(BINDIR)}|' $$f \
+	        > $(DESTDIR)$(DATADIR)/$$f && chmod 644 $(DESTDIR)$(DATADIR)/$$f || exit 1; \
+	done
+	$(INSTALL) -m 644 tests/fixtures/pipelines/*.jsonl tests/fixtures/pipelines/README $(DESTDIR)$(DATADIR)/worlds
+	$(INSTALL) -m 644 $(filter-out examples/finetune,$(wildcard examples/*)) $(DESTDIR)$(DATADIR)/examples
+	$(INSTALL) -m 644 $(wildcard examples/finetune/*) $(DESTDIR)$(DATADIR)/examples/finetune
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))
+	rm -rf $(DESTDIR)$(DATADIR)
 
 clean:
 	rm -rf build build-* bin

@@ -12,7 +12,9 @@
 # Every file is a target written to a temporary name and renamed when complete, so an
 # interrupted run resumes with the same command; the LLM cache (CACHE) replays every call
 # already paid for, and the resumed run writes the same bytes.  SHARDS=N splits the seeds into
-# N independent chains that `make -j` runs in parallel.  man 7 collabllm walks through it.
+# N independent chains that `make -j` runs in parallel; SHARD=I runs chain I alone (target
+# shard), on whichever machine, and a make without SHARD merges them.  man 7 collabllm walks
+# through it.
 #
 # Layout under OUT:
 #   sI/tT/state.zst      states entering turn T of shard I (t0: the seeds)
@@ -33,7 +35,7 @@ OUT     ?= collab-out
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 # ---- the assistant (paper: GPT-4o, temperature 0.8 in the released engine) ---------------
-ASSISTANT        ?= openai:gpt-4o
+ASSISTANT        ?= $(or $(MODEL),openai:gpt-4o)
 FUTURE_ASSISTANT ?= $(ASSISTANT)
 ASSISTANT_TEMPERATURE ?= 0.8
 ASSISTANT_MAX_TOKENS  ?= 2048
@@ -90,7 +92,16 @@ ADVANCE    = $(CL)cl-pairs --advance --next-user $(NEXT_USER) --max-turns $(MAX_
 TURNS     := $(shell seq 0 $$(($(MAX_TURNS) - 1)))
 NEXTS     := $(shell seq 1 $(MAX_TURNS))
 
-.PHONY: all pairs rows clean
+.PHONY: all pairs rows shard clean
+
+ifneq ($(SHARD),)
+# One shard of a run spread over machines: its per-turn files only.  The run's files come from
+# a make without SHARD once every shard's directory is under OUT.
+.DEFAULT_GOAL := shard
+ifneq ($(filter-out shard clean,$(or $(MAKECMDGOALS),shard)),)
+$(error SHARD=$(SHARD) runs one shard (target shard); merge with the same command without SHARD)
+endif
+endif
 
 all: $(OUT)/dpo.jsonl.zst $(OUT)/sft.jsonl.zst
 pairs: $(OUT)/dpo.jsonl.zst
@@ -107,15 +118,15 @@ endef
 # user ended the chat with the opening message, or the cap) skip the judge and the reward.
 define turn_rules
 $(OUT)/s$(1)/t$(2)/branch.zst: $(OUT)/s$(1)/t$(2)/state.zst
-	$(ROLLOUT) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
+	$(NONE) { $(ROLLOUT) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(2)/scored.zst: $(OUT)/s$(1)/t$(2)/branch.zst
-	$(JUDGE_CMD) --where 'has("candidates")' --rejects $$(@D)/judged.rejects -o $$(@D)/judged.tmp $$< $(OK)
-	$(REWARD_CMD) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$(@D)/judged.tmp $(OK) && \
-	    rm -f $$(@D)/judged.tmp && mv $$@.tmp $$@
+	$(NONE) { { $(JUDGE_CMD) --where 'has("candidates")' --rejects $$(@D)/judged.rejects -o $$(@D)/judged.tmp $$< $(OK); } && \
+	    { $(REWARD_CMD) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$(@D)/judged.tmp $(OK); } && \
+	    rm -f $$(@D)/judged.tmp && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(2)/next.zst: $(OUT)/s$(1)/t$(2)/scored.zst
-	$(ADVANCE) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
+	$(NONE) { $(ADVANCE) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@; }
 
 $(OUT)/s$(1)/t$(3)/state.zst: $(OUT)/s$(1)/t$(2)/next.zst
 	@mkdir -p $$(@D)
@@ -134,6 +145,8 @@ $(foreach s,$(SHARD_IDS),$(foreach i,$(NEXTS),\
 DONE_FILES   := $(foreach s,$(SHARD_IDS),$(foreach t,$(TURNS),$(OUT)/s$(s)/t$(t)/done.zst) \
                   $(OUT)/s$(s)/t$(MAX_TURNS)/state.zst)
 SCORED_FILES := $(foreach s,$(SHARD_IDS),$(foreach t,$(TURNS),$(OUT)/s$(s)/t$(t)/scored.zst))
+
+shard: $(DONE_FILES) $(SCORED_FILES)
 
 $(OUT)/conversations.jsonl.zst: $(DONE_FILES)
 	cat $^ > $@.tmp && mv $@.tmp $@

@@ -10,8 +10,11 @@ SHARDS  ?= 1
 # Paper: GPT-4o-mini user simulator, Claude 3.5 Sonnet judge (through an OpenAI-compatible
 # gateway).  API_BASE: base URL of every openai: model; empty = $OPENAI_BASE_URL.  Keys come from
 # the environment only.
-USER_MODEL        ?= openai:gpt-4o-mini
-JUDGE             ?= openai:claude-3-5-sonnet-20240620
+# One model for every role (one vLLM or llama.cpp server): MODEL=openai:NAME sets ASSISTANT,
+# FUTURE_ASSISTANT, USER_MODEL and JUDGE (and eval.mk's MODELS) unless each is given.
+MODEL             ?=
+USER_MODEL        ?= $(or $(MODEL),openai:gpt-4o-mini)
+JUDGE             ?= $(or $(MODEL),openai:claude-3-5-sonnet-20240620)
 API_BASE          ?=
 USER_TEMPERATURE  ?= 1.0
 JUDGE_TEMPERATURE ?= 0
@@ -40,7 +43,16 @@ LLM = $(if $(API_BASE),--api-base $(API_BASE)) --cache $(CACHE) --max-inflight $
 # The recipes' exit test: status 1 (some records failed) passes with ALLOW_FAILED=1.  Written
 # for recipes defined through $(eval $(call ...)), which expand it twice.
 OK  = ; rc=$$$$?; [ $$$$rc = 0 ] || { [ $$$$rc = 1 ] && [ "$(ALLOW_FAILED)" = 1 ]; }
-SHARD_IDS := $(shell seq 0 $$(($(SHARDS) - 1)))
+# SHARD=I (0 <= I < SHARDS): this make runs shard I alone, so that the shards of one run can
+# go to different machines (collab.mk's `shard` target; collabllm(7), Beyond one machine).
+SHARD   ?=
+SHARD_IDS := $(if $(SHARD),$(SHARD),$(shell seq 0 $$(($(SHARDS) - 1))))
+# A step whose input holds no record (every conversation of the shard finished in an earlier
+# turn) writes its empty output without running its tool, so that a run prints one line per
+# step that did something, not pages of "0 records in, 0 out".  VERBOSE=1 runs every step.
+# Used as `$(NONE) { the step's commands; }`, in recipes defined through $(eval $(call ...)).
+VERBOSE ?= 0
+NONE = [ "$(VERBOSE)" != 1 ] && [ -z "$$$$(zstd -dcq $$< | head -c 1)" ] && cp $$< $$@ ||
 
 .DELETE_ON_ERROR:
 # Every intermediate file is a checkpoint: never delete one because it is intermediate.

@@ -10,11 +10,15 @@
 #
 #   BIN=bin TESTBIN=build/tests OUT=demo-out sh pipelines/demo.sh
 set -eu
+# From the source tree, or installed (`make install`: PREFIX/share/cl/pipelines/demo.sh, with
+# the worlds in PREFIX/share/cl/worlds and the mock server as cl-mockllm).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
 TESTBIN=${TESTBIN:-$ROOT/build/tests}
 OUT=${OUT:-demo-out}
 W=$ROOT/tests/fixtures/pipelines
+MOCK=$TESTBIN/mockllm
+if [ -d "$ROOT/worlds" ]; then W=$ROOT/worlds; MOCK=$BIN/cl-mockllm; fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
@@ -23,7 +27,7 @@ trap 'for p in $pids; do kill "$p" 2>/dev/null || :; done' EXIT INT TERM
 # serve NAME SCRIPT: a mock LLM on a free loopback port; sets URL_NAME.
 serve() {
     rm -f "$OUT/$1.port"
-    "$TESTBIN/mockllm" --script "$2" --log "$OUT/$1.requests.jsonl" >"$OUT/$1.port" 2>"$OUT/$1.err" &
+    "$MOCK" --script "$2" --log "$OUT/$1.requests.jsonl" >"$OUT/$1.port" 2>"$OUT/$1.err" &
     pids="$pids $!"
     i=0
     until test -s "$OUT/$1.port"; do

@@ -24,7 +24,7 @@ OUT     ?= eval-out
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 # NAME=SPEC pairs; NAME labels the model in the report and names its directory.
-MODELS   ?= base=openai:gpt-4o-mini
+MODELS   ?= base=$(or $(MODEL),openai:gpt-4o-mini)
 # Assistant mode per model, MODE_NAME: vanilla (no system prompt: the paper's Base), system
 # (the CollabLLM system prompt: the paper's trained models) or proact (Proactive Base).
 MODE     ?= vanilla

@@ -363,6 +363,10 @@ int main(int argc, char **argv)
     o->seed = common.seed;
     o->lora.seed = common.seed;
     o->quiet = common.quiet;
+    /* --progress and --no-progress mean here what they mean to every tool: the step lines */
+    o->progress_every = common.progress_every;
+    if (!common.progress && common.progress_every <= 0)
+        o->log_every = 0;
     o->stats = common.stats;
     char *args = o->resume ? NULL : args_json(argc, argv);
     o->args_json = args;

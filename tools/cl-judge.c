@@ -78,26 +78,19 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     return cl_err_set(e, CL_EXIT_USAGE, "unexpected option");
 }
 
-/* The run label of a record: --label-field, else the --label given for its input file (in the
- * order of the files), else the file's name without directory and extensions. */
-static const char *record_label(const opts *o, const cl_common *c, cl_rec *rec, char *buf, size_t n)
+/* The run label of a record: --label-field, else its input file's run name (names[i]: the
+ * --label given for it, else one derived from its path by cl_report_run_names). */
+static const char *record_label(const opts *o, const cl_common *c, const char **names, cl_rec *rec)
 {
     if (o->label_field) {
         const char *l = cl_json_str(cl_rec_value(rec), o->label_field);
         if (l)
             return l;
     }
-    for (int i = 0; i < c->ninputs && i < o->nlabels; i++)
+    for (int i = 0; i < c->ninputs; i++)
         if (strcmp(c->inputs[i], rec->src) == 0 || (strcmp(c->inputs[i], "-") == 0 && strcmp(rec->src, "<stdin>") == 0))
-            return o->labels[i];
-    if (c->ninputs == 0 && o->nlabels > 0)
-        return o->labels[0];
-    const char *base = strrchr(rec->src, '/');
-    snprintf(buf, n, "%s", base ? base + 1 : rec->src);
-    char *dot = strchr(buf, '.');
-    if (dot && dot != buf)
-        *dot = 0;
-    return buf;
+            return names[i];
+    return names[0]; /* standard input */
 }
 
 static int run_report(opts *o, cl_common *c)
@@ -109,6 +102,21 @@ static int run_report(opts *o, cl_common *c)
     c->plain = 1;
     cl_report_config rc = {.baseline = o->baseline, .bootstrap = (int)o->bootstrap, .seed = c->seed,
                            .metrics = o->metrics};
+    int nin = c->ninputs ? c->ninputs : 1;
+    const char *std_in = "-", *const *paths = c->ninputs ? (const char *const *)c->inputs : &std_in;
+    const char **names = calloc((size_t)nin, sizeof *names);
+    char **owned = calloc((size_t)nin, sizeof *owned);
+    if (!names || !owned)
+        cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    for (int i = 0; i < nin && i < o->nlabels; i++)
+        names[i] = o->labels[i];
+    if (cl_report_run_names(paths, nin, names, owned, &e) < 0) {
+        if (!o->label_field)
+            cl_usage_error("%s", e.msg);
+        for (int i = 0; i < nin; i++) /* only for records without the field */
+            if (!names[i])
+                names[i] = "unlabelled";
+    }
     cl_report *rep = cl_report_new(&rc, &e);
     cl_io *io = rep ? cl_io_open(c, NULL, &e) : NULL;
     if (!io) {
@@ -117,9 +125,8 @@ static int run_report(opts *o, cl_common *c)
     }
     cl_rec rec;
     int got, status = 0;
-    char buf[4096];
     while ((got = cl_io_next(io, &rec, &e)) > 0) {
-        if (cl_report_add(rep, record_label(o, c, &rec, buf, sizeof buf), cl_rec_value(&rec), &e) < 0) {
+        if (cl_report_add(rep, record_label(o, c, names, &rec), cl_rec_value(&rec), &e) < 0) {
             char m[sizeof e.msg];
             snprintf(m, sizeof m, "%s", e.msg);
             cl_err_set(&e, e.code, "%s: %s", cl_rec_where(io, &rec), m);
@@ -150,6 +157,10 @@ static int run_report(opts *o, cl_common *c)
     jv_free(result);
     cl_report_free(rep);
     status = cl_io_finish(io, got < 0 ? -1 : 0, &e);
+    for (int i = 0; i < nin; i++)
+        free(owned[i]);
+    free(owned);
+    free(names);
     return status;
 }
 

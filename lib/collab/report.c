@@ -78,6 +78,85 @@ static int intern(char ***list, int *n, const char *name)
     return (*n)++;
 }
 
+/* The last k components of path's directory, or "" when it has fewer; its stem when k = 0. */
+static void path_part(const char *path, int k, char *buf, size_t n)
+{
+    if (strcmp(path, "-") == 0)
+        path = "stdin";
+    const char *base = strrchr(path, '/');
+    if (k == 0) {
+        snprintf(buf, n, "%s", base ? base + 1 : path);
+        char *dot = strchr(buf, '.');
+        if (dot && dot != buf)
+            *dot = 0;
+        return;
+    }
+    const char *end = base, *start = end;
+    for (int i = 0; i < k; i++) {
+        if (!start || start == path) {
+            buf[0] = 0; /* too few directories */
+            return;
+        }
+        start--;
+        while (start > path && start[-1] != '/')
+            start--;
+    }
+    snprintf(buf, n, "%.*s", (int)(end - start), start);
+}
+
+int cl_report_run_names(const char *const *paths, int n, const char **names, char **owned, cl_err *e)
+{
+    char a[4096], b[4096];
+    for (int i = 0; i < n; i++) {
+        owned[i] = NULL;
+        if (names[i])
+            continue;
+        for (int j = 0; j < i; j++)
+            if (!names[j] && strcmp(paths[i], paths[j]) == 0) {
+                for (int k = 0; k < i; k++)
+                    free(owned[k]);
+                return cl_err_set(e, CL_EXIT_USAGE, "%s: given twice; its records would count twice in one run "
+                                  "(give each a --label to compare them)", paths[i]);
+            }
+        path_part(paths[i], 0, a, sizeof a);
+        int clash = 0;
+        for (int j = 0; j < n; j++) {
+            if (j == i || strcmp(paths[i], paths[j]) == 0)
+                continue;
+            if (names[j] ? strcmp(names[j], a) == 0 : (path_part(paths[j], 0, b, sizeof b), strcmp(a, b) == 0))
+                clash = 1;
+        }
+        /* the fewest parent directories that no other file of the same name shares */
+        for (int k = 1; clash && k < 64; k++) {
+            path_part(paths[i], k, a, sizeof a);
+            if (!a[0])
+                break;
+            clash = 0;
+            for (int j = 0; j < n && !clash; j++) {
+                if (j == i || strcmp(paths[i], paths[j]) == 0)
+                    continue;
+                path_part(paths[j], k, b, sizeof b);
+                clash = strcmp(a, b) == 0 || (names[j] && strcmp(names[j], a) == 0);
+            }
+        }
+        if (clash || !a[0]) {
+            for (int j = 0; j < i; j++)
+                free(owned[j]);
+            return cl_err_set(e, CL_EXIT_USAGE, "%s: its run name cannot be told apart from another file's by "
+                              "its path; give each file its name with --label (or use --label-field)", paths[i]);
+        }
+        if (!(owned[i] = strdup(a))) {
+            for (int j = 0; j < i; j++)
+                free(owned[j]);
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        }
+    }
+    for (int i = 0; i < n; i++)
+        if (owned[i])
+            names[i] = owned[i];
+    return 0;
+}
+
 int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e)
 {
     const char *task = cl_json_str(rec, "task");
@@ -473,7 +552,20 @@ static double num_at(const jv *o, jv path)
     return x;
 }
 
-static const char *decimals(int m) { return m == M_TOKENS ? "%.2f" : "%.1f"; }
+/* Decimals for a cell: the measure's usual ones (tokens in thousands 2, the rest 1), more
+ * when the value is small, so that at least two significant digits show: 0.005 against 0.012
+ * thousand tokens must not both print as "0.01" beside their relative change. */
+static int decimals(int m, double v)
+{
+    int d = m == M_TOKENS ? 2 : 1;
+    v = fabs(v);
+    if (v > 0 && isfinite(v)) {
+        int need = 1 - (int)floor(log10(v));
+        if (need > d)
+            d = need < 6 ? need : 6;
+    }
+    return d;
+}
 
 /* "mean [lo, hi]" or "-" */
 static void cell_ci(char *buf, size_t n, const jv *stat, int m)
@@ -484,12 +576,8 @@ static void cell_ci(char *buf, size_t n, const jv *stat, int m)
         snprintf(buf, n, "-");
         return;
     }
-    char f[32];
-    snprintf(f, sizeof f, "%s [%s, %s]", decimals(m), decimals(m), decimals(m));
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-    snprintf(buf, n, f, mean, lo, hi);
-#pragma GCC diagnostic pop
+    int d = decimals(m, mean != 0 ? mean : fmax(fabs(lo), fabs(hi)));
+    snprintf(buf, n, "%.*f [%.*f, %.*f]", d, mean, d, lo, d, hi);
 }
 
 typedef struct grid {

@@ -38,6 +38,14 @@ void cl_report_free(cl_report *r);
  * interactivity scale differs from earlier records': the two scales are never mixed. */
 int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e);
 
+/* Names the runs of n input files: names[i] stays when set (a --label), else gets the file's
+ * name without directory and extensions ("-": "stdin"); where two different paths would get
+ * the same name, each gets the shortest run of parent directories that tells them apart
+ * ("base/scored.jsonl.zst", "collab/scored.jsonl.zst": "base", "collab").  Derived names are
+ * malloc'd into owned[i] (freed by the caller).  -1 with e set (2, usage) when two files still
+ * share a name: records of different runs are never merged silently. */
+int cl_report_run_names(const char *const *paths, int n, const char **names, char **owned, cl_err *e);
+
 /* Computes the report: an owned JSON object (see cl-judge(1), REPORT).  Invalid with e set
  * (65) when the baseline names no run or no record was added. */
 jv cl_report_compute(cl_report *r, cl_err *e);

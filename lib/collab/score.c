@@ -1,5 +1,6 @@
 #include "collab/score.h"
 
+#include <inttypes.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -514,6 +515,16 @@ static void run_jobs(batch *b)
                 j->failed = 1;
             else
                 j->value = j->sr.status == SANDBOX_PASS ? 1.0 : 0.0;
+            if (c->live) {
+#pragma omp atomic
+                c->live->runs++;
+                if (j->value > 0) {
+#pragma omp atomic
+                    c->live->passed++;
+                }
+                if (omp_get_thread_num() == 0)
+                    cl_io_tick(c->live->io); /* the only thread that touches io */
+            }
         } else {
             j->value = j->metric == SCORE_BLEU ? bleu_char(j->a, j->al, j->b, j->bl)
                                                : bleu_word(j->a, j->al, j->b, j->bl);
@@ -801,8 +812,27 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
     return rc == 0 ? cl_io_sync(io, e) : -1;
 }
 
-int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e)
+static void live_progress(void *ctx, char *buf, size_t n)
 {
+    score_live *l = ctx;
+    uint64_t runs, passed;
+#pragma omp atomic read
+    runs = l->runs;
+#pragma omp atomic read
+    passed = l->passed;
+    snprintf(buf, n, "sandbox %" PRIu64 " runs, %" PRIu64 " passed (%.0f%%)", runs, passed,
+             runs ? 100.0 * (double)passed / (double)runs : 0.0);
+}
+
+int score_records(cl_io *io, const score_cfg *sc_given, int batch_size, cl_err *e)
+{
+    score_live live = {.io = io};
+    score_cfg with_live = *sc_given;
+    const score_cfg *sc = &with_live;
+    if (sc->metrics & SCORE_PASS_RATE) {
+        with_live.live = &live;
+        cl_io_progress_extra(io, live_progress, &live);
+    }
     int cap = batch_size, n = 0, rc = 0;
     pending *p = calloc((size_t)cap, sizeof *p);
     jv *vals = calloc((size_t)cap, sizeof *vals);

@@ -39,7 +39,15 @@ typedef struct score_cfg {
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
     int jobs;                  /* parallel workers */
+    struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
 } score_cfg;
+
+/* Sandbox runs finished so far and how many passed, counted by the job threads as they go;
+ * thread 0 calls cl_io_tick(io) between runs, so a batch of slow tests still shows progress. */
+typedef struct score_live {
+    uint64_t runs, passed;
+    cl_io *io;
+} score_live;
 
 /* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);

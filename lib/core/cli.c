@@ -11,7 +11,7 @@
 
 enum {
     OPT_HELP = 0x1000, OPT_VERSION, OPT_SEED, OPT_SHARD, OPT_WHERE, OPT_MAP, OPT_STATS,
-    OPT_SKIP_BAD, OPT_REJECTS, OPT_LEVEL, OPT_THREADS
+    OPT_SKIP_BAD, OPT_REJECTS, OPT_LEVEL, OPT_THREADS, OPT_PROGRESS, OPT_NO_PROGRESS
 };
 
 static const struct option common_opts[] = {
@@ -19,6 +19,8 @@ static const struct option common_opts[] = {
     {"version", no_argument, 0, OPT_VERSION},
     {"output", required_argument, 0, 'o'},
     {"quiet", no_argument, 0, 'q'},
+    {"progress", required_argument, 0, OPT_PROGRESS},
+    {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
     {"plain", no_argument, 0, 'Z'},
     {"seed", required_argument, 0, OPT_SEED},
     {"stats", required_argument, 0, OPT_STATS},
@@ -42,6 +44,9 @@ static const char common_help[] =
     "      --level N       zstd level (default 3, or CL_ZSTD_LEVEL)\n"
     "      --threads N     zstd worker threads (default 0 = single-threaded)\n"
     "  -q, --quiet         no progress and no summary on stderr\n"
+    "      --progress SECS a progress line every SECS seconds when stderr is not a\n"
+    "                      terminal (default 30; 0 = none); a terminal's is redrawn live\n"
+    "      --no-progress   no progress at all (the summary stays)\n"
     "      --seed N        seed for every random choice (default 0)\n"
     "      --stats FILE    write run statistics as JSON to FILE\n"
     "  -h, --help          show this help and exit\n"
@@ -155,6 +160,8 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     c->color = tty && !(nc && *nc) && !(term && strcmp(term, "dumb") == 0);
 
     cl_err e = {0};
+    double every = -1; /* --progress; -1 = not given */
+    int no_progress = 0;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
@@ -163,6 +170,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
         case OPT_VERSION: printf("%s (cl) %s\n", cli->prog, CL_VERSION); exit(0);
         case 'o': c->output = optarg; break;
         case 'q': c->quiet = 1; break;
+        case OPT_PROGRESS:
+            if (cl_parse_double(optarg, 0, 1e6, "--progress", &every, &e) < 0) cl_usage_error("%s", e.msg);
+            break;
+        case OPT_NO_PROGRESS: no_progress = 1; break;
         case 'Z': c->plain = 1; break;
         case OPT_SEED: {
             char *end;
@@ -208,5 +219,10 @@ void cl_cli_parse(const cl_cli *cli, int argc, char **argv, cl_common *c)
     c->ninputs = argc - optind;
     if (!cli->records && c->ninputs > 0)
         cl_usage_error("unexpected argument '%s'", argv[optind]);
-    c->progress = tty && !c->quiet;
+    /* On a terminal the line is redrawn in place; elsewhere (a log, make, a pipeline's
+     * stderr) plain lines at a slow pace keep a long run visibly alive without flooding. */
+    if (no_progress)
+        every = 0;
+    c->progress = tty && !c->quiet && every != 0;
+    c->progress_every = tty || c->quiet ? 0 : every < 0 ? 30 : every;
 }

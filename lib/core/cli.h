@@ -1,6 +1,6 @@
 /* cli.h — the command line every cl tool shares.
  *
- * Owns: parsing of the common flags (-o, -q, -Z, --seed, --shard, --where, --map, --stats,
+ * Owns: parsing of the common flags (-o, -q, --progress, --no-progress, -Z, --seed, --shard, --where, --map, --stats,
  * --skip-bad, --rejects, --level, --threads, --help, --version) merged with a tool's own
  * options, the usage/version texts, and the terminal facts (is stderr a tty, NO_COLOR).
  * A tool describes itself in a cl_cli and receives its own options through a callback. */
@@ -23,7 +23,8 @@ typedef struct cl_common {
     const char *stats;     /* --stats FILE */
     int skip_bad;          /* --skip-bad */
     const char *rejects;   /* --rejects FILE */
-    int progress;          /* progress lines allowed (stderr is a tty, not -q) */
+    int progress;          /* a live progress line (stderr is a tty, not -q/--no-progress) */
+    double progress_every; /* seconds between plain progress lines off a tty; 0 = none */
     int color;             /* colour allowed (tty, NO_COLOR unset, TERM != dumb) */
     char **inputs;         /* positional arguments (files or "-"); none = stdin */
     int ninputs;

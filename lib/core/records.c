@@ -33,7 +33,9 @@ struct cl_io {
     uint64_t bytes_in;
     double t0, last_draw;
     int drew;
+    int eof;              /* every input was read to its end */
     jv extra_stats;
+    char *summary_extra;
     void (*extra_fn)(void *, char *, size_t);
     void *extra_ctx;
     char where_buf[1200];
@@ -117,6 +119,7 @@ static int open_next(cl_io *io, cl_err *e)
     } else if (io->next_input < c->ninputs) {
         io->r = cl_rows_open(c->inputs[io->next_input++], io->o.json_arrays, e);
     } else {
+        io->eof = 1;
         return 1;
     }
     if (!io->r)
@@ -140,40 +143,72 @@ const char *cl_rec_where(cl_io *io, const cl_rec *rec)
     return where(io, rec->src, rec->lineno, rec->row);
 }
 
+/* Records finished (written, failed or dropped by --shard/--where) and their total: exact once
+ * the inputs are read to the end, else estimated from the share of input bytes read (0: not
+ * known yet).  *estimated tells which. */
+static uint64_t records_total(cl_io *io, int *estimated)
+{
+    *estimated = 0;
+    if (io->eof)
+        return io->n.read;
+    uint64_t done, total;
+    if (!io->bytes_all || !io->r || !cl_rows_progress(io->r, &done, &total))
+        return 0;
+    double frac = (double)(io->bytes_before + done) / (double)io->bytes_all;
+    if (frac < 0.001 || io->n.read == 0)
+        return 0;
+    *estimated = 1;
+    return frac >= 1 ? io->n.read : (uint64_t)((double)io->n.read / frac + 0.5);
+}
+
 static void draw_progress(cl_io *io, int final)
 {
-    if (!io->c->progress)
+    const cl_common *c = io->c;
+    if (!c->progress && !(c->progress_every > 0))
         return;
     double now = cl_now();
-    if (!final && now - io->last_draw < 0.1)
-        return;
-    io->last_draw = now;
     if (final) {
-        if (io->drew)
+        if (io->drew && c->progress)
             fputs("\r\033[K", stderr);
         return;
     }
+    /* A terminal's line is redrawn a few times a second; plain lines come every
+     * --progress seconds, the first one after that long too (short runs stay quiet). */
+    if (now - io->last_draw < (c->progress ? 0.25 : c->progress_every))
+        return;
+    io->last_draw = now;
     double dt = now - io->t0;
-    char extra[256] = "";
-    if (io->extra_fn) {
-        extra[0] = ',';
-        extra[1] = ' ';
-        io->extra_fn(io->extra_ctx, extra + 2, sizeof extra - 2);
+    uint64_t done = io->n.written + io->n.failed + io->n.filtered;
+    if (done > io->n.read)
+        done = io->n.read; /* --map may make several records of one */
+    int est;
+    uint64_t total = records_total(io, &est);
+    char line[640];
+    int k = snprintf(line, sizeof line, "%s: records %" PRIu64, cl_progname(), done);
+    if (total)
+        k += snprintf(line + k, sizeof line - (size_t)k, "/%s%" PRIu64, est ? "~" : "", total);
+    else if (io->n.read > done)
+        k += snprintf(line + k, sizeof line - (size_t)k, " (%" PRIu64 " read)", io->n.read);
+    k += snprintf(line + k, sizeof line - (size_t)k, ", %.1f/s", dt > 0 ? (double)done / dt : 0.0);
+    if (total > done && done > 0 && dt > 0) {
+        double left = dt * (double)(total - done) / (double)done;
+        k += snprintf(line + k, sizeof line - (size_t)k, ", ETA %dm%02ds", (int)(left / 60), (int)left % 60);
     }
-    char eta[48] = "";
-    uint64_t done, total;
-    if (io->bytes_all && io->r && cl_rows_progress(io->r, &done, &total)) {
-        double frac = (double)(io->bytes_before + done) / (double)io->bytes_all;
-        if (frac > 0.001 && frac < 1) {
-            double left = dt * (1 / frac - 1);
-            snprintf(eta, sizeof eta, ", %.0f%%, ETA %dm%02ds", 100 * frac, (int)(left / 60), (int)left % 60);
-        }
+    if (!io->extra_fn)
+        k += snprintf(line + k, sizeof line - (size_t)k, ", %.1f MB/s", dt > 0 ? io->bytes_in / dt / 1e6 : 0.0);
+    if (io->extra_fn && k > 0 && (size_t)k + 3 < sizeof line) {
+        line[k++] = ';';
+        line[k++] = ' ';
+        io->extra_fn(io->extra_ctx, line + k, sizeof line - (size_t)k);
     }
-    fprintf(stderr, "\r%s: %" PRIu64 " records, %.0f/s, %.1f MB/s%s%s\033[K", cl_progname(),
-            io->n.read, dt > 0 ? io->n.read / dt : 0.0, dt > 0 ? io->bytes_in / dt / 1e6 : 0.0,
-            eta, extra[0] ? extra : "");
+    if (c->progress)
+        fprintf(stderr, "\r%s\033[K", line);
+    else
+        fprintf(stderr, "%s\n", line);
     io->drew = 1;
 }
+
+void cl_io_tick(cl_io *io) { draw_progress(io, 0); }
 
 /* A malformed line: fatal, or reported and counted with --skip-bad. */
 /* A rejected input: fatal, or reported, counted and copied to --rejects with --skip-bad.
@@ -311,8 +346,7 @@ static int next_line(cl_io *io, cl_row *l, const char **src, uint64_t *index, cl
             continue;
         }
         *index = io->n.read++;
-        if ((io->n.read & 4095) == 0)
-            draw_progress(io, 0);
+        draw_progress(io, 0);
         if (io->c->shard_n) {
             uint64_t h = chk.id_len ? cl_hash64(l->text + chk.id_off, chk.id_len, 0)
                                     : cl_hash64(index, sizeof *index, 1);
@@ -461,6 +495,12 @@ void cl_io_stat(cl_io *io, const char *key, jv value)
     io->extra_stats = cl_json_set(io->extra_stats, key, value);
 }
 
+void cl_io_summary_extra(cl_io *io, const char *text)
+{
+    free(io->summary_extra);
+    io->summary_extra = strdup(text); /* NULL (out of memory): the line only loses its tail */
+}
+
 void cl_io_progress_extra(cl_io *io, void (*fn)(void *, char *, size_t), void *ctx)
 {
     io->extra_fn = fn;
@@ -520,7 +560,8 @@ int cl_io_close(cl_io *io, cl_err *e)
             fprintf(stderr, ", %" PRIu64 " malformed skipped", io->n.rejected);
         if (io->n.failed)
             fprintf(stderr, ", %" PRIu64 " failed", io->n.failed);
-        fprintf(stderr, ", %.2f s\n", secs);
+        fprintf(stderr, ", %.2f s%s%s\n", secs, io->summary_extra ? "; " : "",
+                io->summary_extra ? io->summary_extra : "");
     }
     cl_rows_close(io->r);
     cl_filter_free(io->where);
@@ -528,6 +569,7 @@ int cl_io_close(cl_io *io, cl_err *e)
     jv_free(io->pending);
     jv_free(io->current);
     jv_free(io->extra_stats);
+    free(io->summary_extra);
     if (!rc && io->n.failed)
         rc = CL_EXIT_FAILED;
     free(io);

@@ -68,8 +68,15 @@ int cl_io_sync(cl_io *io, cl_err *e);
 
 /* Adds key: value (consumed) to the --stats object and the closing summary's extras. */
 void cl_io_stat(cl_io *io, const char *key, jv value);
+/* Text (copied) that ends the closing summary line after "; ", such as the LLM client's
+ * "llm: 45 calls ...": one line per run, however many parts a tool has. */
+void cl_io_summary_extra(cl_io *io, const char *text);
 /* A short text appended to the progress line, e.g. "in flight 64, 1.2M tokens". */
 void cl_io_progress_extra(cl_io *io, void (*fn)(void *ctx, char *buf, size_t n), void *ctx);
+/* Draws the progress line if it is due (a terminal's a few times a second, plain lines every
+ * --progress seconds): progress is driven by time, so a tool that waits (on models, on a
+ * sandbox) calls this from its wait loop.  Reading a record calls it too.  Cheap when not due. */
+void cl_io_tick(cl_io *io);
 
 typedef struct cl_io_counts {
     uint64_t read, written, rejected, filtered, failed;

@@ -63,7 +63,8 @@ typedef struct cl_llm_backend {
     const char *scheme;  /* "openai" in "openai:gpt-4o" */
     /* Binds a role: arg is the spec after "scheme:", rc the role's configuration, cfg the
      * client's.  Sets *self to the role's backend state and *identity to a malloc'd string
-     * naming what answers (endpoint and model, never a key), hashed into the cache key.
+     * naming what answers (endpoint and model, never a key; with the cache on, what the
+     * server says about the model where it says anything), hashed into the cache key.
      * Returns 0, or -1 with e set (CL_EXIT_CONFIG). */
     int (*open)(cl_llm *llm, const char *arg, const cl_llm_role_config *rc,
                 const cl_llm_config *cfg, void **self, char **identity, cl_err *e);

@@ -9,14 +9,14 @@
 
 /* Option values: CL_LLM_CLI_OPT_BASE + G_* for the client, + 32 * (1 + role) + R_* per role. */
 enum { G_API_BASE, G_MAX_INFLIGHT, G_RPM, G_TPM, G_TIMEOUT, G_CONNECT_TIMEOUT, G_STALL_TIMEOUT,
-       G_RETRIES, G_CACHE, G_NO_CACHE, G_PRICE, G_BUDGET, G_N };
+       G_RETRIES, G_CACHE, G_NO_CACHE, G_CACHE_TAG, G_PRICE, G_BUDGET, G_N };
 enum { R_SPEC, R_API_BASE, R_KEY_ENV, R_TEMPERATURE, R_TOP_P, R_MAX_TOKENS, R_MAX_COMPLETION_TOKENS,
        R_SEED, R_STOP, R_N, R_PARAM, R_HEADER, R_COUNT };
 
 static const struct { const char *name; int arg; } g_opts[G_N] = {
     {"api-base", 1}, {"max-inflight", 1}, {"rpm", 1}, {"tpm", 1}, {"timeout", 1},
     {"connect-timeout", 1}, {"stall-timeout", 1}, {"retries", 1}, {"cache", 1}, {"no-cache", 0},
-    {"price", 1}, {"budget-usd", 1}};
+    {"cache-tag", 1}, {"price", 1}, {"budget-usd", 1}};
 static const char *const r_suffix[R_COUNT] = {
     "", "-api-base", "-api-key-env", "-temperature", "-top-p", "-max-tokens",
     "-max-completion-tokens", "-seed", "-stop", "-n", "-param", "-header"};
@@ -31,6 +31,8 @@ static const char llm_help[] =
     "      --retries N         further attempts after a retryable failure (default 6)\n"
     "      --cache DIR         cache of completed calls (default $XDG_CACHE_HOME/cl)\n"
     "      --no-cache          neither read nor write the cache\n"
+    "      --cache-tag NAME    a name in every cache key: runs of servers that do not say\n"
+    "                          which model they serve (GET /models) get answers of their own\n"
     "      --price IN,OUT      dollars per million prompt,completion tokens\n"
     "      --budget-usd X      send no new call once X dollars are spent\n"
     "  Per role: --ROLE SPEC (openai:MODEL), --ROLE-temperature X, --ROLE-top-p X,\n"
@@ -53,7 +55,7 @@ struct role_flags {
 
 struct cl_llm_cli_state {
     char *names;              /* storage of the generated long option names */
-    const char *api_base, *cache;
+    const char *api_base, *cache, *cache_tag;
     int no_cache;
     long max_inflight, retries;
     double rpm, tpm, timeout, connect_timeout, stall_timeout, price_in, price_out, budget;
@@ -232,6 +234,7 @@ int cl_llm_cli_opt(cl_llm_cli *lc, int opt, const char *arg, cl_err *e)
     case G_RETRIES: return cl_parse_long(arg, 0, 100, "--retries", &s->retries, e) < 0 ? -1 : 1;
     case G_CACHE: s->cache = arg; s->no_cache = 0; return 1;
     case G_NO_CACHE: s->no_cache = 1; return 1;
+    case G_CACHE_TAG: s->cache_tag = arg; return 1;
     case G_PRICE: {
         char *end;
         s->price_in = strtod(arg, &end);
@@ -305,7 +308,8 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
     cl_llm_config cfg = {
         .max_inflight = (int)s->max_inflight, .rpm = s->rpm, .tpm = s->tpm, .timeout_s = s->timeout,
         .connect_timeout_s = s->connect_timeout, .stall_timeout_s = s->stall_timeout,
-        .retries = (int)s->retries, .cache_dir = cache, .price_in = s->price_in, .price_out = s->price_out,
+        .retries = (int)s->retries, .cache_dir = cache, .cache_tag = s->cache_tag, .quiet = c->quiet,
+        .price_in = s->price_in, .price_out = s->price_out,
         .budget_usd = s->budget, .api_base = s->api_base, .seed = c->seed, .roles = s->rc,
         .nroles = lc->nroles_};
     return s->llm = cl_llm_new(&cfg, e);
@@ -327,26 +331,17 @@ static void on_signal(int sig)
         cl_llm_stop(signal_llm, signal_count >= 2);
 }
 
-static void progress(void *ctx, char *buf, size_t n)
-{
-    cl_llm_stats st;
-    cl_llm_get_stats(ctx, &st);
-    char pt[32];
-    double tok = (double)(st.prompt_tokens + st.completion_tokens);
-    if (tok >= 1e6)
-        snprintf(pt, sizeof pt, "%.1fM", tok / 1e6);
-    else
-        snprintf(pt, sizeof pt, "%.0fk", tok / 1e3);
-    int k = snprintf(buf, n, "llm %ld in flight, %ld calls, %s tokens", st.inflight, st.submitted, pt);
-    if (st.cost_usd > 0 && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, ", $%.2f", st.cost_usd);
-}
+static void progress(void *ctx, char *buf, size_t n) { cl_llm_progress(ctx, buf, n); }
+
+static void tick(void *io) { cl_io_tick(io); }
 
 void cl_llm_cli_attach(cl_llm_cli *lc, cl_llm *llm, cl_io *io)
 {
     (void)lc;
-    if (io)
+    if (io) {
         cl_io_progress_extra(io, progress, llm);
+        cl_llm_on_turn(llm, tick, io);
+    }
     signal_llm = llm;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -361,12 +356,16 @@ void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io)
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal_llm = NULL;
+    cl_llm_on_turn((cl_llm *)llm, NULL, NULL); /* io is about to close */
     if (io)
         cl_io_stat(io, "llm", cl_llm_stats_json(llm));
     if (!lc->quiet) {
         char line[512];
         cl_llm_summary(llm, line, sizeof line);
-        cl_warn("%s", line);
+        if (io)
+            cl_io_summary_extra(io, line); /* one closing line per run */
+        else
+            cl_warn("%s", line);
     }
 }
 

@@ -1,7 +1,7 @@
 /* llm/cli.h — the LLM flags every tool that talks to models shares.
  *
  * Owns: the option table and --help text for the client settings (--api-base, --max-inflight,
- * --rpm, --tpm, --timeout, --retries, --cache, --no-cache, --price, --budget-usd, ...) and for
+ * --rpm, --tpm, --timeout, --retries, --cache, --no-cache, --cache-tag, --price, --budget-usd, ...) and for
  * each role the tool declares (--ROLE SPEC, --ROLE-temperature, --ROLE-top-p, --ROLE-max-tokens,
  * --ROLE-max-completion-tokens, --ROLE-seed, --ROLE-stop, --ROLE-n, --ROLE-param, --ROLE-header,
  * --ROLE-api-base, --ROLE-api-key-env); turning them plus the environment into a
@@ -74,8 +74,8 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e);
  * second one abort those too.  io may be NULL. */
 void cl_llm_cli_attach(cl_llm_cli *lc, cl_llm *llm, cl_io *io);
 
-/* Adds "llm" (cl_llm_stats_json) to --stats and prints the summary line on stderr unless
- * -q.  io may be NULL (then only the line).  Also gives SIGINT/SIGTERM back to their default
+/* Adds "llm" (cl_llm_stats_json) to --stats and its summary to the end of io's closing line
+ * unless -q.  io may be NULL (then the summary is a line of its own).  Also gives SIGINT/SIGTERM back to their default
  * action, so the client may be freed afterwards. */
 void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io);
 

@@ -193,6 +193,48 @@ void cl_http_free(cl_http *h)
     free(h);
 }
 
+static size_t get_body(char *data, size_t size, size_t n, void *arg)
+{
+    cl_buf *b = arg;
+    cl_buf_put(b, data, size * n);
+    return b->oom ? 0 : size * n;
+}
+
+long cl_http_get(const char *url, const struct curl_slist *headers, double timeout_s, char **body,
+                 char *err, size_t errlen)
+{
+    *body = NULL;
+    CURL *c = curl_easy_init();
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return 0;
+    }
+    cl_buf b = {0};
+    char cerr[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, get_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_s * 1000));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_s * 1000));
+    if (headers)
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    long status = 0;
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    else
+        snprintf(err, errlen, "%s", cerr[0] ? cerr : curl_easy_strerror(rc));
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK || b.oom) {
+        free(b.p);
+        return status;
+    }
+    *body = b.p ? b.p : strdup("");
+    return status;
+}
+
 static cl_http_xfer *xfer_get(cl_http *h)
 {
     if (h->npool)

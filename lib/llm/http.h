@@ -49,6 +49,13 @@ cl_http_xfer *cl_http_post(cl_http *h, const char *url, const struct curl_slist 
 /* Ends x now; done runs before this returns (curl_code CURLE_ABORTED_BY_CALLBACK). */
 void cl_http_abort(cl_http *h, cl_http_xfer *x);
 
+/* A blocking GET of url (with headers, borrowed; may be NULL) taking at most timeout_s, for
+ * the few requests a client makes before its loop runs (a server's model list).  Returns the
+ * HTTP status (0 when none came, with libcurl's message in err) and the body in *body
+ * (malloc'd, NUL-terminated, NULL on failure). */
+long cl_http_get(const char *url, const struct curl_slist *headers, double timeout_s, char **body,
+                 char *err, size_t errlen);
+
 /* Waits at most timeout_ms for socket activity or libcurl's timers, moves transfers on and
  * runs the finished ones' done callbacks. */
 void cl_http_wait(cl_http *h, int timeout_ms);

@@ -61,6 +61,8 @@ struct cl_llm {
     cl_llm_stats st;
     long hist[NHIST];
     double t0;
+    void (*on_turn)(void *);
+    void *on_turn_ctx;
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -217,7 +219,20 @@ static int open_role(cl_llm *llm, struct role *r, const cl_llm_role_config *rc, 
         return cl_err_set(e, CL_EXIT_CONFIG, "--%s '%s': unknown model scheme '%.*s' (known: %s)", rc->name,
                           rc->spec, (int)(colon - rc->spec), rc->spec, known);
     }
-    return r->be->open(llm, colon + 1, rc, cfg, &r->self, &r->identity, e);
+    if (r->be->open(llm, colon + 1, rc, cfg, &r->self, &r->identity, e) < 0)
+        return -1;
+    if (cfg->cache_tag && *cfg->cache_tag && r->identity) {
+        /* --cache-tag: a run the server cannot tell apart (same URL, name and model list)
+         * gets answers of its own */
+        size_t n = strlen(r->identity) + strlen(cfg->cache_tag) + 8;
+        char *id = malloc(n);
+        if (!id)
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+        snprintf(id, n, "%s tag=%s", r->identity, cfg->cache_tag);
+        free(r->identity);
+        r->identity = id;
+    }
+    return 0;
 }
 
 cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
@@ -237,7 +252,7 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
     if (k->retries < 0) k->retries = 6;
     if (k->retry_after_cap_s <= 0) k->retry_after_cap_s = 120;
     k->roles = NULL;
-    k->cache_dir = k->api_base = NULL;
+    k->cache_dir = k->api_base = k->cache_tag = NULL;
     llm->rng = cfg->seed ^ 0x6c6c6d2d6a697474ULL;
     llm->t0 = llm->last_refill = cl_now();
     llm->rpm_avail = k->rpm > 0 ? fmax(1, k->rpm / 60) : 0;
@@ -817,6 +832,14 @@ void cl_llm_step(cl_llm *llm, double max_wait_s)
     promote_due(llm);
     deliver(llm);
     admit(llm);
+    if (llm->on_turn)
+        llm->on_turn(llm->on_turn_ctx);
+}
+
+void cl_llm_on_turn(cl_llm *llm, void (*fn)(void *), void *ctx)
+{
+    llm->on_turn = fn;
+    llm->on_turn_ctx = ctx;
 }
 
 int cl_llm_run(cl_llm *llm)
@@ -889,13 +912,19 @@ static void human(double x, char *buf, size_t n)
         snprintf(buf, n, "%.0f", x);
 }
 
+/* The stats, with the prompt and completion tokens as short text, for the lines below. */
+static void stats_for_text(const cl_llm *llm, cl_llm_stats *s, char pt[32], char ct[32])
+{
+    cl_llm_get_stats(llm, s);
+    human((double)s->prompt_tokens, pt, 32);
+    human((double)s->completion_tokens, ct, 32);
+}
+
 void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
 {
     cl_llm_stats s;
-    cl_llm_get_stats(llm, &s);
     char pt[32], ct[32];
-    human((double)s.prompt_tokens, pt, sizeof pt);
-    human((double)s.completion_tokens, ct, sizeof ct);
+    stats_for_text(llm, &s, pt, ct);
     int k = snprintf(buf, n, "llm: %ld calls (%ld cached, %ld failed), %ld retries, %s+%s tokens", s.submitted,
                      s.cache_hits, s.failed, s.retries, pt, ct);
     if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
@@ -904,6 +933,22 @@ void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
         k += snprintf(buf + k, n - (size_t)k, ", p50 %.3f s, %.1f s", s.latency_p50_s, s.wall_s);
     if (k > 0 && (size_t)k < n && llm->stop_applied)
         snprintf(buf + k, n - (size_t)k, ", stopped: %s", llm->stop_reason);
+}
+
+void cl_llm_progress(const cl_llm *llm, char *buf, size_t n)
+{
+    cl_llm_stats s;
+    char pt[32], ct[32];
+    stats_for_text(llm, &s, pt, ct);
+    long done = s.ok + s.failed;
+    int k = snprintf(buf, n, "%ld calls (%ld cached), %ld in flight, %ld failed, %ld retries, %s/%s tokens in/out",
+                     done, s.cache_hits, s.inflight, s.failed, s.retries, pt, ct);
+    if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
+        k += snprintf(buf + k, n - (size_t)k, ", $%.2f", s.cost_usd);
+    if (k > 0 && (size_t)k < n && llm->cfg.budget_usd > 0)
+        k += snprintf(buf + k, n - (size_t)k, " of $%.2f", llm->cfg.budget_usd);
+    if (k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", %.1f calls/s", s.wall_s > 0 ? (double)done / s.wall_s : 0.0);
 }
 
 jv cl_llm_usage_add(const cl_llm *llm, jv usage, const cl_llm_result *r)

@@ -86,6 +86,9 @@ typedef struct cl_llm_config {
     int retries;               /* further attempts after the first; -1 = default 6 */
     double retry_after_cap_s;  /* a longer Retry-After ends the call with an error; 0 = 120 */
     const char *cache_dir;     /* NULL = no cache */
+    const char *cache_tag;     /* NULL, or a name folded into every cache key (--cache-tag):
+                                * separates runs whose servers say nothing about their model */
+    int quiet;                 /* -q: no warnings on stderr (the model list's absence) */
     double price_in, price_out;/* dollars per million prompt / completion tokens; 0 = unknown */
     double budget_usd;         /* stop admitting new calls once the spent cost reaches this;
                                 * 0 = no budget (needs prices) */
@@ -183,6 +186,10 @@ int cl_llm_run(cl_llm *llm);
  * few times --max-inflight keeps the servers busy.                                      */
 void cl_llm_step(cl_llm *llm, double max_wait_s);
 
+/* fn(ctx) runs at the end of every turn of the loop (several times a second while calls are
+ * out), for displays driven by time, such as a progress line.  fn NULL: none. */
+void cl_llm_on_turn(cl_llm *llm, void (*fn)(void *ctx), void *ctx);
+
 /* Calls submitted whose callback has not run yet (queued, backing off, in flight, done). */
 long cl_llm_pending(const cl_llm *llm);
 /* Of those, the ones waiting for admission (not yet started, not backing off). */
@@ -222,6 +229,10 @@ jv cl_llm_stats_json(const cl_llm *llm);
 /* One summary line ("llm: 2000 calls (1500 cached), 1.2M+80k tokens, $0.43, 12.3 s, 3 failed")
  * into buf. */
 void cl_llm_summary(const cl_llm *llm, char *buf, size_t n);
+
+/* The live state for a progress line ("140 calls (12 cached), 64 in flight, 2 failed,
+ * 3 retries, 1.2M/80k tokens in/out, $0.43 of $5.00, 12.3 calls/s") into buf. */
+void cl_llm_progress(const cl_llm *llm, char *buf, size_t n);
 
 /* Adds one call's accounting to a record's usage object: usage (consumed; null or an object)
  * gains "calls", "prompt_tokens", "completion_tokens", "latency_s" and, when prices are set,

@@ -5,6 +5,8 @@
 #include "llm/backend.h"
 
 #include <ctype.h>
+#include <math.h>
+#include <time.h>
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,9 @@
 #include "core/json.h"
 
 #define DEFAULT_BASE "https://api.openai.com/v1"
+
+typedef struct model_list model_list;
+static void model_list_put(model_list *m);
 
 struct openai {
     cl_llm *llm;
@@ -26,6 +31,7 @@ struct openai {
     char *last_params_json;     /* kept (number formatting is the costly part of a dump) */
     size_t last_params_len;
     struct curl_slist *headers;
+    model_list *models;         /* what the endpoint says about its models (cache on only) */
 };
 
 /* The name CL_<ROLE>_<WHAT>, the role upper-cased and '-' turned into '_'. */
@@ -79,7 +85,111 @@ static void openai_close(void *self)
         free(o->key);
     }
     curl_slist_free_all(o->headers);
+    model_list_put(o->models);
     free(o);
+}
+
+/* ---- what the server says about its models ------------------------------------------- */
+
+/* GET {base}/models, once per endpoint in a run however many roles share it: the bodies are
+ * kept while a role refers to them. */
+struct model_list {
+    char *url;
+    char *body;          /* NULL: the server offered no list */
+    int refs;
+    struct model_list *next;
+};
+static model_list *model_lists;
+
+static model_list *model_list_get(const char *url, const struct curl_slist *headers, double timeout_s,
+                                  const char *role, int quiet)
+{
+    for (model_list *m = model_lists; m; m = m->next)
+        if (strcmp(m->url, url) == 0) {
+            m->refs++;
+            return m;
+        }
+    model_list *m = calloc(1, sizeof *m);
+    if (!m || !(m->url = strdup(url))) {
+        free(m);
+        return NULL;
+    }
+    char err[CURL_ERROR_SIZE + 64] = "";
+    long st = cl_http_get(url, headers, timeout_s, &m->body, err, sizeof err);
+    if (st != 200) {
+        free(m->body);
+        m->body = NULL;
+        char *sh = shown(url), why[CURL_ERROR_SIZE + 80];
+        if (st)
+            snprintf(why, sizeof why, "answered HTTP %ld", st);
+        else
+            snprintf(why, sizeof why, "failed (%s)", err);
+        if (!quiet) /* once per endpoint and run */
+            cl_warn("role %s: GET %s %s: the server does not say which model it serves, so a model "
+                    "replaced behind the same URL and name would replay cached answers "
+                    "(--cache-tag NAME separates runs)", role, sh ? sh : "models", why);
+        free(sh);
+    }
+    m->refs = 1;
+    m->next = model_lists;
+    model_lists = m;
+    return m;
+}
+
+static void model_list_put(model_list *m)
+{
+    if (!m || --m->refs > 0)
+        return;
+    for (model_list **p = &model_lists; *p; p = &(*p)->next)
+        if (*p == m) {
+            *p = m->next;
+            break;
+        }
+    free(m->url);
+    free(m->body);
+    free(m);
+}
+
+/* The model's entry in the list as compact JSON of the members that name what answers: id,
+ * root and parent (vLLM: the weights' path), owned_by, max_model_len, meta (llama.cpp: sizes
+ * and parameter count) and created — unless created lies within a day of now: vLLM and
+ * llama.cpp put the time of the request there, which would change the key on every run.
+ * NULL when the list has no such model. */
+static char *model_fingerprint(const char *body, const char *model)
+{
+    jv list = jv_parse(body), data = cl_json_get(&list, "data"), pick = jv_invalid();
+    jv_free(list);
+    if (jv_get_kind(data) == JV_KIND_ARRAY) {
+        jv_array_foreach(data, i, m) {
+            (void)i;
+            const char *id = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "id") : NULL;
+            if (id && strcmp(id, model) == 0 && !jv_is_valid(pick))
+                pick = m;
+            else
+                jv_free(m);
+        }
+    }
+    jv_free(data);
+    if (!jv_is_valid(pick))
+        return NULL;
+    static const char *const keep[] = {"id", "root", "parent", "owned_by", "max_model_len", "meta", "created"};
+    jv fp = jv_object();
+    for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
+        jv v = cl_json_get(&pick, keep[k]);
+        if (strcmp(keep[k], "created") == 0 && jv_get_kind(v) == JV_KIND_NUMBER &&
+            fabs(jv_number_value(v) - (double)time(NULL)) < 86400) {
+            jv_free(v);
+            continue;
+        }
+        if (jv_get_kind(v) != JV_KIND_NULL && jv_is_valid(v))
+            fp = jv_object_set(fp, jv_string(keep[k]), v);
+        else
+            jv_free(v);
+    }
+    jv_free(pick);
+    char *s = cl_json_dump(&fp, NULL);
+    jv_free(fp);
+    return s;
 }
 
 static int add_header(struct openai *o, const char *h)
@@ -165,14 +275,32 @@ static int openai_open(cl_llm *llm, const char *arg, const cl_llm_role_config *r
         }
         bad = add_header(o, rc->headers[i]) < 0;
     }
-    size_t ilen = strlen(o->shown_url ? o->shown_url : "") + strlen(arg) + 16;
+    /* With the cache on, what the server says about the model joins the key: a checkpoint
+     * re-served under the same URL and name must not replay the old one's answers. */
+    char *fp = NULL;
+    if (!bad && cfg->cache_dir) {
+        size_t mlen = (has_tail ? blen - tlen : blen) + strlen(query) + 16;
+        char *murl = malloc(mlen);
+        if (murl) {
+            snprintf(murl, mlen, "%.*s/models%s", (int)(has_tail ? blen - tlen : blen), base, query);
+            double t = cfg->connect_timeout_s > 0 && cfg->connect_timeout_s < 5 ? cfg->connect_timeout_s : 5;
+            o->models = model_list_get(murl, o->headers, t, rc->name, cfg->quiet);
+            free(murl);
+        }
+        if (o->models && o->models->body && !(fp = model_fingerprint(o->models->body, arg)) && !cfg->quiet)
+            cl_warn("role %s: %s lists no model '%s': its answers are cached by URL and name only "
+                    "(--cache-tag NAME separates runs)", rc->name, o->shown_url, arg);
+    }
+    size_t ilen = strlen(o->shown_url ? o->shown_url : "") + strlen(arg) + (fp ? strlen(fp) : 0) + 16;
     char *id = bad ? NULL : malloc(ilen);
     if (!id) {
+        free(fp);
         openai_close(o);
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     }
     /* What answers: endpoint and model.  Never the key, nor credentials in the URL. */
-    snprintf(id, ilen, "openai %s %s", o->shown_url, arg);
+    snprintf(id, ilen, "openai %s %s%s%s", o->shown_url, arg, fp ? " " : "", fp ? fp : "");
+    free(fp);
     *identity = id;
     *self = o;
     return 0;

@@ -256,6 +256,28 @@ int cl_chat_format_parse(const char *name)
 
 const char *cl_chat_format_name(cl_chat_format f) { return (unsigned)f < 4 ? format_names[f] : "?"; }
 
+const char *cl_chat_jinja(cl_chat_format f)
+{
+    switch (f) {
+    case CL_CHAT_LLAMA3:
+        return "{%- if messages %}{{- '<|begin_of_text|>' }}{%- endif %}"
+               "{%- for m in messages %}"
+               "{{- '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}"
+               "{%- endfor %}"
+               "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}";
+    case CL_CHAT_QWEN2:
+        return "{%- if not messages or messages[0]['role'] != 'system' %}"
+               "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+               "{%- endif %}"
+               "{%- for m in messages %}"
+               "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+               "{%- endfor %}"
+               "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+    default:
+        return NULL;
+    }
+}
+
 char *cl_chat_render_text(cl_chat_format f, const cl_chat_msg *m, size_t n,
                           int add_generation_prompt, size_t *len, cl_err *e)
 {

@@ -47,6 +47,11 @@ typedef struct cl_chat_tokens {
 
 void cl_chat_tokens_free(cl_chat_tokens *c);
 
+/* A Jinja chat template that prints what cl_chat_render_text does, for models that carry none
+ * of their own (a new model's tokenizer_config.json, its GGUF): Llama-3 and ChatML (Qwen2);
+ * NULL for the formats whose models always bring their published template. */
+const char *cl_chat_jinja(cl_chat_format f);
+
 /* The rendered text (what the Jinja template prints), malloc'd; *len set. */
 char *cl_chat_render_text(cl_chat_format f, const cl_chat_msg *m, size_t n,
                           int add_generation_prompt, size_t *len, cl_err *e);

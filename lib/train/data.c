@@ -212,6 +212,8 @@ int cl_ft_data_load(cl_ft_data *d, const char *path, cl_tokenizer *tok, const cl
             st = -1;
         } else {
             st = cl_ft_render_row(&row, tok, o, &ex, &tr, &re);
+            if (o->kind == CL_FT_SFT && !cl_json_has(&row, "messages") && !cl_json_has(&row, "completion"))
+                d->pairs_as_sft++;
         }
         jv_free(row);
         if (st < 0) {

@@ -45,6 +45,7 @@ typedef struct cl_ft_data {
     long rows;           /* rows read */
     long truncated;      /* rows whose prompt (or completion) was cut to fit max_len */
     long no_loss;        /* rows dropped: no assistant token left after truncation */
+    long pairs_as_sft;   /* SFT rows that were DPO pairs: prompt and chosen trained */
     uint64_t hash;       /* of every id and mask bit, in order (ties caches to the data) */
 } cl_ft_data;
 

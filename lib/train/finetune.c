@@ -179,7 +179,7 @@ typedef struct run {
     long best_step;
     FILE *metrics;
     uint64_t opts_hash;
-    double t0, cpu0;
+    double t0, cpu0, last_line;
     long tokens, start_step;
     char path[4200];
 } run;
@@ -409,7 +409,7 @@ static int load_model(run *r, const char *last, cl_err *e)
         /* full fine-tuning: the checkpoint is a whole model */
         if (cl_ft_model_load(&r->fm, last, CL_F32, 1, e)) return -1;
         const char *src = o->init_config ? rpath(r, "init") : o->model_dir;
-        cl_ft_path(r->fm.src, sizeof r->fm.src, NULL, src);
+        cl_ft_model_set_src(&r->fm, src);
     } else if (o->init_config) {
         const char *init = rpath(r, "init");
         struct stat st;
@@ -421,7 +421,7 @@ static int load_model(run *r, const char *last, cl_err *e)
             if (cl_ft_model_init(&r->fm, o->init_config, o->tokenizer, o->corpus, o->corpus_vocab, o->seed, o->full, e) ||
                 cl_ft_model_save(&r->fm, dir, e))
                 return -1;
-            cl_ft_path(r->fm.src, sizeof r->fm.src, NULL, dir);
+            cl_ft_model_set_src(&r->fm, dir);
             progress(r, "new model (%ld parameters, vocabulary %d) written to %s", cl_config_params(&r->fm.m->cfg),
                      r->fm.m->cfg.vocab, dir);
         }
@@ -448,6 +448,9 @@ static int load_data(run *r, cl_ft_data *d, const char *path, cl_ft_kind kind, c
         cl_warn("%s: %ld of %ld %s rows have no assistant token left after truncation to %d tokens; left out", path,
                 d->no_loss, d->rows, what, r->o->max_len);
     if (d->n == 0) return cl_err_set(e, CL_EXIT_DATAERR, "%s: no usable %s rows", path, what);
+    if (d->pairs_as_sft)
+        cl_warn("%s: %ld of %ld rows are DPO pairs: SFT trains on their prompt and chosen reply and ignores the "
+                "rejected one (train them with --dpo to use both)", path, d->pairs_as_sft, d->rows);
     progress(r, "%s: %d %s rows (%ld truncated, %ld without loss tokens)", path, d->n, what, d->truncated, d->no_loss);
     return 0;
 }
@@ -700,7 +703,9 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
     rec = cl_json_set_num(rec, "elapsed_s", el);
     rec = cl_json_set_num(rec, "cpu_s", cpu_seconds() - r->cpu0);
     if (emit(r, rec, e)) return -1;
-    if (r->o->log_every > 0 && (r->step % r->o->log_every == 0 || r->step == r->total || done == 1)) {
+    int due = r->o->progress_every > 0 && cl_now() - r->last_line >= r->o->progress_every;
+    if (r->o->log_every > 0 && (r->step % r->o->log_every == 0 || r->step == r->total || done == 1 || due)) {
+        r->last_line = cl_now();
         char eb[32], extra[160] = "";
         fmt_eta(eta, eb, sizeof eb);
         if (r->o->kind == CL_FT_PAIRS)

@@ -44,6 +44,8 @@ typedef struct cl_ft_opts {
     double rpo_alpha, anchor_weight;
     double eval_split;
     long eval_every, save_every, log_every;
+    double progress_every;           /* > 0: a step line also once this long since the last one
+                                      * (--progress; slow steps still show life) */
     int keep;                        /* checkpoints kept besides the best */
     int merge, gguf;
     uint64_t seed;

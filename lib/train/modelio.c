@@ -1,8 +1,10 @@
 /* modelio.c — model directories, adapters and exports for cl_llama. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "train/modelio.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,12 +87,30 @@ static int load_tokenizer(cl_ft_model *fm, const char *path, cl_err *e)
     return 0;
 }
 
+void cl_ft_model_set_src(cl_ft_model *fm, const char *dir)
+{
+    char abs[PATH_MAX];
+    if (realpath(dir, abs) && strlen(abs) < sizeof fm->src)
+        memcpy(fm->src, abs, strlen(abs) + 1);
+    else
+        cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
+}
+
 int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e)
 {
     memset(fm, 0, sizeof *fm);
-    cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
     char path[4200];
+    struct stat st;
     cl_ft_path(path, sizeof path, dir, "config.json");
+    if (stat(path, &st) != 0)
+        return cl_err_set(e, CL_EXIT_NOINPUT, stat(dir, &st) != 0
+            ? "%s: no such model directory: --model needs a local directory in the Hugging Face layout "
+              "(config.json, *.safetensors, tokenizer.json); a hub name is not fetched: download it first, "
+              "e.g. huggingface-cli download %s --local-dir models/NAME"
+            : "%s has no config.json: --model needs a local directory in the Hugging Face layout "
+              "(config.json, *.safetensors, tokenizer.json), e.g. from huggingface-cli download %s "
+              "--local-dir models/NAME", dir, dir);
+    cl_ft_model_set_src(fm, dir);
     cl_llama_config c;
     fm->config_json = cl_file_read(path, &fm->config_len, e);
     if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, path, e)) return -1;
@@ -256,6 +276,8 @@ int cl_ft_model_add_lora(cl_ft_model *fm, const cl_lora_config *c, cl_err *e)
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
+static char *chat_template(const cl_ft_model *fm);
+
 static int copy_if_present(const char *src_dir, const char *dir, const char *name, cl_err *e)
 {
     char p[4200];
@@ -281,6 +303,24 @@ int cl_ft_model_save(cl_ft_model *fm, const char *dir, cl_err *e)
     static const char *const extra[] = {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra && !rc && fm->src[0]; i++)
         rc = copy_if_present(fm->src, dir, extra[i], e);
+    cl_ft_path(p, sizeof p, dir, "tokenizer_config.json");
+    struct stat st;
+    if (!rc && stat(p, &st) != 0) {
+        /* A new model (or a source without one): the chat template the model was trained
+         * with, so that transformers, vLLM and the GGUF export format chats as training did. */
+        char *tmpl = chat_template(fm);
+        if (tmpl) {
+            jv tc = JV_OBJECT(jv_string("chat_template"), jv_string(tmpl), jv_string("tokenizer_class"),
+                              jv_string("PreTrainedTokenizerFast"), jv_string("model_max_length"),
+                              jv_number(fm->m->cfg.max_pos));
+            size_t len;
+            char *text = cl_json_dump(&tc, &len);
+            jv_free(tc);
+            rc = text ? cl_ft_write_file(p, text, len, e) : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+            free(text);
+            free(tmpl);
+        }
+    }
     return rc;
 }
 
@@ -297,19 +337,26 @@ int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e)
 
 /* ---- GGUF ------------------------------------------------------------------------------- */
 
+/* The model's chat template: its source's tokenizer_config.json, else the one of the format it is
+ * trained in (cl_chat_jinja) when its tokenizer has that format's special tokens. */
 static char *chat_template(const cl_ft_model *fm)
 {
     char p[4200];
     cl_ft_path(p, sizeof p, fm->src, "tokenizer_config.json");
     size_t len;
     char *b = fm->src[0] ? cl_file_read(p, &len, NULL) : NULL;
-    if (!b) return NULL;
-    jv v = cl_json_parse(b, len);
-    free(b);
-    const char *t = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_str(&v, "chat_template") : NULL;
-    char *out = t ? strdup(t) : NULL;
-    jv_free(v);
-    return out;
+    char *out = NULL;
+    if (b) {
+        jv v = cl_json_parse(b, len);
+        free(b);
+        const char *t = jv_get_kind(v) == JV_KIND_OBJECT ? cl_json_str(&v, "chat_template") : NULL;
+        out = t ? strdup(t) : NULL;
+        jv_free(v);
+        return out;
+    }
+    const char *mark = fm->format == CL_CHAT_LLAMA3 ? "<|start_header_id|>" : "<|im_start|>";
+    const char *t = cl_chat_jinja(fm->format);
+    return t && cl_tokenizer_token_id(fm->tok, mark) >= 0 ? strdup(t) : NULL;
 }
 
 int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e)

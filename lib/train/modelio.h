@@ -24,11 +24,15 @@ typedef struct cl_ft_model {
     char *config_json;       /* config.json text as read (or as written by cl_ft_model_init) */
     char *tokenizer_json;    /* tokenizer.json bytes */
     size_t config_len, tokenizer_len;
-    char src[4096];          /* the directory it came from ("" for a new model) */
+    char src[4096];          /* the directory it came from, absolute ("" for a new model):
+                              * adapter_config.json names the base by it */
     cl_chat_format format;
     int pad_id;              /* eos (or 0) used to pad rows */
     cl_lora_config lora;     /* adapters as added (rank 0: none) */
 } cl_ft_model;
+
+/* Sets fm->src to dir made absolute (as given when it cannot be resolved). */
+void cl_ft_model_set_src(cl_ft_model *fm, const char *dir);
 
 /* Loads dir.  dtype CL_BF16 keeps projection weights in bf16 (LoRA only); full = 1 allocates
  * gradients for every base tensor.  Unknown architectures, missing or misshapen tensors and

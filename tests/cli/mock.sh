@@ -13,6 +13,7 @@ mock_start() {
     MOCK_LOG=$PWD/mock.log
     MOCK_STATS=$PWD/mock.stats
     : >"$MOCK_LOG"
+    rm -f mock.port # a restart must not read the previous server's port before it listens
     "$CL_TESTBIN/mockllm" --log "$MOCK_LOG" --stats "$MOCK_STATS" "$@" >mock.port 2>mock.err &
     MOCK_PID=$!
     trap 'mock_stop' EXIT

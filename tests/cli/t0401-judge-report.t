@@ -66,6 +66,30 @@ test_expect 'runs are named after their files when no label is given, or by --la
     jq -e ".runs == [\"x\", \"y\"]" rep2.json
 '
 
+test_expect 'files of the same name get the parent directories that tell them apart; what cannot be told apart is refused' '
+    mkdir -p a/base a/collab x/base && cp "$B" a/base/scored.jsonl && cp "$O" a/collab/scored.jsonl &&
+    cl-judge --report -q --format json --baseline base a/base/scored.jsonl a/collab/scored.jsonl >rep.json &&
+    jq -e ".runs == [\"base\", \"collab\"] and (.tasks[0].runs | map(.measures.metric.n)) == [6, 6]" rep.json &&
+    cp "$B" x/base/scored.jsonl &&
+    cl-judge --report -q --format json a/base/scored.jsonl x/base/scored.jsonl >rep.json &&
+    jq -e ".runs == [\"a/base\", \"x/base\"]" rep.json &&
+    cl-judge --report -q --format json --label scored a/base/scored.jsonl a/collab/scored.jsonl >rep.json &&
+    jq -e ".runs == [\"scored\", \"collab\"]" rep.json &&
+    zstd -q a/base/scored.jsonl -o a/base/scored.jsonl.zst &&
+    { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl.zst >out 2>err; test $? = 2; } &&
+    grep -q "a/base/scored.jsonl: its run name cannot be told apart .*--label" err && ! test -s out &&
+    { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl >out 2>err; test $? = 2; } &&
+    grep -q "given twice" err && ! test -s out
+'
+
+test_expect 'small token counts show enough digits to compare; the relative change comes from the unrounded means' '
+    for i in 1 2; do echo "{\"id\":\"m$i\",\"task\":\"math\",\"scores\":{\"accuracy\":1,\"tokens\":5}}"; done >b.jsonl &&
+    for i in 1 2; do echo "{\"id\":\"m$i\",\"task\":\"math\",\"scores\":{\"accuracy\":1,\"tokens\":12}}"; done >c.jsonl &&
+    cl-judge --report -q --baseline b b.jsonl c.jsonl >t &&
+    grep -q "^b .* 0.0050 \[0.0050, 0.0050\]" t && grep -q "^c .* 0.012 \[0.012, 0.012\]" t &&
+    grep -q "^Rel. improv. c vs b .*-140.0%" t && grep -q "^Paired diff c - b .* 0.0070 \[0.0070, 0.0070\]" t
+'
+
 test_expect 'interactivity on the unit and the paper scale in one report is refused with exit 65 and the line' '
     { cat "$B"; echo "{\"id\":\"p\",\"task\":\"math\",\"scores\":{\"interactivity\":-1},\"judge\":{\"interactivity\":{\"scale\":\"paper\"}}}"; } >mixed.jsonl &&
     { cl-judge --report -q mixed.jsonl >out 2>err; test $? = 65; } &&

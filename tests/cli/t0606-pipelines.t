@@ -88,6 +88,18 @@ test_expect 'the paper-era rule, a tighter cap and SYSTEM_PROMPT=0 reach the too
     z run/conversations.jsonl.zst | jq -s -e "length == 3 and all(.done_reason == \"max_turns\" and .turn == 1)" >/dev/null &&
     z run/dpo.jsonl.zst | jq -s -e "length == 3 and all(.prompt[0].role == \"user\")" >/dev/null
 '
+test_expect 'MODEL=openai:NAME alone serves every role; a run prints one line per step that had records' '
+    . "$TESTS_DIR/cli/mock.sh" && mock_start --script "$W/math-world.jsonl" --model one &&
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT=one BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+        MODEL=openai:one SAMPLES=2 MAX_TURNS=4 2>log &&
+    test "$(z one/dpo.jsonl.zst | wc -l)" = 6 &&
+    jq -s -e "length > 0 and all(.body.model == \"one\")" "$MOCK_LOG" >/dev/null &&
+    ! grep -q " 0 records in" log && test "$(grep -c "^cl-rollout: " log)" = 2 &&
+    grep -q "^cl-judge: 3 records in, 3 out, .* s; llm: [0-9]* calls" log &&
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$S/seeds.zst" OUT=one2 BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+        MODEL=openai:one USER_MODEL=openai:u SAMPLES=2 MAX_TURNS=4 VERBOSE=1 2>log &&
+    grep -q " 0 records in" log && jq -s -e "any(.body.model == \"u\")" "$MOCK_LOG" >/dev/null
+'
 # interrupt DELAY COMMAND: runs the shell command in its own process group and kills the group
 # (as Ctrl-C would) after DELAY seconds.
 interrupt() {

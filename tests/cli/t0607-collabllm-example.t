@@ -7,7 +7,7 @@
 W="$FIXTURES/pipelines"
 
 # Blocks of the worked example, one file per block (block1, block2, ...), mdoc escapes undone.
-sed -n '/^\.Ss A worked example/,/^\.Sh SEE ALSO/p' "$ROOT/man/collabllm.7" |
+sed -n '/^\.Ss A worked example/,/^\.S[hs] /p' "$ROOT/man/collabllm.7" |
     awk -v dir="$_top" '/^\.Bd -literal/ { n++; on = 1; next } /^\.Ed/ { on = 0 }
         on { gsub(/\\e/, "\\"); gsub(/\\-/, "-"); print > (dir "/block" n) }'
 nblocks=$(ls "$_top"/block* | wc -l)

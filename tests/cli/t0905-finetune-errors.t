@@ -16,6 +16,17 @@ test_expect 'a checkpoint lacking a tensor is refused naming it (exit 65)' '
     { cl-finetune --model m --sft "$S/sft.jsonl" --run r 2>err; test $? = 65; } &&
     grep -q "model.layers.2.input_layernorm.weight: missing from the checkpoint" err
 '
+test_expect 'a hub name, or a directory without config.json, says a local model directory is needed (exit 66)' '
+    { cl-finetune --model meta-llama/Llama-3.2-1B --sft "$S/sft.jsonl" --run r 2>err; test $? = 66; } &&
+    grep -q "meta-llama/Llama-3.2-1B: no such model directory: --model needs a local directory in the Hugging Face layout.*huggingface-cli download meta-llama/Llama-3.2-1B --local-dir" err &&
+    mkdir empty && { cl-finetune --model empty --sft "$S/sft.jsonl" --run r 2>err; test $? = 66; } &&
+    grep -q "^cl-finetune: empty has no config.json: --model needs a local directory" err
+'
+test_expect 'an adapter names its base by an absolute path; DPO rows given to --sft are named, prompt and chosen trained' '
+    cp -r "$M" base && cl-finetune --model base --sft "$S/pairs.jsonl" --max-steps 1 --run r 2>err &&
+    jq -e --arg p "$(pwd -P)/base" ".base_model_name_or_path == \$p" r/final/adapter_config.json &&
+    grep -q "pairs.jsonl: 8 of 8 rows are DPO pairs: SFT trains on their prompt and chosen reply and ignores the rejected one" err
+'
 test_expect 'a line that is not JSON is refused with file:line (exit 65)' '
     { head -2 "$S/sft.jsonl"; echo "{oops"; } >bad.jsonl &&
     { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:3: not valid JSON" err

@@ -2,6 +2,7 @@
  *
  *   mockllm [--latency MS[-MAX]] [--fault KIND=FRACTION]... [--retry-after S] [--stall S]
  *           [--script FILE] [--deterministic] [--log FILE] [--stats FILE] [--seed N] [--port N]
+ *           [--model NAME[=ROOT]]...
  *
  * Binds 127.0.0.1 (port 0 = any free one) and prints the port on stdout.  Answers POST
  * /v1/chat/completions and /chat/completions with HTTP/1.1 keep-alive, one epoll thread, so it
@@ -26,6 +27,12 @@
  *   badjson   200 with an invalid JSON body;  nochoices = 200 with {"object":"x"}
  *   length    finish_reason "length";  nousage = no usage member;  null = content null
  * Other directives: "@delay:MS" sets this request's latency.
+ *
+ * GET /v1/models (or /models) lists the --model NAME[=ROOT] entries as vLLM does ({"id":
+ * NAME, "root": ROOT (default NAME), "owned_by", "created"}); without --model it answers 404,
+ * as servers that say nothing about their model do.  These requests are neither logged nor
+ * counted among the requests (so the counts of chat calls stay exact); "models_requests" in
+ * the statistics counts them.
  *
  * --log FILE appends one JSON line per request: {"seq","t","conn","concurrent","path",
  * "headers":{lower-case name: value},"body": the request JSON,"fault"}.  --stats FILE gets
@@ -96,6 +103,8 @@ static struct {
     double t0;
     int ep;
     jv fail_counts;        /* body hash -> times seen */
+    jv models;             /* the --model entries */
+    unsigned long models_requests;
 } M;
 
 static volatile sig_atomic_t quit;
@@ -418,6 +427,27 @@ static const char *error_body(enum fault f)
 /* Answers one complete request: head[0..hlen) ends with the blank line, body follows. */
 static void answer(conn *c, const char *head, size_t hlen, const char *body, size_t blen)
 {
+    const char *sp0 = strchr(head, ' ');
+    size_t plen0 = sp0 ? strcspn(sp0 + 1, " ") : 0;
+    if (strncmp(head, "GET ", 4) == 0 && ((plen0 == 10 && strncmp(sp0 + 1, "/v1/models", 10) == 0) ||
+                                          (plen0 == 7 && strncmp(sp0 + 1, "/models", 7) == 0))) {
+        M.models_requests++;
+        M.inflight++;
+        c->busy = 1;
+        timer tm = {.at = now(), .fd = c->fd, .gen = c->gen};
+        if (jv_array_length(jv_copy(M.models)) == 0) {
+            tm.len = build(&tm.resp, 404, "Not Found", NULL,
+                           "{\"error\":{\"message\":\"no such route\",\"type\":\"invalid_request_error\"}}", -1);
+        } else {
+            jv list = JV_OBJECT(jv_string("object"), jv_string("list"), jv_string("data"), jv_copy(M.models));
+            char *text = cl_json_dump(&list, NULL);
+            jv_free(list);
+            tm.len = build(&tm.resp, 200, "OK", NULL, text ? text : "{}", -1);
+            free(text);
+        }
+        heap_push(tm);
+        return;
+    }
     unsigned long seq = ++M.seq;
     M.inflight++;
     c->busy = 1;
@@ -647,7 +677,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: mockllm [--latency MS[-MAX]] [--fault KIND=FRACTION]... [--retry-after S] "
                     "[--stall S] [--script FILE] [--deterministic] [--log FILE] [--stats FILE] [--seed N] "
-                    "[--port N]\n");
+                    "[--port N] [--model NAME[=ROOT]]...\n");
     exit(2);
 }
 
@@ -658,6 +688,7 @@ int main(int argc, char **argv)
     M.stall_s = 3600;
     M.script = jv_array();
     M.fail_counts = jv_object();
+    M.models = jv_array();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--deterministic")) { M.deterministic = 1; continue; }
@@ -683,7 +714,15 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--stats")) M.stats = v;
         else if (!strcmp(a, "--seed")) M.rng = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--port")) port = atoi(v);
-        else usage();
+        else if (!strcmp(a, "--model")) {
+            const char *eq = strchr(v, '=');
+            jv name = eq ? jv_string_sized(v, (int)(eq - v)) : jv_string(v);
+            M.models = jv_array_append(M.models, JV_OBJECT(jv_string("id"), jv_copy(name), jv_string("object"),
+                                                           jv_string("model"), jv_string("created"),
+                                                           jv_number(1700000000), jv_string("owned_by"),
+                                                           jv_string("mockllm"), jv_string("root"),
+                                                           eq ? jv_string(eq + 1) : name));
+        } else usage();
     }
     struct rlimit nofile; /* one descriptor per client connection: take all we may */
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
@@ -747,8 +786,9 @@ int main(int argc, char **argv)
     char line[512];
     snprintf(line, sizeof line,
              "{\"requests\":%lu,\"max_concurrent\":%ld,\"connections\":%ld,\"max_connections\":%ld,"
-             "\"cpu_s\":%.3f,\"us_per_request\":%.1f}\n",
-             M.seq, M.max_inflight, M.total_conns, M.max_conns, cpu, M.seq ? cpu * 1e6 / (double)M.seq : 0);
+             "\"cpu_s\":%.3f,\"us_per_request\":%.1f,\"models_requests\":%lu}\n",
+             M.seq, M.max_inflight, M.total_conns, M.max_conns, cpu, M.seq ? cpu * 1e6 / (double)M.seq : 0,
+             M.models_requests);
     fprintf(stderr, "mockllm: %s", line); /* its own capacity: 1e6 / us_per_request per core */
     if (M.stats) {
         FILE *f = fopen(M.stats, "w");
