@@ -1,4 +1,4 @@
-/* engine.c — KV-cache prefill/decode and sampling. */
+/* engine.c — KV-cache prefill/decode, sampling, and the continuous-batching engine. */
 #include "model/engine.h"
 
 #include <math.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/gemm.h"
+#include "model/linear.h"
 #include "model/ops.h"
 
 #define CHUNK 64
@@ -223,4 +224,366 @@ int cl_engine_generate(cl_engine *g, const int *prompt, int n, int max_new, cons
     free(logits);
     free(idx);
     return rc ? -1 : made;
+}
+
+/* ---- the continuous-batching engine ------------------------------------------------------ */
+
+
+#define PREFILL_MIN 16 /* prompt tokens per step even when decode rows fill step_tokens */
+
+struct cl_gen {
+    cl_gen_req r;
+    int *tok;            /* prompt, then generated tokens [cap] */
+    int ntok, cap, nprompt, fed, made;
+    float *kc, *vc;      /* [layers][cap][kd] */
+    size_t kv_bytes;
+    uint64_t rng;
+    int rows;            /* rows of this sequence in the current step */
+    cl_gen *next;        /* wait queue */
+};
+
+struct cl_batch {
+    cl_llama *m;
+    size_t kv_budget, kv_used;
+    int step_tokens;
+    cl_gen *wait_head, *wait_tail;
+    cl_gen **run;
+    int nrun, caprun;
+    /* scratch for one step's rows */
+    int rows_cap;
+    float *x, *xn, *q, *k, *v, *y, *gt, *up, *hb, *rstd, *logits;
+    float *pscratch;
+    int *iscratch, *pos;
+    cl_gen **rseq;
+};
+
+size_t cl_batch_kv_bytes(const cl_llama *m, int tokens)
+{
+    const cl_llama_config *c = &m->cfg;
+    return 2 * sizeof(float) * (size_t)c->layers * (size_t)tokens * (size_t)c->kv_heads * (size_t)c->head_dim;
+}
+
+cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
+{
+    if (m->n_lora && m->lora_on) {
+        cl_err_set(e, CL_EXIT_SOFTWARE, "engine: merge the adapters before batching (cl_lora_merge)");
+        return NULL;
+    }
+    cl_batch *b = calloc(1, sizeof *b);
+    int v = m->cfg.vocab;
+    if (b) {
+        b->pscratch = malloc(sizeof(float) * (size_t)v);
+        b->iscratch = malloc(sizeof(int) * (size_t)v);
+    }
+    if (!b || !b->pscratch || !b->iscratch) {
+        cl_batch_free(b);
+        cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
+        return NULL;
+    }
+    b->m = m;
+    b->kv_budget = kv_bytes;
+    b->step_tokens = step_tokens > 0 ? step_tokens : 64;
+    return b;
+}
+
+static void gen_free(cl_gen *g)
+{
+    if (!g) return;
+    free(g->tok);
+    free(g->kc);
+    free(g);
+}
+
+static void free_scratch(cl_batch *b)
+{
+    free(b->x);
+    free(b->pos);
+    free(b->rseq);
+    b->x = NULL;
+    b->pos = NULL;
+    b->rseq = NULL;
+    b->rows_cap = 0;
+}
+
+void cl_batch_free(cl_batch *b)
+{
+    if (!b) return;
+    for (int i = 0; i < b->nrun; i++) gen_free(b->run[i]);
+    for (cl_gen *g = b->wait_head, *n; g; g = n) {
+        n = g->next;
+        gen_free(g);
+    }
+    free(b->run);
+    free_scratch(b);
+    free(b->pscratch);
+    free(b->iscratch);
+    free(b);
+}
+
+cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
+{
+    const cl_llama_config *c = &b->m->cfg;
+    if (r->n <= 0) {
+        cl_err_set(e, CL_EXIT_DATAERR, "engine: empty prompt");
+        return NULL;
+    }
+    if (r->n >= c->max_pos) {
+        cl_err_set(e, CL_EXIT_DATAERR, "engine: the prompt's %d tokens leave no room in the model's %d-token context",
+                   r->n, c->max_pos);
+        return NULL;
+    }
+    for (int i = 0; i < r->n; i++)
+        if (r->prompt[i] < 0 || r->prompt[i] >= c->vocab) {
+            cl_err_set(e, CL_EXIT_DATAERR, "engine: token id %d is outside the vocabulary (%d)", r->prompt[i], c->vocab);
+            return NULL;
+        }
+    cl_gen *g = calloc(1, sizeof *g);
+    long want = (long)r->n + (r->max_new > 0 ? r->max_new : 1);
+    int cap = want < c->max_pos ? (int)want : c->max_pos;
+    if (!g || !(g->tok = malloc(sizeof(int) * (size_t)cap))) {
+        free(g);
+        cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
+        return NULL;
+    }
+    g->r = *r;
+    g->r.prompt = NULL;
+    memcpy(g->tok, r->prompt, sizeof(int) * (size_t)r->n);
+    g->ntok = g->nprompt = r->n;
+    g->cap = cap;
+    g->rng = r->seed;
+    g->kv_bytes = cl_batch_kv_bytes(b->m, cap);
+    if (b->wait_tail) b->wait_tail->next = g;
+    else b->wait_head = g;
+    b->wait_tail = g;
+    return g;
+}
+
+static void retire(cl_batch *b, int i)
+{
+    cl_gen *g = b->run[i];
+    b->kv_used -= g->kv_bytes;
+    memmove(b->run + i, b->run + i + 1, sizeof *b->run * (size_t)(b->nrun - i - 1));
+    b->nrun--;
+    gen_free(g);
+}
+
+void cl_batch_cancel(cl_batch *b, cl_gen *g)
+{
+    for (int i = 0; i < b->nrun; i++)
+        if (b->run[i] == g) {
+            retire(b, i);
+            return;
+        }
+    for (cl_gen **p = &b->wait_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
+        if (*p == g) {
+            *p = g->next;
+            if (b->wait_tail == g) b->wait_tail = prev;
+            gen_free(g);
+            return;
+        }
+}
+
+int cl_batch_busy(const cl_batch *b) { return b->nrun + (b->wait_head != NULL); }
+
+/* Moves waiting sequences in while their caches fit (one at a time past the budget). */
+static void admit(cl_batch *b)
+{
+    while (b->wait_head && (b->nrun == 0 || b->kv_used + b->wait_head->kv_bytes <= b->kv_budget)) {
+        cl_gen *g = b->wait_head;
+        size_t floats = g->kv_bytes / sizeof(float);
+        if (b->nrun == b->caprun) {
+            int nc = b->caprun ? 2 * b->caprun : 16;
+            cl_gen **nr = realloc(b->run, sizeof *nr * (size_t)nc);
+            if (!nr) return; /* try again next step */
+            b->run = nr;
+            b->caprun = nc;
+        }
+        if (!(g->kc = malloc(sizeof(float) * floats))) return;
+        g->vc = g->kc + floats / 2;
+        b->wait_head = g->next;
+        if (!b->wait_head) b->wait_tail = NULL;
+        g->next = NULL;
+        b->kv_used += g->kv_bytes;
+        b->run[b->nrun++] = g;
+    }
+}
+
+static int ensure_rows(cl_batch *b, int n)
+{
+    if (n <= b->rows_cap) return 0;
+    const cl_llama_config *c = &b->m->cfg;
+    int cap = n > 2 * b->rows_cap ? n : 2 * b->rows_cap;
+    size_t d = (size_t)c->hidden, qd = (size_t)c->heads * c->head_dim, kd = (size_t)c->kv_heads * c->head_dim,
+           I = (size_t)c->inter, V = (size_t)c->vocab, N = (size_t)cap;
+    size_t yd = d > qd ? d : qd;
+    free_scratch(b);
+    b->x = malloc(sizeof(float) * N * (2 * d + yd + qd + 2 * kd + 3 * I + 1 + V));
+    b->pos = malloc(sizeof(int) * N);
+    b->rseq = malloc(sizeof *b->rseq * N);
+    if (!b->x || !b->pos || !b->rseq) {
+        free_scratch(b);
+        return -1;
+    }
+    float *p = b->x + N * d;
+    b->xn = p, p += N * d;
+    b->y = p, p += N * yd;
+    b->q = p, p += N * qd;
+    b->k = p, p += N * kd;
+    b->v = p, p += N * kd;
+    b->gt = p, p += N * I;
+    b->up = p, p += N * I;
+    b->hb = p, p += N * I;
+    b->rstd = p, p += N;
+    b->logits = p;
+    b->rows_cap = cap;
+    return 0;
+}
+
+static void project_rows(const cl_linear *li, const float *x, float *out, int n)
+{
+    cl_linear_rows(out, x, li->w->data, li->w->dtype, li->b ? li->b->data : NULL, n, li->in, li->out);
+}
+
+/* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written). */
+static void rows_attention(cl_batch *b, int l, int n, int maxlen)
+{
+    const cl_llama_config *c = &b->m->cfg;
+    int hd = c->head_dim, qd = c->heads * hd, kd = c->kv_heads * hd, group = c->heads / c->kv_heads;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    long work = 0;
+    for (int i = 0; i < n; i++) work += (long)(b->pos[i] + 1) * qd;
+#pragma omp parallel if (work > 100000)
+    {
+        float *sc = malloc(sizeof(float) * (size_t)maxlen);
+#pragma omp for collapse(2) schedule(static)
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < c->heads; h++) {
+                if (!sc) continue;
+                const cl_gen *g = b->rseq[i];
+                const float *kc = g->kc + (size_t)l * g->cap * kd, *vc = g->vc + (size_t)l * g->cap * kd;
+                int upto = b->pos[i], kh = h / group;
+                const float *qi = b->q + (size_t)i * qd + (size_t)h * hd;
+                float mx = -INFINITY;
+                for (int s = 0; s <= upto; s++) {
+                    const float *ks = kc + (size_t)s * kd + (size_t)kh * hd;
+                    float dot = 0;
+                    for (int j = 0; j < hd; j++) dot += qi[j] * ks[j];
+                    sc[s] = dot * scale;
+                    mx = sc[s] > mx ? sc[s] : mx;
+                }
+                double sum = 0;
+                for (int s = 0; s <= upto; s++) sum += sc[s] = (float)exp((double)(sc[s] - mx));
+                float *o = b->y + (size_t)i * qd + (size_t)h * hd, inv = (float)(1.0 / sum);
+                memset(o, 0, sizeof(float) * (size_t)hd);
+                for (int s = 0; s <= upto; s++) {
+                    const float *vs = vc + (size_t)s * kd + (size_t)kh * hd;
+                    float w = sc[s] * inv;
+                    for (int j = 0; j < hd; j++) o[j] += w * vs[j];
+                }
+            }
+        free(sc);
+    }
+}
+
+/* The forward of n rows (ids from each row's sequence at pos); hidden states end in b->x. */
+static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
+{
+    cl_llama *m = b->m;
+    const cl_llama_config *c = &m->cfg;
+    int d = c->hidden, kd = c->kv_heads * c->head_dim, I = c->inter;
+    cl_embed_fwd(b->x, ids, m->embed->data, n, d);
+    for (int l = 0; l < c->layers; l++) {
+        cl_layer *ly = &m->layers[l];
+        cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln1->data, n, d, c->rms_eps);
+        project_rows(&ly->proj[CL_Q], b->xn, b->q, n);
+        project_rows(&ly->proj[CL_K], b->xn, b->k, n);
+        project_rows(&ly->proj[CL_V], b->xn, b->v, n);
+        cl_rope(b->q, b->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
+        cl_rope(b->k, b->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
+        for (int i = 0; i < n; i++) {
+            cl_gen *g = b->rseq[i];
+            size_t at = ((size_t)l * g->cap + (size_t)b->pos[i]) * kd;
+            memcpy(g->kc + at, b->k + (size_t)i * kd, sizeof(float) * (size_t)kd);
+            memcpy(g->vc + at, b->v + (size_t)i * kd, sizeof(float) * (size_t)kd);
+        }
+        rows_attention(b, l, n, maxlen);
+        project_rows(&ly->proj[CL_O], b->y, b->xn, n);
+        for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
+        cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln2->data, n, d, c->rms_eps);
+        project_rows(&ly->proj[CL_GATE], b->xn, b->gt, n);
+        project_rows(&ly->proj[CL_UP], b->xn, b->up, n);
+        cl_swiglu_fwd(b->hb, b->gt, b->up, (long)n * I);
+        project_rows(&ly->proj[CL_DOWN], b->hb, b->xn, n);
+        for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
+    }
+}
+
+int cl_batch_step(cl_batch *b)
+{
+    admit(b);
+    if (!b->nrun) return 0;
+    const cl_llama_config *c = &b->m->cfg;
+    int d = c->hidden, V = c->vocab;
+    /* plan: one row per decoding sequence, then prompt chunks in admission order */
+    int ndec = 0;
+    for (int i = 0; i < b->nrun; i++) ndec += b->run[i]->fed >= b->run[i]->nprompt;
+    int left = b->step_tokens - ndec > PREFILL_MIN ? b->step_tokens - ndec : PREFILL_MIN, n = 0;
+    for (int i = 0; i < b->nrun; i++) {
+        cl_gen *g = b->run[i];
+        int want = g->ntok - g->fed;
+        if (g->fed < g->nprompt) {
+            want = want < left ? want : left;
+            left -= want;
+        }
+        g->rows = want;
+        n += want;
+    }
+    if (ensure_rows(b, n) < 0) return 0; /* out of memory: the next step tries again */
+    int *ids = b->iscratch, k = 0, maxlen = 1;
+    for (int i = 0; i < b->nrun; i++) {
+        cl_gen *g = b->run[i];
+        for (int j = 0; j < g->rows; j++, k++) {
+            ids[k] = g->tok[g->fed + j];
+            b->pos[k] = g->fed + j;
+            b->rseq[k] = g;
+        }
+        if (g->fed + g->rows > maxlen) maxlen = g->fed + g->rows;
+    }
+    if (n > V) { /* ids live in iscratch: more rows than the vocabulary needs its own array */
+        ids = malloc(sizeof(int) * (size_t)n);
+        if (!ids) return 0;
+        for (int i = 0, r = 0; i < b->nrun; i++)
+            for (int j = 0; j < b->run[i]->rows; j++) ids[r++] = b->run[i]->tok[b->run[i]->fed + j];
+    }
+    forward_rows(b, ids, n, maxlen);
+    if (ids != b->iscratch) free(ids);
+    /* logits for the sequences whose every known token is now in the cache */
+    int nl = 0;
+    for (int i = 0, r = 0; i < b->nrun; i++) {
+        cl_gen *g = b->run[i];
+        r += g->rows;
+        g->fed += g->rows;
+        if (g->rows && g->fed == g->ntok)
+            memmove(b->xn + (size_t)nl++ * d, b->x + (size_t)(r - 1) * d, sizeof(float) * (size_t)d);
+    }
+    cl_rmsnorm_fwd(b->y, b->rstd, b->xn, b->m->norm->data, nl, d, c->rms_eps);
+    cl_linear_rows(b->logits, b->y, b->m->lm_head->data, b->m->lm_head->dtype, NULL, nl, d, V);
+    for (int i = 0, li = 0; i < b->nrun;) {
+        cl_gen *g = b->run[i];
+        if (!g->rows || g->fed != g->ntok) {
+            i++;
+            continue;
+        }
+        const float *lg = b->logits + (size_t)li++ * V;
+        int tok = cl_sample(lg, V, &g->r.sampler, &g->rng, b->pscratch, b->iscratch);
+        g->tok[g->ntok++] = tok;
+        g->made++;
+        int stop = g->r.on_token ? g->r.on_token(g->r.ctx, tok, lg) : 0;
+        if (stop || g->made >= g->r.max_new || g->ntok >= g->cap) {
+            if (g->r.on_end) g->r.on_end(g->r.ctx, stop ? CL_GEN_STOP : CL_GEN_LENGTH);
+            retire(b, i);
+        } else
+            i++;
+    }
+    return n;
 }
