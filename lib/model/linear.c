@@ -127,30 +127,20 @@ static rows_fn pick(const char **name)
     return rows_scalar;
 }
 
-static rows_fn kernel;
-static const char *kernel_name;
-
-static rows_fn get_kernel(void)
-{
-    if (!kernel) {
-        const char *n;
-        rows_fn f = pick(&n);
-        kernel_name = n;
-        kernel = f;
-    }
-    return kernel;
-}
-
+/* Picked per call (a getenv and a cached CPUID bit): cheap beside the product, and tests can
+ * switch CL_SIMD between calls. */
 const char *cl_linear_isa(void)
 {
-    get_kernel();
-    return kernel_name;
+    const char *n;
+    pick(&n);
+    return n;
 }
 
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim)
 {
-    rows_fn f = get_kernel();
+    const char *name;
+    rows_fn f = pick(&name);
     /* Blocks of 64 outputs: big enough to amortise the x rows, small enough to balance. */
     int nblk = (out_dim + 63) / 64;
 #pragma omp parallel for schedule(static) if ((long)m * in * out_dim > 200000)
