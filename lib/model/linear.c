@@ -47,13 +47,12 @@ static void rows_scalar(float *out, const float *x, const void *w, cl_dtype dt, 
 #ifdef HAVE_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 
-AVX2 static inline __m256 load8(const void *w, cl_dtype dt, size_t i)
+AVX2 static inline __m256 load_f32(const void *w, size_t i) { return _mm256_loadu_ps((const float *)w + i); }
+
+AVX2 static inline __m256 load_bf16(const void *w, size_t i)
 {
-    if (dt == CL_BF16) {
-        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    }
-    return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 AVX2 static inline float hsum8(__m256 v)
@@ -64,48 +63,97 @@ AVX2 static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-/* A tile of NO outputs x NR rows: NO*NR accumulators, each weight vector loaded once per k step
- * and used for every row of the tile. */
-#define TILE(NO, NR)                                                                                           \
-    AVX2 static void tile_##NO##x##NR(float *out, int ldo, const float *x, const void *w, cl_dtype dt,        \
-                                      const float *b, int in, int o)                                         \
-    {                                                                                                        \
-        __m256 acc[NR][NO];                                                                                  \
-        for (int r = 0; r < NR; r++)                                                                         \
-            for (int i = 0; i < NO; i++) acc[r][i] = _mm256_setzero_ps();                                    \
-        int k8 = in & ~7, k = 0;                                                                             \
-        for (; k < k8; k += 8) {                                                                             \
-            __m256 wv[NO];                                                                                   \
-            for (int i = 0; i < NO; i++) wv[i] = load8(w, dt, (size_t)(o + i) * in + (size_t)k);            \
-            for (int r = 0; r < NR; r++) {                                                                   \
-                __m256 xv = _mm256_loadu_ps(x + (size_t)r * in + k);                                        \
-                for (int i = 0; i < NO; i++) acc[r][i] = _mm256_fmadd_ps(wv[i], xv, acc[r][i]);             \
-            }                                                                                                \
-        }                                                                                                    \
-        for (int r = 0; r < NR; r++)                                                                         \
-            for (int i = 0; i < NO; i++) {                                                                   \
-                const float *xr = x + (size_t)r * in;                                                        \
-                float s = hsum8(acc[r][i]);                                                                  \
-                for (int kk = k; kk < in; kk++) s += xr[kk] * wval(w, dt, (size_t)(o + i) * in + (size_t)kk); \
-                out[(size_t)r * ldo + o + i] = b ? s + b[o + i] : s;                                         \
-            }                                                                                                \
+/* The end of one output element: the tree, the k tail in order, the bias. */
+AVX2 static inline float finish(__m256 acc, const float *x, const void *w, cl_dtype dt, size_t wo, int k, int in,
+                                const float *b, int o)
+{
+    float s = hsum8(acc);
+    for (; k < in; k++) s += x[k] * wval(w, dt, wo + (size_t)k);
+    return b ? s + b[o] : s;
+}
+
+/* Tiles of 4 outputs x 2 rows and 4 x 1 (8 and 4 accumulators in registers: each weight
+ * vector is loaded once per k step for both rows), and 1 x 1 for the last outputs; written
+ * out by hand per weight type so the accumulators never leave the registers. */
+#define TILES(SUF, LOAD)                                                                                        \
+    AVX2 static void t4x2_##SUF(float *out, int ldo, const float *x, const void *w, const float *b, int in,     \
+                                int o)                                                                         \
+    {                                                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;        \
+        size_t r0 = (size_t)o * in, r1 = r0 + in, r2 = r1 + in, r3 = r2 + in;                                   \
+        const float *y = x + in;                                                                               \
+        int k8 = in & ~7, k = 0;                                                                               \
+        for (; k < k8; k += 8) {                                                                               \
+            __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(y + k);                                   \
+            __m256 w0 = LOAD(w, r0 + k), w1 = LOAD(w, r1 + k), w2 = LOAD(w, r2 + k), w3 = LOAD(w, r3 + k);     \
+            a0 = _mm256_fmadd_ps(w0, x0, a0);                                                                  \
+            a1 = _mm256_fmadd_ps(w1, x0, a1);                                                                  \
+            a2 = _mm256_fmadd_ps(w2, x0, a2);                                                                  \
+            a3 = _mm256_fmadd_ps(w3, x0, a3);                                                                  \
+            c0 = _mm256_fmadd_ps(w0, x1, c0);                                                                  \
+            c1 = _mm256_fmadd_ps(w1, x1, c1);                                                                  \
+            c2 = _mm256_fmadd_ps(w2, x1, c2);                                                                  \
+            c3 = _mm256_fmadd_ps(w3, x1, c3);                                                                  \
+        }                                                                                                      \
+        cl_dtype dt = CL_##SUF;                                                                                \
+        out[o] = finish(a0, x, w, dt, r0, k, in, b, o);                                                        \
+        out[o + 1] = finish(a1, x, w, dt, r1, k, in, b, o + 1);                                                \
+        out[o + 2] = finish(a2, x, w, dt, r2, k, in, b, o + 2);                                                \
+        out[o + 3] = finish(a3, x, w, dt, r3, k, in, b, o + 3);                                                \
+        out[ldo + o] = finish(c0, y, w, dt, r0, k, in, b, o);                                                  \
+        out[ldo + o + 1] = finish(c1, y, w, dt, r1, k, in, b, o + 1);                                          \
+        out[ldo + o + 2] = finish(c2, y, w, dt, r2, k, in, b, o + 2);                                          \
+        out[ldo + o + 3] = finish(c3, y, w, dt, r3, k, in, b, o + 3);                                          \
+    }                                                                                                          \
+    AVX2 static void t4x1_##SUF(float *out, const float *x, const void *w, const float *b, int in, int o)      \
+    {                                                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                           \
+        size_t r0 = (size_t)o * in, r1 = r0 + in, r2 = r1 + in, r3 = r2 + in;                                   \
+        int k8 = in & ~7, k = 0;                                                                               \
+        for (; k < k8; k += 8) {                                                                               \
+            __m256 x0 = _mm256_loadu_ps(x + k);                                                                \
+            a0 = _mm256_fmadd_ps(LOAD(w, r0 + k), x0, a0);                                                     \
+            a1 = _mm256_fmadd_ps(LOAD(w, r1 + k), x0, a1);                                                     \
+            a2 = _mm256_fmadd_ps(LOAD(w, r2 + k), x0, a2);                                                     \
+            a3 = _mm256_fmadd_ps(LOAD(w, r3 + k), x0, a3);                                                     \
+        }                                                                                                      \
+        cl_dtype dt = CL_##SUF;                                                                                \
+        out[o] = finish(a0, x, w, dt, r0, k, in, b, o);                                                        \
+        out[o + 1] = finish(a1, x, w, dt, r1, k, in, b, o + 1);                                                \
+        out[o + 2] = finish(a2, x, w, dt, r2, k, in, b, o + 2);                                                \
+        out[o + 3] = finish(a3, x, w, dt, r3, k, in, b, o + 3);                                                \
+    }                                                                                                          \
+    AVX2 static void t1x1_##SUF(float *out, const float *x, const void *w, const float *b, int in, int o)      \
+    {                                                                                                          \
+        __m256 a0 = _mm256_setzero_ps();                                                                       \
+        size_t r0 = (size_t)o * in;                                                                            \
+        int k8 = in & ~7, k = 0;                                                                               \
+        for (; k < k8; k += 8) a0 = _mm256_fmadd_ps(LOAD(w, r0 + k), _mm256_loadu_ps(x + k), a0);              \
+        out[o] = finish(a0, x, w, CL_##SUF, r0, k, in, b, o);                                                  \
+    }                                                                                                          \
+    AVX2 static void rows_##SUF(float *out, const float *x, const void *w, const float *b, int m, int in,      \
+                                int o0, int o1, int ldo)                                                       \
+    {                                                                                                          \
+        int o = o0;                                                                                            \
+        for (; o + 4 <= o1; o += 4) {                                                                          \
+            int r = 0;                                                                                         \
+            for (; r + 2 <= m; r += 2) t4x2_##SUF(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, b, in, o); \
+            if (r < m) t4x1_##SUF(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);                      \
+        }                                                                                                      \
+        for (; o < o1; o++)                                                                                    \
+            for (int r = 0; r < m; r++) t1x1_##SUF(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);     \
     }
-TILE(4, 2)
-TILE(4, 1)
-TILE(1, 1)
-#undef TILE
+TILES(F32, load_f32)
+TILES(BF16, load_bf16)
+#undef TILES
 
 AVX2 static void rows_avx2(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                            int o0, int o1, int ldo)
 {
-    int o = o0;
-    for (; o + 4 <= o1; o += 4) {
-        int r = 0;
-        for (; r + 2 <= m; r += 2) tile_4x2(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, dt, b, in, o);
-        if (r < m) tile_4x1(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, dt, b, in, o);
-    }
-    for (; o < o1; o++)
-        for (int r = 0; r < m; r++) tile_1x1(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, dt, b, in, o);
+    if (dt == CL_BF16)
+        rows_BF16(out, x, w, b, m, in, o0, o1, ldo);
+    else
+        rows_F32(out, x, w, b, m, in, o0, o1, ldo);
 }
 #endif
 
