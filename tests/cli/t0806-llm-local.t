@@ -4,6 +4,7 @@
 # resume after a kill, and bad model directories.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/finetune-lib.sh"
+. "$(dirname "$0")/mock.sh"
 S="$_top/shared"
 # A base that memorised "What is color N?" -> "Color N is C." with a context long enough for
 # cl-rollout's user-simulator prompts, and a LoRA DPO run on it.
@@ -15,7 +16,7 @@ S="$_top/shared"
     { cat "$_top/base.err"; echo "Bail out! cannot train the models"; exit 1; }
 M="$S/base/final"
 LLMCALL="$CL_TESTBIN/llmcall"
-ask() { jq -c '{id: .messages[0].content, messages: [.messages[0]]}' "$S/sft.jsonl"; }
+questions() { jq -c '{id: .messages[0].content, messages: [.messages[0]]}' "$S/sft.jsonl"; }
 call() { "$LLMCALL" -q -Z "$@"; }
 # records without latencies (they differ between a run and its resumption)
 steady() { zstd -dcf "$@" | jq -c 'walk(if type == "object" then del(.latency_s) else . end)'; }
@@ -24,13 +25,13 @@ seeds() { jq -cn --argjson n "$1" 'range(1; $n + 1) | {id: "s\(.)", task: "docum
 LOCAL="--assistant local:$M --user local:$M --user-style userlm --assistant-max-tokens 12 --user-max-tokens 12"
 
 test_expect 'greedy replies of local:DIR are the dialogues the model memorised, with usage and stop' '
-    ask >in && call --assistant "local:$M" --assistant-temperature 0 --no-cache in >out &&
+    questions >in && call --assistant "local:$M" --assistant-temperature 0 --no-cache in >out &&
     jq -r .reply out >got && jq -r ".messages[1].content" "$S/sft.jsonl" >want && diff want got &&
     jq -e "select(.finish_reason != \"stop\" or .usage.prompt_tokens < 10 or .usage.completion_tokens < 5)" out
     test $? = 4
 '
 test_expect 'stop strings cut the reply (stop), max tokens end it (length)' '
-    ask >in && call --assistant "local:$M" --assistant-temperature 0 --assistant-stop " is" --no-cache in >out &&
+    questions >in && call --assistant "local:$M" --assistant-temperature 0 --assistant-stop " is" --no-cache in >out &&
     jq -r .reply out | head -2 >got && printf "Color 0\nColor 1\n" | diff - got &&
     call --assistant "local:$M" --assistant-temperature 0 --assistant-max-tokens 2 --no-cache in >out2 &&
     jq -e "select(.finish_reason != \"length\" or .usage.completion_tokens != 2)" out2; test $? = 4
@@ -60,7 +61,7 @@ test_expect 'n choices are n sequences (greedy: n times the tokens); a seed memb
     steady s5 >a && steady s5b >b && steady s6 >c && cmp a b && ! cmp -s a c
 '
 test_expect 'the cache replays local calls; a moved copy replays, a new checkpoint in its place does not' '
-    ask >in && call --assistant "local:$M" --cache c --price 5,5 --stats st1 in >r1 &&
+    questions >in && call --assistant "local:$M" --cache c --price 5,5 --stats st1 in >r1 &&
     jq -e ".llm.cache_writes == 8 and (.llm.cost_usd // 0) == 0" st1 &&
     cp -r "$M" m && call --assistant local:m --cache c --price 5,5 --stats st2 in >r2 && cmp r1 r2 &&
     jq -e ".llm.cache_hits == 8" st2 && rm -r m &&
@@ -69,7 +70,7 @@ test_expect 'the cache replays local calls; a moved copy replays, a new checkpoi
     jq -e ".llm.cache_hits == 0" st3
 '
 test_expect 'an adapter directory runs on the base it names, as +adapter= does, and differs from the base' '
-    ask >in && call --assistant "local:$S/dpo/final" --assistant-temperature 0 --no-cache in >a &&
+    questions >in && call --assistant "local:$S/dpo/final" --assistant-temperature 0 --no-cache in >a &&
     call --assistant "local:$M+adapter=$S/dpo/final" --assistant-temperature 0 --no-cache in >b &&
     steady a >sa && steady b >sb && cmp sa sb &&
     call --assistant "local:$M" --assistant-temperature 0 --no-cache in >base && ! cmp -s a base &&
@@ -95,8 +96,23 @@ test_expect 'a rollout killed midway resumes from the cache to the records of an
     cmp a b &&
     jq -e ".llm.cache_hits > 0" st
 '
+test_expect 'pipelines/collab.mk and eval.mk run with local: assistants and users (judge: the mock)' '
+    mock_start --script "$FIXTURES/pipelines/math-world.jsonl" &&
+    cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >seeds.zst &&
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS=seeds.zst OUT=run BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+        ASSISTANT="local:$M" USER_MODEL="local:$M" JUDGE=openai:j SAMPLES=2 MAX_TURNS=2 PROACT_RATIO=0 \
+        ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 CACHE="$PWD/c" \
+        all rows 2>log || { cat log; false; } &&
+    test "$(zstd -dc run/conversations.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/sft.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/rows.jsonl.zst | wc -l)" -ge 3 &&
+    mock_stop && mock_start --script "$FIXTURES/pipelines/eval-world.jsonl" &&
+    make -s -f "$ROOT/pipelines/eval.mk" SEEDS=seeds.zst OUT=ev BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+        MODELS="base=local:$M tuned=local:$S/dpo/final" USER_MODEL="local:$M" JUDGE=openai:j BOOTSTRAP=100 \
+        MAX_TURNS=2 ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 \
+        CACHE="$PWD/c" 2>log2 || { cat log2; false; } &&
+    grep -q tuned ev/report.txt && test "$(zstd -dc ev/tuned/scored.jsonl.zst | wc -l)" = 3
+'
 test_expect 'a missing model directory or file exits 66 naming it; a malformed one 65; a bad option 78' '
-    ask | head -1 >in &&
+    questions | head -1 >in &&
     { call --assistant local:nowhere --no-cache in 2>err; test $? = 66; } && grep -q nowhere err &&
     mkdir empty && { call --assistant local:empty --no-cache in 2>err; test $? = 66; } && grep -q "empty/config.json" err &&
     cp -r "$M" bad && echo "{" >bad/config.json &&
