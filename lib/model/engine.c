@@ -37,6 +37,7 @@ struct cl_batch {
     float *x, *xn, *q, *k, *v, *y, *gt, *up, *hb, *rstd, *logits, *lh, *lt;
     float *pscratch;
     int *iscratch, *pos, *ids;
+    uint16_t *head16;    /* bf16 copy of the output head when the projections are bf16 */
     cl_gen **rseq;
 };
 
@@ -58,6 +59,17 @@ cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
         cl_batch_free(b);
         cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
         return NULL;
+    }
+    /* bf16 projections ask for half the bytes per token: the head (fp32 in the model, as
+     * training wants it, and often the largest matrix) follows them here */
+    if (m->layers[0].proj[CL_Q].w->dtype == CL_BF16) {
+        const cl_tensor *h = m->lm_head;
+        if (!(b->head16 = malloc(sizeof(uint16_t) * (size_t)h->numel))) {
+            cl_batch_free(b);
+            cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
+            return NULL;
+        }
+        for (long i = 0; i < h->numel; i++) b->head16[i] = cl_f32_to_bf16(((const float *)h->data)[i]);
     }
     b->m = m;
     b->kv_budget = kv_bytes;
@@ -96,6 +108,7 @@ void cl_batch_free(cl_batch *b)
     free_scratch(b);
     free(b->pscratch);
     free(b->iscratch);
+    free(b->head16);
     free(b);
 }
 
@@ -313,7 +326,10 @@ static void head_rows(cl_batch *b, const float *x, int n)
 {
     const cl_llama_config *c = &b->m->cfg;
     cl_rmsnorm_fwd(b->y, b->rstd, x, b->m->norm->data, n, c->hidden, c->rms_eps);
-    cl_linear_rows(b->logits, b->y, b->m->lm_head->data, b->m->lm_head->dtype, NULL, n, c->hidden, c->vocab);
+    if (b->head16)
+        cl_linear_rows(b->logits, b->y, b->head16, CL_BF16, NULL, n, c->hidden, c->vocab);
+    else
+        cl_linear_rows(b->logits, b->y, b->m->lm_head->data, b->m->lm_head->dtype, NULL, n, c->hidden, c->vocab);
 }
 
 int cl_batch_step(cl_batch *b)

@@ -76,7 +76,8 @@ typedef struct cl_gen_req {
     void *ctx;
 } cl_gen_req;
 
-/* An engine over m (fp32 or bf16 projections; adapters must be merged or absent) whose KV
+/* An engine over m (fp32 or bf16 projections, adapters merged or not; with bf16 projections
+ * the output head is read in bf16 too, from a copy the engine keeps) whose KV
  * caches together take at most kv_bytes (a sequence larger than that runs alone);
  * step_tokens bounds the prompt tokens prefilled per step (decode rows always run). */
 cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e);
