@@ -45,116 +45,148 @@ static void rows_scalar(float *out, const float *x, const void *w, cl_dtype dt, 
 }
 
 #ifdef HAVE_X86
-#define AVX2 __attribute__((target("avx2,fma")))
+/* Per instruction set: the vector type, its lane count and the few operations the tiles use,
+ * under one naming scheme so that one macro writes the tiles for each. */
+#define TGT_avx2 __attribute__((target("avx2,fma")))
+#define TGT_avx512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+typedef __m256 vec_avx2;
+typedef __m512 vec_avx512;
+#define LANES_avx2 8
+#define LANES_avx512 16
 
-AVX2 static inline __m256 load_f32(const void *w, size_t i) { return _mm256_loadu_ps((const float *)w + i); }
-
-AVX2 static inline __m256 load_bf16(const void *w, size_t i)
+TGT_avx2 static inline __m256 zero_avx2(void) { return _mm256_setzero_ps(); }
+TGT_avx2 static inline __m256 loadx_avx2(const float *p) { return _mm256_loadu_ps(p); }
+TGT_avx2 static inline __m256 fma_avx2(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+TGT_avx2 static inline __m256 F32_avx2(const void *w, size_t i) { return _mm256_loadu_ps((const float *)w + i); }
+TGT_avx2 static inline __m256 BF16_avx2(const void *w, size_t i)
 {
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-
-AVX2 static inline float hsum8(__m256 v)
+/* the tree8 order: t_j = p_j + p_(j+4), then (t0 + t2) + (t1 + t3) */
+TGT_avx2 static inline float hsum_avx2(__m256 v)
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* t0..t3 */
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          /* t0+t2, t1+t3 */
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
 
-/* The end of one output element: the tree, the k tail in order, the bias. */
-AVX2 static inline float finish(__m256 acc, const float *x, const void *w, cl_dtype dt, size_t wo, int k, int in,
-                                const float *b, int o)
+TGT_avx512 static inline __m512 zero_avx512(void) { return _mm512_setzero_ps(); }
+TGT_avx512 static inline __m512 loadx_avx512(const float *p) { return _mm512_loadu_ps(p); }
+TGT_avx512 static inline __m512 fma_avx512(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+TGT_avx512 static inline __m512 F32_avx512(const void *w, size_t i) { return _mm512_loadu_ps((const float *)w + i); }
+TGT_avx512 static inline __m512 BF16_avx512(const void *w, size_t i)
 {
-    float s = hsum8(acc);
+    __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+/* sixteen lanes: p_j + p_(j+8), then the eight-lane tree */
+TGT_avx512 static inline float hsum_avx512(__m512 v)
+{
+    return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+
+/* The end of one output element: the tree, the k tail in order, the bias. */
+static inline float finish(float s, const float *x, const void *w, cl_dtype dt, size_t wo, int k, int in,
+                           const float *b, int o)
+{
     for (; k < in; k++) s += x[k] * wval(w, dt, wo + (size_t)k);
     return b ? s + b[o] : s;
 }
 
 /* Tiles of 4 outputs x 2 rows and 4 x 1 (8 and 4 accumulators in registers: each weight
  * vector is loaded once per k step for both rows), and 1 x 1 for the last outputs; written
- * out by hand per weight type so the accumulators never leave the registers. */
-#define TILES(SUF, LOAD)                                                                                        \
-    AVX2 static void t4x2_##SUF(float *out, int ldo, const float *x, const void *w, const float *b, int in,     \
-                                int o)                                                                         \
+ * out by hand per instruction set and weight type so the accumulators never leave the
+ * registers (GCC -O2 spills arrays of vectors). */
+#define TILES(ISA, SUF)                                                                                        \
+    TGT_##ISA static void t4x2_##SUF##_##ISA(float *out, int ldo, const float *x, const void *w,               \
+                                             const float *b, int in, int o)                                    \
     {                                                                                                          \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;        \
+        vec_##ISA a0 = zero_##ISA(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;            \
         size_t r0 = (size_t)o * in, r1 = r0 + in, r2 = r1 + in, r3 = r2 + in;                                   \
         const float *y = x + in;                                                                               \
-        int k8 = in & ~7, k = 0;                                                                               \
-        for (; k < k8; k += 8) {                                                                               \
-            __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(y + k);                                   \
-            __m256 w0 = LOAD(w, r0 + k), w1 = LOAD(w, r1 + k), w2 = LOAD(w, r2 + k), w3 = LOAD(w, r3 + k);     \
-            a0 = _mm256_fmadd_ps(w0, x0, a0);                                                                  \
-            a1 = _mm256_fmadd_ps(w1, x0, a1);                                                                  \
-            a2 = _mm256_fmadd_ps(w2, x0, a2);                                                                  \
-            a3 = _mm256_fmadd_ps(w3, x0, a3);                                                                  \
-            c0 = _mm256_fmadd_ps(w0, x1, c0);                                                                  \
-            c1 = _mm256_fmadd_ps(w1, x1, c1);                                                                  \
-            c2 = _mm256_fmadd_ps(w2, x1, c2);                                                                  \
-            c3 = _mm256_fmadd_ps(w3, x1, c3);                                                                  \
+        int kv = in - in % LANES_##ISA, k = 0;                                                                 \
+        for (; k < kv; k += LANES_##ISA) {                                                                     \
+            vec_##ISA x0 = loadx_##ISA(x + k), x1 = loadx_##ISA(y + k);                                       \
+            vec_##ISA w0 = SUF##_##ISA(w, r0 + k), w1 = SUF##_##ISA(w, r1 + k);                                \
+            vec_##ISA w2 = SUF##_##ISA(w, r2 + k), w3 = SUF##_##ISA(w, r3 + k);                                \
+            a0 = fma_##ISA(w0, x0, a0);                                                                        \
+            a1 = fma_##ISA(w1, x0, a1);                                                                        \
+            a2 = fma_##ISA(w2, x0, a2);                                                                        \
+            a3 = fma_##ISA(w3, x0, a3);                                                                        \
+            c0 = fma_##ISA(w0, x1, c0);                                                                        \
+            c1 = fma_##ISA(w1, x1, c1);                                                                        \
+            c2 = fma_##ISA(w2, x1, c2);                                                                        \
+            c3 = fma_##ISA(w3, x1, c3);                                                                        \
         }                                                                                                      \
         cl_dtype dt = CL_##SUF;                                                                                \
-        out[o] = finish(a0, x, w, dt, r0, k, in, b, o);                                                        \
-        out[o + 1] = finish(a1, x, w, dt, r1, k, in, b, o + 1);                                                \
-        out[o + 2] = finish(a2, x, w, dt, r2, k, in, b, o + 2);                                                \
-        out[o + 3] = finish(a3, x, w, dt, r3, k, in, b, o + 3);                                                \
-        out[ldo + o] = finish(c0, y, w, dt, r0, k, in, b, o);                                                  \
-        out[ldo + o + 1] = finish(c1, y, w, dt, r1, k, in, b, o + 1);                                          \
-        out[ldo + o + 2] = finish(c2, y, w, dt, r2, k, in, b, o + 2);                                          \
-        out[ldo + o + 3] = finish(c3, y, w, dt, r3, k, in, b, o + 3);                                          \
+        out[o] = finish(hsum_##ISA(a0), x, w, dt, r0, k, in, b, o);                                            \
+        out[o + 1] = finish(hsum_##ISA(a1), x, w, dt, r1, k, in, b, o + 1);                                    \
+        out[o + 2] = finish(hsum_##ISA(a2), x, w, dt, r2, k, in, b, o + 2);                                    \
+        out[o + 3] = finish(hsum_##ISA(a3), x, w, dt, r3, k, in, b, o + 3);                                    \
+        out[ldo + o] = finish(hsum_##ISA(c0), y, w, dt, r0, k, in, b, o);                                      \
+        out[ldo + o + 1] = finish(hsum_##ISA(c1), y, w, dt, r1, k, in, b, o + 1);                              \
+        out[ldo + o + 2] = finish(hsum_##ISA(c2), y, w, dt, r2, k, in, b, o + 2);                              \
+        out[ldo + o + 3] = finish(hsum_##ISA(c3), y, w, dt, r3, k, in, b, o + 3);                              \
     }                                                                                                          \
-    AVX2 static void t4x1_##SUF(float *out, const float *x, const void *w, const float *b, int in, int o)      \
+    TGT_##ISA static void t4x1_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int in, \
+                                             int o)                                                            \
     {                                                                                                          \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                           \
+        vec_##ISA a0 = zero_##ISA(), a1 = a0, a2 = a0, a3 = a0;                                               \
         size_t r0 = (size_t)o * in, r1 = r0 + in, r2 = r1 + in, r3 = r2 + in;                                   \
-        int k8 = in & ~7, k = 0;                                                                               \
-        for (; k < k8; k += 8) {                                                                               \
-            __m256 x0 = _mm256_loadu_ps(x + k);                                                                \
-            a0 = _mm256_fmadd_ps(LOAD(w, r0 + k), x0, a0);                                                     \
-            a1 = _mm256_fmadd_ps(LOAD(w, r1 + k), x0, a1);                                                     \
-            a2 = _mm256_fmadd_ps(LOAD(w, r2 + k), x0, a2);                                                     \
-            a3 = _mm256_fmadd_ps(LOAD(w, r3 + k), x0, a3);                                                     \
+        int kv = in - in % LANES_##ISA, k = 0;                                                                 \
+        for (; k < kv; k += LANES_##ISA) {                                                                     \
+            vec_##ISA x0 = loadx_##ISA(x + k);                                                                 \
+            a0 = fma_##ISA(SUF##_##ISA(w, r0 + k), x0, a0);                                                    \
+            a1 = fma_##ISA(SUF##_##ISA(w, r1 + k), x0, a1);                                                    \
+            a2 = fma_##ISA(SUF##_##ISA(w, r2 + k), x0, a2);                                                    \
+            a3 = fma_##ISA(SUF##_##ISA(w, r3 + k), x0, a3);                                                    \
         }                                                                                                      \
         cl_dtype dt = CL_##SUF;                                                                                \
-        out[o] = finish(a0, x, w, dt, r0, k, in, b, o);                                                        \
-        out[o + 1] = finish(a1, x, w, dt, r1, k, in, b, o + 1);                                                \
-        out[o + 2] = finish(a2, x, w, dt, r2, k, in, b, o + 2);                                                \
-        out[o + 3] = finish(a3, x, w, dt, r3, k, in, b, o + 3);                                                \
+        out[o] = finish(hsum_##ISA(a0), x, w, dt, r0, k, in, b, o);                                            \
+        out[o + 1] = finish(hsum_##ISA(a1), x, w, dt, r1, k, in, b, o + 1);                                    \
+        out[o + 2] = finish(hsum_##ISA(a2), x, w, dt, r2, k, in, b, o + 2);                                    \
+        out[o + 3] = finish(hsum_##ISA(a3), x, w, dt, r3, k, in, b, o + 3);                                    \
     }                                                                                                          \
-    AVX2 static void t1x1_##SUF(float *out, const float *x, const void *w, const float *b, int in, int o)      \
+    TGT_##ISA static void t1x1_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int in, \
+                                             int o)                                                            \
     {                                                                                                          \
-        __m256 a0 = _mm256_setzero_ps();                                                                       \
+        vec_##ISA a0 = zero_##ISA();                                                                           \
         size_t r0 = (size_t)o * in;                                                                            \
-        int k8 = in & ~7, k = 0;                                                                               \
-        for (; k < k8; k += 8) a0 = _mm256_fmadd_ps(LOAD(w, r0 + k), _mm256_loadu_ps(x + k), a0);              \
-        out[o] = finish(a0, x, w, CL_##SUF, r0, k, in, b, o);                                                  \
+        int kv = in - in % LANES_##ISA, k = 0;                                                                 \
+        for (; k < kv; k += LANES_##ISA) a0 = fma_##ISA(SUF##_##ISA(w, r0 + k), loadx_##ISA(x + k), a0);      \
+        out[o] = finish(hsum_##ISA(a0), x, w, CL_##SUF, r0, k, in, b, o);                                      \
     }                                                                                                          \
-    AVX2 static void rows_##SUF(float *out, const float *x, const void *w, const float *b, int m, int in,      \
-                                int o0, int o1, int ldo)                                                       \
+    TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
+                                             int in, int o0, int o1, int ldo)                                  \
     {                                                                                                          \
         int o = o0;                                                                                            \
         for (; o + 4 <= o1; o += 4) {                                                                          \
             int r = 0;                                                                                         \
-            for (; r + 2 <= m; r += 2) t4x2_##SUF(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, b, in, o); \
-            if (r < m) t4x1_##SUF(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);                      \
+            for (; r + 2 <= m; r += 2)                                                                         \
+                t4x2_##SUF##_##ISA(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, b, in, o);               \
+            if (r < m) t4x1_##SUF##_##ISA(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);              \
         }                                                                                                      \
         for (; o < o1; o++)                                                                                    \
-            for (int r = 0; r < m; r++) t1x1_##SUF(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);     \
-    }
-TILES(F32, load_f32)
-TILES(BF16, load_bf16)
-#undef TILES
+            for (int r = 0; r < m; r++) t1x1_##SUF##_##ISA(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o); \
+    }                                                                                                          \
 
-AVX2 static void rows_avx2(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
-                           int o0, int o1, int ldo)
-{
-    if (dt == CL_BF16)
-        rows_BF16(out, x, w, b, m, in, o0, o1, ldo);
-    else
-        rows_F32(out, x, w, b, m, in, o0, o1, ldo);
-}
+#define KERNEL(ISA)                                                                                            \
+    TILES(ISA, F32)                                                                                            \
+    TILES(ISA, BF16)                                                                                           \
+    static void rows_##ISA(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m,      \
+                           int in, int o0, int o1, int ldo)                                                    \
+    {                                                                                                          \
+        if (dt == CL_BF16)                                                                                     \
+            rows_BF16_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                 \
+        else                                                                                                   \
+            rows_F32_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                  \
+    }
+KERNEL(avx2)
+KERNEL(avx512)
+#undef KERNEL
+#undef TILES
 #endif
 
 typedef void (*rows_fn)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
@@ -162,14 +194,19 @@ typedef void (*rows_fn)(float *, const float *, const void *, cl_dtype, const fl
 static rows_fn pick(const char **name)
 {
     const char *force = getenv("CL_SIMD");
+    force = force && *force ? force : "auto";
 #ifdef HAVE_X86
-    if (!(force && strcmp(force, "scalar") == 0) && __builtin_cpu_supports("avx2") &&
-        __builtin_cpu_supports("fma")) {
+    int auto_ = strcmp(force, "auto") == 0, fma = __builtin_cpu_supports("fma");
+    if ((auto_ || strcmp(force, "avx512") == 0) && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512dq") && fma) {
+        *name = "avx512";
+        return rows_avx512;
+    }
+    if ((auto_ || strcmp(force, "avx512") == 0 || strcmp(force, "avx2") == 0) && __builtin_cpu_supports("avx2") &&
+        fma) {
         *name = "avx2";
         return rows_avx2;
     }
-#else
-    (void)force;
 #endif
     *name = "scalar";
     return rows_scalar;
