@@ -104,8 +104,8 @@ test_expect 'pipelines/collab.mk and eval.mk run with local: assistants and user
         ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 CACHE="$PWD/c" \
         all rows 2>log || { cat log; false; } &&
     test "$(zstd -dc run/conversations.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/sft.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/rows.jsonl.zst | wc -l)" -ge 3 &&
-    mock_stop && mock_start --script "$FIXTURES/pipelines/eval-world.jsonl" &&
-    make -s -f "$ROOT/pipelines/eval.mk" SEEDS=seeds.zst OUT=ev BIN="$CL_BIN" API_BASE="$MOCK_URL" \
+    mock_stop && mkdir e && cd e && mock_start --script "$FIXTURES/pipelines/eval-world.jsonl" &&
+    make -s -f "$ROOT/pipelines/eval.mk" SEEDS=../seeds.zst OUT=ev BIN="$CL_BIN" API_BASE="$MOCK_URL" \
         MODELS="base=local:$M tuned=local:$S/dpo/final" USER_MODEL="local:$M" JUDGE=openai:j BOOTSTRAP=100 \
         MAX_TURNS=2 ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 \
         CACHE="$PWD/c" 2>log2 || { cat log2; false; } &&
