@@ -6,14 +6,16 @@
 # (random weights, vocabulary 32000), fp32 and bf16; the memory-bandwidth limit; aggregate
 # decode with 32 and 128 sequences in one continuous batch against our own batch 1 and
 # llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
-# so every row also gives CPU-seconds per token, which do not (for one thread).
-# Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128).
+# so every row also gives CPU-milliseconds per token, which move much less (for one thread);
+# each figure is the median of REPS runs, ours and the peer's alternating.
+# Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
+# REPS (3).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 O=${O:-build}
 make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null
 BD="$ROOT/$O/tests/model-bench-decode"
-: "${OMP_NUM_THREADS:=1}" "${NEW:=128}"
+: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}"
 export OMP_NUM_THREADS
 W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -26,6 +28,12 @@ have_torch=1
 [ $have_llama = 1 ] && cp "$ROOT/bench/llama-decode.mjs" "$NPM/.bench-llama-decode.mjs" &&
     trap 'rm -rf "$W" "$NPM/.bench-llama-decode.mjs"' EXIT
 llama() { node "$NPM/.bench-llama-decode.mjs" "$@"; }
+ours() { "$BD" run "$@" | cut -d' ' -f1-3,5; }
+torch() { /usr/bin/python3 "$ROOT/bench/torch_decode.py" "$@"; }
+# med FILE: the median run (by CPU time) of the "tokens seconds tokens/s cpu" lines in FILE
+med() { sort -g -k4 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p"; }
+# measure TAG COMMAND...: appends one run's line to $W/TAG
+measure() { tag=$1; shift; "$@" >>"$W/$tag"; }
 
 "$ROOT/$O/tests/tok" corpus 3 3000 | "$ROOT/$O/tests/tok" train llama3 2000 >"$W/tok.json"
 cat >"$W/m15.json" <<'CFG'
@@ -65,28 +73,39 @@ row() {
 for m in m15 m110; do
     f32=$(stat -c %s "$W/$m/model-f32.gguf") bf16=$(stat -c %s "$W/$m/model-bf16.gguf")
     n=$NEW; [ $m = m110 ] && n=$((NEW / 2))
-    for dt in f32 bf16; do
-        bytes=$f32 flag=; [ $dt = bf16 ] && { bytes=$bf16; flag=--bf16; }
-        peer_cpu=
-        if [ $have_llama = 1 ]; then
-            row "$m $dt" "llama.cpp" 1 "$bytes" $(llama "$W/$m/model-$dt.gguf" "$OMP_NUM_THREADS" 1 "$n")
-            peer_cpu=$last_cpu
-        fi
-        row "$m $dt" "cl local:" 1 "$bytes" $("$BD" run "$W/$m" $flag --new "$n" | cut -d' ' -f1-3,5)
-        if [ $dt = f32 ] && [ $have_torch = 1 ]; then
-            row "$m $dt" "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') mv loop" 1 "$bytes" \
-                $(/usr/bin/python3 "$ROOT/bench/torch_decode.py" "$W/$m" "$OMP_NUM_THREADS" "$n")
-        fi
+    k=$((n / 4))
+    rm -f "$W"/r.*
+    for rep in $(seq "$REPS"); do
+        for dt in f32 bf16; do
+            flag=; [ $dt = bf16 ] && flag=--bf16
+            [ $have_llama = 1 ] && measure "r.llama.$dt" llama "$W/$m/model-$dt.gguf" "$OMP_NUM_THREADS" 1 "$n"
+            measure "r.ours.$dt" ours "$W/$m" $flag --new "$n"
+        done
+        [ $have_torch = 1 ] && [ "$rep" = 1 ] && measure r.torch torch "$W/$m" "$OMP_NUM_THREADS" "$n"
+        for batch in 32 128; do
+            [ $have_llama = 1 ] && measure "r.llama.b$batch" llama "$W/$m/model-f32.gguf" "$OMP_NUM_THREADS" "$batch" "$k"
+            measure "r.ours.b$batch" ours "$W/$m" --batch "$batch" --new "$k"
+        done
     done
-    # aggregate: many sequences in one continuous batch against llama.cpp's parallel sequences
-    for batch in 32 128; do
-        k=$((n / 4))
+    for dt in f32 bf16; do
+        bytes=$f32; [ $dt = bf16 ] && bytes=$bf16
         peer_cpu=
         if [ $have_llama = 1 ]; then
-            row "$m f32" "llama.cpp" "$batch" "$f32" $(llama "$W/$m/model-f32.gguf" "$OMP_NUM_THREADS" "$batch" "$k")
+            row "$m $dt" "llama.cpp" 1 "$bytes" $(med "$W/r.llama.$dt")
             peer_cpu=$last_cpu
         fi
-        row "$m f32" "cl local:" "$batch" "$f32" $("$BD" run "$W/$m" --batch "$batch" --new "$k" | cut -d' ' -f1-3,5)
+        row "$m $dt" "cl local:" 1 "$bytes" $(med "$W/r.ours.$dt")
+        [ $dt = f32 ] && [ $have_torch = 1 ] &&
+            row "$m $dt" "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') mv loop" 1 "$bytes" \
+                $(med "$W/r.torch")
+    done
+    for batch in 32 128; do
+        peer_cpu=
+        if [ $have_llama = 1 ]; then
+            row "$m f32" "llama.cpp" "$batch" "$f32" $(med "$W/r.llama.b$batch")
+            peer_cpu=$last_cpu
+        fi
+        row "$m f32" "cl local:" "$batch" "$f32" $(med "$W/r.ours.b$batch")
     done
 done
 echo
