@@ -52,9 +52,11 @@ LDLIBS      += $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenb
 O           := $(O)-blas
 endif
 ifeq ($(CUDA),1)
-NVCC      ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
-NVCC_ARCH ?= -arch=sm_90
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+# sm_90 (H100/H200) code plus PTX that newer GPUs compile at load time
+NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_WARN := -Xcompiler -Wall,-Wextra $(if $(filter 1,$(WERROR)),-Werror all-warnings -Xcompiler -Werror)
 CL_CPPFLAGS += -DCL_HAVE_CUDA
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
@@ -102,7 +104,7 @@ $(O)/lib/metrics/bleu.o: ALL_CFLAGS += -fvect-cost-model=dynamic
 
 $(O)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_ARCH) -O2 -Ilib -DCL_HAVE_CUDA -c -o $@ $<
+	$(NVCC) $(NVCC_ARCH) -O2 -std=c++17 -Ilib -DCL_HAVE_CUDA $(NVCC_WARN) -MMD -MP -c -o $@ $<
 
 # Prompts are plain text files compiled in as C strings; --prompt-dir overrides them at run time.
 $(O)/lib/collab/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts

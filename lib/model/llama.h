@@ -74,6 +74,9 @@ typedef struct cl_llama {
     long n_train;                      /* floats in each of grad/m/v */
     float *wbuf;                       /* fp32 copy of one bf16 weight */
     cl_llama_acts *acts;
+    /* an accelerator's copy of the model (device.h); NULL computes on the CPU */
+    const struct cl_device_ops *dev;
+    void *dev_state;
 } cl_llama;
 
 /* Allocates a model with zeroed weights.  base_dtype CL_BF16 stores the 2-D projections in
@@ -124,6 +127,10 @@ void cl_llama_zero_grad(cl_llama *m);
 /* Inference projection for the engine: out [n][proj out] = x W^T + b plus the adapter branch
  * when adapters are enabled (no dropout); h is [n][lora rank] scratch (unused without LoRA). */
 void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h);
+
+/* The seed of the LoRA dropout mask of (forward count, layer, projection): cl_dropout's seed,
+ * so a device regenerates the CPU's masks exactly. */
+uint64_t cl_llama_dropout_seed(const cl_llama *m, long step, int layer, int proj);
 
 /* Frees the activation arena (the next forward allocates it again). */
 void cl_llama_release_acts(cl_llama *m);
