@@ -1,0 +1,306 @@
+/* The CUDA device path against the CPU path on the tiny torch-fixture models (a Llama: untied,
+ * GQA 3:1, one packed row; a Qwen2: tied, q/k/v bias, GQA 2:1): the same weights go to both,
+ * then logits, SFT loss, every gradient, the gradient norm, three AdamW steps, LoRA on a bf16
+ * base with dropout on (the masks must match), and a DPO step (reference with adapters off,
+ * sigmoid loss, gradients, update).
+ *
+ * Tolerances (the device multiplies bf16 inputs with fp32 accumulation, so each product
+ * carries bf16's relative rounding of 2^-9 per input): errors are max |gpu - cpu| over the
+ * tensor divided by max |cpu| (floor 1e-3); logits 2e-2, every gradient 5e-2, gradient norm
+ * 2e-2, losses 1e-2 relative, weights after AdamW steps 1e-2 (they move by about lr per step).
+ *
+ * Without a CUDA build, or on a machine without a GPU, the whole file skips LOUDLY: TAP
+ * "1..0 # SKIP ..." and a line on stderr.  make CUDA=1 builds it with the device path. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/device.h"
+#include "model/lora.h"
+#include "model/loss.h"
+#include "torch_fixture.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
+
+#define TOL_LOGITS 2e-2
+#define TOL_GRAD 5e-2
+#define TOL_NORM 2e-2
+#define TOL_LOSS 1e-2
+#define TOL_WEIGHTS 1e-2
+
+#ifdef CL_HAVE_CUDA
+
+static cl_device gpu_dev;
+
+typedef struct fixture {
+    clfx *raw;
+    cl_llama_config cfg;
+    int seed, b, t, *ids, *pos, *seg, *targets;
+} fixture;
+
+static int *fx_ints(const fixture *fx, const char *name)
+{
+    const clfx_rec *r = clfx_get(fx->raw, name);
+    if (!r) fail_msg("fixture lacks %s", name);
+    int *out = malloc(sizeof(int) * r->count);
+    memcpy(out, r->data, 4 * (size_t)r->count);
+    return out;
+}
+
+static fixture *fx_open(const char *file)
+{
+    fixture *fx = calloc(1, sizeof *fx);
+    if (!(fx->raw = clfx_load(file))) fail_msg("cannot read fixture %s", file);
+    const clfx_rec *c = clfx_get(fx->raw, "config");
+    assert_non_null(c);
+    cl_err e = {0};
+    assert_int_equal(cl_config_parse(&fx->cfg, (const char *)c->data, c->count, file, &e), 0);
+    fx->seed = (int)clfx_val(fx->raw, "seed", 0);
+    fx->b = (int)clfx_val(fx->raw, "B", 0);
+    fx->t = (int)clfx_val(fx->raw, "T", 0);
+    fx->ids = fx_ints(fx, "ids");
+    fx->pos = fx_ints(fx, "pos");
+    fx->seg = fx_ints(fx, "seg");
+    fx->targets = fx_ints(fx, "targets");
+    return fx;
+}
+
+static void fx_free(fixture *fx)
+{
+    free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
+    clfx_free(fx->raw); free(fx);
+}
+
+/* Two identical models; the second is moved to the GPU. */
+static void make_pair(fixture *fx, int lora, cl_llama **cpu, cl_llama **gpu)
+{
+    cl_llama *m[2];
+    for (int i = 0; i < 2; i++) {
+        cl_err e = {0};
+        m[i] = cl_llama_new(&fx->cfg, lora ? CL_BF16 : CL_F32, !lora, &e);
+        assert_non_null(m[i]);
+        if (lora) {
+            cl_lora_config lc = {.rank = 4, .alpha = 8, .dropout = 0.25, .targets = 0x7f, .seed = 7};
+            assert_int_equal(cl_lora_add(m[i], &lc, &e), 0);
+        }
+        cl_llama_init_uniform(m[i], (uint64_t)fx->seed, lora);
+    }
+    cl_err e = {0};
+    if (gpu_dev.attach(&gpu_dev, m[1], &e)) fail_msg("attach: %s", e.msg);
+    assert_non_null(m[1]->dev);
+    *cpu = m[0];
+    *gpu = m[1];
+}
+
+static double rel_err(const float *ref, const float *got, long n)
+{
+    double mx = 1e-3, d = 0;
+    for (long i = 0; i < n; i++) {
+        if (fabs(ref[i]) > mx) mx = fabs(ref[i]);
+        if (fabs((double)got[i] - ref[i]) > d) d = fabs((double)got[i] - ref[i]);
+    }
+    return d / mx;
+}
+
+#define EXPECT_CLOSE(err, tol, ...) do { \
+    double e_ = (err); \
+    char w_[256]; \
+    snprintf(w_, sizeof w_, __VA_ARGS__); \
+    if (!(e_ <= (tol))) fail_msg("%s: relative error %.3g exceeds %.1g", w_, e_, (double)(tol)); \
+    print_message("# %s: relative error %.3g (tolerance %.1g)\n", w_, e_, (double)(tol)); \
+} while (0)
+
+static double rel(double ref, double got) { return fabs(got - ref) / (fabs(ref) > 1e-6 ? fabs(ref) : 1e-6); }
+
+/* forward + SFT head (+ backward); returns the loss */
+static double sft(cl_llama *m, fixture *fx, int grad)
+{
+    int n = fx->b * fx->t;
+    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
+    cl_err e = {0};
+    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+    double ntok = cl_loss_tokens(fx->targets, n);
+    cl_sft_loss(logp, fx->targets, n, ntok, coef);
+    cl_llama_head(m, fx->targets, grad ? coef : NULL, logp);
+    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
+    if (grad) cl_llama_backward(m);
+    free(coef);
+    free(logp);
+    return loss;
+}
+
+/* Gradients (grads) or values of every trainable tensor, GPU against CPU. */
+static void compare_trainable(cl_llama *cpu, cl_llama *gpu, int grads, double tol, const char *what)
+{
+    static cl_tensor *tc[4096], *tg[4096];
+    cl_llama_sync(gpu, CL_SYNC_TO_HOST);
+    int nc = cl_llama_trainable(cpu, tc, 4096), ng = cl_llama_trainable(gpu, tg, 4096);
+    assert_int_equal(nc, ng);
+    double worst = 0;
+    const char *wname = "";
+    for (int i = 0; i < nc; i++) {
+        assert_string_equal(tc[i]->name, tg[i]->name);
+        double er = grads ? rel_err(tc[i]->grad, tg[i]->grad, tc[i]->numel)
+                          : rel_err(tc[i]->data, tg[i]->data, tc[i]->numel);
+        if (er > tol) fail_msg("%s %s: relative error %.3g exceeds %.1g", what, tc[i]->name, er, tol);
+        if (er >= worst) {
+            worst = er;
+            wname = tc[i]->name;
+        }
+    }
+    print_message("# %s: worst relative error %.3g in %s (tolerance %.1g, %d tensors)\n", what, worst, wname, tol, nc);
+}
+
+static void full_sft_matches(const char *file)
+{
+    fixture *fx = fx_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair(fx, 0, &cpu, &gpu);
+    static cl_tensor *tr[4096], *trg[4096];
+    int nt = cl_llama_trainable(cpu, tr, 4096), ntg = cl_llama_trainable(gpu, trg, 4096);
+    cl_adamw h = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    for (long step = 0; step < 3; step++) {
+        cl_llama_zero_grad(cpu);
+        cl_llama_zero_grad(gpu);
+        double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+        EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s step %ld SFT loss (cpu %.6f, gpu %.6f)", file, step, lc, lg);
+        if (step == 0) {
+            long cnt = (long)fx->b * fx->t * fx->cfg.vocab;
+            float *a = malloc(sizeof(float) * (size_t)cnt), *b = malloc(sizeof(float) * (size_t)cnt);
+            cl_llama_logits(cpu, a);
+            cl_llama_logits(gpu, b);
+            EXPECT_CLOSE(rel_err(a, b, cnt), TOL_LOGITS, "%s logits", file);
+            free(a);
+            free(b);
+            compare_trainable(cpu, gpu, 1, TOL_GRAD, "full fine-tuning gradient");
+        }
+        double nc = cl_llama_clip_grad_norm(cpu, tr, nt, 1.0), ng = cl_llama_clip_grad_norm(gpu, trg, ntg, 1.0);
+        EXPECT_CLOSE(rel(nc, ng), TOL_NORM, "%s step %ld gradient norm", file, step);
+        double lr = cl_lr_at(CL_SCHED_COSINE, 3e-3, step, 1, 3);
+        cl_llama_adamw_step(cpu, &h, tr, nt, step + 1, lr);
+        cl_llama_adamw_step(gpu, &h, trg, ntg, step + 1, lr);
+    }
+    compare_trainable(cpu, gpu, 0, TOL_WEIGHTS, "weights after 3 AdamW steps");
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    fx_free(fx);
+}
+
+static void lora_sft_matches(const char *file)
+{
+    fixture *fx = fx_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair(fx, 1, &cpu, &gpu);
+    cpu->training = gpu->training = 1; /* dropout on: the device must draw the CPU's masks */
+    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s LoRA (bf16 base, dropout 0.25) loss", file);
+    assert_int_equal(cpu->step, gpu->step);
+    compare_trainable(cpu, gpu, 1, TOL_GRAD, "LoRA gradient");
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    fx_free(fx);
+}
+
+/* Sequence log-probs of every row (one sequence per row). */
+static void seq_logps(cl_llama *m, fixture *fx, double *out, int *cnt)
+{
+    int n = fx->b * fx->t, *seq = malloc(sizeof(int) * (size_t)n);
+    float *logp = calloc((size_t)n, sizeof(float));
+    for (int i = 0; i < n; i++) seq[i] = i / fx->t;
+    cl_err e = {0};
+    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+    cl_llama_head(m, fx->targets, NULL, logp);
+    cl_seq_logps(logp, fx->targets, seq, n, fx->b, out, cnt);
+    free(seq);
+    free(logp);
+}
+
+/* One DPO step: reference with the adapters off, policy log-probs, sigmoid loss, backward
+ * through the coefficients, AdamW.  Returns the loss. */
+static double dpo_step(cl_llama *m, fixture *fx)
+{
+    int n = fx->b * fx->t, np = fx->b / 2, cnt[64], lc[32], lr[32], *seq = malloc(sizeof(int) * (size_t)n);
+    double ref[64], pol[64], rc[32], rr[32], pc[32], pr[32], dc[32], dr[32], dseq[64];
+    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
+    assert_true(np >= 1 && fx->b <= 64);
+    for (int i = 0; i < n; i++) seq[i] = i / fx->t;
+    cl_lora_enable(m, 0);
+    seq_logps(m, fx, ref, cnt);
+    cl_lora_enable(m, 1);
+    cl_llama_zero_grad(m);
+    seq_logps(m, fx, pol, cnt);
+    for (int p = 0; p < np; p++) {
+        pc[p] = pol[2 * p]; pr[p] = pol[2 * p + 1]; rc[p] = ref[2 * p]; rr[p] = ref[2 * p + 1];
+        lc[p] = cnt[2 * p]; lr[p] = cnt[2 * p + 1];
+    }
+    cl_dpo_config c = {.type = CL_DPO_SIGMOID, .beta = 0.1};
+    double loss = cl_dpo_loss(&c, np, pc, pr, rc, rr, lc, lr, dc, dr, NULL);
+    for (int p = 0; p < np; p++) { dseq[2 * p] = dc[p]; dseq[2 * p + 1] = dr[p]; }
+    cl_seq_coef(fx->targets, seq, n, dseq, coef);
+    cl_llama_head(m, fx->targets, coef, logp);
+    cl_llama_backward(m);
+    free(seq);
+    free(coef);
+    free(logp);
+    return loss;
+}
+
+static void dpo_matches(const char *file)
+{
+    fixture *fx = fx_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair(fx, 1, &cpu, &gpu);
+    double lc = dpo_step(cpu, fx), lg = dpo_step(gpu, fx);
+    EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s DPO sigmoid loss (cpu %.6f, gpu %.6f)", file, lc, lg);
+    compare_trainable(cpu, gpu, 1, TOL_GRAD, "DPO adapter gradient");
+    static cl_tensor *tr[4096], *trg[4096];
+    int nt = cl_llama_trainable(cpu, tr, 4096), ntg = cl_llama_trainable(gpu, trg, 4096);
+    cl_adamw h = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+    cl_llama_adamw_step(cpu, &h, tr, nt, 1, 5e-3);
+    cl_llama_adamw_step(gpu, &h, trg, ntg, 1, 5e-3);
+    compare_trainable(cpu, gpu, 0, TOL_WEIGHTS, "adapters after the DPO step");
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    fx_free(fx);
+}
+
+static void llama_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("llama.fx"); }
+static void qwen2_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("qwen2.fx"); }
+static void llama_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("llama.fx"); }
+static void qwen2_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("qwen2.fx"); }
+static void llama_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("llama.fx"); }
+static void qwen2_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("qwen2.fx"); }
+
+#endif
+
+int main(void)
+{
+#ifdef CL_HAVE_CUDA
+    cl_err e = {0};
+    if (cl_cuda_device_count() <= 0 || cl_cuda_open(&gpu_dev, "cuda:0", &e)) {
+        fprintf(stderr, "test_cuda_parity: SKIP: no CUDA device on this machine; the GPU path is NOT tested here\n");
+        printf("1..0 # SKIP no CUDA device\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(llama_full_sft_logits_gradients_and_adamw_match_cpu),
+        cmocka_unit_test(qwen2_full_sft_logits_gradients_and_adamw_match_cpu),
+        cmocka_unit_test(llama_lora_bf16_dropout_gradients_match_cpu),
+        cmocka_unit_test(qwen2_lora_bf16_dropout_gradients_match_cpu),
+        cmocka_unit_test(llama_dpo_step_matches_cpu),
+        cmocka_unit_test(qwen2_dpo_step_matches_cpu),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+#else
+    fprintf(stderr, "test_cuda_parity: SKIP: built without CUDA (make CUDA=1 builds the GPU path and this test)\n");
+    printf("1..0 # SKIP built without CUDA\n");
+    return 0;
+#endif
+}
