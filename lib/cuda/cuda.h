@@ -37,6 +37,14 @@ int cl_cuda_describe(int ordinal, char *name, size_t size, size_t *total_bytes);
  * moments, activations and scratch; the CUDA context and cuBLAS's workspace are not counted). */
 void cl_cuda_memory(size_t *used, size_t *peak);
 
+/* Waits for the device to finish all queued work (timings). */
+void cl_cuda_synchronize(void);
+
+/* Dense bf16 tensor-core peak in TFLOP/s of a GPU named `name` (cl_cuda_describe), from the
+ * vendor's datasheets: H100 SXM and H200 (GH200 too) 989, H100 NVL 835, H100 PCIe 756, A100 312; 0 when
+ * the name is not known.  MFU figures divide by it. */
+double cl_cuda_peak_tflops(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -762,3 +762,17 @@ extern "C" void cl_cuda_memory(size_t *used, size_t *peak)
     if (used) *used = held_bytes;
     if (peak) *peak = peak_bytes;
 }
+
+extern "C" void cl_cuda_synchronize(void) { CL_CK(cudaDeviceSynchronize()); }
+
+extern "C" double cl_cuda_peak_tflops(const char *name)
+{
+    static const struct {
+        const char *a, *b;
+        double tf;
+    } table[] = {{"H100", "PCIe", 756}, {"H100", "NVL", 835}, {"H100", "", 989}, {"H200", "", 989},
+                 {"A100", "", 312}};
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
+        if (strstr(name, table[i].a) && strstr(name, table[i].b)) return table[i].tf;
+    return 0;
+}

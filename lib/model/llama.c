@@ -235,6 +235,8 @@ static void fill_uniform(cl_tensor *t, uint64_t seed)
 {
     uint64_t s = cl_hash64(t->name, strlen(t->name), seed);
     int bias = strstr(t->name, ".bias") != NULL;
+    /* each value depends on (seed, name, i) only, so threads change nothing */
+#pragma omp parallel for if (t->numel > 65536)
     for (long i = 0; i < t->numel; i++) {
         double u = cl_hash_uniform(s, (uint64_t)i), x;
         if (t->ndim == 1)

@@ -1,0 +1,176 @@
+/* cuda-bench — training throughput of the CUDA backend on a Llama-3.2-1B-shaped model
+ * (d 2048, 16 layers, 32 heads, 8 kv heads, SwiGLU 8192, vocab 128256, tied; random weights
+ * from cl_llama_init_uniform, so no model file is read or written).
+ *   sft: full fine-tuning (fp32 masters, bf16 shadows), b rows of t tokens per step;
+ *   dpo: LoRA r 16 alpha 32 on all seven projections over a frozen bf16 base, b/2 pairs of
+ *        chosen/rejected rows, sigmoid DPO against reference log-probs computed once up front
+ *        (as cl-finetune caches them), one policy forward + backward per step.
+ * Each step: forward, head, backward, clip 1.0, AdamW, then a device synchronisation.  The
+ * first step (cuBLAS start-up) is left out of the median.
+ * MFU counts model FLOPs per token as llm.c does: 6N + 6LCT for full fine-tuning and
+ * 4N + 6LCT for LoRA (the base computes input gradients but no weight gradients; the adapters'
+ * own FLOPs are left out), N the parameters of the matrix products (layers and head),
+ * divided by the GPU's dense bf16 peak (cl_cuda_peak_tflops).
+ * Usage: cuda-bench sft|dpo [b] [t] [steps]
+ * Prints one JSON object on stdout; exit 69 without a CUDA build or GPU. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench-util.h"
+#include "model/device.h"
+#include "model/lora.h"
+#include "model/loss.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
+
+#ifdef CL_HAVE_CUDA
+#define MAXSEQ 256
+
+static void die(const cl_err *e)
+{
+    fprintf(stderr, "cuda-bench: %s\n", e->msg);
+    exit(e->code ? e->code : 1);
+}
+
+/* Per-sequence log-probs of the b rows (no gradient). */
+static void seq_logps(cl_llama *m, const int *ids, const int *tgt, const int *seq, int b, int t, float *logp,
+                      double *out, int *cnt)
+{
+    cl_err e = {0};
+    if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) die(&e);
+    cl_llama_head(m, tgt, NULL, logp);
+    cl_seq_logps(logp, tgt, seq, b * t, b, out, cnt);
+}
+
+/* One objective's forward, head and backward; ref NULL is SFT, else DPO.  Returns the loss. */
+static double objective(cl_llama *m, const int *ids, const int *tgt, const int *seq, int b, int t, const double *ref,
+                        float *coef, float *logp)
+{
+    int n = b * t;
+    if (!ref) {
+        cl_err e = {0};
+        if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) die(&e);
+        double ntok = cl_loss_tokens(tgt, n);
+        cl_sft_loss(logp, tgt, n, ntok, coef);
+        cl_llama_head(m, tgt, coef, logp);
+        cl_llama_backward(m);
+        return cl_sft_loss(logp, tgt, n, ntok, NULL);
+    }
+    double pol[MAXSEQ], dseq[MAXSEQ], pc[MAXSEQ / 2], pr[MAXSEQ / 2], rc[MAXSEQ / 2], rr[MAXSEQ / 2],
+        dc[MAXSEQ / 2], dr[MAXSEQ / 2];
+    int cnt[MAXSEQ], lc[MAXSEQ / 2], lr[MAXSEQ / 2], np = b / 2;
+    seq_logps(m, ids, tgt, seq, b, t, logp, pol, cnt);
+    for (int p = 0; p < np; p++) {
+        pc[p] = pol[2 * p];
+        pr[p] = pol[2 * p + 1];
+        rc[p] = ref[2 * p];
+        rr[p] = ref[2 * p + 1];
+        lc[p] = cnt[2 * p];
+        lr[p] = cnt[2 * p + 1];
+    }
+    cl_dpo_config c = {.type = CL_DPO_SIGMOID, .beta = 0.1};
+    double loss = cl_dpo_loss(&c, np, pc, pr, rc, rr, lc, lr, dc, dr, NULL);
+    for (int p = 0; p < np; p++) {
+        dseq[2 * p] = dc[p];
+        dseq[2 * p + 1] = dr[p];
+    }
+    cl_seq_coef(tgt, seq, n, dseq, coef);
+    cl_llama_head(m, tgt, coef, logp);
+    cl_llama_backward(m);
+    return loss;
+}
+
+static int run(int dpo, int b, int t, int steps)
+{
+    cl_llama_config c = {.vocab = 128256, .hidden = 2048, .inter = 8192, .layers = 16, .heads = 32, .kv_heads = 8,
+                         .head_dim = 64, .max_pos = 4096, .rms_eps = 1e-5, .rope_theta = 500000,
+                         .tie_embeddings = 1, .bos_id = -1};
+    strcpy(c.model_type, "llama");
+    cl_err e = {0};
+    cl_device dev;
+    char gpu[256];
+    size_t gmem = 0;
+    if (cl_cuda_open(&dev, "cuda:0", &e)) die(&e);
+    if (cl_cuda_describe(0, gpu, sizeof gpu, &gmem)) snprintf(gpu, sizeof gpu, "unknown");
+    cl_llama *m = cl_llama_new(&c, dpo ? CL_BF16 : CL_F32, !dpo, &e);
+    if (!m) die(&e);
+    if (dpo) {
+        cl_lora_config lc = {.rank = 16, .alpha = 32, .targets = (1u << CL_NPROJ) - 1, .seed = 1};
+        if (cl_lora_add(m, &lc, &e)) die(&e);
+    }
+    cl_llama_init_uniform(m, 1, 0);
+    if (dev.attach(&dev, m, &e)) die(&e);
+    int n = b * t, *ids = malloc(sizeof(int) * n), *tgt = malloc(sizeof(int) * n), *seq = malloc(sizeof(int) * n);
+    float *coef = malloc(sizeof(float) * n), *logp = malloc(sizeof(float) * n);
+    if (!ids || !tgt || !seq || !coef || !logp) return 1;
+    for (int i = 0; i < n; i++) ids[i] = (int)(cl_hash_uniform(5, (uint64_t)i) * c.vocab);
+    /* DPO rows: the first quarter of each row is the prompt (no loss), the rest the reply */
+    for (int i = 0; i < n; i++) {
+        int p = i % t;
+        tgt[i] = p < t - 1 && (!dpo || p >= t / 4) ? ids[i + 1] : -1;
+        seq[i] = i / t;
+    }
+    double ref[MAXSEQ];
+    int cnt[MAXSEQ];
+    if (dpo) {
+        cl_lora_enable(m, 0);
+        seq_logps(m, ids, tgt, seq, b, t, logp, ref, cnt);
+        cl_lora_enable(m, 1);
+    }
+    static cl_tensor *tr[4096];
+    int nt = cl_llama_trainable(m, tr, 4096);
+    cl_adamw h = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0};
+    double times[64], loss = 0;
+    for (int s = 0; s < steps; s++) {
+        double t0 = bench_now();
+        cl_llama_zero_grad(m);
+        m->training = 1;
+        loss = objective(m, ids, tgt, seq, b, t, dpo ? ref : NULL, coef, logp);
+        m->training = 0;
+        cl_llama_clip_grad_norm(m, tr, nt, 1.0);
+        cl_llama_adamw_step(m, &h, tr, nt, s + 1, dpo ? 5e-6 : 1e-5);
+        cl_cuda_synchronize();
+        times[s] = bench_now() - t0;
+    }
+    double med = bench_median(times + 1, steps - 1), tps = n / med;
+    long L = c.layers, d = c.hidden, qd = (long)c.heads * c.head_dim, kd = (long)c.kv_heads * c.head_dim;
+    double N = (double)L * (2 * d * qd + 2 * d * kd + 3 * d * c.inter) + (double)c.vocab * d;
+    double fpt = (dpo ? 4 : 6) * N + 6.0 * L * d * t, peak = cl_cuda_peak_tflops(gpu);
+    size_t held;
+    cl_cuda_memory(NULL, &held);
+    printf("{\"mode\":\"%s\",\"gpu\":\"%s\",\"b\":%d,\"t\":%d,\"steps\":%d,\"step_s_median\":%.4f,"
+           "\"tokens_per_s\":%.0f,\"flops_per_token\":%.4g,\"tflops\":%.1f,\"peak_tflops\":%.0f,\"mfu\":%.4f,"
+           "\"peak_mib\":%.0f,\"gpu_mib\":%.0f,\"last_loss\":%.5f}\n",
+           dpo ? "lora-dpo" : "full-sft", gpu, b, t, steps, med, tps, fpt, fpt * tps / 1e12, peak,
+           peak > 0 ? fpt * tps / 1e12 / peak : 0, held / 1048576.0, gmem / 1048576.0, loss);
+    free(ids);
+    free(tgt);
+    free(seq);
+    free(coef);
+    free(logp);
+    cl_llama_free(m);
+    return 0;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || (strcmp(argv[1], "sft") && strcmp(argv[1], "dpo"))) {
+        fprintf(stderr, "usage: cuda-bench sft|dpo [b] [t] [steps]\n");
+        return 2;
+    }
+    int dpo = !strcmp(argv[1], "dpo");
+    int b = argc > 2 ? atoi(argv[2]) : 4, t = argc > 3 ? atoi(argv[3]) : 1024, steps = argc > 4 ? atoi(argv[4]) : 6;
+    if (b < 1 || t < 8 || steps < 2 || steps > 64 || (dpo && (b % 2 || b > 256))) {
+        fprintf(stderr, "cuda-bench: b >= 1 (even, <= 256 for dpo), t >= 8, 2 <= steps <= 64\n");
+        return 2;
+    }
+#ifdef CL_HAVE_CUDA
+    return run(dpo, b, t, steps);
+#else
+    fprintf(stderr, "cuda-bench: built without CUDA (make CUDA=1)\n");
+    return 69;
+#endif
+}
