@@ -13,6 +13,7 @@
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
+#   cuda/ -> model/, core/ (CUDA=1 only; named by tools under CL_HAVE_CUDA)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
