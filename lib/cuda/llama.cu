@@ -65,7 +65,7 @@ typedef struct arena {
 
 /* Activations of one forward on the device, the layout of llama.c's cl_llama_acts. */
 typedef struct dacts {
-    int b, t, n, R;
+    int b, t, n, R, rcap;                  /* rcap: rows of the host staging below */
     char *mem;
     size_t bytes;
     int *ids, *pos, *seg, has_seg, lora_used, training;
@@ -88,6 +88,8 @@ typedef struct dstate {
     cl_bf16 **shadow;                      /* [n_tensors]: bf16 copy of an fp32 matrix, or NULL */
     double *inv_freq, *sumsq;
     dacts *a;
+    char *rows;                            /* linear_rows scratch: x, its bf16 copy, out */
+    size_t rows_bytes;
 } dstate;
 
 static dstate *S(const cl_llama *m) { return (dstate *)m->dev_state; }
@@ -123,6 +125,13 @@ static const cl_bf16 *w16(const cl_llama *m, const cl_tensor *t)
 static int needs_shadow(const cl_llama *m, const cl_tensor *t)
 {
     return t->ndim == 2 && t->dtype == CL_F32 && (t != m->embed || t == m->lm_head);
+}
+
+/* Whether products with t can read bf16 (else they read its fp32 values: the adapters). */
+static int has_bf16(const cl_llama *m, const cl_tensor *t)
+{
+    int i = tensor_index(m, t);
+    return t->dtype == CL_BF16 || (i >= 0 && S(m)->shadow[i]);
 }
 
 static void refresh_shadow(cl_llama *m, const cl_tensor *t)
@@ -262,11 +271,13 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->bytes = cur.off;
         }
     }
-    if (R > a->R) {
+    if (R > a->rcap) {
         free(a->hidx_h);
+        free(a->hcoef_h);
         a->hidx_h = (int *)calloc((size_t)R * 2, sizeof(int));
         a->hcoef_h = (float *)calloc((size_t)R * 2, sizeof(float));
         if (!a->hidx_h || !a->hcoef_h) cl_die(CL_EXIT_SOFTWARE, "out of memory");
+        a->rcap = R;
     }
     a->htgt_h = a->hidx_h + R;
     a->hlogp_h = a->hcoef_h + R;
@@ -632,9 +643,34 @@ static void d_sync(cl_llama *m, int to_host)
     if (!to_host) refresh_all(m);
 }
 
+static void d_linear_rows(cl_llama *m, const cl_tensor *w, const cl_tensor *b, const float *x, float *out, int n)
+{
+    dstate *s = S(m);
+    int in = w->shape[1], od = w->shape[0];
+    size_t xb = sizeof(float) * (size_t)n * in, hb = (sizeof(cl_bf16) * (size_t)n * in + ALIGN - 1) / ALIGN * ALIGN,
+           ob = sizeof(float) * (size_t)n * od, need = (xb + ALIGN - 1) / ALIGN * ALIGN + hb + ob;
+    if (need > s->rows_bytes) {
+        dfree(s->rows, s->rows_bytes);
+        s->rows = (char *)dalloc(need);
+        s->rows_bytes = need;
+    }
+    float *dx = (float *)s->rows, *dout = (float *)(s->rows + need - ob);
+    cl_bf16 *xh = (cl_bf16 *)(s->rows + (xb + ALIGN - 1) / ALIGN * ALIGN);
+    CL_CK(cudaMemcpy(dx, x, xb, cudaMemcpyHostToDevice));
+    if (has_bf16(m, w)) {
+        cu_to_bf16(xh, dx, (long)n * in);
+        gemm16(m, 0, 1, n, od, in, 1, xh, in, w16(m, w), in, 0, dout, od);
+    } else {
+        gemm32(m, 0, 1, n, od, in, 1, dx, in, DF(m, w->data), in, 0, dout, od);
+    }
+    if (b) cu_add_bias(dout, DF(m, b->data), n, od);
+    CL_CK(cudaMemcpy(out, dout, ob, cudaMemcpyDeviceToHost));
+}
+
 static void state_free(cl_llama *m, dstate *s)
 {
     acts_free(s);
+    dfree(s->rows, s->rows_bytes);
     for (int i = 0; i < AR_N; i++) dfree(s->ar[i].dev, s->ar[i].bytes);
     if (s->shadow)
         for (int i = 0; i < m->n_tensors; i++) dfree(s->shadow[i], sizeof(cl_bf16) * (size_t)m->tensors[i].numel);
@@ -654,7 +690,7 @@ static void d_detach(cl_llama *m)
 
 static const cl_device_ops cuda_ops = {
     "cuda", d_forward, d_head, d_backward, d_logits, d_zero_grad, d_release_acts,
-    d_grad_sumsq, d_scale_grads, d_adamw, d_sync, d_detach,
+    d_grad_sumsq, d_scale_grads, d_adamw, d_sync, d_detach, d_linear_rows,
 };
 
 /* ---- opening and attaching -------------------------------------------------------------- */

@@ -32,6 +32,11 @@ typedef struct cl_device_ops {
     void (*sync)(cl_llama *m, int to_host);
     /* frees the device copy; the model computes on the CPU afterwards */
     void (*detach)(cl_llama *m);
+    /* Inference (the engine's batched decode): out [n][w rows] = x [n][w cols] . W^T (+ b) with
+     * the device's resident copy of the model's tensor w (a base or adapter matrix; b NULL or
+     * its bias); x and out are host arrays.  The engine calls it in place of its CPU product
+     * when m->dev is set. */
+    void (*linear_rows)(cl_llama *m, const cl_tensor *w, const cl_tensor *b, const float *x, float *out, int n);
 } cl_device_ops;
 
 typedef struct cl_device {

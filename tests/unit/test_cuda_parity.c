@@ -2,7 +2,8 @@
  * GQA 3:1, one packed row; a Qwen2: tied, q/k/v bias, GQA 2:1): the same weights go to both,
  * then logits, SFT loss, every gradient, the gradient norm, three AdamW steps, LoRA on a bf16
  * base with dropout on (the masks must match), and a DPO step (reference with adapters off,
- * sigmoid loss, gradients, update).
+ * sigmoid loss, gradients, update), and the engine's decode product (linear_rows) on a bf16
+ * base matrix with its bias and on an fp32 adapter matrix.
  *
  * Tolerances (the device multiplies bf16 inputs with fp32 accumulation, so each product
  * carries bf16's relative rounding of 2^-9 per input): errors are max |gpu - cpu| over the
@@ -24,6 +25,7 @@
 #include "model/device.h"
 #include "model/lora.h"
 #include "model/loss.h"
+#include "model/ops.h"
 #include "torch_fixture.h"
 #ifdef CL_HAVE_CUDA
 #include "cuda/cuda.h"
@@ -271,12 +273,50 @@ static void dpo_matches(const char *file)
     fx_free(fx);
 }
 
+/* out = x W^T + b through the device's resident copy, against ops.c on the CPU model's values. */
+static void rows_match(cl_llama *cpu, cl_llama *gpu, int is_lora, int proj, const char *what)
+{
+    const cl_linear *lc = &cpu->layers[0].proj[proj], *lg = &gpu->layers[0].proj[proj];
+    const cl_tensor *wc = is_lora ? lc->lora_a : lc->w, *wg = is_lora ? lg->lora_a : lg->w;
+    int n = 5, in = wc->shape[1], od = wc->shape[0];
+    float *x = malloc(sizeof(float) * (size_t)n * in), *w = malloc(sizeof(float) * (size_t)wc->numel),
+          *want = malloc(sizeof(float) * (size_t)n * od), *got = malloc(sizeof(float) * (size_t)n * od);
+    for (long i = 0; i < (long)n * in; i++) x[i] = (float)(2 * cl_hash_uniform(3, (uint64_t)i) - 1);
+    for (long i = 0; i < wc->numel; i++)
+        w[i] = wc->dtype == CL_BF16 ? cl_bf16_to_f32(((const uint16_t *)wc->data)[i]) : ((const float *)wc->data)[i];
+    const cl_tensor *bc = is_lora ? NULL : lc->b, *bg = is_lora ? NULL : lg->b;
+    cl_linear_fwd(want, x, w, bc ? bc->data : NULL, n, in, od, 0);
+    gpu->dev->linear_rows(gpu, wg, bg, x, got, n);
+    EXPECT_CLOSE(rel_err(want, got, (long)n * od), TOL_LOGITS, "%s", what);
+    free(x);
+    free(w);
+    free(want);
+    free(got);
+}
+
+static void decode_products_match(const char *file)
+{
+    fixture *fx = fx_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair(fx, 1, &cpu, &gpu);
+    char what[128];
+    snprintf(what, sizeof what, "%s decode product, bf16 q_proj (with its bias if any)", file);
+    rows_match(cpu, gpu, 0, CL_Q, what);
+    snprintf(what, sizeof what, "%s decode product, fp32 LoRA A of down_proj", file);
+    rows_match(cpu, gpu, 1, CL_DOWN, what);
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    fx_free(fx);
+}
+
 static void llama_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("llama.fx"); }
 static void qwen2_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("qwen2.fx"); }
 static void llama_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("llama.fx"); }
 static void qwen2_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("qwen2.fx"); }
 static void llama_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("llama.fx"); }
 static void qwen2_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("qwen2.fx"); }
+static void llama_decode_products_match_cpu(void **s) { (void)s; decode_products_match("llama.fx"); }
+static void qwen2_decode_products_match_cpu(void **s) { (void)s; decode_products_match("qwen2.fx"); }
 
 #endif
 
@@ -296,6 +336,8 @@ int main(void)
         cmocka_unit_test(qwen2_lora_bf16_dropout_gradients_match_cpu),
         cmocka_unit_test(llama_dpo_step_matches_cpu),
         cmocka_unit_test(qwen2_dpo_step_matches_cpu),
+        cmocka_unit_test(llama_decode_products_match_cpu),
+        cmocka_unit_test(qwen2_decode_products_match_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #else
