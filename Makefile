@@ -122,6 +122,24 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
 
+# The CUDA backend's host code (lib/cuda/llama.cu) built by the C++ compiler against a CPU
+# emulation of the CUDA runtime, cuBLAS and the kernels (tests/cuda-emu/), then checked against
+# the CPU path by the parity test: its orchestration is tested on every machine, GPU or not.
+# CUDA=1 builds run the real parity test instead.
+CXX      ?= g++
+EMU_DEPS := lib/cuda/llama.cu lib/cuda/kernels.cuh lib/cuda/chost.cuh lib/cuda/cuda.h $(wildcard tests/cuda-emu/*)
+EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
+ifneq ($(CUDA),1)
+UNIT_BINS += $(O)/tests/test_cuda_emu
+endif
+$(O)/tests/test_cuda_emu: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_DEPS) $(O)/libcl.a
+	@mkdir -p $(O)/tests/emu
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $(O)/tests/emu/llama.o lib/cuda/llama.cu
+	$(CXX) $(EMU_CXXFLAGS) -c -o $(O)/tests/emu/emu.o tests/cuda-emu/emu.cc
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $(O)/tests/emu/parity.o tests/unit/test_cuda_parity.c
+	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/parity.o $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/libcl.a \
+	  -lcmocka $(LDLIBS) -lstdc++
+
 $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a $(LDLIBS)
