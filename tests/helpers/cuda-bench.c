@@ -5,7 +5,8 @@
  *   dpo: LoRA r 16 alpha 32 on all seven projections over a frozen bf16 base, b/2 pairs of
  *        chosen/rejected rows, sigmoid DPO against reference log-probs computed once up front
  *        (as cl-finetune caches them), one policy forward + backward per step.
- * Each step: forward, head, backward, clip 1.0, AdamW, then a device synchronisation.  The
+ * Each step: cl-finetune's micro-step (cl_ft_sft_micro / cl_ft_dpo_micro: forward, head,
+ * backward), clip 1.0, AdamW, then a device synchronisation.  The
  * first step (cuBLAS start-up) is left out of the median.
  * MFU counts model FLOPs per token as llm.c does: 6N + 6LCT for full fine-tuning and
  * 4N + 6LCT for LoRA (the base computes input gradients but no weight gradients; the adapters'
@@ -21,6 +22,7 @@
 #include "model/device.h"
 #include "model/lora.h"
 #include "model/loss.h"
+#include "train/finetune.h"
 #ifdef CL_HAVE_CUDA
 #include "cuda/cuda.h"
 #endif
@@ -32,54 +34,6 @@ static void die(const cl_err *e)
 {
     fprintf(stderr, "cuda-bench: %s\n", e->msg);
     exit(e->code ? e->code : 1);
-}
-
-/* Per-sequence log-probs of the b rows (no gradient). */
-static void seq_logps(cl_llama *m, const int *ids, const int *tgt, const int *seq, int b, int t, float *logp,
-                      double *out, int *cnt)
-{
-    cl_err e = {0};
-    if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) die(&e);
-    cl_llama_head(m, tgt, NULL, logp);
-    cl_seq_logps(logp, tgt, seq, b * t, b, out, cnt);
-}
-
-/* One objective's forward, head and backward; ref NULL is SFT, else DPO.  Returns the loss. */
-static double objective(cl_llama *m, const int *ids, const int *tgt, const int *seq, int b, int t, const double *ref,
-                        float *coef, float *logp)
-{
-    int n = b * t;
-    if (!ref) {
-        cl_err e = {0};
-        if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) die(&e);
-        double ntok = cl_loss_tokens(tgt, n);
-        cl_sft_loss(logp, tgt, n, ntok, coef);
-        cl_llama_head(m, tgt, coef, logp);
-        cl_llama_backward(m);
-        return cl_sft_loss(logp, tgt, n, ntok, NULL);
-    }
-    double pol[MAXSEQ], dseq[MAXSEQ], pc[MAXSEQ / 2], pr[MAXSEQ / 2], rc[MAXSEQ / 2], rr[MAXSEQ / 2],
-        dc[MAXSEQ / 2], dr[MAXSEQ / 2];
-    int cnt[MAXSEQ], lc[MAXSEQ / 2], lr[MAXSEQ / 2], np = b / 2;
-    seq_logps(m, ids, tgt, seq, b, t, logp, pol, cnt);
-    for (int p = 0; p < np; p++) {
-        pc[p] = pol[2 * p];
-        pr[p] = pol[2 * p + 1];
-        rc[p] = ref[2 * p];
-        rr[p] = ref[2 * p + 1];
-        lc[p] = cnt[2 * p];
-        lr[p] = cnt[2 * p + 1];
-    }
-    cl_dpo_config c = {.type = CL_DPO_SIGMOID, .beta = 0.1};
-    double loss = cl_dpo_loss(&c, np, pc, pr, rc, rr, lc, lr, dc, dr, NULL);
-    for (int p = 0; p < np; p++) {
-        dseq[2 * p] = dc[p];
-        dseq[2 * p + 1] = dr[p];
-    }
-    cl_seq_coef(tgt, seq, n, dseq, coef);
-    cl_llama_head(m, tgt, coef, logp);
-    cl_llama_backward(m);
-    return loss;
 }
 
 static int run(int dpo, int b, int t, int steps)
@@ -103,8 +57,7 @@ static int run(int dpo, int b, int t, int steps)
     cl_llama_init_uniform(m, 1, 0);
     if (dev.attach(&dev, m, &e)) die(&e);
     int n = b * t, *ids = malloc(sizeof(int) * n), *tgt = malloc(sizeof(int) * n), *seq = malloc(sizeof(int) * n);
-    float *coef = malloc(sizeof(float) * n), *logp = malloc(sizeof(float) * n);
-    if (!ids || !tgt || !seq || !coef || !logp) return 1;
+    if (!ids || !tgt || !seq) return 1;
     for (int i = 0; i < n; i++) ids[i] = (int)(cl_hash_uniform(5, (uint64_t)i) * c.vocab);
     /* DPO rows: the first quarter of each row is the prompt (no loss), the rest the reply */
     for (int i = 0; i < n; i++) {
@@ -112,13 +65,16 @@ static int run(int dpo, int b, int t, int steps)
         tgt[i] = p < t - 1 && (!dpo || p >= t / 4) ? ids[i + 1] : -1;
         seq[i] = i / t;
     }
+    /* one sequence per row; rows 2k and 2k+1 are pair k for DPO */
+    cl_ft_batch bt = {.b = b, .t = t, .nseq = b, .nex = dpo ? b / 2 : b, .ids = ids, .target = tgt, .seqid = seq};
     double ref[MAXSEQ];
     int cnt[MAXSEQ];
     if (dpo) {
         cl_lora_enable(m, 0);
-        seq_logps(m, ids, tgt, seq, b, t, logp, ref, cnt);
+        if (cl_ft_seq_logps(m, &bt, ref, cnt, &e)) die(&e);
         cl_lora_enable(m, 1);
     }
+    cl_dpo_config dc = {.type = CL_DPO_SIGMOID, .beta = 0.1};
     static cl_tensor *tr[4096];
     int nt = cl_llama_trainable(m, tr, 4096);
     cl_adamw h = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0};
@@ -127,7 +83,11 @@ static int run(int dpo, int b, int t, int steps)
         double t0 = bench_now();
         cl_llama_zero_grad(m);
         m->training = 1;
-        loss = objective(m, ids, tgt, seq, b, t, dpo ? ref : NULL, coef, logp);
+        cl_ft_dpo_out out;
+        if (dpo ? cl_ft_dpo_micro(m, &bt, &dc, ref, b / 2, 0, 0, &out, &e)
+                : cl_ft_sft_micro(m, &bt, cl_loss_tokens(tgt, n), 1.0, &loss, &e))
+            die(&e);
+        if (dpo) loss = out.loss;
         m->training = 0;
         cl_llama_clip_grad_norm(m, tr, nt, 1.0);
         cl_llama_adamw_step(m, &h, tr, nt, s + 1, dpo ? 5e-6 : 1e-5);
@@ -148,8 +108,6 @@ static int run(int dpo, int b, int t, int steps)
     free(ids);
     free(tgt);
     free(seq);
-    free(coef);
-    free(logp);
     cl_llama_free(m);
     return 0;
 }

@@ -32,6 +32,7 @@
 #include "model/loss.h"
 #include "model/ops.h"
 #include "torch_fixture.h"
+#include "train/finetune.h"
 #ifdef CL_HAVE_CUDA
 #include "cuda/cuda.h"
 #endif
@@ -245,48 +246,33 @@ static void optimizer_matches(const char *file)
     fx_free(fx);
 }
 
-/* Sequence log-probs of every row (one sequence per row). */
-static void seq_logps(cl_llama *m, fixture *fx, double *out, int *cnt)
+/* The fixture batch as cl-finetune lays it out for DPO: rows 2k and 2k+1 are pair k. */
+static cl_ft_batch dpo_batch(fixture *fx)
 {
-    int n = fx->b * fx->t, *seq = malloc(sizeof(int) * (size_t)n);
-    float *logp = calloc((size_t)n, sizeof(float));
-    for (int i = 0; i < n; i++) seq[i] = i / fx->t;
-    cl_err e = {0};
-    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
-    cl_llama_head(m, fx->targets, NULL, logp);
-    cl_seq_logps(logp, fx->targets, seq, n, fx->b, out, cnt);
-    free(seq);
-    free(logp);
+    cl_ft_batch bt = {.b = fx->b, .t = fx->t, .nseq = fx->b, .nex = fx->b / 2, .ids = fx->ids, .pos = fx->pos,
+                      .seg = fx->seg, .target = fx->targets, .seqid = malloc(sizeof(int) * (size_t)fx->b * fx->t)};
+    for (int i = 0; i < fx->b * fx->t; i++) bt.seqid[i] = i / fx->t;
+    return bt;
 }
 
-/* One DPO step: reference with the adapters off, policy log-probs, sigmoid loss, backward
- * through the coefficients, AdamW.  Returns the loss. */
+/* One DPO micro-step of cl-finetune (train/finetune.h): reference log-probs with the adapters
+ * off, then the sigmoid loss and its gradients.  Returns the loss. */
 static double dpo_step(cl_llama *m, fixture *fx)
 {
-    int n = fx->b * fx->t, np = fx->b / 2, cnt[64], lc[32], lr[32], *seq = malloc(sizeof(int) * (size_t)n);
-    double ref[64], pol[64], rc[32], rr[32], pc[32], pr[32], dc[32], dr[32], dseq[64];
-    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
-    assert_true(np >= 1 && fx->b <= 64);
-    for (int i = 0; i < n; i++) seq[i] = i / fx->t;
+    cl_ft_batch bt = dpo_batch(fx);
+    double ref[64];
+    int len[64];
+    cl_err e = {0};
+    assert_true(fx->b >= 2 && fx->b <= 64);
     cl_lora_enable(m, 0);
-    seq_logps(m, fx, ref, cnt);
+    assert_int_equal(cl_ft_seq_logps(m, &bt, ref, len, &e), 0);
     cl_lora_enable(m, 1);
     cl_llama_zero_grad(m);
-    seq_logps(m, fx, pol, cnt);
-    for (int p = 0; p < np; p++) {
-        pc[p] = pol[2 * p]; pr[p] = pol[2 * p + 1]; rc[p] = ref[2 * p]; rr[p] = ref[2 * p + 1];
-        lc[p] = cnt[2 * p]; lr[p] = cnt[2 * p + 1];
-    }
     cl_dpo_config c = {.type = CL_DPO_SIGMOID, .beta = 0.1};
-    double loss = cl_dpo_loss(&c, np, pc, pr, rc, rr, lc, lr, dc, dr, NULL);
-    for (int p = 0; p < np; p++) { dseq[2 * p] = dc[p]; dseq[2 * p + 1] = dr[p]; }
-    cl_seq_coef(fx->targets, seq, n, dseq, coef);
-    cl_llama_head(m, fx->targets, coef, logp);
-    cl_llama_backward(m);
-    free(seq);
-    free(coef);
-    free(logp);
-    return loss;
+    cl_ft_dpo_out out;
+    assert_int_equal(cl_ft_dpo_micro(m, &bt, &c, ref, bt.nex, 0, 0, &out, &e), 0);
+    free(bt.seqid);
+    return out.loss;
 }
 
 static void dpo_matches(const char *file)
