@@ -123,22 +123,30 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
 
 # The CUDA backend's host code (lib/cuda/llama.cu) built by the C++ compiler against a CPU
-# emulation of the CUDA runtime, cuBLAS and the kernels (tests/cuda-emu/), then checked against
-# the CPU path by the parity test: its orchestration is tested on every machine, GPU or not.
-# CUDA=1 builds run the real parity test instead.
+# emulation of the CUDA runtime, cuBLAS and the kernels (tests/cuda-emu/), linked into the
+# parity test (test_cuda_emu) and into a cl-finetune (tests/cl-finetune-emu, used by
+# tests/cli/t0908-finetune-device.t): the backend's orchestration and cl-finetune --device are
+# tested on every machine, GPU or not.  CUDA=1 builds run the real parity test instead.
 CXX      ?= g++
 EMU_DEPS := lib/cuda/llama.cu lib/cuda/kernels.cuh lib/cuda/chost.cuh lib/cuda/cuda.h $(wildcard tests/cuda-emu/*)
 EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
+EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o
 ifneq ($(CUDA),1)
 UNIT_BINS += $(O)/tests/test_cuda_emu
+TESTBINS  += $(O)/tests/cl-finetune-emu
 endif
-$(O)/tests/test_cuda_emu: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_DEPS) $(O)/libcl.a
-	@mkdir -p $(O)/tests/emu
-	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $(O)/tests/emu/llama.o lib/cuda/llama.cu
-	$(CXX) $(EMU_CXXFLAGS) -c -o $(O)/tests/emu/emu.o tests/cuda-emu/emu.cc
+$(O)/tests/emu/llama.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $@ lib/cuda/llama.cu
+$(O)/tests/emu/emu.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ tests/cuda-emu/emu.cc
+$(O)/tests/test_cuda_emu: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_OBJ) $(O)/libcl.a
 	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $(O)/tests/emu/parity.o tests/unit/test_cuda_parity.c
-	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/parity.o $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/libcl.a \
-	  -lcmocka $(LDLIBS) -lstdc++
+	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/parity.o $(EMU_OBJ) $(O)/libcl.a -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/cl-finetune-emu: tools/cl-finetune.c $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $(O)/tests/emu/cl-finetune.o tools/cl-finetune.c
+	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a $(LDLIBS) -lstdc++
 
 $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)

@@ -154,15 +154,23 @@ static cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, i
         dev(B, ((size_t)(cb - 1) * ldb + rb) * eb, "gemm B");
     }
     dev(C, ((size_t)(n - 1) * ldc + m) * 4, "gemm C");
+    // op(A) as m rows of k and op(B) as n rows of k, so each dot product reads contiguously
+    float *a = (float *)malloc(sizeof(float) * ((size_t)m * k + 1)), *b = (float *)malloc(sizeof(float) * ((size_t)n * k + 1));
+    if (!a || !b) cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++) a[(long)i * k + p] = elem(A, at, ta == CUBLAS_OP_N ? i + (long)p * lda : p + (long)i * lda);
+    for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++) b[(long)j * k + p] = elem(B, bt, tb == CUBLAS_OP_N ? p + (long)j * ldb : j + (long)p * ldb);
     for (int j = 0; j < n; j++)
         for (int i = 0; i < m; i++) {
             double s = 0;
-            for (int p = 0; p < k; p++)
-                s += (double)elem(A, at, ta == CUBLAS_OP_N ? i + (long)p * lda : p + (long)i * lda) *
-                     elem(B, bt, tb == CUBLAS_OP_N ? p + (long)j * ldb : j + (long)p * ldb);
+            const float *ai = a + (long)i * k, *bj = b + (long)j * k;
+            for (int p = 0; p < k; p++) s += (double)ai[p] * bj[p];
             float *c = &C[i + (long)j * ldc];
             *c = (float)(alpha * s + (beta == 0 ? 0.0 : (double)beta * *c));
         }
+    free(a);
+    free(b);
     return CUBLAS_STATUS_SUCCESS;
 }
 
