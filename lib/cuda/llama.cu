@@ -70,7 +70,8 @@ typedef struct dacts {
     size_t bytes;
     int *ids, *pos, *seg, has_seg, lora_used, training;
     long step;
-    float **res, **ln1, **rstd1, **q, **k, **v, **att, **y, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
+    float **res, **ln1, **rstd1, **q, **k, **v, **y, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
+    float *att;                            /* [b][nh][t][t] probabilities of the layer at hand */
     float *res_final, *lnf, *rstdf;
     float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dg, *du, *dh, *lora_dh, *xd, *dxd, *ds;
     cl_bf16 *b16[4], *batt;                /* bf16 operands of the products */
@@ -209,12 +210,13 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
     dacts *a = s->a;
     if (!a) {
         a = (dacts *)calloc(1, sizeof *a);
-        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y,
+        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->y,
                             &a->mid, &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
-        float **all = (float **)calloc((size_t)L * (14 + CL_NPROJ), sizeof(float *));
+        int ns = (int)(sizeof slots / sizeof *slots);
+        float **all = (float **)calloc((size_t)L * (ns + CL_NPROJ), sizeof(float *));
         if (!a || !all) cl_die(CL_EXIT_SOFTWARE, "out of memory");
-        for (int i = 0; i < 14; i++) *slots[i] = all + (size_t)L * i;
-        a->lora_h = all + (size_t)L * 14;
+        for (int i = 0; i < ns; i++) *slots[i] = all + (size_t)L * i;
+        a->lora_h = all + (size_t)L * ns;
         s->a = a;
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -227,7 +229,6 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->q[l] = TAKEF((long)n * qd);
             a->k[l] = TAKEF((long)n * kd);
             a->v[l] = TAKEF((long)n * kd);
-            a->att[l] = TAKEF(natt);
             a->y[l] = TAKEF((long)n * qd);
             a->mid[l] = TAKEF((long)n * d);
             a->ln2[l] = TAKEF((long)n * d);
@@ -253,6 +254,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->lora_dh = TAKEF((long)n * (r > 0 ? r : 1));
         a->xd = TAKEF((long)n * max_in);
         a->dxd = TAKEF((long)n * max_in);
+        a->att = TAKEF(natt);
         a->ds = TAKEF(natt);
         for (int i = 0; i < 4; i++) a->b16[i] = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)n * max_in);
         a->batt = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)natt);
@@ -363,84 +365,104 @@ static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float
 
 /* ---- attention -------------------------------------------------------------------------- */
 
-/* The products of one layer's attention run per batch row bi and per index r within a
- * query group: query head h = g * rep + r reads kv head g, so over g the query slices lie
- * rep * hd apart, the kv slices hd apart and the score blocks rep * t * t apart. */
+/* The products of one layer's attention run per batch row bi and per index r within a query
+ * group: query head h = g * rep + r reads kv head g, so one strided-batched product covers the
+ * nkv groups, with query slices rep * hd apart, kv slices hd apart and score blocks rep * t * t
+ * apart.  An operand is query-shaped (Q: q, dq, y, dy), kv-shaped (K: k, dk, v, dv) or a score
+ * block (S: probabilities and their gradients). */
+enum { OP_Q, OP_K, OP_S };
+
 typedef struct att_geom {
-    int t, hd, qd, kd, rep, nkv, nh;
+    int b, t, hd, qd, kd, rep, nkv, nh;
 } att_geom;
+
+static att_geom geom(const cl_llama *m)
+{
+    const cl_llama_config *c = &m->cfg;
+    const dacts *a = S(m)->a;
+    att_geom G = {a->b, a->t, c->head_dim, c->heads * c->head_dim, c->kv_heads * c->head_dim,
+                  c->heads / c->kv_heads, c->kv_heads, c->heads};
+    return G;
+}
+
+/* element offset of (bi, r), stride between groups and leading dimension of an operand kind */
+static void place(const att_geom *G, int kind, int bi, int r, long *off, long long *stride, int *ld)
+{
+    long tt = (long)G->t * G->t;
+    if (kind == OP_Q) {
+        *off = (long)bi * G->t * G->qd + (long)r * G->hd;
+        *stride = (long long)G->rep * G->hd;
+        *ld = G->qd;
+    } else if (kind == OP_K) {
+        *off = (long)bi * G->t * G->kd;
+        *stride = G->hd;
+        *ld = G->kd;
+    } else {
+        *off = ((long)bi * G->nh + r) * tt;
+        *stride = (long long)G->rep * tt;
+        *ld = G->t;
+    }
+}
+
+/* C (kind kc) = alpha op(A) op(B) + beta C for every (row, head) of the layer; A, B bf16. */
+static void att_gemm(const cl_llama *m, const att_geom *G, int ta, int tb, int M, int N, int K, float alpha,
+                     const cl_bf16 *A, int ka, const cl_bf16 *B, int kb, float beta, float *C, int kc)
+{
+    for (int bi = 0; bi < G->b; bi++)
+        for (int r = 0; r < G->rep; r++) {
+            long oa, ob, oc;
+            long long sa, sb, sc;
+            int la, lb, lc;
+            place(G, ka, bi, r, &oa, &sa, &la);
+            place(G, kb, bi, r, &ob, &sb, &lb);
+            place(G, kc, bi, r, &oc, &sc, &lc);
+            gemm_b(m, ta, tb, M, N, K, alpha, A + oa, CUDA_R_16BF, la, sa, B + ob, lb, sb, beta, C + oc, lc, sc,
+                   G->nkv);
+        }
+}
+
+/* The layer's attention probabilities into a->att (and q, k in bf16 into b16[0], b16[1]).
+ * Only one layer's probabilities exist at a time: backward recomputes them, one more
+ * product per layer instead of L x b x nh x t x t floats kept. */
+static void att_probs(cl_llama *m, int l, const att_geom *G)
+{
+    dacts *a = S(m)->a;
+    cu_to_bf16(a->b16[0], a->q[l], (long)a->n * G->qd);
+    cu_to_bf16(a->b16[1], a->k[l], (long)a->n * G->kd);
+    att_gemm(m, G, 0, 1, G->t, G->t, G->hd, (float)(1.0 / sqrt((double)G->hd)), a->b16[0], OP_Q, a->b16[1], OP_K, 0,
+             a->att, OP_S);
+    cu_softmax_causal(a->att, a->has_seg ? a->seg : NULL, G->b, G->nh, G->t);
+}
 
 static void att_fwd(cl_llama *m, int l)
 {
-    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = {a->t, c->head_dim, c->heads * c->head_dim, c->kv_heads * c->head_dim, c->heads / c->kv_heads,
-                  c->kv_heads, c->heads};
-    long tt = (long)G.t * G.t;
-    cl_bf16 *qb = a->b16[0], *kb = a->b16[1], *vb = a->b16[2];
-    cu_to_bf16(qb, a->q[l], (long)a->n * G.qd);
-    cu_to_bf16(kb, a->k[l], (long)a->n * G.kd);
-    cu_to_bf16(vb, a->v[l], (long)a->n * G.kd);
-    float scale = (float)(1.0 / sqrt((double)G.hd));
-    for (int bi = 0; bi < a->b; bi++)
-        for (int r = 0; r < G.rep; r++) {
-            long qo = (long)bi * G.t * G.qd + (long)r * G.hd, ko = (long)bi * G.t * G.kd,
-                 so = ((long)bi * G.nh + r) * tt;
-            gemm_b(m, 0, 1, G.t, G.t, G.hd, scale, qb + qo, CUDA_R_16BF, G.qd, (long long)G.rep * G.hd, kb + ko,
-                   G.kd, G.hd, 0, a->att[l] + so, G.t, (long long)G.rep * tt, G.nkv);
-        }
-    cu_softmax_causal(a->att[l], a->has_seg ? a->seg : NULL, a->b, G.nh, G.t);
-    cu_to_bf16(a->batt, a->att[l], (long)a->b * G.nh * tt);
-    for (int bi = 0; bi < a->b; bi++)
-        for (int r = 0; r < G.rep; r++) {
-            long qo = (long)bi * G.t * G.qd + (long)r * G.hd, ko = (long)bi * G.t * G.kd,
-                 so = ((long)bi * G.nh + r) * tt;
-            gemm_b(m, 0, 0, G.t, G.hd, G.t, 1, a->batt + so, CUDA_R_16BF, G.t, (long long)G.rep * tt, vb + ko, G.kd,
-                   G.hd, 0, a->y[l] + qo, G.qd, (long long)G.rep * G.hd, G.nkv);
-        }
+    att_geom G = geom(m);
+    att_probs(m, l, &G);
+    cu_to_bf16(a->b16[2], a->v[l], (long)a->n * G.kd);
+    cu_to_bf16(a->batt, a->att, (long)G.b * G.nh * G.t * G.t);
+    att_gemm(m, &G, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, a->b16[2], OP_K, 0, a->y[l], OP_Q);
 }
 
 /* dq, dk, dv accumulate (ops.c's cl_attention_bwd). */
 static void att_bwd(cl_llama *m, int l)
 {
-    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = {a->t, c->head_dim, c->heads * c->head_dim, c->kv_heads * c->head_dim, c->heads / c->kv_heads,
-                  c->kv_heads, c->heads};
-    long tt = (long)G.t * G.t, natt = (long)a->b * G.nh * tt;
+    att_geom G = geom(m);
+    long natt = (long)G.b * G.nh * G.t * G.t;
     cl_bf16 *qb = a->b16[0], *kb = a->b16[1], *vb = a->b16[2], *dyb = a->b16[3];
-    cu_to_bf16(qb, a->q[l], (long)a->n * G.qd);
-    cu_to_bf16(kb, a->k[l], (long)a->n * G.kd);
+    att_probs(m, l, &G);
     cu_to_bf16(vb, a->v[l], (long)a->n * G.kd);
     cu_to_bf16(dyb, a->dy, (long)a->n * G.qd);
-    /* dP = dO V^T */
-    for (int bi = 0; bi < a->b; bi++)
-        for (int r = 0; r < G.rep; r++) {
-            long qo = (long)bi * G.t * G.qd + (long)r * G.hd, ko = (long)bi * G.t * G.kd,
-                 so = ((long)bi * G.nh + r) * tt;
-            gemm_b(m, 0, 1, G.t, G.t, G.hd, 1, dyb + qo, CUDA_R_16BF, G.qd, (long long)G.rep * G.hd, vb + ko, G.kd,
-                   G.hd, 0, a->ds + so, G.t, (long long)G.rep * tt, G.nkv);
-        }
-    cu_softmax_bwd(a->ds, a->att[l], (long)a->b * G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
+    /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
+    att_gemm(m, &G, 0, 1, G.t, G.t, G.hd, 1, dyb, OP_Q, vb, OP_K, 0, a->ds, OP_S);
+    cu_softmax_bwd(a->ds, a->att, (long)G.b * G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
     /* dS and P in bf16 share batt: dS first (dq, dk), then P (dv) */
     cu_to_bf16(a->batt, a->ds, natt);
-    for (int bi = 0; bi < a->b; bi++)
-        for (int r = 0; r < G.rep; r++) {
-            long qo = (long)bi * G.t * G.qd + (long)r * G.hd, ko = (long)bi * G.t * G.kd,
-                 so = ((long)bi * G.nh + r) * tt;
-            gemm_b(m, 0, 0, G.t, G.hd, G.t, 1, a->batt + so, CUDA_R_16BF, G.t, (long long)G.rep * tt, kb + ko, G.kd,
-                   G.hd, 1, a->dq + qo, G.qd, (long long)G.rep * G.hd, G.nkv);
-            gemm_b(m, 1, 0, G.t, G.hd, G.t, 1, a->batt + so, CUDA_R_16BF, G.t, (long long)G.rep * tt, qb + qo, G.qd,
-                   (long long)G.rep * G.hd, 1, a->dk + ko, G.kd, G.hd, G.nkv);
-        }
-    cu_to_bf16(a->batt, a->att[l], natt);
-    for (int bi = 0; bi < a->b; bi++)
-        for (int r = 0; r < G.rep; r++) {
-            long qo = (long)bi * G.t * G.qd + (long)r * G.hd, ko = (long)bi * G.t * G.kd,
-                 so = ((long)bi * G.nh + r) * tt;
-            gemm_b(m, 1, 0, G.t, G.hd, G.t, 1, a->batt + so, CUDA_R_16BF, G.t, (long long)G.rep * tt, dyb + qo, G.qd,
-                   (long long)G.rep * G.hd, 1, a->dv + ko, G.kd, G.hd, G.nkv);
-        }
+    att_gemm(m, &G, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, kb, OP_K, 1, a->dq, OP_Q);
+    att_gemm(m, &G, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, qb, OP_Q, 1, a->dk, OP_K);
+    cu_to_bf16(a->batt, a->att, natt);
+    att_gemm(m, &G, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, dyb, OP_Q, 1, a->dv, OP_K);
 }
 
 /* ---- the table -------------------------------------------------------------------------- */
