@@ -20,7 +20,7 @@ enum {
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_CHAT, O_PRESET, O_DEVICE
+    O_GGUF, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE
 };
 
 static const struct option opts[] = {
@@ -70,6 +70,7 @@ static const struct option opts[] = {
     {"chat", required_argument, 0, O_CHAT},
     {"preset", required_argument, 0, O_PRESET},
     {"device", required_argument, 0, O_DEVICE},
+    {"recompute", no_argument, 0, O_RECOMPUTE},
     {0, 0, 0, 0},
 };
 
@@ -124,12 +125,14 @@ static const char help[] =
     "      --gguf              also write GGUF for llama.cpp (RUN/adapter.gguf, RUN/model.gguf)\n"
     "  Device:\n"
     "      --device DEV        cpu (default), cuda or cuda:N (an NVIDIA GPU; needs a make CUDA=1 build)\n"
+    "      --recompute         keep only each layer's input and recompute the rest in backward (cuda)\n"
     "  -o FILE copies the metrics records to FILE; progress goes to stderr.\n"
     "  OMP_NUM_THREADS sets the training threads.\n";
 
 typedef struct ctx {
     cl_ft_opts o;
     const char *device;
+    int recompute;
     int lora_given, full_given, lr_given;
 } ctx;
 
@@ -231,6 +234,7 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_LORA: c->lora_given = 1; rc = parse_lora(&o->lora, arg, e); break;
     case O_BF16: o->bf16 = 1; break;
     case O_DEVICE: c->device = arg; break;
+    case O_RECOMPUTE: c->recompute = 1; break;
     case O_LR: rc = cl_parse_double(arg, 0, 10, "--lr", &o->lr, e); c->lr_given = 1; break;
     case O_WD: rc = cl_parse_double(arg, 0, 10, "--weight-decay", &o->adamw.weight_decay, e); break;
     case O_B1: rc = cl_parse_double(arg, 0, 0.999999, "--adam-beta1", &o->adamw.beta1, e); break;
@@ -376,9 +380,12 @@ int main(int argc, char **argv)
     o->args_json = args;
     cl_err e = {0};
     cl_device dev;
+    if (c.recompute && (!c.device || !strcmp(c.device, "cpu")))
+        cl_usage_error("--recompute needs --device cuda (the CPU path keeps every activation)");
     if (c.device && strcmp(c.device, "cpu")) {
 #ifdef CL_HAVE_CUDA
         if (cl_cuda_open(&dev, c.device, &e)) cl_die_err(&e);
+        dev.recompute = c.recompute;
         o->device = &dev;
 #else
         (void)dev;

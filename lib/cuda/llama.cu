@@ -83,7 +83,7 @@ typedef struct dacts {
 } dacts;
 
 typedef struct dstate {
-    int ordinal;
+    int ordinal, recompute;
     cublasHandle_t blas;
     arena ar[AR_N];
     cl_bf16 **shadow;                      /* [n_tensors]: bf16 copy of an fp32 matrix, or NULL */
@@ -224,6 +224,13 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->ids = (int *)take(&cur, sizeof(int) * (size_t)n * 3);
         for (int l = 0; l < L; l++) {
             a->res[l] = TAKEF((long)n * d);
+            if (s->recompute && l > 0) {
+                /* only layer inputs are kept: every layer shares layer 0's buffers */
+                float **shared[] = {a->ln1, a->rstd1, a->q, a->k, a->v, a->y, a->mid, a->ln2, a->rstd2, a->g, a->u, a->h};
+                for (size_t i = 0; i < sizeof shared / sizeof *shared; i++) shared[i][l] = shared[i][0];
+                for (int p = 0; p < CL_NPROJ; p++) a->lora_h[l * CL_NPROJ + p] = a->lora_h[p];
+                continue;
+            }
             a->ln1[l] = TAKEF((long)n * d);
             a->rstd1[l] = TAKEF(n);
             a->q[l] = TAKEF((long)n * qd);
@@ -467,11 +474,37 @@ static void att_bwd(cl_llama *m, int l)
 
 /* ---- the table -------------------------------------------------------------------------- */
 
+/* One layer's forward from a->res[l] into the next layer's input, keeping what backward needs
+ * (in shared buffers when recomputing: backward calls this again first). */
+static void layer_fwd(cl_llama *m, int l)
+{
+    const cl_llama_config *c = &m->cfg;
+    dacts *a = S(m)->a;
+    int n = a->n, d = c->hidden, I = c->inter;
+    const cl_layer *ly = &m->layers[l];
+    float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
+    cu_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], DF(m, ly->ln1->data), n, d, c->rms_eps);
+    linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
+    linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
+    linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
+    cu_rope(a->q[l], a->pos, S(m)->inv_freq, n, c->heads, c->head_dim, 1);
+    cu_rope(a->k[l], a->pos, S(m)->inv_freq, n, c->kv_heads, c->head_dim, 1);
+    att_fwd(m, l);
+    linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
+    cu_add(a->mid[l], a->res[l], (long)n * d);
+    cu_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], DF(m, ly->ln2->data), n, d, c->rms_eps);
+    linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
+    linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
+    cu_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
+    linear_fwd(m, l, CL_DOWN, a->h[l], out);
+    cu_add(out, a->mid[l], (long)n * d);
+}
+
 static int d_forward(cl_llama *m, const int *ids, const int *pos, const int *seg, int b, int t, cl_err *e)
 {
     const cl_llama_config *c = &m->cfg;
     dacts *a = acts_fit(m, b, t);
-    int n = a->n, d = c->hidden, I = c->inter;
+    int n = a->n, d = c->hidden;
     int *hp = (int *)malloc(sizeof(int) * (size_t)n * 3);
     if (!hp) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     memcpy(hp, ids, sizeof(int) * (size_t)n);
@@ -486,25 +519,7 @@ static int d_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
     a->training = m->training;
     a->step = m->training ? m->step++ : 0;
     cu_embed_fwd(a->res[0], a->ids, DF(m, m->embed->data), n, d);
-    for (int l = 0; l < c->layers; l++) {
-        const cl_layer *ly = &m->layers[l];
-        float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
-        cu_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], DF(m, ly->ln1->data), n, d, c->rms_eps);
-        linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
-        linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
-        linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
-        cu_rope(a->q[l], a->pos, S(m)->inv_freq, n, c->heads, c->head_dim, 1);
-        cu_rope(a->k[l], a->pos, S(m)->inv_freq, n, c->kv_heads, c->head_dim, 1);
-        att_fwd(m, l);
-        linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
-        cu_add(a->mid[l], a->res[l], (long)n * d);
-        cu_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], DF(m, ly->ln2->data), n, d, c->rms_eps);
-        linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
-        linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
-        cu_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
-        linear_fwd(m, l, CL_DOWN, a->h[l], out);
-        cu_add(out, a->mid[l], (long)n * d);
-    }
+    for (int l = 0; l < c->layers; l++) layer_fwd(m, l);
     cu_rmsnorm_fwd(a->lnf, a->rstdf, a->res_final, DF(m, m->norm->data), n, d, c->rms_eps);
     CL_CK(cudaMemset(a->dlnf, 0, sizeof(float) * (size_t)n * d));
     return 0;
@@ -578,6 +593,7 @@ static void d_backward(cl_llama *m)
     cu_rmsnorm_bwd(a->dres, DF(m, m->norm->grad), a->dlnf, a->res_final, DF(m, m->norm->data), a->rstdf, n, d);
     for (int l = c->layers - 1; l >= 0; l--) {
         const cl_layer *ly = &m->layers[l];
+        if (S(m)->recompute) layer_fwd(m, l); /* refills the shared buffers; res[l + 1] is no longer read */
         zero(a->dh, (long)n * I);
         linear_bwd(m, l, CL_DOWN, a->dres, a->h[l], a->dh);
         zero(a->dg, (long)n * I);
@@ -746,6 +762,7 @@ static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
         return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: cuBLAS does not start (%s)", dv->name, cublasGetStatusString(st));
     }
     s->ordinal = dv->ordinal;
+    s->recompute = dv->recompute;
     m->dev_state = s;
     size_t tr = sizeof(float) * (size_t)m->n_train;
     arena init[AR_N] = {{(char *)m->base_mem, NULL, base_bytes(m)},

@@ -42,6 +42,7 @@ typedef struct cl_device_ops {
 typedef struct cl_device {
     char name[32];                   /* "cuda:0" */
     int ordinal;
+    int recompute;                   /* keep only each layer's input; backward recomputes the rest */
     /* copies the model (weights, gradients, moments) to the device and sets m->dev */
     int (*attach)(const struct cl_device *d, cl_llama *m, cl_err *e);
 } cl_device;

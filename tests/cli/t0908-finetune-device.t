@@ -2,7 +2,8 @@
 # cl-finetune --device cuda end to end: SFT memorises the eight dialogues on the device as on
 # the CPU; a device checkpoint resumes on the CPU and a CPU checkpoint on the device (fp32
 # safetensors and the same resume file either way); LoRA-DPO on the device reaches accuracy 1
-# and writes the PEFT adapter, the merged model and both GGUF files.
+# and writes the PEFT adapter, the merged model and both GGUF files; --recompute changes nothing
+# but memory.
 # The device binary is $CL_FINETUNE_CUDA when set (scripts/device-check), else the CUDA build's
 # own cl-finetune when this machine has a GPU, else tests/cl-finetune-emu: cl-finetune over lib/cuda's host code with a CPU
 # emulation of CUDA and cuBLAS (tests/cuda-emu), so the wiring is tested on every machine.
@@ -47,5 +48,13 @@ test_expect 'LoRA-DPO on the device reaches accuracy 1 and writes adapter, merge
     jq -s -e ".[-1][\"rewards/accuracies\"] == 1 and .[-1][\"rewards/margins\"] > 0.1" d/metrics.jsonl &&
     for f in final/adapter_model.safetensors final/adapter_config.json adapter.gguf merged/model.safetensors model.gguf
     do test -s "d/$f" || exit 1; done
+'
+test_expect '--recompute (only layer inputs kept) trains to the same losses' '
+    for rc in "" --recompute; do
+        "$DEV" --model "$S/dev/init" --full --sft "$S/sft.jsonl" --lr 1e-2 --max-steps 20 --batch 8 --seed 1 \
+            --device cuda $rc --run "r$rc" -q || exit 1
+    done &&
+    jq -s -e --slurpfile b r--recompute/metrics.jsonl "[.[].loss] as \$a | [\$b[].loss] as \$c |
+        (\$a | length) == 20 and ([range(20) | (\$a[.] - \$c[.] | fabs)] | max) < 1e-3" r/metrics.jsonl
 '
 test_done

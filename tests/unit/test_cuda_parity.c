@@ -2,7 +2,8 @@
  * GQA 3:1, one packed row; a Qwen2: tied, q/k/v bias, GQA 2:1): the same weights go to both,
  * then logits, SFT loss, every gradient, the gradient norm, a three-step loss trajectory, AdamW
  * from identical gradients, LoRA on a bf16
- * base with dropout on (the masks must match), and a DPO step (reference with adapters off,
+ * base with dropout on (the masks must match), the same with activations recomputed in
+ * backward (full and LoRA), and a DPO step (reference with adapters off,
  * sigmoid loss, gradients, update), and the engine's decode product (linear_rows) on a bf16
  * base matrix with its bias and on an fp32 adapter matrix.
  *
@@ -86,8 +87,9 @@ static void fx_free(fixture *fx)
     clfx_free(fx->raw); free(fx);
 }
 
-/* Two identical models; the second is moved to the GPU. */
-static void make_pair(fixture *fx, int lora, cl_llama **cpu, cl_llama **gpu)
+/* Two identical models; the second is moved to the GPU (recomputing activations in backward
+ * when recompute is set). */
+static void make_pair_rc(fixture *fx, int lora, int recompute, cl_llama **cpu, cl_llama **gpu)
 {
     cl_llama *m[2];
     for (int i = 0; i < 2; i++) {
@@ -101,11 +103,15 @@ static void make_pair(fixture *fx, int lora, cl_llama **cpu, cl_llama **gpu)
         cl_llama_init_uniform(m[i], (uint64_t)fx->seed, lora);
     }
     cl_err e = {0};
-    if (gpu_dev.attach(&gpu_dev, m[1], &e)) fail_msg("attach: %s", e.msg);
+    cl_device dv = gpu_dev;
+    dv.recompute = recompute;
+    if (dv.attach(&dv, m[1], &e)) fail_msg("attach: %s", e.msg);
     assert_non_null(m[1]->dev);
     *cpu = m[0];
     *gpu = m[1];
 }
+
+static void make_pair(fixture *fx, int lora, cl_llama **cpu, cl_llama **gpu) { make_pair_rc(fx, lora, 0, cpu, gpu); }
 
 static double rel_err(const float *ref, const float *got, long n)
 {
@@ -204,16 +210,30 @@ static void full_sft_matches(const char *file)
     fx_free(fx);
 }
 
-static void lora_sft_matches(const char *file)
+static void lora_sft_matches(const char *file, int recompute)
 {
     fixture *fx = fx_open(file);
     cl_llama *cpu, *gpu;
-    make_pair(fx, 1, &cpu, &gpu);
+    make_pair_rc(fx, 1, recompute, &cpu, &gpu);
     cpu->training = gpu->training = 1; /* dropout on: the device must draw the CPU's masks */
     double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s LoRA (bf16 base, dropout 0.25) loss", file);
     assert_int_equal(cpu->step, gpu->step);
-    compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, "LoRA gradient");
+    compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, recompute ? "LoRA gradient, recomputed activations" : "LoRA gradient");
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    fx_free(fx);
+}
+
+/* Full fine-tuning gradients with activations recomputed in backward (only layer inputs kept). */
+static void recompute_full_matches(const char *file)
+{
+    fixture *fx = fx_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair_rc(fx, 0, 1, &cpu, &gpu);
+    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s SFT loss, recomputing", file);
+    compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, "full fine-tuning gradient, recomputed activations");
     cl_llama_free(cpu);
     cl_llama_free(gpu);
     fx_free(fx);
@@ -336,8 +356,10 @@ static void llama_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (voi
 static void qwen2_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("qwen2.fx"); }
 static void llama_adamw_from_the_same_gradients_matches_cpu(void **s) { (void)s; optimizer_matches("llama.fx"); }
 static void qwen2_adamw_from_the_same_gradients_matches_cpu(void **s) { (void)s; optimizer_matches("qwen2.fx"); }
-static void llama_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("llama.fx"); }
-static void qwen2_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("qwen2.fx"); }
+static void llama_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("llama.fx", 0); }
+static void qwen2_lora_bf16_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("qwen2.fx", 0); }
+static void llama_recomputed_lora_dropout_gradients_match_cpu(void **s) { (void)s; lora_sft_matches("llama.fx", 1); }
+static void qwen2_recomputed_full_gradients_match_cpu(void **s) { (void)s; recompute_full_matches("qwen2.fx"); }
 static void llama_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("llama.fx"); }
 static void qwen2_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("qwen2.fx"); }
 static void llama_decode_products_match_cpu(void **s) { (void)s; decode_products_match("llama.fx"); }
@@ -361,6 +383,8 @@ int main(void)
         cmocka_unit_test(qwen2_adamw_from_the_same_gradients_matches_cpu),
         cmocka_unit_test(llama_lora_bf16_dropout_gradients_match_cpu),
         cmocka_unit_test(qwen2_lora_bf16_dropout_gradients_match_cpu),
+        cmocka_unit_test(llama_recomputed_lora_dropout_gradients_match_cpu),
+        cmocka_unit_test(qwen2_recomputed_full_gradients_match_cpu),
         cmocka_unit_test(llama_dpo_step_matches_cpu),
         cmocka_unit_test(qwen2_dpo_step_matches_cpu),
         cmocka_unit_test(llama_decode_products_match_cpu),
