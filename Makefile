@@ -85,7 +85,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -122,15 +122,17 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
 
-# The CUDA backend's host code (lib/cuda/llama.cu) built by the C++ compiler against a CPU
-# emulation of the CUDA runtime, cuBLAS and the kernels (tests/cuda-emu/), linked into the
-# parity test (test_cuda_emu) and into a cl-finetune (tests/cl-finetune-emu, used by
-# tests/cli/t0908-finetune-device.t): the backend's orchestration and cl-finetune --device are
-# tested on every machine, GPU or not.  CUDA=1 builds run the real parity test instead.
+# The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
+# against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
+# reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
+# tests/cli/t0908-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
+# CUDA=1 builds run the real parity test instead.
 CXX      ?= g++
-EMU_DEPS := lib/cuda/llama.cu lib/cuda/kernels.cuh lib/cuda/chost.cuh lib/cuda/cuda.h $(wildcard tests/cuda-emu/*)
+EMU_DEPS := $(wildcard lib/cuda/*.cu lib/cuda/*.cuh lib/cuda/*.h tests/cuda-emu/*) lib/model/llama.h lib/model/device.h
 EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
-EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o
+EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/ref_kernels.o
+EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o
 ifneq ($(CUDA),1)
 UNIT_BINS += $(O)/tests/test_cuda_emu
 TESTBINS  += $(O)/tests/cl-finetune-emu
@@ -138,15 +140,26 @@ endif
 $(O)/tests/emu/llama.o: $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $@ lib/cuda/llama.cu
-$(O)/tests/emu/emu.o: $(EMU_DEPS)
+$(O)/tests/emu/kernels.o: $(EMU_DEPS)
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_CXXFLAGS) -c -o $@ tests/cuda-emu/emu.cc
-$(O)/tests/test_cuda_emu: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_OBJ) $(O)/libcl.a
-	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $(O)/tests/emu/parity.o tests/unit/test_cuda_parity.c
-	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/parity.o $(EMU_OBJ) $(O)/libcl.a -lcmocka $(LDLIBS) -lstdc++
-$(O)/tests/cl-finetune-emu: tools/cl-finetune.c $(EMU_OBJ) $(O)/libcl.a
-	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $(O)/tests/emu/cl-finetune.o tools/cl-finetune.c
-	$(CC) $(ALL_LDFLAGS) -o $@ $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a $(LDLIBS) -lstdc++
+	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -x c++ -c -o $@ lib/cuda/kernels.cu
+$(O)/tests/emu/%.o: tests/cuda-emu/%.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+$(O)/tests/emu/parity.o: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/test_cuda_emu: $(O)/tests/emu/parity.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/test_cuda_emu_kernels: $(O)/tests/emu/parity.o $(EMU_KOBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/emu/cl-finetune.o: tools/cl-finetune.c $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/cl-finetune-emu: $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
+cuda-emu-kernels: $(O)/tests/test_cuda_emu_kernels
+	CMOCKA_MESSAGE_OUTPUT=TAP prove -v $<
 
 $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)

@@ -12,7 +12,14 @@
 
 #include "cuda/chost.cuh"
 
+#ifdef CL_CUDA_EMU
+/* tests/cuda-emu: these kernels run on the CPU, one coroutine per CUDA thread, for the tests */
+#include "kernel_emu.h"
+#define THREADS 64
+#else
+#define LAUNCH(kernel, blocks, threads, ...) kernel<<<(blocks), (threads)>>>(__VA_ARGS__)
 #define THREADS 256
+#endif
 
 void cl_cuda_check(int rc, const char *what, const char *file, int line)
 {
@@ -83,7 +90,7 @@ __global__ void k_to_bf16(cl_bf16 *y, const float *x, long n)
 void cu_to_bf16(cl_bf16 *y, const float *x, long n)
 {
     if (n <= 0) return;
-    k_to_bf16<<<grid(n), THREADS>>>(y, x, n);
+    LAUNCH(k_to_bf16, grid(n), THREADS, y, x, n);
     CL_CK_LAUNCH("k_to_bf16");
 }
 
@@ -95,7 +102,7 @@ __global__ void k_embed_fwd(float *out, const int *ids, const float *wte, int n,
 
 void cu_embed_fwd(float *out, const int *ids, const float *wte, int n, int c)
 {
-    k_embed_fwd<<<grid((long)n * c), THREADS>>>(out, ids, wte, n, c);
+    LAUNCH(k_embed_fwd, grid((long)n * c), THREADS, out, ids, wte, n, c);
     CL_CK_LAUNCH("k_embed_fwd");
 }
 
@@ -107,7 +114,7 @@ __global__ void k_embed_bwd(float *dwte, const int *ids, const float *dout, int 
 
 void cu_embed_bwd(float *dwte, const int *ids, const float *dout, int n, int c)
 {
-    k_embed_bwd<<<grid((long)n * c), THREADS>>>(dwte, ids, dout, n, c);
+    LAUNCH(k_embed_bwd, grid((long)n * c), THREADS, dwte, ids, dout, n, c);
     CL_CK_LAUNCH("k_embed_bwd");
 }
 
@@ -130,7 +137,7 @@ __global__ void k_rope(float *x, const int *pos, const double *inv_freq, int n, 
 
 void cu_rope(float *x, const int *pos, const double *inv_freq, int n, int heads, int hd, int sign)
 {
-    k_rope<<<grid((long)n * heads * (hd / 2)), THREADS>>>(x, pos, inv_freq, n, heads, hd, sign);
+    LAUNCH(k_rope, grid((long)n * heads * (hd / 2)), THREADS, x, pos, inv_freq, n, heads, hd, sign);
     CL_CK_LAUNCH("k_rope");
 }
 
@@ -141,7 +148,7 @@ __global__ void k_swiglu_fwd(float *h, const float *g, const float *u, long n)
 
 void cu_swiglu_fwd(float *h, const float *g, const float *u, long n)
 {
-    k_swiglu_fwd<<<grid(n), THREADS>>>(h, g, u, n);
+    LAUNCH(k_swiglu_fwd, grid(n), THREADS, h, g, u, n);
     CL_CK_LAUNCH("k_swiglu_fwd");
 }
 
@@ -156,7 +163,7 @@ __global__ void k_swiglu_bwd(float *dg, float *du, const float *dh, const float 
 
 void cu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, long n)
 {
-    k_swiglu_bwd<<<grid(n), THREADS>>>(dg, du, dh, g, u, n);
+    LAUNCH(k_swiglu_bwd, grid(n), THREADS, dg, du, dh, g, u, n);
     CL_CK_LAUNCH("k_swiglu_bwd");
 }
 
@@ -167,7 +174,7 @@ __global__ void k_add(float *out, const float *x, long n)
 
 void cu_add(float *out, const float *x, long n)
 {
-    k_add<<<grid(n), THREADS>>>(out, x, n);
+    LAUNCH(k_add, grid(n), THREADS, out, x, n);
     CL_CK_LAUNCH("k_add");
 }
 
@@ -179,7 +186,7 @@ __global__ void k_add_bias(float *out, const float *b, int n, int od)
 
 void cu_add_bias(float *out, const float *b, int n, int od)
 {
-    k_add_bias<<<grid((long)n * od), THREADS>>>(out, b, n, od);
+    LAUNCH(k_add_bias, grid((long)n * od), THREADS, out, b, n, od);
     CL_CK_LAUNCH("k_add_bias");
 }
 
@@ -191,7 +198,7 @@ __global__ void k_scale(float *x, long n, float s)
 void cu_scale(float *x, long n, float s)
 {
     if (n <= 0) return;
-    k_scale<<<grid(n), THREADS>>>(x, n, s);
+    LAUNCH(k_scale, grid(n), THREADS, x, n, s);
     CL_CK_LAUNCH("k_scale");
 }
 
@@ -219,7 +226,7 @@ void cu_dropout(float *xd, const float *x, long n, double p, uint64_t seed)
     s = (s ^ (s >> 30)) * 0xbf58476d1ce4e5b9ull;
     s = (s ^ (s >> 27)) * 0x94d049bb133111ebull;
     s ^= s >> 31;
-    k_dropout<<<grid(n), THREADS>>>(xd, x, n, p, (float)(1.0 / (1.0 - p)), s);
+    LAUNCH(k_dropout, grid(n), THREADS, xd, x, n, p, (float)(1.0 / (1.0 - p)), s);
     CL_CK_LAUNCH("k_dropout");
 }
 
@@ -240,7 +247,7 @@ void cu_adamw(float *p, const float *g, float *m, float *v, long n, float decay,
               float step_size, float rbc2)
 {
     if (n <= 0) return;
-    k_adamw<<<grid(n), THREADS>>>(p, g, m, v, n, decay, b1, b2, eps, step_size, rbc2);
+    LAUNCH(k_adamw, grid(n), THREADS, p, g, m, v, n, decay, b1, b2, eps, step_size, rbc2);
     CL_CK_LAUNCH("k_adamw");
 }
 
@@ -256,7 +263,7 @@ void cu_sumsq(double *out, const float *x, long n)
 {
     if (n <= 0) return;
     long b = (n + THREADS - 1) / THREADS;
-    k_sumsq<<<(unsigned)(b > 4096 ? 4096 : b), THREADS>>>(out, x, n);
+    LAUNCH(k_sumsq, (unsigned)(b > 4096 ? 4096 : b), THREADS, out, x, n);
     CL_CK_LAUNCH("k_sumsq");
 }
 
@@ -268,7 +275,7 @@ __global__ void k_gather_rows(float *dst, const float *src, const int *idx, int 
 
 void cu_gather_rows(float *dst, const float *src, const int *idx, int rows, int d)
 {
-    k_gather_rows<<<grid((long)rows * d), THREADS>>>(dst, src, idx, rows, d);
+    LAUNCH(k_gather_rows, grid((long)rows * d), THREADS, dst, src, idx, rows, d);
     CL_CK_LAUNCH("k_gather_rows");
 }
 
@@ -280,7 +287,7 @@ __global__ void k_scatter_add_rows(float *dst, const float *src, const int *idx,
 
 void cu_scatter_add_rows(float *dst, const float *src, const int *idx, int rows, int d)
 {
-    k_scatter_add_rows<<<grid((long)rows * d), THREADS>>>(dst, src, idx, rows, d);
+    LAUNCH(k_scatter_add_rows, grid((long)rows * d), THREADS, dst, src, idx, rows, d);
     CL_CK_LAUNCH("k_scatter_add_rows");
 }
 
@@ -301,7 +308,7 @@ __global__ void k_colsum(float *db, const float *dout, int n, int od)
 void cu_colsum(float *db, const float *dout, int n, int od)
 {
     dim3 g((unsigned)((od + THREADS - 1) / THREADS), (unsigned)((n + ROWS_PER - 1) / ROWS_PER));
-    k_colsum<<<g, THREADS>>>(db, dout, n, od);
+    LAUNCH(k_colsum, g, THREADS, db, dout, n, od);
     CL_CK_LAUNCH("k_colsum");
 }
 
@@ -321,7 +328,7 @@ __global__ void k_rmsnorm_fwd(float *out, float *rstd, const float *x, const flo
 
 void cu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int c, double eps)
 {
-    k_rmsnorm_fwd<<<(unsigned)n, THREADS>>>(out, rstd, x, w, c, eps);
+    LAUNCH(k_rmsnorm_fwd, (unsigned)n, THREADS, out, rstd, x, w, c, eps);
     CL_CK_LAUNCH("k_rmsnorm_fwd");
 }
 
@@ -351,11 +358,11 @@ __global__ void k_rmsnorm_bwd_dw(float *dw, const float *dout, const float *x, c
 void cu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                     int n, int c)
 {
-    k_rmsnorm_bwd_dx<<<(unsigned)n, THREADS>>>(dx, dout, x, w, rstd, c);
+    LAUNCH(k_rmsnorm_bwd_dx, (unsigned)n, THREADS, dx, dout, x, w, rstd, c);
     CL_CK_LAUNCH("k_rmsnorm_bwd_dx");
     if (!dw) return;
     dim3 g((unsigned)((c + THREADS - 1) / THREADS), (unsigned)((n + ROWS_PER - 1) / ROWS_PER));
-    k_rmsnorm_bwd_dw<<<g, THREADS>>>(dw, dout, x, rstd, n, c);
+    LAUNCH(k_rmsnorm_bwd_dw, g, THREADS, dw, dout, x, rstd, n, c);
     CL_CK_LAUNCH("k_rmsnorm_bwd_dw");
 }
 
@@ -385,7 +392,7 @@ __global__ void k_softmax_causal(float *att, const int *seg, int nh, int t)
 
 void cu_softmax_causal(float *att, const int *seg, int b, int nh, int t)
 {
-    k_softmax_causal<<<(unsigned)((long)b * nh * t), THREADS>>>(att, seg, nh, t);
+    LAUNCH(k_softmax_causal, (unsigned)((long)b * nh * t), THREADS, att, seg, nh, t);
     CL_CK_LAUNCH("k_softmax_causal");
 }
 
@@ -402,7 +409,7 @@ __global__ void k_softmax_bwd(float *ds, const float *att, int t, float scale)
 
 void cu_softmax_bwd(float *ds, const float *att, long rows, int t, float scale)
 {
-    k_softmax_bwd<<<(unsigned)rows, THREADS>>>(ds, att, t, scale);
+    LAUNCH(k_softmax_bwd, (unsigned)rows, THREADS, ds, att, t, scale);
     CL_CK_LAUNCH("k_softmax_bwd");
 }
 
@@ -430,6 +437,6 @@ __global__ void k_logprob_rows(float *logits, const int *target, const float *co
 
 void cu_logprob_rows(float *logits, const int *target, const float *coef, int rows, int v, float *logp)
 {
-    k_logprob_rows<<<(unsigned)rows, THREADS>>>(logits, target, coef, v, logp);
+    LAUNCH(k_logprob_rows, (unsigned)rows, THREADS, logits, target, coef, v, logp);
     CL_CK_LAUNCH("k_logprob_rows");
 }
