@@ -94,30 +94,6 @@ void cu_to_bf16(cl_bf16 *y, const float *x, long n)
     CL_CK_LAUNCH("k_to_bf16");
 }
 
-__global__ void k_embed_fwd(float *out, const int *ids, const float *wte, int n, int c)
-{
-    long total = (long)n * c;
-    FOR_N(i, total) out[i] = wte[(long)ids[i / c] * c + i % c];
-}
-
-void cu_embed_fwd(float *out, const int *ids, const float *wte, int n, int c)
-{
-    LAUNCH(k_embed_fwd, grid((long)n * c), THREADS, out, ids, wte, n, c);
-    CL_CK_LAUNCH("k_embed_fwd");
-}
-
-__global__ void k_embed_bwd(float *dwte, const int *ids, const float *dout, int n, int c)
-{
-    long total = (long)n * c;
-    FOR_N(i, total) atomicAdd(&dwte[(long)ids[i / c] * c + i % c], dout[i]);
-}
-
-void cu_embed_bwd(float *dwte, const int *ids, const float *dout, int n, int c)
-{
-    LAUNCH(k_embed_bwd, grid((long)n * c), THREADS, dwte, ids, dout, n, c);
-    CL_CK_LAUNCH("k_embed_bwd");
-}
-
 __global__ void k_rope(float *x, const int *pos, const double *inv_freq, int n, int heads, int hd, int sign)
 {
     int half = hd / 2;
@@ -282,7 +258,7 @@ void cu_gather_rows(float *dst, const float *src, const int *idx, int rows, int 
 __global__ void k_scatter_add_rows(float *dst, const float *src, const int *idx, int rows, int d)
 {
     long total = (long)rows * d;
-    FOR_N(i, total) dst[(long)idx[i / d] * d + i % d] += src[i];
+    FOR_N(i, total) atomicAdd(&dst[(long)idx[i / d] * d + i % d], src[i]);
 }
 
 void cu_scatter_add_rows(float *dst, const float *src, const int *idx, int rows, int d)

@@ -1,13 +1,13 @@
 /* kernels.cuh — the CUDA kernels of the transformer and their launchers (C++ linkage, used by
  * the .cu files of this layer only).
  *
- * Owns: fp32 -> bf16 conversion, embedding, RMSNorm, RoPE, the causal (and packed-segment)
- * softmax of attention and its backward, SwiGLU, residual/bias adds and column sums, LoRA
- * dropout (the CPU's counter hash, so masks match), the chunked log-softmax over the
- * vocabulary with its in-place gradient, row gather/scatter, sum of squares, scaling and
- * AdamW.  Each mirrors the ops.c / optim.c kernel of the same name and contract on device
- * pointers; every backward ACCUMULATES into its outputs as there.  Launches go to the default
- * stream; launch errors are checked by the caller through cl_cuda_check_launch.
+ * Owns: fp32 -> bf16 conversion, row gather and scatter-add (the embedding and the head's loss
+ * rows), RMSNorm, RoPE, the causal (and packed-segment) softmax of attention and its backward,
+ * SwiGLU, residual/bias adds and column sums, LoRA dropout (the CPU's counter hash, so masks
+ * match), the chunked log-softmax over the vocabulary with its in-place gradient, sum of
+ * squares, scaling and AdamW.  Each mirrors the ops.c / optim.c kernel of the same contract on
+ * device pointers; every backward ACCUMULATES into its outputs as there.  Launches go to the
+ * default stream; launch errors are checked by the caller through cl_cuda_check_launch.
  * Must not know about models, parameter tables or cuBLAS. */
 #ifndef CL_CUDA_KERNELS_CUH
 #define CL_CUDA_KERNELS_CUH
@@ -25,8 +25,6 @@ void cl_cuda_check_launch(const char *what, const char *file, int line);
 #define CL_CK_LAUNCH(name) cl_cuda_check_launch(name, __FILE__, __LINE__)
 
 void cu_to_bf16(cl_bf16 *y, const float *x, long n);
-void cu_embed_fwd(float *out, const int *ids, const float *wte, int n, int c);
-void cu_embed_bwd(float *dwte, const int *ids, const float *dout, int n, int c);
 void cu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int c, double eps);
 /* dx += ...; dw += ... (dw may be NULL) */
 void cu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
@@ -49,7 +47,8 @@ void cu_colsum(float *db, const float *dout, int n, int od);
 void cu_dropout(float *xd, const float *x, long n, double p, uint64_t seed);
 /* ops.c's cl_logprob_rows: logp[r]; with coef the rows become coef * (onehot - softmax). */
 void cu_logprob_rows(float *logits, const int *target, const float *coef, int rows, int v, float *logp);
-/* dst[r] = src[idx[r]] / dst[idx[r]] += src[r], rows of d floats (idx distinct for scatter) */
+/* dst[r] = src[idx[r]] / dst[idx[r]] += src[r], rows of d floats; idx may repeat (atomic adds):
+ * the embedding's forward and backward, and the head's chunk of loss rows. */
 void cu_gather_rows(float *dst, const float *src, const int *idx, int rows, int d);
 void cu_scatter_add_rows(float *dst, const float *src, const int *idx, int rows, int d);
 /* *out += sum of x^2 (out is a device double) */

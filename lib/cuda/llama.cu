@@ -518,7 +518,7 @@ static int d_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
     a->lora_used = m->n_lora && m->lora_on;
     a->training = m->training;
     a->step = m->training ? m->step++ : 0;
-    cu_embed_fwd(a->res[0], a->ids, DF(m, m->embed->data), n, d);
+    cu_gather_rows(a->res[0], DF(m, m->embed->data), a->ids, n, d);
     for (int l = 0; l < c->layers; l++) layer_fwd(m, l);
     cu_rmsnorm_fwd(a->lnf, a->rstdf, a->res_final, DF(m, m->norm->data), n, d, c->rms_eps);
     CL_CK(cudaMemset(a->dlnf, 0, sizeof(float) * (size_t)n * d));
@@ -617,7 +617,7 @@ static void d_backward(cl_llama *m)
         linear_bwd(m, l, CL_V, a->dv, a->ln1[l], a->dln);
         cu_rmsnorm_bwd(a->dres, DF(m, ly->ln1->grad), a->dln, a->res[l], DF(m, ly->ln1->data), a->rstd1[l], n, d);
     }
-    if (m->embed->grad) cu_embed_bwd(DF(m, m->embed->grad), a->ids, a->dres, n, d);
+    if (m->embed->grad) cu_scatter_add_rows(DF(m, m->embed->grad), a->dres, a->ids, n, d);
 }
 
 static void d_zero_grad(cl_llama *m)

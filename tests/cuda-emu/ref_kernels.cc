@@ -31,22 +31,6 @@ void cu_to_bf16(cl_bf16 *y, const float *x, long n)
     for (long i = 0; i < n; i++) y[i].bits = cl_f32_to_bf16(x[i]);
 }
 
-void cu_embed_fwd(float *out, const int *ids, const float *wte, int n, int c)
-{
-    emu_dev(out, F((long)n * c), "embed out");
-    emu_dev(ids, F(n), "embed ids");
-    for (int i = 0; i < n; i++) emu_dev(wte + (long)ids[i] * c, F(c), "embed table row");
-    cl_embed_fwd(out, ids, wte, n, c);
-}
-
-void cu_embed_bwd(float *dwte, const int *ids, const float *dout, int n, int c)
-{
-    emu_dev(dout, F((long)n * c), "embed dout");
-    emu_dev(ids, F(n), "embed ids");
-    for (int i = 0; i < n; i++) emu_dev(dwte + (long)ids[i] * c, F(c), "embed gradient row");
-    cl_embed_bwd(dwte, ids, dout, n, c);
-}
-
 void cu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int n, int c, double eps)
 {
     emu_dev(out, F((long)n * c), "rmsnorm out");
