@@ -14,7 +14,7 @@
 
 #ifdef CL_CUDA_EMU
 /* tests/cuda-emu: these kernels run on the CPU, one coroutine per CUDA thread, for the tests */
-#include "kernel_emu.h"
+#include <kernel_emu.h> /* found in tests/cuda-emu by the emulated build only */
 #define THREADS 64
 #else
 #define LAUNCH(kernel, blocks, threads, ...) kernel<<<(blocks), (threads)>>>(__VA_ARGS__)
