@@ -12,7 +12,7 @@
  * 4N + 6LCT for LoRA (the base computes input gradients but no weight gradients; the adapters'
  * own FLOPs are left out), N the parameters of the matrix products (layers and head),
  * divided by the GPU's dense bf16 peak (cl_cuda_peak_tflops).
- * Usage: cuda-bench sft|dpo [b] [t] [steps]
+ * Usage: cuda-bench sft|dpo [b] [t] [steps] [recompute]  (recompute: cl-finetune --recompute)
  * Prints one JSON object on stdout; exit 69 without a CUDA build or GPU. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@ static void die(const cl_err *e)
     exit(e->code ? e->code : 1);
 }
 
-static int run(int dpo, int b, int t, int steps)
+static int run(int dpo, int b, int t, int steps, int recompute)
 {
     cl_llama_config c = {.vocab = 128256, .hidden = 2048, .inter = 8192, .layers = 16, .heads = 32, .kv_heads = 8,
                          .head_dim = 64, .max_pos = 4096, .rms_eps = 1e-5, .rope_theta = 500000,
@@ -47,6 +47,7 @@ static int run(int dpo, int b, int t, int steps)
     char gpu[256];
     size_t gmem = 0;
     if (cl_cuda_open(&dev, "cuda:0", &e)) die(&e);
+    dev.recompute = recompute;
     if (cl_cuda_describe(0, gpu, sizeof gpu, &gmem)) snprintf(gpu, sizeof gpu, "unknown");
     cl_llama *m = cl_llama_new(&c, dpo ? CL_BF16 : CL_F32, !dpo, &e);
     if (!m) die(&e);
@@ -100,10 +101,10 @@ static int run(int dpo, int b, int t, int steps)
     double fpt = (dpo ? 4 : 6) * N + 6.0 * L * d * t, peak = cl_cuda_peak_tflops(gpu);
     size_t held;
     cl_cuda_memory(NULL, &held);
-    printf("{\"mode\":\"%s\",\"gpu\":\"%s\",\"b\":%d,\"t\":%d,\"steps\":%d,\"step_s_median\":%.4f,"
+    printf("{\"mode\":\"%s%s\",\"gpu\":\"%s\",\"b\":%d,\"t\":%d,\"steps\":%d,\"step_s_median\":%.4f,"
            "\"tokens_per_s\":%.0f,\"flops_per_token\":%.4g,\"tflops\":%.1f,\"peak_tflops\":%.0f,\"mfu\":%.4f,"
            "\"peak_mib\":%.0f,\"gpu_mib\":%.0f,\"last_loss\":%.5f}\n",
-           dpo ? "lora-dpo" : "full-sft", gpu, b, t, steps, med, tps, fpt, fpt * tps / 1e12, peak,
+           dpo ? "lora-dpo" : "full-sft", recompute ? "-recompute" : "", gpu, b, t, steps, med, tps, fpt, fpt * tps / 1e12, peak,
            peak > 0 ? fpt * tps / 1e12 / peak : 0, held / 1048576.0, gmem / 1048576.0, loss);
     free(ids);
     free(tgt);
@@ -116,17 +117,18 @@ static int run(int dpo, int b, int t, int steps)
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "sft") && strcmp(argv[1], "dpo"))) {
-        fprintf(stderr, "usage: cuda-bench sft|dpo [b] [t] [steps]\n");
+        fprintf(stderr, "usage: cuda-bench sft|dpo [b] [t] [steps] [recompute]\n");
         return 2;
     }
     int dpo = !strcmp(argv[1], "dpo");
     int b = argc > 2 ? atoi(argv[2]) : 4, t = argc > 3 ? atoi(argv[3]) : 1024, steps = argc > 4 ? atoi(argv[4]) : 6;
-    if (b < 1 || t < 8 || steps < 2 || steps > 64 || (dpo && (b % 2 || b > 256))) {
-        fprintf(stderr, "cuda-bench: b >= 1 (even, <= 256 for dpo), t >= 8, 2 <= steps <= 64\n");
+    int recompute = argc > 5 && !strcmp(argv[5], "recompute");
+    if (b < 1 || t < 8 || steps < 2 || steps > 64 || (dpo && (b % 2 || b > 256)) || (argc > 5 && !recompute)) {
+        fprintf(stderr, "cuda-bench: b >= 1 (even, <= 256 for dpo), t >= 8, 2 <= steps <= 64, then only recompute\n");
         return 2;
     }
 #ifdef CL_HAVE_CUDA
-    return run(dpo, b, t, steps);
+    return run(dpo, b, t, steps, recompute);
 #else
     fprintf(stderr, "cuda-bench: built without CUDA (make CUDA=1)\n");
     return 69;
