@@ -5,10 +5,13 @@
  * one copy per arena.  The forward, head and backward below follow llama.c step by step (same
  * activation layout, same order of accumulation into gradients), with llama.c's calls to ops.c
  * replaced by kernels.cuh and cuBLAS: a row-major product C = op(A) op(B) is cuBLAS's
- * column-major C^T = op(B)^T op(A)^T, so gemm() swaps the operands.  Attention computes the
+ * column-major C^T = op(B)^T op(A)^T, so gemm_b() swaps the operands.  Attention computes the
  * full T x T scores per (row, head) with strided-batched products (one batch per group index,
- * so grouped-query heads need no copies), a fused masked softmax, and the probabilities kept
- * for backward, as ops.c does. */
+ * so grouped-query heads need no copies) and a fused masked softmax; only one layer's
+ * probabilities exist at a time (backward recomputes them).  With recompute set, only each
+ * layer's input is kept and backward runs the layer's forward again first.  The products read
+ * bf16 (weights stored so, or their shadows; activations converted just before) and
+ * accumulate in fp32, except the LoRA branch's thin ones, which stay fp32. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
