@@ -352,6 +352,33 @@ static void decode_products_match(const char *file)
     fx_free(fx);
 }
 
+/* cuda, cuda:N and what is not a device name; the dense bf16 peaks MFU divides by. */
+static void device_names_and_peaks(void **st)
+{
+    (void)st;
+    cl_device d;
+    cl_err e = {0};
+    assert_int_equal(cl_cuda_open(&d, "cuda", &e), 0);
+    assert_string_equal(d.name, "cuda:0");
+    assert_int_equal(d.ordinal, 0);
+    const char *bad[] = {"cuda:x", "cuda:", "cudax", "gpu", "cuda:-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        e.code = 0;
+        assert_int_equal(cl_cuda_open(&d, bad[i], &e), -1);
+        assert_int_equal(e.code, CL_EXIT_USAGE);
+    }
+    e.code = 0;
+    assert_int_equal(cl_cuda_open(&d, "cuda:1023", &e), -1);
+    assert_int_equal(e.code, CL_EXIT_UNAVAILABLE);
+    assert_non_null(strstr(e.msg, "CUDA GPU"));
+    assert_true(cl_cuda_peak_tflops("NVIDIA H100 80GB HBM3") == 989);
+    assert_true(cl_cuda_peak_tflops("NVIDIA H100 PCIe") == 756);
+    assert_true(cl_cuda_peak_tflops("NVIDIA H100 NVL") == 835);
+    assert_true(cl_cuda_peak_tflops("NVIDIA H200") == 989);
+    assert_true(cl_cuda_peak_tflops("NVIDIA A100-SXM4-80GB") == 312);
+    assert_true(cl_cuda_peak_tflops("Tesla T4") == 0);
+}
+
 static void llama_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("llama.fx"); }
 static void qwen2_full_sft_logits_gradients_and_adamw_match_cpu(void **s) { (void)s; full_sft_matches("qwen2.fx"); }
 static void llama_adamw_from_the_same_gradients_matches_cpu(void **s) { (void)s; optimizer_matches("llama.fx"); }
@@ -377,6 +404,7 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(device_names_and_peaks),
         cmocka_unit_test(llama_full_sft_logits_gradients_and_adamw_match_cpu),
         cmocka_unit_test(qwen2_full_sft_logits_gradients_and_adamw_match_cpu),
         cmocka_unit_test(llama_adamw_from_the_same_gradients_matches_cpu),
