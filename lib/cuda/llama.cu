@@ -7,8 +7,8 @@
  * replaced by kernels.cuh and cuBLAS: a row-major product C = op(A) op(B) is cuBLAS's
  * column-major C^T = op(B)^T op(A)^T, so gemm_b() swaps the operands.  Attention computes the
  * full T x T scores per (row, head) with strided-batched products (one batch per group index,
- * so grouped-query heads need no copies) and a fused masked softmax; only one layer's
- * probabilities exist at a time (backward recomputes them).  With recompute set, only each
+ * so grouped-query heads need no copies) and a fused masked softmax; only one batch row's
+ * probabilities of one layer exist at a time (backward recomputes them).  With recompute set, only each
  * layer's input is kept and backward runs the layer's forward again first.  The products read
  * bf16 (weights stored so, or their shadows; activations converted just before) and
  * accumulate in fp32, except the LoRA branch's thin ones, which stay fp32. */
@@ -74,7 +74,7 @@ typedef struct dacts {
     int *ids, *pos, *seg, has_seg, lora_used, training;
     long step;
     float **res, **ln1, **rstd1, **q, **k, **v, **y, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
-    float *att;                            /* [b][nh][t][t] probabilities of the layer at hand */
+    float *att;                            /* [nh][t][t] probabilities of the row and layer at hand */
     float *res_final, *lnf, *rstdf;
     float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dg, *du, *dh, *lora_dh, *xd, *dxd, *ds;
     cl_bf16 *b16[4], *batt;                /* bf16 operands of the products */
@@ -209,7 +209,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
     int L = c->layers, n = b * t, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim,
         I = c->inter, r = m->lora_rank, V = c->vocab, R = head_rows(m, n);
     int max_in = d > I ? (d > qd ? d : qd) : (I > qd ? I : qd);
-    long natt = (long)b * c->heads * t * t;
+    long natt = (long)c->heads * t * t; /* one batch row's scores (attention runs row by row) */
     dacts *a = s->a;
     if (!a) {
         a = (dacts *)calloc(1, sizeof *a);
@@ -395,7 +395,8 @@ static att_geom geom(const cl_llama *m)
     return G;
 }
 
-/* element offset of (bi, r), stride between groups and leading dimension of an operand kind */
+/* element offset of (bi, r), stride between groups and leading dimension of an operand kind;
+ * score blocks hold one batch row (bi's heads) at a time */
 static void place(const att_geom *G, int kind, int bi, int r, long *off, long long *stride, int *ld)
 {
     long tt = (long)G->t * G->t;
@@ -408,50 +409,59 @@ static void place(const att_geom *G, int kind, int bi, int r, long *off, long lo
         *stride = G->hd;
         *ld = G->kd;
     } else {
-        *off = ((long)bi * G->nh + r) * tt;
+        *off = (long)r * tt;
         *stride = (long long)G->rep * tt;
         *ld = G->t;
     }
 }
 
-/* C (kind kc) = alpha op(A) op(B) + beta C for every (row, head) of the layer; A, B bf16. */
-static void att_gemm(const cl_llama *m, const att_geom *G, int ta, int tb, int M, int N, int K, float alpha,
+/* C (kind kc) = alpha op(A) op(B) + beta C for every head of batch row bi; A, B bf16. */
+static void att_gemm(const cl_llama *m, const att_geom *G, int bi, int ta, int tb, int M, int N, int K, float alpha,
                      const cl_bf16 *A, int ka, const cl_bf16 *B, int kb, float beta, float *C, int kc)
 {
-    for (int bi = 0; bi < G->b; bi++)
-        for (int r = 0; r < G->rep; r++) {
-            long oa, ob, oc;
-            long long sa, sb, sc;
-            int la, lb, lc;
-            place(G, ka, bi, r, &oa, &sa, &la);
-            place(G, kb, bi, r, &ob, &sb, &lb);
-            place(G, kc, bi, r, &oc, &sc, &lc);
-            gemm_b(m, ta, tb, M, N, K, alpha, A + oa, CUDA_R_16BF, la, sa, B + ob, lb, sb, beta, C + oc, lc, sc,
-                   G->nkv);
-        }
+    for (int r = 0; r < G->rep; r++) {
+        long oa, ob, oc;
+        long long sa, sb, sc;
+        int la, lb, lc;
+        place(G, ka, bi, r, &oa, &sa, &la);
+        place(G, kb, bi, r, &ob, &sb, &lb);
+        place(G, kc, bi, r, &oc, &sc, &lc);
+        gemm_b(m, ta, tb, M, N, K, alpha, A + oa, CUDA_R_16BF, la, sa, B + ob, lb, sb, beta, C + oc, lc, sc, G->nkv);
+    }
 }
 
-/* The layer's attention probabilities into a->att (and q, k in bf16 into b16[0], b16[1]).
- * Only one layer's probabilities exist at a time: backward recomputes them, one more
- * product per layer instead of L x b x nh x t x t floats kept. */
-static void att_probs(cl_llama *m, int l, const att_geom *G)
+/* Batch row bi's attention probabilities into a->att ([nh][t][t]), from q and k already in
+ * bf16 in b16[0], b16[1].  Only one row of one layer exists at a time: backward recomputes
+ * them, one more product per layer instead of L x b x nh x t x t floats kept. */
+static void att_probs(cl_llama *m, const att_geom *G, int bi)
+{
+    dacts *a = S(m)->a;
+    att_gemm(m, G, bi, 0, 1, G->t, G->t, G->hd, (float)(1.0 / sqrt((double)G->hd)), a->b16[0], OP_Q, a->b16[1], OP_K,
+             0, a->att, OP_S);
+    cu_softmax_causal(a->att, a->has_seg ? a->seg + (long)bi * G->t : NULL, 1, G->nh, G->t);
+}
+
+/* q, k, v of layer l (and dy when with_dy) in bf16: b16[0..3] */
+static void att_operands(cl_llama *m, int l, const att_geom *G, int with_dy)
 {
     dacts *a = S(m)->a;
     cu_to_bf16(a->b16[0], a->q[l], (long)a->n * G->qd);
     cu_to_bf16(a->b16[1], a->k[l], (long)a->n * G->kd);
-    att_gemm(m, G, 0, 1, G->t, G->t, G->hd, (float)(1.0 / sqrt((double)G->hd)), a->b16[0], OP_Q, a->b16[1], OP_K, 0,
-             a->att, OP_S);
-    cu_softmax_causal(a->att, a->has_seg ? a->seg : NULL, G->b, G->nh, G->t);
+    cu_to_bf16(a->b16[2], a->v[l], (long)a->n * G->kd);
+    if (with_dy) cu_to_bf16(a->b16[3], a->dy, (long)a->n * G->qd);
 }
 
 static void att_fwd(cl_llama *m, int l)
 {
     dacts *a = S(m)->a;
     att_geom G = geom(m);
-    att_probs(m, l, &G);
-    cu_to_bf16(a->b16[2], a->v[l], (long)a->n * G.kd);
-    cu_to_bf16(a->batt, a->att, (long)G.b * G.nh * G.t * G.t);
-    att_gemm(m, &G, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, a->b16[2], OP_K, 0, a->y[l], OP_Q);
+    long natt = (long)G.nh * G.t * G.t;
+    att_operands(m, l, &G, 0);
+    for (int bi = 0; bi < G.b; bi++) {
+        att_probs(m, &G, bi);
+        cu_to_bf16(a->batt, a->att, natt);
+        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, a->b16[2], OP_K, 0, a->y[l], OP_Q);
+    }
 }
 
 /* dq, dk, dv accumulate (ops.c's cl_attention_bwd). */
@@ -459,20 +469,21 @@ static void att_bwd(cl_llama *m, int l)
 {
     dacts *a = S(m)->a;
     att_geom G = geom(m);
-    long natt = (long)G.b * G.nh * G.t * G.t;
+    long natt = (long)G.nh * G.t * G.t;
     cl_bf16 *qb = a->b16[0], *kb = a->b16[1], *vb = a->b16[2], *dyb = a->b16[3];
-    att_probs(m, l, &G);
-    cu_to_bf16(vb, a->v[l], (long)a->n * G.kd);
-    cu_to_bf16(dyb, a->dy, (long)a->n * G.qd);
-    /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
-    att_gemm(m, &G, 0, 1, G.t, G.t, G.hd, 1, dyb, OP_Q, vb, OP_K, 0, a->ds, OP_S);
-    cu_softmax_bwd(a->ds, a->att, (long)G.b * G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
-    /* dS and P in bf16 share batt: dS first (dq, dk), then P (dv) */
-    cu_to_bf16(a->batt, a->ds, natt);
-    att_gemm(m, &G, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, kb, OP_K, 1, a->dq, OP_Q);
-    att_gemm(m, &G, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, qb, OP_Q, 1, a->dk, OP_K);
-    cu_to_bf16(a->batt, a->att, natt);
-    att_gemm(m, &G, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, dyb, OP_Q, 1, a->dv, OP_K);
+    att_operands(m, l, &G, 1);
+    for (int bi = 0; bi < G.b; bi++) {
+        att_probs(m, &G, bi);
+        /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
+        att_gemm(m, &G, bi, 0, 1, G.t, G.t, G.hd, 1, dyb, OP_Q, vb, OP_K, 0, a->ds, OP_S);
+        cu_softmax_bwd(a->ds, a->att, (long)G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
+        /* dS and P in bf16 share batt: dS first (dq, dk), then P (dv) */
+        cu_to_bf16(a->batt, a->ds, natt);
+        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, kb, OP_K, 1, a->dq, OP_Q);
+        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, qb, OP_Q, 1, a->dk, OP_K);
+        cu_to_bf16(a->batt, a->att, natt);
+        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, dyb, OP_Q, 1, a->dv, OP_K);
+    }
 }
 
 /* ---- the table -------------------------------------------------------------------------- */
