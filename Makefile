@@ -13,6 +13,7 @@
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
+#   cuda/ -> model/, core/ (CUDA=1 only; named by tools under CL_HAVE_CUDA)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -54,9 +55,11 @@ LDLIBS      += $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenb
 O           := $(O)-blas
 endif
 ifeq ($(CUDA),1)
-NVCC      ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
-NVCC_ARCH ?= -arch=sm_90
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+# sm_90 (H100/H200) code plus PTX that newer GPUs compile at load time
+NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_WARN := -Xcompiler -Wall,-Wextra $(if $(filter 1,$(WERROR)),-Werror all-warnings -Xcompiler -Werror)
 CL_CPPFLAGS += -DCL_HAVE_CUDA
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
@@ -84,7 +87,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -104,7 +107,7 @@ $(O)/lib/metrics/bleu.o: ALL_CFLAGS += -fvect-cost-model=dynamic
 
 $(O)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_ARCH) -O2 -Ilib -DCL_HAVE_CUDA -c -o $@ $<
+	$(NVCC) $(NVCC_ARCH) -O2 -std=c++17 -Ilib -DCL_HAVE_CUDA $(NVCC_WARN) -MMD -MP -c -o $@ $<
 
 # Prompts are plain text files compiled in as C strings; --prompt-dir overrides them at run time.
 $(O)/lib/collab/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
@@ -120,6 +123,45 @@ $(PROGDIR)/%: $(O)/tools/%.o $(O)/libcl.a
 $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
+
+# The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
+# against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
+# reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
+# tests/cli/t0908-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
+# CUDA=1 builds run the real parity test instead.
+CXX      ?= g++
+EMU_DEPS := $(wildcard lib/cuda/*.cu lib/cuda/*.cuh lib/cuda/*.h tests/cuda-emu/*) lib/model/llama.h lib/model/device.h
+EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
+EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/ref_kernels.o
+EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o
+ifneq ($(CUDA),1)
+UNIT_BINS += $(O)/tests/test_cuda_emu
+TESTBINS  += $(O)/tests/cl-finetune-emu
+endif
+$(O)/tests/emu/llama.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $@ lib/cuda/llama.cu
+$(O)/tests/emu/kernels.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -x c++ -c -o $@ lib/cuda/kernels.cu
+$(O)/tests/emu/%.o: tests/cuda-emu/%.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+$(O)/tests/emu/parity.o: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/test_cuda_emu: $(O)/tests/emu/parity.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/test_cuda_emu_kernels: $(O)/tests/emu/parity.o $(EMU_KOBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/emu/cl-finetune.o: tools/cl-finetune.c $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/cl-finetune-emu: $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
+cuda-emu-kernels: $(O)/tests/test_cuda_emu_kernels
+	CMOCKA_MESSAGE_OUTPUT=TAP prove -v $<
 
 $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)

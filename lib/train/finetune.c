@@ -385,6 +385,7 @@ static int save_checkpoint(run *r, cl_err *e)
     cl_ft_path(dst, sizeof dst, r->o->run_dir, name);
     remove_flat_dir(tmp);
     if (mkdir(tmp, 0777)) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", tmp, strerror(errno));
+    cl_llama_sync(r->fm.m, CL_SYNC_TO_HOST); /* weights and moments live on the device, if any */
     int rc = r->o->full ? cl_ft_model_save(&r->fm, tmp, e) : cl_ft_model_save_adapter(&r->fm, tmp, e);
     if (!rc) rc = write_state(r, tmp, e);
     if (rc) return rc;
@@ -603,7 +604,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
         st->loss += l;
     }
     m->training = 0;
-    st->grad_norm = o->clip > 0 ? cl_clip_grad_norm(r->tr, r->ntr, o->clip) : cl_grad_norm(r->tr, r->ntr);
+    st->grad_norm = o->clip > 0 ? cl_llama_clip_grad_norm(m, r->tr, r->ntr, o->clip) : cl_llama_grad_norm(m, r->tr, r->ntr);
     if (!isfinite(st->loss) || !isfinite(st->grad_norm)) {
         char last[64] = "none";
         ssize_t n = readlink(rpath(r, "last"), last, sizeof last - 1);
@@ -612,7 +613,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
                           "The last good checkpoint is %s/%s", r->step + 1, st->loss, st->grad_norm, o->run_dir,
                           n > 0 ? last : "(none written yet)");
     }
-    cl_adamw_step(&o->adamw, r->tr, r->ntr, r->step + 1, lr);
+    cl_llama_adamw_step(m, &o->adamw, r->tr, r->ntr, r->step + 1, lr);
     return 0;
 }
 
@@ -745,6 +746,7 @@ static int finish(run *r, cl_err *e)
     char dir[4400];
     cl_ft_path(dir, sizeof dir, NULL, rpath(r, "final"));
     remove_flat_dir(dir);
+    cl_llama_sync(r->fm.m, CL_SYNC_TO_HOST);
     if (o->full ? cl_ft_model_save(&r->fm, dir, e) : cl_ft_model_save_adapter(&r->fm, dir, e)) return -1;
     progress(r, "%s written to %s", o->full ? "model" : "adapter", dir);
     if (o->gguf && !o->full) {
@@ -816,6 +818,10 @@ static int setup(run *r, cl_err *e)
     r->opts_hash = opts_hash(o);
     if (load_model(r, last, e)) return -1;
     if (!o->data) return 0;
+    if (o->device) {
+        if (o->device->attach(o->device, r->fm.m, e)) return -1;
+        progress(r, "training on %s", o->device->name);
+    }
     if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : "pair", e)) return -1;
     if (o->eval_data) {
         if (load_data(r, &r->eval, o->eval_data, o->kind, "eval", e)) return -1;
@@ -836,6 +842,7 @@ static int setup(run *r, cl_err *e)
     if (o->kind == CL_FT_PAIRS) r->fm.m->lora_dropout = 0; /* TRL's disable_dropout for DPO */
     if (o->resume) {
         if (read_state(r, last, e)) return -1;
+        cl_llama_sync(r->fm.m, CL_SYNC_TO_DEVICE); /* the moments just read */
         progress(r, "resuming %s at step %ld of %ld", last, r->step, r->total);
     }
     return 0;

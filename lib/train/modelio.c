@@ -229,6 +229,8 @@ int cl_ft_model_init(cl_ft_model *fm, const char *config_path, const char *token
         float *x = t->data;
         uint64_t s = cl_hash64(t->name, strlen(t->name), seed);
         int out_proj = strstr(t->name, "o_proj.weight") || strstr(t->name, "down_proj.weight");
+        /* each value depends on (seed, name, j) only: a 1B model starts in seconds, not a minute */
+#pragma omp parallel for if (t->numel > 65536)
         for (long j = 0; j < t->numel; j++)
             x[j] = t->ndim == 1 ? (strstr(t->name, ".bias") ? 0.0f : 1.0f)
                                 : (float)(cl_hash_gauss(s, (uint64_t)j) * (out_proj ? resid : 0.02));

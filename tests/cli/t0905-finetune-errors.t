@@ -71,4 +71,19 @@ test_expect 'usage errors exit 2 and say what is wrong' '
     { cl-finetune --preset nope --model "$M" --dpo x --run r 2>err; test $? = 2; } && grep -q "unknown preset" err &&
     { cl-finetune --resume nowhere 2>err; test $? = 66; } && ! test -e r
 '
+test_expect '--device: a bad name exits 2; cuda without a CUDA build or without a GPU exits 69 and says which' '
+    { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device tpu 2>err; test $? = 2; } &&
+    grep -q "cpu, cuda or cuda:N" err &&
+    { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --recompute 2>err; test $? = 2; } &&
+    grep -q "recompute needs --device cuda" err &&
+    cl-finetune --model "$M" --sft "$S/sft.jsonl" --run cpu --device cpu --max-steps 1 -q &&
+    test -s cpu/final/adapter_model.safetensors &&
+    if "$CL_TESTBIN/cuda_probe" >/dev/null 2>&1; then
+        echo "# a CUDA GPU is present: tests/unit/test_cuda_parity checks the device path"
+    else
+        { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device cuda:0 2>err; test $? = 69; } &&
+        grep -Eq "built without CUDA \(rebuild with make CUDA=1\)|no usable CUDA GPU|has [0-9]+ CUDA GPU" err &&
+        ! test -e r/final
+    fi
+'
 test_done
