@@ -7,7 +7,7 @@
 # Env: B (2), T (256), STEPS (2 timed after 1 warm-up; medians), OMP_NUM_THREADS (2).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-make -s -C "$ROOT" build/tests/model-bench-train >/dev/null
+make -s -C "$ROOT" build/tests/model-bench-train build/tests/model-bench-gemm >/dev/null
 : "${OMP_NUM_THREADS:=2}" "${B:=2}" "${T:=256}" "${STEPS:=2}"
 export OMP_NUM_THREADS
 have_torch=1
@@ -26,11 +26,15 @@ for mode in full lora; do
         torch_tps=$6
         echo "| $mode | PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') | $5 | $6 | 1.00 |"
     fi
-    for backend in openblas cpu; do
-        set -- $("$ROOT/build/tests/model-bench-train" $mode "$B" "$T" "$STEPS" $backend)
+    # the built-in kernel twice: the best this CPU runs, then forced to AVX2 (what an AVX2-only
+    # CPU would run) unless CL_CPU already chose
+    for run in openblas cpu cpu/avx2; do
+        isa=${CL_CPU:-}; [ $run = cpu/avx2 ] && { [ -z "$isa" ] || continue; isa=avx2; }
+        set -- $(CL_CPU=$isa "$ROOT/build/tests/model-bench-train" $mode "$B" "$T" "$STEPS" ${run%/*})
         ratio=-
         [ -n "$torch_tps" ] && ratio=$(awk "BEGIN { printf \"%.2f\", $6 / $torch_tps }")
-        echo "| $mode | C, GEMM backend $2 | $5 | $6 | $ratio |"
+        label="C, GEMM backend $2"; [ $2 = cpu ] && label="$label ($(CL_CPU=$isa "$ROOT/build/tests/model-bench-gemm" isa))"
+        echo "| $mode | $label | $5 | $6 | $ratio |"
     done
 done
 echo

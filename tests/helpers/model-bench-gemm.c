@@ -4,7 +4,8 @@
  * Prints a Markdown table: shape, GFLOP/s per built-in ISA kernel and OpenBLAS, and each kernel's
  * ratio to OpenBLAS; then the mean ratios.  Threads: OMP_NUM_THREADS for the built-in kernel,
  * OpenBLAS's own pool (OPENBLAS_NUM_THREADS) for the peer, as users call it.
- * Usage: model-bench-gemm [reps]   (median of reps timings per shape and kernel) */
+ * Usage: model-bench-gemm [reps]   (median of reps timings per shape and kernel)
+ *        model-bench-gemm isa      (prints the ISA kernel the built-in GEMM picks here) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@ static void run(const char *isa, int ta, int tb, int m, int n, int k, const floa
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "isa")) {
+        puts(cl_gemm_isa_name());
+        return 0;
+    }
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > 100) reps = 5;
     static const struct { const char *what; int ta, tb, m, n, k; } shapes[] = {
