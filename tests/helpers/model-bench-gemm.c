@@ -4,11 +4,14 @@
  * Prints a Markdown table: shape, GFLOP/s per built-in ISA kernel and OpenBLAS, and each kernel's
  * ratio to OpenBLAS; then the mean ratios.  Threads: OMP_NUM_THREADS for the built-in kernel,
  * OpenBLAS's own pool (OPENBLAS_NUM_THREADS) for the peer, as users call it.
- * Usage: model-bench-gemm [reps]   (median of reps timings per shape and kernel)
- *        model-bench-gemm isa      (prints the ISA kernel the built-in GEMM picks here) */
+ * Usage: model-bench-gemm [reps [cpu]]  (median of reps timings per shape and kernel; with
+ *                                       "cpu", timed in process CPU seconds: on a loaded machine
+ *                                       that measures a one-thread kernel, not the scheduler)
+ *        model-bench-gemm isa          (prints the ISA kernel the built-in GEMM picks here) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench-util.h"
 #include "model/gemm.h"
@@ -18,6 +21,16 @@
 #endif
 
 enum { MAX_K = 8 };
+
+static int cpu_clock;
+
+static double now(void)
+{
+    if (!cpu_clock) return bench_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static void run(const char *isa, int ta, int tb, int m, int n, int k, const float *a, const float *b, float *c)
 {
@@ -41,6 +54,7 @@ int main(int argc, char **argv)
     }
     int reps = argc > 1 ? atoi(argv[1]) : 5;
     if (reps < 1 || reps > 100) reps = 5;
+    cpu_clock = argc > 2 && !strcmp(argv[2], "cpu");
     static const struct { const char *what; int ta, tb, m, n, k; } shapes[] = {
         {"fwd qkvo  x.W^T", CL_N, CL_T, 1024, 768, 768},
         {"fwd up    x.W^T", CL_N, CL_T, 1024, 2048, 768},
@@ -57,6 +71,8 @@ int main(int argc, char **argv)
         if (!cl_gemm_isa_use(cl_gemm_isa_list(i))) isas[nisa++] = cl_gemm_isa_list(i);
 #ifdef CL_HAVE_CBLAS
     int blas = 1;
+    printf("OpenBLAS kernels: %s; %s\n\n", openblas_get_corename(),
+           cpu_clock ? "GFLOP per CPU second of the process" : "GFLOP per wall-clock second");
 #else
     int blas = 0;
 #endif
@@ -81,9 +97,9 @@ int main(int argc, char **argv)
         int nk = nisa + blas;
         for (int r = 0; r <= reps; r++)
             for (int i = 0; i < nk; i++) {
-                double t0 = bench_now();
+                double t0 = now();
                 run(i < nisa ? isas[i] : NULL, shapes[s].ta, shapes[s].tb, m, n, k, a, b, c);
-                if (r) t[i][r - 1] = bench_now() - t0;
+                if (r) t[i][r - 1] = now() - t0;
             }
         for (int i = 0; i < nk; i++) gf[i] = 2.0 * m * n * k / bench_median(t[i], reps) * 1e-9;
         double peer = blas ? gf[nisa] : 0;
