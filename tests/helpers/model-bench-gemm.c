@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench-util.h"
 #include "model/gemm.h"
@@ -24,13 +23,7 @@ enum { MAX_K = 8 };
 
 static int cpu_clock;
 
-static double now(void)
-{
-    if (!cpu_clock) return bench_now();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double now(void) { return cpu_clock ? bench_cpu_now() : bench_now(); }
 
 static void run(const char *isa, int ta, int tb, int m, int n, int k, const float *a, const float *b, float *c)
 {
