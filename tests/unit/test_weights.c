@@ -28,6 +28,13 @@ static cl_llama *model(cl_dtype d)
     return m;
 }
 
+static void remove_dir(const char *dir)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void same_tensors(cl_llama *a, cl_llama *b)
 {
     int na, nb;
@@ -50,9 +57,7 @@ static void a_checkpoint_round_trips_in_f32_and_bf16(void **state)
         assert_int_equal(cl_weights_load(b, dir, &e), 0);
         same_tensors(a, b);
         cl_llama_free(b);
-        char cmd[96];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        assert_int_equal(system(cmd), 0);
+        remove_dir(dir);
         cl_llama_free(a);
     }
 }
@@ -88,9 +93,7 @@ static void a_frozen_base_is_used_in_place_and_writes_stay_private(void **state)
     assert_null(full->mapped);
     same_tensors(a, full);
     cl_llama_free(full);
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
     cl_llama_free(a);
 }
 
@@ -120,9 +123,7 @@ static void an_adapter_round_trips_through_peft(void **state)
     }
     cl_llama_free(a);
     cl_llama_free(b);
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
 }
 
 int main(void)
