@@ -6,7 +6,8 @@
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
-#   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
+#   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=none  O=build
+#                     (BLAS=none: the built-in GEMM only, no OpenBLAS; objects in build-noblas)
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
 # always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
@@ -49,10 +50,16 @@ CL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LDFLAGS   += -fsanitize=address,undefined
 O         := $(O)-san
 endif
+# The large training products go to OpenBLAS by default (it picks its kernels per CPU at run
+# time); BLAS=none keeps only the built-in kernel, which has its own per-CPU micro-kernels.
+BLAS ?= openblas
 ifeq ($(BLAS),openblas)
 CL_CPPFLAGS += -DCL_HAVE_CBLAS $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 LDLIBS      += $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
-O           := $(O)-blas
+else ifeq ($(BLAS),none)
+O           := $(O)-noblas
+else
+$(error BLAS=$(BLAS): say openblas (the default) or none)
 endif
 ifeq ($(CUDA),1)
 CUDA_HOME ?= /usr/local/cuda

@@ -122,14 +122,16 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
         if (proj && t->numel > max_w) max_w = t->numel;
         bytes += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
     }
-    m->base_mem = aligned_alloc(64, bytes);
+    /* calloc, not malloc + memset: a large block comes zeroed from the kernel and a page costs
+     * memory only once written, so tensors later used in place from a file mapping (weights.c)
+     * leave theirs untouched. */
+    m->base_mem = calloc(bytes + 63, 1);
     if (!m->base_mem) {
         cl_llama_free(m);
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
         return NULL;
     }
-    memset(m->base_mem, 0, bytes);
-    char *p = m->base_mem;
+    char *p = (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63);
     for (int i = 0; i < n; i++) {
         cl_tensor *t = &m->tensors[i];
         t->data = p;
@@ -182,6 +184,7 @@ void cl_llama_free(cl_llama *m)
     free(m->layers);
     free(m->lora);
     free(m->base_mem);
+    if (m->unmap) m->unmap(m->mapped);
     free(m->lora_mem);
     free(m->grad_mem);
     free(m->m_mem);

@@ -71,6 +71,10 @@ typedef struct cl_llama {
     long step;
     /* arenas */
     void *base_mem, *lora_mem;
+    /* Storage some frozen base tensors point into instead of base_mem (weights.c uses the file
+     * mapping in place); cl_llama_free releases it with unmap. */
+    void *mapped;
+    void (*unmap)(void *mapped);
     float *grad_mem, *m_mem, *v_mem;
     long n_train;                      /* floats in each of grad/m/v */
     float *wbuf;                       /* fp32 copy of one bf16 weight */

@@ -285,33 +285,53 @@ static int write_state(run *r, const char *dir, cl_err *e)
     h.best_step = r->best_step;
     h.best_eval = r->best_eval;
     h.n_train = m->n_train;
-    size_t mv = sizeof(float) * (size_t)m->n_train, len = sizeof h + 2 * mv;
-    char *buf = malloc(len);
-    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, m->m_mem, mv);
-    memcpy(buf + sizeof h + mv, m->v_mem, mv);
+    /* the optimizer state (twice the trainable bytes) goes out from where it lives */
+    size_t mv = sizeof(float) * (size_t)m->n_train;
+    const void *parts[3] = {&h, m->m_mem, m->v_mem};
+    size_t lens[3] = {sizeof h, mv, mv};
     char p[4400];
     cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
-    int rc = cl_ft_write_file(p, buf, len, e);
-    free(buf);
-    return rc;
+    return cl_ft_write_parts(p, parts, lens, 3, e);
+}
+
+/* Reads exactly len bytes at off; -1 on a short file or an error (errno 0 for short). */
+static int read_at(int fd, void *dst, size_t len, off_t off)
+{
+    char *p = dst;
+    while (len) {
+        ssize_t got = pread(fd, p, len, off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            if (got == 0) errno = 0;
+            return -1;
+        }
+        p += got;
+        off += got;
+        len -= (size_t)got;
+    }
+    return 0;
 }
 
 static int read_state(run *r, const char *dir, cl_err *e)
 {
     char p[4400];
     cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
-    size_t len;
-    char *buf = cl_file_read(p, &len, e);
-    if (!buf) return -1;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", p, fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
     cl_llama *m = r->fm.m;
     state_hdr h;
     int rc = 0;
     if (len < sizeof h) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: %zu bytes is too short for a resume file", p, len);
+    } else if (read_at(fd, &h, sizeof h, 0)) {
+        rc = cl_err_set(e, CL_EXIT_IOERR, "%s: %s", p, errno ? strerror(errno) : "file shrank while read");
     } else {
-        memcpy(&h, buf, sizeof h);
         size_t want = sizeof h + 2 * sizeof(float) * (size_t)(h.n_train > 0 ? h.n_train : 0);
         if (memcmp(h.magic, STATE_MAGIC, 8))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: not a cl-finetune resume file", p);
@@ -329,9 +349,13 @@ static int read_state(run *r, const char *dir, cl_err *e)
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the training data differ from the run's", r->o->run_dir);
     }
     if (!rc) {
+        /* the optimizer state goes straight where it lives, with no file-sized buffer */
         size_t mv = sizeof(float) * (size_t)m->n_train;
-        memcpy(m->m_mem, buf + sizeof h, mv);
-        memcpy(m->v_mem, buf + sizeof h + mv, mv);
+        if (read_at(fd, m->m_mem, mv, (off_t)sizeof h) || read_at(fd, m->v_mem, mv, (off_t)(sizeof h + mv)))
+            rc = cl_err_set(e, CL_EXIT_IOERR, "%s: %s", p, errno ? strerror(errno) : "file shrank while read");
+    }
+    close(fd);
+    if (!rc) {
         r->step = h.step;
         m->step = h.model_step;
         r->best_step = h.best_step;
@@ -339,7 +363,6 @@ static int read_state(run *r, const char *dir, cl_err *e)
         if (ftruncate(fileno(r->metrics), h.metrics_bytes) || fseek(r->metrics, h.metrics_bytes, SEEK_SET))
             rc = cl_err_set(e, CL_EXIT_IOERR, "%s/metrics.jsonl: %s", r->o->run_dir, strerror(errno));
     }
-    free(buf);
     return rc;
 }
 
