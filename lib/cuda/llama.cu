@@ -88,7 +88,10 @@ typedef struct dacts {
 typedef struct dstate {
     int ordinal, recompute;
     cublasHandle_t blas;
-    arena ar[AR_N];
+    arena ar[AR_N];                        /* ar[AR_BASE].host is NULL: see tdev */
+    char **tdev;                           /* [n_tensors]: each base tensor's place in
+                                            * ar[AR_BASE].dev (its host bytes may lie in a file
+                                            * mapping rather than base_mem: weights.c) */
     cl_bf16 **shadow;                      /* [n_tensors]: bf16 copy of an fp32 matrix, or NULL */
     double *inv_freq, *sumsq;
     dacts *a;
@@ -98,7 +101,9 @@ typedef struct dstate {
 
 static dstate *S(const cl_llama *m) { return (dstate *)m->dev_state; }
 
-/* The device twin of a pointer into one of the host arenas. */
+static size_t tensor_bytes(const cl_tensor *t) { return (size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2); }
+
+/* The device twin of a pointer into one of the host arenas or into a base tensor. */
 static void *dev_ptr(const cl_llama *m, const void *host)
 {
     if (!host) return NULL;
@@ -107,6 +112,11 @@ static void *dev_ptr(const cl_llama *m, const void *host)
     for (int i = 0; i < AR_N; i++)
         if (s->ar[i].host && h >= s->ar[i].host && h < s->ar[i].host + s->ar[i].bytes)
             return s->ar[i].dev + (h - s->ar[i].host);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const char *t = (const char *)m->tensors[i].data;
+        if (h >= t && h < t + tensor_bytes(&m->tensors[i]))
+            return s->tdev[i] + (h - t);
+    }
     cl_die(CL_EXIT_SOFTWARE, "CUDA: a tensor outside the model's arenas (internal error)");
 }
 #define DF(m, p) ((float *)dev_ptr(m, p))
@@ -684,12 +694,20 @@ static void refresh_all(cl_llama *m)
 static void d_sync(cl_llama *m, int to_host)
 {
     dstate *s = S(m);
-    for (int i = 0; i < AR_N; i++) {
+    if (!to_host || m->train_base)
+        for (int i = 0; i < m->n_tensors; i++) {
+            const cl_tensor *t = &m->tensors[i];
+            if (!to_host)
+                CL_CK(cudaMemcpy(s->tdev[i], t->data, tensor_bytes(t), cudaMemcpyHostToDevice));
+            else
+                CL_CK(cudaMemcpy(t->data, s->tdev[i], tensor_bytes(t), cudaMemcpyDeviceToHost));
+        }
+    for (int i = AR_BASE + 1; i < AR_N; i++) {
         arena *r = &s->ar[i];
         if (!r->dev) continue;
         if (!to_host)
             CL_CK(cudaMemcpy(r->dev, r->host, r->bytes, cudaMemcpyHostToDevice));
-        else if (i != AR_BASE || m->train_base)
+        else
             CL_CK(cudaMemcpy(r->host, r->dev, r->bytes, cudaMemcpyDeviceToHost));
     }
     if (!to_host) refresh_all(m);
@@ -724,6 +742,7 @@ static void state_free(cl_llama *m, dstate *s)
     acts_free(s);
     dfree(s->rows, s->rows_bytes);
     for (int i = 0; i < AR_N; i++) dfree(s->ar[i].dev, s->ar[i].bytes);
+    free(s->tdev);
     if (s->shadow)
         for (int i = 0; i < m->n_tensors; i++) dfree(s->shadow[i], sizeof(cl_bf16) * (size_t)m->tensors[i].numel);
     free(s->shadow);
@@ -747,16 +766,11 @@ static const cl_device_ops cuda_ops = {
 
 /* ---- opening and attaching -------------------------------------------------------------- */
 
-/* Bytes of the base arena: llama.c lays the tensors out in table order, 64-byte aligned. */
+/* Bytes of the device's base arena: the tensors in table order, each 256-byte aligned. */
 static size_t base_bytes(const cl_llama *m)
 {
     size_t end = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const cl_tensor *t = &m->tensors[i];
-        size_t e = (size_t)((const char *)t->data - (const char *)m->base_mem) +
-                   (size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2);
-        if (e > end) end = e;
-    }
+    for (int i = 0; i < m->n_tensors; i++) end += (tensor_bytes(&m->tensors[i]) + 255) & ~(size_t)255;
     return end;
 }
 
@@ -779,15 +793,22 @@ static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
     s->recompute = dv->recompute;
     m->dev_state = s;
     size_t tr = sizeof(float) * (size_t)m->n_train;
-    arena init[AR_N] = {{(char *)m->base_mem, NULL, base_bytes(m)},
+    arena init[AR_N] = {{NULL, NULL, base_bytes(m)},
                         {(char *)m->lora_mem, NULL, m->n_lora ? tr : 0},
                         {(char *)m->grad_mem, NULL, m->grad_mem ? tr : 0},
                         {(char *)m->m_mem, NULL, m->m_mem ? tr : 0},
                         {(char *)m->v_mem, NULL, m->v_mem ? tr : 0}};
     for (int i = 0; i < AR_N; i++) {
         s->ar[i] = init[i];
-        if (s->ar[i].host && s->ar[i].bytes) s->ar[i].dev = (char *)dalloc(s->ar[i].bytes);
+        if ((s->ar[i].host || i == AR_BASE) && s->ar[i].bytes) s->ar[i].dev = (char *)dalloc(s->ar[i].bytes);
         else s->ar[i].host = NULL;
+    }
+    s->tdev = (char **)calloc((size_t)m->n_tensors, sizeof(char *));
+    if (!s->tdev) cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    size_t off = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        s->tdev[i] = s->ar[AR_BASE].dev + off;
+        off += (tensor_bytes(&m->tensors[i]) + 255) & ~(size_t)255;
     }
     s->shadow = (cl_bf16 **)calloc((size_t)m->n_tensors, sizeof(cl_bf16 *));
     if (!s->shadow) cl_die(CL_EXIT_SOFTWARE, "out of memory");
