@@ -757,7 +757,9 @@ static int flush_head(engine *en, cl_err *e)
         int rc = 0;
         if (sl->state == SLOT_READY) {
             rc = sl->raw ? cl_io_put_rec(en->io, &sl->where, e) : cl_io_put(en->io, jv_copy(sl->rec), e);
-        } else if (sl->state == SLOT_FAILED) {
+        } else if (sl->state == SLOT_FAILED && sl->live == 0) {
+            /* A failed record waits for the calls of its tree still in flight: their
+             * callbacks point into the slot, and what they cost belongs on its usage. */
             en->failed++;
             /* What a failed record cost is still on it. */
             jv v = cl_json_set(jv_copy(sl->rec), "usage", slot_usage(sl));
