@@ -20,6 +20,7 @@
 #include "core/json.h"
 #include "collab/lenient_json.h"
 #include "collab/prompts.h"
+#include "collab/schema.h"
 
 /* ---- modes --------------------------------------------------------------------------- */
 
@@ -829,6 +830,8 @@ int cl_rollout_run(const cl_rollout_config *cfg, cl_llm *llm, cl_io *io, cl_err 
         while (!eof && !en.stopped && en.count < cfg->buffer && cl_llm_queued(llm) < cfg->admit_queue) {
             cl_rec rec;
             int r = cl_io_next(io, &rec, e);
+            if (r > 0 && (r = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, e)) == 0)
+                continue; /* malformed, skipped with --skip-bad */
             if (r <= 0) {
                 eof = 1;
                 if (r < 0) {
