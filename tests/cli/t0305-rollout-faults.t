@@ -9,10 +9,10 @@ states() {
     seeds "$1" | jq -c ".messages = [{role: \"user\", content: \"help me write a poem\"}]"
 }
 
-test_expect 'every call refused: --branch writes each record once, with its error, in input order (no crash)' '
+test_expect 'every call refused: --branch writes each record once, with its error, in input order, and exits 69' '
     states 3 >in &&
     { cl-rollout --branch $ROLL --retries 1 --api-base http://127.0.0.1:9/v1 in >out 2>err; rc=$?; } &&
-    test $rc -lt 128 && ! grep -q "AddressSanitizer\|runtime error" err &&
+    test $rc = 69 && ! grep -q "AddressSanitizer\|runtime error" err &&
     jq -se "map(.id) == [\"s1\",\"s2\",\"s3\"] and all(.error.message | length > 0)" out
 '
 test_expect '30% injected faults with --retries 1: no crash, every record written once, failed ones keep their usage' '
@@ -25,5 +25,10 @@ test_expect '30% injected faults with --retries 1: no crash, every record writte
     test "$(jq .rollout.failed st)" = "$nf" &&
     test "$(jq -s "map(.usage.calls // 0) | add" out)" = "$(jq .llm.ok st)" &&
     test "$(jq .llm.attempts st)" = "$(mock_count)"
+'
+test_expect 'every call rate limited beyond the retries: the records fail and the run exits 75 (try later)' '
+    mock_start --fault 429=1 --retry-after 0 && states 2 >in &&
+    { cl-rollout --branch $ROLL --retries 1 --api-base "$MOCK_URL" in >out 2>err; test $? = 75; } &&
+    jq -se "map(.id) == [\"s1\",\"s2\"] and all(.error.message | test(\"HTTP 429\"))" out
 '
 test_done

@@ -139,9 +139,9 @@ test_expect 'clarify-or-answer: 1 when it asks on an ambiguous item, 0 when it a
     jq -s -e ".[2].error.message | test(\"ambiguity\")" out && grep -q "abg.jsonl:3:" err
 '
 
-test_expect 'a judge that stays unavailable after the client retries fails the record, which is still written' '
+test_expect 'a judge that stays unavailable after the client retries fails the record, which is still written (exit 69)' '
     start_mock --fault 500=1 &&
-    { cl-judge $J -Z --interactivity "$F/full.jsonl" >out 2>err; test $? = 1; } &&
+    { cl-judge $J -Z --interactivity "$F/full.jsonl" >out 2>err; test $? = 69; } &&
     jq -e "(.scores.interactivity == null) and (.error.message | test(\"HTTP 500\")) and .id == \"m1\"" out
 '
 
