@@ -352,7 +352,10 @@ int main(int argc, char **argv)
         cl_usage_error("%s needs --dpo", o.dpo_only);
     if (o.advance_only && o.mode != MODE_ADVANCE)
         cl_usage_error("%s needs --advance", o.advance_only);
-    cl_io *io = cl_io_open(&c, NULL, &e);
+    /* Trainers read DPO pairs, SFT dialogues and flat rows: a record that cannot become one
+     * is reported (and copied to --rejects), never written among them. */
+    cl_io_opts io_opts = {.failed_aside = o.mode == MODE_DPO || o.mode == MODE_SFT || o.mode == MODE_TO_FLAT};
+    cl_io *io = cl_io_open(&c, &io_opts, &e);
     if (!io) {
         free(system_prompt);
         cl_die_err(&e);

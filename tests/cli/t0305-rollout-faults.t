@@ -13,7 +13,12 @@ test_expect 'every call refused: --branch writes each record once, with its erro
     states 3 >in &&
     { cl-rollout --branch $ROLL --retries 1 --api-base http://127.0.0.1:9/v1 in >out 2>err; rc=$?; } &&
     test $rc = 69 && ! grep -q "AddressSanitizer\|runtime error" err &&
-    jq -se "map(.id) == [\"s1\",\"s2\",\"s3\"] and all(.error.message | length > 0)" out
+    jq -se "map(.id) == [\"s1\",\"s2\",\"s3\"] and all(.error.message | length > 0)" out &&
+    { cl-rollout --branch -Z --no-cache --assistant openai:asst --user openai:usr --retries 0 \
+        --api-base http://127.0.0.1:9/v1 in >out 2>err; test $? = 69; } &&
+    grep -q "3 records in, 0 out, 3 failed (in the output, with an \"error\" field)" err &&
+    { cl-rollout --branch $ROLL --retries 0 --api-base http://127.0.0.1:9/v1 --rejects rej in >out 2>err; test $? = 69; } &&
+    ! test -s out && test "$(jq -s length rej)" = 3
 '
 test_expect '30% injected faults with --retries 1: no crash, every record written once, failed ones keep their usage' '
     endless_script >script &&
