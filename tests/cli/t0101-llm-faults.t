@@ -47,6 +47,13 @@ test_expect 'a 429 that outlasts the retries and a 500 that does too: 75 ranks a
     mock_start --retry-after 0 && ask a "@fault:429" b "@fault:500" >in &&
     { call --retries 1 in >out 2>err; test $? = 75; }
 '
+test_expect 'connections reset after the request: every request the server saw is an attempt the client counted and backed off' '
+    mock_start --fault reset=0.3 --seed 3 && ask_n 100 >in &&
+    call -q --stats st in >out &&
+    test "$(jq -s "map(select(.reply)) | length" out)" = 100 &&
+    test "$(jq .llm.attempts st)" = "$(mock_count)" &&
+    test "$(jq .llm.retries st)" = "$(jq -s "map(select(.fault == \"reset\")) | length" "$MOCK_LOG")"
+'
 test_expect 'insufficient_quota is not retried, fails the role fast and exits 69' '
     mock_start && ask a "@fault:quota" >in && ask_n 20 >>in &&
     { call -q --max-inflight 1 in >out 2>err; test $? = 69; } &&
