@@ -25,7 +25,7 @@ typedef struct field {
 } field;
 struct shape {
     unsigned kinds;
-    const field *fields;  /* OBJ: documented members, {NULL} ended */
+    const field *fields;  /* OBJ: documented members, {NULL} ended; at most 32 (a bit each) */
     const shape *elem;    /* ARR: every element */
 };
 
@@ -128,8 +128,16 @@ static void kinds_text(unsigned kinds, char *buf, size_t n)
         }
 }
 
+/* The walk keeps its path as steps (a key, or an index when key is NULL) and spells it out only
+ * when something does not fit: a record that fits costs no formatting. */
+typedef struct step {
+    const char *key;
+    int index;
+} step;
+
 typedef struct walk {
-    char path[256];
+    step steps[32];
+    int depth;
     char *why;
     size_t n;
 } walk;
@@ -137,25 +145,34 @@ typedef struct walk {
 static int wrong(walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int wrong(walk *w, const char *fmt, ...)
 {
-    char what[160];
+    char path[256] = "", what[160];
+    size_t at = 0;
+    for (int i = 0; i < w->depth && i < 32 && at < sizeof path; i++) {
+        const step *st = &w->steps[i];
+        int k = st->key ? snprintf(path + at, sizeof path - at, "%s%s", at ? "." : "", st->key)
+                        : snprintf(path + at, sizeof path - at, "[%d]", st->index);
+        at = k < 0 ? sizeof path : at + (size_t)k;
+    }
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    snprintf(w->why, w->n, "%s: %s", w->path[0] ? w->path : "the record", what);
+    snprintf(w->why, w->n, "%s: %s", path[0] ? path : "the record", what);
     return -1;
 }
 
-/* Appends a step to the path; returns where it began, so the caller can take it off. */
-static size_t push(walk *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t push(walk *w, const char *fmt, ...)
+static int check(walk *w, const jv *v, const shape *s);
+
+/* Checks v under the step; deeper than the path can hold, the walk still checks and names
+ * the deepest step it kept. */
+static int check_at(walk *w, const char *key, int index, const jv *v, const shape *s)
 {
-    size_t at = strlen(w->path);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w->path + at, sizeof w->path - at, fmt, ap);
-    va_end(ap);
-    return at;
+    if (w->depth < 32)
+        w->steps[w->depth] = (step){key, index};
+    w->depth++;
+    int rc = check(w, v, s);
+    w->depth--;
+    return rc;
 }
 
 static int check(walk *w, const jv *v, const shape *s)
@@ -167,29 +184,40 @@ static int check(walk *w, const jv *v, const shape *s)
         return wrong(w, "%s where %s belongs", kind_name(k), want);
     }
     if (k == JV_KIND_OBJECT && s->fields) {
-        for (const field *f = s->fields; f->key; f++) {
-            jv m = jv_object_get(jv_copy(*v), jv_string(f->key));
-            size_t at = push(w, "%s%s", w->path[0] ? "." : "", f->key);
+        /* One pass over the members the record has (no key strings made for lookups). */
+        unsigned seen = 0;
+        for (int it = jv_object_iter(*v); jv_object_iter_valid(*v, it); it = jv_object_iter_next(*v, it)) {
+            jv key = jv_object_iter_key(*v, it);
+            const char *name = jv_string_value(key);
             int rc = 0;
-            if (jv_is_valid(m))
-                rc = check(w, &m, f->shape);
-            else if (f->required)
-                rc = wrong(w, "missing");
-            jv_free(m);
+            for (const field *f = s->fields; f->key; f++)
+                if (f->key[0] == name[0] && !strcmp(f->key, name)) {
+                    seen |= 1u << (f - s->fields);
+                    jv m = jv_object_iter_value(*v, it);
+                    rc = check_at(w, f->key, 0, &m, f->shape);
+                    jv_free(m);
+                    break;
+                }
+            jv_free(key);
             if (rc < 0)
                 return -1;
-            w->path[at] = 0;
         }
+        for (const field *f = s->fields; f->key; f++)
+            if (f->required && !(seen & 1u << (f - s->fields))) {
+                w->steps[w->depth < 32 ? w->depth : 31] = (step){f->key, 0};
+                w->depth++;
+                wrong(w, "missing");
+                w->depth--;
+                return -1;
+            }
     } else if (k == JV_KIND_ARRAY && s->elem) {
         int n = jv_array_length(jv_copy(*v));
         for (int i = 0; i < n; i++) {
             jv el = jv_array_get(jv_copy(*v), i);
-            size_t at = push(w, "[%d]", i);
-            int rc = check(w, &el, s->elem);
+            int rc = check_at(w, NULL, i, &el, s->elem);
             jv_free(el);
             if (rc < 0)
                 return -1;
-            w->path[at] = 0;
         }
     }
     return 0;
@@ -197,7 +225,7 @@ static int check(walk *w, const jv *v, const shape *s)
 
 int cl_schema_check(const jv *rec, cl_schema s, char *why, size_t n)
 {
-    walk w = {.why = why, .n = n};
+    walk w = {.why = why, .n = n, .depth = 0};
     return check(&w, rec, s == CL_SCHEMA_ROW ? &s_row : &s_state);
 }
 
