@@ -5,6 +5,7 @@
 #   make test         unit tests, CLI tests, man-page lint (TAP through prove)
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
+#   make fuzz-schema  the record-shape fuzzer, every case, under ASan+UBSan
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=none  O=build
 #                     (BLAS=none: the built-in GEMM only, no OpenBLAS; objects in build-noblas)
@@ -94,7 +95,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -261,3 +262,10 @@ build-fuzz/libcl.a: $(LIB_SRC)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c build-fuzz/libcl.a
 	clang $(CL_CPPFLAGS) $(DEP_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -o $@ $< build-fuzz/libcl.a -fopenmp $(LDLIBS)
+
+# The schema fuzzer over every case (about 5400 runs of the tools, ASan+UBSan build; a sample
+# runs in `make test` as tests/cli/t0111).  FUZZ_SCHEMA_ARGS="--sample N --seed S" for fewer.
+fuzz-schema:
+	$(MAKE) --no-print-directory SAN=1 all build-san/tests/mockllm
+	python3 tests/fuzz/schema-fuzz.py --bin build-san/bin --mock build-san/tests/mockllm \
+	  --jobs $(PROVE_JOBS) $(FUZZ_SCHEMA_ARGS)

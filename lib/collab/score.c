@@ -9,6 +9,7 @@
 #include "metrics/boxed.h"
 #include "core/json.h"
 #include "core/records.h"
+#include "collab/schema.h"
 #include "metrics/bleu.h"
 #include "metrics/mathans.h"
 
@@ -694,14 +695,13 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
 {
     batch b = {.c = c, .errs = errs, .defs = defs};
     int rc = 0;
-    for (int i = 0; i < n; i++)
-        errs[i] = NULL;
     int *firsts = malloc(((size_t)n + 1) * sizeof *firsts);
     if (!firsts)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     for (int i = 0; i < n && rc == 0; i++) {
         firsts[i] = b.nunits;
-        rc = plan_record(&b, i, &recs[i]);
+        if (!errs[i])
+            rc = plan_record(&b, i, &recs[i]);
     }
     firsts[n] = b.nunits;
     if (rc == 0) {
@@ -747,6 +747,7 @@ typedef struct pending {
     cl_buf text;  /* the record as read, or as --map made it */
     cl_buf out;   /* the scored record, printed */
     cl_rec where; /* only src and lineno are used, for the failure report */
+    int malformed; /* a field does not have its documented shape: rejected, not scored */
 } pending;
 
 /* Ends a batch of n records. */
@@ -781,6 +782,11 @@ static void parse_one(void *ctx, int i, int worker)
     flush_ctx *f = ctx;
     (void)worker;
     f->vals[i] = cl_json_parse_deferring(f->p[i].text.p, f->p[i].text.n, f->deferred, &f->defs[i]);
+    char why[512];
+    f->p[i].malformed = cl_schema_check(&f->vals[i], CL_SCHEMA_STATE, why, sizeof why) < 0;
+    f->errs[i] = f->p[i].malformed ? strdup(why) : NULL;
+    if (f->p[i].malformed && !f->errs[i])
+        abort(); /* out of memory */
 }
 
 static void print_one(void *ctx, int i, int worker)
@@ -805,7 +811,13 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
     /* Scored records are printed in parallel too, then written in input order. */
     cl_pool_for(sc->pool, n, 4, print_one, &f);
     for (int i = 0; i < n; i++) {
-        if (rc == 0 && errs[i]) {
+        if (rc == 0 && p[i].malformed) {
+            cl_rec bad = {.raw = p[i].text.p, .rawlen = p[i].text.n, .src = p[i].where.src,
+                          .lineno = p[i].where.lineno};
+            jv_free(vals[i]);
+            if (cl_io_reject(io, &bad, errs[i], e) != 0)
+                rc = -1;
+        } else if (rc == 0 && errs[i]) {
             if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {

@@ -64,8 +64,9 @@ typedef struct score_stats {
     double sandbox_wall;            /* seconds, summed */
 } score_stats;
 
-/* Scores recs[0..n) in place (each consumed and replaced).  A record that cannot be scored
- * keeps its original value and gets errs[i] (malloc'd message); others get errs[i] = NULL.
+/* Scores recs[0..n) in place (each consumed and replaced).  On entry errs[i] is NULL, or a
+ * malloc'd message for a record already found malformed, which is then left alone.  A record
+ * that cannot be scored keeps its original value and gets errs[i] (malloc'd message).
  * defs (or NULL) holds each record's deferred strings (json.h): only the BLEU texts may be
  * deferred, and the completion only when neither math nor pass_rate is asked for.
  * Returns -1 with e set only for failures of the machinery itself (out of memory). */

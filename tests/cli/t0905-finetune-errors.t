@@ -29,7 +29,13 @@ test_expect 'an adapter names its base by an absolute path; DPO rows given to --
 '
 test_expect 'a line that is not JSON is refused with file:line (exit 65)' '
     { head -2 "$S/sft.jsonl"; echo "{oops"; } >bad.jsonl &&
-    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:3: not valid JSON" err
+    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:3: byte 2: " err
+'
+test_expect 'invalid UTF-8 or a raw NUL inside a string is refused with file:line:byte, as every reader does (exit 65)' '
+    { head -1 "$S/sft.jsonl"; printf "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\\351\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n"; } >bad.jsonl &&
+    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:2: byte 47: .*UTF-8" err &&
+    { head -1 "$S/sft.jsonl"; printf "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\000b\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n"; } >nul.jsonl &&
+    { cl-finetune --model "$M" --sft nul.jsonl --run r 2>err; test $? = 65; } && grep -q "nul.jsonl:2: byte 45: .*control" err
 '
 test_expect 'a pair without "rejected" is refused naming the field and line (exit 65)' '
     { head -1 "$S/pairs.jsonl"; head -1 "$S/pairs.jsonl" | jq -c "del(.rejected)"; } >bad.jsonl &&
