@@ -60,7 +60,8 @@ echo "# uninterrupted run: $REF_SECS s, $REF_CALLS calls"
 # 0-300 ms more, so that kills land inside LLM steps and between them (renames, cat, pairs).
 n=1
 while [ $n -le "$TRIALS" ]; do
-    set -- $(awk -v s="$SEED" -v n="$n" -v c="$REF_CALLS" 'BEGIN { srand(s * 1000 + n); printf "%d %.3f", rand() * c, rand() * 0.3 }')
+    set -- $(awk -v s="$SEED" -v n="$n" -v c="$REF_CALLS" 'BEGIN { srand(s); for (i = 0; i < n; i++) { a = rand(); b = rand() }
+        printf "%d %.3f", a * c, b * 0.3 }')
     test_expect "trial $n: SIGKILL after call $1 + $2 s, then the same command: same outputs, no call paid twice" '
         before=$(calls)
         (eval "exec setsid $ENGINE OUT=run" >kill.log 2>&1) & pid=$!
