@@ -247,9 +247,11 @@ clean:
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
-# libFuzzer drivers for the model-file readers (clang only; not part of check, whose
-# deterministic mutation loop in tests/unit/test_fuzz_readers.c uses the same entry points).
-#   make fuzz && build-fuzz/fuzz_safetensors -max_total_time=60
+# libFuzzer drivers for the readers of untrusted input: model files, tokenizers, PEFT configs,
+# record rows (plain/zstd JSONL, JSON arrays), lenient JSON, chat rendering (clang only; not part
+# of check, whose deterministic mutation loop in tests/unit/test_fuzz_readers.c uses the same
+# entry points).  scripts/fuzz-run runs them from corpora seeded by the tests; CI runs each 20 s.
+#   make fuzz && scripts/fuzz-run 60 [safetensors ...]
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BINS)

@@ -118,7 +118,7 @@ static const char help[] =
     "      --eval FILE         held-out rows of the same kind\n"
     "      --eval-split X      hold out this fraction of the data instead\n"
     "      --eval-every N      evaluate every N steps (and at the end); the best is kept\n"
-    "      --save-every N      checkpoint every N steps (always at the end)\n"
+    "      --save-every N      checkpoint every N steps (always at the end, and on SIGINT/SIGTERM)\n"
     "      --keep N            newest checkpoints kept besides the best, 0 = all (default 2)\n"
     "      --log-every N       progress line every N steps (default 10)\n"
     "      --merge             also write RUN/merged: the base with the adapters merged in\n"

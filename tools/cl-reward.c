@@ -11,7 +11,7 @@
 
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
-    OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_NPROC,
+    OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_SCRATCH, OPT_NPROC,
     OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS
 };
 
@@ -49,6 +49,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_CPU: return cl_parse_double(arg, 0, 86400, "--cpu", &o->sb.cpu_s, e);
     case OPT_MEM: return cl_parse_long(arg, 0, 1 << 24, "--mem", &o->sb.mem_mb, e);
     case OPT_FSIZE: return cl_parse_long(arg, 0, 1 << 24, "--fsize", &o->sb.fsize_mb, e);
+    case OPT_SCRATCH: return cl_parse_long(arg, 1, 1 << 20, "--scratch", &o->sb.scratch_mb, e);
     case OPT_NPROC: return cl_parse_long(arg, 0, 1 << 20, "--nproc", &o->sb.nproc, e);
     case OPT_PYTHON: o->sb.python = arg; return 0;
     case OPT_NO_SECCOMP: o->sb.seccomp = 0; return 0;
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
         {"cpu", required_argument, 0, OPT_CPU},
         {"mem", required_argument, 0, OPT_MEM},
         {"fsize", required_argument, 0, OPT_FSIZE},
+        {"scratch", required_argument, 0, OPT_SCRATCH},
         {"nproc", required_argument, 0, OPT_NPROC},
         {"python", required_argument, 0, OPT_PYTHON},
         {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
@@ -122,7 +124,9 @@ int main(int argc, char **argv)
             "      --timeout S     sandbox wall-clock limit per test (default 60)\n"
             "      --cpu S         sandbox CPU limit (default 30)\n"
             "      --mem MB        sandbox address-space limit (default 4096)\n"
-            "      --fsize MB      sandbox file-size limit and private /tmp size (default 64)\n"
+            "      --fsize MB      sandbox file-size limit (default 64)\n"
+            "      --scratch MB    the sandbox's only writable space: a tmpfs on /tmp holding the\n"
+            "                      work directory, also on /var/tmp and /dev/shm (default 128)\n"
             "      --nproc N       sandbox process limit (default 64)\n"
             "      --python PATH   interpreter for pass_rate (default python3 from /usr/local/bin,\n"
             "                      /usr/bin, /bin, never from PATH)\n"

@@ -7,7 +7,8 @@
 #   test_done
 #
 # Each test body runs in a fresh scratch directory ($TMP) with bin/ first in PATH.  Failing
-# bodies print their commands' output as TAP comments.  `skip_all "why"` skips loudly.
+# bodies print their commands' output as TAP comments on stderr (TAP's diagnostics stream), so
+# that prove shows why a test failed without -v.  `skip_all "why"` skips loudly.
 set -u
 TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
@@ -31,7 +32,7 @@ test_expect() {
         echo "ok $_n - $1"
     else
         echo "not ok $_n - $1"
-        sed 's/^/# /' "$_top/log$_n" | head -40
+        { echo "# $(basename "$0") test $_n failed: $1"; sed 's/^/# /' "$_top/log$_n" | head -40; } >&2
         _failed=$((_failed + 1))
     fi
 }
