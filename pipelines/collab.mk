@@ -53,10 +53,9 @@ JUDGES_math     ?= --accuracy --interactivity
 JUDGES_document ?= --extract document --interactivity
 JUDGES_code     ?= --extract code --interactivity
 JUDGES          ?= $(JUDGES_$(TASK))
-# R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000).
-# Token counts from whitespace words, the same whatever the server; --tokens usage counts the
-# completion tokens each call reported (cl-rollout records them per message).
-REWARD       ?= --reward v2 --tokens words $(METRICS_$(TASK))
+# R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000), tokens
+# counted with TOKENS (common.mk).
+REWARD       ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 
 # ---- training data ------------------------------------------------------------------------
 MIN_GAP       ?= 0.02

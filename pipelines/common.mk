@@ -28,6 +28,12 @@ METRICS_math     ?=
 METRICS_document ?= --metric bleu
 METRICS_code     ?= --metric pass_rate
 
+# Token counter of #Tokens and of the token term of R*: cl100k (OpenAI's cl100k_base, the
+# paper's and the release code's count; `make deps` installs it), usage (the visible share of
+# the completion tokens each call reported) or words (whitespace words: a stand-in, about half
+# of cl100k on math and code).
+TOKENS ?= cl100k
+
 ROLLOUT_FLAGS ?=
 JUDGE_FLAGS   ?=
 REWARD_FLAGS  ?=

@@ -44,7 +44,7 @@ EVAL_JUDGES_code     ?= --extract code --interactivity
 EVAL_JUDGES          ?= $(EVAL_JUDGES_$(TASK))
 # unit (0/0.5/1, the current official scale) or paper (1-3 rescaled, Table 1)
 ITR_SCALE            ?= unit
-EVAL_REWARD      ?= --reward v2 --tokens words $(METRICS_$(TASK))
+EVAL_REWARD      ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 BOOTSTRAP        ?= 2000
 
 REPORT_FLAGS  ?=

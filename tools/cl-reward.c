@@ -73,6 +73,24 @@ static void apply_mode_defaults(opts *o)
         o->sc.tokens = TOKENS_WORDS;
 }
 
+/* The counter the tokens metric uses, loaded; words outside verl's recipe is said to be a
+ * stand-in, since it reads about half of cl100k on math and code (collabllm(7)). */
+static cl_tokenizer *load_counter(const opts *o, int quiet)
+{
+    if (!(o->sc.metrics & SCORE_TOKENS))
+        return NULL;
+    if (o->sc.tokens == TOKENS_WORDS && o->sc.reward.mode != REWARD_VERL && !quiet)
+        cl_warn("--tokens words: whitespace words, not the paper's cl100k_base tokens "
+                "(about half as many on math and code)");
+    if (o->sc.tokens == TOKENS_USAGE || o->sc.tokens == TOKENS_WORDS)
+        return NULL;
+    cl_err e = {0};
+    cl_tokenizer *tk = tokens_load(o->sc.tokens, o->tiktoken_file, &e);
+    if (!tk)
+        cl_die_err(&e);
+    return tk;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -96,7 +114,7 @@ int main(int argc, char **argv)
         {"no-namespaces", no_argument, 0, OPT_NO_NS},
         {0, 0, 0, 0},
     };
-    opts o = {.sb = sandbox_defaults(), .batch = 256};
+    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K};
     o.sc.reward.lambda = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.sc.jobs = cores > 0 ? (int)cores : 1;
@@ -112,9 +130,10 @@ int main(int argc, char **argv)
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
             "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
-            "      --tokens M      usage (recorded completion_tokens) | words | tiktoken:FILE\n"
-            "                      (a .tiktoken rank file, e.g. cl100k_base) | tokenizer:FILE\n"
-            "                      (a model's tokenizer.json); default usage\n"
+            "      --tokens M      cl100k (the paper's count; default, verl: words) | usage\n"
+            "                      (the visible reply's share of each call's completion tokens)\n"
+            "                      | words | tiktoken:FILE (a .tiktoken rank file)\n"
+            "                      | tokenizer:FILE (a model's tokenizer.json)\n"
             "      --token-scope S forward | session (default forward; v2: session)\n"
             "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
             "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
@@ -140,13 +159,8 @@ int main(int argc, char **argv)
         cl_usage_error("--task-metric and --lambda need --reward");
     apply_mode_defaults(&o);
     cl_err e = {0};
-    cl_tokenizer *tk = NULL;
-    if (o.sc.tokens == TOKENS_TIKTOKEN || o.sc.tokens == TOKENS_TOKENIZER) {
-        tk = tokens_load(o.sc.tokens, o.tiktoken_file, &e);
-        if (!tk)
-            cl_die_err(&e);
-        o.sc.tk = tk;
-    }
+    cl_tokenizer *tk = load_counter(&o, c.quiet);
+    o.sc.tk = tk;
     if (o.sc.metrics & SCORE_PASS_RATE) {
         o.sc.sb = sandbox_new(&o.sb, &e);
         if (!o.sc.sb)

@@ -583,9 +583,13 @@ static void conv_submit(conv *cv)
     free(key);
 }
 
-/* The last message of msgs (consumed) gets the tokens its call reported, so cl-reward can count
- * tokens from the API's usage message by message.  Replays report the same numbers. */
-static jv tag_usage(jv msgs, const cl_llm_result *r)
+/* The last message of msgs (consumed), whose text is msg, gets the tokens its call reported, so
+ * cl-reward can count tokens from the API's usage message by message.  When msg is one field of
+ * a JSON reply (the proactive assistant, the user simulator), the call also paid for the
+ * private "thought" the user never reads: visible_tokens is the reply's share of the
+ * completion, in proportion to its bytes (the server's tokenizer is not known here).  Replays
+ * report the same numbers. */
+static jv tag_usage(jv msgs, const cl_llm_result *r, const char *msg)
 {
     if (r->completion_tokens < 0)
         return msgs;
@@ -593,6 +597,10 @@ static jv tag_usage(jv msgs, const cl_llm_result *r)
     jv m = jv_array_get(jv_copy(msgs), n - 1);
     jv u = cl_json_set_num(jv_object(), "prompt_tokens", (double)r->prompt_tokens);
     u = cl_json_set_num(u, "completion_tokens", (double)r->completion_tokens);
+    size_t raw = r->content ? strlen(r->content) : 0, shown = strlen(msg);
+    if (raw > shown)
+        u = cl_json_set_num(u, "visible_tokens",
+                            floor((double)r->completion_tokens * (double)shown / (double)raw + 0.5));
     return jv_array_set(msgs, n - 1, cl_json_set(m, "usage", u));
 }
 
@@ -637,7 +645,7 @@ static void on_reply(void *ctx, const cl_llm_result *r)
     }
     cv->attempt = 0;
     cv->msgs = cl_conv_append(cv->msgs, user ? "user" : "assistant", msg);
-    cv->msgs = tag_usage(cv->msgs, r);
+    cv->msgs = tag_usage(cv->msgs, r, msg);
     if (user && cl_conv_has_marker(msg, cfg->marker))
         cv->terminated = 1;
     free(msg);

@@ -24,13 +24,13 @@ test_expect 'a seed with no reference answer at all is an error' '
 '
 test_expect 'usage counts need usage.completion_tokens on every counted message' '
     jq -c "del(.candidates[0].futures[1].messages[0].usage)" "$F/branch-document.jsonl" >in &&
-    { cl-reward -Z --metric tokens in >out 2>err; test $? = 1; } &&
+    { cl-reward -Z --metric tokens --tokens usage in >out 2>err; test $? = 1; } &&
     grep -q "candidates\[0\].futures\[1\]: tokens: forward message 1 (user): usage.completion_tokens is missing" err
 '
 test_expect 'token roles and scope select what is counted' '
-    cl-reward -q -Z --metric tokens --token-roles user "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --metric tokens --tokens usage --token-roles user "$F/branch-document.jsonl" >out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [5, 4, 3]" out &&
-    cl-reward -q -Z --metric tokens --token-scope session "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --metric tokens --tokens usage --token-scope session "$F/branch-document.jsonl" >out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [37, 30, 23]" out
 '
 test_expect 'words are Python str.split() words, Unicode spaces included' '
