@@ -42,7 +42,8 @@ EVAL_JUDGES_math     ?= --accuracy --interactivity
 EVAL_JUDGES_document ?= --extract document --interactivity
 EVAL_JUDGES_code     ?= --extract code --interactivity
 EVAL_JUDGES          ?= $(EVAL_JUDGES_$(TASK))
-# unit (0/0.5/1, the current official scale) or paper (1-3 rescaled, Table 1)
+# unit (0/0.5/1, the current official scale) or paper (1-3 rescaled 2(S-2.5) as in Table 1: the
+# benchmark judges whole conversations, so cl-judge reads paper as paper-eval)
 ITR_SCALE            ?= unit
 EVAL_REWARD      ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 BOOTSTRAP        ?= 2000

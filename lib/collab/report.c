@@ -111,13 +111,14 @@ int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e)
     jv judge = cl_json_get(rec, "judge");
     jv itr = jv_get_kind(judge) == JV_KIND_OBJECT ? cl_json_get(&judge, "interactivity") : jv_null();
     const char *scale = jv_get_kind(itr) == JV_KIND_OBJECT ? cl_json_str(&itr, "scale") : NULL;
+    scale = scale ? cl_itr_scale_known(scale) : NULL;
     int rc = 0;
     if (scale && r->scale && strcmp(scale, r->scale) != 0)
         rc = cl_err_set(e, CL_EXIT_DATAERR,
                         "interactivity on the '%s' scale after records on the '%s' scale: the two "
                         "scales are not comparable and are never mixed in one report", scale, r->scale);
     else if (scale && !r->scale)
-        r->scale = strcmp(scale, "paper") == 0 ? "paper" : "unit";
+        r->scale = cl_itr_scale_known(scale);
     jv_free(itr);
     jv_free(judge);
     if (rc < 0)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collab/judge.h"
 #include "metrics/boxed.h"
 #include "core/json.h"
 #include "core/records.h"
@@ -605,6 +606,21 @@ static jv mr_json(const reward_plan *p, const mr_result *m)
     return cl_json_set_str(o, "reward", reward_mode_name(p->mode));
 }
 
+/* The paper's training reward adds R_LLM in [0, 1]: interactivity rated for the evaluation
+ * table (2(S-2.5), -3..1) would weigh about six times the paper's and swamp the task metric. */
+static int eval_scale_in_training(const reward_plan *p, const jv *obj)
+{
+    if (p->mode != REWARD_PAPER)
+        return 0;
+    jv judge = cl_json_get(obj, "judge");
+    jv itr = jv_get_kind(judge) == JV_KIND_OBJECT ? cl_json_get(&judge, "interactivity") : jv_null();
+    const char *scale = jv_get_kind(itr) == JV_KIND_OBJECT ? cl_json_str(&itr, "scale") : NULL;
+    int bad = scale && strcmp(cl_itr_scale_known(scale), cl_itr_scale_name(CL_ITR_PAPER_EVAL)) == 0;
+    jv_free(itr);
+    jv_free(judge);
+    return bad;
+}
+
 /* Writes a record's units back and adds R and mr.  Units of record r are units[first..last). */
 static jv finish_record(batch *b, int r, jv rec, int first, int last)
 {
@@ -639,7 +655,11 @@ static jv finish_record(batch *b, int r, jv rec, int first, int last)
             lookup_ctx l = {cl_json_get(&obj, "scores")};
             double rv;
             char where[64];
-            if (reward_star(&plan, lookup_score, &l, &rv, &e) != 0) {
+            if (eval_scale_in_training(&plan, &obj)) {
+                rec_fail(b, r, "%s: interactivity is on the paper-eval scale (2(S-2.5)); the paper "
+                         "reward trains on rating/3: judge with --itr-scale paper-train or unit",
+                         unit_where(u, where, sizeof where));
+            } else if (reward_star(&plan, lookup_score, &l, &rv, &e) != 0) {
                 rec_fail(b, r, "%s: %s", unit_where(u, where, sizeof where), e.msg);
             } else {
                 rs[ui - first] = rv;
