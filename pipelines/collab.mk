@@ -68,7 +68,7 @@ SYSTEM_PROMPT ?= 1
 # ---- extra flags (ROLLOUT_FLAGS, JUDGE_FLAGS, REWARD_FLAGS and ALLOW_FAILED in common.mk) ---
 PAIRS_FLAGS   ?=
 
-SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt)
+SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt --prompt-set $(PROMPT_SET))
 
 ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --assistant '$(ASSISTANT)' --assistant-temperature $(ASSISTANT_TEMPERATURE) \
@@ -78,7 +78,7 @@ ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
     -k $(CANDIDATES) --samples $(SAMPLES) --window $(WINDOW) --max-turns $(MAX_TURNS) \
     --proact-ratio $(PROACT_RATIO) --system-prompt-ratio $(SYSTEM_PROMPT_RATIO) \
-    --terminate-marker '$(TERMINATE_MARKER)' $(ROLLOUT_FLAGS)
+    --terminate-marker '$(TERMINATE_MARKER)' --prompt-set $(PROMPT_SET) $(ROLLOUT_FLAGS)
 JUDGE_CMD  = $(CL)cl-judge $(LLM) --judge '$(JUDGE)' --judge-temperature $(JUDGE_TEMPERATURE) \
     --judge-max-tokens $(JUDGE_MAX_TOKENS) \
     --context window $(JUDGES) $(JUDGE_FLAGS)

@@ -28,6 +28,12 @@ METRICS_math     ?=
 METRICS_document ?= --metric bleu
 METRICS_code     ?= --metric pass_rate
 
+# The assistant's own prompts (proactive and CollabLLM system prompt, in cl-rollout and in the
+# training data of cl-pairs): official (the official prompts' behaviour in our words: clarify
+# whenever a request is ambiguous, collaborate over several turns) or cl (ours: ask only when a
+# gap changes the answer, act otherwise, short replies).  Records carry it as prompt_set.
+PROMPT_SET ?= official
+
 # Token counter of #Tokens and of the token term of R*: cl100k (OpenAI's cl100k_base, the
 # paper's and the release code's count; `make deps` installs it), usage (the visible share of
 # the completion tokens each call reported) or words (whitespace words: a stand-in, about half

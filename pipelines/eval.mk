@@ -74,6 +74,7 @@ $(OUT)/$(1)/s$(2)/conversations.zst: $(SEEDS)
 	    --assistant-top-p $(ASSISTANT_TOP_P) --assistant-max-tokens $(ASSISTANT_MAX_TOKENS) \
 	    --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
 	    --max-turns $(MAX_TURNS) --terminate-marker '$(TERMINATE_MARKER)' --shard $(2)/$(SHARDS) \
+	    --prompt-set $(PROMPT_SET) \
 	    $(ROLLOUT_FLAGS) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
 
 $(OUT)/$(1)/s$(2)/scored.zst: $(OUT)/$(1)/s$(2)/conversations.zst

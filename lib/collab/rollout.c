@@ -373,6 +373,7 @@ static void slot_finish_full(slot *sl, jv msgs, const char *reason)
     engine *en = sl->en;
     jv out = cl_state_set_messages(jv_copy(sl->rec), msgs);
     out = cl_state_finish(out, reason);
+    out = cl_json_set_str(out, "prompt_set", cl_prompt_set_name(en->cfg->prompt_set));
     out = cl_json_set(out, "usage", slot_usage(sl));
     jv_free(sl->rec);
     sl->rec = out;
@@ -390,6 +391,7 @@ static void slot_finish_branch(slot *sl)
         out = cl_state_finish(out, sl->reason);
     else
         out = cl_json_set(cl_json_set(out, "done", jv_false()), "candidates", jv_copy(sl->cands));
+    out = cl_json_set_str(out, "prompt_set", cl_prompt_set_name(sl->en->cfg->prompt_set));
     out = cl_json_set(out, "usage", slot_usage(sl));
     jv_free(sl->rec);
     sl->rec = out;
@@ -765,7 +767,8 @@ static int flush_head(engine *en, cl_err *e)
         int rc = 0;
         if (sl->state == SLOT_READY) {
             rc = sl->raw ? cl_io_put_rec(en->io, &sl->where, e) : cl_io_put(en->io, jv_copy(sl->rec), e);
-        } else if (sl->state == SLOT_FAILED) {
+        } else if (sl->state == SLOT_FAILED && sl->live == 0) {
+            /* Only once its other calls are back: they still point at the slot. */
             en->failed++;
             /* What a failed record cost is still on it. */
             jv v = cl_json_set(jv_copy(sl->rec), "usage", slot_usage(sl));
@@ -799,7 +802,7 @@ static int load_prompts(engine *en, cl_err *e)
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         vars = cl_json_set_str(vars, names[i], "x");
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-        *want[i].dst = cl_prompt_load(dir, want[i].name, e);
+        *want[i].dst = cl_prompt_load(dir, cl_prompt_in_set(en->cfg->prompt_set, want[i].name), e);
         char *probe = *want[i].dst ? cl_prompt_render(*want[i].dst, &vars, e) : NULL;
         if (!probe) {
             /* A typo in an overriding file is caught before anything is paid for. */

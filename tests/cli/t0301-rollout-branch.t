@@ -4,7 +4,7 @@
 . "$(dirname "$0")/mock.sh"
 . "$(dirname "$0")/rollout.sh"
 
-proact_rule() { rule 'works with people on writing' '{"thought": "t", "response": "Which kind of poem?"}'; }
+proact_rule() { rule 'helping a user with tasks such as writing' '{"thought": "t", "response": "Which kind of poem?"}'; }
 
 test_expect 'a seed gets its opening message, K candidates and S futures of w rounds each (K=2 S=3 w=2: 27 calls)' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
