@@ -22,8 +22,11 @@ MAX_INFLIGHT      ?= 64
 SEED              ?= 0
 TERMINATE_MARKER  ?= [[TERMINATE CHAT]]
 
-# Task family of the seeds (math, document, code): picks the judges and the local task metric.
-TASK ?= math
+# Task family of the seeds (math, document, code): picks the judges, the local task metric and,
+# in eval.mk, the paper's per-task settings.  Default: the "task" of the first seed, else math.
+ifeq ($(origin TASK),undefined)
+TASK := $(or $(shell zstd -dcf '$(SEEDS)' 2>/dev/null | head -n 1 | jq -r '.task // empty' 2>/dev/null),math)
+endif
 METRICS_math     ?=
 METRICS_document ?= --metric bleu
 METRICS_code     ?= --metric pass_rate

@@ -30,13 +30,24 @@ MODELS   ?= base=openai:gpt-4o-mini
 MODE     ?= vanilla
 BASELINE ?= $(firstword $(MODEL_NAMES))
 
-# Paper §4: top-p 0.9; temperature 0.6 math and code, 0.8 documents; 1536 tokens for math and
-# code, 2048 for documents.
-ASSISTANT_TEMPERATURE ?= 0.6
+# The published evaluation settings per task (paper §4 and the paper-era eval configs): top-p 0.9;
+# temperature 0.6 math and code, 0.8 documents; at most 1536 tokens a reply for math and code,
+# 2048 for documents; 6 rounds for math and code, 8 for documents.  TASK picks the set; each
+# variable, per task (ASSISTANT_TEMPERATURE_document=...) or for all (ASSISTANT_TEMPERATURE=...),
+# can be set on the command line.
+ASSISTANT_TEMPERATURE_math     ?= 0.6
+ASSISTANT_TEMPERATURE_document ?= 0.8
+ASSISTANT_TEMPERATURE_code     ?= 0.6
+ASSISTANT_MAX_TOKENS_math      ?= 1536
+ASSISTANT_MAX_TOKENS_document  ?= 2048
+ASSISTANT_MAX_TOKENS_code      ?= 1536
+MAX_TURNS_math                 ?= 6
+MAX_TURNS_document             ?= 8
+MAX_TURNS_code                 ?= 6
+ASSISTANT_TEMPERATURE ?= $(or $(ASSISTANT_TEMPERATURE_$(TASK)),$(ASSISTANT_TEMPERATURE_math))
 ASSISTANT_TOP_P       ?= 0.9
-ASSISTANT_MAX_TOKENS  ?= 1536
-# Paper-era caps: 6 rounds for math and code, 8 for documents.
-MAX_TURNS    ?= 6
+ASSISTANT_MAX_TOKENS  ?= $(or $(ASSISTANT_MAX_TOKENS_$(TASK)),$(ASSISTANT_MAX_TOKENS_math))
+MAX_TURNS             ?= $(or $(MAX_TURNS_$(TASK)),$(MAX_TURNS_math))
 
 EVAL_JUDGES_math     ?= --accuracy --interactivity
 EVAL_JUDGES_document ?= --extract document --interactivity
