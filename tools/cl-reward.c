@@ -12,7 +12,7 @@
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
     OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_NPROC,
-    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS
+    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT
 };
 
 typedef struct opts {
@@ -41,6 +41,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_TOKENS:
         o->set_tokens = 1;
         return tokens_parse_method(arg, &o->sc.tokens, &o->tiktoken_file, e);
+    case OPT_MATH_EXTRACT: return score_parse_math_extract(arg, &o->sc.math, e);
     case OPT_SCOPE: o->set_scope = 1; return score_parse_scope(arg, &o->sc.scope, e);
     case OPT_ROLES: o->set_roles = 1; return score_parse_roles(arg, &o->sc.roles, e);
     case 'j': return cl_parse_int(arg, 1, 256, "--jobs", &o->sc.jobs, e);
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
         {"task-metric", required_argument, 0, OPT_TASK_METRIC},
         {"lambda", required_argument, 0, OPT_LAMBDA},
         {"tokens", required_argument, 0, OPT_TOKENS},
+        {"math-extract", required_argument, 0, OPT_MATH_EXTRACT},
         {"token-scope", required_argument, 0, OPT_SCOPE},
         {"token-roles", required_argument, 0, OPT_ROLES},
         {"jobs", required_argument, 0, 'j'},
@@ -130,6 +132,9 @@ int main(int argc, char **argv)
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
             "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
+            "      --math-extract E  boxed answers for math: reference (the MATH benchmark's\n"
+            "                      extraction, quirks included; default) or lenient (also\n"
+            "                      \\fbox, \\boxed 5, trimmed)\n"
             "      --tokens M      cl100k (the paper's count; default, verl: words) | usage\n"
             "                      (the visible reply's share of each call's completion tokens)\n"
             "                      | words | tiktoken:FILE (a .tiktoken rank file)\n"

@@ -217,8 +217,32 @@ static char *code_test(const jv *rec, size_t *len)
     return t;
 }
 
+int score_parse_math_extract(const char *s, math_extract *out, cl_err *e)
+{
+    if (strcmp(s, "reference") == 0)
+        *out = MATH_EXTRACT_REFERENCE;
+    else if (strcmp(s, "lenient") == 0)
+        *out = MATH_EXTRACT_LENIENT;
+    else
+        return cl_err_set(e, CL_EXIT_USAGE, "--math-extract: '%s' is not reference or lenient", s);
+    return 0;
+}
+
+const char *score_math_extract_name(math_extract m) { return m == MATH_EXTRACT_LENIENT ? "lenient" : "reference"; }
+
+/* The boxed answer of text under the configured extraction; *found: whether text holds a box
+ * command at all (the reference extraction may find one and still give no answer). */
+static char *boxed_answer(math_extract m, const char *text, int *found)
+{
+    if (m == MATH_EXTRACT_REFERENCE)
+        return cl_boxed_reference(text, found);
+    char *a = cl_boxed_answer(text);
+    *found = a != NULL;
+    return a;
+}
+
 /* The reference answer of a math seed: metadata.answer, else the last box of the solution. */
-static char *math_reference(const jv *rec)
+static char *math_reference(const jv *rec, math_extract m)
 {
     jv md = get_either(rec, "metadata", "single_turn_metadata");
     size_t len;
@@ -239,8 +263,9 @@ static char *math_reference(const jv *rec)
     if (a)
         return a;
     jv comp = get_either(rec, "completion", "single_turn_completion");
+    int found;
     if (jv_get_kind(comp) == JV_KIND_STRING)
-        a = cl_boxed_answer(jv_string_value(comp));
+        a = boxed_answer(m, jv_string_value(comp), &found);
     jv_free(comp);
     return a;
 }
@@ -337,18 +362,20 @@ static int count_tokens(const score_cfg *c, const view *v, unit *u, char *why, s
     return 0;
 }
 
-/* The reply's own answer when cl-judge did not extract one: the last box in the assistant
- * messages, latest first. */
-static char *answer_from_messages(const view *v)
+/* The reply's own answer when cl-judge did not extract one: the box of the latest assistant
+ * message that has one (under the reference extraction, a box that gives no answer leaves the
+ * conversation without one, as it leaves a benchmark reply without one). */
+static char *answer_from_messages(const view *v, math_extract mx)
 {
     const jv *parts[2] = {&v->forward, &v->history};
     for (int p = 0; p < 2; p++)
         for (int i = jv_array_length(jv_copy(*parts[p])) - 1; i >= 0; i--) {
             jv m = jv_array_get(jv_copy(*parts[p]), i);
             const char *role = cl_json_str(&m, "role"), *text = cl_json_str(&m, "content");
-            char *a = role && text && strcmp(role, "assistant") == 0 ? cl_boxed_answer(text) : NULL;
+            int found = 0;
+            char *a = role && text && strcmp(role, "assistant") == 0 ? boxed_answer(mx, text, &found) : NULL;
             jv_free(m);
-            if (a)
+            if (found)
                 return a;
         }
     return NULL;
@@ -356,7 +383,8 @@ static char *answer_from_messages(const view *v)
 
 static void score_math(batch *b, const jv *rec, const jv *ex, const view *v, unit *u)
 {
-    char *ref = math_reference(rec);
+    math_extract mx = b->c->math;
+    char *ref = math_reference(rec, mx);
     if (!ref) {
         rec_fail(b, u->rec, "math: the seed has no reference answer (metadata.answer, or a "
                  "\\boxed{} in completion)");
@@ -365,19 +393,20 @@ static void score_math(batch *b, const jv *rec, const jv *ex, const view *v, uni
     size_t len;
     char *ans = dup_string(ex, "answer", &len);
     if (!ans)
-        ans = answer_from_messages(v);
-    /* An extracted answer may itself carry the box. */
-    if (ans && strstr(ans, "\\boxed")) {
-        char *inner = cl_boxed_answer(ans);
-        if (inner) {
-            free(ans);
-            ans = inner;
-        }
+        ans = answer_from_messages(v, mx);
+    /* An extracted answer may itself carry a box, which the extraction takes off as it would
+     * from a reply (the lenient one keeps the text when its box gives no answer). */
+    int found = 0;
+    char *inner = ans ? boxed_answer(mx, ans, &found) : NULL;
+    if (found && (inner || mx == MATH_EXTRACT_REFERENCE)) {
+        free(ans);
+        ans = inner;
     }
     u->scores = cl_json_set_num(u->scores, "math_equiv", ans && math_equiv(ans, ref) ? 1 : 0);
     jv info = jv_object();
     info = cl_json_set(info, "answer", ans ? jv_string(ans) : jv_null());
     info = cl_json_set_str(info, "reference", ref);
+    info = cl_json_set_str(info, "extract", score_math_extract_name(mx));
     u->info = cl_json_set(u->info, "math_equiv", info);
     free(ans);
     free(ref);

@@ -30,8 +30,14 @@ enum score_metric {
 typedef enum token_scope { SCOPE_FORWARD, SCOPE_SESSION } token_scope;
 typedef enum token_roles { ROLES_ALL, ROLES_ASSISTANT, ROLES_USER } token_roles;
 
+/* How the math metric finds a boxed answer (metrics/boxed): the MATH benchmark's own
+ * extraction, quirks included (default), or ours, which also reads \fbox, "\boxed 5" and
+ * trims spaces. */
+typedef enum math_extract { MATH_EXTRACT_REFERENCE, MATH_EXTRACT_LENIENT } math_extract;
+
 typedef struct score_cfg {
     unsigned metrics;          /* SCORE_* bits */
+    math_extract math;
     tokens_method tokens;
     const cl_tokenizer *tk;    /* tiktoken:/tokenizer: methods: the loaded tokenizer */
     token_scope scope;
@@ -47,6 +53,9 @@ int score_parse_scope(const char *s, token_scope *out, cl_err *e);
 int score_parse_roles(const char *s, token_roles *out, cl_err *e);
 const char *score_scope_name(token_scope s);
 const char *score_roles_name(token_roles r);
+/* "reference" | "lenient". */
+int score_parse_math_extract(const char *s, math_extract *out, cl_err *e);
+const char *score_math_extract_name(math_extract m);
 
 typedef struct score_stats {
     uint64_t units;                 /* futures or conversations scored */
