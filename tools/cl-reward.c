@@ -87,6 +87,11 @@ static cl_tokenizer *load_counter(const opts *o, int quiet)
         return NULL;
     cl_err e = {0};
     cl_tokenizer *tk = tokens_load(o->sc.tokens, o->tiktoken_file, &e);
+    if (!tk && o->sc.tokens == TOKENS_CL100K && e.code == CL_EXIT_NOINPUT) {
+        cl_err hint = {0};
+        cl_err_set(&hint, e.code, "%.900s; --tokens words counts words instead", e.msg);
+        cl_die_err(&hint);
+    }
     if (!tk)
         cl_die_err(&e);
     return tk;

@@ -83,8 +83,8 @@ char *tokens_find_cl100k(cl_err *e)
             return strdup(cand[i]);
     cl_err_set(e, CL_EXIT_NOINPUT,
                "cl100k_base.tiktoken not found (looked at %s%s%s); `make deps` or "
-               "scripts/install-cl100k installs it, CL_CL100K=FILE names one, --tokens words counts "
-               "words instead", cand[0], n > 1 ? " and " : "", n > 1 ? cand[1] : "");
+               "scripts/install-cl100k installs it, CL_CL100K=FILE names one", cand[0],
+               n > 1 ? " and " : "", n > 1 ? cand[1] : "");
     return NULL;
 }
 
