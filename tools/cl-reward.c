@@ -20,6 +20,7 @@ typedef struct opts {
     sandbox_cfg sb;
     long batch;
     const char *tiktoken_file;     /* the tokenizer file of tiktoken:/tokenizer: */
+    const char *cmd_program;       /* --metric cmd:PROGRAM */
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -27,7 +28,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 {
     opts *o = ctx;
     switch (opt) {
-    case OPT_METRIC: return score_parse_metrics(arg, &o->sc.metrics, e);
+    case OPT_METRIC: return score_parse_metric_arg(arg, &o->sc.metrics, &o->cmd_program, e);
     case OPT_REWARD:
         if (o->sc.reward.mode != REWARD_NONE)
             return cl_err_set(e, CL_EXIT_USAGE, "give one of --reward and --weights");
@@ -132,7 +133,9 @@ int main(int argc, char **argv)
                    "records (each future of each candidate) or whole conversations.\n"
                    "Without a metric or a reward, copies records through the record options.",
         .options_help =
-            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list)\n"
+            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list), and\n"
+            "                      last cmd:PROGRAM: a program reading one JSON unit a line and\n"
+            "                      writing one object of scores a line (one process, batched)\n"
             "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
@@ -182,11 +185,16 @@ int main(int argc, char **argv)
     cl_io *io = cl_io_open(&c, NULL, &e);
     if (!io)
         cl_die_err(&e);
+    if (o.cmd_program && !(o.sc.cmd = metric_cmd_start(o.cmd_program, &e)))
+        cl_die_err(&e);
     int status;
-    if (!o.sc.metrics && o.sc.reward.mode == REWARD_NONE)
+    if (!o.sc.metrics && !o.sc.cmd && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
     else
         status = score_records(io, &o.sc, (int)o.batch, &e);
+    /* The program's own end is part of the run: a crash at exit or extra lines fail it too. */
+    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, &e) != 0)
+        status = -1;
     int rc = cl_io_finish(io, status, &e);
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);

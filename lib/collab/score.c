@@ -42,6 +42,27 @@ int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
     return 0;
 }
 
+int score_parse_metric_arg(const char *arg, unsigned *bits, const char **program, cl_err *e)
+{
+    const char *cmd = strncmp(arg, "cmd:", 4) == 0 ? arg : strstr(arg, ",cmd:");
+    if (!cmd)
+        return score_parse_metrics(arg, bits, e);
+    const char *prog = cmd + (cmd == arg ? 4 : 5);
+    if (!*prog)
+        return cl_err_set(e, CL_EXIT_USAGE, "--metric cmd: needs a program (cmd:PROGRAM)");
+    if (*program)
+        return cl_err_set(e, CL_EXIT_USAGE, "--metric cmd: one program per run");
+    *program = prog;
+    if (cmd == arg)
+        return 0;
+    char *list = strndup(arg, (size_t)(cmd - arg));
+    if (!list)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = score_parse_metrics(list, bits, e);
+    free(list);
+    return rc;
+}
+
 int score_parse_scope(const char *s, token_scope *out, cl_err *e)
 {
     if (strcmp(s, "forward") == 0)
@@ -103,6 +124,9 @@ typedef struct batch {
     int njobs, capjobs;
     char **errs;       /* per record */
     const cl_json_deferred *defs; /* per record, or NULL: the records' deferred strings */
+    char **cmd_lines;  /* --metric cmd: the requests, for units[cmd_unit[i]] */
+    int *cmd_unit;
+    size_t ncmd, capcmd, capcmdu;
 } batch;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -479,6 +503,84 @@ static int plan_pass_rate(batch *b, int ui, const jv *rec, const jv *ex, const c
     return 0;
 }
 
+/* The request of a unit to the --metric cmd program: the seed's fields, the unit's extracted
+ * artefacts, the conversation it stands for and where its scored part starts. */
+static int plan_cmd(batch *b, int ui, const jv *rec, const jv *ex, const view *v)
+{
+    const unit *u = &b->units[ui];
+    char where[64];
+    static const char *const keys[][2] = {{"id", "id"}, {"task", "task"}, {"prompt", "single_turn_prompt"},
+        {"completion", "single_turn_completion"}, {"metadata", "single_turn_metadata"}};
+    jv q = jv_object();
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        jv x = get_either(rec, keys[k][0], keys[k][1]);
+        q = cl_json_set(q, keys[k][0], jv_is_valid(x) ? x : (jv_free(x), jv_null())); /* absent: null */
+    }
+    q = cl_json_set_str(q, "unit", unit_where(u, where, sizeof where));
+    q = cl_json_set(q, "extracted", jv_get_kind(*ex) == JV_KIND_OBJECT ? jv_copy(*ex) : jv_object());
+    q = cl_json_set(q, "messages", jv_array_concat(jv_copy(v->history), jv_copy(v->forward)));
+    q = cl_json_set_num(q, "window", jv_array_length(jv_copy(v->history)));
+    char *line = cl_json_dump(&q, NULL);
+    jv_free(q);
+    if (!line || cl_grow((void **)&b->cmd_lines, &b->capcmd, b->ncmd + 1, sizeof *b->cmd_lines) != 0 ||
+        cl_grow((void **)&b->cmd_unit, &b->capcmdu, b->ncmd + 1, sizeof *b->cmd_unit) != 0) {
+        free(line);
+        return -1;
+    }
+    b->cmd_unit[b->ncmd] = ui;
+    b->cmd_lines[b->ncmd++] = line;
+    return 0;
+}
+
+/* A reply of the --metric cmd program: an object whose numbers are the unit's scores, or
+ * {"error": "why"} for a unit it cannot score. */
+static void collect_cmd_reply(batch *b, int ui, const char *reply)
+{
+    unit *u = &b->units[ui];
+    char where[64];
+    unit_where(u, where, sizeof where);
+    jv o = jv_parse(reply);
+    if (jv_get_kind(o) != JV_KIND_OBJECT) {
+        rec_fail(b, u->rec, "%s: cmd: the reply is not a JSON object: %.200s", where, reply);
+        jv_free(o);
+        return;
+    }
+    const char *why = cl_json_str(&o, "error");
+    if (why) {
+        rec_fail(b, u->rec, "%s: cmd: %.400s", where, why);
+        jv_free(o);
+        return;
+    }
+    jv_object_foreach(o, key, val) {
+        if (jv_get_kind(val) != JV_KIND_NUMBER)
+            rec_fail(b, u->rec, "%s: cmd: '%s' is not a number", where, jv_string_value(key));
+        else
+            u->scores = cl_json_set_num(u->scores, jv_string_value(key), jv_number_value(val));
+        jv_free(key);
+        jv_free(val);
+    }
+}
+
+/* Phase 1b, main thread: the batch's requests to the --metric cmd program, its replies into
+ * the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
+ * no later batch could be trusted either). */
+static int run_cmd(batch *b, cl_err *e)
+{
+    if (!b->c->cmd || b->ncmd == 0)
+        return 0;
+    char **replies = calloc(b->ncmd, sizeof *replies);
+    if (!replies)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = metric_cmd_exchange(b->c->cmd, b->cmd_lines, b->ncmd, replies, e);
+    for (size_t i = 0; i < b->ncmd; i++) {
+        if (rc == 0)
+            collect_cmd_reply(b, b->cmd_unit[i], replies[i]);
+        free(replies[i]);
+    }
+    free(replies);
+    return rc;
+}
+
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
 static int plan_record(batch *b, int r, const jv *rec)
 {
@@ -501,7 +603,7 @@ static int plan_record(batch *b, int r, const jv *rec)
         rc = add_unit(b, r, -1, -1);
     }
     jv_free(cands);
-    for (int ui = first; rc == 0 && c->metrics && ui < b->nunits && !b->errs[r]; ui++) {
+    for (int ui = first; rc == 0 && (c->metrics || c->cmd) && ui < b->nunits && !b->errs[r]; ui++) {
         unit *u = &b->units[ui];
         char where[64], why[512];
         unit_where(u, where, sizeof where);
@@ -520,6 +622,8 @@ static int plan_record(batch *b, int r, const jv *rec)
             rc = plan_bleu(b, ui, rec, &ex, where);
         if (rc == 0 && (c->metrics & SCORE_PASS_RATE))
             rc = plan_pass_rate(b, ui, rec, &ex, where);
+        if (rc == 0 && c->cmd)
+            rc = plan_cmd(b, ui, rec, &ex, &v);
         jv_free(ex);
         jv_free(obj);
         free_view(&v);
@@ -748,6 +852,9 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
         rc = plan_record(&b, i, &recs[i]);
     }
     firsts[n] = b.nunits;
+    int cmd_broken = 0;
+    if (rc == 0 && run_cmd(&b, e) != 0)
+        rc = cmd_broken = -1;
     if (rc == 0) {
         run_jobs(&b);
         collect_jobs(&b, st);
@@ -763,9 +870,13 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
                 st->units += (uint64_t)(firsts[i + 1] - firsts[i]);
             }
         }
-    } else {
+    } else if (!cmd_broken) {
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     }
+    for (size_t i = 0; i < b.ncmd; i++)
+        free(b.cmd_lines[i]);
+    free(b.cmd_lines);
+    free(b.cmd_unit);
     for (int i = 0; i < b.nunits; i++) {
         jv_free(b.units[i].scores);
         jv_free(b.units[i].info);

@@ -17,6 +17,7 @@
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
+#include "metrics/cmd.h"
 #include "sandbox/sandbox.h"
 
 enum score_metric {
@@ -44,11 +45,16 @@ typedef struct score_cfg {
     token_roles roles;
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
+    metric_cmd *cmd;           /* --metric cmd:PROGRAM, started; NULL: none */
     int jobs;                  /* parallel workers */
 } score_cfg;
 
 /* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);
+/* One --metric argument: a list as above, whose last item may be "cmd:PROGRAM" (the rest of
+ * the argument, commas included, is the program) → *program (pointing into arg; at most one
+ * per run: -1 with e set for a second). */
+int score_parse_metric_arg(const char *arg, unsigned *bits, const char **program, cl_err *e);
 int score_parse_scope(const char *s, token_scope *out, cl_err *e);
 int score_parse_roles(const char *s, token_roles *out, cl_err *e);
 const char *score_scope_name(token_scope s);
