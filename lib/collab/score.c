@@ -559,6 +559,7 @@ static void collect_cmd_reply(batch *b, int ui, const char *reply)
         jv_free(key);
         jv_free(val);
     }
+    jv_free(o);
 }
 
 /* Phase 1b, main thread: the batch's requests to the --metric cmd program, its replies into
