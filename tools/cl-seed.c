@@ -12,16 +12,19 @@
 #include "core/json.h"
 #include "core/records.h"
 #include "collab/seed.h"
+#include "metrics/tokens.h"
 
 enum {
     OPT_PRESET = 256, OPT_SPLIT, OPT_TEST_RATIO, OPT_SPLIT_IDS, OPT_LIMIT, OPT_SHUFFLE,
-    OPT_KEEP_DUPS, OPT_TASK, OPT_TASK_DESC, OPT_RECENT, OPT_MAX_TOKENS, OPT_HISTORY, OPT_LIST
+    OPT_KEEP_DUPS, OPT_TASK, OPT_TASK_DESC, OPT_RECENT, OPT_MAX_TOKENS, OPT_HISTORY, OPT_LIST,
+    OPT_TOKEN_COUNT
 };
 
 typedef struct cfg {
     const char *preset, *split, *split_ids;
     double test_ratio, recent;
     int test_ratio_set, recent_set, max_tokens_set, shuffle, keep_dups, list;
+    int estimate_tokens, token_count_set;
     long limit, max_tokens;
     cl_seed_opts so;
 } cfg;
@@ -56,6 +59,12 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
         g->max_tokens_set = 1;
         return cl_parse_long(arg, 0, 1L << 40, "--max-tokens", &g->max_tokens, e);
     case OPT_HISTORY: g->so.history = 1; return 0;
+    case OPT_TOKEN_COUNT:
+        g->token_count_set = 1;
+        if (strcmp(arg, "cl100k") && strcmp(arg, "estimate"))
+            return cl_err_set(e, CL_EXIT_USAGE, "--token-count: '%s' is not cl100k or estimate", arg);
+        g->estimate_tokens = arg[0] == 'e';
+        return 0;
     case OPT_LIST: g->list = 1; return 0;
     default: return cl_err_set(e, CL_EXIT_USAGE, "unexpected option");
     }
@@ -275,12 +284,15 @@ static const char options_help[] =
     "      --task-desc T   set every seed's task description\n"
     "      --recent F      medium: keep the newest share F of dated articles (default 0.025)\n"
     "      --max-tokens N  medium: drop articles over N tokens (default 512, 0 = keep all)\n"
+    "      --token-count M medium: cl100k (cl100k_base tokens, the paper's count; default)\n"
+    "                      or estimate (no rank file needed)\n"
     "      --history       abgcoqa: put the earlier questions and answers into the prompt\n";
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"preset", required_argument, 0, OPT_PRESET},
+        {"token-count", required_argument, 0, OPT_TOKEN_COUNT},
         {"list-presets", no_argument, 0, OPT_LIST},
         {"split", required_argument, 0, OPT_SPLIT},
         {"test-ratio", required_argument, 0, OPT_TEST_RATIO},
@@ -316,8 +328,8 @@ int main(int argc, char **argv)
     run r = {.g = &g, .c = &c, .split_map = jv_invalid()};
     if (!(r.p = cl_seed_preset_find(g.preset)))
         cl_usage_error("--preset: '%s' is not one of math, bigcodebench, medium, abgcoqa, generic", g.preset);
-    if ((g.recent_set || g.max_tokens_set) && !r.p->dated)
-        cl_usage_error("--recent and --max-tokens apply to --preset medium only");
+    if ((g.recent_set || g.max_tokens_set || g.token_count_set) && !r.p->dated)
+        cl_usage_error("--recent, --max-tokens and --token-count apply to --preset medium only");
     if (g.so.history && strcmp(r.p->name, "abgcoqa") != 0)
         cl_usage_error("--history applies to --preset abgcoqa only");
     if (!r.p->dated) {
@@ -327,6 +339,15 @@ int main(int argc, char **argv)
     if (g.split_ids && g.test_ratio_set)
         cl_usage_error("--split-ids and --test-ratio cannot be used together");
     cl_err e = {0};
+    cl_tokenizer *tk = NULL;
+    if (r.p->dated && !g.estimate_tokens) {
+        if (!(tk = tokens_load(TOKENS_CL100K, NULL, &e))) {
+            cl_err hint = {0};
+            cl_err_set(&hint, e.code, "%.900s; --token-count estimate estimates instead", e.msg);
+            cl_die_err(&hint);
+        }
+        g.so.tk = tk;
+    }
     if (g.split_ids && cl_seed_split_ids_load(g.split_ids, &r.split_map, &e) < 0)
         cl_die_err(&e);
     cl_io_opts o = {.json_arrays = 1};
@@ -337,5 +358,7 @@ int main(int argc, char **argv)
     cl_seed_seen_free(&r.prompts);
     cl_seed_seen_free(&r.ids);
     cl_seed_set_free(&r.held);
-    return cl_io_finish(r.io, status, &e);
+    int rc = cl_io_finish(r.io, status, &e);
+    cl_tokenizer_free(tk);
+    return rc;
 }

@@ -14,8 +14,10 @@ TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
 : "${CL_BIN:=$ROOT/bin}"
 : "${CL_TESTBIN:=$ROOT/build/tests}"
+# cl-reward's default token ranks (make test installs them; variant builds' bin/ is elsewhere).
+: "${CL_CL100K:=$ROOT/share/cl/cl100k_base.tiktoken}"
 PATH="$CL_BIN:$PATH"
-export PATH CL_BIN CL_TESTBIN ROOT TESTS_DIR
+export PATH CL_BIN CL_TESTBIN CL_CL100K ROOT TESTS_DIR
 unset OPENAI_API_KEY OPENAI_BASE_URL CL_ZSTD_LEVEL 2>/dev/null || true
 export NO_COLOR=1
 FIXTURES="$TESTS_DIR/fixtures"

@@ -17,6 +17,13 @@ test_expect 'passing, failing and looping code score 1, 0, 0 with their status r
     jq -e ".sandbox | .pass == 1 and .fail == 1 and .timeout == 1 and .error == 0" st.json &&
     grep -q "sandbox: .*seccomp" err
 '
+test_expect 'by default the address space is the official 300*1024 MB: a 6 GiB mapping passes, --mem 4096 fails it' '
+    jq -c ".metadata.test = \"import unittest, mmap\nclass TestCases(unittest.TestCase):\n    def test_x(self):\n        m = mmap.mmap(-1, 6 << 30)\n        m.close()\n\" | .candidates |= .[0:1] | .candidates[0].futures |= .[0:1]" "$F/branch-code.jsonl" >in &&
+    cl-reward -q -Z --metric pass_rate --timeout 30 in >out &&
+    jq -e ".candidates[0].futures[0].scores.pass_rate == 1" out &&
+    cl-reward -q -Z --metric pass_rate --timeout 30 --mem 4096 in >out &&
+    jq -e ".candidates[0].futures[0] | .scores.pass_rate == 0 and .metric_info.pass_rate.errors == 1" out
+'
 test_expect 'metadata.test is preferred to the test inside the JSON completion' '
     jq -c ".metadata.test = \"import unittest\nclass TestCases(unittest.TestCase):\n    def test_x(self):\n        self.assertEqual(task_func(2, 2), 0)\n\"" "$F/branch-code.jsonl" >in &&
     cl-reward -q -Z --metric pass_rate $LIMITS in >out &&
