@@ -11,6 +11,7 @@
 #include "llm/cli.h"
 #include "core/records.h"
 #include "collab/report.h"
+#include "world/backend.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
@@ -243,6 +244,7 @@ int main(int argc, char **argv)
     };
     opts o = {.samples = 1, .retries = 2, .format = "table"};
     cl_llm_cli_init(&o.lc, roles, tool_opts, tool_help);
+    o.lc.extra_backends = cl_world_backends; /* --judge world: (cl-llm(7)) */
     const cl_cli cli = {
         .prog = "cl-judge",
         .synopsis = "[options] [FILE...]",

@@ -307,7 +307,7 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
         .connect_timeout_s = s->connect_timeout, .stall_timeout_s = s->stall_timeout,
         .retries = (int)s->retries, .cache_dir = cache, .price_in = s->price_in, .price_out = s->price_out,
         .budget_usd = s->budget, .api_base = s->api_base, .seed = c->seed, .roles = s->rc,
-        .nroles = lc->nroles_};
+        .nroles = lc->nroles_, .extra_backends = lc->extra_backends};
     return s->llm = cl_llm_new(&cfg, e);
 }
 
