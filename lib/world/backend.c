@@ -9,9 +9,9 @@
 #include "core/json.h"
 #include "world/world.h"
 
-typedef enum program { P_USER, P_JUDGE, P_PASSIVE, P_CAREFUL, P_GUESS } program;
+typedef enum program { P_USER, P_JUDGE, P_PASSIVE, P_CAREFUL, P_GUESS, P_ASK } program;
 
-static const char *const names[] = {"user", "judge", "passive", "careful", "guess"};
+static const char *const names[] = {"user", "judge", "passive", "careful", "guess", "ask"};
 
 static int world_open(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, const cl_llm_config *cfg,
                       void **self, char **identity, cl_err *e)
@@ -25,7 +25,7 @@ static int world_open(cl_llm *llm, const char *arg, const cl_llm_role_config *rc
             p = i;
     if (p < 0)
         return cl_err_set(e, CL_EXIT_CONFIG,
-                          "--%s 'world:%s': no such world program (user, judge, passive, careful, guess)",
+                          "--%s 'world:%s': no such world program (user, judge, passive, careful, guess, ask)",
                           rc->name, arg);
     *self = (void *)(intptr_t)(p + 1);
     char id[64];
@@ -132,7 +132,9 @@ static void world_start(void *self, cl_llm_call *c)
     } else {
         const char *key = cl_llm_call_sample_key(c);
         uint64_t h = cl_hash64(key ? key : "", key ? strlen(key) : 0, (uint64_t)cl_llm_call_attempt(c));
-        cl_world_policy pol = p == P_CAREFUL ? CL_WORLD_CAREFUL : p == P_GUESS ? CL_WORLD_GUESS : CL_WORLD_PASSIVE;
+        static const cl_world_policy pol_of[] = {[P_PASSIVE] = CL_WORLD_PASSIVE, [P_CAREFUL] = CL_WORLD_CAREFUL,
+                                                 [P_GUESS] = CL_WORLD_GUESS, [P_ASK] = CL_WORLD_ASK};
+        cl_world_policy pol = pol_of[p];
         text = cl_world_assistant(pol, msgs, h);
     }
     cl_llm_outcome o = {.response = jv_invalid()};

@@ -1,7 +1,7 @@
 /* world/backend.h — the offline world's programs as model backends of the LLM loop.
  *
  * Owns: the "world:" model scheme (cl-llm(7)): world:user (the user simulator), world:judge
- * (the judges), world:passive, world:careful and world:guess (scripted assistants); a bare
+ * (the judges), world:passive, world:careful, world:guess, world:ask (scripted assistants); a bare
  * "world:" picks by role: the user role gets the user, a role whose name holds "judge" the
  * judges, any other role the passive assistant.  Each reply is computed inside start() from
  * the messages the role is sent (llm/backend.h: a scripted backend), so no call leaves the

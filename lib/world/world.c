@@ -286,9 +286,11 @@ jv cl_world_seed(const cl_world_item *it, const char *id)
 {
     const world_family *f = &families[it->family];
     char *goal = cl_world_goal(it), *opening = cl_world_opening(it), *answer = cl_world_answer(it);
-    jv slots = jv_object();
-    for (int k = 0; k < 2; k++)
+    jv slots = jv_object(), usual = jv_object();
+    for (int k = 0; k < 2; k++) {
         slots = cl_json_set_str(slots, f->slot[k], f->vals[k][it->val[k]]);
+        usual = cl_json_set_str(usual, f->slot[k], f->vals[k][0]);
+    }
     jv given = jv_array();
     for (int k = 0; k < 2; k++)
         if (it->given & (1u << k))
@@ -296,6 +298,7 @@ jv cl_world_seed(const cl_world_item *it, const char *id)
     jv w = cl_json_set_str(jv_object(), "family", f->task);
     w = cl_json_set_str(w, "topic", f->topics[it->topic]);
     w = cl_json_set(w, "slots", slots);
+    w = cl_json_set(w, "usual", usual);
     w = cl_json_set(w, "given", given);
     w = cl_json_set_str(w, "opening", opening);
     jv md = cl_json_set(jv_object(), "world", w);
@@ -570,6 +573,8 @@ char *cl_world_assistant(cl_world_policy policy, const jv *msgs, uint64_t h)
         asked |= role_is(&d, i, "assistant");
     jv_free(d);
     unsigned missing = 3u & ~known;
+    if (!asked && policy == CL_WORLD_ASK)
+        return cl_world_question(&it, missing ? missing : 3u);
     int ask = missing && !asked &&
               (policy == CL_WORLD_CAREFUL || (policy == CL_WORLD_PASSIVE && mix(h) % 10 == 0));
     if (ask)

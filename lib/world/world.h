@@ -37,7 +37,7 @@ typedef struct cl_world_item {
 void cl_world_draw(uint64_t seed, uint64_t i, cl_world_item *it);
 
 /* The seed record of it: {id, task, task_desc, prompt (the goal), completion, metadata
- * {world: {family, topic, slots, given, opening}, test (code), answer (math)}, split}.  The
+ * {world: {family, topic, slots, usual, given, opening}, test (code), answer (math)}, split}.  The
  * split ("train" 80%, "validation" 10%, "test" 10%) is a hash of the goal, so the same goal
  * never lands in two splits. */
 jv cl_world_seed(const cl_world_item *it, const char *id);
@@ -96,6 +96,8 @@ typedef enum cl_world_policy {
     CL_WORLD_PASSIVE, /* the base's habit: guesses the usual values, asks 1 time in 10 */
     CL_WORLD_CAREFUL, /* asks about every missing detail once, then answers */
     CL_WORLD_GUESS,   /* never asks: the usual value for every missing detail */
+    CL_WORLD_ASK,     /* asks once whatever it knows (about every detail when none is
+                       * missing: a needless question), then answers */
 } cl_world_policy;
 
 /* An assistant's reply to msgs under policy; h picks the passive assistant's rare question.
