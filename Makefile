@@ -10,6 +10,7 @@
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
 # always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
+#   tools/ -> world/ -> collab/ (the offline world's programs, world: specs)
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
