@@ -789,16 +789,27 @@ char *cl_world_judge(const char *prompt, const char **why)
     if (strstr(prompt, "\"accuracy\"")) {
         char *ref = between(prompt, "<reference>", "</reference>");
         char *resp = between(prompt, "<response>", "</response>");
-        long want, got;
         int right = 0;
-        if (ref && resp && last_integer(ref, &want)) {
+        if (ref && resp) {
             const char *ans = resp;
             jv msgs = jv_null();
             if (strstr(resp, "**Assistant**: ")) {
                 msgs = cl_world_transcript_messages(resp);
                 ans = last_answer(&msgs);
             }
-            right = ans && last_integer(ans, &got) && got == want;
+            /* a number (math) is compared as a number, any other reference (the note, the
+             * function) as the exact text: accuracy is then the task's success for every
+             * family */
+            char *end;
+            long want = strtol(ref, &end, 10), got;
+            if (end != ref && !*end)
+                right = ans && last_integer(ans, &got) && got == want;
+            else if (ans) {
+                char *t = trimmed(ans), *r = trimmed(ref);
+                right = strcmp(t, r) == 0;
+                free(t);
+                free(r);
+            }
             jv_free(msgs);
         }
         int ok = ref && resp;

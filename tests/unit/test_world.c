@@ -213,6 +213,13 @@ static void judges_rate_asking_and_extract_the_last_answer(void **state)
     r = record(math, "12");
     assert_true(judged(CL_JUDGE_ACCURACY, "answer", &r, NULL) == 0.0);
     jv_free(r);
+    /* a reference that is no number: the exact answer is the success */
+    r = record(asked, "Dear Sam, join me for the lunch on Wednesday.");
+    assert_true(judged(CL_JUDGE_ACCURACY, "document", &r, NULL) == 1.0);
+    jv_free(r);
+    r = record(guessed, "Dear Sam, join me for the lunch on Wednesday.");
+    assert_true(judged(CL_JUDGE_ACCURACY, "document", &r, NULL) == 0.0);
+    jv_free(r);
     const char *why = NULL;
     assert_null(cl_world_judge("Rate the helpfulness: {\"helpfulness\": 1}", &why));
     assert_non_null(why);
