@@ -477,21 +477,14 @@ static void user_reply(cl_buf *b, const cl_world_item *it, unsigned *known, cons
     } else if (cl_world_answer_right(it, &r)) {
         cl_buf_puts(b, "Thank you, that is right.");
     } else {
-        cl_buf_puts(b, "No, that is wrong.");
-        if (it->family == CL_WORLD_MATH) {
-            char num[64];
-            snprintf(num, sizeof num, " The answer is %ld.", math_sum(it));
-            cl_buf_puts(b, num);
-        } else {
-            unsigned wrong = 0;
-            for (int k = 0; k < 2; k++)
-                if (r.val[k] != it->val[k])
-                    wrong |= 1u << k;
-            if (wrong) {
-                cl_buf_putc(b, ' ');
-                tell(b, it, wrong, 0);
-            }
-        }
+        /* the details that were wrong (a math answer shows none: both numbers; a wrong topic
+         * alone: both details, so that the correction always says something) */
+        unsigned wrong = 0;
+        for (int k = 0; k < 2; k++)
+            if (r.val[k] != it->val[k])
+                wrong |= 1u << k;
+        cl_buf_puts(b, "No, that is wrong. ");
+        tell(b, it, wrong ? wrong : 3u, 0);
     }
 }
 

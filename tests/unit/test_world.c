@@ -64,7 +64,7 @@ static void a_wrong_guess_is_corrected_and_the_user_gives_up(void **state)
     const char *g = "I had 4 coins and got 7 more. How many coins do I have now?";
     user_says(g, (const char *const[]){"I had some coins and got some more. How many coins do I have now?",
                                       "You have 5 coins.", NULL},
-              "No, that is wrong. The answer is 11. " M);
+              "No, that is wrong. The first number is 4. The second number is 7. " M);
 }
 
 static void needless_and_repeated_questions_get_terse_answers(void **state)
