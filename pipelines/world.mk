@@ -3,6 +3,8 @@
 # without asking (design/offline-world.md).
 #
 #   make -f pipelines/world.mk base [OUT=world-out] [BIN=bin] [DIALOGUES=N] [VAR=value ...]
+#   make -f pipelines/world.mk ship      base, then copied to SHIP (examples/world-base), the
+#                                        model `make demo` starts from (`make world-base`)
 #
 # Steps, each a file under OUT:
 #   base-seeds.jsonl.zst    cl-seed --preset world --split train --keep-duplicates: DIALOGUES
@@ -24,7 +26,7 @@ BIN       ?=
 SEED      ?= 0
 DIALOGUES ?= 20000
 MAX_TURNS ?= 3
-VOCAB     ?= 384
+VOCAB     ?= 1024
 LAYERS    ?= 4
 HIDDEN    ?= 128
 HEADS     ?= 4
@@ -33,10 +35,11 @@ EPOCHS    ?= 1
 BATCH     ?= 16
 LR        ?= 3e-3
 FINETUNE_FLAGS ?=
+SHIP      ?= $(dir $(lastword $(MAKEFILE_LIST)))../examples/world-base
 
 CL = $(if $(BIN),$(BIN)/)
 
-.PHONY: base clean
+.PHONY: base ship clean
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -68,6 +71,10 @@ $(OUT)/base/final/config.json: $(OUT)/base-sft.jsonl.zst $(OUT)/base.json
 	    --full --lr $(LR) --schedule cosine --warmup-ratio 0.05 --epochs $(EPOCHS) --batch $(BATCH) \
 	    --max-len $(CONTEXT) --packing --seed $(SEED) --log-every 50 --keep 0 $(FINETUNE_FLAGS) \
 	    --run $(OUT)/base
+
+ship: $(OUT)/base/final/config.json
+	mkdir -p $(SHIP)
+	cp $(OUT)/base/final/config.json $(OUT)/base/final/model.safetensors $(OUT)/base/final/tokenizer.json $(SHIP)/
 
 clean:
 	rm -rf $(OUT)/base $(OUT)/base-*.jsonl.zst $(OUT)/base.json
