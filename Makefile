@@ -6,12 +6,14 @@
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
 #   make fuzz-schema  the record-shape fuzzer, every case, under ASan+UBSan
+#   make world-base   re-trains the offline world's passive base (examples/world-base)
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=none  O=build
 #                     (BLAS=none: the built-in GEMM only, no OpenBLAS; objects in build-noblas)
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
 # always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
+#   tools/ -> world/ -> collab/ (the offline world's programs, world: specs)
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
@@ -96,7 +98,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
+.PHONY: all check test unit cli lint bench demo world-base deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -222,6 +224,11 @@ demo:
 	CL_CL100K=$(CURDIR)/$(CL100K) BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out \
 	  sh pipelines/demo.sh
 
+# The demo's tiny passive model, from scratch (pipelines/world.mk; about 200 CPU-seconds).
+world-base: all
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -f pipelines/world.mk BIN=$(abspath $(PROGDIR)) \
+	    OUT=world-out ship
+
 deps:
 	sh scripts/install-deps
 	sh scripts/install-cl100k $(CL100K)
@@ -238,14 +245,16 @@ install: all $(O)/tests/mockllm $(CL100K)
 	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
 	$(INSTALL) -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
-	$(INSTALL) -d $(DESTDIR)$(DATADIR)/pipelines $(DESTDIR)$(DATADIR)/worlds $(DESTDIR)$(DATADIR)/examples/finetune
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/pipelines $(DESTDIR)$(DATADIR)/worlds $(DESTDIR)$(DATADIR)/examples/finetune \
+	  $(DESTDIR)$(DATADIR)/examples/world-base
 	for f in pipelines/*.mk pipelines/demo.sh; do \
 	    sed 's|^BIN\( *\)?=$$|BIN\1?= $(BINDIR)|; s|^BIN=$${BIN:-$$ROOT/bin}$$|BIN=$${BIN:-$(BINDIR)}|' $$f \
 	        > $(DESTDIR)$(DATADIR)/$$f && chmod 644 $(DESTDIR)$(DATADIR)/$$f || exit 1; \
 	done
 	$(INSTALL) -m 644 tests/fixtures/pipelines/*.jsonl tests/fixtures/pipelines/README $(DESTDIR)$(DATADIR)/worlds
-	$(INSTALL) -m 644 $(filter-out examples/finetune,$(wildcard examples/*)) $(DESTDIR)$(DATADIR)/examples
+	$(INSTALL) -m 644 $(filter-out examples/finetune examples/world-base,$(wildcard examples/*)) $(DESTDIR)$(DATADIR)/examples
 	$(INSTALL) -m 644 $(wildcard examples/finetune/*) $(DESTDIR)$(DATADIR)/examples/finetune
+	$(INSTALL) -m 644 $(wildcard examples/world-base/*) $(DESTDIR)$(DATADIR)/examples/world-base
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm $(DESTDIR)$(DATADIR)/cl100k_base.tiktoken

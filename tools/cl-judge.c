@@ -12,6 +12,7 @@
 #include "core/records.h"
 #include "collab/report.h"
 #include "collab/schema.h"
+#include "world/backend.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
@@ -260,6 +261,7 @@ int main(int argc, char **argv)
     };
     opts o = {.samples = 1, .retries = 2, .format = "table"};
     cl_llm_cli_init(&o.lc, roles, tool_opts, tool_help);
+    o.lc.extra_backends = cl_world_backends; /* --judge world: (cl-llm(7)) */
     const cl_cli cli = {
         .prog = "cl-judge",
         .synopsis = "[options] [FILE...]",

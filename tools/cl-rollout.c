@@ -8,6 +8,7 @@
 #include "llm/cli.h"
 #include "core/records.h"
 #include "collab/rollout.h"
+#include "world/backend.h"
 
 enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,
@@ -239,6 +240,7 @@ int main(int argc, char **argv)
     };
     t.assistant_mode = CL_ASSISTANT_MIXED;
     cl_llm_cli_init(&t.lc, roles, own, help);
+    t.lc.extra_backends = cl_world_backends; /* --user world: and the scripted assistants */
     const cl_cli cli = {
         .prog = "cl-rollout",
         .synopsis = "--full|--branch [options] [FILE...]",

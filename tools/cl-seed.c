@@ -13,6 +13,10 @@
 #include "core/records.h"
 #include "collab/seed.h"
 #include "metrics/tokens.h"
+#include "world/world.h"
+
+/* Draws in a row that add no seed before --preset world decides the world is used up. */
+#define WORLD_MAX_MISSES 20000
 
 enum {
     OPT_PRESET = 256, OPT_SPLIT, OPT_TEST_RATIO, OPT_SPLIT_IDS, OPT_LIMIT, OPT_SHUFFLE,
@@ -77,6 +81,8 @@ static void list_presets(void)
     for (size_t i = 0; i < n; i++)
         printf("%-13s task %-9s test ratio %.2g  needs %s\n", p[i].name, p[i].task, p[i].test_ratio,
                p[i].needs);
+    printf("%-13s task %-9s splits 0.8/0.1/0.1  needs no input: it generates the offline world's tasks\n",
+           "world", "document, code or math");
 }
 
 typedef struct run {
@@ -124,16 +130,10 @@ static int emit(run *r, jv seed, cl_err *e)
 
 static int full(const run *r) { return r->g->limit >= 0 && r->emitted >= (uint64_t)r->g->limit; }
 
-/* One row: 1 = go on, 0 = --limit reached, -1 = fatal. */
-static int take_row(run *r, cl_rec *rec, cl_err *e)
+/* One seed (consumed) made from rec (NULL for the world's): split, de-duplication, filters.
+ * 1 = go on, 0 = --limit reached, -1 = fatal. */
+static int take_seed(run *r, jv seed, cl_rec *rec, cl_err *e)
 {
-    char why[512];
-    jv seed;
-    if (cl_seed_from_row(r->p, &r->g->so, cl_rec_value(rec), &seed, why, sizeof why) < 0) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "--preset %s: %s", r->p->name, why);
-        return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
-    }
     const char *id = cl_json_str(&seed, "id");
     if (jv_is_valid(r->split_map)) {
         const char *s = cl_json_str(&r->split_map, id);
@@ -165,6 +165,8 @@ static int take_row(run *r, cl_rec *rec, cl_err *e)
         char msg[600];
         snprintf(msg, sizeof msg, "id '%.200s' was already used by an earlier row with another prompt", id);
         jv_free(seed);
+        if (!rec) /* the world numbers its seeds: a repeated id is our bug */
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "%s", msg);
         return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
     }
     if (hold_back(r)) {
@@ -195,6 +197,19 @@ static int take_row(run *r, cl_rec *rec, cl_err *e)
 oom:
     jv_free(seed);
     return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+}
+
+/* One row: 1 = go on, 0 = --limit reached, -1 = fatal. */
+static int take_row(run *r, cl_rec *rec, cl_err *e)
+{
+    char why[512];
+    jv seed;
+    if (cl_seed_from_row(r->p, &r->g->so, cl_rec_value(rec), &seed, why, sizeof why) < 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "--preset %s: %s", r->p->name, why);
+        return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
+    }
+    return take_seed(r, seed, rec, e);
 }
 
 /* The held-back seeds: recency cut, then the filters, then --shuffle and --limit. */
@@ -270,8 +285,35 @@ static int seed_all(run *r, cl_err *e)
     return 0;
 }
 
+/* --preset world: the offline world's tasks drawn one by one (world/world.h) until --limit
+ * seeds passed the filters, or until the world has no new task of the split left. */
+static int seed_world(run *r, cl_err *e)
+{
+    uint64_t misses = 0, seed = r->c->seed;
+    for (uint64_t i = 0; !full(r) && misses < WORLD_MAX_MISSES; i++) {
+        cl_world_item it;
+        cl_world_draw(seed, i, &it);
+        char id[64];
+        snprintf(id, sizeof id, "world-%" PRIu64 "-%" PRIu64, seed, i);
+        uint64_t before = r->emitted + r->held.n;
+        int t = take_seed(r, cl_world_seed(&it, id), NULL, e);
+        if (t < 0)
+            return -1;
+        misses = r->emitted + r->held.n > before ? 0 : misses + 1;
+    }
+    if (misses >= WORLD_MAX_MISSES && !r->c->quiet)
+        cl_warn("the world has no further distinct task%s%s: %" PRIu64 " seeds written",
+                r->g->split ? " in split " : "", r->g->split ? r->g->split : "", r->emitted + r->held.n);
+    if (hold_back(r) && release(r, e) < 0)
+        return -1;
+    report(r);
+    return 0;
+}
+
 static const char options_help[] =
-    "      --preset NAME   math, bigcodebench, medium, abgcoqa or generic (default generic)\n"
+    "      --preset NAME   math, bigcodebench, medium, abgcoqa, generic (default) or world:\n"
+    "                      world generates the offline world's tasks (no input; --limit N,\n"
+    "                      default 1000; --seed picks the draw)\n"
     "      --list-presets  print each preset's task and required fields, and exit\n"
     "      --split S       write only train, test or validation seeds (default all)\n"
     "      --test-ratio R  share of test seeds when rows carry no split (preset default)\n"
@@ -326,8 +368,22 @@ int main(int argc, char **argv)
         return 0;
     }
     run r = {.g = &g, .c = &c, .split_map = jv_invalid()};
-    if (!(r.p = cl_seed_preset_find(g.preset)))
-        cl_usage_error("--preset: '%s' is not one of math, bigcodebench, medium, abgcoqa, generic", g.preset);
+    /* The world is a generator, not a dataset: it reads no rows and its seeds carry their
+     * split (80/10/10 by a hash of the goal). */
+    static const cl_seed_preset world = {.name = "world", .task = "document, code, math",
+                                         .needs = "no input: it generates its tasks"};
+    int is_world = strcmp(g.preset, "world") == 0;
+    if (is_world) {
+        r.p = &world;
+        if (c.ninputs)
+            cl_usage_error("--preset world generates its seeds: it reads no FILE");
+        if (g.test_ratio_set || g.so.task || g.so.task_desc)
+            cl_usage_error("--preset world: --test-ratio, --task and --task-desc do not apply");
+        if (g.limit < 0)
+            g.limit = 1000;
+    } else if (!(r.p = cl_seed_preset_find(g.preset))) {
+        cl_usage_error("--preset: '%s' is not one of math, bigcodebench, medium, abgcoqa, generic, world", g.preset);
+    }
     if ((g.recent_set || g.max_tokens_set || g.token_count_set) && !r.p->dated)
         cl_usage_error("--recent, --max-tokens and --token-count apply to --preset medium only");
     if (g.so.history && strcmp(r.p->name, "abgcoqa") != 0)
@@ -353,7 +409,7 @@ int main(int argc, char **argv)
     cl_io_opts o = {.json_arrays = 1};
     if (!(r.io = cl_io_open(&c, &o, &e)))
         cl_die_err(&e);
-    int status = seed_all(&r, &e);
+    int status = is_world ? seed_world(&r, &e) : seed_all(&r, &e);
     jv_free(r.split_map);
     cl_seed_seen_free(&r.prompts);
     cl_seed_seen_free(&r.ids);

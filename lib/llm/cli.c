@@ -313,7 +313,7 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
         .retries = (int)s->retries, .cache_dir = cache, .cache_tag = s->cache_tag, .quiet = c->quiet,
         .price_in = s->price_in, .price_out = s->price_out, .local_kv_mb = s->local_kv_mb,
         .budget_usd = s->budget, .api_base = s->api_base, .seed = c->seed, .roles = s->rc,
-        .nroles = lc->nroles_};
+        .nroles = lc->nroles_, .extra_backends = lc->extra_backends};
     return s->llm = cl_llm_new(&cfg, e);
 }
 

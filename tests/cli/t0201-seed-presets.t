@@ -124,7 +124,7 @@ test_expect 'ids without a dataset id are the same whatever the row order or fil
     head -3 "$F/math.jsonl" | tac | cl-seed -q -Z --preset math | jq -r .id | sort >b && cmp a b
 '
 test_expect '--list-presets names every preset with its task and fields' '
-    cl-seed --list-presets >out && test "$(wc -l <out)" = 5 &&
+    cl-seed --list-presets >out && test "$(wc -l <out)" = 6 && grep -q "^world .*no input" out &&
     grep -q "^math .*task math" out && grep -q "^bigcodebench .*task code .*entry_point" out &&
     grep -q "^medium .*task document" out && grep -q "^abgcoqa .*task qa" out && grep -q "^generic " out
 '
