@@ -477,21 +477,14 @@ static void user_reply(cl_buf *b, const cl_world_item *it, unsigned *known, cons
     } else if (cl_world_answer_right(it, &r)) {
         cl_buf_puts(b, "Thank you, that is right.");
     } else {
-        cl_buf_puts(b, "No, that is wrong.");
-        if (it->family == CL_WORLD_MATH) {
-            char num[64];
-            snprintf(num, sizeof num, " The answer is %ld.", math_sum(it));
-            cl_buf_puts(b, num);
-        } else {
-            unsigned wrong = 0;
-            for (int k = 0; k < 2; k++)
-                if (r.val[k] != it->val[k])
-                    wrong |= 1u << k;
-            if (wrong) {
-                cl_buf_putc(b, ' ');
-                tell(b, it, wrong, 0);
-            }
-        }
+        /* the details that were wrong (a math answer shows none: both numbers; a wrong topic
+         * alone: both details, so that the correction always says something) */
+        unsigned wrong = 0;
+        for (int k = 0; k < 2; k++)
+            if (r.val[k] != it->val[k])
+                wrong |= 1u << k;
+        cl_buf_puts(b, "No, that is wrong. ");
+        tell(b, it, wrong ? wrong : 3u, 0);
     }
 }
 
@@ -797,20 +790,33 @@ char *cl_world_judge(const char *prompt, const char **why)
                 msgs = cl_world_transcript_messages(resp);
                 ans = last_answer(&msgs);
             }
-            /* a number (math) is compared as a number, any other reference (the note, the
-             * function) as the exact text: accuracy is then the task's success for every
-             * family */
+            /* With the goal (the seed's prompt) the answer must be the family's well-formed
+             * answer and right, as the user judges it (an extracted math answer may be the bare
+             * number); otherwise a number (math) is compared as a number, any other reference
+             * (the note, the function) as the exact text.  Either way accuracy is the task's
+             * success in every family. */
+            char *q = between(prompt, "<question>", "</question>");
+            cl_world_item it;
             char *end;
             long want = strtol(ref, &end, 10), got;
-            if (end != ref && !*end)
+            if (q && cl_world_parse_goal(q, &it) == 0) {
+                cl_world_reply r;
+                cl_world_read_reply(it.family, ans, &r);
+                char *bare = trimmed(ans ? ans : "");
+                long x = strtol(bare, &end, 10);
+                right = cl_world_answer_right(&it, &r) ||
+                        (it.family == CL_WORLD_MATH && *bare && !*end && x == math_sum(&it));
+                free(bare);
+            } else if (end != ref && !*end) {
                 right = ans && last_integer(ans, &got) && got == want;
-            else if (ans) {
+            } else if (ans) {
                 char *t = trimmed(ans), *r = trimmed(ref);
                 right = strcmp(t, r) == 0;
                 free(t);
                 free(r);
             }
             jv_free(msgs);
+            free(q);
         }
         int ok = ref && resp;
         free(ref);

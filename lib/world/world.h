@@ -107,9 +107,9 @@ char *cl_world_assistant(cl_world_policy policy, const jv *msgs, uint64_t h);
 /* A judge's reply, malloc'd JSON in the format collab/judge.c reads, to a judge prompt
  * rendered from lib/collab/prompts/judge_*.txt: extraction ("final_completion": the last
  * answer of the conversation), interactivity (unit 0..1 or paper 1..3 scale, as the prompt
- * asks) or accuracy (the last answer against <reference>: as a number when the reference is
- * one, else as the exact text, so that it is the task's success in every family).  NULL with
- * *why set for other prompts. */
+ * asks) or accuracy (the last answer well-formed and right for the goal in <question>, or,
+ * for prompts about no world goal, against <reference>: it is the task's exact success in
+ * every family).  NULL with *why set for other prompts. */
 char *cl_world_judge(const char *prompt, const char **why);
 
 /* The interactivity of the assistant's replies in window given the earlier history (both

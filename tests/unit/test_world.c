@@ -64,7 +64,7 @@ static void a_wrong_guess_is_corrected_and_the_user_gives_up(void **state)
     const char *g = "I had 4 coins and got 7 more. How many coins do I have now?";
     user_says(g, (const char *const[]){"I had some coins and got some more. How many coins do I have now?",
                                       "You have 5 coins.", NULL},
-              "No, that is wrong. The answer is 11. " M);
+              "No, that is wrong. The first number is 4. The second number is 7. " M);
 }
 
 static void needless_and_repeated_questions_get_terse_answers(void **state)
@@ -166,12 +166,14 @@ static double judged(cl_judge_kind k, const char *artefact, const jv *rec, char 
     return raw;
 }
 
-static jv record(const char *const *lines, const char *completion)
+static jv record_of(const char *goal, const char *const *lines, const char *completion)
 {
-    jv r = cl_json_set_str(cl_json_set_str(jv_object(), "id", "x"), "prompt", doc_goal);
+    jv r = cl_json_set_str(cl_json_set_str(jv_object(), "id", "x"), "prompt", goal);
     r = cl_json_set_str(r, "completion", completion);
     return cl_json_set(r, "messages", conv(lines));
 }
+
+static jv record(const char *const *lines, const char *completion) { return record_of(doc_goal, lines, completion); }
 
 static void judges_rate_asking_and_extract_the_last_answer(void **state)
 {
@@ -202,7 +204,8 @@ static void judges_rate_asking_and_extract_the_last_answer(void **state)
     const char *math[] = {"I had some coins and got some more. How many coins do I have now?",
                           "What are the first number and the second number?",
                           "The first number is 4. The second number is 7.", "You have 11 coins.", NULL};
-    r = record(math, "11");
+    const char *mg = "I had 4 coins and got 7 more. How many coins do I have now?";
+    r = record_of(mg, math, "11");
     assert_true(judged(CL_JUDGE_ACCURACY, "answer", &r, NULL) == 1.0);
     assert_true(judged(CL_JUDGE_INTERACTIVITY, "answer", &r, NULL) == 1.0);
     text = NULL;
@@ -210,7 +213,12 @@ static void judges_rate_asking_and_extract_the_last_answer(void **state)
     assert_string_equal(text, "11");
     free(text);
     jv_free(r);
-    r = record(math, "12");
+    r = record_of("I had 4 coins and got 8 more. How many coins do I have now?", math, "12");
+    assert_true(judged(CL_JUDGE_ACCURACY, "answer", &r, NULL) == 0.0);
+    jv_free(r);
+    /* the right number in an answer that is not well-formed is no success */
+    const char *garbled[] = {math[0], math[1], math[2], "You have E11ks.", NULL};
+    r = record_of(mg, garbled, "11");
     assert_true(judged(CL_JUDGE_ACCURACY, "answer", &r, NULL) == 0.0);
     jv_free(r);
     /* a reference that is no number: the exact answer is the success */
