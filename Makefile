@@ -5,6 +5,7 @@
 #   make test         unit tests, CLI tests, man-page lint (TAP through prove)
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
+#   make world-base   re-trains the offline world's passive base (examples/world-base)
 #   make install      PREFIX=/usr/local DESTDIR=
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
 #
@@ -83,7 +84,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit cli lint bench demo world-base deps install uninstall clean oracles fuzz
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -161,6 +162,11 @@ demo:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory all $(TESTBINS)
 	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+
+# The demo's tiny passive model, from scratch (pipelines/world.mk; about 200 CPU-seconds).
+world-base: all
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -f pipelines/world.mk BIN=$(abspath $(PROGDIR)) \
+	    OUT=world-out ship
 
 deps:
 	sh scripts/install-deps
