@@ -160,8 +160,8 @@ bench: all $(TESTBINS) oracles
 
 demo:
 	@sh scripts/install-deps
-	@$(MAKE) --no-print-directory all $(TESTBINS)
-	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+	@$(MAKE) --no-print-directory all
+	BIN=$(abspath $(PROGDIR)) OUT=demo-out sh pipelines/demo.sh
 
 # The demo's tiny passive model, from scratch (pipelines/world.mk; about 200 CPU-seconds).
 world-base: all

@@ -1,68 +1,153 @@
 #!/bin/sh
-# pipelines/demo.sh — `make demo`: the whole CollabLLM loop on the shipped examples, offline.
+# pipelines/demo.sh — `make demo`: the whole CollabLLM loop, offline, on a tiny model that
+# learns to ask (design/offline-world.md).
 #
-# Until the offline world (scripted users and judges, a tiny in-process model) exists, the
-# models here are the bundled loopback mock server (build/tests/mockllm) answering from the
-# scripted worlds of tests/fixtures/pipelines/: the numbers show the machinery (seeds ->
-# simulation -> judges -> rewards -> DPO pairs and SFT dialogues; the benchmark table and its
-# chart), not the quality of any model.  Point the same pipelines at a real endpoint with
-# API_BASE=... ASSISTANT=openai:MODEL (see collabllm(7)).
+# The world: tasks whose requests leave out details only the user knows (a note's name and
+# day, a function's name and number, a word problem's two numbers; cl-seed --preset world).
+# The user simulator and the judges are exact programs (world:); the assistant is a tiny Llama
+# (0.9M parameters, examples/world-base) pre-trained on world dialogues in which the assistant
+# mostly guesses the usual values, like the paper's passive base models; it runs in the
+# process (local:).  The demo runs the paper's data engine (collab.mk: candidates, forward
+# samples, judges, MR, DPO pairs), fine-tunes the base with DPO plus an anchor loss on base
+# dialogues (cl-finetune), and benchmarks base and fine-tuned model on held-out tasks
+# (eval.mk), printing the before/after table with 95% bootstrap intervals.
 #
-#   BIN=bin TESTBIN=build/tests OUT=demo-out sh pipelines/demo.sh
+#   BIN=bin OUT=demo-out sh pipelines/demo.sh
+# Knobs (environment): BASE (model dir), TRAIN (training seeds), TEST (held-out seeds), STEPS
+# (DPO steps).
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
-TESTBIN=${TESTBIN:-$ROOT/build/tests}
 OUT=${OUT:-demo-out}
-W=$ROOT/tests/fixtures/pipelines
+BASE=${BASE:-$ROOT/examples/world-base}
+TRAIN=${TRAIN:-240}
+TEST=${TEST:-210}
+STEPS=${STEPS:-25}
+K=${K:-6}
+TEMP=${TEMP:-1.5}
+LR=${LR:-5e-4}
+TASKS="document code math"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-
-pids=
-trap 'for p in $pids; do kill "$p" 2>/dev/null || :; done' EXIT INT TERM
-# serve NAME SCRIPT: a mock LLM on a free loopback port; sets URL_NAME.
-serve() {
-    rm -f "$OUT/$1.port"
-    "$TESTBIN/mockllm" --script "$2" --log "$OUT/$1.requests.jsonl" >"$OUT/$1.port" 2>"$OUT/$1.err" &
-    pids="$pids $!"
-    i=0
-    until test -s "$OUT/$1.port"; do
-        i=$((i + 1))
-        [ $i -le 200 ] || { cat "$OUT/$1.err" >&2; echo "demo: the mock server did not start" >&2; exit 69; }
-        sleep 0.05
-    done
-    eval "URL_$1=http://127.0.0.1:$(cat "$OUT/$1.port")/v1"
-}
-serve engine "$W/math-world.jsonl"
-serve bench "$W/eval-world.jsonl"
-
-say() { printf '\n== %s\n' "$*" >&2; }
+BASE=$(cd "$BASE" && pwd)
 PATH=$BIN:$PATH
 export PATH
+# One thread per process: at these sizes parallel processes beat threads.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS
+start=$(date +%s)
+say() { printf '\n== %s\n' "$*" >&2; }
+# parallel FN: FN for every family, as background jobs; fails when one failed (its log says why).
+parallel() {
+    pids=
+    for t in $TASKS; do "$1" "$t" & pids="$pids $!"; done
+    bad=0
+    for p in $pids; do wait "$p" || bad=1; done
+    if [ $bad = 1 ]; then tail -5 "$OUT"/*.log >&2; echo "demo: a $1 step failed" >&2; exit 1; fi
+}
 
-say "seeds: cl-seed --preset math on examples/math.jsonl"
-cl-seed -q --preset math --split all --limit 6 "$ROOT/examples/math.jsonl" -o "$OUT/seeds.jsonl.zst"
+# The world's judges and metrics per family: accuracy is the exact success (the user's
+# verdict) in every family; documents add char-BLEU, code the sandboxed unittest.
+judges() {
+    case $1 in
+    document) echo "--extract document --accuracy --interactivity" ;;
+    code)     echo "--extract code --accuracy --interactivity" ;;
+    math)     echo "--accuracy --interactivity" ;;
+    esac
+}
+# R* and MR alike for every family: exact success 1, interactivity 0.5, tokens -0.5 per
+# thousand (the v2 weights of math, cl-reward(1)).
+reward() {
+    case $1 in
+    document) m=bleu,tokens ;;
+    code)     m=pass_rate,tokens ;;
+    math)     m=tokens ;;
+    esac
+    echo "--weights accuracy=1,interactivity=0.5,tokens=-5e-4 --tokens words --metric $m"
+}
 
-say "data engine: make -f pipelines/collab.mk (branch -> judge -> reward -> advance, per turn)"
-make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/collab" BIN="$BIN" \
-    API_BASE="$URL_engine" ASSISTANT=openai:demo-assistant USER_MODEL=openai:demo-user \
-    JUDGE=openai:demo-judge CACHE="$OUT/cache" SAMPLES=2 MAX_TURNS=4 all
-for f in dpo sft; do
-    printf '%s: %s records\n' "$f" "$(zstd -dc "$OUT/collab/$f.jsonl.zst" | wc -l)" >&2
+say "seeds: cl-seed --preset world ($TRAIN training tasks, $TEST held-out ones)"
+cl-seed -q --preset world --split train --limit "$TRAIN" -o "$OUT/train.jsonl.zst"
+cl-seed -q --preset world --split test --limit "$TEST" -o "$OUT/test.jsonl.zst"
+for t in $TASKS; do
+    cl-pairs -q --where ".task == \"$t\"" -o "$OUT/train-$t.jsonl.zst" "$OUT/train.jsonl.zst"
+    cl-pairs -q --where ".task == \"$t\"" -o "$OUT/test-$t.jsonl.zst" "$OUT/test.jsonl.zst"
 done
-say "a DPO pair (zstdcat $OUT/collab/dpo.jsonl.zst | jq)"
-zstd -dc "$OUT/collab/dpo.jsonl.zst" | head -1 | jq '{id, prompt: [.prompt[].content], chosen: .chosen[0].content, rejected: .rejected[0].content, score_chosen, score_rejected}' >&2
+zstd -dc "$OUT/train.jsonl.zst" | head -1 | jq '{id, task, prompt, completion, world: .metadata.world}' >&2
 
-say "benchmark: make -f pipelines/eval.mk (a passive base against the CollabLLM system prompt)"
-make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/eval" BIN="$BIN" \
-    API_BASE="$URL_bench" MODELS="base=openai:demo-base collab=openai:demo-collab" MODE_collab=system \
-    USER_MODEL=openai:demo-user JUDGE=openai:demo-judge CACHE="$OUT/cache" BOOTSTRAP=1000 all
-cat "$OUT/eval/report.txt"
-if command -v gnuplot >/dev/null 2>&1; then
-    make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/eval" BIN="$BIN" \
-        API_BASE="$URL_bench" MODELS="base=openai:demo-base collab=openai:demo-collab" \
-        MODE_collab=system USER_MODEL=openai:demo-user JUDGE=openai:demo-judge \
-        CACHE="$OUT/cache" BOOTSTRAP=1000 plot
-fi
-say "every intermediate file is under $OUT (zstdcat FILE | jq)"
-if [ -f "$OUT/eval/report.png" ]; then echo "chart: $OUT/eval/report.png" >&2; fi
+say "data engine: make -f pipelines/collab.mk per family ($K candidates x 2 forward samples per turn)"
+# MR needs only the exact success, interactivity and tokens: the engine skips BLEU and the
+# sandbox.  Candidates are sampled hot (TEMP) so that the rare question of a passive model
+# shows up among them; the futures that score them are sampled at temperature 1.
+engine() {
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$OUT/train-$1.jsonl.zst" OUT="$OUT/collab/$1" BIN="$BIN" \
+        TASK=$1 ASSISTANT="local:$BASE" USER_MODEL=world: JUDGE=world: JUDGES="--accuracy --interactivity" \
+        REWARD="$(reward math)" CANDIDATES=$K SAMPLES=2 WINDOW=1 MAX_TURNS=2 PROACT_RATIO=0 SYSTEM_PROMPT=0 \
+        MIN_GAP=0.1 ASSISTANT_TEMPERATURE=$TEMP ASSISTANT_MAX_TOKENS=40 MAX_INFLIGHT=256 \
+        ROLLOUT_FLAGS="--future-assistant-temperature 1" all 2>"$OUT/collab-$1.log"
+}
+parallel engine
+cat "$OUT"/collab/*/dpo.jsonl.zst > "$OUT/dpo.jsonl.zst"
+printf 'DPO pairs: %s\n' "$(zstd -dc "$OUT/dpo.jsonl.zst" | wc -l)" >&2
+zstd -dc "$OUT/dpo.jsonl.zst" | head -1 |
+    jq '{prompt: [.prompt[].content], chosen: .chosen[0].content, rejected: .rejected[0].content, score_chosen, score_rejected}' >&2
+
+say "anchor: the base's own kind of dialogues (world:passive), kept in every DPO step"
+cl-rollout -q --full --no-cache --assistant world:passive --user world: --max-turns 3 \
+    -o "$OUT/anchor-convs.jsonl.zst" "$OUT/train.jsonl.zst"
+cl-pairs -q --sft --map '.messages |= (if .[-1].role == "user" then .[:-1] else . end)' \
+    -o "$OUT/anchor.jsonl.zst" "$OUT/anchor-convs.jsonl.zst"
+
+say "fine-tuning: cl-finetune DPO with the anchor loss ($STEPS steps)"
+rm -rf "$OUT/dpo"
+cl-finetune -q --model "$BASE" --dpo "$OUT/dpo.jsonl.zst" --anchor "$OUT/anchor.jsonl.zst" \
+    --anchor-weight 3 --full --beta 0.1 --lr "$LR" --schedule constant --max-steps "$STEPS" \
+    --batch 8 --max-len 256 --seed 0 --log-every 5 --keep 0 --run "$OUT/dpo"
+jq -c 'select(.loss != null) | {step, loss, "rewards/accuracies", "rewards/margins"}' "$OUT/dpo/metrics.jsonl" |
+    tail -3 >&2
+
+say "benchmark: make -f pipelines/eval.mk per family, greedy, base and fine-tuned model"
+bench() {
+    make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/test-$1.jsonl.zst" OUT="$OUT/eval/$1" BIN="$BIN" TASK=$1 \
+        MODELS="base=local:$BASE collab=local:$OUT/dpo/final" USER_MODEL=world: JUDGE=world: \
+        EVAL_JUDGES="$(judges $1)" EVAL_REWARD="$(reward $1)" ASSISTANT_TEMPERATURE=0 ASSISTANT_MAX_TOKENS=40 \
+        MAX_TURNS=3 MAX_INFLIGHT=256 BOOTSTRAP=2000 all 2>"$OUT/eval-$1.log"
+}
+parallel bench
+
+# One table over the three families: the scored conversations relabelled task "world", the
+# exact success as the task metric; then the table per family.
+for m in base collab; do cat "$OUT"/eval/*/$m/scored.jsonl.zst > "$OUT/$m.scored.jsonl.zst"; done
+report() {
+    cl-judge -q --report --map '.task = "world"' --metric accuracy --baseline base --bootstrap 2000 \
+        --label base --label collab "$@" "$OUT/base.scored.jsonl.zst" "$OUT/collab.scored.jsonl.zst"
+}
+report --format table > "$OUT/report.txt"
+report --format json > "$OUT/report.json"
+if command -v gnuplot >/dev/null 2>&1; then report --format json --plot "$OUT/report.png" >/dev/null; fi
+# first replies that ask, and well-formed replies (the user's verdicts name the others)
+stats() {
+    zstd -dc "$1" | jq -s '{first_asks: (map(.messages[1].content // "" | test("\\?")) | map(if . then 1 else 0 end) | add / length),
+        well_formed: ([.[].messages[] | select(.role == "user") | .content |
+                       test("^That is not what I asked for|^I do not understand")] | map(if . then 0 else 1 end) | add / length)}'
+}
+end=$(date +%s)
+cat <<EOF
+
+The offline world: $(zstd -dc "$OUT/test.jsonl.zst" | wc -l) held-out tasks (documents, code, math) whose first request
+leaves out details only the user knows.  The simulated user answers questions, thanks a
+right answer and gives up after a wrong one; guessing the usual values is right only
+sometimes.  base = the passive tiny model (examples/world-base), collab = the same model
+after one round of CollabLLM (MR-ranked DPO pairs from $(zstd -dc "$OUT/dpo.jsonl.zst" | wc -l) pairs, $STEPS steps with the anchor loss).
+world ACC: exact task success (%); Tok(k): tokens per conversation (thousands); ITR:
+interactivity (%), 1 when the model asked for every missing detail before answering and
+nothing needless.  [lo, hi]: 95% bootstrap interval; "Paired diff": collab - base on the
+same tasks: a gain whose interval excludes 0 is the claim.
+
+EOF
+cat "$OUT/report.txt"
+for m in base collab; do printf '%-7s %s\n' "$m" "$(stats "$OUT/$m.scored.jsonl.zst" | jq -c .)"; done
+printf '\nper family:\n'
+for t in $TASKS; do cat "$OUT/eval/$t/report.txt"; done
+printf '\nwhole loop: %d s; every intermediate file is under %s (zstdcat FILE | jq)\n' $((end - start)) "$OUT"
+if [ -f "$OUT/report.png" ]; then echo "chart: $OUT/report.png"; fi
