@@ -60,7 +60,7 @@ parallel() {
     for t in $TASKS; do "$1" "$t" & pids="$pids $!"; done
     bad=0
     for p in $pids; do wait "$p" || bad=1; done
-    if [ $bad = 1 ]; then tail -5 "$OUT"/*.log >&2; echo "demo: a $1 step failed" >&2; exit 1; fi
+    if [ $bad = 1 ]; then tail -n 5 "$OUT"/*.log >&2; echo "demo: a $1 step failed" >&2; exit 1; fi
 }
 
 # The world's judges and metrics per family: accuracy is the exact success (the user's

@@ -19,7 +19,7 @@ test_expect 'make install puts everything under PREFIX; the installed demo runs 
     done &&
     grep -q "^BIN *?= $P/bin\$" "$P/share/cl/pipelines/common.mk" &&
     mkdir run && cd run &&
-    env -i PATH=/usr/bin:/bin HOME="$PWD" OUT=demo TRAIN=6 TEST=3 K=2 SFT_STEPS=1 STEPS=1 \
+    env -i PATH=/usr/bin:/bin HOME="$PWD" OUT=demo TRAIN=6 TEST=9 K=2 SFT_STEPS=1 STEPS=1 \
         sh "$P/share/cl/pipelines/demo.sh" >out 2>err &&
     grep -q "^base " out && grep -q "^collab " out && test -s demo/dpo.jsonl.zst &&
     ! grep -q "$ROOT" err
