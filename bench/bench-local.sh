@@ -52,7 +52,7 @@ gbs=$("$BD" bandwidth)
 case " $PARTS " in *" decode "*) ;; *) m15=skip ;; esac
 
 [ "${m15:-}" = skip ] || {
-echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores," \
+echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) CPUs," \
      "ISA $(grep -o -w -E 'avx2|fma|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')," \
      "kernel $("$BD" run "$W/m15" --new 2 | cut -d' ' -f4), OMP_NUM_THREADS=$OMP_NUM_THREADS," \
      "load before $(cut -d' ' -f1-3 /proc/loadavg))"
