@@ -57,9 +57,9 @@ echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: 
      "kernel $("$BD" run "$W/m15" --new 2 | cut -d' ' -f4), OMP_NUM_THREADS=$OMP_NUM_THREADS," \
      "load before $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "Read bandwidth measured here: $gbs GB/s ($OMP_NUM_THREADS thread(s), summing 1 GiB)."
+echo "Read bandwidth measured here: $gbs GB/s per thread ($OMP_NUM_THREADS thread(s) summing 1 GiB, by CPU time)."
 echo
-echo "| model | engine | batch | tokens/s (wall) | CPU ms / token | vs llama.cpp (CPU) | bandwidth limit tok/s | % of limit |"
+echo "| model | engine | batch | tokens/s (wall) | CPU ms / token | vs llama.cpp (CPU) | bandwidth limit tok/s | % of limit (CPU rate) |"
 echo "|---|---|---|---|---|---|---|---|"
 # row NAME ENGINE BATCH BYTES "tokens seconds tokens/s cpu": one table row; sets last_cpu
 row() {
@@ -69,7 +69,7 @@ row() {
     vs=-
     [ -n "${peer_cpu:-}" ] && vs=$(awk "BEGIN { printf \"%.2f\", $peer_cpu / $cpums }")
     lim=$(awk "BEGIN { printf \"%.0f\", $gbs * 1e9 / $bytes }")
-    pct=$(awk "BEGIN { printf \"%.0f%%\", 100 * $tps / $lim }")
+    pct=$(awk "BEGIN { printf \"%.0f%%\", 100 * (1000 / $cpums) / ($gbs * 1e9 / $bytes) }")
     [ "$batch" = 1 ] || { lim=-; pct=-; }
     echo "| $name | $eng | $batch | $tps | $cpums | $vs | $lim | $pct |"
     last_cpu=$cpums
