@@ -384,16 +384,17 @@ int main(int argc, char **argv)
     o->args_json = args;
     cl_err e = {0};
     cl_device dev;
-    if (c.recompute && (!c.device || !strcmp(c.device, "cpu")))
+    int ordinal, gpu = c.device ? cl_device_parse(c.device, &ordinal, &e) : 0;
+    if (gpu < 0) cl_usage_error("%s", e.msg);
+    if (c.recompute && !gpu)
         cl_usage_error("--recompute needs --device cuda (the CPU path keeps every activation)");
-    if (c.device && strcmp(c.device, "cpu")) {
+    if (gpu) {
 #ifdef CL_HAVE_CUDA
         if (cl_cuda_open(&dev, c.device, &e)) cl_die_err(&e);
         dev.recompute = c.recompute;
         o->device = &dev;
 #else
         (void)dev;
-        if (strncmp(c.device, "cuda", 4)) cl_usage_error("--device: cpu, cuda or cuda:N, not \"%s\"", c.device);
         cl_die(CL_EXIT_UNAVAILABLE, "--device %s: this cl-finetune was built without CUDA (rebuild with make CUDA=1)",
                c.device);
 #endif

@@ -361,7 +361,7 @@ static void device_names_and_peaks(void **st)
     assert_int_equal(cl_cuda_open(&d, "cuda", &e), 0);
     assert_string_equal(d.name, "cuda:0");
     assert_int_equal(d.ordinal, 0);
-    const char *bad[] = {"cuda:x", "cuda:", "cudax", "gpu", "cuda:-1"};
+    const char *bad[] = {"cuda:x", "cuda:", "cudax", "gpu", "cuda:-1", "cpu"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         e.code = 0;
         assert_int_equal(cl_cuda_open(&d, bad[i], &e), -1);
