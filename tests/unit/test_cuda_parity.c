@@ -96,22 +96,6 @@ static double rel_err(const float *ref, const float *got, long n)
 
 static double rel(double ref, double got) { return fabs(got - ref) / (fabs(ref) > 1e-6 ? fabs(ref) : 1e-6); }
 
-/* forward + SFT head (+ backward); returns the loss */
-static double sft(cl_llama *m, fixture *fx, int grad)
-{
-    int n = fx->b * fx->t;
-    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
-    cl_err e = {0};
-    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
-    double ntok = cl_loss_tokens(fx->targets, n);
-    cl_sft_loss(logp, fx->targets, n, ntok, coef);
-    cl_llama_head(m, fx->targets, grad ? coef : NULL, logp);
-    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
-    if (grad) cl_llama_backward(m);
-    free(coef);
-    free(logp);
-    return loss;
-}
 
 enum { CMP_GRAD, CMP_DATA, CMP_MOMENTS };
 
@@ -150,7 +134,7 @@ static void full_sft_matches(const char *file)
     for (long step = 0; step < 3; step++) {
         cl_llama_zero_grad(cpu);
         cl_llama_zero_grad(gpu);
-        double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+        double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
         EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s step %ld SFT loss (cpu %.6f, gpu %.6f)", file, step, lc, lg);
         if (step == 0) {
             long cnt = (long)fx->b * fx->t * fx->cfg.vocab;
@@ -179,7 +163,7 @@ static void lora_sft_matches(const char *file, int recompute)
     cl_llama *cpu, *gpu;
     make_pair_rc(fx, 1, recompute, &cpu, &gpu);
     cpu->training = gpu->training = 1; /* dropout on: the device must draw the CPU's masks */
-    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s LoRA (bf16 base, dropout 0.25) loss", file);
     assert_int_equal(cpu->step, gpu->step);
     compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, recompute ? "LoRA gradient, recomputed activations" : "LoRA gradient");
@@ -194,7 +178,7 @@ static void recompute_full_matches(const char *file)
     fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair_rc(fx, 0, 1, &cpu, &gpu);
-    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s SFT loss, recomputing", file);
     compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, "full fine-tuning gradient, recomputed activations");
     cl_llama_free(cpu);
@@ -212,7 +196,7 @@ static void optimizer_matches(const char *file)
     static cl_tensor *tr[4096], *trg[4096];
     int nt = cl_llama_trainable(cpu, tr, 4096), ntg = cl_llama_trainable(gpu, trg, 4096);
     cl_llama_zero_grad(cpu);
-    sft(cpu, fx, 1);
+    clfx_sft(cpu, fx, 1);
     memcpy(gpu->grad_mem, cpu->grad_mem, sizeof(float) * (size_t)cpu->n_train);
     cl_llama_sync(gpu, CL_SYNC_TO_DEVICE);
     double nc = cl_llama_clip_grad_norm(cpu, tr, nt, 0.5), ng = cl_llama_clip_grad_norm(gpu, trg, ntg, 0.5);
@@ -222,7 +206,7 @@ static void optimizer_matches(const char *file)
     cl_llama_adamw_step(gpu, &h, trg, ntg, 1, 1e-2);
     compare_trainable(cpu, gpu, CMP_DATA, TOL_OPTIM, "weights after AdamW from the same gradients");
     compare_trainable(cpu, gpu, CMP_MOMENTS, TOL_OPTIM, "AdamW moments from the same gradients");
-    double lc = sft(cpu, fx, 0), lg = sft(gpu, fx, 0);
+    double lc = clfx_sft(cpu, fx, 0), lg = clfx_sft(gpu, fx, 0);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s loss with the updated weights (bf16 copies refreshed)", file);
     cl_llama_free(cpu);
     cl_llama_free(gpu);

@@ -67,23 +67,6 @@ static cl_llama *make_model(fixture *fx, int train_base, int lora)
 
 static int n_tokens(const fixture *fx) { return fx->b * fx->t; }
 
-/* forward + SFT head; returns the loss, gradients accumulated when want_grad. */
-static double sft_step(cl_llama *m, fixture *fx, int want_grad)
-{
-    int n = n_tokens(fx);
-    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
-    cl_err e = {0};
-    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
-    double ntok = cl_loss_tokens(fx->targets, n);
-    cl_sft_loss(logp, fx->targets, n, ntok, coef);
-    cl_llama_head(m, fx->targets, want_grad ? coef : NULL, logp);
-    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
-    if (want_grad) cl_llama_backward(m);
-    free(coef);
-    free(logp);
-    return loss;
-}
-
 static void check_logits(cl_llama *m, fixture *fx, const char *name)
 {
     long cnt = (long)n_tokens(fx) * fx->cfg.vocab;
@@ -112,7 +95,7 @@ static void sft_matches(const char *file, int lora)
     cl_llama *m = make_model(fx, !lora, lora);
     const char *pre = lora ? "lora_" : "";
     char key[64];
-    double loss = sft_step(m, fx, 1);
+    double loss = clfx_sft(m, fx, 1);
     snprintf(key, sizeof key, "%slogits", pre);
     check_logits(m, fx, key);
     snprintf(key, sizeof key, "%sloss", pre);
@@ -188,7 +171,7 @@ static void trajectory_matches(const char *file, int lora)
     cl_adamw h = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = lora ? 0.0 : 0.1};
     for (long step = 0; step < 10; step++) {
         cl_llama_zero_grad(m);
-        double loss = sft_step(m, fx, 1);
+        double loss = clfx_sft(m, fx, 1);
         double want = fx_val(fx, lora ? "traj_lora" : "traj_full", (uint32_t)step);
         if (fabs(loss - want) > 1e-4 * fabs(want))
             fail_msg("%s step %ld: loss %.8f, torch %.8f", lora ? "LoRA" : "full", step, loss, want);

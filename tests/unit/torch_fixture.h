@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "model/llama.h"
+#include "model/loss.h"
 
 typedef struct clfx_rec {
     char name[160];
@@ -140,6 +142,23 @@ static inline void clfx_model_free(clfx_model *fx)
 {
     free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
     clfx_free(fx->raw); free(fx);
+}
+
+/* Forward and SFT head over the fixture's batch (and backward when grad): the SFT loss. */
+static inline double clfx_sft(cl_llama *m, const clfx_model *fx, int grad)
+{
+    int n = fx->b * fx->t;
+    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
+    cl_err e = {0};
+    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
+    double ntok = cl_loss_tokens(fx->targets, n);
+    cl_sft_loss(logp, fx->targets, n, ntok, coef);
+    cl_llama_head(m, fx->targets, grad ? coef : NULL, logp);
+    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
+    if (grad) cl_llama_backward(m);
+    free(coef);
+    free(logp);
+    return loss;
 }
 
 #endif
