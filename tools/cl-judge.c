@@ -78,18 +78,16 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 }
 
 /* The run label of a record: --label-field, else its input file's run name (names[i]: the
- * --label given for it, else one derived from its path by cl_report_run_names). */
-static const char *record_label(const opts *o, const cl_common *c, const char **names, cl_rec *rec)
+ * --label given for it, else one derived from its path by cl_report_run_names).  By the
+ * input's place, not its path: one file given twice with two --label is two runs. */
+static const char *record_label(const opts *o, const char **names, cl_rec *rec)
 {
     if (o->label_field) {
         const char *l = cl_json_str(cl_rec_value(rec), o->label_field);
         if (l)
             return l;
     }
-    for (int i = 0; i < c->ninputs; i++)
-        if (strcmp(c->inputs[i], rec->src) == 0 || (strcmp(c->inputs[i], "-") == 0 && strcmp(rec->src, "<stdin>") == 0))
-            return names[i];
-    return names[0]; /* standard input */
+    return names[rec->input];
 }
 
 static int run_report(opts *o, cl_common *c)
@@ -130,7 +128,7 @@ static int run_report(opts *o, cl_common *c)
                 break;
             continue; /* malformed, skipped with --skip-bad */
         }
-        if (cl_report_add(rep, record_label(o, c, names, &rec), cl_rec_value(&rec), &e) < 0) {
+        if (cl_report_add(rep, record_label(o, names, &rec), cl_rec_value(&rec), &e) < 0) {
             char m[sizeof e.msg];
             snprintf(m, sizeof m, "%s", e.msg);
             cl_err_set(&e, e.code, "%s: %s", cl_rec_where(io, &rec), m);

@@ -8,7 +8,8 @@
 #
 # Each test body runs in a fresh scratch directory ($TMP) with bin/ first in PATH.  Failing
 # bodies print their commands' output as TAP comments on stderr (TAP's diagnostics stream), so
-# that prove shows why a test failed without -v.  `skip_all "why"` skips loudly.
+# that prove shows why a test failed without -v.  `skip_all "why"` skips the file loudly,
+# `test_skip 'description' 'why'` one test.
 set -u
 TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
@@ -43,6 +44,14 @@ skip_all() {
     echo "1..0 # SKIP $1"
     echo "SKIP: $(basename "$0"): $1" >&2
     exit 0
+}
+
+# test_skip 'description' 'why': a test this machine cannot run, counted by prove as skipped
+# (TAP "# SKIP") and named on stderr, never reported as passed.
+test_skip() {
+    _n=$((_n + 1))
+    echo "ok $_n - $1 # SKIP $2"
+    echo "SKIP: $(basename "$0"): $1: $2" >&2
 }
 
 test_done() {

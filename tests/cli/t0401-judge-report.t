@@ -79,7 +79,9 @@ test_expect 'files of the same name get the parent directories that tell them ap
     { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl.zst >out 2>err; test $? = 2; } &&
     grep -q "a/base/scored.jsonl: its run name cannot be told apart .*--label" err && ! test -s out &&
     { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl >out 2>err; test $? = 2; } &&
-    grep -q "given twice" err && ! test -s out
+    grep -q "given twice" err && ! test -s out &&
+    cl-judge --report -q --format json --label one --label two a/base/scored.jsonl a/base/scored.jsonl >rep.json &&
+    jq -e ".runs == [\"one\", \"two\"] and (.tasks[0].runs | map(.measures.metric.n)) == [6, 6]" rep.json
 '
 
 test_expect 'small token counts show enough digits to compare; the relative change comes from the unrounded means' '
