@@ -1,4 +1,4 @@
-/* finetune.c — the SFT/DPO training loop, checkpoints, resume, metrics and exports. */
+/* finetune.c — the SFT/DPO/GRPO training loop, checkpoints, resume, metrics and exports. */
 #include "train/finetune.h"
 
 #include <dirent.h>
@@ -33,6 +33,7 @@ void cl_ft_opts_default(cl_ft_opts *o)
     o->grad_accum = 1;
     o->max_len = 1024;
     o->dpo = (cl_dpo_config){.type = CL_DPO_SIGMOID, .beta = 0.1};
+    o->grpo = (cl_grpo_config){.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.001, .adv_eps = 1e-6};
     o->keep = 2;
     o->corpus_vocab = 512;
 }
@@ -171,6 +172,8 @@ typedef struct run {
     cl_ft_data train, eval, anchor;
     cl_ft_plan plan, eplan, aplan;
     double *ref, *eref;              /* [example * 2 + sequence] */
+    cl_ft_grpo grpo;                 /* GRPO: advantages and sampling log-probs of the replies */
+    float *gref;                     /* GRPO: reference log-prob of every loss token */
     cl_tensor *tr[4096];
     int ntr;
     cl_ft_batch bt;
@@ -198,7 +201,8 @@ static uint64_t opts_hash(const cl_ft_opts *o)
                      o->grad_accum, o->max_len, o->max_prompt_len, o->packing, o->dpo.type, o->dpo.beta,
                      o->dpo.label_smoothing, o->rpo_alpha, o->anchor_weight, o->eval_split,
                      (unsigned long long)o->seed);
-    return cl_hash64(b, (size_t)n, 0x66696e65ull);
+    uint64_t h = cl_hash64(b, (size_t)n, 0x66696e65ull);
+    return o->kind == CL_FT_GRPO ? cl_hash64(&o->grpo, sizeof o->grpo, h) : h;
 }
 
 static void progress(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -443,7 +447,12 @@ static int load_data(run *r, cl_ft_data *d, const char *path, cl_ft_kind kind, c
 {
     cl_ft_data_opts dopt = {.kind = kind, .format = r->fm.format, .max_len = r->o->max_len,
                             .max_prompt_len = r->o->max_prompt_len};
-    if (cl_ft_data_load(d, path, r->fm.tok, &dopt, e)) return -1;
+    if (kind == CL_FT_GRPO ? cl_ft_grpo_load(d, &r->grpo, path, r->fm.tok, &dopt, r->o->grpo.adv_eps, e)
+                           : cl_ft_data_load(d, path, r->fm.tok, &dopt, e))
+        return -1;
+    if (kind == CL_FT_GRPO)
+        progress(r, "%s: %ld groups, %d replies (%ld groups with equal rewards train only the KL term; %ld replies "
+                 "carry the sampler's log-probs)", path, r->grpo.groups, d->n, r->grpo.flat_groups, r->grpo.recorded);
     if (d->no_loss)
         cl_warn("%s: %ld of %ld %s rows have no assistant token left after truncation to %d tokens; left out", path,
                 d->no_loss, d->rows, what, r->o->max_len);
@@ -526,11 +535,54 @@ static int refs(run *r, cl_err *e)
     return rc;
 }
 
+#define GREF_MAGIC "CLFTGRF1"
+
+/* GRPO's reference: per-token log-probs of every reply with the adapters off (LoRA) or of the
+ * starting weights (full), computed once and cached beside the run like DPO's. */
+static int grpo_refs(run *r, cl_err *e)
+{
+    if (r->o->grpo.kl_coef == 0) return 0;
+    char path[4400];
+    cl_ft_path(path, sizeof path, NULL, rpath(r, "ref-token-logps.bin"));
+    uint64_t hdr[2] = {r->train.hash, (uint64_t)r->grpo.ntok};
+    size_t nb = sizeof(float) * (size_t)r->grpo.ntok, want = 8 + sizeof hdr + nb, len;
+    if (!(r->gref = malloc(nb ? nb : 1))) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    char *buf = cl_file_read(path, &len, NULL);
+    if (buf && len == want && !memcmp(buf, GREF_MAGIC, 8) && !memcmp(buf + 8, hdr, sizeof hdr)) {
+        memcpy(r->gref, buf + 8 + sizeof hdr, nb);
+        free(buf);
+        progress(r, "reference log-probs from %s", path);
+        return 0;
+    }
+    free(buf);
+    if (r->o->resume && r->o->full)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
+                          "from a trained model", path);
+    double t0 = cl_now();
+    cl_llama *m = r->fm.m;
+    int on = m->lora_on;
+    cl_lora_enable(m, 0);
+    m->training = 0;
+    int rc = cl_ft_grpo_token_logps(m, &r->train, &r->grpo, r->o->batch, r->o->packing, r->o->max_len, r->fm.pad_id,
+                                    &r->bt, r->gref, e);
+    cl_lora_enable(m, on);
+    if (rc) return -1;
+    if (!(buf = malloc(want))) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    memcpy(buf, GREF_MAGIC, 8);
+    memcpy(buf + 8, hdr, sizeof hdr);
+    memcpy(buf + 8 + sizeof hdr, r->gref, nb);
+    rc = cl_ft_write_file(path, buf, want, e);
+    free(buf);
+    progress(r, "reference log-probs of %ld tokens in %.1f s, cached in %s", r->grpo.ntok, cl_now() - t0, path);
+    return rc;
+}
+
 /* ---- steps ------------------------------------------------------------------------------ */
 
 typedef struct step_stats {
     double loss, dpo, nll, anchor, grad_norm;
     cl_dpo_metrics mt;
+    cl_grpo_metrics gm;
     long tokens;
 } step_stats;
 
@@ -541,6 +593,31 @@ static void batch_refs(const double *ref, const int *idx, int n, double *out)
         out[2 * i] = ref[(size_t)idx[i] * 2];
         out[2 * i + 1] = ref[(size_t)idx[i] * 2 + 1];
     }
+}
+
+/* One GRPO micro-batch (already built in r->bt from examples idx): the replies' advantages,
+ * sampling and reference log-probs moved to the batch's positions. */
+static int grpo_micro(run *r, const int *idx, double norm, step_stats *st, cl_err *e)
+{
+    const cl_ft_batch *bt = &r->bt;
+    size_t cells = (size_t)bt->b * bt->t;
+    float *old = malloc(sizeof(float) * cells * 2), *ref = old + cells;
+    double *adv = malloc(sizeof(double) * (size_t)(bt->nseq ? bt->nseq : 1));
+    int rc = old && adv ? 0 : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    if (!rc) {
+        for (int q = 0; q < bt->nseq; q++) adv[q] = r->grpo.adv[idx[q]];
+        cl_ft_grpo_map(bt, idx, r->grpo.off, r->grpo.old, old, 1);
+        if (r->gref) cl_ft_grpo_map(bt, idx, r->grpo.off, r->gref, ref, 1);
+        cl_ft_grpo_out out;
+        rc = cl_ft_grpo_micro(r->fm.m, bt, &r->o->grpo, adv, old, r->gref ? ref : NULL, norm, &out, e);
+        st->loss += out.loss;
+        st->gm.pg_loss += out.mt.pg_loss;
+        st->gm.kl += out.mt.kl;
+        st->gm.clipfrac += out.mt.clipfrac;
+    }
+    free(old);
+    free(adv);
+    return rc;
 }
 
 static int train_step(run *r, double lr, step_stats *st, cl_err *e)
@@ -572,6 +649,10 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
             double l;
             if (cl_ft_sft_micro(m, &r->bt, (double)norm, 1.0, &l, e)) return -1;
             st->loss += l;
+            continue;
+        }
+        if (o->kind == CL_FT_GRPO) {
+            if (grpo_micro(r, idx, (double)norm, st, e)) return -1;
             continue;
         }
         cl_ft_dpo_out d;
@@ -698,6 +779,11 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
         rec = cl_json_set_num(rec, "logps/rejected", st->mt.logps_rejected);
         if (r->o->rpo_alpha > 0) rec = cl_json_set_num(rec, "nll", st->nll);
     }
+    if (r->o->kind == CL_FT_GRPO) {
+        rec = cl_json_set_num(rec, "pg_loss", st->gm.pg_loss);
+        rec = cl_json_set_num(rec, "kl", st->gm.kl);
+        rec = cl_json_set_num(rec, "pg_clipfrac", st->gm.clipfrac);
+    }
     if (r->anchor.n) rec = cl_json_set_num(rec, "anchor_loss", st->anchor);
     rec = cl_json_set_num(rec, "tokens_per_s", tps);
     rec = cl_json_set_num(rec, "elapsed_s", el);
@@ -710,6 +796,8 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
         fmt_eta(eta, eb, sizeof eb);
         if (r->o->kind == CL_FT_PAIRS)
             snprintf(extra, sizeof extra, " acc %.2f margin %.4f", st->mt.rewards_accuracies, st->mt.rewards_margins);
+        if (r->o->kind == CL_FT_GRPO)
+            snprintf(extra, sizeof extra, " pg %.4f kl %.4g clipped %.2f", st->gm.pg_loss, st->gm.kl, st->gm.clipfrac);
         progress(r, "step %ld/%ld epoch %.2f loss %.4f%s lr %.3g %.0f tok/s eta %s", r->step, r->total, epoch, st->loss,
                  extra, lr, tps, eb);
     }
@@ -816,7 +904,9 @@ static int setup(run *r, cl_err *e)
     r->opts_hash = opts_hash(o);
     if (load_model(r, last, e)) return -1;
     if (!o->data) return 0;
-    if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : "pair", e)) return -1;
+    if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "reply" : "pair",
+                  e))
+        return -1;
     if (o->eval_data) {
         if (load_data(r, &r->eval, o->eval_data, o->kind, "eval", e)) return -1;
     } else if (o->eval_split > 0) {
@@ -833,7 +923,9 @@ static int setup(run *r, cl_err *e)
     r->total = o->max_steps > 0 ? o->max_steps : (long)o->epochs * r->spe;
     r->warmup = o->warmup_steps >= 0 ? o->warmup_steps : (long)ceil(o->warmup_ratio * (double)r->total);
     if (o->kind == CL_FT_PAIRS && refs(r, e)) return -1;
-    if (o->kind == CL_FT_PAIRS) r->fm.m->lora_dropout = 0; /* TRL's disable_dropout for DPO */
+    if (o->kind == CL_FT_GRPO && grpo_refs(r, e)) return -1;
+    /* TRL's disable_dropout for DPO; GRPO's ratio needs the policy the sampler ran */
+    if (o->kind != CL_FT_SFT) r->fm.m->lora_dropout = 0;
     if (o->resume) {
         if (read_state(r, last, e)) return -1;
         progress(r, "resuming %s at step %ld of %ld", last, r->step, r->total);
@@ -870,7 +962,7 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
     int rc = setup(r, e);
     if (!rc && o->data) {
         progress(r, "%s %s of %s: %d rows, %d micro-batches of %d x %d accumulated, %ld steps (%ld per epoch), "
-                 "%ld trainable values", o->kind == CL_FT_SFT ? "SFT" : "DPO", o->full ? "full" : "LoRA",
+                 "%ld trainable values", o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "GRPO" : "DPO", o->full ? "full" : "LoRA",
                  r->fm.src, r->train.n, r->plan.nbatches, o->batch, o->grad_accum, r->total, r->spe, r->fm.m->n_train);
         r->t0 = cl_now();
         r->cpu0 = cpu_seconds();
@@ -904,6 +996,8 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
     cl_ft_batch_free(&r->bt);
     free(r->ref);
     free(r->eref);
+    free(r->gref);
+    cl_ft_grpo_free(&r->grpo);
     if (r->metrics) fclose(r->metrics);
     free(r);
     return rc;
