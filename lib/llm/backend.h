@@ -8,7 +8,7 @@
  * Kinds of backend and how they fit the one single-threaded loop:
  *   - I/O backends (openai): start() hands a request to the HTTP transport and returns; the
  *     outcome arrives when the loop polls the transport.
- *   - CPU backends (local:DIR, a later issue): start() queues the sequence; the loop calls
+ *   - CPU backends (local:DIR, llm/local.c): start() queues the sequence; the loop calls
  *     step() whenever busy() says there is work (one batched decode step, say) and polls the
  *     sockets without waiting in between, so HTTP roles keep moving while the engine runs.
  *   - Scripted backends (world): start() may compute the reply at once and call
@@ -78,10 +78,12 @@ typedef struct cl_llm_backend {
     void (*step)(void *self);
     void (*close)(void *self);
     int no_cache;        /* replies are computed, not paid for: skip the cache */
+    int no_cost;         /* replies cost nothing: --price does not apply (local models) */
 } cl_llm_backend;
 
 /* The backends cl knows, by scheme. */
 extern const cl_llm_backend cl_llm_openai_backend;
+extern const cl_llm_backend cl_llm_local_backend;   /* local:DIR (llm/local.c) */
 
 /* ---- for backends that speak HTTP ------------------------------------------------- */
 

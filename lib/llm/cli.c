@@ -9,14 +9,14 @@
 
 /* Option values: CL_LLM_CLI_OPT_BASE + G_* for the client, + 32 * (1 + role) + R_* per role. */
 enum { G_API_BASE, G_MAX_INFLIGHT, G_RPM, G_TPM, G_TIMEOUT, G_CONNECT_TIMEOUT, G_STALL_TIMEOUT,
-       G_RETRIES, G_CACHE, G_NO_CACHE, G_CACHE_TAG, G_PRICE, G_BUDGET, G_N };
+       G_RETRIES, G_CACHE, G_NO_CACHE, G_CACHE_TAG, G_PRICE, G_BUDGET, G_LOCAL_KV_MB, G_N };
 enum { R_SPEC, R_API_BASE, R_KEY_ENV, R_TEMPERATURE, R_TOP_P, R_MAX_TOKENS, R_MAX_COMPLETION_TOKENS,
        R_SEED, R_STOP, R_N, R_PARAM, R_HEADER, R_COUNT };
 
 static const struct { const char *name; int arg; } g_opts[G_N] = {
     {"api-base", 1}, {"max-inflight", 1}, {"rpm", 1}, {"tpm", 1}, {"timeout", 1},
     {"connect-timeout", 1}, {"stall-timeout", 1}, {"retries", 1}, {"cache", 1}, {"no-cache", 0},
-    {"cache-tag", 1}, {"price", 1}, {"budget-usd", 1}};
+    {"cache-tag", 1}, {"price", 1}, {"budget-usd", 1}, {"local-kv-mb", 1}};
 static const char *const r_suffix[R_COUNT] = {
     "", "-api-base", "-api-key-env", "-temperature", "-top-p", "-max-tokens",
     "-max-completion-tokens", "-seed", "-stop", "-n", "-param", "-header"};
@@ -35,7 +35,8 @@ static const char llm_help[] =
     "                          which model they serve (GET /models) get answers of their own\n"
     "      --price IN,OUT      dollars per million prompt,completion tokens\n"
     "      --budget-usd X      send no new call once X dollars are spent\n"
-    "  Per role: --ROLE SPEC (openai:MODEL), --ROLE-temperature X, --ROLE-top-p X,\n"
+    "      --local-kv-mb N     KV cache memory of each local: model in MiB (default 1024)\n"
+    "  Per role: --ROLE SPEC (openai:MODEL or local:DIR), --ROLE-temperature X, --ROLE-top-p X,\n"
     "      --ROLE-max-tokens N or --ROLE-max-completion-tokens N, --ROLE-seed N,\n"
     "      --ROLE-stop STR, --ROLE-n N, --ROLE-param KEY=JSON, --ROLE-header 'Name: value',\n"
     "      --ROLE-api-base URL, --ROLE-api-key-env VAR (default CL_ROLE_API_KEY, OPENAI_API_KEY)\n"
@@ -58,7 +59,7 @@ struct cl_llm_cli_state {
     const char *api_base, *cache, *cache_tag;
     int no_cache;
     long max_inflight, retries;
-    double rpm, tpm, timeout, connect_timeout, stall_timeout, price_in, price_out, budget;
+    double rpm, tpm, timeout, connect_timeout, stall_timeout, price_in, price_out, budget, local_kv_mb;
     struct role_flags *rf;
     cl_llm_role_config *rc;
     cl_llm *llm;
@@ -244,6 +245,7 @@ int cl_llm_cli_opt(cl_llm_cli *lc, int opt, const char *arg, cl_err *e)
             return -1;
         return 1;
     }
+    case G_LOCAL_KV_MB: return cl_parse_double(arg, 1, 1e7, "--local-kv-mb", &s->local_kv_mb, e) < 0 ? -1 : 1;
     case G_BUDGET:
         if (cl_parse_double(arg, 0, 1e9, "--budget-usd", &d, e) < 0)
             return -1;
@@ -309,7 +311,7 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
         .max_inflight = (int)s->max_inflight, .rpm = s->rpm, .tpm = s->tpm, .timeout_s = s->timeout,
         .connect_timeout_s = s->connect_timeout, .stall_timeout_s = s->stall_timeout,
         .retries = (int)s->retries, .cache_dir = cache, .cache_tag = s->cache_tag, .quiet = c->quiet,
-        .price_in = s->price_in, .price_out = s->price_out,
+        .price_in = s->price_in, .price_out = s->price_out, .local_kv_mb = s->local_kv_mb,
         .budget_usd = s->budget, .api_base = s->api_base, .seed = c->seed, .roles = s->rc,
         .nroles = lc->nroles_};
     return s->llm = cl_llm_new(&cfg, e);

@@ -22,7 +22,7 @@
 #include "core/json.h"
 #include "core/sha256.h"
 
-static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, NULL};
+static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, &cl_llm_local_backend, NULL};
 
 #define NHIST 256 /* latency histogram: bucket i holds latencies near exp(i/16) - 1 ms */
 
@@ -621,7 +621,8 @@ static void account_success(cl_llm *llm, cl_llm_call *c)
     else {
         llm->st.prompt_tokens += pt;
         llm->st.completion_tokens += ct;
-        llm->st.cost_usd += cost_of(llm, pt, ct);
+        if (!llm->roles[c->role].be->no_cost)
+            llm->st.cost_usd += cost_of(llm, pt, ct);
         if (llm->cfg.tpm > 0)
             llm->tpm_avail += c->est_tokens - (double)(pt + ct);
     }
@@ -967,9 +968,12 @@ jv cl_llm_usage_add(const cl_llm *llm, jv usage, const cl_llm_result *r)
     } else
         usage = cl_json_set_num(usage, "calls_without_usage", cl_json_num(&usage, "calls_without_usage", 0) + 1);
     usage = cl_json_set_num(usage, "latency_s", round_us(cl_json_num(&usage, "latency_s", 0) + r->latency_s));
+    int free_role = r->role >= 0 && r->role < llm->nroles && llm->roles[r->role].be &&
+                    llm->roles[r->role].be->no_cost;
     if (llm->cfg.price_in > 0 || llm->cfg.price_out > 0)
         usage = cl_json_set_num(usage, "cost_usd",
                                 round(1e9 * (cl_json_num(&usage, "cost_usd", 0) +
-                                             cost_of(llm, r->prompt_tokens, r->completion_tokens))) / 1e9);
+                                             (free_role ? 0 : cost_of(llm, r->prompt_tokens, r->completion_tokens)))) /
+                                    1e9);
     return usage;
 }

@@ -1,6 +1,6 @@
 /* llm/llm.h — every LLM call of cl goes through here.
  *
- * Owns: model specs ("openai:MODEL", later "local:DIR", scripted programs such as "world"),
+ * Owns: model specs ("openai:MODEL", "local:DIR", scripted programs such as "world"),
  * per-role endpoint, key and sampling parameters, the one event loop that drives every call of
  * a run (a single thread, libcurl multi for HTTP), admission control (max in flight, requests
  * and tokens per minute, budget), retries with backoff, the on-disk cache and the accounting
@@ -94,6 +94,8 @@ typedef struct cl_llm_config {
                                 * 0 = no budget (needs prices) */
     const char *api_base;      /* --api-base: base URL for roles without their own */
     uint64_t seed;             /* seeds the retry jitter */
+    double local_kv_mb;        /* local: models: KV cache memory per model in MiB (admission
+                                * waits when it is full); 0 = 1024 */
     const cl_llm_role_config *roles;
     int nroles;
     /* Backends beyond the built-in ones (llm/backend.h), NULL-terminated, or NULL: how a

@@ -303,6 +303,15 @@ char *cl_chat_render_text(cl_chat_format f, const cl_chat_msg *m, size_t n,
     return out;
 }
 
+int cl_chat_format_detect(const cl_tokenizer *t, const char *tokenizer_config)
+{
+    if (cl_tokenizer_token_id(t, "<|start_header_id|>") >= 0) return CL_CHAT_LLAMA3;
+    if (cl_tokenizer_token_id(t, "<|im_start|>") < 0) return -1;
+    if (tokenizer_config && strstr(tokenizer_config, "<think>")) return CL_CHAT_QWEN3;
+    if (tokenizer_config && strstr(tokenizer_config, "You are Qwen, created by Alibaba Cloud")) return CL_CHAT_QWEN25;
+    return CL_CHAT_QWEN2;
+}
+
 void cl_chat_tokens_free(cl_chat_tokens *c)
 {
     cl_ids_free(&c->ids);

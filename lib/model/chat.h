@@ -34,6 +34,12 @@ typedef enum cl_chat_format {
 int cl_chat_format_parse(const char *name);
 const char *cl_chat_format_name(cl_chat_format f);
 
+/* The format a tokenizer speaks: llama3 when it has <|start_header_id|>, else ChatML in the
+ * flavour tokenizer_config.json's chat template (text, may be NULL) names: qwen3 when it writes
+ * <think>, qwen2.5 with its default system prompt, else qwen2.  -1 when the tokenizer has
+ * neither Llama-3 headers nor ChatML tokens. */
+int cl_chat_format_detect(const cl_tokenizer *t, const char *tokenizer_config);
+
 typedef struct cl_chat_msg {
     const char *role;       /* "system", "user", "assistant" */
     const char *content;    /* UTF-8, NUL-terminated */

@@ -1,6 +1,17 @@
 /* engine.h — forward-only generation with a KV cache, the in-process engine behind `local:`.
  *
- * Owns: one sequence's key/value cache [layers][max_seq][kv_heads * head_dim], chunked batched
+ * Owns two engines over the same cl_llama weights:
+ *   - cl_batch, the continuous-batching engine behind `local:` (below): many sequences, each
+ *     with its own KV cache, advance together; every step is ONE forward over the new tokens of
+ *     all of them (a decode row per generating sequence plus chunks of prompts being
+ *     prefilled), so the projections are small-m products (linear.h) instead of one GEMV per
+ *     sequence.  Sequences join and leave between steps; KV memory is bounded and admission
+ *     waits (FIFO) when it is full.  Every per-row computation (linear.h's dot products, RMSNorm,
+ *     RoPE, attention over the sequence's own cache, sampling with the sequence's own RNG) is
+ *     independent of the other rows, so a sequence's tokens do not depend on what shared its
+ *     steps, on the prefill chunking or on the thread count.
+ *   - cl_engine, the older single-sequence engine (tests and greedy exports):
+ * one sequence's key/value cache [layers][max_seq][kv_heads * head_dim], chunked batched
  * prefill (GEMMs over up to 64 new tokens at a time, each attending to the cache), single-token
  * decode, and the sampler (greedy, temperature, top-k, top-p, seeded).  Shares the cl_llama
  * weights with training, adapters included (as enabled).  Must not know about tokenizers, chat
@@ -42,5 +53,53 @@ int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, fl
  * out).  Returns the number of tokens generated, -1 on error. */
 int cl_engine_generate(cl_engine *g, const int *prompt, int n, int max_new, const int *stop, int nstop,
                        const cl_sampler *s, uint64_t seed, int *out, cl_err *e);
+
+/* ---- the continuous-batching engine ------------------------------------------------------ */
+
+typedef struct cl_batch cl_batch;
+typedef struct cl_gen cl_gen;   /* one sequence in a cl_batch */
+
+enum { CL_GEN_STOP = 0, CL_GEN_LENGTH = 1 };
+
+typedef struct cl_gen_req {
+    const int *prompt;   /* copied by cl_batch_submit */
+    int n;               /* >= 1 and < max_position_embeddings */
+    int max_new;         /* generated tokens at most (also bounded by the context) */
+    cl_sampler sampler;
+    uint64_t seed;       /* the sequence's own RNG: its samples depend on nothing else */
+    /* After each sampled token (logits: the distribution it was drawn from, [vocab], valid
+     * during the call).  Non-zero ends the sequence with CL_GEN_STOP. */
+    int (*on_token)(void *ctx, int token, const float *logits);
+    /* Once, when the sequence leaves (after its last on_token): CL_GEN_STOP or CL_GEN_LENGTH
+     * (max_new or the context reached).  The cl_gen is freed after this returns. */
+    void (*on_end)(void *ctx, int reason);
+    void *ctx;
+} cl_gen_req;
+
+/* An engine over m (fp32 or bf16 projections, adapters merged or not; with bf16 projections
+ * the output head is read in bf16 too, from a copy the engine keeps) whose KV
+ * caches together take at most kv_bytes (a sequence larger than that runs alone);
+ * step_tokens bounds the prompt tokens prefilled per step (decode rows always run). */
+cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e);
+void cl_batch_free(cl_batch *b);   /* sequences still there are dropped without callbacks */
+
+/* Queues a sequence; NULL with e set (CL_EXIT_DATAERR) for an empty prompt, an id outside the
+ * vocabulary or a prompt that leaves no room in the context. */
+cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e);
+
+/* Removes a queued or running sequence at once, without callbacks (a hard stop).  Not from
+ * inside a callback. */
+void cl_batch_cancel(cl_batch *b, cl_gen *g);
+
+/* Sequences waiting or running. */
+int cl_batch_busy(const cl_batch *b);
+
+/* One step: admits what fits, runs one forward over every running sequence's next tokens,
+ * samples where a prompt is complete, calls back, retires finished sequences.  Returns the
+ * number of tokens computed (0 when idle). */
+int cl_batch_step(cl_batch *b);
+
+/* Bytes of KV cache a sequence of `tokens` positions takes. */
+size_t cl_batch_kv_bytes(const cl_llama *m, int tokens);
 
 #endif

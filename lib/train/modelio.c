@@ -247,23 +247,16 @@ int cl_ft_model_set_format(cl_ft_model *fm, const char *name, cl_err *e)
         fm->format = (cl_chat_format)f;
         return 0;
     }
-    if (cl_tokenizer_token_id(fm->tok, "<|start_header_id|>") >= 0) {
-        fm->format = CL_CHAT_LLAMA3;
-        return 0;
-    }
-    if (cl_tokenizer_token_id(fm->tok, "<|im_start|>") < 0)
-        return cl_err_set(e, CL_EXIT_CONFIG, "%s: the tokenizer has neither Llama-3 headers nor ChatML tokens; "
-                          "name a chat format with --chat", fm->src);
-    fm->format = CL_CHAT_QWEN2;
     char path[4200];
     cl_ft_path(path, sizeof path, fm->src, "tokenizer_config.json");
     size_t len;
     char *tc = fm->src[0] ? cl_file_read(path, &len, NULL) : NULL;
-    if (tc && strstr(tc, "<think>"))
-        fm->format = CL_CHAT_QWEN3;
-    else if (tc && strstr(tc, "You are Qwen, created by Alibaba Cloud"))
-        fm->format = CL_CHAT_QWEN25;
+    int f = cl_chat_format_detect(fm->tok, tc);
     free(tc);
+    if (f < 0)
+        return cl_err_set(e, CL_EXIT_CONFIG, "%s: the tokenizer has neither Llama-3 headers nor ChatML tokens; "
+                          "name a chat format with --chat", fm->src);
+    fm->format = (cl_chat_format)f;
     return 0;
 }
 

@@ -48,4 +48,15 @@ test_expect 'a Llama-3.1-style model (llama3 rope scaling as rope_freqs) decodes
     cp -r m plain && jq "del(.rope_scaling)" m/config.json >plain/config.json &&
     "$GREEDY" plain --steps 16 <lp >unscaled && ! cmp -s ours unscaled
 '
+test_expect 'the batching engine of local: decodes all prompts at once exactly as llama.cpp does' '
+    tiny llama m && "$FMT" gguf m m.gguf &&
+    printf "%s\n" "\"Hello world, the quick brown fox\"" "\"caf\\u00e9 12345 it'"'"'s\"" "\"a\"" \
+        "\"The lazy dog sleeps on the warm mat and dreams\"" >p4 &&
+    node "$ORACLE" m.gguf --steps 12 <p4 >theirs && "$GREEDY" m --engine --steps 12 <p4 >ours && cmp ours theirs &&
+    test "$(jq ".greedy | length" ours | sort -u | tail -1)" = 12
+'
+test_expect 'the batching engine with bf16 weights decodes a bf16 qwen2 export as llama.cpp does' '
+    tiny qwen2 q BF16 && "$FMT" gguf q q.gguf && prompts &&
+    node "$ORACLE" q.gguf <p >theirs && "$GREEDY" q --engine --bf16 <p >ours && cmp ours theirs
+'
 test_done

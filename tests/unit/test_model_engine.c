@@ -1,6 +1,10 @@
-/* The inference engine: KV-cache prefill (chunked) and decode give the training forward's
+/* The inference engines: KV-cache prefill (chunked) and decode give the training forward's
  * logits at every position, adapters included; the sampler's greedy, top-k, top-p and seeded
- * temperature modes; stop tokens and context overflow. */
+ * temperature modes; stop tokens and context overflow.  The continuous-batching engine: every
+ * sequence's tokens and logits are bitwise the same alone, among 7 and among 32 (greedy and
+ * seeded sampling, chunked prefill mixed with decode, every kernel), its logits are the
+ * training forward's, a bounded KV budget delays admission without dropping anything, and
+ * sequences can be cancelled. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +15,7 @@
 #include <string.h>
 
 #include "model/engine.h"
+#include "core/json.h"
 #include "model/lora.h"
 
 enum { V = 41, T = 70 };
@@ -110,12 +115,216 @@ static void generation_stops_at_stop_tokens_and_refuses_overflow(void **s)
     cl_llama_free(m);
 }
 
+/* ---- the continuous-batching engine ---- */
+
+enum { NSEQ = 32, NEW = 12 };
+
+typedef struct rec {
+    int toks[NEW + 1], n, ended, reason;
+    uint64_t logit_hash;  /* of every distribution sampled from, bitwise */
+    int first_step;       /* the step of the first token */
+    const float *want;    /* training-forward logits check: prompt, or NULL */
+    int *prompt, nprompt;
+    cl_llama *m;
+} rec;
+
+static int step_no;
+
+static int rec_token(void *ctx, int tok, const float *logits)
+{
+    rec *r = ctx;
+    if (!r->n) r->first_step = step_no;
+    r->toks[r->n++] = tok;
+    r->logit_hash = cl_hash64(logits, sizeof(float) * V, r->logit_hash);
+    if (r->m) { /* the logits equal the training forward's over prompt + tokens so far */
+        int len = r->nprompt + r->n - 1, *ids = malloc(sizeof(int) * (size_t)len);
+        memcpy(ids, r->prompt, sizeof(int) * (size_t)r->nprompt);
+        memcpy(ids + r->nprompt, r->toks, sizeof(int) * (size_t)(r->n - 1));
+        cl_err e = {0};
+        float *full = malloc(sizeof(float) * (size_t)len * V);
+        assert_int_equal(cl_llama_forward(r->m, ids, NULL, NULL, 1, len, &e), 0);
+        cl_llama_logits(r->m, full);
+        for (int j = 0; j < V; j++) assert_true(fabsf(logits[j] - full[(size_t)(len - 1) * V + j]) < 1e-4f);
+        free(full);
+        free(ids);
+    }
+    return 0;
+}
+
+static void rec_end(void *ctx, int reason)
+{
+    rec *r = ctx;
+    r->ended++;
+    r->reason = reason;
+}
+
+static int prompt_of(int i, int *ids)
+{
+    int n = 3 + (i * 37) % 90; /* 3..92 tokens: several prompts span two prefill chunks */
+    for (int j = 0; j < n; j++) ids[j] = (i * 7 + j * 13 + 1) % V;
+    return n;
+}
+
+/* Runs sequences first..first+count-1 together (temperature 0: greedy) into out. */
+static void run_batch(cl_llama *m, int first, int count, double temperature, size_t kv, rec *out)
+{
+    cl_err e = {0};
+    cl_batch *b = cl_batch_new(m, kv, 64, &e);
+    assert_non_null(b);
+    int ids[NSEQ][100];
+    for (int i = first; i < first + count; i++) {
+        int n = prompt_of(i, ids[i]);
+        cl_gen_req q = {.prompt = ids[i], .n = n, .max_new = NEW,
+                        .sampler = {.temperature = temperature, .top_k = 20, .top_p = 0.95},
+                        .seed = 1000 + (uint64_t)i, .on_token = rec_token, .on_end = rec_end, .ctx = &out[i]};
+        assert_non_null(cl_batch_submit(b, &q, &e));
+    }
+    for (step_no = 0; cl_batch_busy(b); step_no++) assert_true(cl_batch_step(b) > 0);
+    assert_int_equal(cl_batch_step(b), 0);
+    cl_batch_free(b);
+}
+
+static void compare(const rec *a, const rec *b)
+{
+    for (int i = 0; i < NSEQ; i++) {
+        assert_int_equal(a[i].ended, 1);
+        assert_int_equal(b[i].ended, 1);
+        assert_int_equal(a[i].n, NEW);
+        assert_int_equal(a[i].reason, CL_GEN_LENGTH);
+        assert_memory_equal(a[i].toks, b[i].toks, sizeof a[i].toks);
+        assert_true(a[i].logit_hash == b[i].logit_hash);
+    }
+}
+
+static void batched_equals_one_at_a_time(double temperature)
+{
+    cl_llama *m = tiny();
+    static rec alone[NSEQ], seven[NSEQ], all[NSEQ];
+    memset(alone, 0, sizeof alone);
+    memset(seven, 0, sizeof seven);
+    memset(all, 0, sizeof all);
+    for (int i = 0; i < NSEQ; i++) run_batch(m, i, 1, temperature, (size_t)1 << 30, alone);
+    for (int i = 0; i + 7 <= NSEQ; i += 7) run_batch(m, i, 7, temperature, (size_t)1 << 30, seven);
+    for (int i = 28; i < NSEQ; i++) run_batch(m, i, 1, temperature, (size_t)1 << 30, seven);
+    run_batch(m, 0, NSEQ, temperature, (size_t)1 << 30, all);
+    compare(alone, seven);
+    compare(alone, all);
+    /* the samples do differ between sequences (the check above is not vacuous) */
+    int differ = 0;
+    for (int i = 1; i < NSEQ; i++) differ += memcmp(all[i].toks, all[0].toks, sizeof all[0].toks) != 0;
+    assert_true(differ > NSEQ / 2);
+    cl_llama_free(m);
+}
+
+static void batched_greedy_equals_one_at_a_time(void **s)
+{
+    (void)s;
+    batched_equals_one_at_a_time(0);
+}
+
+static void batched_sampling_equals_one_at_a_time_in_every_kernel(void **s)
+{
+    (void)s;
+    batched_equals_one_at_a_time(1.0);
+    /* the AVX2 path of machines without AVX-512 (when this CPU has AVX2), and the portable one */
+    setenv("CL_SIMD", "avx2", 1);
+    batched_equals_one_at_a_time(1.0);
+    setenv("CL_SIMD", "scalar", 1);
+    batched_equals_one_at_a_time(1.0);
+    unsetenv("CL_SIMD");
+}
+
+static void batched_logits_are_the_training_forwards(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny(); /* with enabled (unmerged) adapters */
+    cl_err e = {0};
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 16, &e);
+    static rec r[3];
+    int ids[3][100];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 3; i++) {
+        r[i].nprompt = prompt_of(i + 1, ids[i]);
+        r[i].prompt = ids[i];
+        r[i].m = m;
+        cl_gen_req q = {.prompt = ids[i], .n = r[i].nprompt, .max_new = 5, .sampler = {.temperature = 1},
+                        .seed = (uint64_t)i, .on_token = rec_token, .on_end = rec_end, .ctx = &r[i]};
+        assert_non_null(cl_batch_submit(b, &q, &e));
+    }
+    while (cl_batch_busy(b)) cl_batch_step(b);
+    for (int i = 0; i < 3; i++) assert_int_equal(r[i].n, 5);
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
+static void a_full_kv_budget_delays_admission_and_drops_nothing(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    static rec free_run[NSEQ], tight[NSEQ];
+    memset(free_run, 0, sizeof free_run);
+    memset(tight, 0, sizeof tight);
+    run_batch(m, 0, NSEQ, 1.0, (size_t)1 << 30, free_run);
+    /* room for about two of the longest sequences at a time */
+    run_batch(m, 0, NSEQ, 1.0, 2 * cl_batch_kv_bytes(m, 92 + NEW), tight);
+    compare(free_run, tight);
+    int late = 0;
+    for (int i = 0; i < NSEQ; i++) late += tight[i].first_step > free_run[i].first_step;
+    assert_true(late > NSEQ / 2);
+    /* a sequence larger than the whole budget still runs, alone */
+    static rec big[NSEQ];
+    memset(big, 0, sizeof big);
+    run_batch(m, 0, 2, 0, 1, big);
+    assert_int_equal(big[0].ended + big[1].ended, 2);
+    cl_llama_free(m);
+}
+
+static void stopped_and_cancelled_sequences_leave(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    int ids[100], n = prompt_of(3, ids);
+    static rec r[3];
+    memset(r, 0, sizeof r);
+    cl_gen *g[3];
+    for (int i = 0; i < 3; i++) {
+        cl_gen_req q = {.prompt = ids, .n = n, .max_new = 4, .on_token = rec_token, .on_end = rec_end, .ctx = &r[i]};
+        assert_non_null(g[i] = cl_batch_submit(b, &q, &e));
+    }
+    cl_batch_cancel(b, g[2]); /* still waiting */
+    cl_batch_step(b);
+    cl_batch_cancel(b, g[1]); /* running */
+    while (cl_batch_busy(b)) cl_batch_step(b);
+    assert_int_equal(r[0].ended, 1);
+    assert_int_equal(r[0].n, 4);
+    assert_int_equal(r[1].ended + r[2].ended, 0);
+    assert_int_equal(r[2].n, 0);
+    int bad[2] = {1, V};
+    cl_gen_req q = {.prompt = bad, .n = 2, .max_new = 1};
+    assert_null(cl_batch_submit(b, &q, &e));
+    assert_int_equal(e.code, CL_EXIT_DATAERR);
+    int *lng = calloc(200, sizeof(int));
+    q = (cl_gen_req){.prompt = lng, .n = 128, .max_new = 1};
+    assert_null(cl_batch_submit(b, &q, &e));
+    assert_non_null(strstr(e.msg, "context"));
+    free(lng);
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cached_decoding_equals_the_full_forward_at_every_position),
         cmocka_unit_test(sampler_modes_behave),
         cmocka_unit_test(generation_stops_at_stop_tokens_and_refuses_overflow),
+        cmocka_unit_test(batched_greedy_equals_one_at_a_time),
+        cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
+        cmocka_unit_test(batched_logits_are_the_training_forwards),
+        cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),
+        cmocka_unit_test(stopped_and_cancelled_sequences_leave),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,114 @@
+#!/bin/sh
+# Decode throughput of the local: engine (lib/model/engine.c, lib/model/linear.c) against
+# llama.cpp (node-llama-cpp, pinned in tests/npm) on the same model's GGUF exports and a
+# PyTorch greedy loop (bench/torch_decode.py, Debian python3-torch) on the same safetensors,
+# same threads, same run: batch-1 decode of a llama2.c-sized 15M model and a ~110M model
+# (random weights, vocabulary 32000), fp32 and bf16; the memory-bandwidth limit; aggregate
+# decode with 32 and 128 sequences in one continuous batch against our own batch 1 and
+# llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
+# so every row also gives CPU-milliseconds per token, which move much less (for one thread);
+# each figure is the median of REPS runs, ours and the peer's alternating.
+# Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
+# REPS (3).
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+O=${O:-build}
+make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null
+BD="$ROOT/$O/tests/model-bench-decode"
+: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}"
+export OMP_NUM_THREADS
+W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+NPM="$ROOT/tests/npm"
+have_llama=1
+[ -d "$NPM/node_modules/node-llama-cpp" ] && command -v node >/dev/null || have_llama=0
+have_torch=1
+/usr/bin/python3 -c 'import torch' 2>/dev/null || have_torch=0
+# the peer script must sit beside node_modules to find node-llama-cpp
+[ $have_llama = 1 ] && cp "$ROOT/bench/llama-decode.mjs" "$NPM/.bench-llama-decode.mjs" &&
+    trap 'rm -rf "$W" "$NPM/.bench-llama-decode.mjs"' EXIT
+llama() { node "$NPM/.bench-llama-decode.mjs" "$@"; }
+ours() { "$BD" run "$@" | cut -d' ' -f1-3,5; }
+torch() { /usr/bin/python3 "$ROOT/bench/torch_decode.py" "$@"; }
+# med FILE: the median run (by CPU time) of the "tokens seconds tokens/s cpu" lines in FILE
+med() { sort -g -k4 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p"; }
+# measure TAG COMMAND...: appends one run's line to $W/TAG
+measure() { tag=$1; shift; "$@" >>"$W/$tag"; }
+
+"$ROOT/$O/tests/tok" corpus 3 3000 | "$ROOT/$O/tests/tok" train llama3 2000 >"$W/tok.json"
+cat >"$W/m15.json" <<'CFG'
+{"hidden_size": 288, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 6,
+ "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": true, "vocab_size": 32000}
+CFG
+cat >"$W/m110.json" <<'CFG'
+{"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
+ "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": true, "vocab_size": 32000}
+CFG
+"$BD" init "$W/m15.json" "$W/tok.json" "$W/m15"
+"$BD" init "$W/m110.json" "$W/tok.json" "$W/m110"
+gbs=$("$BD" bandwidth)
+
+echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores," \
+     "ISA $(grep -o -w -E 'avx2|fma|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')," \
+     "kernel $("$BD" run "$W/m15" --new 2 | cut -d' ' -f4), OMP_NUM_THREADS=$OMP_NUM_THREADS," \
+     "load before $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+echo "Read bandwidth measured here: $gbs GB/s ($OMP_NUM_THREADS thread(s), summing 1 GiB)."
+echo
+echo "| model | engine | batch | tokens/s (wall) | CPU ms / token | vs llama.cpp (CPU) | bandwidth limit tok/s | % of limit |"
+echo "|---|---|---|---|---|---|---|---|"
+# row NAME ENGINE BATCH BYTES "tokens seconds tokens/s cpu": one table row; sets last_cpu
+row() {
+    name=$1 eng=$2 batch=$3 bytes=$4; shift 4
+    tokens=$1 secs=$2 tps=$3 cpu=$4
+    cpums=$(awk "BEGIN { printf \"%.3f\", 1000 * $cpu / $tokens }")
+    vs=-
+    [ -n "${peer_cpu:-}" ] && vs=$(awk "BEGIN { printf \"%.2f\", $peer_cpu / $cpums }")
+    lim=$(awk "BEGIN { printf \"%.0f\", $gbs * 1e9 / $bytes }")
+    pct=$(awk "BEGIN { printf \"%.0f%%\", 100 * $tps / $lim }")
+    [ "$batch" = 1 ] || { lim=-; pct=-; }
+    echo "| $name | $eng | $batch | $tps | $cpums | $vs | $lim | $pct |"
+    last_cpu=$cpums
+}
+for m in m15 m110; do
+    f32=$(stat -c %s "$W/$m/model-f32.gguf") bf16=$(stat -c %s "$W/$m/model-bf16.gguf")
+    n=$NEW; [ $m = m110 ] && n=$((NEW / 2))
+    k=$((n / 4))
+    rm -f "$W"/r.*
+    for rep in $(seq "$REPS"); do
+        for dt in f32 bf16; do
+            flag=; [ $dt = bf16 ] && flag=--bf16
+            [ $have_llama = 1 ] && measure "r.llama.$dt" llama "$W/$m/model-$dt.gguf" "$OMP_NUM_THREADS" 1 "$n"
+            measure "r.ours.$dt" ours "$W/$m" $flag --new "$n"
+        done
+        [ $have_torch = 1 ] && [ "$rep" = 1 ] && measure r.torch torch "$W/$m" "$OMP_NUM_THREADS" "$n"
+        for batch in 32 128; do
+            [ $have_llama = 1 ] && measure "r.llama.b$batch" llama "$W/$m/model-f32.gguf" "$OMP_NUM_THREADS" "$batch" "$k"
+            measure "r.ours.b$batch" ours "$W/$m" --batch "$batch" --new "$k"
+        done
+    done
+    for dt in f32 bf16; do
+        bytes=$f32; [ $dt = bf16 ] && bytes=$bf16
+        peer_cpu=
+        if [ $have_llama = 1 ]; then
+            row "$m $dt" "llama.cpp" 1 "$bytes" $(med "$W/r.llama.$dt")
+            peer_cpu=$last_cpu
+        fi
+        row "$m $dt" "cl local:" 1 "$bytes" $(med "$W/r.ours.$dt")
+        [ $dt = f32 ] && [ $have_torch = 1 ] &&
+            row "$m $dt" "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') mv loop" 1 "$bytes" \
+                $(med "$W/r.torch")
+    done
+    for batch in 32 128; do
+        peer_cpu=
+        if [ $have_llama = 1 ]; then
+            row "$m f32" "llama.cpp" "$batch" "$f32" $(med "$W/r.llama.b$batch")
+            peer_cpu=$last_cpu
+        fi
+        row "$m f32" "cl local:" "$batch" "$f32" $(med "$W/r.ours.b$batch")
+    done
+done
+echo
+echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
+[ $have_llama = 1 ] || echo "SKIP: llama.cpp peer (make oracles installs node-llama-cpp)"
+[ $have_torch = 1 ] || echo "SKIP: PyTorch peer (python3-torch not installed)"

@@ -1,0 +1,28 @@
+/* linear.h — the decode-time matrix product: out[m][o] = x[m][:] . W[o][:] + b[o] over weights
+ * as the checkpoint stores them ([out][in], fp32 or bf16), for the few rows (m = tokens of one
+ * engine step) that decoding has, without packing the weights per call.
+ *
+ * Batch invariance (the reason this is not gemm.c): every output element is one dot product
+ * whose reduction order depends only on `in` — eight lanes over k, summed in a fixed tree, then
+ * the k tail in order — never on m, on which other rows share the call, on the thread count or
+ * on the tiling, so a sequence decodes to the same bits alone or among 127 others.
+ * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
+ * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
+ * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.
+ * CL_SIMD=avx2 or scalar forces a narrower one (tests of the paths other machines take, and
+ * machines where the detection is wrong); CL_SIMD=avx512 is the default order.
+ * Must not know: models, layers or sequences. */
+#ifndef CL_MODEL_LINEAR_H
+#define CL_MODEL_LINEAR_H
+
+#include "model/llama.h"
+
+/* out [m][out_dim] = x [m][in] . W^T (+ b when non-NULL); w is float * (CL_F32) or uint16_t *
+ * bf16 (CL_BF16), row-major [out_dim][in]. */
+void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
+                    int out_dim);
+
+/* The kernel in use: "avx512", "avx2" or "scalar". */
+const char *cl_linear_isa(void);
+
+#endif

@@ -1,0 +1,134 @@
+/* model-bench-decode — decode throughput of the local: engine (bench/bench-local.sh).
+ *
+ *   model-bench-decode init CONFIG TOKENIZER DIR    a random model (cl-finetune --init's
+ *                         weights, seed 1) in DIR plus DIR/model-f32.gguf and model-bf16.gguf
+ *   model-bench-decode run DIR [--bf16] [--batch B] [--new N]
+ *                         B sequences of a 1-token prompt decode N tokens each (greedy, no
+ *                         stop) in one continuous batch; prints "tokens seconds tokens/s isa
+ *                         cpu_seconds": on a loaded machine, tokens per CPU-second of a
+ *                         one-thread run is the figure that does not depend on the load
+ *   model-bench-decode bandwidth                    read bandwidth: GB/s summing 1 GiB */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench-util.h"
+#include "model/engine.h"
+#include "model/linear.h"
+#include "model/weights.h"
+#include "train/modelio.h"
+
+static int die(const cl_err *e)
+{
+    fprintf(stderr, "model-bench-decode: %s\n", e->msg);
+    return e->code ? e->code : 70;
+}
+
+static int cmd_init(const char *cfg, const char *tok, const char *dir)
+{
+    cl_err e = {0};
+    cl_ft_model fm;
+    char path[4200];
+    if (cl_ft_model_init(&fm, cfg, tok, NULL, 0, 1, 0, &e) || cl_ft_model_save(&fm, dir, &e) ||
+        cl_ft_model_export_gguf(&fm, cl_ft_path(path, sizeof path, dir, "model-f32.gguf"), &e))
+        return die(&e);
+    cl_ft_model_free(&fm);
+    if (cl_ft_model_load(&fm, dir, CL_BF16, 0, &e) ||
+        cl_ft_model_export_gguf(&fm, cl_ft_path(path, sizeof path, dir, "model-bf16.gguf"), &e))
+        return die(&e);
+    cl_ft_model_free(&fm);
+    return 0;
+}
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int never_stop(void *ctx, int token, const float *logits)
+{
+    (void)token;
+    (void)logits;
+    ++*(long *)ctx;
+    return 0;
+}
+
+static int cmd_run(const char *dir, cl_dtype dt, int batch, int n_new)
+{
+    cl_err e = {0};
+    cl_ft_model fm;
+    if (cl_ft_model_load(&fm, dir, dt, 0, &e))
+        return die(&e);
+    cl_batch *b = cl_batch_new(fm.m, (size_t)8 << 30, 64, &e);
+    if (!b)
+        return die(&e);
+    long made = 0;
+    int prompt = 1;
+    cl_gen_req q = {.prompt = &prompt, .n = 1, .max_new = n_new, .on_token = never_stop, .ctx = &made};
+    for (int i = 0; i < batch; i++) {
+        prompt = 1 + i % 100;
+        if (!cl_batch_submit(b, &q, &e))
+            return die(&e);
+    }
+    cl_batch_step(b); /* the 1-token prompts: a decode-shaped step, untimed (first touch) */
+    long before = made;
+    double t0 = bench_now(), c0 = cpu_now();
+    while (cl_batch_busy(b))
+        cl_batch_step(b);
+    double dt_s = bench_now() - t0, cpu = cpu_now() - c0;
+    printf("%ld %.4f %.2f %s %.4f\n", made - before, dt_s, (double)(made - before) / dt_s, cl_linear_isa(), cpu);
+    cl_batch_free(b);
+    cl_ft_model_free(&fm);
+    return 0;
+}
+
+/* What one pass over a model's bytes costs at best: threads summing a buffer larger than every
+ * cache, as the decode kernels read weights. */
+static int cmd_bandwidth(void)
+{
+    size_t n = ((size_t)1 << 30) / sizeof(float);
+    float *a = malloc(n * sizeof *a);
+    if (!a)
+        return 70;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
+    double best = 1e9, sum = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = bench_now();
+        float s = 0;
+#pragma omp parallel for simd reduction(+ : s)
+        for (size_t i = 0; i < n; i++) s += a[i];
+        double t = bench_now() - t0;
+        sum += s;
+        best = t < best ? t : best;
+    }
+    printf("%.2f\n", (double)n * sizeof *a / best / 1e9 + 0 * sum);
+    free(a);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && strcmp(argv[1], "init") == 0)
+        return cmd_init(argv[2], argv[3], argv[4]);
+    if (argc == 2 && strcmp(argv[1], "bandwidth") == 0)
+        return cmd_bandwidth();
+    if (argc >= 3 && strcmp(argv[1], "run") == 0) {
+        cl_dtype dt = CL_F32;
+        int batch = 1, n_new = 128;
+        for (int i = 3; i < argc; i++) {
+            if (strcmp(argv[i], "--bf16") == 0)
+                dt = CL_BF16;
+            else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc)
+                batch = atoi(argv[++i]);
+            else if (strcmp(argv[i], "--new") == 0 && i + 1 < argc)
+                n_new = atoi(argv[++i]);
+        }
+        return cmd_run(argv[2], dt, batch, n_new);
+    }
+    fprintf(stderr, "usage: model-bench-decode init CONFIG TOKENIZER DIR | run DIR [--bf16] [--batch B] "
+                    "[--new N] | bandwidth\n");
+    return 2;
+}
