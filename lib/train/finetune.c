@@ -495,42 +495,71 @@ static int compute_refs(run *r, cl_ft_data *d, double **out, cl_err *e)
     return 0;
 }
 
-/* The cache holds both sets: magic, the data hashes, the counts, then the doubles. */
+/* Reference caches beside the run: an 8-byte magic, a header (the data hashes and counts that
+ * tie them to the data), then the values of one or two arrays.  cache_read returns 1 when the
+ * file holds exactly that header and sizes, 0 otherwise (then it must be computed again). */
+static int cache_read(const char *path, const char *magic, const void *hdr, size_t hlen, void *a, size_t alen,
+                      void *b, size_t blen)
+{
+    size_t len;
+    char *buf = cl_file_read(path, &len, NULL);
+    int hit = buf && len == 8 + hlen + alen + blen && !memcmp(buf, magic, 8) && !memcmp(buf + 8, hdr, hlen);
+    if (hit) {
+        memcpy(a, buf + 8 + hlen, alen);
+        if (blen) memcpy(b, buf + 8 + hlen + alen, blen);
+    }
+    free(buf);
+    return hit;
+}
+
+static int cache_write(const char *path, const char *magic, const void *hdr, size_t hlen, const void *a, size_t alen,
+                       const void *b, size_t blen, cl_err *e)
+{
+    char *buf = malloc(8 + hlen + alen + blen);
+    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    memcpy(buf, magic, 8);
+    memcpy(buf + 8, hdr, hlen);
+    memcpy(buf + 8 + hlen, a, alen);
+    if (blen) memcpy(buf + 8 + hlen + alen, b, blen);
+    int rc = cl_ft_write_file(path, buf, 8 + hlen + alen + blen, e);
+    free(buf);
+    return rc;
+}
+
+/* A cache that is missing or stale is computed from the model as loaded, which a resumed full
+ * fine-tuning run no longer has. */
+static int cache_missing(const run *r, const char *path, cl_err *e)
+{
+    if (r->o->resume && r->o->full)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
+                          "from a trained model", path);
+    return 0;
+}
+
+/* DPO's cache holds both sets: magic, the data hashes, the counts, then the doubles. */
 static int refs(run *r, cl_err *e)
 {
     const char *p = rpath(r, "ref-logps.bin");
     char path[4400];
     cl_ft_path(path, sizeof path, NULL, p);
     uint64_t hdr[4] = {r->train.hash, r->eval.hash, (uint64_t)r->train.n, (uint64_t)r->eval.n};
-    size_t nt = (size_t)r->train.n * 2, ne = (size_t)r->eval.n * 2, len;
-    size_t want = 8 + sizeof hdr + sizeof(double) * (nt + ne);
-    char *buf = cl_file_read(path, &len, NULL);
-    if (buf && len == want && !memcmp(buf, REF_MAGIC, 8) && !memcmp(buf + 8, hdr, sizeof hdr)) {
-        r->ref = malloc(sizeof(double) * (nt ? nt : 1));
-        r->eref = malloc(sizeof(double) * (ne ? ne : 1));
-        if (!r->ref || !r->eref) abort();
-        memcpy(r->ref, buf + 8 + sizeof hdr, sizeof(double) * nt);
-        memcpy(r->eref, buf + 8 + sizeof hdr + sizeof(double) * nt, sizeof(double) * ne);
-        free(buf);
+    size_t nt = (size_t)r->train.n * 2, ne = (size_t)r->eval.n * 2;
+    r->ref = malloc(sizeof(double) * (nt ? nt : 1));
+    r->eref = malloc(sizeof(double) * (ne ? ne : 1));
+    if (!r->ref || !r->eref) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    if (cache_read(path, REF_MAGIC, hdr, sizeof hdr, r->ref, sizeof(double) * nt, r->eref, sizeof(double) * ne)) {
         progress(r, "reference log-probs from %s", path);
         return 0;
     }
-    free(buf);
-    if (r->o->resume && r->o->full)
-        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
-                          "from a trained model", path);
+    if (cache_missing(r, path, e)) return -1;
     double t0 = cl_now();
+    free(r->ref);
+    free(r->eref);
+    r->ref = r->eref = NULL;
     if (compute_refs(r, &r->train, &r->ref, e)) return -1;
     if (r->eval.n && compute_refs(r, &r->eval, &r->eref, e)) return -1;
     if (!r->eval.n && !(r->eref = malloc(sizeof(double)))) abort();
-    buf = malloc(want);
-    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    memcpy(buf, REF_MAGIC, 8);
-    memcpy(buf + 8, hdr, sizeof hdr);
-    memcpy(buf + 8 + sizeof hdr, r->ref, sizeof(double) * nt);
-    memcpy(buf + 8 + sizeof hdr + sizeof(double) * nt, r->eref, sizeof(double) * ne);
-    int rc = cl_ft_write_file(path, buf, want, e);
-    free(buf);
+    int rc = cache_write(path, REF_MAGIC, hdr, sizeof hdr, r->ref, sizeof(double) * nt, r->eref, sizeof(double) * ne, e);
     progress(r, "reference log-probs of %zu sequences in %.1f s, cached in %s", nt + ne, cl_now() - t0, path);
     return rc;
 }
@@ -545,19 +574,13 @@ static int grpo_refs(run *r, cl_err *e)
     char path[4400];
     cl_ft_path(path, sizeof path, NULL, rpath(r, "ref-token-logps.bin"));
     uint64_t hdr[2] = {r->train.hash, (uint64_t)r->grpo.ntok};
-    size_t nb = sizeof(float) * (size_t)r->grpo.ntok, want = 8 + sizeof hdr + nb, len;
+    size_t nb = sizeof(float) * (size_t)r->grpo.ntok;
     if (!(r->gref = malloc(nb ? nb : 1))) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    char *buf = cl_file_read(path, &len, NULL);
-    if (buf && len == want && !memcmp(buf, GREF_MAGIC, 8) && !memcmp(buf + 8, hdr, sizeof hdr)) {
-        memcpy(r->gref, buf + 8 + sizeof hdr, nb);
-        free(buf);
+    if (cache_read(path, GREF_MAGIC, hdr, sizeof hdr, r->gref, nb, NULL, 0)) {
         progress(r, "reference log-probs from %s", path);
         return 0;
     }
-    free(buf);
-    if (r->o->resume && r->o->full)
-        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
-                          "from a trained model", path);
+    if (cache_missing(r, path, e)) return -1;
     double t0 = cl_now();
     cl_llama *m = r->fm.m;
     int on = m->lora_on;
@@ -567,12 +590,7 @@ static int grpo_refs(run *r, cl_err *e)
                                     &r->bt, r->gref, e);
     cl_lora_enable(m, on);
     if (rc) return -1;
-    if (!(buf = malloc(want))) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    memcpy(buf, GREF_MAGIC, 8);
-    memcpy(buf + 8, hdr, sizeof hdr);
-    memcpy(buf + 8 + sizeof hdr, r->gref, nb);
-    rc = cl_ft_write_file(path, buf, want, e);
-    free(buf);
+    rc = cache_write(path, GREF_MAGIC, hdr, sizeof hdr, r->gref, nb, NULL, 0, e);
     progress(r, "reference log-probs of %ld tokens in %.1f s, cached in %s", r->grpo.ntok, cl_now() - t0, path);
     return rc;
 }

@@ -2,8 +2,9 @@
 #
 #   ft_data DIR   cfg.json (a 2-layer d32 Llama), sft.jsonl (8 dialogues to memorise),
 #                 pairs.jsonl (the same prompts: the right colour chosen, a refusal rejected)
-#   ft_base DIR   ft_data, then a from-scratch model (own BPE tokenizer) that memorised sft.jsonl,
-#                 in DIR/base/final
+#   ft_base DIR [POSITIONS]   ft_data, then a from-scratch model (own BPE tokenizer) that
+#                 memorised sft.jsonl, in DIR/base/final; POSITIONS sets its context (default 128;
+#                 4096 holds cl-rollout's simulator prompts)
 #   kill_at, same_metrics   resume checks (below)
 # One thread: the tiny shapes run fastest single-threaded and results stay comparable.
 export OMP_NUM_THREADS=1
@@ -25,6 +26,7 @@ CFG
 
 ft_base() {
     ft_data "$1" &&
+    if [ -n "${2:-}" ]; then jq ".max_position_embeddings = $2" "$1/cfg.json" >"$1/cfg.tmp" && mv "$1/cfg.tmp" "$1/cfg.json"; fi &&
     cl-finetune --init "$1/cfg.json" --train-tokenizer "$1/sft.jsonl" --vocab 300 --sft "$1/sft.jsonl" \
         --run "$1/base" --lr 1e-2 --schedule constant --epochs 150 --batch 8 --seed 1 -q
 }

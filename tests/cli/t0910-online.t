@@ -8,9 +8,7 @@
 . "$(dirname "$0")/finetune-lib.sh"
 . "$(dirname "$0")/mock.sh"
 S="$_top/shared"
-{ ft_data "$S" && jq '.max_position_embeddings = 4096' "$S/cfg.json" >"$S/cfg4k.json" &&
-  cl-finetune --init "$S/cfg4k.json" --train-tokenizer "$S/sft.jsonl" --vocab 300 --sft "$S/sft.jsonl" \
-      --run "$S/base" --lr 1e-2 --schedule constant --epochs 150 --batch 8 --seed 1 -q &&
+{ ft_base "$S" 4096 &&
   cl-seed -q --preset math --limit 4 "$ROOT/examples/math.jsonl" >"$S/states.zst" &&
   cl-seed -q --preset math --limit 2 "$ROOT/examples/math.jsonl" >"$S/held.zst"; } 2>"$_top/base.err" ||
     { cat "$_top/base.err"; echo "Bail out! cannot train the base model"; exit 1; }

@@ -96,6 +96,18 @@ static double grad_err(const clfx *fx, const char *key, const float *g, long n)
     return d / mx;
 }
 
+/* Largest difference between the model's gradients and g, relative to g's largest value (the
+ * same step accumulated over micro-batches against it in one). */
+static double grads_vs(const cl_llama *m, const float *g)
+{
+    double d = 0, mx = 1e-6;
+    for (long i = 0; i < m->n_train; i++) {
+        d = fmax(d, fabs(m->grad_mem[i] - g[i]));
+        mx = fmax(mx, fabs(g[i]));
+    }
+    return d / mx;
+}
+
 static void first_dpo_step_matches_torch(const char *file)
 {
     fxmodel f;
@@ -142,12 +154,7 @@ static void first_dpo_step_matches_torch(const char *file)
             loss += out.loss;
         }
         EXPECT_CLOSE(fabs(loss - want) / fabs(want), 1e-5, "accumulated loss");
-        double d = 0, mx = 1e-6;
-        for (long i = 0; i < f.m->n_train; i++) {
-            d = fmax(d, fabs(f.m->grad_mem[i] - g1[i]));
-            mx = fmax(mx, fabs(g1[i]));
-        }
-        EXPECT_CLOSE(d / mx, 1e-5, "accumulated gradients");
+        EXPECT_CLOSE(grads_vs(f.m, g1), 1e-5, "accumulated gradients");
         free(sq2);
         free(g1);
     }
@@ -243,12 +250,7 @@ static void first_grpo_step_matches_torch(const char *file)
         loss += out.loss;
     }
     EXPECT_CLOSE(fabs(loss - want) / fabs(want), 1e-5, "accumulated loss");
-    double d = 0, mx = 1e-6;
-    for (long i = 0; i < f.m->n_train; i++) {
-        d = fmax(d, fabs(f.m->grad_mem[i] - g1[i]));
-        mx = fmax(mx, fabs(g1[i]));
-    }
-    EXPECT_CLOSE(d / mx, 1e-5, "accumulated gradients");
+    EXPECT_CLOSE(grads_vs(f.m, g1), 1e-5, "accumulated gradients");
     free(g1);
     free(old);
     free(ref);
