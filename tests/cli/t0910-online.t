@@ -50,6 +50,15 @@ test_expect 'METHOD=grpo samples GROUP replies per state from the policy and tra
     jq -s -e "length == 2 and all(.[]; has(\"pg_loss\") and has(\"kl\"))" g/round-1/run/metrics.jsonl &&
     ! test -e g/rounds.jsonl
 '
+test_expect 'REF=round: round 2 samples with the merge of round 1 and trains a fresh adapter on it' '
+    mock_start --script "$W" && online r ROUNDS=2 STEPS=2 REF=round 2>log || { cat log; false; } &&
+    test "$(cat r/round-1/policy)" = "local:$PWD/r/round-1/run/merged" &&
+    test "$(cat r/round-2/policy)" = "local:$PWD/r/round-2/run/merged" &&
+    zstd -dc r/round-2/engine/scored.jsonl.zst |
+        jq -s -e --arg p "local:$PWD/r/round-1/run/merged" "length > 0 and all(.[].candidates[]; .source == \$p)" &&
+    jq -e "index(\"r/round-1/run/merged\") != null and index(\"--adapter\") == null" r/round-2/run/args.json &&
+    test -f r/round-2/run/merged/model.safetensors
+'
 test_expect 'a round killed while training resumes at its checkpoint, samples nothing again, ends with the same bytes' '
     mock_start --script "$W" && online a ROUNDS=1 STEPS=6 SAVE_EVERY=2 2>log || { cat log; false; } &&
     for attempt in 1 2 3 4 5; do
