@@ -19,15 +19,17 @@
 #
 # Every file is a target written whole and renamed, so an interrupted run resumes at its round
 # with the same command; a training killed mid-round resumes at its last checkpoint (SAVE_EVERY)
-# and the LLM cache replays the calls already made.  The AdamW moments restart each round (the
-# adapter carries over); collabllm(7) discusses it.
+# and the LLM cache replays the calls already made.  The adapter and the AdamW state carry over
+# from round to round (cl-finetune --adapter, --optimizer-from); the learning-rate schedule is
+# each round's own (FT_FLAGS='--schedule ...').
 #
 # Layout under OUT:
 #   round-0/policy          the starting policy's model spec
 #   round-K/states.zst      the states of round K
 #   round-K/engine/         collab.mk's files (scored.jsonl.zst, dpo.jsonl.zst, ...)
 #   round-K/groups.jsonl.zst  METHOD=grpo: {prompt, completions, rewards} per scored turn
-#   round-K/run/            cl-finetune's run (checkpoints, metrics.jsonl, final/)
+#   round-K/run/            cl-finetune's run (checkpoints, metrics.jsonl, final/; last is the
+#                           checkpoint whose optimizer the next round continues)
 #   round-K/policy          the spec of the policy after round K
 #   round-K/eval/           eval.mk on HELDOUT with that policy (report.json, report.txt)
 #   rounds.jsonl, rounds.png  per-round held-out metrics and their chart
@@ -130,14 +132,15 @@ $(OUT)/round-$(1)/policy: $(if $(filter grpo,$(METHOD)),$(OUT)/round-$(1)/groups
 endef
 
 # train_model K PREV: the model flags of round K.  REF=start: BASE, continuing the last adapter
-# (or START_ADAPTER, or a fresh LoRA); REF=round: the last round's merge and a fresh LoRA.
+# and its AdamW moments and step (round 1: START_ADAPTER, or a fresh LoRA); REF=round: the last
+# round's merge, a fresh LoRA and a fresh optimizer.
 ifeq ($(REF),round)
 train_model = $(if $(filter 1,$(1)),--model $(BASE) $(if $(START_ADAPTER),--adapter $(START_ADAPTER),--lora $(LORA)),\
     --model $(OUT)/round-$(2)/run/merged --lora $(LORA)) --merge
 policy_after = local:$(abspath $(OUT))/round-$(1)/run/merged
 else
 train_model = --model $(BASE) $(if $(filter 1,$(1)),$(if $(START_ADAPTER),--adapter $(START_ADAPTER),--lora $(LORA)),\
-    --adapter $(OUT)/round-$(2)/run/final)
+    --adapter $(OUT)/round-$(2)/run/final --optimizer-from $(OUT)/round-$(2)/run/last)
 policy_after = local:$(abspath $(BASE))+adapter=$(abspath $(OUT))/round-$(1)/run/final
 endif
 

@@ -17,7 +17,7 @@ enum {
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_CHAT, O_PRESET, O_GRPO, O_CLIP_RATIO, O_KL_COEF
+    O_GGUF, O_CHAT, O_PRESET, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
 };
 
 static const struct option opts[] = {
@@ -34,6 +34,7 @@ static const struct option opts[] = {
     {"run", required_argument, 0, O_RUN},
     {"resume", required_argument, 0, O_RESUME},
     {"adapter", required_argument, 0, O_ADAPTER},
+    {"optimizer-from", required_argument, 0, O_OPT_FROM},
     {"eval", required_argument, 0, O_EVAL},
     {"eval-split", required_argument, 0, O_EVAL_SPLIT},
     {"eval-every", required_argument, 0, O_EVAL_EVERY},
@@ -85,6 +86,7 @@ static const char help[] =
     "      --run DIR           run directory: checkpoints, metrics.jsonl, final/, exports (required)\n"
     "      --resume DIR        continue the run in DIR from its last checkpoint (bit for bit)\n"
     "      --adapter DIR       start from this PEFT adapter instead of fresh LoRA weights\n"
+    "      --optimizer-from CKPT  continue the AdamW moments and step count of checkpoint CKPT\n"
     "      --chat FORMAT       llama3, qwen2, qwen2.5, qwen3 or auto (default auto)\n"
     "  Adapters or full weights:\n"
     "      --lora SPEC         r=8,alpha=16,dropout=0,targets=q,k,v,o,gate,up,down[,rslora][,init=gaussian]\n"
@@ -243,6 +245,7 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_RUN: o->run_dir = arg; break;
     case O_RESUME: o->run_dir = arg; o->resume = 1; break;
     case O_ADAPTER: o->adapter = arg; break;
+    case O_OPT_FROM: o->optimizer_from = arg; break;
     case O_EVAL: o->eval_data = arg; break;
     case O_EVAL_SPLIT: rc = cl_parse_double(arg, 0, 0.9, "--eval-split", &o->eval_split, e); break;
     case O_EVAL_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--eval-every", &o->eval_every, e); break;

@@ -184,6 +184,7 @@ typedef struct run {
     uint64_t opts_hash;
     double t0, cpu0, last_line;
     long tokens, start_step;
+    long adam_t0;                    /* AdamW steps taken before this run (--optimizer-from) */
     char path[4200];
 } run;
 
@@ -202,6 +203,7 @@ static uint64_t opts_hash(const cl_ft_opts *o)
                      o->dpo.label_smoothing, o->rpo_alpha, o->anchor_weight, o->eval_split,
                      (unsigned long long)o->seed);
     uint64_t h = cl_hash64(b, (size_t)n, 0x66696e65ull);
+    if (o->optimizer_from) h = cl_hash64(o->optimizer_from, strlen(o->optimizer_from), h);
     return o->kind == CL_FT_GRPO ? cl_hash64(&o->grpo, sizeof o->grpo, h) : h;
 }
 
@@ -347,6 +349,48 @@ static int read_state(run *r, const char *dir, cl_err *e)
     return rc;
 }
 
+/* A run that continues another's optimizer keeps, beside its resume file, the AdamW steps taken
+ * before it (RUN/checkpoint-N/adam_t0, decimal), so that a later run continuing it counts
+ * Adam's bias correction from the first step of the first run. */
+static int write_adam_t0(run *r, const char *dir, cl_err *e)
+{
+    char p[4400], b[32];
+    cl_ft_path(p, sizeof p, dir, "adam_t0");
+    int n = snprintf(b, sizeof b, "%ld\n", r->adam_t0);
+    return cl_ft_write_file(p, b, (size_t)n, e);
+}
+
+/* --optimizer-from DIR: the AdamW moments of DIR's resume file (the same trainable values) and
+ * the step count they stand for. */
+static int load_optimizer(run *r, const char *dir, cl_err *e)
+{
+    char p[4400];
+    cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
+    size_t len;
+    char *buf = cl_file_read(p, &len, e);
+    if (!buf) return -1;
+    cl_llama *m = r->fm.m;
+    state_hdr h;
+    size_t mv = sizeof(float) * (size_t)m->n_train;
+    int rc = 0;
+    if (len < sizeof h || (memcpy(&h, buf, sizeof h), memcmp(h.magic, STATE_MAGIC, 8)) || h.version != STATE_VERSION ||
+        h.header_bytes != sizeof h)
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: not a cl-finetune resume file of version %u", p, STATE_VERSION);
+    else if (h.n_train != m->n_train || len != sizeof h + 2 * mv)
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: holds moments of %lld trainable values; this run trains %ld (continue "
+                        "the optimizer of a run with the same adapter shape)", p, (long long)h.n_train, m->n_train);
+    if (!rc) {
+        memcpy(m->m_mem, buf + sizeof h, mv);
+        memcpy(m->v_mem, buf + sizeof h + mv, mv);
+        cl_ft_path(p, sizeof p, dir, "adam_t0");
+        char *t = cl_file_read(p, &len, NULL);
+        r->adam_t0 = (t ? strtol(t, NULL, 10) : 0) + h.step;
+        free(t);
+    }
+    free(buf);
+    return rc;
+}
+
 static int swap_link(run *r, const char *link, const char *target, cl_err *e)
 {
     char tmp[4400], dst[4400];
@@ -391,6 +435,7 @@ static int save_checkpoint(run *r, cl_err *e)
     if (mkdir(tmp, 0777)) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", tmp, strerror(errno));
     int rc = r->o->full ? cl_ft_model_save(&r->fm, tmp, e) : cl_ft_model_save_adapter(&r->fm, tmp, e);
     if (!rc) rc = write_state(r, tmp, e);
+    if (!rc && r->adam_t0) rc = write_adam_t0(r, tmp, e);
     if (rc) return rc;
     fsync_dir_files(tmp);
     /* a checkpoint of this step from an interrupted attempt is replaced whole */
@@ -711,7 +756,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
                           "The last good checkpoint is %s/%s", r->step + 1, st->loss, st->grad_norm, o->run_dir,
                           n > 0 ? last : "(none written yet)");
     }
-    cl_adamw_step(&o->adamw, r->tr, r->ntr, r->step + 1, lr);
+    cl_adamw_step(&o->adamw, r->tr, r->ntr, r->adam_t0 + r->step + 1, lr);
     return 0;
 }
 
@@ -921,6 +966,8 @@ static int setup(run *r, cl_err *e)
     if (!r->metrics) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", r->path, strerror(errno));
     r->opts_hash = opts_hash(o);
     if (load_model(r, last, e)) return -1;
+    /* before read_state: a resumed run's own moments replace these, the step offset stays */
+    if (o->optimizer_from && load_optimizer(r, o->optimizer_from, e)) return -1;
     if (!o->data) return 0;
     if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "reply" : "pair",
                   e))

@@ -31,6 +31,8 @@ typedef struct cl_ft_opts {
     const char *tokenizer, *corpus;  /* --tokenizer FILE / --train-tokenizer CORPUS (with --init) */
     int corpus_vocab;                /* --vocab */
     const char *data, *eval_data, *anchor, *adapter, *run_dir, *chat;
+    const char *optimizer_from;      /* a checkpoint whose AdamW moments and step this run continues
+                                      * (the online rounds: one optimizer across runs) */
     int resume;                      /* continue run_dir from its last checkpoint */
     int full;                        /* full fine-tuning instead of LoRA */
     cl_lora_config lora;

@@ -80,6 +80,21 @@ test_expect 'the verl-grpo preset: lr 1e-6 constant, 64 replies per step, clip 0
     jq -s -e "length == 2 and all(.[]; .lr == 1e-06) and .[0].tokens > 0" r/metrics.jsonl &&
     jq -e "index(\"verl-grpo\")" r/args.json
 '
+test_expect '--optimizer-from: 2 steps, then 2 more continuing adapter and AdamW, equal 4 steps at once' '
+    set -- --model "$S/base/final" --dpo "$S/pairs.jsonl" --lr 1e-2 --schedule constant --batch 8 --seed 4 -q &&
+    cl-finetune "$@" --lora r=4,alpha=8 --max-steps 4 --run a &&
+    cl-finetune "$@" --lora r=4,alpha=8 --max-steps 2 --run b &&
+    cl-finetune "$@" --adapter b/final --optimizer-from b/last --max-steps 2 --save-every 1 --run c &&
+    cmp a/final/adapter_model.safetensors c/final/adapter_model.safetensors &&
+    test "$(cat c/checkpoint-000001/adam_t0)" = 2 &&
+    cl-finetune "$@" --adapter c/final --optimizer-from c/last --max-steps 1 --run d &&
+    cl-finetune "$@" --lora r=4,alpha=8 --max-steps 5 --run e &&
+    cmp e/final/adapter_model.safetensors d/final/adapter_model.safetensors &&
+    cl-finetune "$@" --adapter b/final --max-steps 2 --run fresh &&
+    ! cmp -s a/final/adapter_model.safetensors fresh/final/adapter_model.safetensors &&
+    { cl-finetune "$@" --lora r=8,alpha=8 --optimizer-from b/last --max-steps 1 --run bad 2>err; test $? = 65; } &&
+    grep -q "b/last/trainer_state.bin: holds moments of" err
+'
 test_expect 'a GRPO run killed mid-run and resumed ends with the same adapter and metrics' '
     set -- --model "$S/base/final" --grpo "$S/groups.jsonl" --lora r=4,alpha=8 --lr 1e-3 --batch 2 \
         --max-steps 16 --save-every 2 --seed 3 -q &&
