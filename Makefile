@@ -5,14 +5,17 @@
 #   make test         unit tests, CLI tests, man-page lint (TAP through prove)
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
+#   make fuzz-schema  the record-shape fuzzer, every case, under ASan+UBSan
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
-#   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=openblas  O=build
+#   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=none  O=build
+#                     (BLAS=none: the built-in GEMM only, no OpenBLAS; objects in build-noblas)
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
 # always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
+#   cuda/ -> model/, core/ (CUDA=1 only; named by tools under CL_HAVE_CUDA)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
@@ -48,15 +51,23 @@ CL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LDFLAGS   += -fsanitize=address,undefined
 O         := $(O)-san
 endif
+# The large training products go to OpenBLAS by default (it picks its kernels per CPU at run
+# time); BLAS=none keeps only the built-in kernel, which has its own per-CPU micro-kernels.
+BLAS ?= openblas
 ifeq ($(BLAS),openblas)
 CL_CPPFLAGS += -DCL_HAVE_CBLAS $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 LDLIBS      += $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas)
-O           := $(O)-blas
+else ifeq ($(BLAS),none)
+O           := $(O)-noblas
+else
+$(error BLAS=$(BLAS): say openblas (the default) or none)
 endif
 ifeq ($(CUDA),1)
-NVCC      ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
-NVCC_ARCH ?= -arch=sm_90
+NVCC      ?= $(CUDA_HOME)/bin/nvcc
+# sm_90 (H100/H200) code plus PTX that newer GPUs compile at load time
+NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+NVCC_WARN := -Xcompiler -Wall,-Wextra $(if $(filter 1,$(WERROR)),-Werror all-warnings -Xcompiler -Werror)
 CL_CPPFLAGS += -DCL_HAVE_CUDA
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
@@ -84,7 +95,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz
+.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -104,7 +115,7 @@ $(O)/lib/metrics/bleu.o: ALL_CFLAGS += -fvect-cost-model=dynamic
 
 $(O)/%.cu.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCC_ARCH) -O2 -Ilib -DCL_HAVE_CUDA -c -o $@ $<
+	$(NVCC) $(NVCC_ARCH) -O2 -std=c++17 -Ilib -DCL_HAVE_CUDA $(NVCC_WARN) -MMD -MP -c -o $@ $<
 
 # Prompts are plain text files compiled in as C strings; --prompt-dir overrides them at run time.
 $(O)/lib/collab/prompts/prompts_data.c: $(PROMPTS) scripts/embed-prompts
@@ -120,6 +131,45 @@ $(PROGDIR)/%: $(O)/tools/%.o $(O)/libcl.a
 $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
+
+# The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
+# against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
+# reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
+# tests/cli/t0908-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
+# CUDA=1 builds run the real parity test instead.
+CXX      ?= g++
+EMU_DEPS := $(wildcard lib/cuda/*.cu lib/cuda/*.cuh lib/cuda/*.h tests/cuda-emu/*) lib/model/llama.h lib/model/device.h
+EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
+EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/ref_kernels.o
+EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o
+ifneq ($(CUDA),1)
+UNIT_BINS += $(O)/tests/test_cuda_emu
+TESTBINS  += $(O)/tests/cl-finetune-emu
+endif
+$(O)/tests/emu/llama.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c -o $@ lib/cuda/llama.cu
+$(O)/tests/emu/kernels.o: $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -x c++ -c -o $@ lib/cuda/kernels.cu
+$(O)/tests/emu/%.o: tests/cuda-emu/%.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -c -o $@ $<
+$(O)/tests/emu/parity.o: tests/unit/test_cuda_parity.c tests/unit/torch_fixture.h $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/test_cuda_emu: $(O)/tests/emu/parity.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/test_cuda_emu_kernels: $(O)/tests/emu/parity.o $(EMU_KOBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+$(O)/tests/emu/cl-finetune.o: tools/cl-finetune.c $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/cl-finetune-emu: $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
+cuda-emu-kernels: $(O)/tests/test_cuda_emu_kernels
+	CMOCKA_MESSAGE_OUTPUT=TAP prove -v $<
 
 $(O)/tests/%: $(O)/tests/helpers/%.o $(O)/libcl.a
 	@mkdir -p $(@D)
@@ -212,3 +262,10 @@ build-fuzz/libcl.a: $(LIB_SRC)
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/targets.c build-fuzz/libcl.a
 	clang $(CL_CPPFLAGS) $(DEP_CFLAGS) -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined \
 	  -o $@ $< build-fuzz/libcl.a -fopenmp $(LDLIBS)
+
+# The schema fuzzer over every case (about 5400 runs of the tools, ASan+UBSan build; a sample
+# runs in `make test` as tests/cli/t0111).  FUZZ_SCHEMA_ARGS="--sample N --seed S" for fewer.
+fuzz-schema:
+	$(MAKE) --no-print-directory SAN=1 all build-san/tests/mockllm
+	python3 tests/fuzz/schema-fuzz.py --bin build-san/bin --mock build-san/tests/mockllm \
+	  --jobs $(PROVE_JOBS) $(FUZZ_SCHEMA_ARGS)

@@ -127,8 +127,10 @@ for c in edited noise unrelated; do
     one=$(tool "$c" 1)
     all=$(tool "$c" "$cores")
     onec=${one#* }
+    onew=${one% *}
+    allc=${all#* }
     allw=${all% *}
-    rows="$rows| $c | $(printf %.0f "$n") | $(printf %.1f "$k") ($(ratio "$n" "$k")×) | $onec ($(ratio "$n" "$onec")×) | $allw ($(ratio "$n" "$allw")×) |
+    rows="$rows| $c | $(printf %.0f "$n") | $(printf %.1f "$k") ($(ratio "$n" "$k")×) | $onec ($(ratio "$n" "$onec")×) | $allc ($(ratio "$n" "$allc")×) | $onew ($(ratio "$n" "$onew")×) | $allw ($(ratio "$n" "$allw")×) |
 "
     # The scores are NLTK's, on the pairs NLTK scored.
     head -n 20 "$T/$c.jsonl" | "$PY" -c "
@@ -142,13 +144,18 @@ for d, o in zip(map(json.loads, sys.stdin), ours):
 done
 chars=$(head -1 "$T/edited.jsonl" | "$PY" -c "import json,sys; print(len(json.load(sys.stdin)['completion']))")
 
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 cat <<MD
 ### BLEU throughput (character BLEU-4, $PAIRS pairs of about $chars characters per corpus)
 
-Microseconds per pair; in brackets, how many times faster than NLTK on one core.
+$(sh "$(dirname "$0")/cpu.sh")
 
-| corpus | NLTK 3.8 \`sentence_bleu\`, CPU | \`bleu_char\`, CPU, one thread | \`cl-reward -j 1\` end to end, CPU | \`cl-reward -j $cores\` end to end, wall |
-|---|---|---|---|---|
+Microseconds per pair; in brackets, how many times faster than NLTK on one core.  CPU columns
+are what a busy machine distorts least; the wall columns hold only on an idle one (load
+average after the run: $load).
+
+| corpus | NLTK 3.8 \`sentence_bleu\`, CPU | \`bleu_char\`, CPU, one thread | \`cl-reward -j 1\` end to end, CPU | \`cl-reward -j $cores\` end to end, CPU | \`-j 1\` wall | \`-j $cores\` wall |
+|---|---|---|---|---|---|---|
 $rows
 Scores checked equal to NLTK's (|diff| < 1e-9) on the first 20 pairs of each corpus.
 Command: \`make bench B=bleu\` (PAIRS=$PAIRS NLTK_PAIRS=$NLTK_PAIRS ROUNDS=$ROUNDS).

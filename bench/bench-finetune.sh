@@ -58,6 +58,8 @@ tps() { awk -v c="$1" -v s="$2" 'BEGIN { printf "%.0f", c / s }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 echo "### cl-finetune vs PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') CPU, GPT-2-small-sized Llama (134M; $(date -u +%Y-%m-%d); $cpu; $THREADS threads; load average $(cut -d' ' -f1 /proc/loadavg))"
 echo
+sh "$here/cpu.sh"
+echo
 echo "| step | batch (rows x tokens) | cl s/step | cl tokens/s | torch s/step | torch tokens/s | cl speed-up (wall) | cl tokens/CPU-s | torch tokens/CPU-s | cl speed-up (CPU) | cl peak RSS (MiB) | torch peak RSS (MiB) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 echo "| full SFT | $SFT_BATCH x $sft_t | $(printf %.3f "$sft_s") | $(tps "$sft_cells" "$sft_s") | $tsft_s | $(tps "$sft_cells" "$tsft_s") | $(ratio "$sft_s" "$tsft_s") | $(tps "$sft_cells" "$sft_c") | $(tps "$sft_cells" "$tsft_c") | $(ratio "$sft_c" "$tsft_c") | $(rss "$w/sft.time") | $(rss "$w/tsft.time") |"

@@ -57,6 +57,8 @@ ideal() { awk -v k="$1" -v l="$lat_s" 'BEGIN { print k / l }'; }
 
 echo "### LLM client ($N calls, mock latency $LAT ms, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg) at start, $(date +%Y-%m-%d))"
 echo
+sh "$(dirname "$0")/cpu.sh"
+echo
 echo "| run | in flight | calls | wall s | calls/s | of ideal | client CPU µs/call | p50 ms | peak RSS MB | retries | mock CPU µs/req |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for k in 64 256 1024; do

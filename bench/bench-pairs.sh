@@ -98,6 +98,8 @@ set -- $(measure "$BIN/cl-pairs" -q -Z --to-flat "$T/branches.jsonl"); fw=$1 fc=
 
 echo "### cl-pairs ($RECORDS branch records, $size MB of plain JSONL, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(date +%F))"
 echo
+sh "$(dirname "$0")/cpu.sh"
+echo
 echo "Both sides give $same (ids and scores compared)."
 echo
 echo "| run | wall s | CPU s | records per CPU s | MB per CPU s |"

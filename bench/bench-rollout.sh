@@ -5,6 +5,7 @@
 # Env: BIN (cl programs), O (build dir with tests/mockllm, tests/llmcall), SEEDS (1000),
 # LATENCY_MS (50), INFLIGHT (256).
 set -eu
+sh "$(dirname "$0")/cpu.sh"; echo
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$here/../bin}
 O=${O:-$here/../build}

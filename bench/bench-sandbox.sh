@@ -4,6 +4,7 @@
 #   BIN=bin sh bench/bench-sandbox.sh      (make bench B=sandbox)
 # N (default 60) runs of each, in 5 alternating rounds; the test file holds a small solution and five tests.
 set -eu
+sh "$(dirname "$0")/cpu.sh"; echo
 : "${BIN:=bin}" "${N:=60}"
 PY=/usr/bin/python3
 [ -x "$PY" ] || { echo "bench-sandbox: $PY is needed" >&2; exit 1; }

@@ -3,6 +3,7 @@
 # and `zstdcat | zstd` on the same ~1 GB of conversation records, in one run.
 # Env: BIN (cl programs), MB (size, default 1000), BENCH_DIR (cache for the data).
 set -eu
+sh "$(dirname "$0")/cpu.sh"; echo
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$here/../bin}
 MB=${MB:-1000}

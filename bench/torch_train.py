@@ -3,7 +3,7 @@
 (bench/torch_peer.py: the reference model of tests/torch, in float32), the same
 batch, forward + CE + backward + clipping + AdamW, full fine-tuning or LoRA r 32 on all seven
 projections.  Usage: torch_train.py full|lora B T STEPS THREADS
-Prints: mode torch B T median-seconds-per-step tokens-per-second final-loss"""
+Prints: mode torch B T median-seconds-per-step tokens-per-second final-loss median-CPU-seconds-per-step"""
 import os
 import sys
 import time
@@ -32,9 +32,11 @@ targets = torch.cat([ids[:, 1:], torch.full((B, 1), -1)], 1)
 pos = torch.arange(T).repeat(B, 1)
 seg = torch.zeros(B, T, dtype=torch.long)
 times = []
+cpus = []
 loss = None
 for step in range(steps + 1):
     t0 = time.perf_counter()
+    c0 = time.process_time()
     opt.zero_grad()
     lp = m.token_logps(ids, pos, seg, targets)
     loss = -lp.sum() / (targets >= 0).sum()
@@ -42,5 +44,7 @@ for step in range(steps + 1):
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     opt.step()
     times.append(time.perf_counter() - t0)
+    cpus.append(time.process_time() - c0)
 med = sorted(times[1:])[len(times[1:]) // 2]
-print(f"{mode} torch {B} {T} {med:.3f} {B * T / med:.1f} {loss.item():.4f}")
+cmed = sorted(cpus[1:])[len(cpus[1:]) // 2]
+print(f"{mode} torch {B} {T} {med:.3f} {B * T / med:.1f} {loss.item():.4f} {cmed:.3f}")

@@ -11,13 +11,16 @@
 #include "core/json.h"
 #include "train/finetune.h"
 #include "train/modelio.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 enum {
     O_SFT = 256, O_DPO, O_MODEL, O_INIT, O_TOKENIZER, O_TRAIN_TOK, O_VOCAB, O_RUN, O_RESUME, O_ADAPTER, O_EVAL,
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_CHAT, O_PRESET, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
+    O_GGUF, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
 };
 
 static const struct option opts[] = {
@@ -70,6 +73,8 @@ static const struct option opts[] = {
     {"gguf", no_argument, 0, O_GGUF},
     {"chat", required_argument, 0, O_CHAT},
     {"preset", required_argument, 0, O_PRESET},
+    {"device", required_argument, 0, O_DEVICE},
+    {"recompute", no_argument, 0, O_RECOMPUTE},
     {0, 0, 0, 0},
 };
 
@@ -127,11 +132,16 @@ static const char help[] =
     "      --log-every N       progress line every N steps (default 10)\n"
     "      --merge             also write RUN/merged: the base with the adapters merged in\n"
     "      --gguf              also write GGUF for llama.cpp (RUN/adapter.gguf, RUN/model.gguf)\n"
+    "  Device:\n"
+    "      --device DEV        cpu (default), cuda or cuda:N (an NVIDIA GPU; needs a make CUDA=1 build)\n"
+    "      --recompute         keep only each layer's input and recompute the rest in backward (cuda)\n"
     "  -o FILE copies the metrics records to FILE; progress goes to stderr.\n"
     "  OMP_NUM_THREADS sets the training threads.\n";
 
 typedef struct ctx {
     cl_ft_opts o;
+    const char *device;
+    int recompute;
     int lora_given, full_given, lr_given;
 } ctx;
 
@@ -254,6 +264,8 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_FULL: o->full = 1; c->full_given = 1; break;
     case O_LORA: c->lora_given = 1; rc = parse_lora(&o->lora, arg, e); break;
     case O_BF16: o->bf16 = 1; break;
+    case O_DEVICE: c->device = arg; break;
+    case O_RECOMPUTE: c->recompute = 1; break;
     case O_LR: rc = cl_parse_double(arg, 0, 10, "--lr", &o->lr, e); c->lr_given = 1; break;
     case O_WD: rc = cl_parse_double(arg, 0, 10, "--weight-decay", &o->adamw.weight_decay, e); break;
     case O_B1: rc = cl_parse_double(arg, 0, 0.999999, "--adam-beta1", &o->adamw.beta1, e); break;
@@ -405,6 +417,21 @@ int main(int argc, char **argv)
     char *args = o->resume ? NULL : args_json(argc, argv);
     o->args_json = args;
     cl_err e = {0};
+    cl_device dev;
+    if (c.recompute && (!c.device || !strcmp(c.device, "cpu")))
+        cl_usage_error("--recompute needs --device cuda (the CPU path keeps every activation)");
+    if (c.device && strcmp(c.device, "cpu")) {
+#ifdef CL_HAVE_CUDA
+        if (cl_cuda_open(&dev, c.device, &e)) cl_die_err(&e);
+        dev.recompute = c.recompute;
+        o->device = &dev;
+#else
+        (void)dev;
+        if (strncmp(c.device, "cuda", 4)) cl_usage_error("--device: cpu, cuda or cuda:N, not \"%s\"", c.device);
+        cl_die(CL_EXIT_UNAVAILABLE, "--device %s: this cl-finetune was built without CUDA (rebuild with make CUDA=1)",
+               c.device);
+#endif
+    }
     cl_writer *w = NULL;
     if (common.output) {
         cl_writer_opts wo = {.plain = common.plain, .level = common.level, .threads = common.threads};
@@ -421,5 +448,13 @@ int main(int argc, char **argv)
     free(av);
     free(args);
     if (rc) cl_die_err(&e);
+#ifdef CL_HAVE_CUDA
+    if (o->device && !o->quiet) {
+        size_t peak;
+        cl_cuda_memory(NULL, &peak);
+        cl_warn("%s: at most %.0f MiB of device memory held (weights, optimizer state, activations)", o->device->name,
+                (double)peak / (1 << 20));
+    }
+#endif
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "llm/cli.h"
 #include "core/records.h"
 #include "collab/report.h"
+#include "collab/schema.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
@@ -126,6 +127,11 @@ static int run_report(opts *o, cl_common *c)
     cl_rec rec;
     int got, status = 0;
     while ((got = cl_io_next(io, &rec, &e)) > 0) {
+        if ((got = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, &e)) <= 0) {
+            if (got < 0)
+                break;
+            continue; /* malformed, skipped with --skip-bad */
+        }
         if (cl_report_add(rep, record_label(o, c, names, &rec), cl_rec_value(&rec), &e) < 0) {
             char m[sizeof e.msg];
             snprintf(m, sizeof m, "%s", e.msg);

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "collab/pairs.h"
 #include "collab/prompts.h"
+#include "collab/schema.h"
 #include "core/records.h"
 
 enum {
@@ -92,14 +93,21 @@ static int record_failed(cl_io *io, cl_rec *rec, const cl_err *why, cl_err *e)
 
 static void stat_num(cl_io *io, const char *key, long n) { cl_io_stat(io, key, jv_number((double)n)); }
 
-/* Reads every record into a collection: add returns 1 (taken), 0 (skipped, counted in
- * *skipped) or -1 (a bad record: reported with its file and line, and the run goes on). */
+/* Reads every record that fits shape (cl_schema_admit) into a collection: add returns 1
+ * (taken), 0 (skipped, counted in *skipped) or -1 (a record that cannot be used: reported with
+ * its file and line, and the run goes on). */
 typedef int (*add_fn)(void *ctx, const jv *rec, cl_err *e);
-static int gather(cl_io *io, add_fn add, void *ctx, long *skipped, cl_err *e)
+static int gather(cl_io *io, cl_schema shape, add_fn add, void *ctx, long *skipped, cl_err *e)
 {
     cl_rec rec;
     int rc;
     while ((rc = cl_io_next(io, &rec, e)) == 1) {
+        int fits = cl_schema_admit(io, &rec, shape, e);
+        if (fits <= 0) {
+            if (fits < 0)
+                return -1;
+            continue;
+        }
         cl_err why = {0};
         int got = add(ctx, cl_rec_value(&rec), &why);
         *skipped += got == 0;
@@ -135,7 +143,7 @@ static int run_dpo(cl_io *io, const opts *o, cl_err *e)
 {
     cl_turns *t = cl_turns_new();
     long skipped = 0;
-    int rc = gather(io, add_turn, t, &skipped, e);
+    int rc = gather(io, CL_SCHEMA_STATE, add_turn, t, &skipped, e);
     long pairs = 0, small_gap = 0, single = 0;
     for (int i = 0; rc == 0 && i < cl_turns_count(t); i++) {
         jv b = cl_turns_get(t, i);
@@ -164,7 +172,7 @@ static int run_sft(cl_io *io, const opts *o, const char *system_prompt, cl_err *
 {
     cl_dialogues *d = cl_dialogues_new(o->floors, o->nfloors);
     long unfinished = 0;
-    int rc = gather(io, add_dialogue, d, &unfinished, e);
+    int rc = gather(io, CL_SCHEMA_STATE, add_dialogue, d, &unfinished, e);
     long kept = 0, below = 0;
     for (int i = 0; rc == 0 && i < cl_dialogues_count(d); i++) {
         jv sft;
@@ -188,6 +196,11 @@ static int run_advance(cl_io *io, const opts *o, cl_err *e)
     long done_before = 0, active = 0;
     jv reasons = jv_object();
     while ((rc = cl_io_next(io, &rec, e)) == 1) {
+        if ((rc = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, e)) <= 0) {
+            if (rc < 0)
+                break;
+            continue; /* malformed, skipped with --skip-bad */
+        }
         const jv *v = cl_rec_value(&rec);
         if (cl_state_done(v)) {
             done_before++;
@@ -222,6 +235,11 @@ static int run_to_flat(cl_io *io, cl_err *e)
     int rc;
     long rows = 0, skipped = 0;
     while ((rc = cl_io_next(io, &rec, e)) == 1) {
+        if ((rc = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, e)) <= 0) {
+            if (rc < 0)
+                break;
+            continue; /* malformed, skipped with --skip-bad */
+        }
         const jv *v = cl_rec_value(&rec);
         if (finished_state(v)) {
             skipped++;
@@ -255,7 +273,7 @@ static int run_from_flat(cl_io *io, cl_err *e)
 {
     cl_turns *t = cl_turns_new();
     long none = 0;
-    int rc = gather(io, add_row, t, &none, e);
+    int rc = gather(io, CL_SCHEMA_ROW, add_row, t, &none, e);
     for (int i = 0; rc == 0 && i < cl_turns_count(t); i++)
         rc = cl_io_put(io, cl_turns_get(t, i), e);
     stat_num(io, "turns", cl_turns_count(t));
@@ -334,7 +352,10 @@ int main(int argc, char **argv)
         cl_usage_error("%s needs --dpo", o.dpo_only);
     if (o.advance_only && o.mode != MODE_ADVANCE)
         cl_usage_error("%s needs --advance", o.advance_only);
-    cl_io *io = cl_io_open(&c, NULL, &e);
+    /* Trainers read DPO pairs, SFT dialogues and flat rows: a record that cannot become one
+     * is reported (and copied to --rejects), never written among them. */
+    cl_io_opts io_opts = {.failed_aside = o.mode == MODE_DPO || o.mode == MODE_SFT || o.mode == MODE_TO_FLAT};
+    cl_io *io = cl_io_open(&c, &io_opts, &e);
     if (!io) {
         free(system_prompt);
         cl_die_err(&e);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/json.h"
+#include "collab/schema.h"
 
 /* Records in flight at once: enough to keep the client's max-inflight busy with a few calls
  * per record, bounded so memory stays flat on long streams. */
@@ -355,6 +356,8 @@ int cl_judge_run(cl_io *io, cl_llm *llm, const cl_judge *j, const cl_judge_run_o
         while (more && r.njobs < MAX_JOBS && cl_llm_queued(llm) < 4L * MAX_JOBS) {
             cl_rec rec;
             int got = cl_io_next(io, &rec, &input);
+            if (got > 0 && (got = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, &input)) == 0)
+                continue; /* malformed, skipped with --skip-bad */
             if (got <= 0) {
                 more = 0;
                 break;

@@ -20,6 +20,7 @@
 #include "core/json.h"
 #include "collab/lenient_json.h"
 #include "collab/prompts.h"
+#include "collab/schema.h"
 
 /* ---- modes --------------------------------------------------------------------------- */
 
@@ -757,7 +758,9 @@ static int flush_head(engine *en, cl_err *e)
         int rc = 0;
         if (sl->state == SLOT_READY) {
             rc = sl->raw ? cl_io_put_rec(en->io, &sl->where, e) : cl_io_put(en->io, jv_copy(sl->rec), e);
-        } else if (sl->state == SLOT_FAILED) {
+        } else if (sl->state == SLOT_FAILED && sl->live == 0) {
+            /* A failed record waits for the calls of its tree still in flight: their
+             * callbacks point into the slot, and what they cost belongs on its usage. */
             en->failed++;
             /* What a failed record cost is still on it. */
             jv v = cl_json_set(jv_copy(sl->rec), "usage", slot_usage(sl));
@@ -827,6 +830,8 @@ int cl_rollout_run(const cl_rollout_config *cfg, cl_llm *llm, cl_io *io, cl_err 
         while (!eof && !en.stopped && en.count < cfg->buffer && cl_llm_queued(llm) < cfg->admit_queue) {
             cl_rec rec;
             int r = cl_io_next(io, &rec, e);
+            if (r > 0 && (r = cl_schema_admit(io, &rec, CL_SCHEMA_STATE, e)) == 0)
+                continue; /* malformed, skipped with --skip-bad */
             if (r <= 0) {
                 eof = 1;
                 if (r < 0) {

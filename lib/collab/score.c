@@ -1,7 +1,6 @@
 #include "collab/score.h"
 
 #include <inttypes.h>
-#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include "metrics/boxed.h"
 #include "core/json.h"
 #include "core/records.h"
+#include "collab/schema.h"
 #include "metrics/bleu.h"
 #include "metrics/mathans.h"
 
@@ -500,41 +500,36 @@ static int plan_record(batch *b, int r, const jv *rec)
 
 /* Phase 2: the expensive metrics, in parallel.  BLEU jobs share the cores; each sandbox job
  * gets a thread of its own, whose number is its sandbox slot (its uid when we are root). */
-static void run_jobs(batch *b)
+static void run_job(void *ctx, int i, int worker)
 {
+    batch *b = ctx;
     const score_cfg *c = b->c;
-    int jobs = c->jobs > 0 ? c->jobs : 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
-    for (int i = 0; i < b->njobs; i++) {
-        job *j = &b->jobs[i];
-        if (b->errs[b->units[j->unit].rec])
-            continue; /* its record already failed: no sandbox for nothing */
-        j->ran = 1;
-        if (j->metric == SCORE_PASS_RATE) {
-            if (sandbox_run_unittest(c->sb, j->a, j->b, omp_get_thread_num(), &j->sr, &j->err) != 0)
-                j->failed = 1;
-            else
-                j->value = j->sr.status == SANDBOX_PASS ? 1.0 : 0.0;
-            if (c->live) {
-#pragma omp atomic
-                c->live->runs++;
-                if (j->value > 0) {
-#pragma omp atomic
-                    c->live->passed++;
-                }
-                if (omp_get_thread_num() == 0)
-                    cl_io_tick(c->live->io); /* the only thread that touches io */
-            }
-        } else {
-            j->value = j->metric == SCORE_BLEU ? bleu_char(j->a, j->al, j->b, j->bl)
-                                               : bleu_word(j->a, j->al, j->b, j->bl);
-            if (j->value < 0) {
-                j->failed = 1;
-                cl_err_set(&j->err, CL_EXIT_SOFTWARE, "out of memory");
-            }
+    job *j = &b->jobs[i];
+    if (b->errs[b->units[j->unit].rec])
+        return; /* its record already failed: no sandbox for nothing */
+    j->ran = 1;
+    if (j->metric == SCORE_PASS_RATE) {
+        if (sandbox_run_unittest(c->sb, j->a, j->b, worker, &j->sr, &j->err) != 0)
+            j->failed = 1;
+        else
+            j->value = j->sr.status == SANDBOX_PASS ? 1.0 : 0.0;
+        if (c->live) {
+            __atomic_add_fetch(&c->live->runs, 1, __ATOMIC_RELAXED);
+            if (j->value > 0)
+                __atomic_add_fetch(&c->live->passed, 1, __ATOMIC_RELAXED);
+            if (worker == 0)
+                cl_io_tick(c->live->io); /* the calling thread: the only one that touches io */
+        }
+    } else {
+        j->value = j->metric == SCORE_BLEU ? bleu_char(j->a, j->al, j->b, j->bl) : bleu_word(j->a, j->al, j->b, j->bl);
+        if (j->value < 0) {
+            j->failed = 1;
+            cl_err_set(&j->err, CL_EXIT_SOFTWARE, "out of memory");
         }
     }
 }
+
+static void run_jobs(batch *b) { cl_pool_for(b->c->pool, b->njobs, 1, run_job, b); }
 
 /* Phase 3, main thread: job results into their units' scores and info. */
 static void collect_jobs(batch *b, score_stats *st)
@@ -700,14 +695,13 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
 {
     batch b = {.c = c, .errs = errs, .defs = defs};
     int rc = 0;
-    for (int i = 0; i < n; i++)
-        errs[i] = NULL;
     int *firsts = malloc(((size_t)n + 1) * sizeof *firsts);
     if (!firsts)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     for (int i = 0; i < n && rc == 0; i++) {
         firsts[i] = b.nunits;
-        rc = plan_record(&b, i, &recs[i]);
+        if (!errs[i])
+            rc = plan_record(&b, i, &recs[i]);
     }
     firsts[n] = b.nunits;
     if (rc == 0) {
@@ -753,6 +747,7 @@ typedef struct pending {
     cl_buf text;  /* the record as read, or as --map made it */
     cl_buf out;   /* the scored record, printed */
     cl_rec where; /* only src and lineno are used, for the failure report */
+    int malformed; /* a field does not have its documented shape: rejected, not scored */
 } pending;
 
 /* Ends a batch of n records. */
@@ -772,27 +767,57 @@ static const char *const bleu_texts[] = {"completion", "single_turn_completion",
 static const char *const bleu_documents[] = {"extracted.document",
                                              "candidates[].futures[].extracted.document", NULL};
 
+/* One batch as the pool's loops see it. */
+typedef struct flush_ctx {
+    pending *p;
+    jv *vals;
+    cl_json_deferred *defs;
+    char **errs;
+    const char *const *deferred;
+    int rc;
+} flush_ctx;
+
+static void parse_one(void *ctx, int i, int worker)
+{
+    flush_ctx *f = ctx;
+    (void)worker;
+    f->vals[i] = cl_json_parse_deferring(f->p[i].text.p, f->p[i].text.n, f->deferred, &f->defs[i]);
+    char why[512];
+    f->p[i].malformed = cl_schema_check(&f->vals[i], CL_SCHEMA_STATE, why, sizeof why) < 0;
+    f->errs[i] = f->p[i].malformed ? strdup(why) : NULL;
+    if (f->p[i].malformed && !f->errs[i])
+        abort(); /* out of memory */
+}
+
+static void print_one(void *ctx, int i, int worker)
+{
+    flush_ctx *f = ctx;
+    (void)worker;
+    if (f->rc == 0 && !f->errs[i]) {
+        f->p[i].out.n = 0;
+        cl_json_write_deferred(&f->p[i].out, &f->vals[i], &f->defs[i]);
+        jv_free(f->vals[i]);
+        f->vals[i] = jv_invalid();
+    }
+}
+
 static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
                  char **errs, int n, score_stats *st, cl_err *e)
 {
-    int jobs = sc->jobs;
-    const char *const *deferred = sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts;
-#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
-    for (int i = 0; i < n; i++)
-        vals[i] = cl_json_parse_deferring(p[i].text.p, p[i].text.n, deferred, &defs[i]);
-    int rc = score_batch(sc, vals, defs, errs, n, st, e);
+    flush_ctx f = {p, vals, defs, errs,
+                   sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts, 0};
+    cl_pool_for(sc->pool, n, 4, parse_one, &f);
+    int rc = f.rc = score_batch(sc, vals, defs, errs, n, st, e);
     /* Scored records are printed in parallel too, then written in input order. */
-#pragma omp parallel for schedule(dynamic, 4) num_threads(jobs)
+    cl_pool_for(sc->pool, n, 4, print_one, &f);
     for (int i = 0; i < n; i++) {
-        if (rc == 0 && !errs[i]) {
-            p[i].out.n = 0;
-            cl_json_write_deferred(&p[i].out, &vals[i], &defs[i]);
+        if (rc == 0 && p[i].malformed) {
+            cl_rec bad = {.raw = p[i].text.p, .rawlen = p[i].text.n, .src = p[i].where.src,
+                          .lineno = p[i].where.lineno};
             jv_free(vals[i]);
-            vals[i] = jv_invalid();
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 && errs[i]) {
+            if (cl_io_reject(io, &bad, errs[i], e) != 0)
+                rc = -1;
+        } else if (rc == 0 && errs[i]) {
             if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {
@@ -815,34 +840,32 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
 static void live_progress(void *ctx, char *buf, size_t n)
 {
     score_live *l = ctx;
-    uint64_t runs, passed;
-#pragma omp atomic read
-    runs = l->runs;
-#pragma omp atomic read
-    passed = l->passed;
+    uint64_t runs = __atomic_load_n(&l->runs, __ATOMIC_RELAXED);
+    uint64_t passed = __atomic_load_n(&l->passed, __ATOMIC_RELAXED);
     snprintf(buf, n, "sandbox %" PRIu64 " runs, %" PRIu64 " passed (%.0f%%)", runs, passed,
              runs ? 100.0 * (double)passed / (double)runs : 0.0);
 }
 
-int score_records(cl_io *io, const score_cfg *sc_given, int batch_size, cl_err *e)
+int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
 {
+    int cap = batch_size, n = 0, rc = 0;
     score_live live = {.io = io};
-    score_cfg with_live = *sc_given;
-    const score_cfg *sc = &with_live;
+    score_cfg run = *cfg, *sc = &run;
     if (sc->metrics & SCORE_PASS_RATE) {
-        with_live.live = &live;
+        run.live = &live;
         cl_io_progress_extra(io, live_progress, &live);
     }
-    int cap = batch_size, n = 0, rc = 0;
+    if (!run.pool && run.jobs > 1 && !(run.pool = cl_pool_new(run.jobs)))
+        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "cannot start %d threads", run.jobs);
     pending *p = calloc((size_t)cap, sizeof *p);
     jv *vals = calloc((size_t)cap, sizeof *vals);
     char **errs = calloc((size_t)cap, sizeof *errs);
     cl_json_deferred *defs = calloc((size_t)cap, sizeof *defs);
     score_stats st = {0};
-    if (!p || !vals || !errs || !defs)
+    if (rc == 0 && (!p || !vals || !errs || !defs))
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
-    int got;
+    int got = 0;
     while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
         /* The line as read, or the record --map made. */
         p[n].text.n = 0;
@@ -887,5 +910,6 @@ int score_records(cl_io *io, const score_cfg *sc_given, int batch_size, cl_err *
     free(vals);
     free(errs);
     free(defs);
+    if (run.pool != cfg->pool) cl_pool_free(run.pool);
     return rc;
 }

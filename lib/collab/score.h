@@ -4,8 +4,8 @@
  * record, or the record itself as a whole conversation), the references the seed carries
  * (`completion`/`single_turn_completion`, `metadata`/`single_turn_metadata`, `task`), the
  * artefacts cl-judge extracted (`extracted.document`, `extracted.code`, `extracted.answer` at
- * the unit), running the metrics in parallel (OpenMP threads for BLEU, one sandbox per thread
- * for pass_rate), and writing `scores`, `metric_info`, `R` and `mr` back in place.  It does not
+ * the unit), running the metrics in parallel (a core/pool.h pool of sleeping threads for BLEU,
+ * one sandbox per thread for pass_rate), and writing `scores`, `metric_info`, `R` and `mr` back in place.  It does not
  * read or write streams: the tool hands it batches and keeps the order. */
 #ifndef CL_SCORE_H
 #define CL_SCORE_H
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/json.h"
+#include "core/pool.h"
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
@@ -40,10 +41,11 @@ typedef struct score_cfg {
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
     int jobs;                  /* parallel workers */
     struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
+    cl_pool *pool;             /* their threads (score_records makes it; NULL: the caller's only) */
 } score_cfg;
 
 /* Sandbox runs finished so far and how many passed, counted by the job threads as they go;
- * thread 0 calls cl_io_tick(io) between runs, so a batch of slow tests still shows progress. */
+ * the calling thread (worker 0) calls cl_io_tick(io) between runs, so a batch of slow tests still shows progress. */
 typedef struct score_live {
     uint64_t runs, passed;
     cl_io *io;
@@ -62,8 +64,9 @@ typedef struct score_stats {
     double sandbox_wall;            /* seconds, summed */
 } score_stats;
 
-/* Scores recs[0..n) in place (each consumed and replaced).  A record that cannot be scored
- * keeps its original value and gets errs[i] (malloc'd message); others get errs[i] = NULL.
+/* Scores recs[0..n) in place (each consumed and replaced).  On entry errs[i] is NULL, or a
+ * malloc'd message for a record already found malformed, which is then left alone.  A record
+ * that cannot be scored keeps its original value and gets errs[i] (malloc'd message).
  * defs (or NULL) holds each record's deferred strings (json.h): only the BLEU texts may be
  * deferred, and the completion only when neither math nor pass_rate is asked for.
  * Returns -1 with e set only for failures of the machinery itself (out of memory). */

@@ -470,10 +470,15 @@ int cl_io_put(cl_io *io, jv v, cl_err *e)
 int cl_io_fail(cl_io *io, const cl_rec *rec, jv v, const char *msg, cl_err *e)
 {
     io->n.failed++;
-    if (!io->c->quiet)
+    /* Even -q reports a record that goes nowhere else. */
+    if (!io->c->quiet || (io->o.failed_aside && !io->rejects))
         cl_warn("%s: %s", where(io, rec->src, rec->lineno, rec->row), msg);
     jv err = cl_json_set_str(cl_json_set_str(jv_object(), "tool", cl_progname()), "message", msg);
     v = cl_json_set(v, "error", err);
+    if (!io->rejects && io->o.failed_aside) {
+        jv_free(v);
+        return 0;
+    }
     if (io->rejects) {
         size_t n;
         char *s = cl_json_dump(&v, &n);
@@ -558,8 +563,12 @@ int cl_io_close(cl_io *io, cl_err *e)
             fprintf(stderr, ", %" PRIu64 " filtered", io->n.filtered);
         if (io->n.rejected)
             fprintf(stderr, ", %" PRIu64 " malformed skipped", io->n.rejected);
+        /* Where the failed records went, so that in, out and failed add up. */
         if (io->n.failed)
-            fprintf(stderr, ", %" PRIu64 " failed", io->n.failed);
+            fprintf(stderr, ", %" PRIu64 " failed (%s)", io->n.failed,
+                    io->c->rejects       ? "in the rejects file"
+                    : io->o.failed_aside ? "reported above, not written"
+                                         : "in the output, with an \"error\" field");
         fprintf(stderr, ", %.2f s%s%s\n", secs, io->summary_extra ? "; " : "",
                 io->summary_extra ? io->summary_extra : "");
     }

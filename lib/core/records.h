@@ -33,6 +33,8 @@ typedef struct cl_io cl_io;
 typedef struct cl_io_opts {
     int assign_ids;     /* give records without "id" a deterministic one (hash of their bytes) */
     int json_arrays;    /* also read inputs that are one JSON array of rows (see rows.h) */
+    int failed_aside;   /* the output is a trainer's file, valid rows only: failed records go
+                         * to --rejects when given, else are only reported on stderr */
 } cl_io_opts;
 
 /* Opens inputs, output, filters and rejects file from the common flags. */
@@ -54,8 +56,8 @@ int cl_io_put_rec(cl_io *io, cl_rec *rec, cl_err *e);
 /* Writes v (consumed) as a record. */
 int cl_io_put(cl_io *io, jv v, cl_err *e);
 /* Reports a per-record failure: warns "file:line: msg", writes v (consumed) with an "error"
- * field {"tool","message"} to the output (or to --rejects when given), and makes the exit
- * status 1.  Returns -1 only when writing fails. */
+ * field {"tool","message"} to the output (or to --rejects when given; never to the output with
+ * failed_aside), and makes the exit status 1.  Returns -1 only when writing fails. */
 int cl_io_fail(cl_io *io, const cl_rec *rec, jv v, const char *msg, cl_err *e);
 
 /* Rejects a record the tool cannot use (msg says which field and why): without --skip-bad

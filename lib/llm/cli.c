@@ -376,7 +376,7 @@ int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm)
     (void)lc;
     if (signal_first)
         return 128 + signal_first;
-    return cl_llm_exit_status(llm);
+    return cl_llm_run_status(llm);
 }
 
 int cl_llm_cli_finish(cl_llm_cli *lc, const cl_llm *llm, cl_io *io, int status, cl_err *e)

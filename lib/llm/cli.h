@@ -83,7 +83,8 @@ void cl_llm_cli_free(cl_llm_cli *lc);
 
 /* The status a tool exits with when the run as a whole stopped: 128 + the signal's number after
  * SIGINT or SIGTERM (130, 143: the shell's convention for a program ended by a signal), else
- * cl_llm_exit_status (75 budget, 69, 78); 0 when nothing stopped the run. */
+ * cl_llm_run_status (78 configuration, 75 budget or rate limits, 69 unavailable); 0 when
+ * nothing stopped the run and no call gave up. */
 int cl_llm_cli_exit_status(const cl_llm_cli *lc, const cl_llm *llm);
 
 /* Ends a tool's run over io: cl_llm_cli_report, cl_io_finish(io, status, e), and the exit

@@ -29,6 +29,7 @@ struct cl_http_xfer {
     double retry_after_ms;    /* from a retry-after-ms header, -1 if none */
     int should_retry;
     double last_byte;         /* loop time of the latest response byte, 0 before the first */
+    int requests;             /* times libcurl was about to send the request (on_prereq) */
     size_t slot;              /* index in h->active */
     const char *url;          /* options the pooled handle already has: unchanged ones are */
     const struct curl_slist *headers; /* not set again (libcurl copies and re-parses a URL) */
@@ -86,6 +87,17 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         x->should_retry = strncasecmp(v, "true", 4) == 0 ? 1 : strncasecmp(v, "false", 5) == 0 ? 0 : -1;
     }
     return len;
+}
+
+/* libcurl re-sends a request by itself, at once and uncounted, when a reused connection
+ * turns out dead before any reply (the server may well have received it).  The loop's retries
+ * own that decision: counted as an attempt, backed off, limited by --retries.  So a second
+ * send of one transfer is refused here and the transfer ends as a receive error. */
+static int on_prereq(void *arg, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+    (void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+    cl_http_xfer *x = arg;
+    return ++x->requests > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -252,6 +264,8 @@ static cl_http_xfer *xfer_get(cl_http *h)
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, x);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, h->timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, h->connect_ms);
@@ -285,6 +299,10 @@ static void xfer_release(cl_http *h, cl_http_xfer *x)
 static void xfer_finish(cl_http *h, cl_http_xfer *x, CURLcode rc, int timed_out)
 {
     curl_multi_remove_handle(h->multi, x->easy);
+    if (x->requests > 1 && rc == CURLE_ABORTED_BY_CALLBACK) {
+        rc = CURLE_RECV_ERROR;
+        snprintf(x->errbuf, sizeof x->errbuf, "the connection closed before a reply (a reused connection)");
+    }
     cl_http_reply rp = {0};
     long status = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -328,6 +346,7 @@ cl_http_xfer *cl_http_post(cl_http *h, const char *url, const struct curl_slist 
     x->retry_after_ms = -1;
     x->should_retry = -1;
     x->last_byte = 0;
+    x->requests = 0;
     x->errbuf[0] = 0;
     x->slot = h->nactive;
     h->active[h->nactive++] = x;

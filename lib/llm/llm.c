@@ -57,6 +57,7 @@ struct cl_llm {
     int stop_applied;
     const char *stop_reason;
     int stop_status, fatal_status;
+    int gave_up_status;   /* 75 or 69: a call ran out of retries on rate limits or unavailability */
     uint64_t rng;
     cl_llm_stats st;
     long hist[NHIST];
@@ -639,6 +640,15 @@ static double backoff(cl_llm *llm, int attempt)
     return fmin(d, 8) * (1 - 0.25 * uniform(llm));
 }
 
+/* A call gave up on a retryable failure: its record fails (the call's own status), and the
+ * run says why in its status (cl_llm_run_status): rate limits that outlasted the retries are a
+ * temporary failure (75), the rest an unavailable service (69), as collabllm(7) promises. */
+static void gave_up(cl_llm *llm, int status)
+{
+    if (status > llm->gave_up_status)
+        llm->gave_up_status = status;
+}
+
 void cl_llm_attempt_done(cl_llm_call *c, cl_llm_outcome *o)
 {
     cl_llm *llm = c->llm;
@@ -687,6 +697,7 @@ void cl_llm_attempt_done(cl_llm_call *c, cl_llm_outcome *o)
     if (o->retryable && c->attempts <= llm->cfg.retries) {
         double delay = o->retry_after_s > 0 ? o->retry_after_s : backoff(llm, c->attempts);
         if (o->retry_after_s > llm->cfg.retry_after_cap_s) {
+            gave_up(llm, CL_EXIT_TEMPFAIL);
             finish(llm, c, CL_EXIT_TEMPFAIL, "role %s: server asks to retry after %.0f s, more than %.0f s: %s",
                    r->name, o->retry_after_s, llm->cfg.retry_after_cap_s, o->error);
             return;
@@ -699,6 +710,8 @@ void cl_llm_attempt_done(cl_llm_call *c, cl_llm_outcome *o)
         }
     }
     int status = o->retryable ? CL_EXIT_UNAVAILABLE : o->status ? o->status : CL_EXIT_UNAVAILABLE;
+    if (o->retryable)
+        gave_up(llm, o->http_status == 429 ? CL_EXIT_TEMPFAIL : CL_EXIT_UNAVAILABLE);
     finish(llm, c, status, "role %s: %s (%d attempt%s)", r->name, o->error, c->attempts,
            c->attempts == 1 ? "" : "s");
 }
@@ -742,6 +755,13 @@ void cl_llm_stop(cl_llm *llm, int hard)
 int cl_llm_exit_status(const cl_llm *llm)
 {
     return llm->fatal_status > llm->stop_status ? llm->fatal_status : llm->stop_status;
+}
+
+int cl_llm_run_status(const cl_llm *llm)
+{
+    /* 78 > 75 > 69: the numbers order the causes as collabllm(7) ranks them. */
+    int s = cl_llm_exit_status(llm);
+    return llm->gave_up_status > s ? llm->gave_up_status : s;
 }
 
 /* ---- the loop ------------------------------------------------------------------------- */

@@ -207,6 +207,12 @@ void cl_llm_stop(cl_llm *llm, int hard);
  * tool should exit with when nothing worse happened (75 budget/interrupt, 78, 69). */
 int cl_llm_exit_status(const cl_llm *llm);
 
+/* What the run's calls say about the run when it ends: cl_llm_exit_status, else 75 when a call
+ * gave up after its retries on rate limits (429), 69 when one gave up on an unavailable service
+ * (refused connections, timeouts, 5xx); the highest of them; 0 when no call gave up.  Those
+ * calls' records failed on their own; this only says why. */
+int cl_llm_run_status(const cl_llm *llm);
+
 /* ---- accounting ---------------------------------------------------------------------- */
 
 typedef struct cl_llm_stats {

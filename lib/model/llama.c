@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "core/json.h"
+#include "model/device.h"
 #include "model/gemm.h"
 #include "model/ops.h"
 
@@ -121,14 +122,16 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
         if (proj && t->numel > max_w) max_w = t->numel;
         bytes += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
     }
-    m->base_mem = aligned_alloc(64, bytes);
+    /* calloc, not malloc + memset: a large block comes zeroed from the kernel and a page costs
+     * memory only once written, so tensors later used in place from a file mapping (weights.c)
+     * leave theirs untouched. */
+    m->base_mem = calloc(bytes + 63, 1);
     if (!m->base_mem) {
         cl_llama_free(m);
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
         return NULL;
     }
-    memset(m->base_mem, 0, bytes);
-    char *p = m->base_mem;
+    char *p = (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63);
     for (int i = 0; i < n; i++) {
         cl_tensor *t = &m->tensors[i];
         t->data = p;
@@ -166,6 +169,7 @@ static void acts_free(cl_llama_acts *a)
 
 void cl_llama_release_acts(cl_llama *m)
 {
+    if (m->dev) m->dev->release_acts(m);
     acts_free(m->acts);
     m->acts = NULL;
 }
@@ -173,12 +177,14 @@ void cl_llama_release_acts(cl_llama *m)
 void cl_llama_free(cl_llama *m)
 {
     if (!m) return;
+    if (m->dev) m->dev->detach(m);
     acts_free(m->acts);
     free(m->inv_freq);
     free(m->tensors);
     free(m->layers);
     free(m->lora);
     free(m->base_mem);
+    if (m->unmap) m->unmap(m->mapped);
     free(m->lora_mem);
     free(m->grad_mem);
     free(m->m_mem);
@@ -232,6 +238,8 @@ static void fill_uniform(cl_tensor *t, uint64_t seed)
 {
     uint64_t s = cl_hash64(t->name, strlen(t->name), seed);
     int bias = strstr(t->name, ".bias") != NULL;
+    /* each value depends on (seed, name, i) only, so threads change nothing */
+#pragma omp parallel for if (t->numel > 65536)
     for (long i = 0; i < t->numel; i++) {
         double u = cl_hash_uniform(s, (uint64_t)i), x;
         if (t->ndim == 1)
@@ -254,6 +262,10 @@ void cl_llama_init_uniform(cl_llama *m, uint64_t seed, int include_lora)
 
 void cl_llama_zero_grad(cl_llama *m)
 {
+    if (m->dev) {
+        m->dev->zero_grad(m);
+        return;
+    }
     if (m->grad_mem) memset(m->grad_mem, 0, sizeof(float) * (size_t)m->n_train);
 }
 
@@ -366,7 +378,7 @@ static const float *weight_f32(cl_llama *m, const cl_tensor *t)
     return dst;
 }
 
-static uint64_t dropout_seed(const cl_llama *m, long step, int layer, int proj)
+uint64_t cl_llama_dropout_seed(const cl_llama *m, long step, int layer, int proj)
 {
     return mix64(m->seed ^ mix64((uint64_t)step * 1024 + (uint64_t)layer * CL_NPROJ + (uint64_t)proj));
 }
@@ -399,7 +411,7 @@ static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
     cl_linear *li = &m->layers[l].proj[p];
     const float *xd = x;
     if (lora_active(a, li) && dropout_active(m, a)) {
-        cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, dropout_seed(m, a->step, l, p));
+        cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, cl_llama_dropout_seed(m, a->step, l, p));
         xd = a->xd;
     }
     project(m, l, p, x, xd, out, a->n, a->lora_h[l * CL_NPROJ + p], lora_active(a, li));
@@ -416,7 +428,7 @@ static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float
     const float *xd = x;
     int drop = dropout_active(m, a);
     long cnt = (long)a->n * li->in;
-    uint64_t seed = dropout_seed(m, a->step, l, p);
+    uint64_t seed = cl_llama_dropout_seed(m, a->step, l, p);
     if (drop) {
         cl_dropout(a->xd, x, cnt, m->lora_dropout, seed);
         xd = a->xd;
@@ -441,6 +453,7 @@ int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
         if (ids[i] < 0 || ids[i] >= c->vocab)
             return cl_err_set(e, CL_EXIT_DATAERR, "forward: token id %d at position %ld is outside the vocabulary (%d)",
                               ids[i], i, c->vocab);
+    if (m->dev) return m->dev->forward(m, ids, pos, seg, b, t, e);
     m->acts = acts_fit(m, m->acts, b, t);
     cl_llama_acts *a = m->acts;
     int n = a->n, d = c->hidden, I = c->inter;
@@ -499,6 +512,10 @@ static void head_chunk(cl_llama *m, int rows, const float *coef, float *logp)
 
 void cl_llama_head(cl_llama *m, const int *target, const float *coef, float *logp)
 {
+    if (m->dev) {
+        m->dev->head(m, target, coef, logp);
+        return;
+    }
     cl_llama_acts *a = m->acts;
     int rows = 0;
     for (int i = 0; i < a->n; i++) {
@@ -517,6 +534,10 @@ void cl_llama_head(cl_llama *m, const int *target, const float *coef, float *log
 
 void cl_llama_logits(cl_llama *m, float *out)
 {
+    if (m->dev) {
+        m->dev->logits(m, out);
+        return;
+    }
     cl_llama_acts *a = m->acts;
     cl_gemm(CL_N, CL_T, a->n, m->cfg.vocab, m->cfg.hidden, 1.0f, a->lnf, m->cfg.hidden, m->lm_head->data,
             m->cfg.hidden, 0.0f, out, m->cfg.vocab);
@@ -524,6 +545,10 @@ void cl_llama_logits(cl_llama *m, float *out)
 
 void cl_llama_backward(cl_llama *m)
 {
+    if (m->dev) {
+        m->dev->backward(m);
+        return;
+    }
     const cl_llama_config *c = &m->cfg;
     cl_llama_acts *a = m->acts;
     int n = a->n, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim, I = c->inter;

@@ -7,7 +7,8 @@
  * accumulates gradients, and the head that turns final hidden states into log-probabilities
  * of given targets only where the loss mask is on.
  * Layer maths live in ops.h, matrix products in gemm.h, adapters in lora.h, loss formulas in
- * loss.h, the optimiser in optim.h.  Must not know about files, tokenizers or losses' formulas.
+ * loss.h, the optimiser in optim.h.  With a device attached (device.h), forward, head,
+ * backward, logits and zero_grad run there instead.  Must not know about files, tokenizers or losses' formulas.
  *
  * Storage: 2-D projection weights of the frozen base may be bf16 (converted to fp32 per use);
  * norms, biases, embedding and lm_head are always fp32.  Full fine-tuning needs an fp32 base. */
@@ -70,10 +71,17 @@ typedef struct cl_llama {
     long step;
     /* arenas */
     void *base_mem, *lora_mem;
+    /* Storage some frozen base tensors point into instead of base_mem (weights.c uses the file
+     * mapping in place); cl_llama_free releases it with unmap. */
+    void *mapped;
+    void (*unmap)(void *mapped);
     float *grad_mem, *m_mem, *v_mem;
     long n_train;                      /* floats in each of grad/m/v */
     float *wbuf;                       /* fp32 copy of one bf16 weight */
     cl_llama_acts *acts;
+    /* an accelerator's copy of the model (device.h); NULL computes on the CPU */
+    const struct cl_device_ops *dev;
+    void *dev_state;
 } cl_llama;
 
 /* Allocates a model with zeroed weights.  base_dtype CL_BF16 stores the 2-D projections in
@@ -122,8 +130,13 @@ void cl_llama_logits(cl_llama *m, float *out);
 void cl_llama_zero_grad(cl_llama *m);
 
 /* Inference projection for the engine: out [n][proj out] = x W^T + b plus the adapter branch
- * when adapters are enabled (no dropout); h is [n][lora rank] scratch (unused without LoRA). */
+ * when adapters are enabled (no dropout); h is [n][lora rank] scratch (unused without LoRA).
+ * Always on the host copy (cl_llama_sync first when a device trained the model). */
 void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h);
+
+/* The seed of the LoRA dropout mask of (forward count, layer, projection): cl_dropout's seed,
+ * so a device regenerates the CPU's masks exactly. */
+uint64_t cl_llama_dropout_seed(const cl_llama *m, long step, int layer, int proj);
 
 /* Frees the activation arena (the next forward allocates it again). */
 void cl_llama_release_acts(cl_llama *m);

@@ -1,4 +1,6 @@
 /* safetensors.c — safetensors reader/writer (see safetensors.h). */
+/* madvise(MADV_DONTNEED) is outside POSIX: cl_st_release needs it. */
+#define _DEFAULT_SOURCE
 #include "model/safetensors.h"
 
 #include <errno.h>
@@ -6,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/files.h"
@@ -603,6 +606,24 @@ void cl_st_model_close(cl_st_model *m)
     free(m);
 }
 
+int cl_st_model_private(cl_st_model *m, cl_err *e)
+{
+    for (size_t i = 0; i < m->n_files; i++) {
+        cl_safetensors *f = m->files[i];
+        /* MAP_PRIVATE: writing needs no write access to the file itself */
+        if (f->map && mprotect(f->map, f->map_len, PROT_READ | PROT_WRITE))
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "%s: mprotect: %s", f->name, strerror(errno));
+    }
+    return 0;
+}
+
+void cl_st_release(const cl_st_tensor *t)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)t->data + page - 1) & ~(page - 1),
+              hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
+    /* only whole pages: a neighbour may share the edge pages (advice, so failure is harmless) */
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
 
 static int model_add(cl_st_model *m, cl_safetensors *f, cl_err *e)
 {

@@ -72,6 +72,15 @@ int cl_st_write_checkpoint(const char *dir, const cl_st_tensor *t, size_t n,
  * present where the index says), or dir/model.safetensors. */
 cl_st_model *cl_st_model_open(const char *dir, cl_err *e);
 void cl_st_model_close(cl_st_model *m);
+/* Lets the caller write into the mapped tensor bytes: a page written becomes a private copy
+ * (the files never change; pages not written stay shared with the page cache).  -1 with e set
+ * when the kernel refuses. */
+int cl_st_model_private(cl_st_model *m, cl_err *e);
+/* Says a tensor read from a mapped file is done with: the whole pages of its bytes leave the
+ * process's memory (a later read faults them in again from the file).  For a caller that
+ * converted it elsewhere but keeps the file mapped for other tensors.  Pages written since
+ * cl_st_model_private lose those writes, so call it only on tensors never written. */
+void cl_st_release(const cl_st_tensor *t);
 size_t cl_st_model_count(const cl_st_model *m);
 const cl_st_tensor *cl_st_model_at(const cl_st_model *m, size_t i);
 const cl_st_tensor *cl_st_model_find(const cl_st_model *m, const char *name);

@@ -515,6 +515,14 @@ static int want_kind(const cl_tokenizer *t, const jv *v, jv_kind k, const char *
 
 static int flag(const jv *obj, const char *key) { return cl_json_bool(obj, key, 0); }
 
+/* The normalisers tokenizer.json names, as utf8proc options. */
+static const struct { const char *name; int opts; } forms[] = {
+    {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
+    {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
+    {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+    {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
+};
+
 static int load_normalizer(cl_tokenizer *t, const jv *n, const char *field, cl_err *e)
 {
     jv_kind k = jv_get_kind(*n);
@@ -523,12 +531,6 @@ static int load_normalizer(cl_tokenizer *t, const jv *n, const char *field, cl_e
     if (want_kind(t, n, JV_KIND_OBJECT, field, e))
         return -1;
     const char *type = cl_json_str(n, "type");
-    static const struct { const char *name; int opts; } forms[] = {
-        {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
-        {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
-        {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
-        {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
-    };
     for (size_t i = 0; type && i < sizeof forms / sizeof *forms; i++)
         if (strcmp(type, forms[i].name) == 0) {
             if (t->norm_opts && t->norm_opts != forms[i].opts)
@@ -1459,12 +1461,58 @@ static int pretok0(const cl_tokenizer *t, const char *s, size_t n, sink *out, cl
     return pretok(t, s, n, 0, out, e);
 }
 
+/* Whether normalising leaves a text of such code points unchanged, decided per code point (the
+ * quick check of UAX #15: NF*_QC = Yes and combining class 0): no combining class, no way to
+ * compose with what precedes it (utf8proc marks the second halves of composition pairs with
+ * comb_index at or above 0x8000; Hangul vowel and trailing jamo compose by rule, not by table),
+ * and no decomposition the form applies, except, for NFC and NFKC, one that composes back to
+ * the code point itself (é, most precomposed letters), which a one-character map tells. */
+static int nf_stable(utf8proc_int32_t c, int opts)
+{
+    if (c >= 0x1160 && c <= 0x11FF) return 0;
+    if (c >= 0xAC00 && c <= 0xD7A3) return (opts & UTF8PROC_COMPOSE) != 0; /* decomposed by rule */
+    const utf8proc_property_t *p = utf8proc_get_property(c);
+    if (p->combining_class != 0 || (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000)) return 0;
+    if (p->decomp_seqindex == UINT16_MAX || (p->decomp_type != 0 && !(opts & UTF8PROC_COMPAT))) return 1;
+    if (!(opts & UTF8PROC_COMPOSE)) return 0;
+    utf8proc_uint8_t one[4], *back = NULL;
+    utf8proc_ssize_t n = utf8proc_encode_char(c, one), k = utf8proc_map(one, n, &back, (utf8proc_option_t)opts);
+    int same = k == n && memcmp(back, one, (size_t)n) == 0;
+    free(back);
+    return same;
+}
+
+/* s[from..n) already in the normaliser's form (s[0..from) is ASCII, in every form): most text
+ * is (English with a curly quote, or NFC text of any script), and then needs no copy. */
+static int already_normal(const char *s, size_t n, size_t from, int opts)
+{
+    size_t i = from;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0 || !nf_stable(c, opts)) return 0;
+        i += (size_t)k;
+    }
+    return 1;
+}
+
+int cl_unicode_nf_stable(const char *form, int32_t cp)
+{
+    for (size_t i = 0; i < sizeof forms / sizeof *forms; i++)
+        if (strcmp(form, forms[i].name) == 0) return nf_stable(cp, forms[i].opts);
+    return -1;
+}
+
 static int segment(const cl_tokenizer *t, const char *s, size_t n, sink *out, cl_err *e)
 {
     size_t ascii = 0;
     while (ascii < n && (unsigned char)s[ascii] < 0x80)
         ascii++;
-    if (!t->norm_opts || ascii == n) /* ASCII is in every normal form */
+    if (!t->norm_opts || ascii == n || already_normal(s, n, ascii, t->norm_opts))
         return split_added(t, s, n, 1, pretok0, out, e);
     utf8proc_uint8_t *norm = NULL;
     utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,

@@ -36,6 +36,11 @@ typedef struct cl_tokenizer cl_tokenizer;
 
 /* Unicode White_Space (what lstrip/rstrip and template trims remove). */
 int cl_unicode_is_space(int32_t cp);
+/* 1 when the normal form ("NFC", "NFD", "NFKC", "NFKD") leaves any text made of ASCII and code
+ * points like cp unchanged (no combining class, no decomposition the form applies, never the
+ * second half of a composition): text of such code points skips normalising.  -1 for another
+ * form name. */
+int cl_unicode_nf_stable(const char *form, int32_t cp);
 
 /* The byte-level alphabet (GPT-2's byte->unicode table): writes the 1 or 2 UTF-8 bytes that
  * stand for byte b in vocabulary texts and returns their count. */

@@ -2,6 +2,7 @@
 #include "model/weights.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,19 +41,50 @@ static int fill(cl_tensor *dst, const cl_st_tensor *src, const char *where, cl_e
     return rc;
 }
 
+/* A frozen tensor can live in the file mapping itself when the file stores it as the model
+ * does, aligned for its element type. */
+static int usable_in_place(const cl_tensor *dst, const cl_st_tensor *src)
+{
+    size_t esize = dst->dtype == CL_F32 ? 4 : 2;
+    int same = src->ndim == dst->ndim && (uintptr_t)src->data % esize == 0 &&
+               src->dtype == (dst->dtype == CL_F32 ? CL_ST_F32 : CL_ST_BF16);
+    for (int i = 0; same && i < dst->ndim; i++)
+        same = src->shape[i] == dst->shape[i];
+    return same;
+}
+
+static void close_mapping(void *st) { cl_st_model_close(st); }
+
 int cl_weights_load(cl_llama *m, const char *dir, cl_err *e)
 {
     cl_st_model *st = cl_st_model_open(dir, e);
     if (!st)
         return -1;
-    int n, rc = 0;
+    /* The frozen base of a LoRA run is read where the file is mapped, not copied: its bytes are
+     * then in memory once (shared with the page cache), and a later write (merging adapters)
+     * copies only the pages it touches. */
+    int in_place = !m->train_base && !m->unmap && cl_st_model_private(st, NULL) == 0;
+    int n, rc = 0, used = 0;
     cl_tensor *t = cl_llama_tensors(m, &n);
     for (int i = 0; rc == 0 && i < n; i++) {
         const cl_st_tensor *s = cl_st_model_find(st, t[i].name);
-        rc = s ? fill(&t[i], s, dir, e)
-               : cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: missing from the checkpoint", dir, t[i].name);
+        if (!s) {
+            rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: %s: missing from the checkpoint", dir, t[i].name);
+        } else if (in_place && usable_in_place(&t[i], s)) {
+            t[i].data = (void *)s->data;
+            used++;
+        } else {
+            rc = fill(&t[i], s, dir, e);
+            /* converted (an fp32 file under --bf16): its file pages need not stay resident */
+            if (in_place) cl_st_release(s);
+        }
     }
-    cl_st_model_close(st);
+    if (rc == 0 && used) {
+        m->mapped = st;
+        m->unmap = close_mapping;
+    } else {
+        cl_st_model_close(st);
+    }
     return rc;
 }
 

@@ -17,7 +17,10 @@
 
 /* Fills every base tensor of m from DIR's checkpoint.  A tensor the model needs that the files
  * lack, or one of another shape, is CL_EXIT_DATAERR naming it; file tensors the model does not
- * use are ignored (rotary caches and the like). */
+ * use are ignored (rotary caches and the like).  When the base is frozen (no train_base), a
+ * tensor the file stores in the model's dtype is used in place from the file mapping (kept
+ * until cl_llama_free; writing it copies the page, never the file); others are converted into
+ * the model's arena. */
 int cl_weights_load(cl_llama *m, const char *dir, cl_err *e);
 
 /* Adds the adapters of a PEFT directory to m (rank, alpha, rsLoRA and targets from its

@@ -203,12 +203,16 @@ int cl_ft_data_load(cl_ft_data *d, const char *path, cl_tokenizer *tok, const cl
     while ((rc = cl_reader_next(r, &line, e)) == 1) {
         if (line.len == 0 || strspn(line.text, " \t") == line.len) continue;
         d->rows++;
-        jv row = cl_json_parse(line.text, line.len);
+        /* The same check as every record reader (records.h): libjq alone accepts invalid
+         * UTF-8 (replacing it) and a raw NUL inside a string. */
+        cl_json_check chk;
+        int valid = cl_json_validate(line.text, line.len, &chk) == 0;
+        jv row = valid ? cl_json_parse(line.text, line.len) : jv_invalid();
         cl_err re = {0};
         cl_ft_example ex;
         int tr = 0;
-        if (!jv_is_valid(row)) {
-            cl_err_set(&re, CL_EXIT_DATAERR, "not valid JSON");
+        if (!valid) {
+            cl_err_set(&re, CL_EXIT_DATAERR, "byte %zu: %s", chk.err_off + 1, chk.err_what);
             st = -1;
         } else {
             st = cl_ft_render_row(&row, tok, o, &ex, &tr, &re);

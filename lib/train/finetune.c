@@ -291,33 +291,53 @@ static int write_state(run *r, const char *dir, cl_err *e)
     h.best_step = r->best_step;
     h.best_eval = r->best_eval;
     h.n_train = m->n_train;
-    size_t mv = sizeof(float) * (size_t)m->n_train, len = sizeof h + 2 * mv;
-    char *buf = malloc(len);
-    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    memcpy(buf, &h, sizeof h);
-    memcpy(buf + sizeof h, m->m_mem, mv);
-    memcpy(buf + sizeof h + mv, m->v_mem, mv);
+    /* the optimizer state (twice the trainable bytes) goes out from where it lives */
+    size_t mv = sizeof(float) * (size_t)m->n_train;
+    const void *parts[3] = {&h, m->m_mem, m->v_mem};
+    size_t lens[3] = {sizeof h, mv, mv};
     char p[4400];
     cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
-    int rc = cl_ft_write_file(p, buf, len, e);
-    free(buf);
-    return rc;
+    return cl_ft_write_parts(p, parts, lens, 3, e);
+}
+
+/* Reads exactly len bytes at off; -1 on a short file or an error (errno 0 for short). */
+static int read_at(int fd, void *dst, size_t len, off_t off)
+{
+    char *p = dst;
+    while (len) {
+        ssize_t got = pread(fd, p, len, off);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            if (got == 0) errno = 0;
+            return -1;
+        }
+        p += got;
+        off += got;
+        len -= (size_t)got;
+    }
+    return 0;
 }
 
 static int read_state(run *r, const char *dir, cl_err *e)
 {
     char p[4400];
     cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
-    size_t len;
-    char *buf = cl_file_read(p, &len, e);
-    if (!buf) return -1;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        cl_err_set(e, CL_EXIT_NOINPUT, "%s: %s", p, fd < 0 ? strerror(errno) : "not a regular file");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
     cl_llama *m = r->fm.m;
     state_hdr h;
     int rc = 0;
     if (len < sizeof h) {
         rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: %zu bytes is too short for a resume file", p, len);
+    } else if (read_at(fd, &h, sizeof h, 0)) {
+        rc = cl_err_set(e, CL_EXIT_IOERR, "%s: %s", p, errno ? strerror(errno) : "file shrank while read");
     } else {
-        memcpy(&h, buf, sizeof h);
         size_t want = sizeof h + 2 * sizeof(float) * (size_t)(h.n_train > 0 ? h.n_train : 0);
         if (memcmp(h.magic, STATE_MAGIC, 8))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: not a cl-finetune resume file", p);
@@ -335,9 +355,13 @@ static int read_state(run *r, const char *dir, cl_err *e)
             rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: the training data differ from the run's", r->o->run_dir);
     }
     if (!rc) {
+        /* the optimizer state goes straight where it lives, with no file-sized buffer */
         size_t mv = sizeof(float) * (size_t)m->n_train;
-        memcpy(m->m_mem, buf + sizeof h, mv);
-        memcpy(m->v_mem, buf + sizeof h + mv, mv);
+        if (read_at(fd, m->m_mem, mv, (off_t)sizeof h) || read_at(fd, m->v_mem, mv, (off_t)(sizeof h + mv)))
+            rc = cl_err_set(e, CL_EXIT_IOERR, "%s: %s", p, errno ? strerror(errno) : "file shrank while read");
+    }
+    close(fd);
+    if (!rc) {
         r->step = h.step;
         m->step = h.model_step;
         r->best_step = h.best_step;
@@ -345,7 +369,6 @@ static int read_state(run *r, const char *dir, cl_err *e)
         if (ftruncate(fileno(r->metrics), h.metrics_bytes) || fseek(r->metrics, h.metrics_bytes, SEEK_SET))
             rc = cl_err_set(e, CL_EXIT_IOERR, "%s/metrics.jsonl: %s", r->o->run_dir, strerror(errno));
     }
-    free(buf);
     return rc;
 }
 
@@ -433,6 +456,7 @@ static int save_checkpoint(run *r, cl_err *e)
     cl_ft_path(dst, sizeof dst, r->o->run_dir, name);
     remove_flat_dir(tmp);
     if (mkdir(tmp, 0777)) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", tmp, strerror(errno));
+    cl_llama_sync(r->fm.m, CL_SYNC_TO_HOST); /* weights and moments live on the device, if any */
     int rc = r->o->full ? cl_ft_model_save(&r->fm, tmp, e) : cl_ft_model_save_adapter(&r->fm, tmp, e);
     if (!rc) rc = write_state(r, tmp, e);
     if (!rc && r->adam_t0) rc = write_adam_t0(r, tmp, e);
@@ -747,7 +771,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
         st->loss += l;
     }
     m->training = 0;
-    st->grad_norm = o->clip > 0 ? cl_clip_grad_norm(r->tr, r->ntr, o->clip) : cl_grad_norm(r->tr, r->ntr);
+    st->grad_norm = o->clip > 0 ? cl_llama_clip_grad_norm(m, r->tr, r->ntr, o->clip) : cl_llama_grad_norm(m, r->tr, r->ntr);
     if (!isfinite(st->loss) || !isfinite(st->grad_norm)) {
         char last[64] = "none";
         ssize_t n = readlink(rpath(r, "last"), last, sizeof last - 1);
@@ -756,7 +780,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
                           "The last good checkpoint is %s/%s", r->step + 1, st->loss, st->grad_norm, o->run_dir,
                           n > 0 ? last : "(none written yet)");
     }
-    cl_adamw_step(&o->adamw, r->tr, r->ntr, r->adam_t0 + r->step + 1, lr);
+    cl_llama_adamw_step(m, &o->adamw, r->tr, r->ntr, r->adam_t0 + r->step + 1, lr);
     return 0;
 }
 
@@ -896,6 +920,7 @@ static int finish(run *r, cl_err *e)
     char dir[4400];
     cl_ft_path(dir, sizeof dir, NULL, rpath(r, "final"));
     remove_flat_dir(dir);
+    cl_llama_sync(r->fm.m, CL_SYNC_TO_HOST);
     if (o->full ? cl_ft_model_save(&r->fm, dir, e) : cl_ft_model_save_adapter(&r->fm, dir, e)) return -1;
     progress(r, "%s written to %s", o->full ? "model" : "adapter", dir);
     if (o->gguf && !o->full) {
@@ -969,6 +994,10 @@ static int setup(run *r, cl_err *e)
     /* before read_state: a resumed run's own moments replace these, the step offset stays */
     if (o->optimizer_from && load_optimizer(r, o->optimizer_from, e)) return -1;
     if (!o->data) return 0;
+    if (o->device) {
+        if (o->device->attach(o->device, r->fm.m, e)) return -1;
+        progress(r, "training on %s", o->device->name);
+    }
     if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "reply" : "pair",
                   e))
         return -1;
@@ -993,6 +1022,7 @@ static int setup(run *r, cl_err *e)
     if (o->kind != CL_FT_SFT) r->fm.m->lora_dropout = 0;
     if (o->resume) {
         if (read_state(r, last, e)) return -1;
+        cl_llama_sync(r->fm.m, CL_SYNC_TO_DEVICE); /* the moments just read */
         progress(r, "resuming %s at step %ld of %ld", last, r->step, r->total);
     }
     return 0;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "model/device.h"
 #include "model/loss.h"
 #include "model/lora.h"
 #include "model/optim.h"
@@ -54,6 +55,7 @@ typedef struct cl_ft_opts {
     int keep;                        /* checkpoints kept besides the best */
     int merge, gguf;
     uint64_t seed;
+    const cl_device *device;         /* --device: NULL computes on the CPU */
     int quiet;
     cl_writer *metrics_out;          /* optional copy of the metrics records (-o) */
     const char *stats;               /* --stats FILE: rows, steps, tokens, seconds, last loss */

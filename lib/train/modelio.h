@@ -77,6 +77,8 @@ int cl_ft_generate_greedy(cl_ft_model *fm, const int *ids, int n, int max_new, c
 
 /* Writes a file through path.tmp, fsync and rename. */
 int cl_ft_write_file(const char *path, const void *data, size_t len, cl_err *e);
+/* The same for a file made of n pieces written one after the other (never copied together). */
+int cl_ft_write_parts(const char *path, const void *const *parts, const size_t *lens, int n, cl_err *e);
 
 /* out = dir "/" name (or name alone when dir is NULL), truncated to size - 1 bytes; paths that
  * long are refused when opened, so truncation needs no separate report. */

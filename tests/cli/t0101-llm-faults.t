@@ -31,12 +31,28 @@ test_expect 'a reply that stops arriving halfway is cut by --stall-timeout and r
     jq -e ".attempts == 2" out && jq -e ".llm.timeouts == 1" st &&
     awk -v a="$t0" -v b="$t1" "BEGIN { exit !(b - a < 15) }"
 '
-test_expect 'retries are bounded: the final error reaches the record and the exit status is 1' '
+test_expect 'retries are bounded: the final error reaches the record and the exit status is 69 (unavailable)' '
     mock_start && ask a "@fault:500" b "fine" >in &&
-    { call --retries 2 in >out 2>err; test $? = 1; } &&
+    { call --retries 2 in >out 2>err; test $? = 69; } &&
     jq -se ".[0].error.message | test(\"HTTP 500 .*server had an error.*3 attempts\")" out &&
     jq -se ".[1].reply | startswith(\"mock reply\")" out && grep -q ":1: role assistant: HTTP 500" err &&
     test "$(jq -s "map(select(.fault == \"500\")) | length" "$MOCK_LOG")" = 3
+'
+test_expect '429s that outlast the retries fail the record and the run exits 75 (temporary failure)' '
+    mock_start --retry-after 0 && ask a "@fault:429" b "fine" >in &&
+    { call --retries 1 in >out 2>err; test $? = 75; } &&
+    jq -se ".[0].error.message | test(\"HTTP 429.*2 attempts\")" out && jq -se ".[1].reply | startswith(\"mock reply\")" out
+'
+test_expect 'a 429 that outlasts the retries and a 500 that does too: 75 ranks above 69' '
+    mock_start --retry-after 0 && ask a "@fault:429" b "@fault:500" >in &&
+    { call --retries 1 in >out 2>err; test $? = 75; }
+'
+test_expect 'connections reset after the request: every request the server saw is an attempt the client counted and backed off' '
+    mock_start --fault reset=0.3 --seed 3 && ask_n 100 >in &&
+    call -q --stats st in >out &&
+    test "$(jq -s "map(select(.reply)) | length" out)" = 100 &&
+    test "$(jq .llm.attempts st)" = "$(mock_count)" &&
+    test "$(jq .llm.retries st)" = "$(jq -s "map(select(.fault == \"reset\")) | length" "$MOCK_LOG")"
 '
 test_expect 'insufficient_quota is not retried, fails the role fast and exits 69' '
     mock_start && ask a "@fault:quota" >in && ask_n 20 >>in &&
@@ -62,11 +78,11 @@ test_expect 'a 404 (no such model) is a configuration error too' '
 test_expect 'x-should-retry: false is obeyed' '
     mock_start && ask a "@fault:noretry" >in && { call -q in >out; test $? = 1; } && test "$(mock_count)" = 1
 '
-test_expect 'a server that is not there: retried, then the error names the URL' '
+test_expect 'a server that is not there: retried, then the error names the URL and the exit status is 69' '
     ask a x >in && { llmcall -Z --no-cache --assistant openai:m --api-base http://127.0.0.1:9/v1 --retries 1 in >out 2>err;
-    test $? = 1; } && jq -e ".error.message | test(\"POST http://127.0.0.1:9/v1/chat/completions: .*2 attempts\")" out
+    test $? = 69; } && jq -e ".error.message | test(\"POST http://127.0.0.1:9/v1/chat/completions: .*2 attempts\")" out
 '
-test_expect '--connect-timeout gives up on a server whose accept queue is full, and retries' '
+test_expect '--connect-timeout gives up on a server whose accept queue is full, retries, then exits 69' '
     cat >noaccept.py <<"PY" &&
 import socket, time
 s = socket.socket()
@@ -86,13 +102,13 @@ PY
     { python3 noaccept.py >na.port & np=$!; } && trap "kill $np" EXIT &&
     until test -s na.port || ! kill -0 $np; do sleep 0.05; done && ask a x >in &&
     { llmcall -Z --no-cache --assistant openai:m --api-base "http://127.0.0.1:$(cat na.port)/v1" \
-        --connect-timeout 0.5 --retries 1 --stats st in >out 2>err; test $? = 1; } &&
+        --connect-timeout 0.5 --retries 1 --stats st in >out 2>err; test $? = 69; } &&
     jq -e ".error.message | test(\"after [0-9]+ ms: Timeout was reached .curl 28. .2 attempts\")" out &&
     jq -e ".llm.timeouts == 2" st
 '
-test_expect 'a Retry-After beyond the cap ends the call (exit 1) instead of sleeping for it' '
+test_expect 'a Retry-After beyond the cap ends the call (exit 75, try later) instead of sleeping for it' '
     mock_start --retry-after 3600 && ask a "@fault:429" >in &&
-    { call -q in >out; test $? = 1; } && jq -e ".error.message | test(\"retry after 3600 s\")" out
+    { call -q in >out; test $? = 75; } && jq -e ".error.message | test(\"retry after 3600 s\")" out
 '
 test_expect '10% random 429s and 5% 500s: every one of 300 calls succeeds' '
     mock_start --fault 429=0.1 --fault 500=0.05 --retry-after 0 --seed 3 && ask_n 300 >in &&

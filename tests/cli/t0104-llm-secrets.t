@@ -15,7 +15,7 @@ test_expect 'the key is sent, yet appears in no output, error, cache entry, stat
 test_expect 'a role key variable and credentials inside the base URL stay secret too' '
     ask a x >in &&
     { CL_JUDGE_API_KEY=$KEY llmcall -Z --assistant openai:m --judge openai:j --cache cache --retries 0 \
-        --api-base "http://user:$KEY@127.0.0.1:9/v1?key=$KEY" in >out 2>err; test $? = 1; } &&
+        --api-base "http://user:$KEY@127.0.0.1:9/v1?key=$KEY" in >out 2>err; test $? = 69; } &&
     jq -e ".error.message | test(\"POST http://127.0.0.1:9/v1/chat/completions: \")" out &&
     ! grep -r -- "$KEY" out err
 '

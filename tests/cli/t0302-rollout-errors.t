@@ -20,9 +20,9 @@ test_expect 'a record whose call is refused is written with an error, the others
     jq -se "[.[0], .[2]] | all(.done_reason == \"terminated\")" out &&
     grep -q "in:2:" err && jq -e ".rollout.failed == 1" st
 '
-test_expect 'an endpoint that stays down fails its records after the retries, with exit 1' '
+test_expect 'an endpoint that stays down fails its records after the retries, with exit 69 (unavailable)' '
     mock_start && seeds 1 "@fault:500 " >in &&
-    { cl-rollout --full $ROLL --retries 1 --api-base "$MOCK_URL" in >out 2>err; test $? = 1; } &&
+    { cl-rollout --full $ROLL --retries 1 --api-base "$MOCK_URL" in >out 2>err; test $? = 69; } &&
     jq -e ".error.message | length > 0" out && test "$(mock_count)" = 2
 '
 test_expect 'an unreadable simulator reply is asked again with a new sample key, then the record fails' '

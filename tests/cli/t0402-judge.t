@@ -139,9 +139,9 @@ test_expect 'clarify-or-answer: 1 when it asks on an ambiguous item, 0 when it a
     jq -s -e ".[2].error.message | test(\"ambiguity\")" out && grep -q "abg.jsonl:3:" err
 '
 
-test_expect 'a judge that stays unavailable after the client retries fails the record, which is still written' '
+test_expect 'a judge that stays unavailable after the client retries fails the record, which is still written (exit 69)' '
     start_mock --fault 500=1 &&
-    { cl-judge $J -Z --interactivity "$F/full.jsonl" >out 2>err; test $? = 1; } &&
+    { cl-judge $J -Z --interactivity "$F/full.jsonl" >out 2>err; test $? = 69; } &&
     jq -e "(.scores.interactivity == null) and (.error.message | test(\"HTTP 500\")) and .id == \"m1\"" out
 '
 
@@ -154,9 +154,19 @@ test_expect 'a judge that refuses the key exits 78 and every record is still wri
 test_expect 'a record with nothing to judge is reported with the field, and the others are judged' '
     echo "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 1}\"}" >s.jsonl &&
     start_mock --script s.jsonl &&
-    { echo "{\"id\":\"x\",\"messages\":\"oops\"}"; records "$F/full.jsonl"; } >in.jsonl &&
+    { echo "{\"id\":\"x\"}"; records "$F/full.jsonl"; } >in.jsonl &&
     { cl-judge $J -Z --interactivity in.jsonl >out 2>err; test $? = 1; } &&
     grep -q "in.jsonl:1: .*messages" err && jq -s -e "length == 2 and .[1].scores.interactivity == 1 and .[0].id == \"x\"" out
+'
+
+test_expect 'messages that are not an array of messages are malformed input (65, the line and the field); --skip-bad judges the others' '
+    echo "{\"match\": \"any number\", \"reply\": \"{\\\"interactivity\\\": 1}\"}" >s.jsonl &&
+    start_mock --script s.jsonl &&
+    { echo "{\"id\":\"x\",\"messages\":\"oops\"}"; records "$F/full.jsonl"; } >in.jsonl &&
+    { cl-judge $J -Z --interactivity in.jsonl >out 2>err; test $? = 65; } &&
+    grep -q "in.jsonl:1: messages: a string where an array belongs" err && ! test -s out &&
+    cl-judge $J -Z --interactivity --skip-bad in.jsonl >out 2>err &&
+    jq -s -e "length == 1 and .[0].scores.interactivity == 1" out && grep -q "1 malformed skipped" err
 '
 
 test_expect 'malformed input stops reading with exit 65 and the line, after the records before it are judged and written' '

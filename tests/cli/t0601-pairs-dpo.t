@@ -47,16 +47,19 @@ test_expect '--prompt-dir replaces the system prompt text, which is used exactly
     mkdir p && printf "Ask first.\n" >p/collabllm_system.txt &&
     cl-pairs -q -Z --dpo --system-prompt --prompt-dir p "$B" | jq -s -e "length == 2 and all(.prompt[0].content == \"Ask first.\\n\")" >/dev/null
 '
-test_expect 'a candidate without an MR is reported with file, line and field, and the rest is paired' '
+test_expect 'a candidate without an MR is reported with file, line and field on stderr, never in the DPO file, and the rest is paired' '
     { head -1 "$B" | jq -c "del(.candidates[1].mr)"; sed -n 4p "$B"; } >in &&
     { cl-pairs -Z --dpo in >out 2>err; test $? = 1; } &&
     grep -q "in:1: candidates\[1\].mr: missing" err &&
-    test "$(jq -r "select(.error == null) | .id" out)" = "conv-c/t0" &&
-    pick .error out | jq -e ".error.tool == \"cl-pairs\"" >/dev/null
+    test "$(jq -r .id out)" = "conv-c/t0" && ! grep -q "\"error\"" out &&
+    grep -q "2 records in, 1 out, 1 failed (reported above, not written)" err &&
+    { cl-pairs -Z --dpo --rejects rej in >out2 2>err; test $? = 1; } && cmp out out2 &&
+    jq -e ".id == \"conv-a\" and .error.tool == \"cl-pairs\"" rej >/dev/null &&
+    grep -q "1 failed (in the rejects file)" err
 '
-test_expect 'a record that is not a branch is reported, not dropped' '
+test_expect 'a record that is not a branch is reported, not dropped, even with -q' '
     printf "{\"id\":\"x\",\"messages\":[]}\n" >in &&
-    { cl-pairs -q -Z --dpo in >out 2>err; test $? = 1; } && grep -q "candidates" out
+    { cl-pairs -q -Z --dpo in >out 2>err; test $? = 1; } && grep -q "in:1: .*candidates" err && ! test -s out
 '
 test_expect 'a turn with one candidate or none gives no pair and is counted, the run goes on' '
     printf "{\"id\":\"x\",\"messages\":[],\"candidates\":[]}\n" >in &&

@@ -24,9 +24,10 @@ test_expect '--min keeps conversations whose chosen reply meets the floor' '
 test_expect 'several floors must all hold' '
     test "$(cl-pairs -q -Z --sft --min "accuracy>=0.5" --min "interactivity>0.8" "$B" | jq -r .id | tr "\n" " ")" = "conv-c "
 '
-test_expect 'a floor on a metric the record lacks is an error for that record' '
-    { cl-pairs -Z --sft --min "bleu>=0.1" "$B" >out 2>err; test $? = 1; } &&
-    grep -q "no score .bleu." err && test "$(jq -r "select(.error) | .id" out | sort -u | tr "\n" " ")" = "conv-a conv-b conv-c conv-d "
+test_expect 'a floor on a metric the record lacks is an error for that record, reported, never written among the dialogues' '
+    { cl-pairs -Z --sft --min "bleu>=0.1" --rejects rej "$B" >out 2>err; test $? = 1; } &&
+    grep -q "no score .bleu." err && ! test -s out &&
+    test "$(jq -r "select(.error) | .id" rej | sort -u | tr "\n" " ")" = "conv-a conv-b conv-c conv-d "
 '
 test_expect 'unfinished states are counted, not turned into dialogues' '
     printf "{\"id\":\"u\",\"done\":false,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}\n" >in &&

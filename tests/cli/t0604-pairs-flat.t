@@ -43,4 +43,11 @@ test_expect 'a row missing its score is reported with file, line and field' '
     head -2 "$F" | sed "2s/\"score\": [0-9.]*, //" >in &&
     { cl-pairs -Z --from-flat in >out 2>err; test $? = 1; } && grep -q "in:2: score: missing" err
 '
+test_expect 'a branch that cannot become rows is reported on stderr and in --rejects, never among the rows' '
+    { head -1 "$B" | jq -c "del(.candidates[0].mr)"; sed -n 2p "$B"; } >in &&
+    { cl-pairs -Z --to-flat --rejects rej in >out 2>err; test $? = 1; } &&
+    grep -q "in:1: candidates\[0\].mr: missing" err && ! grep -q "\"error\"" out &&
+    test "$(sed -n 2p "$B" | cl-pairs -q -Z --to-flat | wc -l)" = "$(wc -l <out)" &&
+    jq -e ".error.tool == \"cl-pairs\"" rej >/dev/null && grep -q "1 failed (in the rejects file)" err
+'
 test_done

@@ -168,6 +168,16 @@ test_expect 'records a judge cannot score stop the run, or with ALLOW_FAILED=1 l
     test "$(wc -l <lenient/s0/t0/judged.rejects)" = 3 && test "$(zstd -dc lenient/dpo.jsonl.zst | wc -l)" = 0 &&
     jq -s -e "all(.error.tool == \"cl-judge\")" lenient/s0/t0/judged.rejects >/dev/null
 '
+test_expect 'a judge server that stays down stops the run (69), or with ALLOW_FAILED=1 its records land in .rejects and the run goes on' '
+    mock_start --fault 500=1 &&
+    args="SEEDS=$S/seeds.zst BIN=$CL_BIN API_BASE=$URL_engine ASSISTANT=openai:a USER_MODEL=openai:u JUDGE=openai:j SAMPLES=1 MAX_TURNS=1" &&
+    jflags="JUDGE_FLAGS=--judge-api-base $MOCK_URL --retries 0" &&
+    { make -s -f "$ROOT/pipelines/collab.mk" $args "$jflags" OUT=strict >out 2>err; test $? != 0; } &&
+    ! test -e strict/s0/t0/scored.zst &&
+    make -s -f "$ROOT/pipelines/collab.mk" $args "$jflags" OUT=lenient ALLOW_FAILED=1 2>err &&
+    test "$(wc -l <lenient/s0/t0/judged.rejects)" = 3 &&
+    jq -s -e "all(.error.message | test(\"HTTP 500\"))" lenient/s0/t0/judged.rejects >/dev/null
+'
 test_expect 'TASK=document extracts the document and rewards character BLEU minus 0.1 per thousand assistant tokens (the shorter draft wins)' '
     mock_start --script "$W/document-world.jsonl" &&
     cl-seed -q --preset medium --recent 1 --limit 2 "$ROOT/examples/medium.jsonl" >docs.zst &&

@@ -29,7 +29,13 @@ test_expect 'an adapter names its base by an absolute path; DPO rows given to --
 '
 test_expect 'a line that is not JSON is refused with file:line (exit 65)' '
     { head -2 "$S/sft.jsonl"; echo "{oops"; } >bad.jsonl &&
-    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:3: not valid JSON" err
+    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:3: byte 2: " err
+'
+test_expect 'invalid UTF-8 or a raw NUL inside a string is refused with file:line:byte, as every reader does (exit 65)' '
+    { head -1 "$S/sft.jsonl"; printf "{\"messages\": [{\"role\": \"user\", \"content\": \"caf\\351\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n"; } >bad.jsonl &&
+    { cl-finetune --model "$M" --sft bad.jsonl --run r 2>err; test $? = 65; } && grep -q "bad.jsonl:2: byte 47: .*UTF-8" err &&
+    { head -1 "$S/sft.jsonl"; printf "{\"messages\": [{\"role\": \"user\", \"content\": \"a\\000b\"}, {\"role\": \"assistant\", \"content\": \"ok\"}]}\n"; } >nul.jsonl &&
+    { cl-finetune --model "$M" --sft nul.jsonl --run r 2>err; test $? = 65; } && grep -q "nul.jsonl:2: byte 45: .*control" err
 '
 test_expect 'a pair without "rejected" is refused naming the field and line (exit 65)' '
     { head -1 "$S/pairs.jsonl"; head -1 "$S/pairs.jsonl" | jq -c "del(.rejected)"; } >bad.jsonl &&
@@ -70,5 +76,20 @@ test_expect 'usage errors exit 2 and say what is wrong' '
     { cl-finetune --model "$M" --dpo x --lora r=2,bogus=1 --run r 2>err; test $? = 2; } && grep -q "bogus" err &&
     { cl-finetune --preset nope --model "$M" --dpo x --run r 2>err; test $? = 2; } && grep -q "unknown preset" err &&
     { cl-finetune --resume nowhere 2>err; test $? = 66; } && ! test -e r
+'
+test_expect '--device: a bad name exits 2; cuda without a CUDA build or without a GPU exits 69 and says which' '
+    { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device tpu 2>err; test $? = 2; } &&
+    grep -q "cpu, cuda or cuda:N" err &&
+    { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --recompute 2>err; test $? = 2; } &&
+    grep -q "recompute needs --device cuda" err &&
+    cl-finetune --model "$M" --sft "$S/sft.jsonl" --run cpu --device cpu --max-steps 1 -q &&
+    test -s cpu/final/adapter_model.safetensors &&
+    if "$CL_TESTBIN/cuda_probe" >/dev/null 2>&1; then
+        echo "# a CUDA GPU is present: tests/unit/test_cuda_parity checks the device path"
+    else
+        { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device cuda:0 2>err; test $? = 69; } &&
+        grep -Eq "built without CUDA \(rebuild with make CUDA=1\)|no usable CUDA GPU|has [0-9]+ CUDA GPU" err &&
+        ! test -e r/final
+    fi
 '
 test_done

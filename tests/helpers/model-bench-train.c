@@ -3,7 +3,8 @@
  * forward + chunked CE head + backward + clipping + AdamW, full fine-tuning or LoRA
  * (r 32, alpha 16, all seven projections, frozen fp32 base).
  * Usage: model-bench-train full|lora [b] [t] [steps] [backend]
- * Prints: mode backend b t median-seconds-per-step tokens-per-second final-loss */
+ * Prints: mode backend b t median-seconds-per-step tokens-per-second final-loss
+ *         median-CPU-seconds-per-step (the whole process) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,11 +48,11 @@ int main(int argc, char **argv)
     cl_tensor *tr[256];
     int nt = cl_llama_trainable(m, tr, 256);
     cl_adamw h = {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.0};
-    double times[51], loss = 0;
+    double times[51], cpus[51], loss = 0;
     int ntok = cl_loss_tokens(tgt, n);
     m->training = 1;
     for (int s = 0; s <= steps; s++) { /* step 0 warms caches and allocates activations */
-        double t0 = bench_now();
+        double t0 = bench_now(), c0 = bench_cpu_now();
         cl_llama_zero_grad(m);
         if (cl_llama_forward(m, ids, NULL, NULL, b, t, &e)) { fprintf(stderr, "%s\n", e.msg); return 1; }
         cl_sft_loss(logp, tgt, n, ntok, coef);
@@ -61,9 +62,10 @@ int main(int argc, char **argv)
         cl_clip_grad_norm(tr, nt, 1.0);
         cl_adamw_step(&h, tr, nt, s + 1, 1e-4);
         times[s] = bench_now() - t0;
+        cpus[s] = bench_cpu_now() - c0;
     }
-    double med = bench_median(times + 1, steps);
-    printf("%s %s %d %d %.3f %.1f %.4f\n", argv[1], cl_gemm_backend_name(), b, t, med, n / med, loss);
+    double med = bench_median(times + 1, steps), cmed = bench_median(cpus + 1, steps);
+    printf("%s %s %d %d %.3f %.1f %.4f %.3f\n", argv[1], cl_gemm_backend_name(), b, t, med, n / med, loss, cmed);
     cl_llama_free(m);
     free(ids); free(tgt); free(coef); free(logp);
     return 0;

@@ -1,6 +1,8 @@
-/* The GEMM entry point: the built-in packed kernel (and OpenBLAS when built in) against a naive
- * double-precision product, for every transpose pair, shapes that are not multiples of the
- * register tile or the cache blocks, alpha/beta, sub-matrix strides; and the backend table. */
+/* The GEMM entry point: the built-in packed kernel with each ISA micro-kernel this CPU runs (and
+ * OpenBLAS when built in) against a naive double-precision product, for every transpose pair,
+ * shapes that are not multiples of the register tile or the cache blocks, alpha/beta, sub-matrix
+ * strides; a row's result not depending on the batch; and the backend table. */
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,17 +63,84 @@ static void check_backend(cl_sgemm_fn *fn)
             }
 }
 
+/* Runs fn once per ISA micro-kernel this CPU can run, saying which ones it cannot (an AVX2-only
+ * CPU runs avx2 and generic; the avx512 kernel is then covered where CI has AVX-512). */
+static void for_each_isa(void (*fn)(void))
+{
+    const char *was = cl_gemm_isa_name();
+    int ran = 0;
+    for (int i = 0; cl_gemm_isa_list(i); i++) {
+        if (cl_gemm_isa_use(cl_gemm_isa_list(i))) {
+            printf("# ISA kernel %s: this CPU cannot run it, not tested here\n", cl_gemm_isa_list(i));
+            continue;
+        }
+        assert_string_equal(cl_gemm_isa_name(), cl_gemm_isa_list(i));
+        fn();
+        ran++;
+    }
+    assert_true(ran >= 1);
+    assert_int_equal(cl_gemm_isa_use(was), 0);
+}
+
+static void odd_shapes(void) { check_backend(cl_sgemm_cpu); }
+
 static void builtin_kernel_matches_naive_product_for_all_transposes_and_odd_shapes(void **st)
 {
     (void)st;
-    check_backend(cl_sgemm_cpu);
+    for_each_isa(odd_shapes);
+}
+
+static void large_products(void)
+{
+    check_product(cl_sgemm_cpu, 0, 1, 301, 515, 260, 1.0f, 0.0f, 0);
+    check_product(cl_sgemm_cpu, 1, 0, 200, 3200, 33, 2.0f, 0.5f, 1);
 }
 
 static void builtin_kernel_threads_large_products_correctly(void **st)
 {
     (void)st;
-    check_product(cl_sgemm_cpu, 0, 1, 301, 515, 260, 1.0f, 0.0f, 0);
-    check_product(cl_sgemm_cpu, 1, 0, 200, 3200, 33, 2.0f, 0.5f, 1);
+    for_each_isa(large_products);
+}
+
+/* Row i of C computed in a batch of m rows equals, bit for bit, the same row computed alone or
+ * in a batch of another size (threaded or not): what the local: engine's determinism needs. */
+static void rows_alone(void)
+{
+    enum { M = 75, N = 700, K = 600 };
+    unsigned s = 99;
+    float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * N * K), *c = malloc(sizeof(float) * M * N),
+          *r = malloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++) a[i] = frand(&s);
+    for (int i = 0; i < N * K; i++) b[i] = frand(&s);
+    for (int tb = 0; tb < 2; tb++) {
+        cl_sgemm_cpu(CL_N, tb, M, N, K, 1.0f, a, K, b, tb ? K : N, 0.0f, c, N);
+        for (int i = 0; i < M; i++) cl_sgemm_cpu(CL_N, tb, 1, N, K, 1.0f, a + (size_t)i * K, K, b, tb ? K : N, 0.0f,
+                                                 r + (size_t)i * N, N);
+        assert_memory_equal(c, r, sizeof(float) * M * N);
+        for (int i = 0; i + 7 <= M; i += 7) cl_sgemm_cpu(CL_N, tb, 7, N, K, 1.0f, a + (size_t)i * K, K, b,
+                                                         tb ? K : N, 0.0f, r + (size_t)i * N, N);
+        assert_memory_equal(c, r, sizeof(float) * M * N);
+    }
+    free(a); free(b); free(c); free(r);
+}
+
+static void builtin_kernel_row_results_do_not_depend_on_the_batch(void **st)
+{
+    (void)st;
+    for_each_isa(rows_alone);
+}
+
+static void isa_levels_are_named_and_unknown_ones_refused(void **st)
+{
+    (void)st;
+    const char *was = cl_gemm_isa_name();
+    int found = 0;
+    for (int i = 0; cl_gemm_isa_list(i); i++) found |= !strcmp(cl_gemm_isa_list(i), was);
+    assert_true(found);
+    assert_int_equal(cl_gemm_isa_use("generic"), 0); /* every CPU runs the portable kernel */
+    assert_int_equal(cl_gemm_isa_use("no-such-isa"), -1);
+    assert_string_equal(cl_gemm_isa_name(), "generic");
+    assert_int_equal(cl_gemm_isa_use(was), 0);
 }
 
 static void zero_k_or_alpha_only_scales_c(void **st)
@@ -121,6 +190,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(builtin_kernel_matches_naive_product_for_all_transposes_and_odd_shapes),
         cmocka_unit_test(builtin_kernel_threads_large_products_correctly),
+        cmocka_unit_test(builtin_kernel_row_results_do_not_depend_on_the_batch),
+        cmocka_unit_test(isa_levels_are_named_and_unknown_ones_refused),
         cmocka_unit_test(zero_k_or_alpha_only_scales_c),
         cmocka_unit_test(backend_table_selects_by_name_and_refuses_unbuilt_ones),
         cmocka_unit_test(openblas_backend_matches_naive_product_when_built),

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "model/bpe_train.h"
 #include "model/tokenizer.h"
@@ -329,6 +330,66 @@ static void threads_share_a_tokenizer_with_their_own_work_areas(void **state)
     free(json);
 }
 
+/* Whether utf8proc's normal form of s (NUL-terminated) is s itself. */
+static int unchanged(const char *s, utf8proc_option_t opts)
+{
+    utf8proc_uint8_t *out = NULL;
+    utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)strlen(s), &out, opts);
+    int same = k == (utf8proc_ssize_t)strlen(s) && memcmp(out, s, (size_t)k) == 0;
+    free(out);
+    return same;
+}
+
+/* The normaliser's shortcut: every code point the quick check calls stable is left unchanged
+ * by its form alone and after every kind of composition starter (Latin, Hangul leading jamo
+ * and LV syllable, Indic and Myanmar/Balinese vowels that take a following sign), across all
+ * of Unicode's composing planes; and the check is not vacuous. */
+static void normal_form_quick_check_never_skips_a_change(void **st)
+{
+    (void)st;
+    static const struct { const char *name; utf8proc_option_t opts; } forms[] = {
+        {"NFC", UTF8PROC_STABLE | UTF8PROC_COMPOSE},
+        {"NFD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE},
+        {"NFKC", UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT},
+        {"NFKD", UTF8PROC_STABLE | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT},
+    };
+    static const int32_t starters[] = {'a', 'e', 'A', 0x1100, 0xAC00, 0x0B47, 0x0BC6, 0x0CC6, 0x0D46,
+                                       0x0DD9, 0x1025, 0x1B05, 0x11099, 0x11131, 0x11347, 0x114B9, 0x115B8};
+    for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+        int stable = 0;
+        for (int32_t cp = 0x80; cp < 0x20000; cp++) {
+            if (cp >= 0xD800 && cp < 0xE000) continue;
+            if (cl_unicode_nf_stable(forms[f].name, cp) != 1) continue;
+            stable++;
+            char s[16];
+            utf8proc_ssize_t n = utf8proc_encode_char(cp, (utf8proc_uint8_t *)s);
+            s[n] = 0;
+            if (!unchanged(s, forms[f].opts)) fail_msg("%s changes U+%04X", forms[f].name, cp);
+            if (!(forms[f].opts & UTF8PROC_COMPOSE)) continue;
+            for (size_t b = 0; b < sizeof starters / sizeof *starters; b++) {
+                utf8proc_ssize_t m = utf8proc_encode_char(starters[b], (utf8proc_uint8_t *)s);
+                m += utf8proc_encode_char(cp, (utf8proc_uint8_t *)s + m);
+                s[m] = 0;
+                if (!unchanged(s, forms[f].opts))
+                    fail_msg("%s changes U+%04X after U+%04X", forms[f].name, cp, starters[b]);
+            }
+        }
+        assert_true(stable > 100000); /* CJK, Hangul (composed forms), most scripts */
+    }
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0xE9), 1);    /* é is NFC */
+    assert_int_equal(cl_unicode_nf_stable("NFD", 0xE9), 0);
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x2019), 1);  /* a curly quote */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x301), 0);   /* a combining accent */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x0BBE), 0);  /* composes with a Tamil vowel */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x1161), 0);  /* a Hangul vowel jamo */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0xFB01), 1);  /* a ligature: NFKC only */
+    assert_int_equal(cl_unicode_nf_stable("NFKC", 0xFB01), 0);
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x212B), 0);  /* Angstrom sign: a singleton */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x0958), 0);  /* excluded from composition */
+    assert_int_equal(cl_unicode_nf_stable("NFC", 0x01D6), 1);  /* u with diaeresis and macron */
+    assert_int_equal(cl_unicode_nf_stable("Lowercase", 'a'), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +398,7 @@ int main(void)
         cmocka_unit_test(ignore_merges_takes_whole_words_from_the_vocabulary),
         cmocka_unit_test(added_tokens_split_first_with_strip_rules),
         cmocka_unit_test(nfc_normaliser_composes_before_merging),
+        cmocka_unit_test(normal_form_quick_check_never_skips_a_change),
         cmocka_unit_test(errors_name_the_field),
         cmocka_unit_test(invalid_utf8_and_unknown_ids_are_errors),
         cmocka_unit_test(trainer_learns_frequent_pairs_and_round_trips),

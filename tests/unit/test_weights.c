@@ -28,6 +28,13 @@ static cl_llama *model(cl_dtype d)
     return m;
 }
 
+static void remove_dir(const char *dir)
+{
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void same_tensors(cl_llama *a, cl_llama *b)
 {
     int na, nb;
@@ -50,11 +57,44 @@ static void a_checkpoint_round_trips_in_f32_and_bf16(void **state)
         assert_int_equal(cl_weights_load(b, dir, &e), 0);
         same_tensors(a, b);
         cl_llama_free(b);
-        char cmd[96];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-        assert_int_equal(system(cmd), 0);
+        remove_dir(dir);
         cl_llama_free(a);
     }
+}
+
+/* A frozen base is used where the file is mapped (no second copy); writing into it, as merging
+ * adapters does, changes the process's pages only, never the file.  A trainable base is copied. */
+static void a_frozen_base_is_used_in_place_and_writes_stay_private(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cl-weights.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    cl_llama *a = model(CL_F32), *b = model(CL_F32), *c = model(CL_F32);
+    cl_llama_init_uniform(a, 5, 0);
+    cl_err e = {0};
+    assert_int_equal(cl_weights_save(a, dir, 0, &e), 0);
+    assert_int_equal(cl_weights_load(b, dir, &e), 0);
+    assert_non_null(b->mapped);
+    int n;
+    cl_tensor *t = cl_llama_tensors(b, &n);
+    size_t arena = 0;
+    for (int i = 0; i < n; i++) arena += ((size_t)t[i].numel * 4 + 63) & ~(size_t)63;
+    for (int i = 0; i < n; i++) /* every tensor lies outside the arena */
+        assert_true((char *)t[i].data < (char *)b->base_mem || (char *)t[i].data >= (char *)b->base_mem + arena + 63);
+    ((float *)t[0].data)[0] += 1.0f;
+    assert_int_equal(cl_weights_load(c, dir, &e), 0);
+    same_tensors(a, c);
+    cl_llama_free(c);
+    cl_llama_free(b);
+    cl_llama_config cfg = a->cfg;
+    cl_llama *full = cl_llama_new(&cfg, CL_F32, 1, &e);
+    assert_non_null(full);
+    assert_int_equal(cl_weights_load(full, dir, &e), 0);
+    assert_null(full->mapped);
+    same_tensors(a, full);
+    cl_llama_free(full);
+    remove_dir(dir);
+    cl_llama_free(a);
 }
 
 static void an_adapter_round_trips_through_peft(void **state)
@@ -83,15 +123,14 @@ static void an_adapter_round_trips_through_peft(void **state)
     }
     cl_llama_free(a);
     cl_llama_free(b);
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    remove_dir(dir);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_checkpoint_round_trips_in_f32_and_bf16),
+        cmocka_unit_test(a_frozen_base_is_used_in_place_and_writes_stay_private),
         cmocka_unit_test(an_adapter_round_trips_through_peft),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

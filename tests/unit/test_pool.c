@@ -1,0 +1,103 @@
+/* lib/core/pool: every index runs exactly once whatever the chunking, a worker number is never
+ * in use twice at once, a NULL pool runs in the caller, and idle workers sleep (no CPU). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/pool.h"
+
+enum { MAXN = 5000, THREADS = 4 };
+
+typedef struct visits {
+    atomic_int count[MAXN];
+    atomic_int busy[THREADS];
+    atomic_int clash, bad_worker;
+} visits;
+
+static void visit(void *ctx, int i, int worker)
+{
+    visits *v = ctx;
+    if (worker < 0 || worker >= THREADS) {
+        atomic_fetch_add(&v->bad_worker, 1);
+        return;
+    }
+    if (atomic_exchange(&v->busy[worker], 1)) atomic_fetch_add(&v->clash, 1);
+    atomic_fetch_add(&v->count[i], 1);
+    for (volatile int spin = 0; spin < (i % 7) * 50; spin++) {
+    }
+    atomic_store(&v->busy[worker], 0);
+}
+
+static void every_index_runs_once_and_worker_numbers_are_exclusive(void **st)
+{
+    (void)st;
+    cl_pool *p = cl_pool_new(THREADS);
+    assert_non_null(p);
+    static const int ns[] = {0, 1, 3, 4, 5, 97, 1000, MAXN};
+    static const int chunks[] = {1, 4, 64};
+    visits *v = calloc(1, sizeof *v);
+    for (int round = 0; round < 20; round++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+                for (int i = 0; i < MAXN; i++) atomic_store(&v->count[i], 0);
+                cl_pool_for(p, ns[a], chunks[c], visit, v);
+                for (int i = 0; i < MAXN; i++) assert_int_equal(atomic_load(&v->count[i]), i < ns[a] ? 1 : 0);
+            }
+    assert_int_equal(atomic_load(&v->clash), 0);
+    assert_int_equal(atomic_load(&v->bad_worker), 0);
+    free(v);
+    cl_pool_free(p);
+}
+
+static void record_worker(void *ctx, int i, int worker) { ((int *)ctx)[i] = worker + 1; }
+
+static void a_null_or_single_thread_pool_runs_in_the_caller(void **st)
+{
+    (void)st;
+    int w[10] = {0};
+    cl_pool_for(NULL, 10, 3, record_worker, w);
+    for (int i = 0; i < 10; i++) assert_int_equal(w[i], 1);
+    cl_pool *one = cl_pool_new(1);
+    assert_non_null(one);
+    cl_pool_for(one, 10, 1, record_worker, w);
+    for (int i = 0; i < 10; i++) assert_int_equal(w[i], 1);
+    cl_pool_free(one);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void idle_workers_use_no_cpu(void **st)
+{
+    (void)st;
+    cl_pool *p = cl_pool_new(THREADS);
+    visits *v = calloc(1, sizeof *v);
+    cl_pool_for(p, 1000, 1, visit, v);
+    /* OpenMP's default would now spin for milliseconds in every idle worker */
+    double c0 = cpu_seconds();
+    struct timespec nap = {0, 200 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    double used = cpu_seconds() - c0;
+    assert_true(used < 0.02);
+    free(v);
+    cl_pool_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_index_runs_once_and_worker_numbers_are_exclusive),
+        cmocka_unit_test(a_null_or_single_thread_pool_runs_in_the_caller),
+        cmocka_unit_test(idle_workers_use_no_cpu),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
