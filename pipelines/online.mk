@@ -181,7 +181,7 @@ $(OUT)/rounds.png: $(OUT)/rounds.jsonl
 	metric=$$(head -1 $< | jq -r .metric_name) && \
 	{ echo 'set terminal pngcairo size 1000,700 noenhanced'; echo 'set output "$@.tmp"'; \
 	  echo 'set multiplot layout 2,2 title "$(METHOD): held-out means per round (95% bootstrap intervals)"'; \
-	  echo 'set xlabel "round"'; echo 'set xtics 1'; echo 'set key off'; echo 'set offsets 0.3, 0.3, 0, 0'; \
+	  echo 'set xlabel "round"'; echo 'set xtics 1'; echo 'set key off'; echo 'set offsets 0.3, 0.3, graph 0.05, graph 0.05'; \
 	  echo "set title \"$$metric x100\""; echo 'plot "$@.tsv" using 1:2:3:4 with yerrorlines'; \
 	  echo 'set title "ITR x100"'; echo 'plot "$@.tsv" using 1:5:6:7 with yerrorlines'; \
 	  echo 'set title "tokens (thousands)"'; echo 'plot "$@.tsv" using 1:8:9:10 with yerrorlines'; \
