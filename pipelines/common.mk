@@ -25,11 +25,26 @@ MAX_INFLIGHT      ?= 64
 SEED              ?= 0
 TERMINATE_MARKER  ?= [[TERMINATE CHAT]]
 
-# Task family of the seeds (math, document, code): picks the judges and the local task metric.
-TASK ?= math
+# Task family of the seeds (math, document, code): picks the judges, the local task metric and,
+# in eval.mk, the paper's per-task settings.  Default: the "task" of the first seed, else math.
+ifeq ($(origin TASK),undefined)
+TASK := $(or $(shell zstd -dcf '$(SEEDS)' 2>/dev/null | head -n 1 | jq -r '.task // empty' 2>/dev/null),math)
+endif
 METRICS_math     ?=
 METRICS_document ?= --metric bleu
 METRICS_code     ?= --metric pass_rate
+
+# The assistant's own prompts (proactive and CollabLLM system prompt, in cl-rollout and in the
+# training data of cl-pairs): official (the official prompts' behaviour in our words: clarify
+# whenever a request is ambiguous, collaborate over several turns) or cl (ours: ask only when a
+# gap changes the answer, act otherwise, short replies).  Records carry it as prompt_set.
+PROMPT_SET ?= official
+
+# Token counter of #Tokens and of the token term of R*: cl100k (OpenAI's cl100k_base, the
+# paper's and the release code's count; `make deps` installs it), usage (the visible share of
+# the completion tokens each call reported) or words (whitespace words: a stand-in, about half
+# of cl100k on math and code).
+TOKENS ?= cl100k
 
 ROLLOUT_FLAGS ?=
 JUDGE_FLAGS   ?=

@@ -30,21 +30,33 @@ MODELS   ?= base=$(or $(MODEL),openai:gpt-4o-mini)
 MODE     ?= vanilla
 BASELINE ?= $(firstword $(MODEL_NAMES))
 
-# Paper §4: top-p 0.9; temperature 0.6 math and code, 0.8 documents; 1536 tokens for math and
-# code, 2048 for documents.
-ASSISTANT_TEMPERATURE ?= 0.6
+# The published evaluation settings per task (paper §4 and the paper-era eval configs): top-p 0.9;
+# temperature 0.6 math and code, 0.8 documents; at most 1536 tokens a reply for math and code,
+# 2048 for documents; 6 rounds for math and code, 8 for documents.  TASK picks the set; each
+# variable, per task (ASSISTANT_TEMPERATURE_document=...) or for all (ASSISTANT_TEMPERATURE=...),
+# can be set on the command line.
+ASSISTANT_TEMPERATURE_math     ?= 0.6
+ASSISTANT_TEMPERATURE_document ?= 0.8
+ASSISTANT_TEMPERATURE_code     ?= 0.6
+ASSISTANT_MAX_TOKENS_math      ?= 1536
+ASSISTANT_MAX_TOKENS_document  ?= 2048
+ASSISTANT_MAX_TOKENS_code      ?= 1536
+MAX_TURNS_math                 ?= 6
+MAX_TURNS_document             ?= 8
+MAX_TURNS_code                 ?= 6
+ASSISTANT_TEMPERATURE ?= $(or $(ASSISTANT_TEMPERATURE_$(TASK)),$(ASSISTANT_TEMPERATURE_math))
 ASSISTANT_TOP_P       ?= 0.9
-ASSISTANT_MAX_TOKENS  ?= 1536
-# Paper-era caps: 6 rounds for math and code, 8 for documents.
-MAX_TURNS    ?= 6
+ASSISTANT_MAX_TOKENS  ?= $(or $(ASSISTANT_MAX_TOKENS_$(TASK)),$(ASSISTANT_MAX_TOKENS_math))
+MAX_TURNS             ?= $(or $(MAX_TURNS_$(TASK)),$(MAX_TURNS_math))
 
 EVAL_JUDGES_math     ?= --accuracy --interactivity
 EVAL_JUDGES_document ?= --extract document --interactivity
 EVAL_JUDGES_code     ?= --extract code --interactivity
 EVAL_JUDGES          ?= $(EVAL_JUDGES_$(TASK))
-# unit (0/0.5/1, the current official scale) or paper (1-3 rescaled, Table 1)
+# unit (0/0.5/1, the current official scale) or paper (1-3 rescaled 2(S-2.5) as in Table 1: the
+# benchmark judges whole conversations, so cl-judge reads paper as paper-eval)
 ITR_SCALE            ?= unit
-EVAL_REWARD      ?= --reward v2 --tokens words $(METRICS_$(TASK))
+EVAL_REWARD      ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 BOOTSTRAP        ?= 2000
 
 REPORT_FLAGS  ?=
@@ -73,6 +85,7 @@ $(OUT)/$(1)/s$(2)/conversations.zst: $(SEEDS)
 	    --assistant-top-p $(ASSISTANT_TOP_P) --assistant-max-tokens $(ASSISTANT_MAX_TOKENS) \
 	    --user '$(USER_MODEL)' --user-temperature $(USER_TEMPERATURE) --user-max-tokens $(USER_MAX_TOKENS) \
 	    --max-turns $(MAX_TURNS) --terminate-marker '$(TERMINATE_MARKER)' --shard $(2)/$(SHARDS) \
+	    --prompt-set $(PROMPT_SET) \
 	    $(ROLLOUT_FLAGS) --rejects $$(@:.zst=.rejects) -o $$@.tmp $$< $(OK) && mv $$@.tmp $$@
 
 $(OUT)/$(1)/s$(2)/scored.zst: $(OUT)/$(1)/s$(2)/conversations.zst

@@ -127,7 +127,7 @@ static const char help[] =
     "      --eval FILE         held-out rows of the same kind\n"
     "      --eval-split X      hold out this fraction of the data instead\n"
     "      --eval-every N      evaluate every N steps (and at the end); the best is kept\n"
-    "      --save-every N      checkpoint every N steps (always at the end)\n"
+    "      --save-every N      checkpoint every N steps (always at the end, and on SIGINT/SIGTERM)\n"
     "      --keep N            newest checkpoints kept besides the best, 0 = all (default 2)\n"
     "      --log-every N       progress line every N steps (default 10)\n"
     "      --merge             also write RUN/merged: the base with the adapters merged in\n"
@@ -382,6 +382,7 @@ int main(int argc, char **argv)
     parse(&c, &cli, argc, argv, &common);
     char **av = NULL;
     int ac = 0;
+    int own_recompute = c.recompute; /* on this command line, not only in the saved one */
     if (c.o.resume && !c.o.data && !c.o.init_config && !c.o.model_dir) {
         av = saved_args(c.o.run_dir, argc, argv, &ac);
         optind = 0;
@@ -418,16 +419,20 @@ int main(int argc, char **argv)
     o->args_json = args;
     cl_err e = {0};
     cl_device dev;
-    if (c.recompute && (!c.device || !strcmp(c.device, "cpu")))
+    int ordinal, gpu = c.device ? cl_device_parse(c.device, &ordinal, &e) : 0;
+    if (gpu < 0) cl_usage_error("%s", e.msg);
+    /* --recompute changes memory, not results: a GPU run resumed with --device cpu drops the
+     * one its saved command line holds */
+    if (c.recompute && !gpu && av && !own_recompute) c.recompute = 0;
+    if (c.recompute && !gpu)
         cl_usage_error("--recompute needs --device cuda (the CPU path keeps every activation)");
-    if (c.device && strcmp(c.device, "cpu")) {
+    if (gpu) {
 #ifdef CL_HAVE_CUDA
         if (cl_cuda_open(&dev, c.device, &e)) cl_die_err(&e);
         dev.recompute = c.recompute;
         o->device = &dev;
 #else
         (void)dev;
-        if (strncmp(c.device, "cuda", 4)) cl_usage_error("--device: cpu, cuda or cuda:N, not \"%s\"", c.device);
         cl_die(CL_EXIT_UNAVAILABLE, "--device %s: this cl-finetune was built without CUDA (rebuild with make CUDA=1)",
                c.device);
 #endif

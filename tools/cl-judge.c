@@ -12,6 +12,7 @@
 #include "core/records.h"
 #include "collab/report.h"
 #include "collab/schema.h"
+#include "world/backend.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
@@ -29,6 +30,7 @@ typedef struct opts {
     const char *labels[MAX_LABELS];
     int nlabels;
     const char *label_field, *baseline, *format, *plot, *metrics;
+    const char *itr_scale;
 } opts;
 
 static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
@@ -46,11 +48,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_ACCURACY: o->jc.kinds |= 1u << CL_JUDGE_ACCURACY; return 0;
     case OPT_HELPFULNESS: o->jc.kinds |= 1u << CL_JUDGE_HELPFULNESS; return 0;
     case OPT_CLARIFY: o->jc.kinds |= 1u << CL_JUDGE_CLARIFY; return 0;
-    case OPT_ITR_SCALE:
-        if (strcmp(arg, "unit") && strcmp(arg, "paper"))
-            return cl_err_set(e, CL_EXIT_USAGE, "--itr-scale: '%s' is not unit or paper", arg);
-        o->jc.itr_scale = arg[0] == 'p' ? CL_ITR_PAPER : CL_ITR_UNIT;
-        return 0;
+    case OPT_ITR_SCALE: o->itr_scale = arg; return 0; /* "paper" depends on --context */
     case OPT_CONTEXT:
         if (strcmp(arg, "window") && strcmp(arg, "full"))
             return cl_err_set(e, CL_EXIT_USAGE, "--context: '%s' is not window or full", arg);
@@ -80,18 +78,16 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 }
 
 /* The run label of a record: --label-field, else its input file's run name (names[i]: the
- * --label given for it, else one derived from its path by cl_report_run_names). */
-static const char *record_label(const opts *o, const cl_common *c, const char **names, cl_rec *rec)
+ * --label given for it, else one derived from its path by cl_report_run_names).  By the
+ * input's place, not its path: one file given twice with two --label is two runs. */
+static const char *record_label(const opts *o, const char **names, cl_rec *rec)
 {
     if (o->label_field) {
         const char *l = cl_json_str(cl_rec_value(rec), o->label_field);
         if (l)
             return l;
     }
-    for (int i = 0; i < c->ninputs; i++)
-        if (strcmp(c->inputs[i], rec->src) == 0 || (strcmp(c->inputs[i], "-") == 0 && strcmp(rec->src, "<stdin>") == 0))
-            return names[i];
-    return names[0]; /* standard input */
+    return names[rec->input];
 }
 
 static int run_report(opts *o, cl_common *c)
@@ -132,7 +128,7 @@ static int run_report(opts *o, cl_common *c)
                 break;
             continue; /* malformed, skipped with --skip-bad */
         }
-        if (cl_report_add(rep, record_label(o, c, names, &rec), cl_rec_value(&rec), &e) < 0) {
+        if (cl_report_add(rep, record_label(o, names, &rec), cl_rec_value(&rec), &e) < 0) {
             char m[sizeof e.msg];
             snprintf(m, sizeof m, "%s", e.msg);
             cl_err_set(&e, e.code, "%s: %s", cl_rec_where(io, &rec), m);
@@ -240,7 +236,10 @@ int main(int argc, char **argv)
         "      --accuracy          final answer against the reference: 0 or 1\n"
         "      --helpfulness       six-level helpfulness, 0 to 1\n"
         "      --clarify           Abg-CoQA: 1 iff it asks when ambiguous, answers when not\n"
-        "      --itr-scale S       unit (0/0.5/1 anchors, default) or paper (1-3, 2(S-2.5))\n"
+        "      --itr-scale S       unit (0/0.5/1 anchors, default), paper-train (1-3 rating / 3,\n"
+        "                          the paper-era training reward), paper-eval (2(S-2.5), the\n"
+        "                          paper's Table 1) or paper (train with --context window, eval\n"
+        "                          with --context full)\n"
         "      --context C         window (forward window, history as context; default) or full\n"
         "      --judge-samples N   judgements per judge and conversation, averaged (default 1)\n"
         "      --judge-retries N   asks again after an unreadable reply (default 2)\n"
@@ -260,6 +259,7 @@ int main(int argc, char **argv)
     };
     opts o = {.samples = 1, .retries = 2, .format = "table"};
     cl_llm_cli_init(&o.lc, roles, tool_opts, tool_help);
+    o.lc.extra_backends = cl_world_backends; /* --judge world: (cl-llm(7)) */
     const cl_cli cli = {
         .prog = "cl-judge",
         .synopsis = "[options] [FILE...]",
@@ -272,6 +272,9 @@ int main(int argc, char **argv)
     };
     cl_common c;
     cl_cli_parse(&cli, argc, argv, &c);
+    cl_err pe = {0};
+    if (o.itr_scale && cl_itr_scale_parse(o.itr_scale, o.jc.context_full, &o.jc.itr_scale, &pe) != 0)
+        cl_usage_error("%s", pe.msg);
     int status;
     if (o.report) {
         if (o.jc.kinds)

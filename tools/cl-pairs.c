@@ -14,7 +14,7 @@
 
 enum {
     OPT_DPO = 256, OPT_SFT, OPT_ADVANCE, OPT_TO_FLAT, OPT_FROM_FLAT,
-    OPT_MIN_GAP, OPT_SYSTEM_PROMPT, OPT_PROMPT_DIR, OPT_MIN, OPT_NEXT_USER, OPT_MAX_TURNS,
+    OPT_MIN_GAP, OPT_SYSTEM_PROMPT, OPT_PROMPT_DIR, OPT_PROMPT_SET, OPT_MIN, OPT_NEXT_USER, OPT_MAX_TURNS,
     OPT_MARKER,
 };
 enum mode { MODE_COPY, MODE_DPO, MODE_SFT, MODE_ADVANCE, MODE_TO_FLAT, MODE_FROM_FLAT };
@@ -27,6 +27,7 @@ typedef struct opts {
     cl_advance_config adv;
     int system_prompt;
     const char *prompt_dir;
+    cl_prompt_set prompt_set;
     cl_floor floors[MAX_FLOORS];
     int nfloors;
     const char *advance_only, *dpo_only; /* an option given that only that mode reads */
@@ -56,6 +57,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
         return cl_parse_double(arg, 0, 1e300, "--min-gap", &o->pair.min_gap, e);
     case OPT_SYSTEM_PROMPT: o->system_prompt = 1; return 0;
     case OPT_PROMPT_DIR: o->prompt_dir = arg; return 0;
+    case OPT_PROMPT_SET: return cl_prompt_set_parse(arg, &o->prompt_set, e);
     case OPT_MIN:
         if (o->nfloors == MAX_FLOORS)
             return cl_err_set(e, CL_EXIT_USAGE, "--min: at most %d floors", MAX_FLOORS);
@@ -168,7 +170,7 @@ static int run_dpo(cl_io *io, const opts *o, cl_err *e)
     return rc;
 }
 
-static int run_sft(cl_io *io, const opts *o, const char *system_prompt, cl_err *e)
+static int run_sft(cl_io *io, const opts *o, cl_err *e)
 {
     cl_dialogues *d = cl_dialogues_new(o->floors, o->nfloors);
     long unfinished = 0;
@@ -176,7 +178,7 @@ static int run_sft(cl_io *io, const opts *o, const char *system_prompt, cl_err *
     long kept = 0, below = 0;
     for (int i = 0; rc == 0 && i < cl_dialogues_count(d); i++) {
         jv sft;
-        if (!sft_dialogue(d, i, system_prompt, &sft))
+        if (!sft_dialogue(d, i, &o->pair, &sft))
             below++;
         else if ((rc = cl_io_put(io, sft, e)) == 0)
             kept++;
@@ -292,6 +294,7 @@ int main(int argc, char **argv)
         {"min-gap", required_argument, 0, OPT_MIN_GAP},
         {"system-prompt", no_argument, 0, OPT_SYSTEM_PROMPT},
         {"prompt-dir", required_argument, 0, OPT_PROMPT_DIR},
+        {"prompt-set", required_argument, 0, OPT_PROMPT_SET},
         {"min", required_argument, 0, OPT_MIN},
         {"next-user", required_argument, 0, OPT_NEXT_USER},
         {"max-turns", required_argument, 0, OPT_MAX_TURNS},
@@ -321,7 +324,10 @@ int main(int argc, char **argv)
             "Options:\n"
             "      --min-gap X       --dpo: drop turns whose MR gap is below X (default 0.02)\n"
             "      --system-prompt   --dpo, --sft: put the CollabLLM system prompt first\n"
-            "      --prompt-dir DIR  read collabllm_system.txt from DIR when it is there\n"
+            "      --prompt-set SET  official (the official system prompt's behaviour, default)\n"
+            "                        or cl (ours), recorded as prompt_set on each row\n"
+            "      --prompt-dir DIR  read the system prompt (collabllm_system.txt, with cl\n"
+            "                        collabllm_system_cl.txt) from DIR when it is there\n"
             "      --min 'M>=X'      --sft: keep conversations whose metric M passes (>=, >,\n"
             "                        <=, <); repeatable, all must hold\n"
             "      --next-user RULE  --advance: longest (v2, default) or worst-open (paper era)\n"
@@ -342,9 +348,10 @@ int main(int argc, char **argv)
             cl_usage_error("--system-prompt needs --dpo or --sft");
         /* The text exactly as cl-rollout sends it in its system mode, so training prompts and
          * evaluation prompts match byte for byte. */
-        if (!(system_prompt = cl_prompt_load(o.prompt_dir, "collabllm_system", &e)))
+        if (!(system_prompt = cl_prompt_load(o.prompt_dir, cl_prompt_in_set(o.prompt_set, "collabllm_system"), &e)))
             cl_die_err(&e);
         o.pair.system_prompt = system_prompt;
+        o.pair.prompt_set = cl_prompt_set_name(o.prompt_set);
     }
     if (o.nfloors > 0 && o.mode != MODE_SFT)
         cl_usage_error("--min needs --sft");
@@ -363,7 +370,7 @@ int main(int argc, char **argv)
     int rc;
     switch (o.mode) {
     case MODE_DPO: rc = run_dpo(io, &o, &e); break;
-    case MODE_SFT: rc = run_sft(io, &o, system_prompt, &e); break;
+    case MODE_SFT: rc = run_sft(io, &o, &e); break;
     case MODE_ADVANCE: rc = run_advance(io, &o, &e); break;
     case MODE_TO_FLAT: rc = run_to_flat(io, &e); break;
     case MODE_FROM_FLAT: rc = run_from_flat(io, &e); break;

@@ -11,8 +11,8 @@
 
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
-    OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_NPROC,
-    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS
+    OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_SCRATCH, OPT_NPROC,
+    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT
 };
 
 typedef struct opts {
@@ -20,6 +20,7 @@ typedef struct opts {
     sandbox_cfg sb;
     long batch;
     const char *tiktoken_file;     /* the tokenizer file of tiktoken:/tokenizer: */
+    const char *cmd_program;       /* --metric cmd:PROGRAM */
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -27,7 +28,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
 {
     opts *o = ctx;
     switch (opt) {
-    case OPT_METRIC: return score_parse_metrics(arg, &o->sc.metrics, e);
+    case OPT_METRIC: return score_parse_metric_arg(arg, &o->sc.metrics, &o->cmd_program, e);
     case OPT_REWARD:
         if (o->sc.reward.mode != REWARD_NONE)
             return cl_err_set(e, CL_EXIT_USAGE, "give one of --reward and --weights");
@@ -41,6 +42,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_TOKENS:
         o->set_tokens = 1;
         return tokens_parse_method(arg, &o->sc.tokens, &o->tiktoken_file, e);
+    case OPT_MATH_EXTRACT: return score_parse_math_extract(arg, &o->sc.math, e);
     case OPT_SCOPE: o->set_scope = 1; return score_parse_scope(arg, &o->sc.scope, e);
     case OPT_ROLES: o->set_roles = 1; return score_parse_roles(arg, &o->sc.roles, e);
     case 'j': return cl_parse_int(arg, 1, 256, "--jobs", &o->sc.jobs, e);
@@ -49,6 +51,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_CPU: return cl_parse_double(arg, 0, 86400, "--cpu", &o->sb.cpu_s, e);
     case OPT_MEM: return cl_parse_long(arg, 0, 1 << 24, "--mem", &o->sb.mem_mb, e);
     case OPT_FSIZE: return cl_parse_long(arg, 0, 1 << 24, "--fsize", &o->sb.fsize_mb, e);
+    case OPT_SCRATCH: return cl_parse_long(arg, 1, 1 << 20, "--scratch", &o->sb.scratch_mb, e);
     case OPT_NPROC: return cl_parse_long(arg, 0, 1 << 20, "--nproc", &o->sb.nproc, e);
     case OPT_PYTHON: o->sb.python = arg; return 0;
     case OPT_NO_SECCOMP: o->sb.seccomp = 0; return 0;
@@ -73,6 +76,29 @@ static void apply_mode_defaults(opts *o)
         o->sc.tokens = TOKENS_WORDS;
 }
 
+/* The counter the tokens metric uses, loaded; words outside verl's recipe is said to be a
+ * stand-in, since it reads about half of cl100k on math and code (collabllm(7)). */
+static cl_tokenizer *load_counter(const opts *o, int quiet)
+{
+    if (!(o->sc.metrics & SCORE_TOKENS))
+        return NULL;
+    if (o->sc.tokens == TOKENS_WORDS && o->sc.reward.mode != REWARD_VERL && !quiet)
+        cl_warn("--tokens words: whitespace words, not the paper's cl100k_base tokens "
+                "(about half as many on math and code)");
+    if (o->sc.tokens == TOKENS_USAGE || o->sc.tokens == TOKENS_WORDS)
+        return NULL;
+    cl_err e = {0};
+    cl_tokenizer *tk = tokens_load(o->sc.tokens, o->tiktoken_file, &e);
+    if (!tk && o->sc.tokens == TOKENS_CL100K && e.code == CL_EXIT_NOINPUT) {
+        cl_err hint = {0};
+        cl_err_set(&hint, e.code, "%.900s; --tokens words counts words instead", e.msg);
+        cl_die_err(&hint);
+    }
+    if (!tk)
+        cl_die_err(&e);
+    return tk;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -82,6 +108,7 @@ int main(int argc, char **argv)
         {"task-metric", required_argument, 0, OPT_TASK_METRIC},
         {"lambda", required_argument, 0, OPT_LAMBDA},
         {"tokens", required_argument, 0, OPT_TOKENS},
+        {"math-extract", required_argument, 0, OPT_MATH_EXTRACT},
         {"token-scope", required_argument, 0, OPT_SCOPE},
         {"token-roles", required_argument, 0, OPT_ROLES},
         {"jobs", required_argument, 0, 'j'},
@@ -90,13 +117,14 @@ int main(int argc, char **argv)
         {"cpu", required_argument, 0, OPT_CPU},
         {"mem", required_argument, 0, OPT_MEM},
         {"fsize", required_argument, 0, OPT_FSIZE},
+        {"scratch", required_argument, 0, OPT_SCRATCH},
         {"nproc", required_argument, 0, OPT_NPROC},
         {"python", required_argument, 0, OPT_PYTHON},
         {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
         {"no-namespaces", no_argument, 0, OPT_NO_NS},
         {0, 0, 0, 0},
     };
-    opts o = {.sb = sandbox_defaults(), .batch = 256};
+    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K};
     o.sc.reward.lambda = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.sc.jobs = cores > 0 ? (int)cores : 1;
@@ -107,22 +135,31 @@ int main(int argc, char **argv)
                    "records (each future of each candidate) or whole conversations.\n"
                    "Without a metric or a reward, copies records through the record options.",
         .options_help =
-            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list)\n"
+            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list), and\n"
+            "                      last cmd:PROGRAM: a program reading one JSON unit a line and\n"
+            "                      writing one object of scores a line (one process, batched)\n"
             "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
             "      --lambda X      paper: token weight (default 1e-4 document, 5e-4 code, math)\n"
-            "      --tokens M      usage (recorded completion_tokens) | words | tiktoken:FILE\n"
-            "                      (a .tiktoken rank file, e.g. cl100k_base) | tokenizer:FILE\n"
-            "                      (a model's tokenizer.json); default usage\n"
+            "      --math-extract E  boxed answers for math: reference (the MATH benchmark's\n"
+            "                      extraction, quirks included; default) or lenient (also\n"
+            "                      \\fbox, \\boxed 5, trimmed)\n"
+            "      --tokens M      cl100k (the paper's count; default, verl: words) | usage\n"
+            "                      (the visible reply's share of each call's completion tokens)\n"
+            "                      | words | tiktoken:FILE (a .tiktoken rank file)\n"
+            "                      | tokenizer:FILE (a model's tokenizer.json)\n"
             "      --token-scope S forward | session (default forward; v2: session)\n"
             "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
             "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
             "      --batch N       records scored together (default 256)\n"
-            "      --timeout S     sandbox wall-clock limit per test (default 60)\n"
-            "      --cpu S         sandbox CPU limit (default 30)\n"
-            "      --mem MB        sandbox address-space limit (default 4096)\n"
-            "      --fsize MB      sandbox file-size limit and private /tmp size (default 64)\n"
+            "      --timeout S     sandbox wall-clock limit per test (default 241, BigCodeBench's)\n"
+            "      --cpu S         sandbox CPU limit (default 0: none, as BigCodeBench)\n"
+            "      --mem MB        sandbox address-space limit (default 307200, the official\n"
+            "                      300*1024; 0: none)\n"
+            "      --fsize MB      sandbox file-size limit (default 64)\n"
+            "      --scratch MB    the sandbox's only writable space: a tmpfs on /tmp holding the\n"
+            "                      work directory, also on /var/tmp and /dev/shm (default 128)\n"
             "      --nproc N       sandbox process limit (default 64)\n"
             "      --python PATH   interpreter for pass_rate (default python3 from /usr/local/bin,\n"
             "                      /usr/bin, /bin, never from PATH)\n"
@@ -140,13 +177,8 @@ int main(int argc, char **argv)
         cl_usage_error("--task-metric and --lambda need --reward");
     apply_mode_defaults(&o);
     cl_err e = {0};
-    cl_tokenizer *tk = NULL;
-    if (o.sc.tokens == TOKENS_TIKTOKEN || o.sc.tokens == TOKENS_TOKENIZER) {
-        tk = tokens_load(o.sc.tokens, o.tiktoken_file, &e);
-        if (!tk)
-            cl_die_err(&e);
-        o.sc.tk = tk;
-    }
+    cl_tokenizer *tk = load_counter(&o, c.quiet);
+    o.sc.tk = tk;
     if (o.sc.metrics & SCORE_PASS_RATE) {
         o.sc.sb = sandbox_new(&o.sb, &e);
         if (!o.sc.sb)
@@ -157,11 +189,16 @@ int main(int argc, char **argv)
     cl_io *io = cl_io_open(&c, NULL, &e);
     if (!io)
         cl_die_err(&e);
+    if (o.cmd_program && !(o.sc.cmd = metric_cmd_start(o.cmd_program, &e)))
+        cl_die_err(&e);
     int status;
-    if (!o.sc.metrics && o.sc.reward.mode == REWARD_NONE)
+    if (!o.sc.metrics && !o.sc.cmd && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
     else
         status = score_records(io, &o.sc, (int)o.batch, &e);
+    /* The program's own end is part of the run: a crash at exit or extra lines fail it too. */
+    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, &e) != 0)
+        status = -1;
     int rc = cl_io_finish(io, status, &e);
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);

@@ -8,11 +8,12 @@
 #include "llm/cli.h"
 #include "core/records.h"
 #include "collab/rollout.h"
+#include "world/backend.h"
 
 enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,
     OPT_PRESET, OPT_MARKER, OPT_USER_STYLE, OPT_USERLM_END, OPT_PROACT, OPT_SYSPROMPT,
-    OPT_CANDIDATE, OPT_ASSISTANT_MODE, OPT_FUTURE_MODE, OPT_PROMPT_DIR, OPT_PARSE_RETRIES,
+    OPT_CANDIDATE, OPT_ASSISTANT_MODE, OPT_FUTURE_MODE, OPT_PROMPT_DIR, OPT_PROMPT_SET, OPT_PARSE_RETRIES,
     OPT_BUFFER, OPT_NO_SAMPLE_SEED, OPT_LAST
 };
 
@@ -106,6 +107,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_ASSISTANT_MODE: return parse_mode(arg, "--assistant-mode", &t->assistant_mode, e);
     case OPT_FUTURE_MODE: return parse_mode(arg, "--future-mode", &cfg->future.mode, e);
     case OPT_PROMPT_DIR: cfg->prompt_dir = arg; return 0;
+    case OPT_PROMPT_SET: return cl_prompt_set_parse(arg, &cfg->prompt_set, e);
     case OPT_NO_SAMPLE_SEED: cfg->no_sample_seed = 1; return 0;
     case OPT_CANDIDATE:
         if (cfg->nsources >= MAX_SOURCES)
@@ -190,6 +192,8 @@ static const char help[] =
     "      --user-style STYLE   prompted (a chat model answering JSON, default) or userlm\n"
     "      --userlm-end-token T end-of-conversation token of userlm users (<|endconversation|>)\n"
     "      --terminate-marker M the user's end-of-conversation marker ([[TERMINATE CHAT]])\n"
+    "      --prompt-set SET     the proact and system prompts: official (the official\n"
+    "                           prompts' behaviour, default) or cl (ours)\n"
     "      --prompt-dir DIR     DIR/NAME.txt replaces the built-in prompt NAME\n"
     "      --parse-retries N    re-asks after a reply that cannot be read (default 3)\n"
     "Engine:\n"
@@ -215,6 +219,7 @@ int main(int argc, char **argv)
         {"assistant-mode", required_argument, 0, OPT_ASSISTANT_MODE},
         {"future-mode", required_argument, 0, OPT_FUTURE_MODE},
         {"prompt-dir", required_argument, 0, OPT_PROMPT_DIR},
+        {"prompt-set", required_argument, 0, OPT_PROMPT_SET},
         {"parse-retries", required_argument, 0, OPT_PARSE_RETRIES},
         {"buffer", required_argument, 0, OPT_BUFFER},
         {"no-sample-seed", no_argument, 0, OPT_NO_SAMPLE_SEED},
@@ -235,6 +240,7 @@ int main(int argc, char **argv)
     };
     t.assistant_mode = CL_ASSISTANT_MIXED;
     cl_llm_cli_init(&t.lc, roles, own, help);
+    t.lc.extra_backends = cl_world_backends; /* --user world: and the scripted assistants */
     const cl_cli cli = {
         .prog = "cl-rollout",
         .synopsis = "--full|--branch [options] [FILE...]",

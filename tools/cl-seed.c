@@ -12,16 +12,23 @@
 #include "core/json.h"
 #include "core/records.h"
 #include "collab/seed.h"
+#include "metrics/tokens.h"
+#include "world/world.h"
+
+/* Draws in a row that add no seed before --preset world decides the world is used up. */
+#define WORLD_MAX_MISSES 20000
 
 enum {
     OPT_PRESET = 256, OPT_SPLIT, OPT_TEST_RATIO, OPT_SPLIT_IDS, OPT_LIMIT, OPT_SHUFFLE,
-    OPT_KEEP_DUPS, OPT_TASK, OPT_TASK_DESC, OPT_RECENT, OPT_MAX_TOKENS, OPT_HISTORY, OPT_LIST
+    OPT_KEEP_DUPS, OPT_TASK, OPT_TASK_DESC, OPT_RECENT, OPT_MAX_TOKENS, OPT_HISTORY, OPT_LIST,
+    OPT_TOKEN_COUNT
 };
 
 typedef struct cfg {
     const char *preset, *split, *split_ids;
     double test_ratio, recent;
     int test_ratio_set, recent_set, max_tokens_set, shuffle, keep_dups, list;
+    int estimate_tokens, token_count_set;
     long limit, max_tokens;
     cl_seed_opts so;
 } cfg;
@@ -56,6 +63,12 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
         g->max_tokens_set = 1;
         return cl_parse_long(arg, 0, 1L << 40, "--max-tokens", &g->max_tokens, e);
     case OPT_HISTORY: g->so.history = 1; return 0;
+    case OPT_TOKEN_COUNT:
+        g->token_count_set = 1;
+        if (strcmp(arg, "cl100k") && strcmp(arg, "estimate"))
+            return cl_err_set(e, CL_EXIT_USAGE, "--token-count: '%s' is not cl100k or estimate", arg);
+        g->estimate_tokens = arg[0] == 'e';
+        return 0;
     case OPT_LIST: g->list = 1; return 0;
     default: return cl_err_set(e, CL_EXIT_USAGE, "unexpected option");
     }
@@ -68,6 +81,8 @@ static void list_presets(void)
     for (size_t i = 0; i < n; i++)
         printf("%-13s task %-9s test ratio %.2g  needs %s\n", p[i].name, p[i].task, p[i].test_ratio,
                p[i].needs);
+    printf("%-13s task %-9s splits 0.8/0.1/0.1  needs no input: it generates the offline world's tasks\n",
+           "world", "document, code or math");
 }
 
 typedef struct run {
@@ -115,16 +130,10 @@ static int emit(run *r, jv seed, cl_err *e)
 
 static int full(const run *r) { return r->g->limit >= 0 && r->emitted >= (uint64_t)r->g->limit; }
 
-/* One row: 1 = go on, 0 = --limit reached, -1 = fatal. */
-static int take_row(run *r, cl_rec *rec, cl_err *e)
+/* One seed (consumed) made from rec (NULL for the world's): split, de-duplication, filters.
+ * 1 = go on, 0 = --limit reached, -1 = fatal. */
+static int take_seed(run *r, jv seed, cl_rec *rec, cl_err *e)
 {
-    char why[512];
-    jv seed;
-    if (cl_seed_from_row(r->p, &r->g->so, cl_rec_value(rec), &seed, why, sizeof why) < 0) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "--preset %s: %s", r->p->name, why);
-        return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
-    }
     const char *id = cl_json_str(&seed, "id");
     if (jv_is_valid(r->split_map)) {
         const char *s = cl_json_str(&r->split_map, id);
@@ -156,6 +165,8 @@ static int take_row(run *r, cl_rec *rec, cl_err *e)
         char msg[600];
         snprintf(msg, sizeof msg, "id '%.200s' was already used by an earlier row with another prompt", id);
         jv_free(seed);
+        if (!rec) /* the world numbers its seeds: a repeated id is our bug */
+            return cl_err_set(e, CL_EXIT_SOFTWARE, "%s", msg);
         return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
     }
     if (hold_back(r)) {
@@ -186,6 +197,19 @@ static int take_row(run *r, cl_rec *rec, cl_err *e)
 oom:
     jv_free(seed);
     return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+}
+
+/* One row: 1 = go on, 0 = --limit reached, -1 = fatal. */
+static int take_row(run *r, cl_rec *rec, cl_err *e)
+{
+    char why[512];
+    jv seed;
+    if (cl_seed_from_row(r->p, &r->g->so, cl_rec_value(rec), &seed, why, sizeof why) < 0) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "--preset %s: %s", r->p->name, why);
+        return cl_io_reject(r->io, rec, msg, e) < 0 ? -1 : 1;
+    }
+    return take_seed(r, seed, rec, e);
 }
 
 /* The held-back seeds: recency cut, then the filters, then --shuffle and --limit. */
@@ -261,8 +285,35 @@ static int seed_all(run *r, cl_err *e)
     return 0;
 }
 
+/* --preset world: the offline world's tasks drawn one by one (world/world.h) until --limit
+ * seeds passed the filters, or until the world has no new task of the split left. */
+static int seed_world(run *r, cl_err *e)
+{
+    uint64_t misses = 0, seed = r->c->seed;
+    for (uint64_t i = 0; !full(r) && misses < WORLD_MAX_MISSES; i++) {
+        cl_world_item it;
+        cl_world_draw(seed, i, &it);
+        char id[64];
+        snprintf(id, sizeof id, "world-%" PRIu64 "-%" PRIu64, seed, i);
+        uint64_t before = r->emitted + r->held.n;
+        int t = take_seed(r, cl_world_seed(&it, id), NULL, e);
+        if (t < 0)
+            return -1;
+        misses = r->emitted + r->held.n > before ? 0 : misses + 1;
+    }
+    if (misses >= WORLD_MAX_MISSES && !r->c->quiet)
+        cl_warn("the world has no further distinct task%s%s: %" PRIu64 " seeds written",
+                r->g->split ? " in split " : "", r->g->split ? r->g->split : "", r->emitted + r->held.n);
+    if (hold_back(r) && release(r, e) < 0)
+        return -1;
+    report(r);
+    return 0;
+}
+
 static const char options_help[] =
-    "      --preset NAME   math, bigcodebench, medium, abgcoqa or generic (default generic)\n"
+    "      --preset NAME   math, bigcodebench, medium, abgcoqa, generic (default) or world:\n"
+    "                      world generates the offline world's tasks (no input; --limit N,\n"
+    "                      default 1000; --seed picks the draw)\n"
     "      --list-presets  print each preset's task and required fields, and exit\n"
     "      --split S       write only train, test or validation seeds (default all)\n"
     "      --test-ratio R  share of test seeds when rows carry no split (preset default)\n"
@@ -275,12 +326,15 @@ static const char options_help[] =
     "      --task-desc T   set every seed's task description\n"
     "      --recent F      medium: keep the newest share F of dated articles (default 0.025)\n"
     "      --max-tokens N  medium: drop articles over N tokens (default 512, 0 = keep all)\n"
+    "      --token-count M medium: cl100k (cl100k_base tokens, the paper's count; default)\n"
+    "                      or estimate (no rank file needed)\n"
     "      --history       abgcoqa: put the earlier questions and answers into the prompt\n";
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"preset", required_argument, 0, OPT_PRESET},
+        {"token-count", required_argument, 0, OPT_TOKEN_COUNT},
         {"list-presets", no_argument, 0, OPT_LIST},
         {"split", required_argument, 0, OPT_SPLIT},
         {"test-ratio", required_argument, 0, OPT_TEST_RATIO},
@@ -314,10 +368,24 @@ int main(int argc, char **argv)
         return 0;
     }
     run r = {.g = &g, .c = &c, .split_map = jv_invalid()};
-    if (!(r.p = cl_seed_preset_find(g.preset)))
-        cl_usage_error("--preset: '%s' is not one of math, bigcodebench, medium, abgcoqa, generic", g.preset);
-    if ((g.recent_set || g.max_tokens_set) && !r.p->dated)
-        cl_usage_error("--recent and --max-tokens apply to --preset medium only");
+    /* The world is a generator, not a dataset: it reads no rows and its seeds carry their
+     * split (80/10/10 by a hash of the goal). */
+    static const cl_seed_preset world = {.name = "world", .task = "document, code, math",
+                                         .needs = "no input: it generates its tasks"};
+    int is_world = strcmp(g.preset, "world") == 0;
+    if (is_world) {
+        r.p = &world;
+        if (c.ninputs)
+            cl_usage_error("--preset world generates its seeds: it reads no FILE");
+        if (g.test_ratio_set || g.so.task || g.so.task_desc)
+            cl_usage_error("--preset world: --test-ratio, --task and --task-desc do not apply");
+        if (g.limit < 0)
+            g.limit = 1000;
+    } else if (!(r.p = cl_seed_preset_find(g.preset))) {
+        cl_usage_error("--preset: '%s' is not one of math, bigcodebench, medium, abgcoqa, generic, world", g.preset);
+    }
+    if ((g.recent_set || g.max_tokens_set || g.token_count_set) && !r.p->dated)
+        cl_usage_error("--recent, --max-tokens and --token-count apply to --preset medium only");
     if (g.so.history && strcmp(r.p->name, "abgcoqa") != 0)
         cl_usage_error("--history applies to --preset abgcoqa only");
     if (!r.p->dated) {
@@ -327,15 +395,26 @@ int main(int argc, char **argv)
     if (g.split_ids && g.test_ratio_set)
         cl_usage_error("--split-ids and --test-ratio cannot be used together");
     cl_err e = {0};
+    cl_tokenizer *tk = NULL;
+    if (r.p->dated && !g.estimate_tokens) {
+        if (!(tk = tokens_load(TOKENS_CL100K, NULL, &e))) {
+            cl_err hint = {0};
+            cl_err_set(&hint, e.code, "%.900s; --token-count estimate estimates instead", e.msg);
+            cl_die_err(&hint);
+        }
+        g.so.tk = tk;
+    }
     if (g.split_ids && cl_seed_split_ids_load(g.split_ids, &r.split_map, &e) < 0)
         cl_die_err(&e);
     cl_io_opts o = {.json_arrays = 1};
     if (!(r.io = cl_io_open(&c, &o, &e)))
         cl_die_err(&e);
-    int status = seed_all(&r, &e);
+    int status = is_world ? seed_world(&r, &e) : seed_all(&r, &e);
     jv_free(r.split_map);
     cl_seed_seen_free(&r.prompts);
     cl_seed_seen_free(&r.ids);
     cl_seed_set_free(&r.held);
-    return cl_io_finish(r.io, status, &e);
+    int rc = cl_io_finish(r.io, status, &e);
+    cl_tokenizer_free(tk);
+    return rc;
 }

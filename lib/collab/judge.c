@@ -28,7 +28,35 @@ const char *cl_judge_key(cl_judge_kind k) { return keys[k]; }
 
 int cl_judge_selected(const cl_judge *j, cl_judge_kind k) { return (j->cfg.kinds >> k) & 1u; }
 
-const char *cl_itr_scale_name(cl_itr_scale s) { return s == CL_ITR_PAPER ? "paper" : "unit"; }
+const char *cl_itr_scale_name(cl_itr_scale s)
+{
+    static const char *names[] = {"unit", "paper-train", "paper-eval"};
+    return names[s];
+}
+
+int cl_itr_scale_parse(const char *name, int context_full, cl_itr_scale *s, cl_err *e)
+{
+    if (strcmp(name, "paper") == 0) {
+        *s = context_full ? CL_ITR_PAPER_EVAL : CL_ITR_PAPER_TRAIN;
+        return 0;
+    }
+    for (int i = CL_ITR_UNIT; i <= CL_ITR_PAPER_EVAL; i++)
+        if (strcmp(name, cl_itr_scale_name((cl_itr_scale)i)) == 0) {
+            *s = (cl_itr_scale)i;
+            return 0;
+        }
+    return cl_err_set(e, CL_EXIT_USAGE, "--itr-scale: '%s' is not unit, paper, paper-train or paper-eval", name);
+}
+
+const char *cl_itr_scale_known(const char *recorded)
+{
+    if (strcmp(recorded, "paper") == 0)
+        return cl_itr_scale_name(CL_ITR_PAPER_EVAL);
+    for (int i = CL_ITR_UNIT; i <= CL_ITR_PAPER_EVAL; i++)
+        if (strcmp(recorded, cl_itr_scale_name((cl_itr_scale)i)) == 0)
+            return cl_itr_scale_name((cl_itr_scale)i);
+    return "unknown";
+}
 
 static const char *prompt_name(const cl_judge_config *cfg, cl_judge_kind k, char *buf, size_t n)
 {
@@ -37,7 +65,7 @@ static const char *prompt_name(const cl_judge_config *cfg, cl_judge_kind k, char
         snprintf(buf, n, "judge_extract_%s", cfg->artefact);
         return buf;
     case CL_JUDGE_INTERACTIVITY:
-        return cfg->itr_scale == CL_ITR_PAPER ? "judge_interactivity_paper" : "judge_interactivity_unit";
+        return cfg->itr_scale != CL_ITR_UNIT ? "judge_interactivity_paper" : "judge_interactivity_unit";
     case CL_JUDGE_ACCURACY:
         return "judge_accuracy";
     case CL_JUDGE_HELPFULNESS:
@@ -429,7 +457,7 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
     } else {
         double x;
         double lo = 0, hi = 1;
-        if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER)
+        if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale != CL_ITR_UNIT)
             lo = 1, hi = 3;
         int binary = k == CL_JUDGE_ACCURACY || k == CL_JUDGE_CLARIFY;
         if (verdict_number(&obj, reply_members[k], &x) < 0 || !isfinite(x))
@@ -449,8 +477,10 @@ int cl_judge_parse(const cl_judge *j, cl_judge_kind k, const char *reply, double
 
 double cl_judge_score(const cl_judge *j, cl_judge_kind k, const jv *rec, double raw)
 {
-    if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER)
-        return 2 * (raw - 2.5); /* paper App. D.4: A=3, B=2, C=1 mapped to 1, -1, -3 */
+    if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER_TRAIN)
+        return raw / 3; /* paper-era training reward: A=3, B=2, C=1 mapped to 1, 2/3, 1/3 */
+    if (k == CL_JUDGE_INTERACTIVITY && j->cfg.itr_scale == CL_ITR_PAPER_EVAL)
+        return 2 * (raw - 2.5); /* paper App. D.4, Table 1: A=3, B=2, C=1 mapped to 1, -1, -3 */
     if (k == CL_JUDGE_CLARIFY)
         return (raw == 1) == (cl_judge_item_ambiguity(rec) == 1);
     return raw;

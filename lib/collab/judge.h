@@ -27,7 +27,11 @@ typedef enum cl_judge_kind {
     CL_JUDGE_NKINDS
 } cl_judge_kind;
 
-typedef enum cl_itr_scale { CL_ITR_UNIT, CL_ITR_PAPER } cl_itr_scale;
+/* Interactivity scales.  unit: the release code's 0 / 0.5 / 1 anchors, the score is the rating.
+ * The paper-era code rates 1-3 (A = 3, B = 2, C = 1) and rescales it two ways [P App. D.4]:
+ * paper-train, rating / 3 in [1/3, 1], the R_LLM of its training reward; paper-eval,
+ * 2(rating - 2.5), the ITR of its evaluation table (Table 1).  None is comparable with another. */
+typedef enum cl_itr_scale { CL_ITR_UNIT, CL_ITR_PAPER_TRAIN, CL_ITR_PAPER_EVAL } cl_itr_scale;
 
 typedef struct cl_judge_config {
     unsigned kinds;          /* bit (1u << kind) for each judge to run */
@@ -51,8 +55,18 @@ int cl_judge_selected(const cl_judge *j, cl_judge_kind k);
 /* The key a judge's results are stored under: "extracted", "interactivity", "accuracy",
  * "helpfulness", "clarify_or_answer". */
 const char *cl_judge_key(cl_judge_kind k);
-/* "unit" or "paper". */
+/* "unit", "paper-train" or "paper-eval". */
 const char *cl_itr_scale_name(cl_itr_scale s);
+
+/* "unit", "paper-train", "paper-eval", or "paper": the paper's scale of the setting, training
+ * when the judges rate the forward window (context_full 0), evaluation when they rate the
+ * whole conversation.  -1 with e set (usage) otherwise. */
+int cl_itr_scale_parse(const char *name, int context_full, cl_itr_scale *s, cl_err *e);
+
+/* The scale a record's judge.interactivity.scale names, as a static string: "unit",
+ * "paper-train", "paper-eval" ("paper", which earlier versions wrote for 2(S-2.5), is
+ * "paper-eval"), anything else "unknown". */
+const char *cl_itr_scale_known(const char *recorded);
 
 /* ---- what gets judged ------------------------------------------------------------------ */
 

@@ -60,6 +60,13 @@ static int turn_of(const jv *state, cl_err *e)
 
 /* messages (consumed) with the system prompt in front, unless they already open with a system
  * message: a second one would contradict the first. */
+/* A row behind the system prompt names the prompt set it came from, so data made with one
+ * set is never mistaken for the other's. */
+static jv with_prompt_set(jv row, const cl_pair_config *cfg)
+{
+    return cfg->system_prompt && cfg->prompt_set ? cl_json_set_str(row, "prompt_set", cfg->prompt_set) : row;
+}
+
 static jv with_system(jv messages, const char *system_prompt)
 {
     if (!system_prompt)
@@ -342,6 +349,7 @@ int dpo_pair(const jv *branch, const cl_pair_config *cfg, jv *pair, cl_err *e)
     if (cl_json_kind(branch, "task") == JV_KIND_STRING)
         p = cl_json_set(p, "task", cl_json_get(branch, "task"));
     p = cl_json_set(p, "prompt", with_system(cl_json_get(branch, "messages"), cfg->system_prompt));
+    p = with_prompt_set(p, cfg);
     p = cl_json_set(p, "chosen", assistant_reply(&best));
     p = cl_json_set(p, "rejected", assistant_reply(&worst));
     p = cl_json_set_num(p, "score_chosen", r.best_mean);
@@ -582,7 +590,7 @@ int cl_dialogues_add(cl_dialogues *d, const jv *rec, cl_err *e)
 
 int cl_dialogues_count(const cl_dialogues *d) { return keyed_count(&d->convs); }
 
-int sft_dialogue(const cl_dialogues *d, int i, const char *system_prompt, jv *sft)
+int sft_dialogue(const cl_dialogues *d, int i, const cl_pair_config *cfg, jv *sft)
 {
     jv entry = jv_array_get(jv_copy(d->convs.list), i);
     jv metrics = cl_json_get(&entry, "metrics");
@@ -592,7 +600,8 @@ int sft_dialogue(const cl_dialogues *d, int i, const char *system_prompt, jv *sf
     jv_free(metrics);
     if (keep) {
         jv out = cl_json_set(jv_object(), "id", cl_json_get(&entry, "id"));
-        *sft = cl_json_set(out, "messages", with_system(cl_json_get(&entry, "messages"), system_prompt));
+        out = cl_json_set(out, "messages", with_system(cl_json_get(&entry, "messages"), cfg->system_prompt));
+        *sft = with_prompt_set(out, cfg);
     }
     jv_free(entry);
     return keep;

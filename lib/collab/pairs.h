@@ -55,6 +55,7 @@ jv cl_turns_get(const cl_turns *t, int i);
 typedef struct cl_pair_config {
     double min_gap;            /* drop turns whose best - worst MR is below this */
     const char *system_prompt; /* prepended as a system message when non-NULL */
+    const char *prompt_set;    /* the set it came from, recorded as "prompt_set" beside it */
 } cl_pair_config;
 
 /* The preference pair of a merged branch record (borrowed): 1 with *pair set, 0 when the turn
@@ -86,9 +87,9 @@ void cl_dialogues_free(cl_dialogues *d);
 /* 1 taken, 0 an unfinished state (done false: no dialogue yet), -1 bad input. */
 int cl_dialogues_add(cl_dialogues *d, const jv *record, cl_err *e);
 int cl_dialogues_count(const cl_dialogues *d);
-/* The i-th conversation as an sft record {id, messages}: 1 with *sft set, 0 when a floor
- * fails. */
-int sft_dialogue(const cl_dialogues *d, int i, const char *system_prompt, jv *sft);
+/* The i-th conversation as an sft record {id, messages} (behind cfg's system prompt, if any,
+ * and then with "prompt_set"): 1 with *sft set, 0 when a floor fails. */
+int sft_dialogue(const cl_dialogues *d, int i, const cl_pair_config *cfg, jv *sft);
 
 /* ---- advance ------------------------------------------------------------------------- */
 

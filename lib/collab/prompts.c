@@ -10,6 +10,32 @@
 #include "core/files.h"
 #include "core/json.h"
 
+int cl_prompt_set_parse(const char *name, cl_prompt_set *s, cl_err *e)
+{
+    if (strcmp(name, "official") == 0)
+        *s = CL_PROMPTS_OFFICIAL;
+    else if (strcmp(name, "cl") == 0)
+        *s = CL_PROMPTS_CL;
+    else
+        return cl_err_set(e, CL_EXIT_USAGE, "--prompt-set: '%s' is not official or cl", name);
+    return 0;
+}
+
+const char *cl_prompt_set_name(cl_prompt_set s) { return s == CL_PROMPTS_CL ? "cl" : "official"; }
+
+const char *cl_prompt_in_set(cl_prompt_set s, const char *name)
+{
+    static const char *const own[][2] = {
+        {"proact_assistant", "proact_assistant_cl"},
+        {"collabllm_system", "collabllm_system_cl"},
+    };
+    if (s == CL_PROMPTS_CL)
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+            if (strcmp(name, own[i][0]) == 0)
+                return own[i][1];
+    return name;
+}
+
 char *cl_prompt_load(const char *dir, const char *name, cl_err *e)
 {
     if (dir) {

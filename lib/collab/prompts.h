@@ -16,6 +16,22 @@ typedef struct cl_prompt_text {
     const char *text;
 } cl_prompt_text;
 
+/* Prompt sets: the assistant's own prompts (proact_assistant, collabllm_system) come in two
+ * texts.  official: the behaviour of the official prompts, in our words (clarify whenever the
+ * request is ambiguous or underspecified, collaborate over several turns) — the default, so
+ * the Proactive Base baseline, SFT/DPO system prompts and released checkpoints see what they
+ * saw in the paper.  cl: our own variant (ask only when a gap changes the answer, act instead
+ * of asking for its own sake, every token costs the user time), files NAME_cl.txt. */
+typedef enum cl_prompt_set { CL_PROMPTS_OFFICIAL, CL_PROMPTS_CL } cl_prompt_set;
+
+/* "official" | "cl" → *s; -1 with e set (usage) otherwise. */
+int cl_prompt_set_parse(const char *name, cl_prompt_set *s, cl_err *e);
+const char *cl_prompt_set_name(cl_prompt_set s);
+
+/* The prompt name of NAME in set s: NAME_cl for the set-specific prompts in cl, NAME
+ * otherwise (a static string or name itself). */
+const char *cl_prompt_in_set(cl_prompt_set s, const char *name);
+
 /* The built-in prompts, {0,0}-terminated (generated from lib/collab/prompts/). */
 extern const cl_prompt_text cl_builtin_prompts[];
 

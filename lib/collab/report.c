@@ -27,6 +27,7 @@ struct cl_report {
     int n, cap;
     jv failed_list;     /* [{run, task}] of records with "error" */
     const char *scale;  /* interactivity scale seen so far, or NULL */
+    char *counter;      /* token counter seen so far (metric_info.tokens.method), or NULL */
 };
 
 cl_report *cl_report_new(const cl_report_config *cfg, cl_err *e)
@@ -47,6 +48,7 @@ void cl_report_free(cl_report *r)
 {
     if (!r)
         return;
+    free(r->counter);
     for (int i = 0; i < r->nruns; i++)
         free(r->runs[i]);
     for (int i = 0; i < r->ntasks; i++)
@@ -157,6 +159,25 @@ int cl_report_run_names(const char *const *paths, int n, const char **names, cha
     return 0;
 }
 
+/* The counter behind scores.tokens (cl-reward's metric_info.tokens.method): one per report,
+ * since cl100k tokens and words differ by about a factor of two. */
+static int token_counter(cl_report *r, const jv *rec, cl_err *e)
+{
+    jv info = cl_json_get(rec, "metric_info");
+    jv tok = jv_get_kind(info) == JV_KIND_OBJECT ? cl_json_get(&info, "tokens") : jv_null();
+    const char *m = jv_get_kind(tok) == JV_KIND_OBJECT ? cl_json_str(&tok, "method") : NULL;
+    int rc = 0;
+    if (m && r->counter && strcmp(m, r->counter) != 0)
+        rc = cl_err_set(e, CL_EXIT_DATAERR,
+                        "tokens counted by '%s' after records counted by '%s': the counts are not "
+                        "comparable and are never mixed in one report", m, r->counter);
+    else if (m && !r->counter && !(r->counter = strdup(m)))
+        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    jv_free(tok);
+    jv_free(info);
+    return rc;
+}
+
 int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e)
 {
     const char *task = cl_json_str(rec, "task");
@@ -169,17 +190,20 @@ int cl_report_add(cl_report *r, const char *label, const jv *rec, cl_err *e)
     jv judge = cl_json_get(rec, "judge");
     jv itr = jv_get_kind(judge) == JV_KIND_OBJECT ? cl_json_get(&judge, "interactivity") : jv_null();
     const char *scale = jv_get_kind(itr) == JV_KIND_OBJECT ? cl_json_str(&itr, "scale") : NULL;
+    scale = scale ? cl_itr_scale_known(scale) : NULL;
     int rc = 0;
     if (scale && r->scale && strcmp(scale, r->scale) != 0)
         rc = cl_err_set(e, CL_EXIT_DATAERR,
                         "interactivity on the '%s' scale after records on the '%s' scale: the two "
                         "scales are not comparable and are never mixed in one report", scale, r->scale);
     else if (scale && !r->scale)
-        r->scale = strcmp(scale, "paper") == 0 ? "paper" : "unit";
+        r->scale = cl_itr_scale_known(scale);
     jv_free(itr);
     jv_free(judge);
     if (rc < 0)
         return rc;
+    if (token_counter(r, rec, e) != 0)
+        return -1;
     if (r->n == r->cap) {
         r->cap = r->cap ? 2 * r->cap : 64;
         entry *ne = realloc(r->e, (size_t)r->cap * sizeof *ne);
@@ -484,6 +508,7 @@ jv cl_report_compute(cl_report *r, cl_err *e)
     rep = cl_json_set_num(rep, "bootstrap", r->cfg.bootstrap);
     rep = cl_json_set_num(rep, "seed", (double)r->cfg.seed);
     rep = cl_json_set_str(rep, "itr_scale", r->scale ? r->scale : "unknown");
+    rep = cl_json_set_str(rep, "token_counter", r->counter ? r->counter : "unknown");
     rep = cl_json_set(rep, "baseline", base >= 0 ? jv_string(r->runs[base]) : jv_null());
     jv runs_all = jv_array();
     for (int i = 0; i < r->nruns; i++)
@@ -892,8 +917,9 @@ int cl_report_write(const jv *rep, const char *format, FILE *out, cl_err *e)
         grid g = build_grid(rep);
         if (!md)
             fprintf(out, "95%% bootstrap intervals (%.0f resamples, seed %.0f); metric and ITR x100, "
-                    "tokens in thousands; ITR scale: %s\n", cl_json_num(rep, "bootstrap", 0),
-                    cl_json_num(rep, "seed", 0), cl_json_str(rep, "itr_scale"));
+                    "tokens (%s) in thousands; ITR scale: %s\n", cl_json_num(rep, "bootstrap", 0),
+                    cl_json_num(rep, "seed", 0), cl_json_str(rep, "token_counter"),
+                    cl_json_str(rep, "itr_scale"));
         write_grid(&g, md, out);
         grid_free(&g);
         grid a = build_abg_grid(rep);

@@ -374,6 +374,7 @@ static void slot_finish_full(slot *sl, jv msgs, const char *reason)
     engine *en = sl->en;
     jv out = cl_state_set_messages(jv_copy(sl->rec), msgs);
     out = cl_state_finish(out, reason);
+    out = cl_json_set_str(out, "prompt_set", cl_prompt_set_name(en->cfg->prompt_set));
     out = cl_json_set(out, "usage", slot_usage(sl));
     jv_free(sl->rec);
     sl->rec = out;
@@ -391,6 +392,7 @@ static void slot_finish_branch(slot *sl)
         out = cl_state_finish(out, sl->reason);
     else
         out = cl_json_set(cl_json_set(out, "done", jv_false()), "candidates", jv_copy(sl->cands));
+    out = cl_json_set_str(out, "prompt_set", cl_prompt_set_name(sl->en->cfg->prompt_set));
     out = cl_json_set(out, "usage", slot_usage(sl));
     jv_free(sl->rec);
     sl->rec = out;
@@ -584,9 +586,13 @@ static void conv_submit(conv *cv)
     free(key);
 }
 
-/* The last message of msgs (consumed) gets the tokens its call reported, so cl-reward can count
- * tokens from the API's usage message by message.  Replays report the same numbers. */
-static jv tag_usage(jv msgs, const cl_llm_result *r)
+/* The last message of msgs (consumed), whose text is msg, gets the tokens its call reported, so
+ * cl-reward can count tokens from the API's usage message by message.  When msg is one field of
+ * a JSON reply (the proactive assistant, the user simulator), the call also paid for the
+ * private "thought" the user never reads: visible_tokens is the reply's share of the
+ * completion, in proportion to its bytes (the server's tokenizer is not known here).  Replays
+ * report the same numbers. */
+static jv tag_usage(jv msgs, const cl_llm_result *r, const char *msg)
 {
     if (r->completion_tokens < 0)
         return msgs;
@@ -594,6 +600,10 @@ static jv tag_usage(jv msgs, const cl_llm_result *r)
     jv m = jv_array_get(jv_copy(msgs), n - 1);
     jv u = cl_json_set_num(jv_object(), "prompt_tokens", (double)r->prompt_tokens);
     u = cl_json_set_num(u, "completion_tokens", (double)r->completion_tokens);
+    size_t raw = r->content ? strlen(r->content) : 0, shown = strlen(msg);
+    if (raw > shown)
+        u = cl_json_set_num(u, "visible_tokens",
+                            floor((double)r->completion_tokens * (double)shown / (double)raw + 0.5));
     return jv_array_set(msgs, n - 1, cl_json_set(m, "usage", u));
 }
 
@@ -638,7 +648,7 @@ static void on_reply(void *ctx, const cl_llm_result *r)
     }
     cv->attempt = 0;
     cv->msgs = cl_conv_append(cv->msgs, user ? "user" : "assistant", msg);
-    cv->msgs = tag_usage(cv->msgs, r);
+    cv->msgs = tag_usage(cv->msgs, r, msg);
     if (user && cl_conv_has_marker(msg, cfg->marker))
         cv->terminated = 1;
     free(msg);
@@ -794,7 +804,7 @@ static int load_prompts(engine *en, cl_err *e)
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         vars = cl_json_set_str(vars, names[i], "x");
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-        *want[i].dst = cl_prompt_load(dir, want[i].name, e);
+        *want[i].dst = cl_prompt_load(dir, cl_prompt_in_set(en->cfg->prompt_set, want[i].name), e);
         char *probe = *want[i].dst ? cl_prompt_render(*want[i].dst, &vars, e) : NULL;
         if (!probe) {
             /* A typo in an overriding file is caught before anything is paid for. */

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "collab/prompts.h"
 #include "core/err.h"
 #include "llm/llm.h"
 #include "core/records.h"
@@ -63,6 +64,7 @@ typedef struct cl_rollout_config {
     const cl_rollout_source *sources;   /* explicit candidate sources (then K = nsources) */
     int nsources;
     const char *prompt_dir;   /* --prompt-dir or NULL */
+    cl_prompt_set prompt_set; /* the assistant prompts' set, recorded as "prompt_set" */
     uint64_t seed;
     int parse_retries;        /* further asks after a reply that cannot be read */
     int no_sample_seed;       /* send no per-call "seed" member */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collab/judge.h"
 #include "metrics/boxed.h"
 #include "core/json.h"
 #include "core/records.h"
@@ -40,6 +41,27 @@ int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
             p++;
     }
     return 0;
+}
+
+int score_parse_metric_arg(const char *arg, unsigned *bits, const char **program, cl_err *e)
+{
+    const char *cmd = strncmp(arg, "cmd:", 4) == 0 ? arg : strstr(arg, ",cmd:");
+    if (!cmd)
+        return score_parse_metrics(arg, bits, e);
+    const char *prog = cmd + (cmd == arg ? 4 : 5);
+    if (!*prog)
+        return cl_err_set(e, CL_EXIT_USAGE, "--metric cmd: needs a program (cmd:PROGRAM)");
+    if (*program)
+        return cl_err_set(e, CL_EXIT_USAGE, "--metric cmd: one program per run");
+    *program = prog;
+    if (cmd == arg)
+        return 0;
+    char *list = strndup(arg, (size_t)(cmd - arg));
+    if (!list)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = score_parse_metrics(list, bits, e);
+    free(list);
+    return rc;
 }
 
 int score_parse_scope(const char *s, token_scope *out, cl_err *e)
@@ -103,6 +125,9 @@ typedef struct batch {
     int njobs, capjobs;
     char **errs;       /* per record */
     const cl_json_deferred *defs; /* per record, or NULL: the records' deferred strings */
+    char **cmd_lines;  /* --metric cmd: the requests, for units[cmd_unit[i]] */
+    int *cmd_unit;
+    size_t ncmd, capcmd, capcmdu;
 } batch;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -217,8 +242,32 @@ static char *code_test(const jv *rec, size_t *len)
     return t;
 }
 
+int score_parse_math_extract(const char *s, math_extract *out, cl_err *e)
+{
+    if (strcmp(s, "reference") == 0)
+        *out = MATH_EXTRACT_REFERENCE;
+    else if (strcmp(s, "lenient") == 0)
+        *out = MATH_EXTRACT_LENIENT;
+    else
+        return cl_err_set(e, CL_EXIT_USAGE, "--math-extract: '%s' is not reference or lenient", s);
+    return 0;
+}
+
+const char *score_math_extract_name(math_extract m) { return m == MATH_EXTRACT_LENIENT ? "lenient" : "reference"; }
+
+/* The boxed answer of text under the configured extraction; *found: whether text holds a box
+ * command at all (the reference extraction may find one and still give no answer). */
+static char *boxed_answer(math_extract m, const char *text, int *found)
+{
+    if (m == MATH_EXTRACT_REFERENCE)
+        return cl_boxed_reference(text, found);
+    char *a = cl_boxed_answer(text);
+    *found = a != NULL;
+    return a;
+}
+
 /* The reference answer of a math seed: metadata.answer, else the last box of the solution. */
-static char *math_reference(const jv *rec)
+static char *math_reference(const jv *rec, math_extract m)
 {
     jv md = get_either(rec, "metadata", "single_turn_metadata");
     size_t len;
@@ -239,8 +288,9 @@ static char *math_reference(const jv *rec)
     if (a)
         return a;
     jv comp = get_either(rec, "completion", "single_turn_completion");
+    int found;
     if (jv_get_kind(comp) == JV_KIND_STRING)
-        a = cl_boxed_answer(jv_string_value(comp));
+        a = boxed_answer(m, jv_string_value(comp), &found);
     jv_free(comp);
     return a;
 }
@@ -337,18 +387,20 @@ static int count_tokens(const score_cfg *c, const view *v, unit *u, char *why, s
     return 0;
 }
 
-/* The reply's own answer when cl-judge did not extract one: the last box in the assistant
- * messages, latest first. */
-static char *answer_from_messages(const view *v)
+/* The reply's own answer when cl-judge did not extract one: the box of the latest assistant
+ * message that has one (under the reference extraction, a box that gives no answer leaves the
+ * conversation without one, as it leaves a benchmark reply without one). */
+static char *answer_from_messages(const view *v, math_extract mx)
 {
     const jv *parts[2] = {&v->forward, &v->history};
     for (int p = 0; p < 2; p++)
         for (int i = jv_array_length(jv_copy(*parts[p])) - 1; i >= 0; i--) {
             jv m = jv_array_get(jv_copy(*parts[p]), i);
             const char *role = cl_json_str(&m, "role"), *text = cl_json_str(&m, "content");
-            char *a = role && text && strcmp(role, "assistant") == 0 ? cl_boxed_answer(text) : NULL;
+            int found = 0;
+            char *a = role && text && strcmp(role, "assistant") == 0 ? boxed_answer(mx, text, &found) : NULL;
             jv_free(m);
-            if (a)
+            if (found)
                 return a;
         }
     return NULL;
@@ -356,7 +408,8 @@ static char *answer_from_messages(const view *v)
 
 static void score_math(batch *b, const jv *rec, const jv *ex, const view *v, unit *u)
 {
-    char *ref = math_reference(rec);
+    math_extract mx = b->c->math;
+    char *ref = math_reference(rec, mx);
     if (!ref) {
         rec_fail(b, u->rec, "math: the seed has no reference answer (metadata.answer, or a "
                  "\\boxed{} in completion)");
@@ -365,19 +418,20 @@ static void score_math(batch *b, const jv *rec, const jv *ex, const view *v, uni
     size_t len;
     char *ans = dup_string(ex, "answer", &len);
     if (!ans)
-        ans = answer_from_messages(v);
-    /* An extracted answer may itself carry the box. */
-    if (ans && strstr(ans, "\\boxed")) {
-        char *inner = cl_boxed_answer(ans);
-        if (inner) {
-            free(ans);
-            ans = inner;
-        }
+        ans = answer_from_messages(v, mx);
+    /* An extracted answer may itself carry a box, which the extraction takes off as it would
+     * from a reply (the lenient one keeps the text when its box gives no answer). */
+    int found = 0;
+    char *inner = ans ? boxed_answer(mx, ans, &found) : NULL;
+    if (found && (inner || mx == MATH_EXTRACT_REFERENCE)) {
+        free(ans);
+        ans = inner;
     }
     u->scores = cl_json_set_num(u->scores, "math_equiv", ans && math_equiv(ans, ref) ? 1 : 0);
     jv info = jv_object();
     info = cl_json_set(info, "answer", ans ? jv_string(ans) : jv_null());
     info = cl_json_set_str(info, "reference", ref);
+    info = cl_json_set_str(info, "extract", score_math_extract_name(mx));
     u->info = cl_json_set(u->info, "math_equiv", info);
     free(ans);
     free(ref);
@@ -450,6 +504,85 @@ static int plan_pass_rate(batch *b, int ui, const jv *rec, const jv *ex, const c
     return 0;
 }
 
+/* The request of a unit to the --metric cmd program: the seed's fields, the unit's extracted
+ * artefacts, the conversation it stands for and where its scored part starts. */
+static int plan_cmd(batch *b, int ui, const jv *rec, const jv *ex, const view *v)
+{
+    const unit *u = &b->units[ui];
+    char where[64];
+    static const char *const keys[][2] = {{"id", "id"}, {"task", "task"}, {"prompt", "single_turn_prompt"},
+        {"completion", "single_turn_completion"}, {"metadata", "single_turn_metadata"}};
+    jv q = jv_object();
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        jv x = get_either(rec, keys[k][0], keys[k][1]);
+        q = cl_json_set(q, keys[k][0], jv_is_valid(x) ? x : (jv_free(x), jv_null())); /* absent: null */
+    }
+    q = cl_json_set_str(q, "unit", unit_where(u, where, sizeof where));
+    q = cl_json_set(q, "extracted", jv_get_kind(*ex) == JV_KIND_OBJECT ? jv_copy(*ex) : jv_object());
+    q = cl_json_set(q, "messages", jv_array_concat(jv_copy(v->history), jv_copy(v->forward)));
+    q = cl_json_set_num(q, "window", jv_array_length(jv_copy(v->history)));
+    char *line = cl_json_dump(&q, NULL);
+    jv_free(q);
+    if (!line || cl_grow((void **)&b->cmd_lines, &b->capcmd, b->ncmd + 1, sizeof *b->cmd_lines) != 0 ||
+        cl_grow((void **)&b->cmd_unit, &b->capcmdu, b->ncmd + 1, sizeof *b->cmd_unit) != 0) {
+        free(line);
+        return -1;
+    }
+    b->cmd_unit[b->ncmd] = ui;
+    b->cmd_lines[b->ncmd++] = line;
+    return 0;
+}
+
+/* A reply of the --metric cmd program: an object whose numbers are the unit's scores, or
+ * {"error": "why"} for a unit it cannot score. */
+static void collect_cmd_reply(batch *b, int ui, const char *reply)
+{
+    unit *u = &b->units[ui];
+    char where[64];
+    unit_where(u, where, sizeof where);
+    jv o = jv_parse(reply);
+    if (jv_get_kind(o) != JV_KIND_OBJECT) {
+        rec_fail(b, u->rec, "%s: cmd: the reply is not a JSON object: %.200s", where, reply);
+        jv_free(o);
+        return;
+    }
+    const char *why = cl_json_str(&o, "error");
+    if (why) {
+        rec_fail(b, u->rec, "%s: cmd: %.400s", where, why);
+        jv_free(o);
+        return;
+    }
+    jv_object_foreach(o, key, val) {
+        if (jv_get_kind(val) != JV_KIND_NUMBER)
+            rec_fail(b, u->rec, "%s: cmd: '%s' is not a number", where, jv_string_value(key));
+        else
+            u->scores = cl_json_set_num(u->scores, jv_string_value(key), jv_number_value(val));
+        jv_free(key);
+        jv_free(val);
+    }
+    jv_free(o);
+}
+
+/* Phase 1b, main thread: the batch's requests to the --metric cmd program, its replies into
+ * the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
+ * no later batch could be trusted either). */
+static int run_cmd(batch *b, cl_err *e)
+{
+    if (!b->c->cmd || b->ncmd == 0)
+        return 0;
+    char **replies = calloc(b->ncmd, sizeof *replies);
+    if (!replies)
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    int rc = metric_cmd_exchange(b->c->cmd, b->cmd_lines, b->ncmd, replies, e);
+    for (size_t i = 0; i < b->ncmd; i++) {
+        if (rc == 0)
+            collect_cmd_reply(b, b->cmd_unit[i], replies[i]);
+        free(replies[i]);
+    }
+    free(replies);
+    return rc;
+}
+
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
 static int plan_record(batch *b, int r, const jv *rec)
 {
@@ -472,7 +605,7 @@ static int plan_record(batch *b, int r, const jv *rec)
         rc = add_unit(b, r, -1, -1);
     }
     jv_free(cands);
-    for (int ui = first; rc == 0 && c->metrics && ui < b->nunits && !b->errs[r]; ui++) {
+    for (int ui = first; rc == 0 && (c->metrics || c->cmd) && ui < b->nunits && !b->errs[r]; ui++) {
         unit *u = &b->units[ui];
         char where[64], why[512];
         unit_where(u, where, sizeof where);
@@ -491,6 +624,8 @@ static int plan_record(batch *b, int r, const jv *rec)
             rc = plan_bleu(b, ui, rec, &ex, where);
         if (rc == 0 && (c->metrics & SCORE_PASS_RATE))
             rc = plan_pass_rate(b, ui, rec, &ex, where);
+        if (rc == 0 && c->cmd)
+            rc = plan_cmd(b, ui, rec, &ex, &v);
         jv_free(ex);
         jv_free(obj);
         free_view(&v);
@@ -611,6 +746,21 @@ static jv mr_json(const reward_plan *p, const mr_result *m)
     return cl_json_set_str(o, "reward", reward_mode_name(p->mode));
 }
 
+/* The paper's training reward adds R_LLM in [0, 1]: interactivity rated for the evaluation
+ * table (2(S-2.5), -3..1) would weigh about six times the paper's and swamp the task metric. */
+static int eval_scale_in_training(const reward_plan *p, const jv *obj)
+{
+    if (p->mode != REWARD_PAPER)
+        return 0;
+    jv judge = cl_json_get(obj, "judge");
+    jv itr = jv_get_kind(judge) == JV_KIND_OBJECT ? cl_json_get(&judge, "interactivity") : jv_null();
+    const char *scale = jv_get_kind(itr) == JV_KIND_OBJECT ? cl_json_str(&itr, "scale") : NULL;
+    int bad = scale && strcmp(cl_itr_scale_known(scale), cl_itr_scale_name(CL_ITR_PAPER_EVAL)) == 0;
+    jv_free(itr);
+    jv_free(judge);
+    return bad;
+}
+
 /* Writes a record's units back and adds R and mr.  Units of record r are units[first..last). */
 static jv finish_record(batch *b, int r, jv rec, int first, int last)
 {
@@ -645,7 +795,11 @@ static jv finish_record(batch *b, int r, jv rec, int first, int last)
             lookup_ctx l = {cl_json_get(&obj, "scores")};
             double rv;
             char where[64];
-            if (reward_star(&plan, lookup_score, &l, &rv, &e) != 0) {
+            if (eval_scale_in_training(&plan, &obj)) {
+                rec_fail(b, r, "%s: interactivity is on the paper-eval scale (2(S-2.5)); the paper "
+                         "reward trains on rating/3: judge with --itr-scale paper-train or unit",
+                         unit_where(u, where, sizeof where));
+            } else if (reward_star(&plan, lookup_score, &l, &rv, &e) != 0) {
                 rec_fail(b, r, "%s: %s", unit_where(u, where, sizeof where), e.msg);
             } else {
                 rs[ui - first] = rv;
@@ -704,6 +858,9 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
             rc = plan_record(&b, i, &recs[i]);
     }
     firsts[n] = b.nunits;
+    int cmd_broken = 0;
+    if (rc == 0 && run_cmd(&b, e) != 0)
+        rc = cmd_broken = -1;
     if (rc == 0) {
         run_jobs(&b);
         collect_jobs(&b, st);
@@ -719,9 +876,13 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
                 st->units += (uint64_t)(firsts[i + 1] - firsts[i]);
             }
         }
-    } else {
+    } else if (!cmd_broken) {
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     }
+    for (size_t i = 0; i < b.ncmd; i++)
+        free(b.cmd_lines[i]);
+    free(b.cmd_lines);
+    free(b.cmd_unit);
     for (int i = 0; i < b.nunits; i++) {
         jv_free(b.units[i].scores);
         jv_free(b.units[i].info);

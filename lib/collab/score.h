@@ -18,6 +18,7 @@
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
+#include "metrics/cmd.h"
 #include "sandbox/sandbox.h"
 
 enum score_metric {
@@ -31,14 +32,21 @@ enum score_metric {
 typedef enum token_scope { SCOPE_FORWARD, SCOPE_SESSION } token_scope;
 typedef enum token_roles { ROLES_ALL, ROLES_ASSISTANT, ROLES_USER } token_roles;
 
+/* How the math metric finds a boxed answer (metrics/boxed): the MATH benchmark's own
+ * extraction, quirks included (default), or ours, which also reads \fbox, "\boxed 5" and
+ * trims spaces. */
+typedef enum math_extract { MATH_EXTRACT_REFERENCE, MATH_EXTRACT_LENIENT } math_extract;
+
 typedef struct score_cfg {
     unsigned metrics;          /* SCORE_* bits */
+    math_extract math;
     tokens_method tokens;
     const cl_tokenizer *tk;    /* tiktoken:/tokenizer: methods: the loaded tokenizer */
     token_scope scope;
     token_roles roles;
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
+    metric_cmd *cmd;           /* --metric cmd:PROGRAM, started; NULL: none */
     int jobs;                  /* parallel workers */
     struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
     cl_pool *pool;             /* their threads (score_records makes it; NULL: the caller's only) */
@@ -53,10 +61,17 @@ typedef struct score_live {
 
 /* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);
+/* One --metric argument: a list as above, whose last item may be "cmd:PROGRAM" (the rest of
+ * the argument, commas included, is the program) → *program (pointing into arg; at most one
+ * per run: -1 with e set for a second). */
+int score_parse_metric_arg(const char *arg, unsigned *bits, const char **program, cl_err *e);
 int score_parse_scope(const char *s, token_scope *out, cl_err *e);
 int score_parse_roles(const char *s, token_roles *out, cl_err *e);
 const char *score_scope_name(token_scope s);
 const char *score_roles_name(token_roles r);
+/* "reference" | "lenient". */
+int score_parse_math_extract(const char *s, math_extract *out, cl_err *e);
+const char *score_math_extract_name(math_extract m);
 
 typedef struct score_stats {
     uint64_t units;                 /* futures or conversations scored */

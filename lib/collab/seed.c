@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "metrics/boxed.h"
+#include "metrics/tokens.h"
 #include "core/json.h"
 #include "core/stream.h"
 
@@ -140,7 +141,6 @@ static int build_code(const jv *row, const cl_seed_opts *o, jv *out, char *why, 
  * user's hidden goal (the official v2 layout); the article is the reference for BLEU. */
 static int build_document(const jv *row, const cl_seed_opts *o, jv *out, char *why, size_t n)
 {
-    (void)o;
     const char *title = need_str(row, "title", why, n);
     const char *text = title ? need_str(row, "text", why, n) : NULL;
     if (!text)
@@ -166,8 +166,13 @@ static int build_document(const jv *row, const cl_seed_opts *o, jv *out, char *w
         jv_free(meta);
         return why_set(why, n, "field 'num_tokens' should be a number, not %s", jv_kind_name(nk));
     } else {
-        meta = cl_json_set_num(meta, "num_tokens", (double)cl_seed_estimate_tokens(text));
-        meta = cl_json_set(meta, "num_tokens_estimated", jv_true());
+        long k = o->tk ? tokens_count_text(o->tk, text, strlen(text)) : (long)cl_seed_estimate_tokens(text);
+        if (k < 0) {
+            jv_free(meta);
+            return why_set(why, n, "field 'text' could not be tokenized (out of memory)");
+        }
+        meta = cl_json_set_num(meta, "num_tokens", (double)k);
+        meta = cl_json_set(meta, "num_tokens_estimated", jv_bool(!o->tk));
     }
     size_t len = strlen(title) + strlen(text) + 200;
     char *prompt = malloc(len);

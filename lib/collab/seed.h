@@ -15,10 +15,13 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "model/tokenizer.h"
 
 typedef struct cl_seed_opts {
     const char *task, *task_desc; /* overrides for every row, or NULL */
     int history;                  /* abgcoqa: put the earlier Q/A turns into the prompt */
+    const cl_tokenizer *tk;       /* medium: num_tokens counted with it (cl100k_base, the
+                                   * paper's count); NULL: cl_seed_estimate_tokens */
 } cl_seed_opts;
 
 typedef struct cl_seed_preset {

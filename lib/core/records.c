@@ -27,6 +27,7 @@ struct cl_io {
     int pending_i;
     cl_row pending_line;  /* where the pending outputs came from */
     const char *pending_src;
+    int pending_input;
     uint64_t pending_index;
     jv current;           /* the value handed out last, freed on the next call */
     cl_io_counts n;
@@ -284,6 +285,7 @@ static int take_pending(cl_io *io, cl_rec *rec, cl_err *e)
         memset(rec, 0, sizeof *rec);
         rec->io_ = io;
         rec->src = io->pending_src;
+        rec->input = io->pending_input;
         rec->lineno = io->pending_line.lineno;
         rec->row = io->pending_line.row;
         rec->index = io->pending_index;
@@ -402,6 +404,7 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
         rec->raw = l.text;
         rec->rawlen = l.len;
         rec->src = src;
+        rec->input = io->next_input - 1; /* the reader open_next opened last */
         rec->lineno = l.lineno;
         rec->row = l.row;
         rec->index = index;
@@ -424,6 +427,7 @@ int cl_io_next(cl_io *io, cl_rec *rec, cl_err *e)
                 io->pending_i = 0;
                 io->pending_line = l;
                 io->pending_src = src;
+                io->pending_input = io->next_input - 1;
                 io->pending_index = index;
                 continue;
             }

@@ -25,6 +25,8 @@ typedef struct cl_rec {
     uint64_t lineno;    /* line in src (where the row starts) */
     uint64_t row;       /* 1-based element number when src is a JSON array file, else 0 */
     uint64_t index;     /* 0-based position among all valid input records */
+    int input;          /* which input it came from: an index into cl_common.inputs (0 for
+                         * standard input); tells apart a file given twice */
     struct cl_io *io_;  /* private: the stream that owns value */
 } cl_rec;
 

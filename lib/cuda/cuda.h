@@ -25,9 +25,9 @@ extern "C" {
 /* GPUs the CUDA runtime sees (0 when there is no driver or no device). */
 int cl_cuda_device_count(void);
 
-/* Fills d for spec "cuda" (device 0) or "cuda:N".  CL_EXIT_USAGE for a malformed spec,
- * CL_EXIT_UNAVAILABLE when the machine has no usable GPU or no device N; the message says
- * which and what the runtime answered. */
+/* Fills d for spec "cuda" (device 0) or "cuda:N".  CL_EXIT_USAGE for any other spec
+ * (cl_device_parse), CL_EXIT_UNAVAILABLE when the machine has no usable GPU or no device N;
+ * the message says which and what the runtime answered. */
 int cl_cuda_open(cl_device *d, const char *spec, cl_err *e);
 
 /* The device's name (e.g. "NVIDIA H100 80GB HBM3") and memory; -1 when it cannot be queried. */

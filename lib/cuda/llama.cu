@@ -834,15 +834,9 @@ extern "C" int cl_cuda_device_count(void)
 extern "C" int cl_cuda_open(cl_device *d, const char *spec, cl_err *e)
 {
     int ord = 0;
-    if (strncmp(spec, "cuda", 4) || (spec[4] && spec[4] != ':'))
-        return cl_err_set(e, CL_EXIT_USAGE, "device \"%s\": expected cpu, cuda or cuda:N", spec);
-    if (spec[4] == ':') {
-        char *end;
-        long v = strtol(spec + 5, &end, 10);
-        if (end == spec + 5 || *end || v < 0 || v > 1023)
-            return cl_err_set(e, CL_EXIT_USAGE, "device \"%s\": N in cuda:N is a GPU number (0, 1, ...)", spec);
-        ord = (int)v;
-    }
+    int kind = cl_device_parse(spec, &ord, e);
+    if (kind < 0) return -1;
+    if (kind == 0) return cl_err_set(e, CL_EXIT_USAGE, "device \"%s\" is not a CUDA GPU", spec);
     int n = 0;
     cudaError_t rc = cudaGetDeviceCount(&n);
     if (rc != cudaSuccess)

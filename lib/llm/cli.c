@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/json.h"
 
@@ -313,7 +314,7 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
         .retries = (int)s->retries, .cache_dir = cache, .cache_tag = s->cache_tag, .quiet = c->quiet,
         .price_in = s->price_in, .price_out = s->price_out, .local_kv_mb = s->local_kv_mb,
         .budget_usd = s->budget, .api_base = s->api_base, .seed = c->seed, .roles = s->rc,
-        .nroles = lc->nroles_};
+        .nroles = lc->nroles_, .extra_backends = lc->extra_backends};
     return s->llm = cl_llm_new(&cfg, e);
 }
 
@@ -331,6 +332,8 @@ static void on_signal(int sig)
     signal_count++;
     if (signal_llm)
         cl_llm_stop(signal_llm, signal_count >= 2);
+    else if (signal_count >= 3)
+        _exit(128 + signal_first); /* the loop has ended and writing its records hangs */
 }
 
 static void progress(void *ctx, char *buf, size_t n) { cl_llm_progress(ctx, buf, n); }
@@ -355,8 +358,9 @@ void cl_llm_cli_attach(cl_llm_cli *lc, cl_llm *llm, cl_io *io)
 
 void cl_llm_cli_report(cl_llm_cli *lc, const cl_llm *llm, cl_io *io)
 {
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    /* The handlers stay: once the loop has ended no call is in flight, so a second signal has
+     * nothing to abort, and the prefix already decided is written whole (a default action here
+     * would cut it at a random byte and turn exit 130 into 143). */
     signal_llm = NULL;
     cl_llm_on_turn((cl_llm *)llm, NULL, NULL); /* io is about to close */
     if (io)

@@ -49,6 +49,9 @@ typedef struct cl_llm_cli {
     struct option *opts;    /* the tool's options followed by the LLM ones, {0}-terminated */
     char *help;             /* the tool's help text followed by the LLM flags' help */
     int quiet;              /* set by cl_llm_cli_open from -q */
+    /* Backends beyond the built-in ones, for cl_llm_config.extra_backends (the tools put the
+     * offline world's scheme here); NULL = none.  Set before cl_llm_cli_open. */
+    const struct cl_llm_backend *const *extra_backends;
     /* private */
     const cl_llm_cli_role *roles_;
     int nroles_;

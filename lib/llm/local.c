@@ -486,8 +486,9 @@ static void lstart(void *self, cl_llm_call *c)
     struct lmodel *lm = r->lm;
     const jv *msgs = cl_llm_call_messages(c), *p = cl_llm_call_params(c);
     int nm = jv_array_length(jv_copy(*msgs));
-    int n = cl_json_kind(p, "n") == JV_KIND_NUMBER ? (int)cl_json_num(p, "n", 1) : 1;
-    if (n < 1 || n > 128) {
+    double nd = cl_json_kind(p, "n") == JV_KIND_NUMBER ? cl_json_num(p, "n", 1) : 1;
+    int n = nd >= 1 && nd <= 128 ? (int)nd : 0; /* cast only what fits: n = 1e12 is an error */
+    if (n < 1) {
         fail(c, CL_EXIT_DATAERR, "local: n must be 1..128");
         return;
     }
@@ -536,10 +537,12 @@ static void lstart(void *self, cl_llm_call *c)
     }
     jv_free(stop);
     double mt = cl_json_num(p, "max_tokens", cl_json_num(p, "max_completion_tokens", 0));
+    double tk = cl_json_num(p, "top_k", 0);
+    int top_k = tk >= 1 && tk < lm->m->cfg.vocab ? (int)tk : 0; /* 0 and >= vocab: off */
     cl_gen_req req = {
         .prompt = ct.ids.v, .n = (int)ct.ids.n,
         .max_new = mt >= 1 && mt < lm->m->cfg.max_pos ? (int)mt : lm->m->cfg.max_pos,
-        .sampler = {.temperature = cl_json_num(p, "temperature", 1.0), .top_k = (int)cl_json_num(p, "top_k", 0),
+        .sampler = {.temperature = cl_json_num(p, "temperature", 1.0), .top_k = top_k,
                     .top_p = cl_json_num(p, "top_p", 1.0)},
         .on_token = on_token, .on_end = on_end};
     *cl_llm_call_backend_data(c) = lc;

@@ -89,3 +89,50 @@ char *cl_boxed_answer(const char *s)
     out[n] = '\0';
     return out;
 }
+
+/* The last occurrence of pat in s[0..len), or -1: Python's str.rfind. */
+static long rfind(const char *s, size_t len, const char *pat)
+{
+    size_t m = strlen(pat);
+    for (size_t i = len >= m ? len - m + 1 : 0; i-- > 0;)
+        if (memcmp(s + i, pat, m) == 0)
+            return (long)i;
+    return -1;
+}
+
+char *cl_boxed_reference(const char *s, int *found)
+{
+    size_t len = s ? strlen(s) : 0;
+    long idx = s ? rfind(s, len, "\\boxed") : -1;
+    if (idx < 0)
+        idx = s ? rfind(s, len, "\\fbox") : -1;
+    if (found)
+        *found = idx >= 0;
+    if (idx < 0)
+        return NULL;
+    /* last_boxed_only_string: every brace counts, escaped or not, and the span ends where the
+     * count first comes back to zero after a '}' (a '}' before any '{' takes it below zero). */
+    long open = 0, end = -1;
+    for (size_t i = (size_t)idx; i < len; i++) {
+        if (s[i] == '{')
+            open++;
+        if (s[i] == '}' && --open == 0) {
+            end = (long)i;
+            break;
+        }
+    }
+    if (end < 0)
+        return NULL;
+    /* remove_boxed: only "\boxed{" ... "}" exactly; anything else (\fbox, "\boxed {") is None.
+     * The span always ends in '}', so only its start needs checking. */
+    static const char left[] = "\\boxed{";
+    size_t l = sizeof left - 1, n = (size_t)(end - idx) + 1;
+    if (n < l || memcmp(s + idx, left, l) != 0)
+        return NULL;
+    char *out = malloc(n - l);
+    if (!out)
+        return NULL;
+    memcpy(out, s + idx + l, n - l - 1);
+    out[n - l - 1] = '\0';
+    return out;
+}

@@ -2,6 +2,24 @@
 #include "model/device.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cl_device_parse(const char *spec, int *ordinal, cl_err *e)
+{
+    *ordinal = 0;
+    if (strcmp(spec, "cpu") == 0) return 0;
+    if (strncmp(spec, "cuda", 4) || (spec[4] && spec[4] != ':'))
+        return cl_err_set(e, CL_EXIT_USAGE, "--device: cpu, cuda or cuda:N, not \"%s\"", spec);
+    if (spec[4] == ':') {
+        char *end;
+        long v = strtol(spec + 5, &end, 10);
+        if (end == spec + 5 || *end || v < 0 || v > 1023)
+            return cl_err_set(e, CL_EXIT_USAGE, "--device %s: N in cuda:N is a GPU number (0, 1, ...)", spec);
+        *ordinal = (int)v;
+    }
+    return 1;
+}
 
 void cl_llama_sync(cl_llama *m, int to_host)
 {

@@ -49,6 +49,11 @@ typedef struct cl_device {
 
 enum { CL_SYNC_TO_DEVICE = 0, CL_SYNC_TO_HOST = 1 };
 
+/* Parses a --device name: "cpu" (returns 0), "cuda" or "cuda:N" (returns 1, *ordinal set to
+ * 0 or N).  Anything else is -1 with e set (CL_EXIT_USAGE), in every build, so a misspelt
+ * name is a usage error whether or not this build has CUDA. */
+int cl_device_parse(const char *spec, int *ordinal, cl_err *e);
+
 /* Copies between the host tensors and the device copy; no-op on the CPU. */
 void cl_llama_sync(cl_llama *m, int to_host);
 

@@ -10,12 +10,12 @@
  *     RoPE, attention over the sequence's own cache, sampling with the sequence's own RNG) is
  *     independent of the other rows, so a sequence's tokens do not depend on what shared its
  *     steps, on the prefill chunking or on the thread count.
- *   - cl_engine, the older single-sequence engine (tests and greedy exports):
- * one sequence's key/value cache [layers][max_seq][kv_heads * head_dim], chunked batched
- * prefill (GEMMs over up to 64 new tokens at a time, each attending to the cache), single-token
- * decode, and the sampler (greedy, temperature, top-k, top-p, seeded).  Shares the cl_llama
- * weights with training, adapters included (as enabled).  Must not know about tokenizers, chat
- * templates or HTTP. */
+ *   - cl_engine, one sequence fed by hand (tests and greedy exports): its key/value cache
+ *     [layers][max_seq][kv_heads * head_dim] goes through the same forward, 64 new tokens at a
+ *     time, so there is one inference forward.
+ * And the sampler (greedy, temperature, top-k, top-p, seeded).  Shares the cl_llama weights with
+ * training, adapters included (as enabled; unmerged adapters run through the same per-row
+ * kernels).  Must not know about tokenizers, chat templates or HTTP. */
 #ifndef CL_MODEL_ENGINE_H
 #define CL_MODEL_ENGINE_H
 

@@ -3,9 +3,12 @@
  * engine step) that decoding has, without packing the weights per call.
  *
  * Batch invariance (the reason this is not gemm.c): every output element is one dot product
- * whose reduction order depends only on `in` — eight lanes over k, summed in a fixed tree, then
- * the k tail in order — never on m, on which other rows share the call, on the thread count or
- * on the tiling, so a sequence decodes to the same bits alone or among 127 others.
+ * whose reduction order depends only on `in` — four vector accumulators taking k blocks in
+ * turn, folded in a fixed tree, then the k tail in order (linear.c) — never on m, on which other
+ * rows share the call, on the thread count or on the tiling, so a sequence decodes to the same
+ * bits alone or among 127 others.  One row's weights stream as one sequence (batch-1 decode is
+ * a read of every weight, and the prefetchers follow one stream best); tiles share each weight
+ * vector between two rows (and two outputs where 32 registers allow) for batches.
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
  * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
  * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.

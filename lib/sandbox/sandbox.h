@@ -7,9 +7,10 @@
  *
  * Protections, strongest first, each used when the kernel and our privileges allow it (probed
  * once by sandbox_new; sandbox_protections() names the active ones):
- *   - as root: new PID, network, mount, IPC and UTS namespaces; private tmpfs on /tmp,
- *     /var/tmp and /dev/shm; /proc remounted; the test runs under an unprivileged uid of its
- *     own (so RLIMIT_NPROC bites and nothing root-owned is writable);
+ *   - as root: new PID, network, mount, IPC and UTS namespaces; every inherited mount made
+ *     read-only, the only writable filesystem a scratch tmpfs of scratch_mb on /tmp (also on
+ *     /var/tmp and /dev/shm) holding the work directory /tmp/work; /proc remounted; the test
+ *     runs under an unprivileged uid of its own (so RLIMIT_NPROC bites);
  *   - not root: the same namespaces inside a new user namespace when the kernel lets
  *     unprivileged users create one; otherwise none, and the test runs as the calling user;
  *   - always: seccomp filter (inet/other sockets, ptrace, mount, bpf, io_uring, keyctl,
@@ -30,15 +31,18 @@ typedef struct sandbox_cfg {
     double wall_s;        /* wall-clock deadline per test */
     double cpu_s;         /* RLIMIT_CPU (soft; hard = soft + 1) */
     long mem_mb;          /* RLIMIT_AS */
-    long fsize_mb;        /* RLIMIT_FSIZE, and the size of the private /tmp */
+    long fsize_mb;        /* RLIMIT_FSIZE */
+    long scratch_mb;      /* the scratch tmpfs (/tmp, /var/tmp, /dev/shm, the work directory)
+                           * that is all a test can write, with namespaces */
     long nproc;           /* RLIMIT_NPROC */
     int seccomp;          /* 1 = install the seccomp filter */
     int namespaces;       /* 1 = use namespaces when available */
     size_t output_cap;    /* bytes of the test's stdout+stderr kept for the report */
 } sandbox_cfg;
 
-/* Defaults: wall 60 s, CPU 30 s, 4096 MiB, 64 MiB files, 64 processes, seccomp and namespaces
- * on, 4 KiB of output kept. */
+/* Defaults: the official pass rate's time and memory (wall 241 s, no CPU limit, 300 GiB of
+ * address space), 64 MiB files, 64 processes, 128 MiB of scratch, seccomp and namespaces on,
+ * 4 KiB of output kept. */
 sandbox_cfg sandbox_defaults(void);
 
 typedef enum sandbox_status {
@@ -67,7 +71,7 @@ typedef struct sandbox sandbox;
 sandbox *sandbox_new(const sandbox_cfg *cfg, cl_err *e);
 void sandbox_free(sandbox *sb);
 
-/* The active protections in words, e.g. "netns pidns mountns private-tmp uid-drop seccomp
+/* The active protections in words, e.g. "netns pidns mountns read-only private-tmp uid-drop seccomp
  * rlimits scrubbed-env deadline". */
 const char *sandbox_protections(const sandbox *sb);
 

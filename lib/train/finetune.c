@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1049,6 +1050,50 @@ static int write_stats(run *r, cl_err *e)
     return rc;
 }
 
+/* SIGINT and SIGTERM while training: the first lets the current step finish, then the loop
+ * saves a checkpoint and stops with 128 + the signal (130, 143); a second one takes the
+ * signal's default action at once.  A handler can only set a flag and write(2) a message
+ * made beforehand, hence these statics. */
+static volatile sig_atomic_t stop_signal;
+static char stop_msg[160];
+
+static void on_stop_signal(int sig)
+{
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+    ssize_t w = write(STDERR_FILENO, stop_msg, strlen(stop_msg));
+    (void)w; /* nothing to do in a handler if stderr is gone */
+}
+
+static void catch_stop_signals(int on, struct sigaction old[2])
+{
+    static const int sigs[2] = {SIGINT, SIGTERM};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART; /* checkpoint and metrics writes are not cut short */
+    sigemptyset(&sa.sa_mask);
+    snprintf(stop_msg, sizeof stop_msg, "\n%s: finishing the current step to save a checkpoint; "
+             "a second signal aborts at once\n", cl_progname());
+    for (int i = 0; i < 2; i++)
+        sigaction(sigs[i], on ? &sa : &old[i], on ? &old[i] : NULL);
+}
+
+/* The interrupted run's checkpoint (unless this step already wrote one) and the error that
+ * ends cl_ft_run: where the run stopped and the command that continues it. */
+static int stop_on_signal(run *r, int saved, cl_err *e)
+{
+    int sig = stop_signal;
+    if (!saved && save_checkpoint(r, e)) return -1;
+    return cl_err_set(e, 128 + sig, "interrupted by %s after step %ld of %ld; checkpoint-%06ld saved. "
+                      "Continue with: cl-finetune --resume %s", sig == SIGINT ? "SIGINT" : "SIGTERM", r->step,
+                      r->total, r->step, r->o->run_dir);
+}
+
 int cl_ft_run(const cl_ft_opts *o, cl_err *e)
 {
     run *r = calloc(1, sizeof *r);
@@ -1063,6 +1108,9 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
         r->cpu0 = cpu_seconds();
         r->start_step = r->step;
         double lr0 = o->lr;
+        struct sigaction old[2];
+        stop_signal = 0;
+        catch_stop_signals(1, old);
         while (!rc && r->step < r->total) {
             double lr = cl_lr_at(o->sched, lr0, r->step, r->warmup, r->total);
             step_stats st;
@@ -1074,9 +1122,11 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
             r->tot.last_loss = st.loss;
             rc = log_step(r, &st, lr, e);
             if (!rc) rc = maybe_eval(r, r->step == r->total, &best, e);
-            if (!rc && (best || r->step == r->total || (o->save_every > 0 && r->step % o->save_every == 0)))
-                rc = save_checkpoint(r, e);
+            int save = best || r->step == r->total || (o->save_every > 0 && r->step % o->save_every == 0);
+            if (!rc && save) rc = save_checkpoint(r, e);
+            if (!rc && stop_signal && r->step < r->total) rc = stop_on_signal(r, save, e);
         }
+        catch_stop_signals(0, old);
         if (!rc && r->step == r->total && r->start_step == r->total) progress(r, "the run was already complete");
     }
     if (!rc && o->data) rc = finish(r, e);

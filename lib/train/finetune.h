@@ -9,7 +9,8 @@
  * warmup schedule, evaluation and best-checkpoint keeping, checkpoints written whole (a temp
  * directory renamed into place, then the `last` link swapped), the versioned resume file
  * (optimizer moments, step, dropout counter, metrics offset; magic, version and sizes
- * checked), progress on stderr and the metrics JSONL, and the final exports.
+ * checked), SIGINT/SIGTERM during the loop (finish the step, checkpoint, stop; a second
+ * signal aborts), progress on stderr and the metrics JSONL, and the final exports.
  * Must not know: command-line syntax (tools/cl-finetune.c builds cl_ft_opts). */
 #ifndef CL_TRAIN_FINETUNE_H
 #define CL_TRAIN_FINETUNE_H
@@ -67,7 +68,9 @@ typedef struct cl_ft_opts {
  * coefficient 0.001 (verl's), save at the end only. */
 void cl_ft_opts_default(cl_ft_opts *o);
 
-/* The whole run; 0, or -1 with e set (the run directory keeps its last good checkpoint). */
+/* The whole run; 0, or -1 with e set (the run directory keeps its last good checkpoint).
+ * Interrupted by SIGINT or SIGTERM: -1 with e->code 128 + the signal, after a checkpoint of
+ * the last finished step, and a message naming the --resume command. */
 int cl_ft_run(const cl_ft_opts *o, cl_err *e);
 
 /* ---- one micro-batch (also what the tests compare against PyTorch) ---------------------- */

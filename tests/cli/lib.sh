@@ -7,14 +7,18 @@
 #   test_done
 #
 # Each test body runs in a fresh scratch directory ($TMP) with bin/ first in PATH.  Failing
-# bodies print their commands' output as TAP comments.  `skip_all "why"` skips loudly.
+# bodies print their commands' output as TAP comments on stderr (TAP's diagnostics stream), so
+# that prove shows why a test failed without -v.  `skip_all "why"` skips the file loudly,
+# `test_skip 'description' 'why'` one test.
 set -u
 TESTS_DIR=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(cd "$TESTS_DIR/.." && pwd)
 : "${CL_BIN:=$ROOT/bin}"
 : "${CL_TESTBIN:=$ROOT/build/tests}"
+# cl-reward's default token ranks (make test installs them; variant builds' bin/ is elsewhere).
+: "${CL_CL100K:=$ROOT/share/cl/cl100k_base.tiktoken}"
 PATH="$CL_BIN:$PATH"
-export PATH CL_BIN CL_TESTBIN ROOT TESTS_DIR
+export PATH CL_BIN CL_TESTBIN CL_CL100K ROOT TESTS_DIR
 unset OPENAI_API_KEY OPENAI_BASE_URL CL_ZSTD_LEVEL 2>/dev/null || true
 export NO_COLOR=1
 FIXTURES="$TESTS_DIR/fixtures"
@@ -31,7 +35,7 @@ test_expect() {
         echo "ok $_n - $1"
     else
         echo "not ok $_n - $1"
-        sed 's/^/# /' "$_top/log$_n" | head -40
+        { echo "# $(basename "$0") test $_n failed: $1"; sed 's/^/# /' "$_top/log$_n" | head -40; } >&2
         _failed=$((_failed + 1))
     fi
 }
@@ -40,6 +44,14 @@ skip_all() {
     echo "1..0 # SKIP $1"
     echo "SKIP: $(basename "$0"): $1" >&2
     exit 0
+}
+
+# test_skip 'description' 'why': a test this machine cannot run, counted by prove as skipped
+# (TAP "# SKIP") and named on stderr, never reported as passed.
+test_skip() {
+    _n=$((_n + 1))
+    echo "ok $_n - $1 # SKIP $2"
+    echo "SKIP: $(basename "$0"): $1: $2" >&2
 }
 
 test_done() {

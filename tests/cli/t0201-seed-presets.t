@@ -59,7 +59,14 @@ test_expect 'medium rows become document seeds: title request with the article a
            and .completion == \"A balcony can feed a family of herbs all summer long.\"
            and (.prompt|contains(\"Small Gardens\")) and (. as \$s | .prompt|endswith(\$s.completion))
            and .metadata.url == \"https://example.org/d\" and .metadata.authors == [\"J. Park\"]
-           and .metadata.tags == [\"Garden\"] and .metadata.num_tokens_estimated and .metadata.num_tokens > 5"
+           and .metadata.tags == [\"Garden\"] and (.metadata.num_tokens_estimated | not) and .metadata.num_tokens == 12"
+'
+test_expect 'medium counts cl100k_base tokens (12 for that article), or estimates them on request; no rank file is 66' '
+    cl-seed -q -Z --preset medium --recent 1 --token-count estimate "$F/medium.jsonl" >out &&
+    pick out ".metadata.title == \"Small Gardens\"" ".metadata.num_tokens_estimated and .metadata.num_tokens > 5" &&
+    { CL_CL100K=nowhere cl-seed -Z --preset medium --recent 1 "$F/medium.jsonl" >out 2>err; test $? = 66; } &&
+    grep -q "token-count estimate" err &&
+    { cl-seed -Z --preset math --token-count estimate "$F/medium.jsonl" 2>err; test $? = 2; } && grep -q "medium only" err
 '
 test_expect 'medium keeps the newest share of dated articles (recency split of the paper)' '
     cl-seed -Z --preset medium --recent 0.5 "$F/medium.jsonl" >out 2>err &&
@@ -117,7 +124,7 @@ test_expect 'ids without a dataset id are the same whatever the row order or fil
     head -3 "$F/math.jsonl" | tac | cl-seed -q -Z --preset math | jq -r .id | sort >b && cmp a b
 '
 test_expect '--list-presets names every preset with its task and fields' '
-    cl-seed --list-presets >out && test "$(wc -l <out)" = 5 &&
+    cl-seed --list-presets >out && test "$(wc -l <out)" = 6 && grep -q "^world .*no input" out &&
     grep -q "^math .*task math" out && grep -q "^bigcodebench .*task code .*entry_point" out &&
     grep -q "^medium .*task document" out && grep -q "^abgcoqa .*task qa" out && grep -q "^generic " out
 '

@@ -17,8 +17,8 @@ split_examples() {
 }
 
 test_expect 'the man page has one example per preset and one with --map' '
-    split_examples "$PWD" && test "$(ls ex*.sh | wc -l)" = 6 &&
-    for p in math bigcodebench medium abgcoqa; do grep -q -- "--preset $p" ex*.sh || exit 1; done &&
+    split_examples "$PWD" && test "$(ls ex*.sh | wc -l)" = 7 &&
+    for p in math bigcodebench medium abgcoqa world; do grep -q -- "--preset $p" ex*.sh || exit 1; done &&
     grep -q "examples/generic.jsonl" ex*.sh && grep -q -- "--map" ex*.sh
 '
 test_expect 'every man page example runs and prints output without errors' '

@@ -48,7 +48,7 @@ test_expect 'the turn cap counts the replies already in the state: a state at th
 test_expect 'proact mode asks for JSON with a response field and keeps only the response' '
     { rule "about to start a chat" "$(user_says "hi")"
       rule "**Assistant**: Which season" "$(user_says "winter [[TERMINATE CHAT]]")"
-      rule "works with people on writing" "Sure, here you go: \`\`\`json
+      rule "helping a user with tasks such as writing" "Sure, here you go: \`\`\`json
 {'"'"'thought'"'"': '"'"'need the season'"'"', '"'"'response'"'"': '"'"'Which season should it be about?'"'"',}
 \`\`\`"; } >script &&
     mock_start --script script && seeds 1 >in &&
@@ -59,15 +59,25 @@ test_expect 'proact mode asks for JSON with a response field and keeps only the 
 test_expect 'system mode puts the CollabLLM system prompt first; the ratios mix modes deterministically per conversation' '
     standard_script >script && mock_start --script script && seeds 1 >in &&
     cl-rollout --full $ROLL --assistant-mode system --api-base "$MOCK_URL" in >out &&
-    jq -se ".[1].body.messages[0] | .role == \"system\" and (.content | contains(\"collaborative assistant\"))" "$MOCK_LOG" &&
+    jq -se ".[1].body.messages[0] | .role == \"system\" and (.content | contains(\"highly interactive assistant\"))" "$MOCK_LOG" &&
     jq -e ".messages[0].role == \"user\"" out &&
-    mock_stop && rm -f mock.port && { rule "works with people on writing" "{\"response\": \"Which kind of poem?\"}"; standard_script; } >script2 &&
+    mock_stop && rm -f mock.port && { rule "helping a user with tasks such as writing" "{\"response\": \"Which kind of poem?\"}"; standard_script; } >script2 &&
     mock_start --script script2 && seeds 40 >in40 &&
     cl-rollout --full $ROLL --max-turns 1 --proact-ratio 0.5 --api-base "$MOCK_URL" in40 >o1 &&
-    n=$(jq -s "map(select(.body.model == \"asst\" and (.body.messages[0].content | contains(\"works with people on writing\")))) | length" "$MOCK_LOG") &&
+    n=$(jq -s "map(select(.body.model == \"asst\" and (.body.messages[0].content | contains(\"helping a user with tasks such as writing\")))) | length" "$MOCK_LOG") &&
     test "$n" -ge 10 && test "$n" -le 30 &&
     : >"$MOCK_LOG" && cl-rollout --full $ROLL --max-turns 1 --proact-ratio 0.5 --api-base "$MOCK_URL" in40 >o2 &&
-    test "$(jq -s "map(select(.body.model == \"asst\" and (.body.messages[0].content | contains(\"works with people on writing\")))) | length" "$MOCK_LOG")" = "$n"
+    test "$(jq -s "map(select(.body.model == \"asst\" and (.body.messages[0].content | contains(\"helping a user with tasks such as writing\")))) | length" "$MOCK_LOG")" = "$n"
+'
+test_expect '--prompt-set cl sends our proact and system prompts; every record names its set' '
+    { rule "works with people on writing" "{\"response\": \"Which kind of poem?\"}"; standard_script; } >script &&
+    mock_start --script script && seeds 2 >in &&
+    cl-rollout --full $ROLL --max-turns 1 --assistant-mode vanilla --api-base "$MOCK_URL" in >off &&
+    jq -s -e "length == 2 and all(.prompt_set == \"official\")" off >/dev/null &&
+    cl-rollout --full $ROLL --max-turns 1 --assistant-mode proact --prompt-set cl --api-base "$MOCK_URL" in >ours &&
+    jq -s -e "all(.prompt_set == \"cl\") and all(.messages[1].content == \"Which kind of poem?\")" ours >/dev/null &&
+    : >"$MOCK_LOG" && cl-rollout --full $ROLL --max-turns 1 --assistant-mode system --prompt-set cl --api-base "$MOCK_URL" in >sys &&
+    jq -se "[.[] | select(.body.model == \"asst\") | .body.messages[0].content | contains(\"every token costs the user time\")] | length == 2 and all" "$MOCK_LOG"
 '
 test_expect 'userlm users get the goal as system prompt and flipped roles; their end token becomes the marker' '
     { rule "\"role\":\"assistant\",\"content\":\"make it rhyme\"" "lovely <|endconversation|> ignored"

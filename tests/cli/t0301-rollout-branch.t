@@ -4,7 +4,7 @@
 . "$(dirname "$0")/mock.sh"
 . "$(dirname "$0")/rollout.sh"
 
-proact_rule() { rule 'works with people on writing' '{"thought": "t", "response": "Which kind of poem?"}'; }
+proact_rule() { rule 'helping a user with tasks such as writing' '{"thought": "t", "response": "Which kind of poem?"}'; }
 
 test_expect 'a seed gets its opening message, K candidates and S futures of w rounds each (K=2 S=3 w=2: 27 calls)' '
     { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
@@ -22,6 +22,15 @@ test_expect 'a seed gets its opening message, K candidates and S futures of w ro
     jq -e ".usage.calls == 27" out && test "$(mock_count)" = 27 &&
     cl-reward -q -Z --metric tokens --token-scope session --token-roles assistant out >tok &&
     jq -e "[.candidates[].futures[].scores.tokens] | length == 6 and all(. > 0)" tok
+'
+test_expect 'usage: a JSON-wrapped reply carries its share of the completion (visible_tokens), which --tokens usage counts' '
+    { proact_rule; endless_script; } >script && mock_start --script script && seeds 1 >in &&
+    cl-rollout --branch $ROLL -k 2 --samples 1 --window 1 --api-base "$MOCK_URL" in >out &&
+    jq -e ".candidates | map(select(.mode == \"proact\"))[0].usage | .visible_tokens >= 1 and .visible_tokens < .completion_tokens" out &&
+    jq -e ".candidates | map(select(.mode == \"vanilla\"))[0].usage | has(\"visible_tokens\") | not" out &&
+    jq -e "[.candidates[].futures[].messages[] | select(.role == \"user\") | .usage | .visible_tokens < .completion_tokens] | length > 0 and all" out &&
+    cl-reward -q -Z --metric tokens --tokens usage --token-roles user out >tok &&
+    jq -e "[.candidates[].futures[] | .scores.tokens == ([.messages[] | select(.role == \"user\") | .usage.visible_tokens] | add)] | all" tok
 '
 test_expect 'futures see the candidate in their history and stop early when the simulator terminates' '
     { rule "**Assistant**: mock" "$(user_says "great [[TERMINATE CHAT]]")"; endless_script; } >script &&

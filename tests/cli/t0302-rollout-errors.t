@@ -33,6 +33,13 @@ test_expect 'an unreadable simulator reply is asked again with a new sample key,
     jq -e ".error.message | contains(\"user simulator reply could not be read after 3 attempts\")" out &&
     jq -e ".usage.calls == 3" out && jq -e ".rollout.reasks == 2" st
 '
+test_expect 'a branch whose proactive candidate cannot be read fails once its other calls are back, without a crash' '
+    { rule "helping a user with tasks such as writing" "no JSON here"; endless_script; } >script &&
+    mock_start --script script && seeds 3 >in &&
+    { cl-rollout --branch $ROLL -k 2 --samples 3 --parse-retries 1 --api-base "$MOCK_URL" in >out 2>err; test $? = 1; } &&
+    test "$(jq -s length out)" = 3 &&
+    jq -s -e "all(.error.message | contains(\"assistant reply could not be read after 2 attempts\"))" out >/dev/null
+'
 test_expect 'a reply that is readable on a later ask is used and the record is fine' '
     standard_script >script && mock_start --script script --fault null=0.3 --seed 3 && seeds 1 >in &&
     cl-rollout --full $ROLL --api-base "$MOCK_URL" --stats st in >out &&

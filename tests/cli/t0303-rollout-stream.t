@@ -29,7 +29,7 @@ wait_calls() { while [ "$(mock_count)" -lt "$1" ]; do sleep 0.02; done; }
 # with cache cb killed with SIGNAL after AFTER requests (part, exit status in $rc, its requests
 # in $n1); $R holds the options, the mock log is emptied before the killed run.
 killed_run() {
-    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
+    { rule "helping a user with tasks such as writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
     mock_start --script script --latency 10 --deterministic && seeds "$2" >in &&
     R="-q -Z --assistant openai:asst --user openai:usr --api-base $MOCK_URL --max-inflight 8 ${4:-}" &&
     cl-rollout --branch $R --cache ca in >ref && test "$(mock_count)" = $(($2 * 27)) && : >"$MOCK_LOG" &&
@@ -46,7 +46,7 @@ test_expect 'interrupted with SIGINT: exit 130 and a prefix; the re-run replays 
     cl-rollout --branch $R --cache cb in >again && cmp full again && test "$(mock_count)" = 648
 '
 test_expect 'replies arriving in a different order build the same trees' '
-    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
+    { rule "helping a user with tasks such as writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
     mock_start --script script --latency 1-40 --deterministic && seeds 6 >in &&
     cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >o1 &&
     cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >o2 &&
@@ -60,7 +60,7 @@ test_expect 'killed with SIGKILL: the re-run pays again at most the calls that w
     test "$(jq .llm.cache_hits st)" -ge $((n1 - 8))
 '
 test_expect 'a second signal aborts the calls in flight; what is written is still a valid prefix' '
-    { rule "works with people on writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
+    { rule "helping a user with tasks such as writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
     mock_start --script script --latency 300 --deterministic && seeds 20 >in &&
     { cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >part 2>err & pid=$!; } &&
     sleep 0.5 && kill -INT $pid && sleep 0.1 && kill -TERM $pid &&

@@ -16,7 +16,7 @@ test_expect 'the man page has at least four example commands' '
     test "$(grep -c "^cl-rollout " "$_top/examples")" -ge 4
 '
 test_expect 'every example command runs against a local server and writes records' '
-    { rule "UserLM-8b" "ok, that is all <|endconversation|>"; rule "works with people on writing" "{\"response\": \"Which kind?\"}"; standard_script; } >script &&
+    { rule "UserLM-8b" "ok, that is all <|endconversation|>"; rule "helping a user with tasks such as writing" "{\"response\": \"Which kind?\"}"; standard_script; } >script &&
     mock_start --script script && seeds 3 >seeds.jsonl && export XDG_CACHE_HOME=$PWD/cache &&
     url=$(printf %s "$MOCK_URL" | sed "s/[\\/&]/\\\\&/g") &&
     sed "s/http:\\/\\/127.0.0.1:8000\\/v1/$url/" "$_top/examples" | grep -v "^--" >run.sh &&

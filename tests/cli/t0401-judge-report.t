@@ -79,7 +79,9 @@ test_expect 'files of the same name get the parent directories that tell them ap
     { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl.zst >out 2>err; test $? = 2; } &&
     grep -q "a/base/scored.jsonl: its run name cannot be told apart .*--label" err && ! test -s out &&
     { cl-judge --report -q a/base/scored.jsonl a/base/scored.jsonl >out 2>err; test $? = 2; } &&
-    grep -q "given twice" err && ! test -s out
+    grep -q "given twice" err && ! test -s out &&
+    cl-judge --report -q --format json --label one --label two a/base/scored.jsonl a/base/scored.jsonl >rep.json &&
+    jq -e ".runs == [\"one\", \"two\"] and (.tasks[0].runs | map(.measures.metric.n)) == [6, 6]" rep.json
 '
 
 test_expect 'small token counts show enough digits to compare; the relative change comes from the unrounded means' '
@@ -153,6 +155,14 @@ test_expect 'paper-scale interactivity may be negative and is reported as given'
     printf "%s\n" "{\"id\":\"a\",\"task\":\"math\",\"scores\":{\"accuracy\":1,\"interactivity\":-1},\"judge\":{\"interactivity\":{\"scale\":\"paper\"}}}" \
         "{\"id\":\"b\",\"task\":\"math\",\"scores\":{\"accuracy\":0,\"interactivity\":0},\"judge\":{\"interactivity\":{\"scale\":\"paper\"}}}" >p.jsonl &&
     cl-judge --report -q --format json --plot p.png p.jsonl >rep.json &&
-    jq -e ".itr_scale == \"paper\" and .tasks[0].runs[0].measures.itr.mean == -50" rep.json && test -s p.png
+    jq -e ".itr_scale == \"paper-eval\" and .tasks[0].runs[0].measures.itr.mean == -50" rep.json && test -s p.png
+'
+test_expect 'the report names the token counter, and refuses to mix two' '
+    rec() { printf "{\"id\":\"%s\",\"task\":\"math\",\"scores\":{\"accuracy\":1,\"tokens\":900},\"metric_info\":{\"tokens\":{\"method\":\"%s\"}}}\n" "$1" "$2"; }
+    { rec a cl100k_base; rec b cl100k_base; } >c.jsonl && { rec a cl100k_base; rec b words; } >mixed.jsonl &&
+    cl-judge --report -q --format json c.jsonl | jq -e ".token_counter == \"cl100k_base\"" &&
+    cl-judge --report -q --format table c.jsonl | grep -q "tokens (cl100k_base) in thousands" &&
+    { cl-judge --report -q --format json mixed.jsonl >out 2>err; test $? = 65; } &&
+    grep -q "tokens counted by .words. after records counted by .cl100k_base." err
 '
 test_done

@@ -16,15 +16,32 @@ test_expect 'interactivity (unit scale): one user message with the transcript, s
     jq -e ".keep == {me: [1, 2, 3]} and .turn == 2 and .judge_usage.calls == 1" out
 '
 
-test_expect 'interactivity (paper scale): 1-3 anchors, S rescaled to 2(S-2.5), the scale recorded' '
+test_expect 'interactivity, paper scales: 1-3 anchors; training S/3 on the window, evaluation 2(S-2.5) on the whole' '
     echo "{\"match\": \"any number from 1 to 3\", \"reply\": \"{\\\"thought\\\": \\\"ok\\\", \\\"interactivity\\\": 3}\"}" >s.jsonl &&
     start_mock --script s.jsonl && cl-judge $J -Z --interactivity --itr-scale paper "$F/full.jsonl" >out &&
     requests | jq -e ".messages[0].content | contains(\"3 = highly interactive\") and contains(\"1 = barely interactive\")" &&
-    jq -e ".scores.interactivity == 1 and .judge.interactivity.raw == [3] and .judge.interactivity.scale == \"paper\"" out &&
+    jq -e ".scores.interactivity == 1 and .judge.interactivity.raw == [3] and .judge.interactivity.scale == \"paper-train\"" out &&
     echo "{\"match\": \"any number from 1 to 3\", \"reply\": \"{\\\"interactivity\\\": \\\"2\\\"}\"}" >s2.jsonl &&
     mock_stop && start_mock --script s2.jsonl &&
     cl-judge $J -Z --interactivity --itr-scale paper "$F/full.jsonl" >out2 &&
-    jq -e ".scores.interactivity == -1 and .judge.interactivity.raw == [2]" out2
+    jq -e ".scores.interactivity == (2 / 3) and .judge.interactivity.raw == [2] and .judge.interactivity.scale == \"paper-train\"" out2 &&
+    cl-judge $J -Z --interactivity --itr-scale paper --context full "$F/full.jsonl" >out3 &&
+    jq -e ".scores.interactivity == -1 and .judge.interactivity.scale == \"paper-eval\"" out3 &&
+    cl-judge $J -Z --interactivity --context full --itr-scale paper-train "$F/full.jsonl" >out4 &&
+    jq -e ".scores.interactivity == (2 / 3)" out4 &&
+    cl-judge $J -Z --interactivity --itr-scale paper-eval "$F/full.jsonl" >out5 &&
+    jq -e ".scores.interactivity == -1" out5 &&
+    { cl-judge $J -Z --interactivity --itr-scale paper-ish "$F/full.jsonl" 2>err; test $? = 2; } && grep -q "paper-train or paper-eval" err
+'
+
+test_expect 'the paper reward refuses interactivity on the evaluation scale (it trains on S/3)' '
+    echo "{\"match\": \"any number from 1 to 3\", \"reply\": \"{\\\"interactivity\\\": 2}\"}" >s.jsonl &&
+    start_mock --script s.jsonl &&
+    cl-judge $J -Z --interactivity --itr-scale paper-eval "$F/full.jsonl" | jq -c ".task = \"math\" | .scores.accuracy = 1" >eval.jsonl &&
+    jq -e ".judge.interactivity.scale == \"paper-eval\"" eval.jsonl &&
+    { cl-reward -Z --reward paper --tokens words eval.jsonl >out 2>err; test $? = 1; } && grep -q "paper-eval scale" err &&
+    cl-judge $J -Z --interactivity --itr-scale paper-train "$F/full.jsonl" | jq -c ".task = \"math\" | .scores.accuracy = 1" >train.jsonl &&
+    cl-reward -q -Z --reward paper --tokens words train.jsonl | jq -e ".scores.interactivity == (2 / 3) and .R > 1"
 '
 
 test_expect 'a judgement outside its scale is not used: asked again, then reported, never scored 0' '

@@ -37,7 +37,7 @@ test_expect 'example 2 judges every future on the paper scale' '
     judge_rules >s.jsonl && start_mock --script s.jsonl && zstd -q "$F/branch.jsonl" -o turn3.branches.zst &&
     example 2 | sed "s|http://localhost:8000/v1|$MOCK_URL|" >ex2.sh &&
     XDG_CACHE_HOME=$PWD/cache sh ex2.sh 2>err &&
-    records turn3.judged.zst | jq -e "[.candidates[].futures[].scores.interactivity] == [1, 1, 1] and .candidates[0].futures[0].judge.interactivity.scale == \"paper\""
+    records turn3.judged.zst | jq -e "[.candidates[].futures[].scores.interactivity] == [1, 1, 1] and .candidates[0].futures[0].judge.interactivity.scale == \"paper-train\""
 '
 
 test_expect 'example 3 prints the Markdown table and draws the chart' '

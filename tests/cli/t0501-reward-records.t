@@ -7,7 +7,7 @@ test_expect 'without a metric or reward, records pass through byte for byte' '
     cl-reward -q -Z "$F/branch-document.jsonl" >out && cmp out "$F/branch-document.jsonl"
 '
 test_expect 'scores go on each future, R on each future, mr on each candidate; unknown fields stay' '
-    cl-reward -q -Z --weights "interactivity=1,tokens=-0.01" --metric tokens "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --weights "interactivity=1,tokens=-0.01" --metric tokens --tokens usage "$F/branch-document.jsonl" >out &&
     jq -e ".unknown_field.kept == [1,2,3] and .candidates[0].id == \"c0\"" out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [28, 21, 14]" out &&
     jq -e "[.candidates[].futures[].R] | map(. * 1e9 | round) == [720000000, 290000000, -140000000]" out &&

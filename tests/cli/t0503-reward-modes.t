@@ -9,7 +9,7 @@ near() { jq -e "($1) as \$x | ($2) as \$y | ((\$x - \$y) | fabs) < 1e-12" "$3"; 
 # session (v2): 12+11 = 23, 12+5 = 17, 4+7 = 11.  c0/f0's extracted document equals the
 # reference, so its bleu is 1.
 test_expect 'paper: R = task + interactivity - min(λ·tokens, 1), λ = 1e-4 for documents' '
-    cl-reward -q -Z --reward paper --metric bleu "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --reward paper --metric bleu --tokens usage "$F/branch-document.jsonl" >out &&
     near ".candidates[0].futures[0].R" "1 + 1 - 0.0028" out &&
     near ".candidates[0].futures[1] | .R" ".candidates[0].futures[1] | .scores.bleu + 0.5 - 0.0021" out &&
     near ".candidates[1].futures[0] | .R" ".candidates[1].futures[0] | .scores.bleu - 0.0014" out &&
@@ -17,11 +17,11 @@ test_expect 'paper: R = task + interactivity - min(λ·tokens, 1), λ = 1e-4 for
     jq -e ".candidates[0].mr.reward == \"paper\" and .candidates[0].futures[0].metric_info.tokens.scope == \"forward\"" out
 '
 test_expect 'paper: the token penalty is capped at 1' '
-    cl-reward -q -Z --reward paper --lambda 0.1 --metric bleu "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --reward paper --lambda 0.1 --metric bleu --tokens usage "$F/branch-document.jsonl" >out &&
     near ".candidates[0].futures[0].R" "1" out
 '
 test_expect 'v2: bleu - 0.1 · assistant tokens of the whole session / 1000, no interactivity for documents' '
-    cl-reward -q -Z --reward v2 --metric bleu "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --reward v2 --metric bleu --tokens usage "$F/branch-document.jsonl" >out &&
     near ".candidates[0].futures[0].R" "1 - 0.1 * 23 / 1000" out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [23, 17, 11]" out &&
     jq -e ".candidates[0].futures[0].metric_info.tokens | .scope == \"session\" and .roles == \"assistant\"" out
@@ -34,7 +34,7 @@ test_expect 'verl: words after the prompt, each term clamped; MR clamps the metr
     jq -e ".candidates[0].futures[0].metric_info.tokens.method == \"words\"" out
 '
 test_expect 'weights: any signed sum, with per-metric means in mr' '
-    cl-reward -q -Z --weights "interactivity=2,tokens=-0.001" --metric tokens "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --weights "interactivity=2,tokens=-0.001" --metric tokens --tokens usage "$F/branch-document.jsonl" >out &&
     near ".candidates[0].futures[0].R" "2 - 0.028" out &&
     near ".candidates[0].mr.metrics.tokens" "24.5" out &&
     near ".candidates[0].mr.std" "((2 - 0.028) - (1 - 0.021)) / 2" out

@@ -17,6 +17,13 @@ test_expect 'passing, failing and looping code score 1, 0, 0 with their status r
     jq -e ".sandbox | .pass == 1 and .fail == 1 and .timeout == 1 and .error == 0" st.json &&
     grep -q "sandbox: .*seccomp" err
 '
+test_expect 'by default the address space is the official 300*1024 MB: a 6 GiB mapping passes, --mem 4096 fails it' '
+    jq -c ".metadata.test = \"import unittest, mmap\nclass TestCases(unittest.TestCase):\n    def test_x(self):\n        m = mmap.mmap(-1, 6 << 30)\n        m.close()\n\" | .candidates |= .[0:1] | .candidates[0].futures |= .[0:1]" "$F/branch-code.jsonl" >in &&
+    cl-reward -q -Z --metric pass_rate --timeout 30 in >out &&
+    jq -e ".candidates[0].futures[0].scores.pass_rate == 1" out &&
+    cl-reward -q -Z --metric pass_rate --timeout 30 --mem 4096 in >out &&
+    jq -e ".candidates[0].futures[0] | .scores.pass_rate == 0 and .metric_info.pass_rate.errors == 1" out
+'
 test_expect 'metadata.test is preferred to the test inside the JSON completion' '
     jq -c ".metadata.test = \"import unittest\nclass TestCases(unittest.TestCase):\n    def test_x(self):\n        self.assertEqual(task_func(2, 2), 0)\n\"" "$F/branch-code.jsonl" >in &&
     cl-reward -q -Z --metric pass_rate $LIMITS in >out &&
@@ -54,7 +61,38 @@ print(s.getsockname()[1], flush=True); time.sleep(30)" >port &
 if [ "$(id -u)" = 0 ]; then
 test_expect 'as root, namespaces and the uid drop are active and named' '
     cl-reward -Z --metric pass_rate $LIMITS "$F/branch-code.jsonl" >out 2>err &&
-    grep -q "sandbox: netns pidns mountns ipcns private-tmp uid-drop seccomp" err
+    grep -q "sandbox: netns pidns mountns ipcns read-only private-tmp uid-drop seccomp" err
+'
+# The host's /run/lock (world-writable, root-owned) took 256 MiB from a test, and the work
+# directory was the host's $TMPDIR without a cap: both probes, through cl-reward.
+test_expect 'the test cannot write /run/lock, and the work directory and /tmp share a --scratch cap' '
+    probe=/run/lock/cl-sandbox-probe-$$ &&
+    cat >probe.py <<-EOF &&
+	import errno, os, unittest
+	class TestCases(unittest.TestCase):
+	    def test_run_lock(self):
+	        if os.path.isdir("/run/lock"):
+	            with self.assertRaises(OSError):
+	                with open("$probe", "wb") as f:
+	                    f.write(b"x" * (1 << 20))
+	    def test_scratch(self):
+	        total = 0
+	        with self.assertRaises(OSError) as cm:
+	            for i in range(40):
+	                for k, d in enumerate((".", "/tmp")):
+	                    with open("%s/f%d-%d" % (d, k, i), "wb") as f:
+	                        for _ in range(4):
+	                            f.write(b"x" * (1 << 20))
+	                            total += 1 << 20
+	        self.assertEqual(cm.exception.errno, errno.ENOSPC)
+	        self.assertLessEqual(total, 24 << 20)
+	EOF
+    jq -c --rawfile t probe.py "del(.candidates[1]) | .candidates[0].futures |= [.[0]] | .metadata.test = \$t" \
+        "$F/branch-code.jsonl" >in &&
+    cl-reward -q -Z --metric pass_rate $LIMITS --scratch 24 in >out &&
+    jq -e ".candidates[0].futures[0].metric_info.pass_rate | .status == \"pass\" and .tests_run == 2" out ||
+    { jq .candidates[0].futures[0].metric_info out; false; } &&
+    ! test -e "$probe"
 '
 else
     echo "SKIP: $(basename "$0"): not root, namespace and uid-drop checks skipped (CI runs as root)" >&2

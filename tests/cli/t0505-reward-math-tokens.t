@@ -18,19 +18,28 @@ test_expect 'without metadata.answer the reference is the last box of the soluti
     jq -s -e "map(.scores.math_equiv) == [1, 1, 1] and .[0].metric_info.math_equiv.reference == \"7\"" out &&
     jq -s -e ".[2].metric_info.math_equiv.reference == \"0.1\"" out
 '
+test_expect 'replies are read the MATH benchmark'"'"'s way by default: \\fbox and \\boxed 7 give no answer; lenient reads them' '
+    conv "{\"answer\":7}" "" "so \\\\fbox{7}" >in && conv "{\"answer\":7}" "" "so \\\\boxed 7" >>in &&
+    conv "{\"answer\":7}" "" "so \\\\boxed{ 7 }" >>in &&
+    cl-reward -q -Z --metric math in >out &&
+    jq -s -e "map(.scores.math_equiv) == [0, 0, 1] and (map(.metric_info.math_equiv.answer) == [null, null, \" 7 \"])" out &&
+    cl-reward -q -Z --metric math --math-extract lenient in >out2 &&
+    jq -s -e "map(.scores.math_equiv) == [1, 1, 1] and all(.metric_info.math_equiv.extract == \"lenient\")" out2 &&
+    { cl-reward -Z --metric math --math-extract exact in 2>err; test $? = 2; } && grep -q "reference or lenient" err
+'
 test_expect 'a seed with no reference answer at all is an error' '
     printf "{\"task\":\"math\",\"completion\":\"no box\",\"messages\":[]}\n" >in &&
     { cl-reward -Z --metric math in >out 2>err; test $? = 1; } && grep -q "no reference answer" err
 '
 test_expect 'usage counts need usage.completion_tokens on every counted message' '
     jq -c "del(.candidates[0].futures[1].messages[0].usage)" "$F/branch-document.jsonl" >in &&
-    { cl-reward -Z --metric tokens in >out 2>err; test $? = 1; } &&
+    { cl-reward -Z --metric tokens --tokens usage in >out 2>err; test $? = 1; } &&
     grep -q "candidates\[0\].futures\[1\]: tokens: forward message 1 (user): usage.completion_tokens is missing" err
 '
 test_expect 'token roles and scope select what is counted' '
-    cl-reward -q -Z --metric tokens --token-roles user "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --metric tokens --tokens usage --token-roles user "$F/branch-document.jsonl" >out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [5, 4, 3]" out &&
-    cl-reward -q -Z --metric tokens --token-scope session "$F/branch-document.jsonl" >out &&
+    cl-reward -q -Z --metric tokens --tokens usage --token-scope session "$F/branch-document.jsonl" >out &&
     jq -e "[.candidates[].futures[].scores.tokens] == [37, 30, 23]" out
 '
 test_expect 'words are Python str.split() words, Unicode spaces included' '

@@ -16,10 +16,17 @@ test_expect 'the bare code prompt (signature, no body) fails every one of them' 
     jq -c ". + {messages: [], extracted: {code: (.metadata.code_prompt + \"    pass\n\")}}" seeds >recs &&
     cl-reward -q -Z --metric pass_rate --timeout 60 recs | jq -s -e "map(.scores.pass_rate) | add == 0"
 '
-test_expect 'every example math solution is equivalent to the answer cl-seed kept beside it' '
+test_expect 'every example math solution is equivalent to the answer cl-seed kept beside it (lenient extraction)' '
     cl-seed -q --preset math --split all -Z "$E/math.jsonl" >seeds &&
     jq -c ". + {messages: [{role: \"assistant\", content: .completion}]}" seeds >recs &&
-    cl-reward -q -Z --metric math recs >out && test "$(wc -l <out)" -ge 20 &&
+    cl-reward -q -Z --metric math --math-extract lenient recs >out && test "$(wc -l <out)" -ge 20 &&
     jq -s -e "map(.scores.math_equiv) | all(. == 1)" out
+'
+test_expect 'the benchmark'"'"'s extraction (the default) reads every one except the brace-less \\boxed 36' '
+    cl-seed -q --preset math --split all -Z "$E/math.jsonl" >seeds &&
+    jq -c ". + {messages: [{role: \"assistant\", content: .completion}]}" seeds >recs &&
+    cl-reward -q -Z --metric math recs >out &&
+    jq -s -e "map(select(.scores.math_equiv == 0)) | length == 1 and .[0].metric_info.math_equiv == {answer: null, reference: \"36\", extract: \"reference\"}" out &&
+    jq -s -e "(map(select(.scores.math_equiv == 1)) | length) == length - 1" out >/dev/null
 '
 test_done

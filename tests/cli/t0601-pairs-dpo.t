@@ -38,10 +38,16 @@ test_expect 'candidates of one turn split over several records are ranked togeth
     cat part1 part2 | cl-pairs -q -Z --dpo >out && test "$(wc -l <out)" = 1 &&
     jq -e ".chosen_candidate == \"c1\" and .rejected_candidate == \"c2\"" out
 '
-test_expect '--system-prompt puts the CollabLLM system prompt first and changes nothing else' '
+test_expect '--system-prompt puts the CollabLLM system prompt first, names its set and changes nothing else' '
     cl-pairs -q -Z --dpo "$B" >plain && cl-pairs -q -Z --dpo --system-prompt "$B" >sys &&
-    jq -s -e "length == 2 and all(.prompt[0].role == \"system\" and (.prompt[0].content | test(\"collaborative assistant\")))" sys >/dev/null &&
-    jq -c "del(.prompt[0])" sys | cmp - plain
+    jq -s -e "length == 2 and all(.prompt[0].role == \"system\" and (.prompt[0].content | test(\"highly interactive assistant\")) and .prompt_set == \"official\")" sys >/dev/null &&
+    jq -c "del(.prompt[0], .prompt_set)" sys | cmp - plain &&
+    jq -e "has(\"prompt_set\") | not" plain
+'
+test_expect '--prompt-set cl uses our system prompt and records it, in pairs and dialogues' '
+    cl-pairs -q -Z --dpo --system-prompt --prompt-set cl "$B" >sys &&
+    jq -s -e "length == 2 and all(.prompt[0].content | test(\"every token costs the user time\")) and all(.prompt_set == \"cl\")" sys >/dev/null &&
+    { cl-pairs -Z --dpo --prompt-set ours "$B" 2>err; test $? = 2; } && grep -q "not official or cl" err
 '
 test_expect '--prompt-dir replaces the system prompt text, which is used exactly as the file has it' '
     mkdir p && printf "Ask first.\n" >p/collabllm_system.txt &&

@@ -79,6 +79,19 @@ test_expect 'the dialogues are the chosen chains behind the system prompt, endin
     z $R/sft.jsonl.zst | jq -s -e "length == 3 and all([.messages[].role] == [\"system\",\"user\",\"assistant\",\"user\",\"assistant\"]
         and .messages[2].content == \"Which problem do you mean? Please paste it.\" and .messages[4].content == \"The answer is 12.\")" >/dev/null
 '
+test_expect 'eval.mk applies the published settings of the seeds'"'"' task; TASK and every variable override them' '
+    cl-seed -q --preset bigcodebench --limit 2 "$ROOT/examples/bigcodebench.jsonl" >code.zst &&
+    cl-seed -q --preset medium --recent 1 --limit 2 "$ROOT/examples/medium.jsonl" >doc.zst &&
+    plan() { make -n -f "$ROOT/pipelines/eval.mk" OUT=o "$@" | grep -o -e "--assistant-temperature [0-9.]*" \
+        -e "--assistant-max-tokens [0-9]*" -e "--max-turns [0-9]*" -e "--metric [a-z_]*" -e "--tokens [a-z0-9]*" \
+        -e "--prompt-set [a-z]*" | sort -u | tr "\n" " "; } &&
+    test "$(plan SEEDS=$S/seeds.zst)" = "--assistant-max-tokens 1536 --assistant-temperature 0.6 --max-turns 6 --prompt-set official --tokens cl100k " &&
+    test "$(plan SEEDS=doc.zst)" = "--assistant-max-tokens 2048 --assistant-temperature 0.8 --max-turns 8 --metric bleu --prompt-set official --tokens cl100k " &&
+    test "$(plan SEEDS=code.zst)" = "--assistant-max-tokens 1536 --assistant-temperature 0.6 --max-turns 6 --metric pass_rate --prompt-set official --tokens cl100k " &&
+    test "$(plan SEEDS=code.zst TASK=document)" = "$(plan SEEDS=doc.zst)" &&
+    plan SEEDS=doc.zst ASSISTANT_TEMPERATURE_document=0.3 MAX_TURNS=5 PROMPT_SET=cl TOKENS=words >p &&
+    test "$(cat p)" = "--assistant-max-tokens 2048 --assistant-temperature 0.3 --max-turns 5 --metric bleu --prompt-set cl --tokens words "
+'
 test_expect 'without SEEDS the pipelines stop and say what is missing' '
     { make -s -f "$ROOT/pipelines/collab.mk" 2>err; test $? != 0; } && grep -q "SEEDS=FILE is required" err &&
     { make -s -f "$ROOT/pipelines/eval.mk" 2>err; test $? != 0; } && grep -q "SEEDS=FILE is required" err
@@ -211,10 +224,13 @@ test_expect 'the report means and the relative improvement are those of the scor
         (.tasks[0].comparisons[0].measures.tokens.rel_improvement - 100 * (\$b[0].tok - \$c[0].tok) / \$b[0].tok | fabs) < 1e-9 and
         \$b[0].acc == 0 and \$c[0].acc == 100 and \$c[0].itr == 100" $E/report.json >/dev/null
 '
+if command -v gnuplot >/dev/null; then
 test_expect 'make plot draws the report as a PNG' '
-    command -v gnuplot >/dev/null || { echo "SKIP: gnuplot is not installed (scripts/install-deps)"; exit 0; }
     evalrun $E plot 2>log && head -c 8 $E/report.png | od -An -tx1 | grep -q "89 50 4e 47 0d 0a 1a 0a"
 '
+else
+    test_skip 'make plot draws the report as a PNG' 'gnuplot is not installed (scripts/install-deps)'
+fi
 test_expect 'an interrupted benchmark resumes to the same report' '
     until_cut 0.3 cut/report.json bench "$BENCH_CMD" &&
     evalrun cut 2>log && cmp $E/report.json cut/report.json && cmp $E/report.md cut/report.md &&

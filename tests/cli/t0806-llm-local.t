@@ -81,6 +81,15 @@ test_expect 'cl-rollout --full with local assistant and user: complete conversat
     cl-rollout --full -q -Z $LOCAL --max-turns 3 --cache c --stats st2 in >o2 && cmp o1 o2 &&
     jq -e ".llm.attempts == 0 and .llm.cache_hits > 0" st2
 '
+test_expect 'a local assistant and an HTTP user simulator share one loop in cl-rollout' '
+    jq -cn "{match: \"about to start a chat\", reply: ({thought: \"t\", response: \"What is color 2?\"} | tojson)},
+            {match: \"role-playing\", reply: ({thought: \"t\", response: \"thanks [[TERMINATE CHAT]]\"} | tojson)}" >script &&
+    mock_start --script script && seeds 4 >in &&
+    cl-rollout --full -q -Z --no-cache --assistant "local:$M" --assistant-temperature 0 --user openai:u \
+        --api-base "$MOCK_URL" --max-turns 3 in >out &&
+    test "$(jq -s length out)" = 4 && test "$(mock_count)" = 8 &&
+    jq -e "select(.messages[1].content != \"Color 2 is green.\" or .done_reason != \"terminated\")" out; test $? = 4
+'
 test_expect 'cl-rollout --branch with local roles writes every candidate and future' '
     seeds 3 >in && cl-rollout --branch -q -Z $LOCAL -k 2 --samples 2 --window 1 --proact-ratio 0 --no-cache in >out &&
     test "$(jq -s length out)" = 3 && ! jq -e "select(.error)" out >/dev/null &&

@@ -80,6 +80,10 @@ test_expect 'usage errors exit 2 and say what is wrong' '
 test_expect '--device: a bad name exits 2; cuda without a CUDA build or without a GPU exits 69 and says which' '
     { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device tpu 2>err; test $? = 2; } &&
     grep -q "cpu, cuda or cuda:N" err &&
+    for bad in cudax cuda: cuda:x cuda:-1; do # misspelt: a usage error in every build, GPU or not
+        { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --device $bad 2>err; test $? = 2; } &&
+        grep -q -- "--device" err && ! test -e r || { echo "--device $bad"; exit 1; }
+    done &&
     { cl-finetune --model "$M" --sft "$S/sft.jsonl" --run r --recompute 2>err; test $? = 2; } &&
     grep -q "recompute needs --device cuda" err &&
     cl-finetune --model "$M" --sft "$S/sft.jsonl" --run cpu --device cpu --max-steps 1 -q &&

@@ -37,6 +37,13 @@ test_expect 'a device checkpoint resumes on the CPU to the same end' '
     test "$(wc -l <r/metrics.jsonl)" = 150 &&
     jq -n -e --argjson r "$(loss r)" --argjson g "$(loss "$S/dev")" "(\$r - \$g | fabs) < 0.02 and \$r < 0.05"
 '
+test_expect 'a --recompute device run resumes on the CPU (the saved --recompute is dropped there, not refused)' '
+    "$DEV" --model "$S/dev/init" --full --sft "$S/sft.jsonl" --lr 1e-2 --max-steps 4 --save-every 2 --keep 9 \
+        --batch 8 --seed 1 --device cuda --recompute --run rc -q &&
+    rm -rf rc/final rc/checkpoint-000004 && ln -sfn checkpoint-000002 rc/last &&
+    cl-finetune --resume rc --device cpu -q && test "$(wc -l <rc/metrics.jsonl)" = 4 && test -s rc/final/model.safetensors &&
+    { cl-finetune --resume rc --device cpu --recompute 2>err; test $? = 2; } && grep -q "recompute needs --device cuda" err
+'
 test_expect 'a CPU checkpoint resumes on the device to the same end' '
     rollback cpu r && "$DEV" --resume r --device cuda -q &&
     test "$(wc -l <r/metrics.jsonl)" = 150 &&

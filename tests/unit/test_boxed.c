@@ -1,4 +1,5 @@
-/* Unit tests for lib/metrics/boxed: the last \boxed{} answer of a LaTeX solution. */
+/* Unit tests for lib/metrics/boxed: the last \boxed{} answer of a LaTeX solution, the MATH
+ * benchmark's way (quirks worked out by hand from its rules) and ours. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,47 @@ static void expect_answer(const char *text, const char *want)
     assert_non_null(got);
     assert_string_equal(got, want);
     free(got);
+}
+
+/* The MATH benchmark's extraction: want NULL for None; found is whether a box command is there. */
+static void expect_reference(const char *text, const char *want, int found)
+{
+    int f = -1;
+    char *got = cl_boxed_reference(text, &f);
+    if (f != found)
+        fail_msg("found(\"%s\") = %d, want %d", text, f, found);
+    if (!want) {
+        if (got)
+            fail_msg("reference(\"%s\") = \"%s\", want none", text, got);
+        return;
+    }
+    if (!got || strcmp(got, want) != 0)
+        fail_msg("reference(\"%s\") = \"%s\", want \"%s\"", text, got ? got : "(none)", want);
+    free(got);
+}
+
+static void the_reference_extraction_keeps_the_benchmarks_quirks(void **state)
+{
+    (void)state;
+    expect_reference("So the total is $\\boxed{42}$.", "42", 1);
+    expect_reference("Thus $\\boxed{\\frac{1}{2}}$.", "\\frac{1}{2}", 1);
+    expect_reference("$\\boxed{ 7 }$", " 7 ", 1);                  /* whitespace kept */
+    expect_reference("\\boxed {x+1}", NULL, 1);                     /* not "\boxed{": None */
+    expect_reference("The answer is $\\boxed 5$.", NULL, 1);        /* no braces: None */
+    expect_reference("Hence $\\fbox{-3}$.", NULL, 1);               /* found, not stripped */
+    expect_reference("$\\fbox{6}$ and $\\boxed{5}$", "5", 1);
+    expect_reference("$\\boxed{5}$ and $\\fbox{6}$", "5", 1);        /* any \boxed before \fbox */
+    expect_reference("$\\boxed{\\{1, 2\\}}$", "\\{1, 2\\}", 1);
+    expect_reference("$\\boxed{a\\}b}$", "a\\", 1);                /* escaped braces count */
+    expect_reference("$\\boxedx{3}$", NULL, 1);                     /* \boxedx is found too */
+    expect_reference("$\\boxed{1}$ then $\\boxed{2", NULL, 1);        /* the last one decides */
+    expect_reference("$\\boxed{}$", "", 1);
+    expect_reference("} $\\boxed{\xc3\xa9}$", "\xc3\xa9", 1);
+    expect_reference("no box here", NULL, 0);
+    expect_reference("", NULL, 0);
+    /* ours reads what the benchmark does not */
+    expect_answer("$\\boxed{a\\}b}$", "a\\}b");
+    expect_answer("Hence $\\fbox{-3}$.", "-3");
 }
 
 static void a_simple_box_gives_its_content(void **state)
@@ -93,6 +135,7 @@ static void span_points_into_the_text(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_reference_extraction_keeps_the_benchmarks_quirks),
         cmocka_unit_test(a_simple_box_gives_its_content),
         cmocka_unit_test(nested_braces_stay_inside_the_answer),
         cmocka_unit_test(the_last_of_several_boxes_wins),

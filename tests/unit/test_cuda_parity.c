@@ -48,44 +48,7 @@
 
 static cl_device gpu_dev;
 
-typedef struct fixture {
-    clfx *raw;
-    cl_llama_config cfg;
-    int seed, b, t, *ids, *pos, *seg, *targets;
-} fixture;
-
-static int *fx_ints(const fixture *fx, const char *name)
-{
-    const clfx_rec *r = clfx_get(fx->raw, name);
-    if (!r) fail_msg("fixture lacks %s", name);
-    int *out = malloc(sizeof(int) * r->count);
-    memcpy(out, r->data, 4 * (size_t)r->count);
-    return out;
-}
-
-static fixture *fx_open(const char *file)
-{
-    fixture *fx = calloc(1, sizeof *fx);
-    if (!(fx->raw = clfx_load(file))) fail_msg("cannot read fixture %s", file);
-    const clfx_rec *c = clfx_get(fx->raw, "config");
-    assert_non_null(c);
-    cl_err e = {0};
-    assert_int_equal(cl_config_parse(&fx->cfg, (const char *)c->data, c->count, file, &e), 0);
-    fx->seed = (int)clfx_val(fx->raw, "seed", 0);
-    fx->b = (int)clfx_val(fx->raw, "B", 0);
-    fx->t = (int)clfx_val(fx->raw, "T", 0);
-    fx->ids = fx_ints(fx, "ids");
-    fx->pos = fx_ints(fx, "pos");
-    fx->seg = fx_ints(fx, "seg");
-    fx->targets = fx_ints(fx, "targets");
-    return fx;
-}
-
-static void fx_free(fixture *fx)
-{
-    free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
-    clfx_free(fx->raw); free(fx);
-}
+typedef clfx_model fixture;
 
 /* Two identical models; the second is moved to the GPU (recomputing activations in backward
  * when recompute is set). */
@@ -133,22 +96,6 @@ static double rel_err(const float *ref, const float *got, long n)
 
 static double rel(double ref, double got) { return fabs(got - ref) / (fabs(ref) > 1e-6 ? fabs(ref) : 1e-6); }
 
-/* forward + SFT head (+ backward); returns the loss */
-static double sft(cl_llama *m, fixture *fx, int grad)
-{
-    int n = fx->b * fx->t;
-    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
-    cl_err e = {0};
-    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
-    double ntok = cl_loss_tokens(fx->targets, n);
-    cl_sft_loss(logp, fx->targets, n, ntok, coef);
-    cl_llama_head(m, fx->targets, grad ? coef : NULL, logp);
-    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
-    if (grad) cl_llama_backward(m);
-    free(coef);
-    free(logp);
-    return loss;
-}
 
 enum { CMP_GRAD, CMP_DATA, CMP_MOMENTS };
 
@@ -178,7 +125,7 @@ static void compare_trainable(cl_llama *cpu, cl_llama *gpu, int what_cmp, double
 
 static void full_sft_matches(const char *file)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair(fx, 0, &cpu, &gpu);
     static cl_tensor *tr[4096], *trg[4096];
@@ -187,7 +134,7 @@ static void full_sft_matches(const char *file)
     for (long step = 0; step < 3; step++) {
         cl_llama_zero_grad(cpu);
         cl_llama_zero_grad(gpu);
-        double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+        double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
         EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s step %ld SFT loss (cpu %.6f, gpu %.6f)", file, step, lc, lg);
         if (step == 0) {
             long cnt = (long)fx->b * fx->t * fx->cfg.vocab;
@@ -207,49 +154,49 @@ static void full_sft_matches(const char *file)
     }
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 static void lora_sft_matches(const char *file, int recompute)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair_rc(fx, 1, recompute, &cpu, &gpu);
     cpu->training = gpu->training = 1; /* dropout on: the device must draw the CPU's masks */
-    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s LoRA (bf16 base, dropout 0.25) loss", file);
     assert_int_equal(cpu->step, gpu->step);
     compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, recompute ? "LoRA gradient, recomputed activations" : "LoRA gradient");
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 /* Full fine-tuning gradients with activations recomputed in backward (only layer inputs kept). */
 static void recompute_full_matches(const char *file)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair_rc(fx, 0, 1, &cpu, &gpu);
-    double lc = sft(cpu, fx, 1), lg = sft(gpu, fx, 1);
+    double lc = clfx_sft(cpu, fx, 1), lg = clfx_sft(gpu, fx, 1);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s SFT loss, recomputing", file);
     compare_trainable(cpu, gpu, CMP_GRAD, TOL_GRAD, "full fine-tuning gradient, recomputed activations");
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 /* Both sides step from the CPU's gradients (full fine-tuning, clipping, weight decay): the
  * device's gradient norm, scaling, AdamW, bf16 shadow refresh and host <-> device copies. */
 static void optimizer_matches(const char *file)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair(fx, 0, &cpu, &gpu);
     static cl_tensor *tr[4096], *trg[4096];
     int nt = cl_llama_trainable(cpu, tr, 4096), ntg = cl_llama_trainable(gpu, trg, 4096);
     cl_llama_zero_grad(cpu);
-    sft(cpu, fx, 1);
+    clfx_sft(cpu, fx, 1);
     memcpy(gpu->grad_mem, cpu->grad_mem, sizeof(float) * (size_t)cpu->n_train);
     cl_llama_sync(gpu, CL_SYNC_TO_DEVICE);
     double nc = cl_llama_clip_grad_norm(cpu, tr, nt, 0.5), ng = cl_llama_clip_grad_norm(gpu, trg, ntg, 0.5);
@@ -259,11 +206,11 @@ static void optimizer_matches(const char *file)
     cl_llama_adamw_step(gpu, &h, trg, ntg, 1, 1e-2);
     compare_trainable(cpu, gpu, CMP_DATA, TOL_OPTIM, "weights after AdamW from the same gradients");
     compare_trainable(cpu, gpu, CMP_MOMENTS, TOL_OPTIM, "AdamW moments from the same gradients");
-    double lc = sft(cpu, fx, 0), lg = sft(gpu, fx, 0);
+    double lc = clfx_sft(cpu, fx, 0), lg = clfx_sft(gpu, fx, 0);
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s loss with the updated weights (bf16 copies refreshed)", file);
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 /* The fixture batch as cl-finetune lays it out for DPO: rows 2k and 2k+1 are pair k. */
@@ -297,7 +244,7 @@ static double dpo_step(cl_llama *m, fixture *fx)
 
 static void dpo_matches(const char *file)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair(fx, 1, &cpu, &gpu);
     double lc = dpo_step(cpu, fx), lg = dpo_step(gpu, fx);
@@ -313,7 +260,7 @@ static void dpo_matches(const char *file)
     EXPECT_CLOSE(rel(lc, lg), TOL_LOSS, "%s DPO loss after the step (cpu %.6f, gpu %.6f)", file, lc, lg);
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 /* out = x W^T + b through the device's resident copy, against ops.c on the CPU model's values. */
@@ -339,7 +286,7 @@ static void rows_match(cl_llama *cpu, cl_llama *gpu, int is_lora, int proj, cons
 
 static void decode_products_match(const char *file)
 {
-    fixture *fx = fx_open(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *cpu, *gpu;
     make_pair(fx, 1, &cpu, &gpu);
     char what[128];
@@ -349,7 +296,7 @@ static void decode_products_match(const char *file)
     rows_match(cpu, gpu, 1, CL_DOWN, what);
     cl_llama_free(cpu);
     cl_llama_free(gpu);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 /* cuda, cuda:N and what is not a device name; the dense bf16 peaks MFU divides by. */
@@ -361,7 +308,7 @@ static void device_names_and_peaks(void **st)
     assert_int_equal(cl_cuda_open(&d, "cuda", &e), 0);
     assert_string_equal(d.name, "cuda:0");
     assert_int_equal(d.ordinal, 0);
-    const char *bad[] = {"cuda:x", "cuda:", "cudax", "gpu", "cuda:-1"};
+    const char *bad[] = {"cuda:x", "cuda:", "cudax", "gpu", "cuda:-1", "cpu"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         e.code = 0;
         assert_int_equal(cl_cuda_open(&d, bad[i], &e), -1);

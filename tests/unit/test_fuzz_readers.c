@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../fuzz/targets.c"
-#include "model/bpe_train.h"
 
 typedef struct buf {
     unsigned char *p;
@@ -100,10 +100,29 @@ static int iterations(int dflt)
     return s ? atoi(s) : dflt;
 }
 
+/* With CL_FUZZ_SEEDS=DIR set, each valid seed is also written to DIR/NAME/seedK: the corpus
+ * the libFuzzer drivers start from (scripts/fuzz-run), made by the same writers. */
+static void save_seed(const char *name, const buf *seed)
+{
+    static int k;
+    const char *dir = getenv("CL_FUZZ_SEEDS");
+    if (!dir)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/%s/seed%d", dir, name, k++);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(seed->p, 1, seed->n, f), seed->n);
+    assert_int_equal(fclose(f), 0);
+}
+
 /* Runs target on the seed (must be accepted) and on mutants; some mutants must be refused. */
-static void fuzz_loop(int (*target)(const uint8_t *, size_t), const buf *seed, int n)
+static void fuzz_loop(const char *name, int (*target)(const uint8_t *, size_t), const buf *seed, int n)
 {
     assert_int_equal(target(seed->p, seed->n), 1);
+    save_seed(name, seed);
     int refused = 0;
     for (int i = 0; i < n; i++) {
         buf b = {malloc(seed->n + 1), seed->n};
@@ -151,7 +170,7 @@ static void tokenizer_json_reader(void **state)
         buf seed = {NULL, 0};
         seed.p = (unsigned char *)cl_bpe_train(texts, lens, 3, &o, &seed.n, &e);
         assert_non_null(seed.p);
-        fuzz_loop(fuzz_tokenizer_json, &seed, iterations(1500));
+        fuzz_loop("tokenizer_json", fuzz_tokenizer_json, &seed, iterations(1500));
         free(seed.p);
     }
 }
@@ -167,7 +186,7 @@ static void tiktoken_reader(void **state)
         n += (size_t)sprintf(text + n, "%c%c== %d\n", b64[b >> 2], b64[(b & 3) << 4], b);
     n += (size_t)sprintf(text + n, "YWI= 256\nYWJj 257\nZGU= 258\n");
     buf seed = {(unsigned char *)text, n};
-    fuzz_loop(fuzz_tiktoken, &seed, iterations(1000));
+    fuzz_loop("tiktoken", fuzz_tiktoken, &seed, iterations(1000));
     free(text);
 }
 
@@ -184,7 +203,7 @@ static void safetensors_reader(void **state)
     assert_int_equal(cl_st_write(path, t, 3, &e), 0);
     buf seed = slurp(path);
     unlink(path);
-    fuzz_loop(fuzz_safetensors, &seed, iterations(20000));
+    fuzz_loop("safetensors", fuzz_safetensors, &seed, iterations(20000));
     free(seed.p);
 }
 
@@ -213,7 +232,7 @@ static void gguf_reader(void **state)
     cl_gguf_writer_free(w);
     buf seed = slurp(path);
     unlink(path);
-    fuzz_loop(fuzz_gguf, &seed, iterations(20000));
+    fuzz_loop("gguf", fuzz_gguf, &seed, iterations(20000));
     free(seed.p);
 }
 
@@ -226,8 +245,40 @@ static void peft_config_reader(void **state)
         "\"use_rslora\":false,\"use_dora\":false,\"rank_pattern\":{},\"modules_to_save\":null}";
     buf seed = {malloc(sizeof cfg), sizeof cfg - 1};
     memcpy(seed.p, cfg, sizeof cfg);
-    fuzz_loop(fuzz_peft_config, &seed, iterations(5000));
+    fuzz_loop("peft_config", fuzz_peft_config, &seed, iterations(5000));
     free(seed.p);
+}
+
+static void rows_reader(void **state)
+{
+    (void)state;
+    static const char *seeds[] = {
+        "{\"id\":\"a\",\"prompt\":\"hi \\u00e9\",\"n\":[1,2.5e3,null,true]}\n\n{\"id\":\"b\"}\r\n",
+        "[\n  {\"id\": \"a\", \"x\": [1, {\"y\": \"]\"}]},\n  {\"id\": \"b\"}\n]\n",
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+        buf seed = {(unsigned char *)(uintptr_t)seeds[i], strlen(seeds[i])};
+        fuzz_loop("rows", fuzz_rows, &seed, iterations(3000));
+    }
+}
+
+static void lenient_json_reader(void **state)
+{
+    (void)state;
+    static const char text[] = "Sure! ```json\n{'response': \"\"\"a \"quoted\"\nline\"\"\", score: '0.5',"
+                               " \"ok\": True, \"list\": [1, 2,], \"x\": {\"y\": None}}\n``` Hope this helps";
+    buf seed = {(unsigned char *)(uintptr_t)text, sizeof text - 1};
+    fuzz_loop("lenient_json", fuzz_lenient_json, &seed, iterations(5000));
+}
+
+static void chat_reader(void **state)
+{
+    (void)state;
+    static const char conv[] =
+        "[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\" hi <|eot_id|>\"},"
+        "{\"role\":\"assistant\",\"content\":\"<think>x</think>\\n42 \"},{\"role\":\"user\",\"content\":\"ok\"}]";
+    buf seed = {(unsigned char *)(uintptr_t)conv, sizeof conv - 1};
+    fuzz_loop("chat", fuzz_chat, &seed, iterations(1500));
 }
 
 int main(void)
@@ -235,7 +286,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tokenizer_json_reader), cmocka_unit_test(tiktoken_reader),
         cmocka_unit_test(safetensors_reader),    cmocka_unit_test(gguf_reader),
-        cmocka_unit_test(peft_config_reader),
+        cmocka_unit_test(peft_config_reader),    cmocka_unit_test(rows_reader),
+        cmocka_unit_test(lenient_json_reader),   cmocka_unit_test(chat_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

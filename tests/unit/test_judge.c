@@ -71,10 +71,28 @@ static void extraction_keeps_text_and_numbers_as_strings(void **state)
     cl_judge_free(j);
 }
 
-static void paper_scale_is_rescaled_and_clarify_compares_with_the_label(void **state)
+static void paper_scales_rescale_apart_and_clarify_compares_with_the_label(void **state)
 {
     (void)state;
-    cl_judge *j = judge(1u << CL_JUDGE_INTERACTIVITY | 1u << CL_JUDGE_CLARIFY, CL_ITR_PAPER, 0);
+    cl_judge *t = judge(1u << CL_JUDGE_INTERACTIVITY, CL_ITR_PAPER_TRAIN, 0);
+    jv none = parse("{}");
+    assert_true(cl_judge_score(t, CL_JUDGE_INTERACTIVITY, &none, 3) == 1); /* training: S / 3 */
+    assert_true(cl_judge_score(t, CL_JUDGE_INTERACTIVITY, &none, 2) == 2.0 / 3);
+    assert_true(cl_judge_score(t, CL_JUDGE_INTERACTIVITY, &none, 1) == 1.0 / 3);
+    jv_free(none);
+    cl_judge_free(t);
+    cl_itr_scale s;
+    cl_err pe = {0};
+    assert_int_equal(cl_itr_scale_parse("paper", 0, &s, &pe), 0);
+    assert_int_equal(s, CL_ITR_PAPER_TRAIN);
+    assert_int_equal(cl_itr_scale_parse("paper", 1, &s, &pe), 0);
+    assert_int_equal(s, CL_ITR_PAPER_EVAL);
+    assert_int_equal(cl_itr_scale_parse("paper-train", 1, &s, &pe), 0);
+    assert_int_equal(s, CL_ITR_PAPER_TRAIN);
+    assert_int_equal(cl_itr_scale_parse("papers", 1, &s, &pe), -1);
+    assert_string_equal(cl_itr_scale_known("paper"), "paper-eval"); /* what older versions wrote */
+    assert_string_equal(cl_itr_scale_known("x"), "unknown");
+    cl_judge *j = judge(1u << CL_JUDGE_INTERACTIVITY | 1u << CL_JUDGE_CLARIFY, CL_ITR_PAPER_EVAL, 0);
     cl_err e = {0};
     double x;
     jv rec = parse("{\"metadata\": {\"ambiguous\": true}}");
@@ -95,14 +113,14 @@ static void paper_scale_is_rescaled_and_clarify_compares_with_the_label(void **s
 static void summary_has_mean_sample_sd_and_range(void **state)
 {
     (void)state;
-    cl_judge *j = judge(1u << CL_JUDGE_INTERACTIVITY, CL_ITR_PAPER, 0);
+    cl_judge *j = judge(1u << CL_JUDGE_INTERACTIVITY, CL_ITR_PAPER_EVAL, 0);
     double raw[] = {3, 2, 3}, score[] = {1, -1, 1};
     jv s = cl_judge_summary(j, CL_JUDGE_INTERACTIVITY, raw, score, 3, 1);
     assert_true(cl_json_num(&s, "mean", NAN) == 1.0 / 3);
     assert_true(fabs(cl_json_num(&s, "sd", NAN) - sqrt(4.0 / 3)) < 1e-12); /* (4/9*2 + 16/9)/2 */
     assert_true(cl_json_num(&s, "min", NAN) == -1 && cl_json_num(&s, "max", NAN) == 1);
     assert_true(cl_json_num(&s, "n", 0) == 3 && cl_json_num(&s, "failed", 0) == 1);
-    assert_string_equal(cl_json_str(&s, "scale"), "paper");
+    assert_string_equal(cl_json_str(&s, "scale"), "paper-eval");
     jv_free(s);
     s = cl_judge_summary(j, CL_JUDGE_INTERACTIVITY, raw, score, 0, 2);
     assert_false(cl_json_has(&s, "mean"));
@@ -197,7 +215,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(replies_are_read_leniently_and_range_checked),
         cmocka_unit_test(extraction_keeps_text_and_numbers_as_strings),
-        cmocka_unit_test(paper_scale_is_rescaled_and_clarify_compares_with_the_label),
+        cmocka_unit_test(paper_scales_rescale_apart_and_clarify_compares_with_the_label),
         cmocka_unit_test(summary_has_mean_sample_sd_and_range),
         cmocka_unit_test(branch_records_give_one_unit_per_future),
         cmocka_unit_test(accuracy_needs_the_reference_and_reads_the_extracted_answer),

@@ -57,6 +57,8 @@ static void equivalence_table(void **state)
         {"10^\\circ", "10", 1},           {"3\\text{ m}", "3", 1},
         {"x\\sqrt", "x\\sqrt", 1},        {"x\\sqrt", "x\\sqrt{}", 0},
         {"2", "2.0", 0},                  {"-1/2", "\\frac{-1}{2}", 1},
+        {"\\boxed{5}", "5", 0},           /* a box is not taken off by the comparison */
+        {" 5 ", "5", 1},                  /* spaces inside a kept box go in normalisation */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         if (math_equiv(cases[i].a, cases[i].b) != cases[i].eq)

@@ -21,56 +21,14 @@
 #include "torch_fixture.h"
 
 typedef clfx_rec rec;
-typedef struct fixture {
-    clfx *raw;
-    cl_llama_config cfg;
-    int seed, b, t, *ids, *pos, *seg, *targets;
-} fixture;
+typedef clfx_model fixture;
 
-static const rec *fx_get(const fixture *fx, const char *name)
-{
-    const rec *r = clfx_get(fx->raw, name);
-    if (!r)
-        fail_msg("fixture lacks %s", name);
-    return r;
-}
+static const rec *fx_get(const fixture *fx, const char *name) { return clfx_need(fx->raw, name); }
 
 static double fx_val(const fixture *fx, const char *name, uint32_t i)
 {
     assert_true(i < fx_get(fx, name)->count);
     return clfx_val(fx->raw, name, i);
-}
-
-static int *fx_ints(const fixture *fx, const char *name)
-{
-    const rec *r = fx_get(fx, name);
-    int *out = malloc(sizeof(int) * r->count);
-    memcpy(out, r->data, 4 * r->count);
-    return out;
-}
-
-static fixture *open_model_fixture(const char *file)
-{
-    fixture *fx = calloc(1, sizeof *fx);
-    if (!(fx->raw = clfx_load(file)))
-        fail_msg("cannot read fixture %s", file);
-    const rec *c = fx_get(fx, "config");
-    cl_err e = {0};
-    assert_int_equal(cl_config_parse(&fx->cfg, (const char *)c->data, c->count, file, &e), 0);
-    fx->seed = (int)fx_val(fx, "seed", 0);
-    fx->b = (int)fx_val(fx, "B", 0);
-    fx->t = (int)fx_val(fx, "T", 0);
-    fx->ids = fx_ints(fx, "ids");
-    fx->pos = fx_ints(fx, "pos");
-    fx->seg = fx_ints(fx, "seg");
-    fx->targets = fx_ints(fx, "targets");
-    return fx;
-}
-
-static void fx_free(fixture *fx)
-{
-    free(fx->ids); free(fx->pos); free(fx->seg); free(fx->targets);
-    clfx_free(fx->raw); free(fx);
 }
 
 /* max |c - r| relative to the largest |r| of the tensor (floor 1e-3). */
@@ -109,23 +67,6 @@ static cl_llama *make_model(fixture *fx, int train_base, int lora)
 
 static int n_tokens(const fixture *fx) { return fx->b * fx->t; }
 
-/* forward + SFT head; returns the loss, gradients accumulated when want_grad. */
-static double sft_step(cl_llama *m, fixture *fx, int want_grad)
-{
-    int n = n_tokens(fx);
-    float *coef = calloc((size_t)n, sizeof(float)), *logp = calloc((size_t)n, sizeof(float));
-    cl_err e = {0};
-    assert_int_equal(cl_llama_forward(m, fx->ids, fx->pos, fx->seg, fx->b, fx->t, &e), 0);
-    double ntok = cl_loss_tokens(fx->targets, n);
-    cl_sft_loss(logp, fx->targets, n, ntok, coef);
-    cl_llama_head(m, fx->targets, want_grad ? coef : NULL, logp);
-    double loss = cl_sft_loss(logp, fx->targets, n, ntok, NULL);
-    if (want_grad) cl_llama_backward(m);
-    free(coef);
-    free(logp);
-    return loss;
-}
-
 static void check_logits(cl_llama *m, fixture *fx, const char *name)
 {
     long cnt = (long)n_tokens(fx) * fx->cfg.vocab;
@@ -150,11 +91,11 @@ static void check_grads(const fixture *fx, const char *prefix, const cl_tensor *
  * (the whole base for full fine-tuning, else the adapters, with the base given none). */
 static void sft_matches(const char *file, int lora)
 {
-    fixture *fx = open_model_fixture(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *m = make_model(fx, !lora, lora);
     const char *pre = lora ? "lora_" : "";
     char key[64];
-    double loss = sft_step(m, fx, 1);
+    double loss = clfx_sft(m, fx, 1);
     snprintf(key, sizeof key, "%slogits", pre);
     check_logits(m, fx, key);
     snprintf(key, sizeof key, "%sloss", pre);
@@ -168,12 +109,12 @@ static void sft_matches(const char *file, int lora)
         check_grads(fx, "grad:", ts, n, 1e-4);
     }
     cl_llama_free(m);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 static void dpo_matches(const char *file)
 {
-    fixture *fx = open_model_fixture(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *m = make_model(fx, 0, 1);
     int n = n_tokens(fx), np = fx->b / 2;
     float *logp = calloc((size_t)n, sizeof(float)), *coef = calloc((size_t)n, sizeof(float));
@@ -217,12 +158,12 @@ static void dpo_matches(const char *file)
     }
     free(logp); free(coef); free(seq);
     cl_llama_free(m);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 static void trajectory_matches(const char *file, int lora)
 {
-    fixture *fx = open_model_fixture(file);
+    fixture *fx = clfx_model_open(file);
     cl_llama *m = make_model(fx, !lora, lora);
     cl_tensor *tr[512];
     int nt = cl_llama_trainable(m, tr, 512);
@@ -230,7 +171,7 @@ static void trajectory_matches(const char *file, int lora)
     cl_adamw h = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = lora ? 0.0 : 0.1};
     for (long step = 0; step < 10; step++) {
         cl_llama_zero_grad(m);
-        double loss = sft_step(m, fx, 1);
+        double loss = clfx_sft(m, fx, 1);
         double want = fx_val(fx, lora ? "traj_lora" : "traj_full", (uint32_t)step);
         if (fabs(loss - want) > 1e-4 * fabs(want))
             fail_msg("%s step %ld: loss %.8f, torch %.8f", lora ? "LoRA" : "full", step, loss, want);
@@ -239,7 +180,7 @@ static void trajectory_matches(const char *file, int lora)
         cl_adamw_step(&h, tr, nt, step + 1, lr);
     }
     cl_llama_free(m);
-    fx_free(fx);
+    clfx_model_free(fx);
 }
 
 static void llama_logits_loss_and_every_gradient_match_torch(void **s) { (void)s; sft_matches("llama.fx", 0); }

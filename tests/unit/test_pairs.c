@@ -383,9 +383,11 @@ static void sft_keeps_the_latest_turn_and_applies_floors(void **state)
     assert_int_equal(cl_dialogues_add(d, &finished, &e), 1);
     assert_int_equal(cl_dialogues_count(d), 1);
     jv sft;
-    assert_int_equal(sft_dialogue(d, 0, "S", &sft), 1);
+    cl_pair_config pc = {.system_prompt = "S", .prompt_set = "official"};
+    assert_int_equal(sft_dialogue(d, 0, &pc, &sft), 1);
     assert_json(&sft, "{\"id\":\"a\",\"messages\":[{\"role\":\"system\",\"content\":\"S\"},"
-                      "{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"end\"}]}");
+                      "{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"end\"}],"
+                      "\"prompt_set\":\"official\"}");
     jv_free(sft);
     jv nometric = J("{\"id\":\"n\",\"done\":true,\"messages\":[]}");
     assert_int_equal(cl_dialogues_add(d, &nometric, &e), -1);

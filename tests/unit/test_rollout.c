@@ -55,7 +55,7 @@ static void scripted_start(void *self, cl_llm_call *c)
         int replies = occurrences(text, "**Assistant**:");
         snprintf(out, sizeof out, "{\"response\": \"user %d%s\"}", replies,
                  user_ends_after && replies >= user_ends_after ? " " CL_TERMINATE_MARKER : "");
-    } else if (strstr(text, "works with people on writing")) {
+    } else if (strstr(text, "helping a user with tasks such as writing")) {
         snprintf(out, sizeof out, "{'response': 'proactive'}");
     } else {
         snprintf(out, sizeof out, "assistant after %d messages", jv_array_length(jv_copy(*msgs)));

@@ -168,14 +168,20 @@ static void parent_environment_is_not_visible(void **state)
     unsetenv("OPENAI_API_KEY");
 }
 
+static int needs_namespaces(const char *what)
+{
+    if (strstr(sandbox_protections(sb), "private-tmp"))
+        return 1;
+    print_message("# SKIP %s: needs namespaces (root or user ns)\n", what);
+    fprintf(stderr, "SKIP: test_sandbox: %s needs namespaces\n", what);
+    return 0;
+}
+
 static void writes_outside_the_directory_do_not_land(void **state)
 {
     (void)state;
-    if (!strstr(sandbox_protections(sb), "private-tmp")) {
-        print_message("# SKIP writes outside the directory: needs namespaces (root or user ns)\n");
-        fprintf(stderr, "SKIP: test_sandbox: writes_outside_the_directory needs namespaces\n");
+    if (!needs_namespaces("writes outside the directory"))
         skip();
-    }
     char cwd[4096], host_tmp[256], test[8192];
     assert_non_null(getcwd(cwd, sizeof cwd));
     snprintf(host_tmp, sizeof host_tmp, "/tmp/cl-sandbox-escape-%d", (int)getpid());
@@ -194,6 +200,73 @@ static void writes_outside_the_directory_do_not_land(void **state)
     assert_int_not_equal(access(p, F_OK), 0);
 }
 
+/* The host's world-writable directories (/run/lock was one that took 256 MiB) and every other
+ * inherited mount are read-only inside: mountinfo shows "ro" on all but the scratch and /proc. */
+static void nothing_outside_the_scratch_is_writable(void **state)
+{
+    (void)state;
+    if (!needs_namespaces("nothing outside the scratch is writable"))
+        skip();
+    char probe[128], test[4096];
+    snprintf(probe, sizeof probe, "/run/lock/cl-sandbox-probe-%d", (int)getpid());
+    snprintf(test, sizeof test, TESTCASE(
+        "        import errno\n"
+        "        if os.path.isdir('/run/lock'):\n"
+        "            with self.assertRaises(OSError) as cm:\n"
+        "                with open('%s', 'wb') as f:\n"
+        "                    f.write(b'x' * 4096)\n"
+        "            self.assertEqual(cm.exception.errno, errno.EROFS)\n"
+        "        rw = []\n"
+        "        for line in open('/proc/self/mountinfo'):\n"
+        "            f = line.split()\n"
+        "            point, opts = f[4], f[5].split(',')\n"
+        "            if point in ('/tmp', '/var/tmp', '/dev/shm') or point.split('/')[1] == 'proc':\n"
+        "                continue\n"
+        "            if 'ro' not in opts:\n"
+        "                rw.append(point)\n"
+        "        self.assertEqual(rw, [])\n"
+        "        for d in ('/', '/var', '/etc', '/run', '/home'):\n"
+        "            if os.path.isdir(d):\n"
+        "                with self.assertRaises(OSError):\n"
+        "                    open(os.path.join(d, 'cl-sandbox-probe'), 'w').close()\n"), probe);
+    sandbox_result r = run("", test);
+    if (r.status != SANDBOX_PASS)
+        fail_msg("a host directory is writable: %s %s", r.detail, r.output);
+    sandbox_result_free(&r);
+    assert_int_not_equal(access(probe, F_OK), 0);
+}
+
+/* The work directory, /tmp, /var/tmp and /dev/shm share one tmpfs of scratch_mb (32 MiB here):
+ * many files each under the file-size limit fill it, and then every write fails with ENOSPC. */
+static void scratch_space_is_capped(void **state)
+{
+    (void)state;
+    if (!needs_namespaces("scratch space is capped"))
+        skip();
+    sandbox_result r = run("", TESTCASE(
+        "        import errno\n"
+        "        total = 0\n"
+        "        with self.assertRaises(OSError) as cm:\n"
+        "            for i in range(64):\n"
+        "                for k, d in enumerate(('.', '/tmp', '/var/tmp')):\n"
+        "                    with open('%s/f%d-%d' % (d, k, i), 'wb') as f:\n"
+        "                        for _ in range(3):\n"
+        "                            f.write(b'x' * (1 << 20))\n"
+        "                            total += 1 << 20\n"
+        "        self.assertEqual(cm.exception.errno, errno.ENOSPC)\n"
+        "        self.assertLessEqual(total, 32 << 20)\n"
+        "        self.assertGreaterEqual(total, 24 << 20)\n"
+        "        with self.assertRaises(OSError) as cm:\n"
+        "            with open('/dev/shm/more', 'wb') as f:\n"
+        "                f.write(b'y' * (1 << 20))\n"
+        "        self.assertEqual(cm.exception.errno, errno.ENOSPC)\n"
+        "        print('scratch full after', total >> 20, 'MiB', file=sys.stderr)\n"));
+    if (r.status != SANDBOX_PASS)
+        fail_msg("scratch not capped: %s %s", r.detail, r.output);
+    print_message("# %s", strstr(r.output, "scratch full") ? strstr(r.output, "scratch full") : "\n");
+    sandbox_result_free(&r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -202,6 +275,7 @@ static int setup(void **state)
     c.cpu_s = 2;
     c.mem_mb = 1024;
     c.fsize_mb = 16;
+    c.scratch_mb = 32;
     c.nproc = 32;
     cl_err e = {0};
     sb = sandbox_new(&c, &e);
@@ -232,6 +306,8 @@ int main(void)
         cmocka_unit_test(socket_to_a_live_listener_fails),
         cmocka_unit_test(parent_environment_is_not_visible),
         cmocka_unit_test(writes_outside_the_directory_do_not_land),
+        cmocka_unit_test(nothing_outside_the_scratch_is_writable),
+        cmocka_unit_test(scratch_space_is_capped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
