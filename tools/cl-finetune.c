@@ -1,4 +1,4 @@
-/* cl-finetune — SFT and DPO of Llama/Qwen2-family models, LoRA or full, resumable.
+/* cl-finetune — SFT, DPO and GRPO of Llama/Qwen2-family models, LoRA or full, resumable.
  * Parses flags into cl_ft_opts and hands the run to lib/train/finetune.h.  A run directory
  * keeps its command line (args.json) so that `cl-finetune --resume DIR` needs nothing else. */
 #include <getopt.h>
@@ -20,12 +20,15 @@ enum {
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE
+    O_GGUF, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
 };
 
 static const struct option opts[] = {
     {"sft", required_argument, 0, O_SFT},
     {"dpo", required_argument, 0, O_DPO},
+    {"grpo", required_argument, 0, O_GRPO},
+    {"clip-ratio", required_argument, 0, O_CLIP_RATIO},
+    {"kl-coef", required_argument, 0, O_KL_COEF},
     {"model", required_argument, 0, O_MODEL},
     {"init", required_argument, 0, O_INIT},
     {"tokenizer", required_argument, 0, O_TOKENIZER},
@@ -34,6 +37,7 @@ static const struct option opts[] = {
     {"run", required_argument, 0, O_RUN},
     {"resume", required_argument, 0, O_RESUME},
     {"adapter", required_argument, 0, O_ADAPTER},
+    {"optimizer-from", required_argument, 0, O_OPT_FROM},
     {"eval", required_argument, 0, O_EVAL},
     {"eval-split", required_argument, 0, O_EVAL_SPLIT},
     {"eval-every", required_argument, 0, O_EVAL_EVERY},
@@ -78,6 +82,7 @@ static const char help[] =
     "  Mode and inputs:\n"
     "      --sft FILE          supervised fine-tuning on dialogues ({\"messages\"}) or {prompt, completion} rows\n"
     "      --dpo FILE          DPO on {prompt, chosen, rejected} pairs (cl-pairs --dpo, published rows)\n"
+    "      --grpo FILE         GRPO on {prompt, completions, rewards[, logps]} groups of sampled replies\n"
     "      --model DIR         model directory: config.json, *.safetensors, tokenizer.json\n"
     "      --init CONFIG       a new randomly initialised model from CONFIG (written to RUN/init)\n"
     "      --tokenizer FILE    tokenizer.json for --init\n"
@@ -86,13 +91,14 @@ static const char help[] =
     "      --run DIR           run directory: checkpoints, metrics.jsonl, final/, exports (required)\n"
     "      --resume DIR        continue the run in DIR from its last checkpoint (bit for bit)\n"
     "      --adapter DIR       start from this PEFT adapter instead of fresh LoRA weights\n"
+    "      --optimizer-from CKPT  continue the AdamW moments and step count of checkpoint CKPT\n"
     "      --chat FORMAT       llama3, qwen2, qwen2.5, qwen3 or auto (default auto)\n"
     "  Adapters or full weights:\n"
     "      --lora SPEC         r=8,alpha=16,dropout=0,targets=q,k,v,o,gate,up,down[,rslora][,init=gaussian]\n"
     "      --full              train every weight (default with --init)\n"
     "      --bf16              keep the frozen base in bf16 (LoRA only)\n"
     "  Optimisation:\n"
-    "      --preset NAME       collabllm-sft or collabllm-dpo: the paper's recipe (later flags override)\n"
+    "      --preset NAME       collabllm-sft, collabllm-dpo or verl-grpo: a published recipe (later flags override)\n"
     "      --lr X              peak learning rate (default 1e-4 LoRA, 1e-5 full)\n"
     "      --schedule NAME     constant, linear or cosine (default cosine)\n"
     "      --warmup-ratio X    warmup as a fraction of the steps (default 0)\n"
@@ -114,6 +120,9 @@ static const char help[] =
     "      --rpo-alpha X       add X times the NLL of the chosen replies (default 0)\n"
     "      --anchor FILE       SFT dialogues mixed into every step (keeps small models fluent)\n"
     "      --anchor-weight W   weight of the anchor loss (default 1)\n"
+    "  GRPO:\n"
+    "      --clip-ratio X      clip the policy ratio to [1-X, 1+X] (default 0.2)\n"
+    "      --kl-coef X         weight of the k3 KL to the reference, 0 = none (default 0.001)\n"
     "  Evaluation, checkpoints, outputs:\n"
     "      --eval FILE         held-out rows of the same kind\n"
     "      --eval-split X      hold out this fraction of the data instead\n"
@@ -189,8 +198,23 @@ static int parse_lora(cl_lora_config *l, const char *spec, cl_err *e)
 static void apply_preset(ctx *c, const char *name)
 {
     cl_ft_opts *o = &c->o;
+    if (!strcmp(name, "verl-grpo")) {
+        /* verl's recipe/collabllm train_rl_collabllm.sh with verl's actor defaults: lr 1e-6,
+         * constant, weight decay 0.01, clip 1.0; PPO mini-batch 8 prompts x n = 8 replies =
+         * 64 replies per optimizer step; clip ratio 0.2 (dual clip 3); k3 KL loss 0.001 */
+        o->lr = 1e-6;
+        c->lr_given = 1;
+        o->sched = CL_SCHED_CONSTANT;
+        o->warmup_ratio = 0;
+        o->adamw.weight_decay = 0.01;
+        o->clip = 1.0;
+        o->batch = 8;
+        o->grad_accum = 8;
+        o->grpo = (cl_grpo_config){.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.001, .adv_eps = 1e-6};
+        return;
+    }
     if (strcmp(name, "collabllm-sft") && strcmp(name, "collabllm-dpo"))
-        cl_usage_error("--preset: unknown preset \"%s\" (collabllm-sft, collabllm-dpo)", name);
+        cl_usage_error("--preset: unknown preset \"%s\" (collabllm-sft, collabllm-dpo, verl-grpo)", name);
     /* CollabLLM scripts/train/{sft,offline_dpo}.py: LoRA r 32, alpha 16, dropout 0.1 on all seven
      * projections with Gaussian A; cosine, no warmup, clip 1.0 */
     o->lora = (cl_lora_config){.rank = 32, .alpha = 16, .dropout = 0.1, .targets = (1u << CL_NPROJ) - 1,
@@ -217,6 +241,12 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     switch (opt) {
     case O_SFT: o->kind = CL_FT_SFT; o->data = arg; break;
     case O_DPO: o->kind = CL_FT_PAIRS; o->data = arg; break;
+    case O_GRPO: o->kind = CL_FT_GRPO; o->data = arg; break;
+    case O_CLIP_RATIO:
+        rc = cl_parse_double(arg, 0, 0.99, "--clip-ratio", &o->grpo.clip_low, e);
+        o->grpo.clip_high = o->grpo.clip_low;
+        break;
+    case O_KL_COEF: rc = cl_parse_double(arg, 0, 1e6, "--kl-coef", &o->grpo.kl_coef, e); break;
     case O_MODEL: o->model_dir = arg; break;
     case O_INIT: o->init_config = arg; break;
     case O_TOKENIZER: o->tokenizer = arg; break;
@@ -225,6 +255,7 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_RUN: o->run_dir = arg; break;
     case O_RESUME: o->run_dir = arg; o->resume = 1; break;
     case O_ADAPTER: o->adapter = arg; break;
+    case O_OPT_FROM: o->optimizer_from = arg; break;
     case O_EVAL: o->eval_data = arg; break;
     case O_EVAL_SPLIT: rc = cl_parse_double(arg, 0, 0.9, "--eval-split", &o->eval_split, e); break;
     case O_EVAL_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--eval-every", &o->eval_every, e); break;
@@ -338,9 +369,9 @@ int main(int argc, char **argv)
     static ctx c;
     const cl_cli cli = {
         .prog = "cl-finetune",
-        .synopsis = "(--sft FILE | --dpo FILE) (--model DIR | --init CONFIG) --run DIR [options]\n"
+        .synopsis = "(--sft FILE | --dpo FILE | --grpo FILE) (--model DIR | --init CONFIG) --run DIR [options]\n"
                     "       cl-finetune --resume DIR",
-        .summary = "Fine-tune Llama/Qwen2-family models with SFT or DPO (LoRA or full).",
+        .summary = "Fine-tune Llama/Qwen2-family models with SFT, DPO or GRPO (LoRA or full).",
         .options_help = help,
         .opts = opts,
         .on_opt = on_opt,
@@ -358,13 +389,14 @@ int main(int argc, char **argv)
         parse(&c, &cli, ac, av, &common);
     }
     cl_ft_opts *o = &c.o;
-    if (common.ninputs) cl_usage_error("unexpected argument '%s' (data files go with --sft or --dpo)", common.inputs[0]);
+    if (common.ninputs)
+        cl_usage_error("unexpected argument '%s' (data files go with --sft, --dpo or --grpo)", common.inputs[0]);
     if (!o->run_dir) cl_usage_error("--run DIR is required");
     if (!o->model_dir == !o->init_config) cl_usage_error("give exactly one of --model DIR and --init CONFIG");
     if (o->init_config && !o->tokenizer == !o->corpus)
         cl_usage_error("--init needs exactly one of --tokenizer FILE and --train-tokenizer CORPUS");
     if (!o->init_config && (o->tokenizer || o->corpus)) cl_usage_error("--tokenizer and --train-tokenizer go with --init");
-    if (!o->data && !o->init_config) cl_usage_error("give --sft FILE or --dpo FILE");
+    if (!o->data && !o->init_config) cl_usage_error("give --sft FILE, --dpo FILE or --grpo FILE");
     if (c.lora_given && c.full_given) cl_usage_error("--lora and --full exclude each other");
     if (o->init_config && !c.lora_given) o->full = 1;
     if (o->full && (o->bf16 || o->adapter)) cl_usage_error("--bf16 and --adapter need LoRA, not --full");
@@ -372,6 +404,8 @@ int main(int argc, char **argv)
     if (o->kind != CL_FT_PAIRS && (o->anchor || o->rpo_alpha > 0))
         cl_usage_error("--anchor and --rpo-alpha go with --dpo");
     if (o->eval_data && o->eval_split > 0) cl_usage_error("--eval and --eval-split exclude each other");
+    if (o->kind == CL_FT_GRPO && (o->eval_data || o->eval_split > 0))
+        cl_usage_error("--grpo has no held-out loss: score the policy with cl-rollout and cl-judge instead of --eval");
     if (!c.lr_given) o->lr = o->full ? 1e-5 : 1e-4;
     o->seed = common.seed;
     o->lora.seed = common.seed;

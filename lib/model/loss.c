@@ -105,3 +105,59 @@ double cl_dpo_loss(const cl_dpo_config *c, int npairs, const double *pol_c, cons
     if (metrics) *metrics = mt;
     return mt.loss;
 }
+
+void cl_grpo_advantages(const double *r, int n, double eps, double *adv)
+{
+    double mean = 0, sd = 1;
+    if (n > 1) {
+        for (int i = 0; i < n; i++) mean += r[i];
+        mean /= n;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (r[i] - mean) * (r[i] - mean);
+        sd = sqrt(ss / (n - 1));
+    }
+    for (int i = 0; i < n; i++) adv[i] = (r[i] - mean) / (sd + eps);
+}
+
+static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+double cl_grpo_loss(const cl_grpo_config *c, const float *logp, const int *target, const int *seq,
+                    const double *adv, const float *old, const float *ref, int n, double norm, float *coef,
+                    cl_grpo_metrics *mt)
+{
+    cl_grpo_metrics m = {0};
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        if (coef) coef[i] = 0;
+        if (target[i] < 0 || seq[i] < 0 || norm <= 0) continue;
+        double lp = logp[i], o = old && !isnan(old[i]) ? old[i] : lp, a = adv[seq[i]];
+        double lr = lp - o, ratio = exp(clampd(lr, -20, 20));
+        /* the log-ratio clamp and the ratio clip stop the gradient where they bind */
+        double dratio = lr >= -20 && lr <= 20 ? ratio : 0;
+        double l1 = -a * ratio, l2 = -a * clampd(ratio, 1 - c->clip_low, 1 + c->clip_high);
+        double pg = l1 >= l2 ? l1 : l2, d = l1 >= l2 ? -a * dratio : 0;
+        if (l2 > l1) m.clipfrac += 1;
+        if (a < 0 && c->clip_c > 1 && -a * c->clip_c < pg) {
+            pg = -a * c->clip_c;
+            d = 0;
+        }
+        double kl = 0, dkl = 0;
+        if (ref && c->kl_coef != 0) {
+            double x = ref[i] - lp, k = exp(x) - x - 1;
+            kl = clampd(k, -10, 10);
+            dkl = k >= -10 && k <= 10 ? 1 - exp(x) : 0;
+        }
+        m.pg_loss += pg;
+        m.kl += kl;
+        total += pg + c->kl_coef * kl;
+        if (coef) coef[i] = (float)((d + c->kl_coef * dkl) / norm);
+    }
+    if (norm > 0) {
+        m.pg_loss /= norm;
+        m.kl /= norm;
+        m.clipfrac /= norm;
+        total /= norm;
+    }
+    if (mt) *mt = m;
+    return total;
+}

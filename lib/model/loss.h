@@ -2,9 +2,10 @@
  *
  * Owns: masked next-token cross-entropy (SFT), per-sequence summed / mean completion
  * log-probabilities, and the DPO family (sigmoid with label smoothing, hinge, IPO, robust) with
- * their gradients and TRL's metrics.  Inputs are the per-token log-probs cl_llama_head returns
- * and outputs are the per-token coefficients it takes back, so no vocabulary-sized tensor is
- * ever seen here.  Must not know about the model's layers. */
+ * their gradients and TRL's metrics; GRPO's group-normalised advantages and its clipped
+ * policy-ratio objective with the k3 KL to a reference (verl's formulas).  Inputs are the
+ * per-token log-probs cl_llama_head returns and outputs are the per-token coefficients it
+ * takes back, so no vocabulary-sized tensor is ever seen here.  Must not know about the model's layers. */
 #ifndef CL_MODEL_LOSS_H
 #define CL_MODEL_LOSS_H
 
@@ -49,6 +50,41 @@ typedef struct cl_dpo_metrics {      /* means over the pairs, TRL's names */
 double cl_dpo_loss(const cl_dpo_config *c, int npairs, const double *pol_c, const double *pol_r,
                    const double *ref_c, const double *ref_r, const int *len_c, const int *len_r,
                    double *d_pol_c, double *d_pol_r, cl_dpo_metrics *metrics);
+
+/* ---- GRPO ------------------------------------------------------------------------------ */
+
+typedef struct cl_grpo_config {
+    double clip_low, clip_high;  /* the ratio is clipped to [1 - clip_low, 1 + clip_high]; 0.2 */
+    double clip_c;               /* dual clip: a negative advantage's token loss is at most
+                                  * -A * clip_c (verl's clip_ratio_c, 3); <= 1 turns it off */
+    double kl_coef;              /* weight of the k3 KL to the reference (verl's kl_loss_coef) */
+    double adv_eps;              /* added to the group's std (1e-6) */
+} cl_grpo_config;
+
+/* Group-normalised advantages of one group of n rewards, as verl's
+ * compute_grpo_outcome_advantage: adv = (r - mean) / (std + eps) with the SAMPLE standard
+ * deviation (n - 1 in the denominator, torch.std's default); a group of one has mean 0 and
+ * std 1.  Equal rewards give zero advantages. */
+void cl_grpo_advantages(const double *r, int n, double eps, double *adv);
+
+typedef struct cl_grpo_metrics {  /* each already divided by the norm, so micro-batches add up */
+    double pg_loss, kl, clipfrac;
+} cl_grpo_metrics;
+
+/* The GRPO loss of n tokens, summed over the loss tokens (target >= 0) and divided by norm
+ * (the loss tokens of the whole step: verl's token-mean).  Token i of sequence seq[i] has
+ * advantage adv[seq[i]], log-prob logp[i] under the policy, old[i] under the sampling policy
+ * (old NULL or old[i] NaN: the policy's own value, detached, so the ratio is 1) and ref[i]
+ * under the reference (NULL: no KL term).  Per token:
+ *   ratio = exp(clamp(logp - old, -20, 20))
+ *   pg = max(-A ratio, -A clamp(ratio, 1 - clip_low, 1 + clip_high)), then for A < 0
+ *        min(pg, -A clip_c) when clip_c > 1
+ *   kl = clamp(exp(ref - logp) - (ref - logp) - 1, -10, 10)     (k3, verl's low_var_kl)
+ *   loss = pg + kl_coef kl.
+ * coef[i] (may be NULL) receives d loss / d logp[i], 0 off the loss tokens.  mt may be NULL. */
+double cl_grpo_loss(const cl_grpo_config *c, const float *logp, const int *target, const int *seq,
+                    const double *adv, const float *old, const float *ref, int n, double norm, float *coef,
+                    cl_grpo_metrics *mt);
 
 /* log(sigmoid(x)) without overflow. */
 double cl_log_sigmoid(double x);

@@ -19,7 +19,7 @@
 #include "model/chat.h"
 #include "model/tokenizer.h"
 
-typedef enum cl_ft_kind { CL_FT_SFT = 0, CL_FT_PAIRS = 1 } cl_ft_kind;
+typedef enum cl_ft_kind { CL_FT_SFT = 0, CL_FT_PAIRS = 1, CL_FT_GRPO = 2 } cl_ft_kind;
 
 /* One token sequence.  Token i is a training target (predicted from token i-1) when
  * mask[i] is 1; mask[0] never counts. */

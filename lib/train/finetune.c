@@ -1,4 +1,4 @@
-/* finetune.c — the SFT/DPO training loop, checkpoints, resume, metrics and exports. */
+/* finetune.c — the SFT/DPO/GRPO training loop, checkpoints, resume, metrics and exports. */
 #include "train/finetune.h"
 
 #include <dirent.h>
@@ -34,6 +34,7 @@ void cl_ft_opts_default(cl_ft_opts *o)
     o->grad_accum = 1;
     o->max_len = 1024;
     o->dpo = (cl_dpo_config){.type = CL_DPO_SIGMOID, .beta = 0.1};
+    o->grpo = (cl_grpo_config){.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.001, .adv_eps = 1e-6};
     o->keep = 2;
     o->corpus_vocab = 512;
 }
@@ -172,6 +173,8 @@ typedef struct run {
     cl_ft_data train, eval, anchor;
     cl_ft_plan plan, eplan, aplan;
     double *ref, *eref;              /* [example * 2 + sequence] */
+    cl_ft_grpo grpo;                 /* GRPO: advantages and sampling log-probs of the replies */
+    float *gref;                     /* GRPO: reference log-prob of every loss token */
     cl_tensor *tr[4096];
     int ntr;
     cl_ft_batch bt;
@@ -182,6 +185,7 @@ typedef struct run {
     uint64_t opts_hash;
     double t0, cpu0, last_line;
     long tokens, start_step;
+    long adam_t0;                    /* AdamW steps taken before this run (--optimizer-from) */
     char path[4200];
 } run;
 
@@ -199,7 +203,9 @@ static uint64_t opts_hash(const cl_ft_opts *o)
                      o->grad_accum, o->max_len, o->max_prompt_len, o->packing, o->dpo.type, o->dpo.beta,
                      o->dpo.label_smoothing, o->rpo_alpha, o->anchor_weight, o->eval_split,
                      (unsigned long long)o->seed);
-    return cl_hash64(b, (size_t)n, 0x66696e65ull);
+    uint64_t h = cl_hash64(b, (size_t)n, 0x66696e65ull);
+    if (o->optimizer_from) h = cl_hash64(o->optimizer_from, strlen(o->optimizer_from), h);
+    return o->kind == CL_FT_GRPO ? cl_hash64(&o->grpo, sizeof o->grpo, h) : h;
 }
 
 static void progress(const run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -367,6 +373,48 @@ static int read_state(run *r, const char *dir, cl_err *e)
     return rc;
 }
 
+/* A run that continues another's optimizer keeps, beside its resume file, the AdamW steps taken
+ * before it (RUN/checkpoint-N/adam_t0, decimal), so that a later run continuing it counts
+ * Adam's bias correction from the first step of the first run. */
+static int write_adam_t0(run *r, const char *dir, cl_err *e)
+{
+    char p[4400], b[32];
+    cl_ft_path(p, sizeof p, dir, "adam_t0");
+    int n = snprintf(b, sizeof b, "%ld\n", r->adam_t0);
+    return cl_ft_write_file(p, b, (size_t)n, e);
+}
+
+/* --optimizer-from DIR: the AdamW moments of DIR's resume file (the same trainable values) and
+ * the step count they stand for. */
+static int load_optimizer(run *r, const char *dir, cl_err *e)
+{
+    char p[4400];
+    cl_ft_path(p, sizeof p, dir, "trainer_state.bin");
+    size_t len;
+    char *buf = cl_file_read(p, &len, e);
+    if (!buf) return -1;
+    cl_llama *m = r->fm.m;
+    state_hdr h;
+    size_t mv = sizeof(float) * (size_t)m->n_train;
+    int rc = 0;
+    if (len < sizeof h || (memcpy(&h, buf, sizeof h), memcmp(h.magic, STATE_MAGIC, 8)) || h.version != STATE_VERSION ||
+        h.header_bytes != sizeof h)
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: not a cl-finetune resume file of version %u", p, STATE_VERSION);
+    else if (h.n_train != m->n_train || len != sizeof h + 2 * mv)
+        rc = cl_err_set(e, CL_EXIT_DATAERR, "%s: holds moments of %lld trainable values; this run trains %ld (continue "
+                        "the optimizer of a run with the same adapter shape)", p, (long long)h.n_train, m->n_train);
+    if (!rc) {
+        memcpy(m->m_mem, buf + sizeof h, mv);
+        memcpy(m->v_mem, buf + sizeof h + mv, mv);
+        cl_ft_path(p, sizeof p, dir, "adam_t0");
+        char *t = cl_file_read(p, &len, NULL);
+        r->adam_t0 = (t ? strtol(t, NULL, 10) : 0) + h.step;
+        free(t);
+    }
+    free(buf);
+    return rc;
+}
+
 static int swap_link(run *r, const char *link, const char *target, cl_err *e)
 {
     char tmp[4400], dst[4400];
@@ -412,6 +460,7 @@ static int save_checkpoint(run *r, cl_err *e)
     cl_llama_sync(r->fm.m, CL_SYNC_TO_HOST); /* weights and moments live on the device, if any */
     int rc = r->o->full ? cl_ft_model_save(&r->fm, tmp, e) : cl_ft_model_save_adapter(&r->fm, tmp, e);
     if (!rc) rc = write_state(r, tmp, e);
+    if (!rc && r->adam_t0) rc = write_adam_t0(r, tmp, e);
     if (rc) return rc;
     fsync_dir_files(tmp);
     /* a checkpoint of this step from an interrupted attempt is replaced whole */
@@ -468,7 +517,12 @@ static int load_data(run *r, cl_ft_data *d, const char *path, cl_ft_kind kind, c
 {
     cl_ft_data_opts dopt = {.kind = kind, .format = r->fm.format, .max_len = r->o->max_len,
                             .max_prompt_len = r->o->max_prompt_len};
-    if (cl_ft_data_load(d, path, r->fm.tok, &dopt, e)) return -1;
+    if (kind == CL_FT_GRPO ? cl_ft_grpo_load(d, &r->grpo, path, r->fm.tok, &dopt, r->o->grpo.adv_eps, e)
+                           : cl_ft_data_load(d, path, r->fm.tok, &dopt, e))
+        return -1;
+    if (kind == CL_FT_GRPO)
+        progress(r, "%s: %ld groups, %d replies (%ld groups with equal rewards train only the KL term; %ld replies "
+                 "carry the sampler's log-probs)", path, r->grpo.groups, d->n, r->grpo.flat_groups, r->grpo.recorded);
     if (d->no_loss)
         cl_warn("%s: %ld of %ld %s rows have no assistant token left after truncation to %d tokens; left out", path,
                 d->no_loss, d->rows, what, r->o->max_len);
@@ -511,43 +565,103 @@ static int compute_refs(run *r, cl_ft_data *d, double **out, cl_err *e)
     return 0;
 }
 
-/* The cache holds both sets: magic, the data hashes, the counts, then the doubles. */
+/* Reference caches beside the run: an 8-byte magic, a header (the data hashes and counts that
+ * tie them to the data), then the values of one or two arrays.  cache_read returns 1 when the
+ * file holds exactly that header and sizes, 0 otherwise (then it must be computed again). */
+static int cache_read(const char *path, const char *magic, const void *hdr, size_t hlen, void *a, size_t alen,
+                      void *b, size_t blen)
+{
+    size_t len;
+    char *buf = cl_file_read(path, &len, NULL);
+    int hit = buf && len == 8 + hlen + alen + blen && !memcmp(buf, magic, 8) && !memcmp(buf + 8, hdr, hlen);
+    if (hit) {
+        memcpy(a, buf + 8 + hlen, alen);
+        if (blen) memcpy(b, buf + 8 + hlen + alen, blen);
+    }
+    free(buf);
+    return hit;
+}
+
+static int cache_write(const char *path, const char *magic, const void *hdr, size_t hlen, const void *a, size_t alen,
+                       const void *b, size_t blen, cl_err *e)
+{
+    char *buf = malloc(8 + hlen + alen + blen);
+    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    memcpy(buf, magic, 8);
+    memcpy(buf + 8, hdr, hlen);
+    memcpy(buf + 8 + hlen, a, alen);
+    if (blen) memcpy(buf + 8 + hlen + alen, b, blen);
+    int rc = cl_ft_write_file(path, buf, 8 + hlen + alen + blen, e);
+    free(buf);
+    return rc;
+}
+
+/* A cache that is missing or stale is computed from the model as loaded, which a resumed full
+ * fine-tuning run no longer has. */
+static int cache_missing(const run *r, const char *path, cl_err *e)
+{
+    if (r->o->resume && r->o->full)
+        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
+                          "from a trained model", path);
+    return 0;
+}
+
+/* DPO's cache holds both sets: magic, the data hashes, the counts, then the doubles. */
 static int refs(run *r, cl_err *e)
 {
     const char *p = rpath(r, "ref-logps.bin");
     char path[4400];
     cl_ft_path(path, sizeof path, NULL, p);
     uint64_t hdr[4] = {r->train.hash, r->eval.hash, (uint64_t)r->train.n, (uint64_t)r->eval.n};
-    size_t nt = (size_t)r->train.n * 2, ne = (size_t)r->eval.n * 2, len;
-    size_t want = 8 + sizeof hdr + sizeof(double) * (nt + ne);
-    char *buf = cl_file_read(path, &len, NULL);
-    if (buf && len == want && !memcmp(buf, REF_MAGIC, 8) && !memcmp(buf + 8, hdr, sizeof hdr)) {
-        r->ref = malloc(sizeof(double) * (nt ? nt : 1));
-        r->eref = malloc(sizeof(double) * (ne ? ne : 1));
-        if (!r->ref || !r->eref) abort();
-        memcpy(r->ref, buf + 8 + sizeof hdr, sizeof(double) * nt);
-        memcpy(r->eref, buf + 8 + sizeof hdr + sizeof(double) * nt, sizeof(double) * ne);
-        free(buf);
+    size_t nt = (size_t)r->train.n * 2, ne = (size_t)r->eval.n * 2;
+    r->ref = malloc(sizeof(double) * (nt ? nt : 1));
+    r->eref = malloc(sizeof(double) * (ne ? ne : 1));
+    if (!r->ref || !r->eref) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    if (cache_read(path, REF_MAGIC, hdr, sizeof hdr, r->ref, sizeof(double) * nt, r->eref, sizeof(double) * ne)) {
         progress(r, "reference log-probs from %s", path);
         return 0;
     }
-    free(buf);
-    if (r->o->resume && r->o->full)
-        return cl_err_set(e, CL_EXIT_DATAERR, "%s is missing or stale: full fine-tuning cannot recompute the reference "
-                          "from a trained model", path);
+    if (cache_missing(r, path, e)) return -1;
     double t0 = cl_now();
+    free(r->ref);
+    free(r->eref);
+    r->ref = r->eref = NULL;
     if (compute_refs(r, &r->train, &r->ref, e)) return -1;
     if (r->eval.n && compute_refs(r, &r->eval, &r->eref, e)) return -1;
     if (!r->eval.n && !(r->eref = malloc(sizeof(double)))) abort();
-    buf = malloc(want);
-    if (!buf) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    memcpy(buf, REF_MAGIC, 8);
-    memcpy(buf + 8, hdr, sizeof hdr);
-    memcpy(buf + 8 + sizeof hdr, r->ref, sizeof(double) * nt);
-    memcpy(buf + 8 + sizeof hdr + sizeof(double) * nt, r->eref, sizeof(double) * ne);
-    int rc = cl_ft_write_file(path, buf, want, e);
-    free(buf);
+    int rc = cache_write(path, REF_MAGIC, hdr, sizeof hdr, r->ref, sizeof(double) * nt, r->eref, sizeof(double) * ne, e);
     progress(r, "reference log-probs of %zu sequences in %.1f s, cached in %s", nt + ne, cl_now() - t0, path);
+    return rc;
+}
+
+#define GREF_MAGIC "CLFTGRF1"
+
+/* GRPO's reference: per-token log-probs of every reply with the adapters off (LoRA) or of the
+ * starting weights (full), computed once and cached beside the run like DPO's. */
+static int grpo_refs(run *r, cl_err *e)
+{
+    if (r->o->grpo.kl_coef == 0) return 0;
+    char path[4400];
+    cl_ft_path(path, sizeof path, NULL, rpath(r, "ref-token-logps.bin"));
+    uint64_t hdr[2] = {r->train.hash, (uint64_t)r->grpo.ntok};
+    size_t nb = sizeof(float) * (size_t)r->grpo.ntok;
+    if (!(r->gref = malloc(nb ? nb : 1))) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    if (cache_read(path, GREF_MAGIC, hdr, sizeof hdr, r->gref, nb, NULL, 0)) {
+        progress(r, "reference log-probs from %s", path);
+        return 0;
+    }
+    if (cache_missing(r, path, e)) return -1;
+    double t0 = cl_now();
+    cl_llama *m = r->fm.m;
+    int on = m->lora_on;
+    cl_lora_enable(m, 0);
+    m->training = 0;
+    int rc = cl_ft_grpo_token_logps(m, &r->train, &r->grpo, r->o->batch, r->o->packing, r->o->max_len, r->fm.pad_id,
+                                    &r->bt, r->gref, e);
+    cl_lora_enable(m, on);
+    if (rc) return -1;
+    rc = cache_write(path, GREF_MAGIC, hdr, sizeof hdr, r->gref, nb, NULL, 0, e);
+    progress(r, "reference log-probs of %ld tokens in %.1f s, cached in %s", r->grpo.ntok, cl_now() - t0, path);
     return rc;
 }
 
@@ -556,6 +670,7 @@ static int refs(run *r, cl_err *e)
 typedef struct step_stats {
     double loss, dpo, nll, anchor, grad_norm;
     cl_dpo_metrics mt;
+    cl_grpo_metrics gm;
     long tokens;
 } step_stats;
 
@@ -566,6 +681,31 @@ static void batch_refs(const double *ref, const int *idx, int n, double *out)
         out[2 * i] = ref[(size_t)idx[i] * 2];
         out[2 * i + 1] = ref[(size_t)idx[i] * 2 + 1];
     }
+}
+
+/* One GRPO micro-batch (already built in r->bt from examples idx): the replies' advantages,
+ * sampling and reference log-probs moved to the batch's positions. */
+static int grpo_micro(run *r, const int *idx, double norm, step_stats *st, cl_err *e)
+{
+    const cl_ft_batch *bt = &r->bt;
+    size_t cells = (size_t)bt->b * bt->t;
+    float *old = malloc(sizeof(float) * cells * 2), *ref = old + cells;
+    double *adv = malloc(sizeof(double) * (size_t)(bt->nseq ? bt->nseq : 1));
+    int rc = old && adv ? 0 : cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    if (!rc) {
+        for (int q = 0; q < bt->nseq; q++) adv[q] = r->grpo.adv[idx[q]];
+        cl_ft_grpo_map(bt, idx, r->grpo.off, r->grpo.old, old, 1);
+        if (r->gref) cl_ft_grpo_map(bt, idx, r->grpo.off, r->gref, ref, 1);
+        cl_ft_grpo_out out;
+        rc = cl_ft_grpo_micro(r->fm.m, bt, &r->o->grpo, adv, old, r->gref ? ref : NULL, norm, &out, e);
+        st->loss += out.loss;
+        st->gm.pg_loss += out.mt.pg_loss;
+        st->gm.kl += out.mt.kl;
+        st->gm.clipfrac += out.mt.clipfrac;
+    }
+    free(old);
+    free(adv);
+    return rc;
 }
 
 static int train_step(run *r, double lr, step_stats *st, cl_err *e)
@@ -597,6 +737,10 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
             double l;
             if (cl_ft_sft_micro(m, &r->bt, (double)norm, 1.0, &l, e)) return -1;
             st->loss += l;
+            continue;
+        }
+        if (o->kind == CL_FT_GRPO) {
+            if (grpo_micro(r, idx, (double)norm, st, e)) return -1;
             continue;
         }
         cl_ft_dpo_out d;
@@ -637,7 +781,7 @@ static int train_step(run *r, double lr, step_stats *st, cl_err *e)
                           "The last good checkpoint is %s/%s", r->step + 1, st->loss, st->grad_norm, o->run_dir,
                           n > 0 ? last : "(none written yet)");
     }
-    cl_llama_adamw_step(m, &o->adamw, r->tr, r->ntr, r->step + 1, lr);
+    cl_llama_adamw_step(m, &o->adamw, r->tr, r->ntr, r->adam_t0 + r->step + 1, lr);
     return 0;
 }
 
@@ -723,6 +867,11 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
         rec = cl_json_set_num(rec, "logps/rejected", st->mt.logps_rejected);
         if (r->o->rpo_alpha > 0) rec = cl_json_set_num(rec, "nll", st->nll);
     }
+    if (r->o->kind == CL_FT_GRPO) {
+        rec = cl_json_set_num(rec, "pg_loss", st->gm.pg_loss);
+        rec = cl_json_set_num(rec, "kl", st->gm.kl);
+        rec = cl_json_set_num(rec, "pg_clipfrac", st->gm.clipfrac);
+    }
     if (r->anchor.n) rec = cl_json_set_num(rec, "anchor_loss", st->anchor);
     rec = cl_json_set_num(rec, "tokens_per_s", tps);
     rec = cl_json_set_num(rec, "elapsed_s", el);
@@ -735,6 +884,8 @@ static int log_step(run *r, const step_stats *st, double lr, cl_err *e)
         fmt_eta(eta, eb, sizeof eb);
         if (r->o->kind == CL_FT_PAIRS)
             snprintf(extra, sizeof extra, " acc %.2f margin %.4f", st->mt.rewards_accuracies, st->mt.rewards_margins);
+        if (r->o->kind == CL_FT_GRPO)
+            snprintf(extra, sizeof extra, " pg %.4f kl %.4g clipped %.2f", st->gm.pg_loss, st->gm.kl, st->gm.clipfrac);
         progress(r, "step %ld/%ld epoch %.2f loss %.4f%s lr %.3g %.0f tok/s eta %s", r->step, r->total, epoch, st->loss,
                  extra, lr, tps, eb);
     }
@@ -841,12 +992,16 @@ static int setup(run *r, cl_err *e)
     if (!r->metrics) return cl_err_set(e, CL_EXIT_IOERR, "%s: %s", r->path, strerror(errno));
     r->opts_hash = opts_hash(o);
     if (load_model(r, last, e)) return -1;
+    /* before read_state: a resumed run's own moments replace these, the step offset stays */
+    if (o->optimizer_from && load_optimizer(r, o->optimizer_from, e)) return -1;
     if (!o->data) return 0;
     if (o->device) {
         if (o->device->attach(o->device, r->fm.m, e)) return -1;
         progress(r, "training on %s", o->device->name);
     }
-    if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : "pair", e)) return -1;
+    if (load_data(r, &r->train, o->data, o->kind, o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "reply" : "pair",
+                  e))
+        return -1;
     if (o->eval_data) {
         if (load_data(r, &r->eval, o->eval_data, o->kind, "eval", e)) return -1;
     } else if (o->eval_split > 0) {
@@ -863,7 +1018,9 @@ static int setup(run *r, cl_err *e)
     r->total = o->max_steps > 0 ? o->max_steps : (long)o->epochs * r->spe;
     r->warmup = o->warmup_steps >= 0 ? o->warmup_steps : (long)ceil(o->warmup_ratio * (double)r->total);
     if (o->kind == CL_FT_PAIRS && refs(r, e)) return -1;
-    if (o->kind == CL_FT_PAIRS) r->fm.m->lora_dropout = 0; /* TRL's disable_dropout for DPO */
+    if (o->kind == CL_FT_GRPO && grpo_refs(r, e)) return -1;
+    /* TRL's disable_dropout for DPO; GRPO's ratio needs the policy the sampler ran */
+    if (o->kind != CL_FT_SFT) r->fm.m->lora_dropout = 0;
     if (o->resume) {
         if (read_state(r, last, e)) return -1;
         cl_llama_sync(r->fm.m, CL_SYNC_TO_DEVICE); /* the moments just read */
@@ -945,7 +1102,7 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
     int rc = setup(r, e);
     if (!rc && o->data) {
         progress(r, "%s %s of %s: %d rows, %d micro-batches of %d x %d accumulated, %ld steps (%ld per epoch), "
-                 "%ld trainable values", o->kind == CL_FT_SFT ? "SFT" : "DPO", o->full ? "full" : "LoRA",
+                 "%ld trainable values", o->kind == CL_FT_SFT ? "SFT" : o->kind == CL_FT_GRPO ? "GRPO" : "DPO", o->full ? "full" : "LoRA",
                  r->fm.src, r->train.n, r->plan.nbatches, o->batch, o->grad_accum, r->total, r->spe, r->fm.m->n_train);
         r->t0 = cl_now();
         r->cpu0 = cpu_seconds();
@@ -984,6 +1141,8 @@ int cl_ft_run(const cl_ft_opts *o, cl_err *e)
     cl_ft_batch_free(&r->bt);
     free(r->ref);
     free(r->eref);
+    free(r->gref);
+    cl_ft_grpo_free(&r->grpo);
     if (r->metrics) fclose(r->metrics);
     free(r);
     return rc;

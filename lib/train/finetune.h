@@ -1,10 +1,11 @@
-/* finetune.h — SFT and DPO training runs: the loop, its checkpoints and its resume.
+/* finetune.h — SFT, DPO and GRPO training runs: the loop, its checkpoints and its resume.
  *
  * Owns: one run from options to artefacts — model and data loading (modelio.h, data.h), the
  * per-micro-batch objectives (SFT cross-entropy normalised by the loss tokens of the whole
  * accumulated step; DPO on summed completion log-probs against reference log-probs computed
  * once up front with the adapters off and cached beside the run; the optional NLL term on
- * the chosen reply and the anchor SFT set), gradient accumulation, clipping, AdamW and the
+ * the chosen reply and the anchor SFT set; GRPO (train/grpo.h) with per-token reference
+ * log-probs computed once and cached the same way), gradient accumulation, clipping, AdamW and the
  * warmup schedule, evaluation and best-checkpoint keeping, checkpoints written whole (a temp
  * directory renamed into place, then the `last` link swapped), the versioned resume file
  * (optimizer moments, step, dropout counter, metrics offset; magic, version and sizes
@@ -23,14 +24,17 @@
 #include "model/optim.h"
 #include "core/stream.h"
 #include "train/data.h"
+#include "train/grpo.h"
 
 typedef struct cl_ft_opts {
-    cl_ft_kind kind;                 /* CL_FT_SFT or CL_FT_PAIRS (DPO) */
+    cl_ft_kind kind;                 /* CL_FT_SFT, CL_FT_PAIRS (DPO) or CL_FT_GRPO */
     const char *model_dir;           /* --model */
     const char *init_config;         /* --init: a new model from this config.json */
     const char *tokenizer, *corpus;  /* --tokenizer FILE / --train-tokenizer CORPUS (with --init) */
     int corpus_vocab;                /* --vocab */
     const char *data, *eval_data, *anchor, *adapter, *run_dir, *chat;
+    const char *optimizer_from;      /* a checkpoint whose AdamW moments and step this run continues
+                                      * (the online rounds: one optimizer across runs) */
     int resume;                      /* continue run_dir from its last checkpoint */
     int full;                        /* full fine-tuning instead of LoRA */
     cl_lora_config lora;
@@ -43,6 +47,7 @@ typedef struct cl_ft_opts {
     long max_steps;                  /* > 0 overrides epochs */
     int batch, grad_accum, max_len, max_prompt_len, packing;
     cl_dpo_config dpo;
+    cl_grpo_config grpo;
     double rpo_alpha, anchor_weight;
     double eval_split;
     long eval_every, save_every, log_every;
@@ -59,7 +64,8 @@ typedef struct cl_ft_opts {
 } cl_ft_opts;
 
 /* Defaults: LoRA r 8 alpha 16 on all projections, lr 1e-4 (2e-5 full), cosine, no warmup,
- * 1 epoch, batch 4, max_len 1024, DPO sigmoid beta 0.1, save at the end only. */
+ * 1 epoch, batch 4, max_len 1024, DPO sigmoid beta 0.1, GRPO clip 0.2 (dual clip 3) and KL
+ * coefficient 0.001 (verl's), save at the end only. */
 void cl_ft_opts_default(cl_ft_opts *o);
 
 /* The whole run; 0, or -1 with e set (the run directory keeps its last good checkpoint).

@@ -2,8 +2,10 @@
 #
 #   ft_data DIR   cfg.json (a 2-layer d32 Llama), sft.jsonl (8 dialogues to memorise),
 #                 pairs.jsonl (the same prompts: the right colour chosen, a refusal rejected)
-#   ft_base DIR   ft_data, then a from-scratch model (own BPE tokenizer) that memorised sft.jsonl,
-#                 in DIR/base/final
+#   ft_base DIR [POSITIONS]   ft_data, then a from-scratch model (own BPE tokenizer) that
+#                 memorised sft.jsonl, in DIR/base/final; POSITIONS sets its context (default 128;
+#                 4096 holds cl-rollout's simulator prompts)
+#   kill_at, same_metrics   resume checks (below)
 # One thread: the tiny shapes run fastest single-threaded and results stay comparable.
 export OMP_NUM_THREADS=1
 FT="$CL_TESTBIN/ft"
@@ -24,6 +26,25 @@ CFG
 
 ft_base() {
     ft_data "$1" &&
+    if [ -n "${2:-}" ]; then jq ".max_position_embeddings = $2" "$1/cfg.json" >"$1/cfg.tmp" && mv "$1/cfg.tmp" "$1/cfg.json"; fi &&
     cl-finetune --init "$1/cfg.json" --train-tokenizer "$1/sft.jsonl" --vocab 300 --sft "$1/sft.jsonl" \
         --run "$1/base" --lr 1e-2 --schedule constant --epochs 150 --batch 8 --seed 1 -q
+}
+
+# kill_at RUN STEP CMD...: starts CMD, SIGKILLs it once RUN/checkpoint-STEP exists.  On a
+# loaded machine this shell may not run again before CMD has finished; that attempt proves
+# nothing about resuming, so it is made again (in a fresh RUN), up to five times.
+kill_at() {
+    run=$1 step=$2; shift 2
+    for attempt in 1 2 3 4 5; do
+        rm -rf "$run"
+        "$@" & pid=$!
+        while ! test -e "$run/checkpoint-$step" && kill -0 $pid 2>/dev/null; do sleep 0.01; done
+        kill -9 $pid 2>/dev/null; wait $pid
+        test -e "$run/final" || return 0
+    done
+    return 0
+}
+same_metrics() { # everything but the clock
+    jq -c "del(.tokens_per_s, .elapsed_s, .cpu_s)" "$1" >m1 && jq -c "del(.tokens_per_s, .elapsed_s, .cpu_s)" "$2" >m2 && cmp m1 m2
 }

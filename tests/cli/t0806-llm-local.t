@@ -8,9 +8,7 @@
 S="$_top/shared"
 # A base that memorised "What is color N?" -> "Color N is C." with a context long enough for
 # cl-rollout's user-simulator prompts, and a LoRA DPO run on it.
-{ ft_data "$S" && jq '.max_position_embeddings = 4096' "$S/cfg.json" >"$S/cfg4k.json" &&
-  cl-finetune --init "$S/cfg4k.json" --train-tokenizer "$S/sft.jsonl" --vocab 300 --sft "$S/sft.jsonl" \
-      --run "$S/base" --lr 1e-2 --schedule constant --epochs 150 --batch 8 --seed 1 -q &&
+{ ft_base "$S" 4096 &&
   cl-finetune --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8 --lr 1e-2 --epochs 6 \
       --batch 4 --seed 2 -q --run "$S/dpo"; } 2>"$_top/base.err" ||
     { cat "$_top/base.err"; echo "Bail out! cannot train the models"; exit 1; }

@@ -6,24 +6,6 @@
 S="$_top/shared"
 ft_base "$S" 2>"$_top/base.err" || { cat "$_top/base.err"; echo "Bail out! cannot train the base model"; exit 1; }
 
-# kill_at RUN STEP CMD...: starts CMD, SIGKILLs it once RUN/checkpoint-STEP exists.  On a
-# loaded machine this shell may not run again before CMD has finished; that attempt proves
-# nothing about resuming, so it is made again (in a fresh RUN), up to five times.
-kill_at() {
-    run=$1 step=$2; shift 2
-    for attempt in 1 2 3 4 5; do
-        rm -rf "$run"
-        "$@" & pid=$!
-        while ! test -e "$run/checkpoint-$step" && kill -0 $pid 2>/dev/null; do sleep 0.01; done
-        kill -9 $pid 2>/dev/null; wait $pid
-        test -e "$run/final" || return 0
-    done
-    return 0
-}
-same_metrics() { # everything but the clock
-    jq -c "del(.tokens_per_s, .elapsed_s, .cpu_s)" "$1" >m1 && jq -c "del(.tokens_per_s, .elapsed_s, .cpu_s)" "$2" >m2 && cmp m1 m2
-}
-
 test_expect 'LoRA DPO (dropout, accumulation, warmup, eval) killed mid-run and resumed equals the straight run' '
     set -- --model "$S/base/final" --dpo "$S/pairs.jsonl" --lora r=4,alpha=8,dropout=0.1 --lr 5e-3 --epochs 15 \
         --batch 2 --grad-accum 2 --save-every 3 --eval-split 0.25 --eval-every 5 --warmup-steps 3 -q &&

@@ -231,7 +231,9 @@ class Writer:
             f.write(b"CLFX" + struct.pack("<II", 1, len(self.recs)) + b"".join(self.recs))
 
 
-def build(cfg, lora, seed, out):
+def start(cfg, lora, seed):
+    """A writer holding the model's description and the test batch, and the batch itself
+    (also what gen_grpo_fixtures.py starts from)."""
     w = Writer()
     w.add("config", "s", json.dumps(cfg))
     w.add("seed", "i", [seed])
@@ -254,7 +256,13 @@ def build(cfg, lora, seed, out):
         w.add(n, "i", t)
     w.add("B", "i", [B])
     w.add("T", "i", [T])
-    data = (ids, pos, seg, targets)
+    return w, (ids, pos, seg, targets)
+
+
+def build(cfg, lora, seed, out):
+    w, data = start(cfg, lora, seed)
+    ids, pos, seg, targets = data
+    B = ids.shape[0]
     m = Model(cfg, seed, lora)
     ntok = (targets >= 0).sum()
     def sft_record(prefix, params):

@@ -96,6 +96,18 @@ static double grad_err(const clfx *fx, const char *key, const float *g, long n)
     return d / mx;
 }
 
+/* Largest difference between the model's gradients and g, relative to g's largest value (the
+ * same step accumulated over micro-batches against it in one). */
+static double grads_vs(const cl_llama *m, const float *g)
+{
+    double d = 0, mx = 1e-6;
+    for (long i = 0; i < m->n_train; i++) {
+        d = fmax(d, fabs(m->grad_mem[i] - g[i]));
+        mx = fmax(mx, fabs(g[i]));
+    }
+    return d / mx;
+}
+
 static void first_dpo_step_matches_torch(const char *file)
 {
     fxmodel f;
@@ -142,12 +154,7 @@ static void first_dpo_step_matches_torch(const char *file)
             loss += out.loss;
         }
         EXPECT_CLOSE(fabs(loss - want) / fabs(want), 1e-5, "accumulated loss");
-        double d = 0, mx = 1e-6;
-        for (long i = 0; i < f.m->n_train; i++) {
-            d = fmax(d, fabs(f.m->grad_mem[i] - g1[i]));
-            mx = fmax(mx, fabs(g1[i]));
-        }
-        EXPECT_CLOSE(d / mx, 1e-5, "accumulated gradients");
+        EXPECT_CLOSE(grads_vs(f.m, g1), 1e-5, "accumulated gradients");
         free(sq2);
         free(g1);
     }
@@ -175,6 +182,124 @@ static void rpo_term_adds_the_mean_chosen_token_nll(void **s)
     assert_int_equal(cl_ft_dpo_micro(f.m, &all, &dc, ref, 2, 1.0, chosen, &out, &e), 0);
     assert_true(fabs(out.loss - log(2.0)) < 1e-6);
     assert_true(fabs(out.nll - (-(pol[0] + pol[2]) / chosen)) < 1e-4 * fabs(out.nll));
+    free(sq);
+    fx_close(&f);
+}
+
+/* ---- GRPO vs torch ------------------------------------------------------------------------ */
+
+/* Per-position log-probs of the fixture batch under the model as it stands. */
+static float *position_logps(fxmodel *f)
+{
+    cl_err e = {0};
+    float *lp = malloc(sizeof(float) * (size_t)f->b * f->t);
+    assert_int_equal(cl_llama_forward(f->m, f->ids, f->pos, f->seg, f->b, f->t, &e), 0);
+    cl_llama_head(f->m, f->target, NULL, lp);
+    return lp;
+}
+
+static void first_grpo_step_matches_torch(const char *file)
+{
+    fxmodel f;
+    fx_open(&f, file);
+    cl_err e = {0};
+    long n = (long)f.b * f.t;
+    int *sq = malloc(sizeof(int) * (size_t)n), *sq2 = malloc(sizeof(int) * (size_t)n);
+    cl_ft_batch all = rows_of(&f, 0, f.b, sq);
+    /* the reference as the trainer computes it: the adapters off */
+    cl_lora_enable(f.m, 0);
+    float *ref = position_logps(&f);
+    cl_lora_enable(f.m, 1);
+    float *old = malloc(sizeof(float) * (size_t)n);
+    int norm = 0;
+    for (long i = 0; i < n; i++) {
+        old[i] = (float)clfx_val(f.fx, "grpo_old", (uint32_t)i);
+        if (f.target[i] < 0) continue;
+        norm++;
+        double want = clfx_val(f.fx, "grpo_ref", (uint32_t)i);
+        EXPECT_CLOSE(fabs(ref[i] - want) / fmax(1, fabs(want)), 1e-5, "reference log-prob");
+    }
+    double rw[4], adv[4];
+    for (int i = 0; i < 4; i++) rw[i] = clfx_val(f.fx, "grpo_rewards", (uint32_t)i);
+    cl_grpo_advantages(rw, 4, 1e-6, adv);
+    for (int i = 0; i < 4; i++) EXPECT_CLOSE(fabs(adv[i] - clfx_val(f.fx, "grpo_adv", (uint32_t)i)), 1e-12, "advantage");
+    cl_grpo_config c = {.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.1, .adv_eps = 1e-6};
+    cl_ft_grpo_out out;
+    cl_llama_zero_grad(f.m);
+    f.m->training = 1;
+    assert_int_equal(cl_ft_grpo_micro(f.m, &all, &c, adv, old, ref, norm, &out, &e), 0);
+    double want = clfx_val(f.fx, "grpo_loss", 0);
+    EXPECT_CLOSE(fabs(out.loss - want) / fabs(want), 1e-5, "GRPO loss");
+    EXPECT_CLOSE(fabs(out.mt.pg_loss - clfx_val(f.fx, "grpo_pg", 0)) / fabs(want), 1e-5, "policy-gradient term");
+    EXPECT_CLOSE(fabs(out.mt.kl - clfx_val(f.fx, "grpo_kl", 0)) / clfx_val(f.fx, "grpo_kl", 0), 1e-5, "KL term");
+    assert_true(out.mt.clipfrac > 0 && out.mt.clipfrac < 1); /* the fixture clips some tokens */
+    char key[200];
+    for (int i = 0; i < f.m->n_lora; i++) {
+        snprintf(key, sizeof key, "grpo_grad:%s", f.m->lora[i].name);
+        EXPECT_CLOSE(grad_err(f.fx, key, f.m->lora[i].grad, f.m->lora[i].numel), 2e-4, key);
+    }
+    /* the same step over two micro-batches of two replies: token-mean over the whole step */
+    float *g1 = malloc(sizeof(float) * (size_t)f.m->n_train);
+    memcpy(g1, f.m->grad_mem, sizeof(float) * (size_t)f.m->n_train);
+    cl_llama_zero_grad(f.m);
+    double loss = 0;
+    for (int p = 0; p < 2; p++) {
+        cl_ft_batch half = rows_of(&f, 2 * p, 2, sq2);
+        long off = (long)2 * p * f.t;
+        assert_int_equal(cl_ft_grpo_micro(f.m, &half, &c, adv + 2 * p, old + off, ref + off, norm, &out, &e), 0);
+        loss += out.loss;
+    }
+    EXPECT_CLOSE(fabs(loss - want) / fabs(want), 1e-5, "accumulated loss");
+    EXPECT_CLOSE(grads_vs(f.m, g1), 1e-5, "accumulated gradients");
+    free(g1);
+    free(old);
+    free(ref);
+    free(sq);
+    free(sq2);
+    fx_close(&f);
+}
+
+static void llama_first_grpo_step_equals_the_torch_reference(void **s) { (void)s; first_grpo_step_matches_torch("grpo-llama.fx"); }
+static void qwen2_first_grpo_step_equals_the_torch_reference(void **s) { (void)s; first_grpo_step_matches_torch("grpo-qwen2.fx"); }
+
+static void equal_rewards_give_zero_advantages_and_only_the_kl_term(void **s)
+{
+    (void)s;
+    double same[4] = {0.7, 0.7, 0.7, 0.7}, two[2] = {1, 0}, one = 0.5, adv[4];
+    cl_grpo_advantages(same, 4, 1e-6, adv);
+    for (int i = 0; i < 4; i++) assert_true(adv[i] == 0.0);
+    /* sample std of {1, 0} is 1/sqrt(2): advantages +-1/sqrt(2) */
+    cl_grpo_advantages(two, 2, 0, adv);
+    assert_true(fabs(adv[0] - sqrt(0.5)) < 1e-15 && fabs(adv[1] + sqrt(0.5)) < 1e-15);
+    /* a group of one: mean 0, std 1 (verl) */
+    cl_grpo_advantages(&one, 1, 1e-6, adv);
+    assert_true(fabs(adv[0] - 0.5 / (1 + 1e-6)) < 1e-15);
+
+    fxmodel f;
+    fx_open(&f, "grpo-llama.fx");
+    cl_err e = {0};
+    int *sq = malloc(sizeof(int) * (size_t)f.b * f.t);
+    cl_ft_batch all = rows_of(&f, 0, f.b, sq);
+    cl_lora_enable(f.m, 0);
+    float *ref = position_logps(&f);
+    cl_lora_enable(f.m, 1);
+    double zero[4] = {0, 0, 0, 0};
+    cl_grpo_config c = {.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.1, .adv_eps = 1e-6};
+    cl_ft_grpo_out out;
+    /* no reference: nothing to learn from a flat group */
+    cl_llama_zero_grad(f.m);
+    assert_int_equal(cl_ft_grpo_micro(f.m, &all, &c, zero, NULL, NULL, 20, &out, &e), 0);
+    assert_true(out.loss == 0 && out.mt.pg_loss == 0);
+    for (long i = 0; i < f.m->n_train; i++) assert_true(f.m->grad_mem[i] == 0);
+    /* with the reference: the loss and gradient are the KL term's alone */
+    cl_llama_zero_grad(f.m);
+    assert_int_equal(cl_ft_grpo_micro(f.m, &all, &c, zero, NULL, ref, 20, &out, &e), 0);
+    assert_true(out.mt.pg_loss == 0 && out.mt.kl > 0);
+    assert_true(fabs(out.loss - 0.1 * out.mt.kl) < 1e-12 * out.loss);
+    double gn = 0;
+    for (long i = 0; i < f.m->n_train; i++) gn += fabs(f.m->grad_mem[i]);
+    assert_true(gn > 0);
+    free(ref);
     free(sq);
     fx_close(&f);
 }
@@ -395,6 +520,9 @@ int main(void)
         cmocka_unit_test(llama_first_dpo_step_equals_the_torch_reference),
         cmocka_unit_test(qwen2_first_dpo_step_equals_the_torch_reference),
         cmocka_unit_test(rpo_term_adds_the_mean_chosen_token_nll),
+        cmocka_unit_test(llama_first_grpo_step_equals_the_torch_reference),
+        cmocka_unit_test(qwen2_first_grpo_step_equals_the_torch_reference),
+        cmocka_unit_test(equal_rewards_give_zero_advantages_and_only_the_kl_term),
         cmocka_unit_test(sft_dialogues_train_every_assistant_turn_and_its_end_of_turn_only),
         cmocka_unit_test(pairs_share_the_prompt_and_train_only_the_replies),
         cmocka_unit_test(truncation_cuts_the_prompt_from_the_left_and_keeps_the_reply),

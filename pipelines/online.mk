@@ -1,0 +1,193 @@
+# pipelines/online.mk — online training (CollabLLM's online DPO, verl's GRPO) as rounds of make
+# targets.
+#
+#   make -f pipelines/online.mk STATES=seeds.jsonl.zst HELDOUT=test.jsonl.zst BASE=models/M \
+#        OUT=online [METHOD=dpo|grpo] [ROUNDS=3] [VARIABLE=value ...]
+#   make -f pipelines/online.mk OUT=online ... plot        # the per-round chart (gnuplot)
+#
+# Round K (1..ROUNDS) runs the data engine of collab.mk with the current policy as the
+# assistant: a slice of STATES, cl-rollout --branch with the policy writing the candidates and
+# the futures' assistant turns (local: with the last round's adapter), cl-judge, cl-reward (MR)
+# and cl-pairs --dpo; then cl-finetune --dpo continues the last round's adapter for STEPS
+# optimizer steps.  METHOD=grpo samples GROUP candidates per state from the same policy and
+# trains cl-finetune --grpo on them (the MR of each candidate is its reward).  The DPO and GRPO
+# reference is the starting policy's base with the adapters off (REF=start); REF=round merges
+# each round's adapter into a new base, so the next round's reference is the last policy.
+# After every round (and for the starting policy, round 0) eval.mk benchmarks the policy on the
+# HELDOUT seeds; rounds.jsonl gathers the task metric, ITR, tokens and reward per round and
+# `plot` draws them.
+#
+# Every file is a target written whole and renamed, so an interrupted run resumes at its round
+# with the same command; a training killed mid-round resumes at its last checkpoint (SAVE_EVERY)
+# and the LLM cache replays the calls already made.  The adapter and the AdamW state carry over
+# from round to round (cl-finetune --adapter, --optimizer-from); the learning-rate schedule is
+# each round's own (FT_FLAGS='--schedule ...').
+#
+# Layout under OUT:
+#   round-0/policy          the starting policy's model spec
+#   round-K/states.zst      the states of round K
+#   round-K/engine/         collab.mk's files (scored.jsonl.zst, dpo.jsonl.zst, ...)
+#   round-K/groups.jsonl.zst  METHOD=grpo: {prompt, completions, rewards} per scored turn
+#   round-K/run/            cl-finetune's run (checkpoints, metrics.jsonl, final/; last is the
+#                           checkpoint whose optimizer the next round continues)
+#   round-K/policy          the spec of the policy after round K
+#   round-K/eval/           eval.mk on HELDOUT with that policy (report.json, report.txt)
+#   rounds.jsonl, rounds.png  per-round held-out metrics and their chart
+
+STATES  ?=
+BASE    ?=
+ifeq ($(filter clean,$(MAKECMDGOALS)),)
+ifeq ($(STATES),)
+$(error STATES=FILE is required: seed records (cl-seed) the rounds draw their conversations from)
+endif
+ifeq ($(BASE),)
+$(error BASE=DIR is required: the local model directory of the policy)
+endif
+endif
+OUT     ?= online-out
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+HERE    := $(dir $(lastword $(MAKEFILE_LIST)))
+
+# ---- rounds -------------------------------------------------------------------------------
+METHOD  ?= dpo
+ROUNDS  ?= 3
+# round K draws slice (K-1) mod SLICES of STATES (cl-pairs --shard); 1 = every state each round
+SLICES  ?= $(ROUNDS)
+# held-out seeds benchmarked after every round; empty = no per-round benchmark
+HELDOUT ?=
+# an adapter of BASE the policy starts from (e.g. the offline DPO run's final/); empty = BASE
+START_ADAPTER ?=
+# start: the reference of every round is BASE (the starting policy without START_ADAPTER);
+# round: each round merges its adapter and the next round trains a fresh one on the merge
+REF     ?= start
+
+# ---- the engine of a round (collab.mk's variables; the policy is the assistant) -------------
+# paper: 2 on-policy samples per prompt for online DPO; verl: n = 8 for GRPO
+CANDIDATES ?= 2
+GROUP      ?= 4
+ROUND_TURNS ?= 2
+ENGINE_FLAGS ?=
+# the candidates are trained with the prompt they were sampled with: no system prompt, no
+# proactive prompt, so DPO and GRPO stay on-policy
+ONLINE_ENGINE = SYSTEM_PROMPT=0 PROACT_RATIO=0 MAX_TURNS=$(ROUND_TURNS) \
+    CANDIDATES=$(if $(filter grpo,$(METHOD)),$(GROUP),$(CANDIDATES)) $(ENGINE_FLAGS)
+
+# ---- training -----------------------------------------------------------------------------
+STEPS      ?= 8
+SAVE_EVERY ?= 2
+LORA       ?= r=8,alpha=16
+# DPO: the paper's online recipe (lr 5e-6, beta 0.1 sigmoid); GRPO: verl's
+FT_PRESET  ?= $(if $(filter grpo,$(METHOD)),verl-grpo,collabllm-dpo)
+FT_FLAGS   ?=
+
+# ---- evaluation ---------------------------------------------------------------------------
+EVAL_FLAGS ?=
+
+CACHE ?= $(OUT)/cache
+ROUND_IDS := $(shell seq 1 $(ROUNDS))
+EVAL_IDS  := $(if $(HELDOUT),0 $(ROUND_IDS))
+SUBMAKE    = $(MAKE) --no-print-directory -f $(HERE)
+
+.PHONY: all rounds eval plot clean
+
+all: rounds $(if $(HELDOUT),$(OUT)/rounds.jsonl)
+rounds: $(OUT)/round-$(ROUNDS)/policy
+plot: $(OUT)/rounds.png
+
+$(OUT)/round-0/policy:
+	@mkdir -p $(@D)
+	echo 'local:$(abspath $(BASE))$(if $(START_ADAPTER),+adapter=$(abspath $(START_ADAPTER)))' > $@.tmp && mv $@.tmp $@
+
+# round_rules K PREV
+define round_rules
+$(OUT)/round-$(1)/states.zst: $(STATES)
+	@mkdir -p $$(@D)
+	$(CL)cl-pairs -q --shard $$$$(( ($(1) - 1) % $(SLICES) ))/$(SLICES) -o $$@.tmp $$< && mv $$@.tmp $$@
+
+# The engine runs whole or resumes inside collab.mk; its directory is one target here.
+$(OUT)/round-$(1)/engine/scored.jsonl.zst: $(OUT)/round-$(1)/states.zst $(OUT)/round-$(2)/policy
+	policy=$$$$(cat $(OUT)/round-$(2)/policy) && \
+	$(SUBMAKE)collab.mk SEEDS=$(OUT)/round-$(1)/states.zst OUT=$(OUT)/round-$(1)/engine CACHE=$(CACHE) \
+	    ASSISTANT="$$$$policy" FUTURE_ASSISTANT="$$$$policy" $(ONLINE_ENGINE) \
+	    $(OUT)/round-$(1)/engine/scored.jsonl.zst $(OUT)/round-$(1)/engine/dpo.jsonl.zst
+
+$(OUT)/round-$(1)/engine/dpo.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
+
+# One group per scored turn whose candidates all have an MR.
+$(OUT)/round-$(1)/groups.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
+	$(CL)cl-pairs -q --where '(.candidates | length) > 1 and all(.candidates[]; .mr.mean | type == "number")' \
+	    --map '{id: "\(.id)/t\(.turn)", prompt: [.messages[] | {role, content}], \
+	            completions: [.candidates[].content], rewards: [.candidates[].mr.mean]}' \
+	    -o $$@.tmp $$< && mv $$@.tmp $$@
+
+# Training: a run with checkpoints resumes at its last one; the policy file is written last.
+$(OUT)/round-$(1)/policy: $(if $(filter grpo,$(METHOD)),$(OUT)/round-$(1)/groups.jsonl.zst,$(OUT)/round-$(1)/engine/dpo.jsonl.zst) \
+                          $(OUT)/round-$(2)/policy
+	run=$(OUT)/round-$(1)/run; \
+	if ls -d $$$$run/checkpoint-* >/dev/null 2>&1; then $(CL)cl-finetune --resume $$$$run; else \
+	    rm -rf $$$$run && $(CL)cl-finetune --preset $(FT_PRESET) --$(METHOD) $$< --max-steps $(STEPS) \
+	        --save-every $(SAVE_EVERY) --seed $$$$(( $(SEED) + $(1) )) $(call train_model,$(1),$(2)) \
+	        $(FT_FLAGS) --run $$$$run; fi && \
+	echo '$(call policy_after,$(1))' > $$@.tmp && mv $$@.tmp $$@
+endef
+
+# train_model K PREV: the model flags of round K.  REF=start: BASE, continuing the last adapter
+# and its AdamW moments and step (round 1: START_ADAPTER, or a fresh LoRA); REF=round: the last
+# round's merge, a fresh LoRA and a fresh optimizer.
+ifeq ($(REF),round)
+train_model = $(if $(filter 1,$(1)),--model $(BASE) $(if $(START_ADAPTER),--adapter $(START_ADAPTER),--lora $(LORA)),\
+    --model $(OUT)/round-$(2)/run/merged --lora $(LORA)) --merge
+policy_after = local:$(abspath $(OUT))/round-$(1)/run/merged
+else
+train_model = --model $(BASE) $(if $(filter 1,$(1)),$(if $(START_ADAPTER),--adapter $(START_ADAPTER),--lora $(LORA)),\
+    --adapter $(OUT)/round-$(2)/run/final --optimizer-from $(OUT)/round-$(2)/run/last)
+policy_after = local:$(abspath $(BASE))+adapter=$(abspath $(OUT))/round-$(1)/run/final
+endif
+
+$(foreach k,$(ROUND_IDS),$(eval $(call round_rules,$(k),$(shell echo $$(($(k) - 1))))))
+
+# ---- the per-round benchmark ----------------------------------------------------------------
+define eval_rules
+$(OUT)/round-$(1)/eval/report.json: $(OUT)/round-$(1)/policy
+	policy=$$$$(cat $$<) && \
+	$(SUBMAKE)eval.mk SEEDS=$(HELDOUT) OUT=$(OUT)/round-$(1)/eval CACHE=$(CACHE) \
+	    MODELS="round-$(1)=$$$$policy" BASELINE= $(EVAL_FLAGS) $(OUT)/round-$(1)/eval/report.json \
+	    $(OUT)/round-$(1)/eval/report.txt
+endef
+$(foreach k,$(EVAL_IDS),$(eval $(call eval_rules,$(k))))
+
+eval: $(OUT)/rounds.jsonl
+
+# One line per policy (round 0: the starting one): its held-out means and 95% bootstrap
+# intervals as cl-judge --report computes them (task metric and ITR x100, tokens in thousands),
+# the mean MR of the candidates it sampled in the next round (null after the last round), and
+# the wall seconds of the round that trained it (states to policy file).
+JQ_MR    = [.[].candidates[]?.mr.mean | numbers] | if length > 0 then add / length else null end
+JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr: $$mr, round_s: $$s}
+JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN")] | @tsv
+$(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json)
+	for k in $(EVAL_IDS); do \
+	    next=$(OUT)/round-$$((k + 1))/engine/scored.jsonl.zst; \
+	    mr=$$(if [ -f $$next ]; then zstd -dc $$next | jq -s '$(JQ_MR)'; else echo null; fi) && \
+	    secs=$$(if [ $$k -gt 0 ]; then echo $$(( $$(stat -c %Y $(OUT)/round-$$k/policy) - \
+	        $$(stat -c %Y $(OUT)/round-$$k/states.zst) )); else echo null; fi) && \
+	    jq -c --argjson k $$k --argjson mr "$$mr" --argjson s "$$secs" '$(JQ_ROUND)' \
+	        $(OUT)/round-$$k/eval/report.json || exit 1; \
+	done > $@.tmp && mv $@.tmp $@
+
+# Four panels: the task metric, ITR, tokens and the sampled MR, per round, with their intervals.
+$(OUT)/rounds.png: $(OUT)/rounds.jsonl
+	jq -r '$(JQ_TSV)' $< > $@.tsv && \
+	metric=$$(head -1 $< | jq -r .metric_name) && \
+	{ echo 'set terminal pngcairo size 1000,700 noenhanced'; echo 'set output "$@.tmp"'; \
+	  echo 'set multiplot layout 2,2 title "$(METHOD): held-out means per round (95% bootstrap intervals)"'; \
+	  echo 'set xlabel "round"'; echo 'set xtics 1'; echo 'set key off'; echo 'set offsets 0.3, 0.3, graph 0.05, graph 0.05'; \
+	  echo "set title \"$$metric x100\""; echo 'plot "$@.tsv" using 1:2:3:4 with yerrorlines'; \
+	  echo 'set title "ITR x100"'; echo 'plot "$@.tsv" using 1:5:6:7 with yerrorlines'; \
+	  echo 'set title "tokens (thousands)"'; echo 'plot "$@.tsv" using 1:8:9:10 with yerrorlines'; \
+	  echo 'set title "MR of its samples in the next round"'; echo 'plot "$@.tsv" using 1:11 with linespoints'; \
+	  echo 'unset multiplot'; } > $@.gp && gnuplot $@.gp && rm -f $@.gp && mv $@.tmp $@
+
+# Removes the rounds but keeps the cache.
+clean:
+	rm -rf $(OUT)/round-* $(OUT)/rounds.*

@@ -1,0 +1,35 @@
+#!/bin/sh
+# pipelines/online.mk in the offline world: the shipped passive base (examples/world-base) as
+# the local: policy, world:user and world:judge as the simulator and the judges, on world math
+# tasks: one online DPO round end to end with the per-round benchmark, and a second make that
+# has nothing left to do.
+. "$(dirname "$0")/lib.sh"
+BASE="$ROOT/examples/world-base"
+{ cl-seed --list-presets 2>/dev/null | grep -q '^world' && test -f "$BASE/model.safetensors"; } ||
+    skip_all 'this build has no offline world (cl-seed --preset world, world: specs, examples/world-base)'
+S="$_top/shared"
+mkdir -p "$S"
+cl-seed -q --preset world --split train --limit 60 --seed 1 | cl-pairs -q --where '.task == "math"' --shard 0/2 -o "$S/states.zst" &&
+cl-seed -q --preset world --split test --limit 40 --seed 2 | cl-pairs -q --where '.task == "math"' --shard 0/2 -o "$S/held.zst" ||
+    { echo "Bail out! cannot draw world seeds"; exit 1; }
+export OMP_NUM_THREADS=1
+online() {
+    make -s -f "$ROOT/pipelines/online.mk" STATES="$S/states.zst" HELDOUT="$S/held.zst" BASE="$BASE" BIN="$CL_BIN" \
+        TASK=math USER_MODEL=world:user JUDGE=world:judge MIN_GAP=0 ROUNDS=1 STEPS=2 BOOTSTRAP=200 "$@"
+}
+
+test_expect 'one online DPO round in the world: the passive base samples, world judges rank, DPO trains, both benchmarked' '
+    online OUT=o all 2>log || { cat log; false; } &&
+    zstd -dc o/round-1/engine/scored.jsonl.zst >scored &&
+    jq -s -e --arg p "local:$BASE" "length > 0 and all(.[].candidates[]; .source == \$p and (.mr.mean | type) == \"number\")" scored &&
+    jq -s -e "length == 2 and all(.[]; has(\"dpo_loss\"))" o/round-1/run/metrics.jsonl &&
+    test "$(cat o/round-1/policy)" = "local:$BASE+adapter=$PWD/o/round-1/run/final" &&
+    n=$(zstd -dc "$S/held.zst" | wc -l) &&
+    jq -s -e --argjson n $n "map(.round) == [0, 1] and all(.[]; .records == \$n and .failed == 0 and .metric_name == \"accuracy\"
+        and .metric.lo <= .metric.mean and .metric.mean <= .metric.hi)" o/rounds.jsonl
+'
+test_expect 'a second make of the finished round has nothing to do: no sampling, no training' '
+    online OUT=o all 2>log && online OUT=o all 2>log2 || { cat log log2; false; } &&
+    ! grep -q "cl-rollout\|cl-finetune" log2
+'
+test_done
