@@ -1,72 +1,184 @@
 #!/bin/sh
-# pipelines/demo.sh — `make demo`: the whole CollabLLM loop on the shipped examples, offline.
+# pipelines/demo.sh — `make demo`: the whole CollabLLM loop, offline, on a tiny model that
+# learns to ask (design/offline-world.md).
 #
-# Until the offline world (scripted users and judges, a tiny in-process model) exists, the
-# models here are the bundled loopback mock server (build/tests/mockllm) answering from the
-# scripted worlds of tests/fixtures/pipelines/: the numbers show the machinery (seeds ->
-# simulation -> judges -> rewards -> DPO pairs and SFT dialogues; the benchmark table and its
-# chart), not the quality of any model.  Point the same pipelines at a real endpoint with
-# API_BASE=... ASSISTANT=openai:MODEL (see collabllm(7)).
+# The world: tasks whose requests leave out details only the user knows (a note's name and
+# day, a function's name and number, a word problem's two numbers; cl-seed --preset world).
+# The user simulator and the judges are exact programs (world:); the assistant is a tiny Llama
+# (0.9M parameters, examples/world-base) pre-trained on world dialogues in which the assistant
+# mostly guesses the usual values, like the paper's passive base models; it runs in the
+# process (local:).  The demo runs the paper's data engine (collab.mk: candidates, forward
+# samples, judges, MR, DPO pairs and the MR-best dialogues), fine-tunes the base the paper's
+# offline way, SFT on the MR-best dialogues then DPO on the MR pairs (with an anchor loss on
+# the same dialogues, which keeps a model this small fluent), and benchmarks base and
+# fine-tuned model on held-out tasks (eval.mk), greedy, with 95% bootstrap intervals.
 #
-#   BIN=bin TESTBIN=build/tests OUT=demo-out sh pipelines/demo.sh
+# The candidates: K replies of the base itself, sampled hot, and EXTRA (default 1) from the
+# scripted world:careful assistant, which asks about every missing detail once.  The passive
+# base asks in about 2% of its samples; with its own candidates alone (EXTRA=0 K=16
+# FUTURE=local:examples/world-base) the loop gains about +15 points, with them about +45
+# (BENCHMARKS.md).  The careful candidate is off-policy data: legitimate for offline SFT/DPO,
+# and MR still decides, state by state, whether it beats the base's own replies.
+#
+#   BIN=bin OUT=demo-out sh pipelines/demo.sh
+# Knobs (environment): BASE (model dir), TRAIN (training seeds), TEST (held-out seeds), K and
+# TEMP (policy candidates and their temperature), EXTRA and FUTURE (extra candidates, and the
+# assistant of the forward samples, which also plays them), SFT_STEPS and SFT_LR, STEPS (DPO
+# steps; 0 = SFT only), LR, BETA, ANCHOR_W, RPO.
 set -eu
-# From the source tree, or installed (`make install`: PREFIX/share/cl/pipelines/demo.sh, with
-# the worlds in PREFIX/share/cl/worlds and the mock server as cl-mockllm).
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
-TESTBIN=${TESTBIN:-$ROOT/build/tests}
 OUT=${OUT:-demo-out}
-W=$ROOT/tests/fixtures/pipelines
-MOCK=$TESTBIN/mockllm
-if [ -d "$ROOT/worlds" ]; then W=$ROOT/worlds; MOCK=$BIN/cl-mockllm; fi
+BASE=${BASE:-$ROOT/examples/world-base}
+TRAIN=${TRAIN:-240}
+TEST=${TEST:-210}
+STEPS=${STEPS:-50}
+SFT_STEPS=${SFT_STEPS:-60}
+SFT_LR=${SFT_LR:-1e-3}
+K=${K:-6}
+TEMP=${TEMP:-1.5}
+LR=${LR:-5e-4}
+EXTRA=${EXTRA:-1}
+FUTURE=${FUTURE:-world:careful}
+ANCHOR_W=${ANCHOR_W:-3}
+RPO=${RPO:-0}
+BETA=${BETA:-0.1}
+TASKS="document code math"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-
-pids=
-trap 'for p in $pids; do kill "$p" 2>/dev/null || :; done' EXIT INT TERM
-# serve NAME SCRIPT: a mock LLM on a free loopback port; sets URL_NAME.
-serve() {
-    rm -f "$OUT/$1.port"
-    "$MOCK" --script "$2" --log "$OUT/$1.requests.jsonl" >"$OUT/$1.port" 2>"$OUT/$1.err" &
-    pids="$pids $!"
-    i=0
-    until test -s "$OUT/$1.port"; do
-        i=$((i + 1))
-        [ $i -le 200 ] || { cat "$OUT/$1.err" >&2; echo "demo: the mock server did not start" >&2; exit 69; }
-        sleep 0.05
-    done
-    eval "URL_$1=http://127.0.0.1:$(cat "$OUT/$1.port")/v1"
-}
-serve engine "$W/math-world.jsonl"
-serve bench "$W/eval-world.jsonl"
-
-say() { printf '\n== %s\n' "$*" >&2; }
+BASE=$(cd "$BASE" && pwd)
 PATH=$BIN:$PATH
 export PATH
+# One thread per process: at these sizes parallel processes beat threads.
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export OMP_NUM_THREADS
+start=$(date +%s)
+say() { printf '\n== %s\n' "$*" >&2; }
+# parallel FN: FN for every family, as background jobs; fails when one failed (its log says why).
+parallel() {
+    pids=
+    for t in $TASKS; do "$1" "$t" & pids="$pids $!"; done
+    bad=0
+    for p in $pids; do wait "$p" || bad=1; done
+    if [ $bad = 1 ]; then tail -n 5 "$OUT"/*.log >&2; echo "demo: a $1 step failed" >&2; exit 1; fi
+}
 
-say "seeds: cl-seed --preset math on examples/math.jsonl"
-cl-seed -q --preset math --split all --limit 6 "$ROOT/examples/math.jsonl" -o "$OUT/seeds.jsonl.zst"
+# The world's judges and metrics per family: accuracy is the exact success (the user's
+# verdict) in every family; documents add char-BLEU, code the sandboxed unittest.
+judges() {
+    case $1 in
+    document) echo "--extract document --accuracy --interactivity" ;;
+    code)     echo "--extract code --accuracy --interactivity" ;;
+    math)     echo "--accuracy --interactivity" ;;
+    esac
+}
+# R* and MR alike for every family: exact success 1, interactivity 0.5, tokens -0.5 per
+# thousand (the v2 weights of math, cl-reward(1)).
+reward() {
+    case $1 in
+    document) m=bleu,tokens ;;
+    code)     m=pass_rate,tokens ;;
+    math)     m=tokens ;;
+    esac
+    echo "--weights accuracy=1,interactivity=0.5,tokens=-5e-4 --tokens words --metric $m"
+}
 
-say "data engine: make -f pipelines/collab.mk (branch -> judge -> reward -> advance, per turn)"
-make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/collab" BIN="$BIN" \
-    API_BASE="$URL_engine" ASSISTANT=openai:demo-assistant USER_MODEL=openai:demo-user \
-    JUDGE=openai:demo-judge CACHE="$OUT/cache" SAMPLES=2 MAX_TURNS=4 all
-for f in dpo sft; do
-    printf '%s: %s records\n' "$f" "$(zstd -dc "$OUT/collab/$f.jsonl.zst" | wc -l)" >&2
+say "seeds: cl-seed --preset world ($TRAIN training tasks, $TEST held-out ones)"
+cl-seed -q --preset world --split train --limit "$TRAIN" -o "$OUT/train.jsonl.zst"
+cl-seed -q --preset world --split test --limit "$TEST" -o "$OUT/test.jsonl.zst"
+for t in $TASKS; do
+    cl-pairs -q --where ".task == \"$t\"" -o "$OUT/train-$t.jsonl.zst" "$OUT/train.jsonl.zst"
+    cl-pairs -q --where ".task == \"$t\"" -o "$OUT/test-$t.jsonl.zst" "$OUT/test.jsonl.zst"
 done
-say "a DPO pair (zstdcat $OUT/collab/dpo.jsonl.zst | jq)"
-zstd -dc "$OUT/collab/dpo.jsonl.zst" | head -1 | jq '{id, prompt: [.prompt[].content], chosen: .chosen[0].content, rejected: .rejected[0].content, score_chosen, score_rejected}' >&2
+zstd -dc "$OUT/train.jsonl.zst" | head -1 | jq '{id, task, prompt, completion, world: .metadata.world}' >&2
 
-say "benchmark: make -f pipelines/eval.mk (a passive base against the CollabLLM system prompt)"
-make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/eval" BIN="$BIN" \
-    API_BASE="$URL_bench" MODELS="base=openai:demo-base collab=openai:demo-collab" MODE_collab=system \
-    USER_MODEL=openai:demo-user JUDGE=openai:demo-judge CACHE="$OUT/cache" BOOTSTRAP=1000 all
-cat "$OUT/eval/report.txt"
-if command -v gnuplot >/dev/null 2>&1; then
-    make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/seeds.jsonl.zst" OUT="$OUT/eval" BIN="$BIN" \
-        API_BASE="$URL_bench" MODELS="base=openai:demo-base collab=openai:demo-collab" \
-        MODE_collab=system USER_MODEL=openai:demo-user JUDGE=openai:demo-judge \
-        CACHE="$OUT/cache" BOOTSTRAP=1000 plot
+say "data engine: make -f pipelines/collab.mk per family ($K candidates x 2 forward samples per turn)"
+# MR needs only the exact success, interactivity and tokens: the engine skips BLEU and the
+# sandbox.  Policy candidates are sampled hot (TEMP) so that the rare question of a passive
+# model shows up among them; the forward samples that score every candidate are played by the
+# future assistant (FUTURE) at temperature 1.
+# sources: K candidates from the policy, EXTRA from the future-assistant role (FUTURE).
+sources() {
+    i=0; while [ $i -lt "$K" ]; do printf -- '--candidate assistant '; i=$((i + 1)); done
+    i=0; while [ $i -lt "$EXTRA" ]; do printf -- '--candidate future-assistant '; i=$((i + 1)); done
+}
+engine() {
+    make -s -f "$ROOT/pipelines/collab.mk" SEEDS="$OUT/train-$1.jsonl.zst" OUT="$OUT/collab/$1" BIN="$BIN" \
+        TASK=$1 ASSISTANT="local:$BASE" USER_MODEL=world: JUDGE=world: JUDGES="--accuracy --interactivity" \
+        REWARD="$(reward math)" CANDIDATES=$((K + EXTRA)) SAMPLES=2 WINDOW=1 MAX_TURNS=2 PROACT_RATIO=0 SYSTEM_PROMPT=0 \
+        MIN_GAP=0.1 ASSISTANT_TEMPERATURE=$TEMP ASSISTANT_MAX_TOKENS=40 MAX_INFLIGHT=256 \
+        FUTURE_ASSISTANT="$FUTURE" ROLLOUT_FLAGS="$(sources) --future-assistant-temperature 1" all 2>"$OUT/collab-$1.log"
+}
+parallel engine
+cat "$OUT"/collab/*/dpo.jsonl.zst > "$OUT/dpo.jsonl.zst"
+printf 'DPO pairs: %s\n' "$(zstd -dc "$OUT/dpo.jsonl.zst" | wc -l)" >&2
+zstd -dc "$OUT/dpo.jsonl.zst" | head -1 |
+    jq '{prompt: [.prompt[].content], chosen: .chosen[0].content, rejected: .rejected[0].content, score_chosen, score_rejected}' >&2
+
+cat "$OUT"/collab/*/sft.jsonl.zst > "$OUT/sft.jsonl.zst"
+printf 'SFT dialogues (the MR-best path through every task): %s\n' "$(zstd -dc "$OUT/sft.jsonl.zst" | wc -l)" >&2
+
+say "fine-tuning 1: cl-finetune SFT on the MR-best dialogues ($SFT_STEPS steps)"
+rm -rf "$OUT/sft" "$OUT/dpo"
+cl-finetune -q --model "$BASE" --sft "$OUT/sft.jsonl.zst" --full --lr "$SFT_LR" --schedule constant \
+    --max-steps "$SFT_STEPS" --batch 8 --max-len 256 --seed 0 --log-every 10 --keep 0 --run "$OUT/sft"
+FINAL=$OUT/sft/final
+if [ "$STEPS" -gt 0 ]; then
+    say "fine-tuning 2: cl-finetune DPO on the MR pairs, the SFT dialogues as anchor ($STEPS steps)"
+    cl-finetune -q --model "$OUT/sft/final" --dpo "$OUT/dpo.jsonl.zst" --anchor "$OUT/sft.jsonl.zst" \
+        --anchor-weight "$ANCHOR_W" --full --beta "$BETA" --rpo-alpha "$RPO" --lr "$LR" --schedule constant \
+        --max-steps "$STEPS" --batch 8 --max-len 256 --seed 0 --log-every 5 --keep 0 --run "$OUT/dpo"
+    jq -c 'select(.loss != null) | {step, loss, "rewards/accuracies", "rewards/margins"}' "$OUT/dpo/metrics.jsonl" |
+        tail -3 >&2
+    FINAL=$OUT/dpo/final
 fi
-say "every intermediate file is under $OUT (zstdcat FILE | jq)"
-if [ -f "$OUT/eval/report.png" ]; then echo "chart: $OUT/eval/report.png" >&2; fi
+
+say "benchmark: make -f pipelines/eval.mk per family, greedy, base and fine-tuned model"
+bench() {
+    make -s -f "$ROOT/pipelines/eval.mk" SEEDS="$OUT/test-$1.jsonl.zst" OUT="$OUT/eval/$1" BIN="$BIN" TASK=$1 \
+        MODELS="base=local:$BASE collab=local:$FINAL" USER_MODEL=world: JUDGE=world: \
+        EVAL_JUDGES="$(judges $1)" EVAL_REWARD="$(reward $1)" ASSISTANT_TEMPERATURE=0 ASSISTANT_MAX_TOKENS=40 \
+        MAX_TURNS=3 MAX_INFLIGHT=256 BOOTSTRAP=2000 all 2>"$OUT/eval-$1.log"
+}
+parallel bench
+
+# One table over the three families: the scored conversations relabelled task "world", the
+# exact success as the task metric; then the table per family.
+for m in base collab; do cat "$OUT"/eval/*/$m/scored.jsonl.zst > "$OUT/$m.scored.jsonl.zst"; done
+report() {
+    cl-judge -q --report --map '.task = "world"' --metric accuracy --baseline base --bootstrap 2000 \
+        --label base --label collab "$@" "$OUT/base.scored.jsonl.zst" "$OUT/collab.scored.jsonl.zst"
+}
+report --format table > "$OUT/report.txt"
+report --format json > "$OUT/report.json"
+if command -v gnuplot >/dev/null 2>&1; then report --format json --plot "$OUT/report.png" >/dev/null; fi
+# first replies that ask, and well-formed replies (the user's verdicts name the others)
+stats() {
+    zstd -dc "$1" | jq -s '{first_asks: (map(.messages[1].content // "" | test("\\?")) | map(if . then 1 else 0 end) | add / length),
+        well_formed: ([.[].messages[] | select(.role == "user") | .content |
+                       test("^That is not what I asked for|^I do not understand")] | map(if . then 0 else 1 end) | add / length)}'
+}
+end=$(date +%s)
+cat <<EOF
+
+The offline world: $(zstd -dc "$OUT/test.jsonl.zst" | wc -l) held-out tasks (documents, code, math) whose first request
+leaves out details only the user knows.  The simulated user (a program) answers questions,
+thanks a right answer and gives up after a wrong one; guessing the usual values is right only
+sometimes.  base = the passive tiny model (examples/world-base), greedy; collab = the same
+model after one round of CollabLLM: MR ranked $K of its own replies$(if [ "$EXTRA" -gt 0 ]; then echo " and $EXTRA of the
+scripted careful assistant ($FUTURE, off-policy data)"; fi) per state; SFT on the
+$(zstd -dc "$OUT/sft.jsonl.zst" | wc -l) MR-best dialogues ($SFT_STEPS steps), then DPO on $(zstd -dc "$OUT/dpo.jsonl.zst" | wc -l) MR pairs ($STEPS steps, anchor loss).
+world ACC: exact task success (%); Tok(k): words per conversation (thousands); ITR:
+interactivity (%), 1 when the model asked for every missing detail before answering and
+nothing needless.  [lo, hi]: 95% bootstrap interval; "Paired diff": collab - base on the
+same tasks: a gain whose interval excludes 0 is the claim.  Below the table: first_asks,
+the share of conversations whose first reply is a question; well_formed, the share of
+replies the user could read as an answer or a question.
+
+EOF
+cat "$OUT/report.txt"
+for m in base collab; do printf '%-7s %s\n' "$m" "$(stats "$OUT/$m.scored.jsonl.zst" | jq -c .)"; done
+printf '\nper family:\n'
+for t in $TASKS; do cat "$OUT/eval/$t/report.txt"; done
+printf '\nwhole loop: %d s; every intermediate file is under %s (zstdcat FILE | jq)\n' $((end - start)) "$OUT"
+if [ -f "$OUT/report.png" ]; then echo "chart: $OUT/report.png"; fi

@@ -13,13 +13,15 @@ test_expect 'make install puts everything under PREFIX; the installed demo runs 
     for f in bin/cl-seed bin/cl-rollout bin/cl-mockllm share/man/man1/cl-mockllm.1 share/man/man7/collabllm.7 \
              share/cl/pipelines/collab.mk share/cl/pipelines/common.mk share/cl/pipelines/eval.mk \
              share/cl/pipelines/finetune.mk share/cl/pipelines/demo.sh share/cl/examples/math.jsonl \
-             share/cl/examples/finetune/sft.jsonl share/cl/worlds/math-world.jsonl; do
+             share/cl/examples/finetune/sft.jsonl share/cl/examples/world-base/model.safetensors \
+             share/cl/worlds/math-world.jsonl; do
         test -s "$P/$f" || { echo "missing $f"; exit 1; }
     done &&
     grep -q "^BIN *?= $P/bin\$" "$P/share/cl/pipelines/common.mk" &&
     mkdir run && cd run &&
-    env -i PATH=/usr/bin:/bin HOME="$PWD" OUT=demo sh "$P/share/cl/pipelines/demo.sh" >out 2>err &&
-    grep -q "^base " out && grep -q "^collab " out && test -s demo/collab/dpo.jsonl.zst &&
+    env -i PATH=/usr/bin:/bin HOME="$PWD" OUT=demo TRAIN=6 TEST=9 K=2 SFT_STEPS=1 STEPS=1 \
+        sh "$P/share/cl/pipelines/demo.sh" >out 2>err &&
+    grep -q "^base " out && grep -q "^collab " out && test -s demo/dpo.jsonl.zst &&
     ! grep -q "$ROOT" err
 '
 test_expect 'the installed mock server is a program users can script' '
