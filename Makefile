@@ -138,7 +138,7 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 # The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
 # against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
 # reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
-# tests/cli/t0908-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# tests/cli/t0912-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
 # one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
 # CUDA=1 builds run the real parity test instead.
 CXX      ?= g++

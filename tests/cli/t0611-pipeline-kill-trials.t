@@ -7,7 +7,7 @@
 # flight at once (SHARDS=2 chains under -j2, each tool at most MAX_INFLIGHT calls).
 #
 # CL_KILL_TRIALS sets the number of trials (default 3 in make check; BENCHMARKS.md's
-# Robustness section records a run of 20: CL_KILL_TRIALS=20 prove -v tests/cli/t0608-*.t).
+# Robustness section records a run of 20: CL_KILL_TRIALS=20 prove -v tests/cli/t0611-pipeline-kill-trials.t).
 # CL_KILL_SEED picks the kill moments (default: the process id; printed, to replay a failure).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mock.sh"
