@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -69,26 +70,51 @@ static void a_null_or_single_thread_pool_runs_in_the_caller(void **st)
     cl_pool_free(one);
 }
 
-static double cpu_seconds(void)
+/* One index per thread, each held until every thread has arrived: when the loop returns, every
+ * worker has started (its start-up, costly under ASan, is behind us), has run to idle and has
+ * left its CPU clock behind.  Only the pool's own threads are clocked: a BLAS library linked into
+ * the same process may keep threads of its own spinning for a while after it loads. */
+typedef struct muster {
+    atomic_int arrived;
+    atomic_int seen[THREADS];
+    clockid_t clock[THREADS];
+} muster;
+
+static void wait_for_all(void *ctx, int i, int worker)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    (void)i;
+    muster *m = ctx;
+    if (worker < 0 || worker >= THREADS || atomic_exchange(&m->seen[worker], 1)) return;
+    pthread_getcpuclockid(pthread_self(), &m->clock[worker]);
+    atomic_fetch_add(&m->arrived, 1);
+    struct timespec tick = {0, 100 * 1000};
+    for (int spins = 0; atomic_load(&m->arrived) < THREADS && spins < 50000; spins++) nanosleep(&tick, NULL);
+}
+
+static double pool_cpu_seconds(const muster *m)
+{
+    double sum = 0;
+    for (int w = 0; w < THREADS; w++) {
+        struct timespec ts;
+        clock_gettime(m->clock[w], &ts);
+        sum += ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    return sum;
 }
 
 static void idle_workers_use_no_cpu(void **st)
 {
     (void)st;
     cl_pool *p = cl_pool_new(THREADS);
-    visits *v = calloc(1, sizeof *v);
-    cl_pool_for(p, 1000, 1, visit, v);
+    muster m = {0};
+    cl_pool_for(p, THREADS, 1, wait_for_all, &m);
+    assert_int_equal(atomic_load(&m.arrived), THREADS);
     /* OpenMP's default would now spin for milliseconds in every idle worker */
-    double c0 = cpu_seconds();
+    double c0 = pool_cpu_seconds(&m);
     struct timespec nap = {0, 200 * 1000 * 1000};
     nanosleep(&nap, NULL);
-    double used = cpu_seconds() - c0;
+    double used = pool_cpu_seconds(&m) - c0;
     assert_true(used < 0.02);
-    free(v);
     cl_pool_free(p);
 }
 
