@@ -138,6 +138,8 @@ int main(int argc, char **argv)
             "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list), and\n"
             "                      last cmd:PROGRAM: a program reading one JSON unit a line and\n"
             "                      writing one object of scores a line (one process, batched)\n"
+            "                      bleu, bleu-word: also the corpus BLEU of the stream (NLTK\n"
+            "                      corpus_bleu, sacreBLEU corpus_score), in the summary and --stats\n"
             "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"

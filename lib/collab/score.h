@@ -18,6 +18,7 @@
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
+#include "metrics/bleu.h"
 #include "metrics/cmd.h"
 #include "sandbox/sandbox.h"
 
@@ -77,6 +78,10 @@ typedef struct score_stats {
     uint64_t units;                 /* futures or conversations scored */
     uint64_t sandbox[4];            /* runs by sandbox_status */
     double sandbox_wall;            /* seconds, summed */
+    /* Corpus BLEU: the counts of every unit written with a bleu ([0]) or bleu_word ([1])
+     * score, and how many units that is. */
+    bleu_counts corpus[2];
+    uint64_t corpus_units[2];
 } score_stats;
 
 /* Scores recs[0..n) in place (each consumed and replaced).  On entry errs[i] is NULL, or a
@@ -90,7 +95,8 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
 
 /* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
  * printed across sc->jobs threads, then written in input order; a record that cannot be scored
- * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate) to --stats.
+ * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate, "corpus_bleu"
+ * with bleu or bleu-word) to --stats, and the corpus BLEU to the closing summary.
  * 0, or -1 with e set on a fatal error. */
 int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e);
 
