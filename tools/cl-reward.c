@@ -6,13 +6,14 @@
 #include <unistd.h>
 
 #include "core/cli.h"
+#include "core/json.h"
 #include "core/records.h"
 #include "collab/score.h"
 
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
     OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_SCRATCH, OPT_NPROC,
-    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT
+    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT, OPT_RM, OPT_RM_API_BASE, OPT_RM_RETRIES
 };
 
 typedef struct opts {
@@ -21,6 +22,8 @@ typedef struct opts {
     long batch;
     const char *tiktoken_file;     /* the tokenizer file of tiktoken:/tokenizer: */
     const char *cmd_program;       /* --metric cmd:PROGRAM */
+    const char *rm_spec, *rm_api_base; /* --rm, --rm-api-base */
+    long rm_retries;                   /* --rm-retries; -1: the client's default */
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -56,6 +59,9 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_PYTHON: o->sb.python = arg; return 0;
     case OPT_NO_SECCOMP: o->sb.seccomp = 0; return 0;
     case OPT_NO_NS: o->sb.namespaces = 0; return 0;
+    case OPT_RM: o->rm_spec = arg; return 0;
+    case OPT_RM_API_BASE: o->rm_api_base = arg; return 0;
+    case OPT_RM_RETRIES: return cl_parse_long(arg, 0, 100, "--rm-retries", &o->rm_retries, e);
     default: return cl_err_set(e, CL_EXIT_SOFTWARE, "unhandled option");
     }
 }
@@ -99,6 +105,33 @@ static cl_tokenizer *load_counter(const opts *o, int quiet)
     return tk;
 }
 
+/* The client for --metric rm_score: one role, "rm", greedy and short (the reply is a number),
+ * no cache (a score is cheap to ask again and a cache would need its own flags). */
+static cl_llm *open_rm(const opts *o, int quiet, int *role)
+{
+    if (!(o->sc.metrics & SCORE_RM)) {
+        if (o->rm_spec || o->rm_api_base || o->rm_retries >= 0)
+            cl_usage_error("--rm, --rm-api-base and --rm-retries belong to --metric rm_score");
+        return NULL;
+    }
+    if (!o->rm_spec)
+        cl_usage_error("--metric rm_score needs the reward model: --rm SPEC");
+    jv params = jv_object();
+    params = cl_json_set_num(params, "temperature", 0);
+    params = cl_json_set_num(params, "max_tokens", 32);
+    cl_llm_role_config rc = {.name = "rm", .spec = o->rm_spec, .base_url = o->rm_api_base,
+                             .params = params};
+    cl_llm_config cfg = {.retries = (int)o->rm_retries, .quiet = quiet, .roles = &rc, .nroles = 1,
+                         .max_inflight = o->sc.jobs > 16 ? o->sc.jobs : 16};
+    cl_err e = {0};
+    cl_llm *llm = cl_llm_new(&cfg, &e);
+    jv_free(params);
+    if (!llm)
+        cl_die_err(&e);
+    *role = cl_llm_role(llm, "rm");
+    return llm;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -122,9 +155,12 @@ int main(int argc, char **argv)
         {"python", required_argument, 0, OPT_PYTHON},
         {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
         {"no-namespaces", no_argument, 0, OPT_NO_NS},
+        {"rm", required_argument, 0, OPT_RM},
+        {"rm-api-base", required_argument, 0, OPT_RM_API_BASE},
+        {"rm-retries", required_argument, 0, OPT_RM_RETRIES},
         {0, 0, 0, 0},
     };
-    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K};
+    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K, .rm_retries = -1};
     o.sc.reward.lambda = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.sc.jobs = cores > 0 ? (int)cores : 1;
@@ -135,11 +171,16 @@ int main(int argc, char **argv)
                    "records (each future of each candidate) or whole conversations.\n"
                    "Without a metric or a reward, copies records through the record options.",
         .options_help =
-            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list), and\n"
-            "                      last cmd:PROGRAM: a program reading one JSON unit a line and\n"
+            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens, rm_score (comma list),\n"
+            "                      and last cmd:PROGRAM: a program reading one JSON unit a line and\n"
             "                      writing one object of scores a line (one process, batched)\n"
             "                      bleu, bleu-word: also the corpus BLEU of the stream (NLTK\n"
             "                      corpus_bleu, sacreBLEU corpus_score), in the summary and --stats\n"
+            "                      rm_score: a reward model's score of the whole conversation\n"
+            "      --rm SPEC       the reward model of rm_score: a model spec (cl-llm(7)) whose\n"
+            "                      reply is the score as a number; key in CL_RM_API_KEY\n"
+            "      --rm-api-base URL  its endpoint (default CL_RM_BASE_URL, OPENAI_BASE_URL)\n"
+            "      --rm-retries N  further attempts of a failed call (default 6)\n"
             "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
@@ -193,6 +234,7 @@ int main(int argc, char **argv)
         cl_die_err(&e);
     if (o.cmd_program && !(o.sc.cmd = metric_cmd_start(o.cmd_program, &e)))
         cl_die_err(&e);
+    o.sc.llm = open_rm(&o, c.quiet, &o.sc.rm_role);
     int status;
     if (!o.sc.metrics && !o.sc.cmd && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
@@ -201,7 +243,15 @@ int main(int argc, char **argv)
     /* The program's own end is part of the run: a crash at exit or extra lines fail it too. */
     if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, &e) != 0)
         status = -1;
+    if (o.sc.llm)
+        cl_io_stat(io, "llm", cl_llm_stats_json(o.sc.llm));
     int rc = cl_io_finish(io, status, &e);
+    /* Records whose reward-model call gave up failed on their own (1); an unreachable or
+     * rate-limiting service says more. */
+    int why = o.sc.llm ? cl_llm_run_status(o.sc.llm) : 0;
+    if (why && rc <= 1)
+        rc = why;
+    cl_llm_free(o.sc.llm);
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);
     return rc;

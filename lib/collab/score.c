@@ -1,6 +1,7 @@
 #include "collab/score.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 static const struct { const char *name; unsigned bit; } metric_names[] = {
     {"bleu", SCORE_BLEU},           {"bleu-word", SCORE_BLEU_WORD}, {"bleu_word", SCORE_BLEU_WORD},
     {"pass_rate", SCORE_PASS_RATE}, {"pass-rate", SCORE_PASS_RATE}, {"math", SCORE_MATH},
-    {"math_equiv", SCORE_MATH},     {"tokens", SCORE_TOKENS},
+    {"math_equiv", SCORE_MATH},     {"tokens", SCORE_TOKENS},       {"rm_score", SCORE_RM},
 };
 
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
@@ -34,7 +35,7 @@ int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
         if (i == sizeof metric_names / sizeof *metric_names)
             return cl_err_set(e, CL_EXIT_USAGE,
                               "--metric: unknown metric '%.*s' (bleu, bleu-word, pass_rate, math, "
-                              "tokens)", (int)len, p);
+                              "tokens, rm_score)", (int)len, p);
         *bits |= metric_names[i].bit;
         p += len;
         if (*p == ',')
@@ -129,7 +130,17 @@ typedef struct batch {
     char **cmd_lines;  /* --metric cmd: the requests, for units[cmd_unit[i]] */
     int *cmd_unit;
     size_t ncmd, capcmd, capcmdu;
+    struct rm_call *rm; /* rm_score: one reward-model call per unit */
+    size_t nrm, caprm;
 } batch;
+
+/* A reward-model call of a unit: the conversation until submitted, then where its reply goes. */
+typedef struct rm_call {
+    batch *b;
+    int unit;
+    jv messages;
+    char key[256];
+} rm_call;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void rec_fail(batch *b, int rec, const char *fmt, ...)
@@ -584,6 +595,74 @@ static int run_cmd(batch *b, cl_err *e)
     return rc;
 }
 
+/* The rm_score call of a unit: the whole conversation it stands for (history and forward
+ * part), as the official metric hands the whole session to the reward model; messages keep
+ * only role and content. */
+static int plan_rm(batch *b, int ui, const jv *rec, const view *v)
+{
+    const unit *u = &b->units[ui];
+    jv msgs = jv_array();
+    const jv *parts[2] = {&v->history, &v->forward};
+    for (int p = 0; p < 2; p++) {
+        int len = jv_array_length(jv_copy(*parts[p]));
+        for (int i = 0; i < len; i++) {
+            jv m = jv_array_get(jv_copy(*parts[p]), i);
+            jv out = jv_object();
+            out = cl_json_set(out, "role", cl_json_get(&m, "role"));
+            out = cl_json_set(out, "content", cl_json_get(&m, "content"));
+            msgs = jv_array_append(msgs, out);
+            jv_free(m);
+        }
+    }
+    if (cl_grow((void **)&b->rm, &b->caprm, b->nrm + 1, sizeof *b->rm) != 0) {
+        jv_free(msgs);
+        return -1;
+    }
+    rm_call *c = &b->rm[b->nrm++];
+    *c = (rm_call){.b = b, .unit = ui, .messages = msgs};
+    const char *id = cl_json_str(rec, "id");
+    cl_llm_sample_key(c->key, sizeof c->key, id ? id : "", 0, -1, u->ci, u->fi, -1);
+    return 0;
+}
+
+/* The reward model's reply: its content, a number and nothing else, is the unit's rm_score. */
+static void on_rm_reply(void *ctx, const cl_llm_result *r)
+{
+    rm_call *c = ctx;
+    unit *u = &c->b->units[c->unit];
+    char where[64];
+    unit_where(u, where, sizeof where);
+    if (r->status != 0) {
+        rec_fail(c->b, u->rec, "%s: rm_score: %s", where, r->error ? r->error : "the call failed");
+        return;
+    }
+    const char *s = r->content ? r->content : "";
+    char *end;
+    double x = strtod(s, &end);
+    while (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r')
+        end++;
+    if (end == s || *end || !isfinite(x)) {
+        rec_fail(c->b, u->rec, "%s: rm_score: the reward model's reply is not a number: %.200s",
+                 where, s);
+        return;
+    }
+    u->scores = cl_json_set_num(u->scores, "rm_score", x);
+}
+
+/* Phase 1c, main thread: the batch's reward-model calls, all out at once (the client keeps to
+ * its --max-inflight), and their replies into the units' scores. */
+static void run_rm(batch *b)
+{
+    for (size_t i = 0; i < b->nrm; i++) {
+        b->rm[i].b = b; /* the array has stopped moving */
+        cl_llm_submit(b->c->llm, b->c->rm_role, b->rm[i].messages, jv_null(), b->rm[i].key,
+                      on_rm_reply, &b->rm[i]);
+        b->rm[i].messages = jv_invalid();
+    }
+    if (b->nrm)
+        cl_llm_run(b->c->llm);
+}
+
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
 static int plan_record(batch *b, int r, const jv *rec)
 {
@@ -627,6 +706,8 @@ static int plan_record(batch *b, int r, const jv *rec)
             rc = plan_pass_rate(b, ui, rec, &ex, where);
         if (rc == 0 && c->cmd)
             rc = plan_cmd(b, ui, rec, &ex, &v);
+        if (rc == 0 && (c->metrics & SCORE_RM))
+            rc = plan_rm(b, ui, rec, &v);
         jv_free(ex);
         jv_free(obj);
         free_view(&v);
@@ -865,6 +946,7 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
     if (rc == 0 && run_cmd(&b, e) != 0)
         rc = cmd_broken = -1;
     if (rc == 0) {
+        run_rm(&b);
         run_jobs(&b);
         collect_jobs(&b, st);
         for (int i = 0; i < n; i++) {
@@ -895,6 +977,9 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
         free(b.cmd_lines[i]);
     free(b.cmd_lines);
     free(b.cmd_unit);
+    for (size_t i = 0; i < b.nrm; i++)
+        jv_free(b.rm[i].messages);
+    free(b.rm);
     for (int i = 0; i < b.nunits; i++) {
         jv_free(b.units[i].scores);
         jv_free(b.units[i].info);

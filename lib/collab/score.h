@@ -4,7 +4,7 @@
  * record, or the record itself as a whole conversation), the references the seed carries
  * (`completion`/`single_turn_completion`, `metadata`/`single_turn_metadata`, `task`), the
  * artefacts cl-judge extracted (`extracted.document`, `extracted.code`, `extracted.answer` at
- * the unit), running the metrics in parallel (a core/pool.h pool of sleeping threads for BLEU,
+ * the unit), asking a reward model (rm_score) through llm/llm.h, running the metrics in parallel (a core/pool.h pool of sleeping threads for BLEU,
  * one sandbox per thread for pass_rate), and writing `scores`, `metric_info`, `R` and `mr` back in place.  It does not
  * read or write streams: the tool hands it batches and keeps the order. */
 #ifndef CL_SCORE_H
@@ -15,6 +15,7 @@
 
 #include "core/json.h"
 #include "core/pool.h"
+#include "llm/llm.h"
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
@@ -27,7 +28,8 @@ enum score_metric {
     SCORE_BLEU_WORD = 1 << 1, /* "bleu_word": sacreBLEU-style word BLEU */
     SCORE_PASS_RATE = 1 << 2, /* "pass_rate": extracted.code against the seed's unittest */
     SCORE_MATH = 1 << 3,      /* "math_equiv": MATH answer equivalence */
-    SCORE_TOKENS = 1 << 4     /* "tokens": token count of the scope */
+    SCORE_TOKENS = 1 << 4,    /* "tokens": token count of the scope */
+    SCORE_RM = 1 << 5         /* "rm_score": a reward model's score of the whole conversation */
 };
 
 typedef enum token_scope { SCOPE_FORWARD, SCOPE_SESSION } token_scope;
@@ -48,6 +50,8 @@ typedef struct score_cfg {
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
     metric_cmd *cmd;           /* --metric cmd:PROGRAM, started; NULL: none */
+    cl_llm *llm;               /* needed for SCORE_RM: the client, and the role of the reward */
+    int rm_role;               /* model (its reply's content is the score) */
     int jobs;                  /* parallel workers */
     struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
     cl_pool *pool;             /* their threads (score_records makes it; NULL: the caller's only) */
@@ -60,7 +64,7 @@ typedef struct score_live {
     cl_io *io;
 } score_live;
 
-/* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
+/* "bleu,bleu-word,pass_rate,math,tokens,rm_score" (any subset) → bits.  -1 with e set. */
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);
 /* One --metric argument: a list as above, whose last item may be "cmd:PROGRAM" (the rest of
  * the argument, commas included, is the program) → *program (pointing into arg; at most one
