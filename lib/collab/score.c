@@ -653,8 +653,7 @@ static void on_rm_reply(void *ctx, const cl_llm_result *r)
  * its --max-inflight), and their replies into the units' scores. */
 static void run_rm(batch *b)
 {
-    for (size_t i = 0; i < b->nrm; i++) {
-        b->rm[i].b = b; /* the array has stopped moving */
+    for (size_t i = 0; i < b->nrm; i++) { /* the array no longer grows: &b->rm[i] is stable */
         cl_llm_submit(b->c->llm, b->c->rm_role, b->rm[i].messages, jv_null(), b->rm[i].key,
                       on_rm_reply, &b->rm[i]);
         b->rm[i].messages = jv_invalid();
