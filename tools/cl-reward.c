@@ -3,10 +3,12 @@
  * them in input order.
  * Without a metric or a reward it is a record filter (--where/--map/--shard). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/cli.h"
-#include "core/json.h"
 #include "core/records.h"
 #include "collab/score.h"
 
@@ -105,9 +107,23 @@ static cl_tokenizer *load_counter(const opts *o, int quiet)
     return tk;
 }
 
-/* The client for --metric rm_score: one role, "rm", greedy and short (the reply is a number),
- * no cache (a score is cheap to ask again and a cache would need its own flags). */
-static cl_llm *open_rm(const opts *o, int quiet, int *role)
+/* Appends arg to b quoted for /bin/sh. */
+static void put_quoted(cl_buf *b, const char *arg)
+{
+    cl_buf_puts(b, " '");
+    for (const char *p = arg; *p; p++)
+        if (*p == '\'')
+            cl_buf_puts(b, "'\\''");
+        else
+            cl_buf_putc(b, *p);
+    cl_buf_putc(b, '\'');
+}
+
+/* --metric rm_score: the reward model is asked by cl-judge --rm-units (beside this program),
+ * which speaks the cmd: protocol.  Keeping the HTTP client (libcurl, and the local: engine
+ * with its BLAS) out of this process saves some 9 ms of library loading on every run,
+ * which BLEU-only runs would otherwise pay. */
+static metric_cmd *start_rm(const opts *o, int quiet)
 {
     if (!(o->sc.metrics & SCORE_RM)) {
         if (o->rm_spec || o->rm_api_base || o->rm_retries >= 0)
@@ -116,20 +132,41 @@ static cl_llm *open_rm(const opts *o, int quiet, int *role)
     }
     if (!o->rm_spec)
         cl_usage_error("--metric rm_score needs the reward model: --rm SPEC");
-    jv params = jv_object();
-    params = cl_json_set_num(params, "temperature", 0);
-    params = cl_json_set_num(params, "max_tokens", 32);
-    cl_llm_role_config rc = {.name = "rm", .spec = o->rm_spec, .base_url = o->rm_api_base,
-                             .params = params};
-    cl_llm_config cfg = {.retries = (int)o->rm_retries, .quiet = quiet, .roles = &rc, .nroles = 1,
-                         .max_inflight = o->sc.jobs > 16 ? o->sc.jobs : 16};
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || (size_t)n >= sizeof self - 16)
+        cl_die(CL_EXIT_SOFTWARE, "rm_score: cannot find this program's directory (/proc/self/exe)");
+    self[n] = 0;
+    strcpy(strrchr(self, '/') + 1, "cl-judge");
+    if (access(self, X_OK) != 0)
+        cl_die(CL_EXIT_CONFIG, "rm_score: %s is missing: the reward model is asked through it", self);
+    const char *url = o->rm_api_base ? o->rm_api_base : getenv("CL_RM_BASE_URL");
+    const char *key = getenv("CL_RM_API_KEY");
+    char num[32];
+    cl_buf cmd = {0};
+    cl_buf_puts(&cmd, "exec");
+    put_quoted(&cmd, self);
+    cl_buf_puts(&cmd, quiet ? " -q" : " --no-progress");
+    cl_buf_puts(&cmd, " --rm-units --no-cache --judge-temperature 0 --judge-max-tokens 32 --judge");
+    put_quoted(&cmd, o->rm_spec);
+    if (url && *url) {
+        cl_buf_puts(&cmd, " --judge-api-base");
+        put_quoted(&cmd, url);
+    }
+    if (key && *key) /* the variable's name goes on the command line, never the key */
+        cl_buf_puts(&cmd, " --judge-api-key-env CL_RM_API_KEY");
+    if (o->rm_retries >= 0) {
+        snprintf(num, sizeof num, " --retries %ld", o->rm_retries);
+        cl_buf_puts(&cmd, num);
+    }
+    if (cmd.oom)
+        cl_die(CL_EXIT_SOFTWARE, "out of memory");
     cl_err e = {0};
-    cl_llm *llm = cl_llm_new(&cfg, &e);
-    jv_free(params);
-    if (!llm)
+    metric_cmd *m = metric_cmd_start(cmd.p, &e);
+    free(cmd.p);
+    if (!m)
         cl_die_err(&e);
-    *role = cl_llm_role(llm, "rm");
-    return llm;
+    return m;
 }
 
 int main(int argc, char **argv)
@@ -234,24 +271,29 @@ int main(int argc, char **argv)
         cl_die_err(&e);
     if (o.cmd_program && !(o.sc.cmd = metric_cmd_start(o.cmd_program, &e)))
         cl_die_err(&e);
-    o.sc.llm = open_rm(&o, c.quiet, &o.sc.rm_role);
+    o.sc.rm_cmd = start_rm(&o, c.quiet);
     int status;
     if (!o.sc.metrics && !o.sc.cmd && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
     else
         status = score_records(io, &o.sc, (int)o.batch, &e);
     /* The program's own end is part of the run: a crash at exit or extra lines fail it too. */
-    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, &e) != 0)
+    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, NULL, &e) != 0)
         status = -1;
-    if (o.sc.llm)
-        cl_io_stat(io, "llm", cl_llm_stats_json(o.sc.llm));
+    /* cl-judge --rm-units exits 69, 75 or 78 when the reward model's calls gave up (the
+     * records concerned have failed already); any other failure of it is one of the run. */
+    int rm_status = 0;
+    if (o.sc.rm_cmd && metric_cmd_finish(o.sc.rm_cmd, &rm_status, &e) != 0 && status == 0) {
+        if (rm_status == CL_EXIT_UNAVAILABLE || rm_status == CL_EXIT_TEMPFAIL || rm_status == CL_EXIT_CONFIG)
+            e = (cl_err){0};
+        else
+            status = -1;
+    }
     int rc = cl_io_finish(io, status, &e);
-    /* Records whose reward-model call gave up failed on their own (1); an unreachable or
-     * rate-limiting service says more. */
-    int why = o.sc.llm ? cl_llm_run_status(o.sc.llm) : 0;
-    if (why && rc <= 1)
-        rc = why;
-    cl_llm_free(o.sc.llm);
+    /* Records whose reward-model call gave up failed on their own (1); a service that was
+     * unreachable or refused says more. */
+    if (status == 0 && rm_status && rc <= 1)
+        rc = rm_status;
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);
     return rc;

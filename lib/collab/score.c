@@ -1,7 +1,6 @@
 #include "collab/score.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,17 +129,7 @@ typedef struct batch {
     char **cmd_lines;  /* --metric cmd: the requests, for units[cmd_unit[i]] */
     int *cmd_unit;
     size_t ncmd, capcmd, capcmdu;
-    struct rm_call *rm; /* rm_score: one reward-model call per unit */
-    size_t nrm, caprm;
 } batch;
-
-/* A reward-model call of a unit: the conversation until submitted, then where its reply goes. */
-typedef struct rm_call {
-    batch *b;
-    int unit;
-    jv messages;
-    char key[256];
-} rm_call;
 
 static void rec_fail(batch *b, int rec, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void rec_fail(batch *b, int rec, const char *fmt, ...)
@@ -547,26 +536,26 @@ static int plan_cmd(batch *b, int ui, const jv *rec, const jv *ex, const view *v
 
 /* A reply of the --metric cmd program: an object whose numbers are the unit's scores, or
  * {"error": "why"} for a unit it cannot score. */
-static void collect_cmd_reply(batch *b, int ui, const char *reply)
+static void collect_cmd_reply(batch *b, int ui, const char *reply, const char *name)
 {
     unit *u = &b->units[ui];
     char where[64];
     unit_where(u, where, sizeof where);
     jv o = jv_parse(reply);
     if (jv_get_kind(o) != JV_KIND_OBJECT) {
-        rec_fail(b, u->rec, "%s: cmd: the reply is not a JSON object: %.200s", where, reply);
+        rec_fail(b, u->rec, "%s: %s: the reply is not a JSON object: %.200s", where, name, reply);
         jv_free(o);
         return;
     }
     const char *why = cl_json_str(&o, "error");
     if (why) {
-        rec_fail(b, u->rec, "%s: cmd: %.400s", where, why);
+        rec_fail(b, u->rec, "%s: %s: %.400s", where, name, why);
         jv_free(o);
         return;
     }
     jv_object_foreach(o, key, val) {
         if (jv_get_kind(val) != JV_KIND_NUMBER)
-            rec_fail(b, u->rec, "%s: cmd: '%s' is not a number", where, jv_string_value(key));
+            rec_fail(b, u->rec, "%s: %s: '%s' is not a number", where, name, jv_string_value(key));
         else
             u->scores = cl_json_set_num(u->scores, jv_string_value(key), jv_number_value(val));
         jv_free(key);
@@ -575,91 +564,32 @@ static void collect_cmd_reply(batch *b, int ui, const char *reply)
     jv_free(o);
 }
 
-/* Phase 1b, main thread: the batch's requests to the --metric cmd program, its replies into
- * the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
+/* Phase 1b, main thread: the batch's requests to the --metric cmd program and to the rm_score
+ * program (the same units), their replies into the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
  * no later batch could be trusted either). */
 static int run_cmd(batch *b, cl_err *e)
 {
-    if (!b->c->cmd || b->ncmd == 0)
+    metric_cmd *const progs[2] = {b->c->cmd, b->c->rm_cmd};
+    static const char *const names[2] = {"cmd", "rm_score"};
+    if (b->ncmd == 0)
         return 0;
     char **replies = calloc(b->ncmd, sizeof *replies);
     if (!replies)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    int rc = metric_cmd_exchange(b->c->cmd, b->cmd_lines, b->ncmd, replies, e);
-    for (size_t i = 0; i < b->ncmd; i++) {
-        if (rc == 0)
-            collect_cmd_reply(b, b->cmd_unit[i], replies[i]);
-        free(replies[i]);
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        if (!progs[k])
+            continue;
+        rc = metric_cmd_exchange(progs[k], b->cmd_lines, b->ncmd, replies, e);
+        for (size_t i = 0; i < b->ncmd; i++) {
+            if (rc == 0)
+                collect_cmd_reply(b, b->cmd_unit[i], replies[i], names[k]);
+            free(replies[i]);
+            replies[i] = NULL;
+        }
     }
     free(replies);
     return rc;
-}
-
-/* The rm_score call of a unit: the whole conversation it stands for (history and forward
- * part), as the official metric hands the whole session to the reward model; messages keep
- * only role and content. */
-static int plan_rm(batch *b, int ui, const jv *rec, const view *v)
-{
-    const unit *u = &b->units[ui];
-    jv msgs = jv_array();
-    const jv *parts[2] = {&v->history, &v->forward};
-    for (int p = 0; p < 2; p++) {
-        int len = jv_array_length(jv_copy(*parts[p]));
-        for (int i = 0; i < len; i++) {
-            jv m = jv_array_get(jv_copy(*parts[p]), i);
-            jv out = jv_object();
-            out = cl_json_set(out, "role", cl_json_get(&m, "role"));
-            out = cl_json_set(out, "content", cl_json_get(&m, "content"));
-            msgs = jv_array_append(msgs, out);
-            jv_free(m);
-        }
-    }
-    if (cl_grow((void **)&b->rm, &b->caprm, b->nrm + 1, sizeof *b->rm) != 0) {
-        jv_free(msgs);
-        return -1;
-    }
-    rm_call *c = &b->rm[b->nrm++];
-    *c = (rm_call){.b = b, .unit = ui, .messages = msgs};
-    const char *id = cl_json_str(rec, "id");
-    cl_llm_sample_key(c->key, sizeof c->key, id ? id : "", 0, -1, u->ci, u->fi, -1);
-    return 0;
-}
-
-/* The reward model's reply: its content, a number and nothing else, is the unit's rm_score. */
-static void on_rm_reply(void *ctx, const cl_llm_result *r)
-{
-    rm_call *c = ctx;
-    unit *u = &c->b->units[c->unit];
-    char where[64];
-    unit_where(u, where, sizeof where);
-    if (r->status != 0) {
-        rec_fail(c->b, u->rec, "%s: rm_score: %s", where, r->error ? r->error : "the call failed");
-        return;
-    }
-    const char *s = r->content ? r->content : "";
-    char *end;
-    double x = strtod(s, &end);
-    while (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r')
-        end++;
-    if (end == s || *end || !isfinite(x)) {
-        rec_fail(c->b, u->rec, "%s: rm_score: the reward model's reply is not a number: %.200s",
-                 where, s);
-        return;
-    }
-    u->scores = cl_json_set_num(u->scores, "rm_score", x);
-}
-
-/* Phase 1c, main thread: the batch's reward-model calls, all out at once (the client keeps to
- * its --max-inflight), and their replies into the units' scores. */
-static void run_rm(batch *b)
-{
-    for (size_t i = 0; i < b->nrm; i++) { /* the array no longer grows: &b->rm[i] is stable */
-        cl_llm_submit(b->c->llm, b->c->rm_role, b->rm[i].messages, jv_null(), b->rm[i].key,
-                      on_rm_reply, &b->rm[i]);
-        b->rm[i].messages = jv_invalid();
-    }
-    if (b->nrm)
-        cl_llm_run(b->c->llm);
 }
 
 /* Phase 1, main thread: units, cheap metrics, and the jobs for the expensive ones. */
@@ -684,7 +614,7 @@ static int plan_record(batch *b, int r, const jv *rec)
         rc = add_unit(b, r, -1, -1);
     }
     jv_free(cands);
-    for (int ui = first; rc == 0 && (c->metrics || c->cmd) && ui < b->nunits && !b->errs[r]; ui++) {
+    for (int ui = first; rc == 0 && (c->metrics || c->cmd || c->rm_cmd) && ui < b->nunits && !b->errs[r]; ui++) {
         unit *u = &b->units[ui];
         char where[64], why[512];
         unit_where(u, where, sizeof where);
@@ -703,10 +633,8 @@ static int plan_record(batch *b, int r, const jv *rec)
             rc = plan_bleu(b, ui, rec, &ex, where);
         if (rc == 0 && (c->metrics & SCORE_PASS_RATE))
             rc = plan_pass_rate(b, ui, rec, &ex, where);
-        if (rc == 0 && c->cmd)
+        if (rc == 0 && (c->cmd || c->rm_cmd))
             rc = plan_cmd(b, ui, rec, &ex, &v);
-        if (rc == 0 && (c->metrics & SCORE_RM))
-            rc = plan_rm(b, ui, rec, &v);
         jv_free(ex);
         jv_free(obj);
         free_view(&v);
@@ -945,7 +873,6 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
     if (rc == 0 && run_cmd(&b, e) != 0)
         rc = cmd_broken = -1;
     if (rc == 0) {
-        run_rm(&b);
         run_jobs(&b);
         collect_jobs(&b, st);
         for (int i = 0; i < n; i++) {
@@ -976,9 +903,6 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
         free(b.cmd_lines[i]);
     free(b.cmd_lines);
     free(b.cmd_unit);
-    for (size_t i = 0; i < b.nrm; i++)
-        jv_free(b.rm[i].messages);
-    free(b.rm);
     for (int i = 0; i < b.nunits; i++) {
         jv_free(b.units[i].scores);
         jv_free(b.units[i].info);

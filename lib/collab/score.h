@@ -4,7 +4,7 @@
  * record, or the record itself as a whole conversation), the references the seed carries
  * (`completion`/`single_turn_completion`, `metadata`/`single_turn_metadata`, `task`), the
  * artefacts cl-judge extracted (`extracted.document`, `extracted.code`, `extracted.answer` at
- * the unit), asking a reward model (rm_score) through llm/llm.h, running the metrics in parallel (a core/pool.h pool of sleeping threads for BLEU,
+ * the unit), running the metrics in parallel (a core/pool.h pool of sleeping threads for BLEU,
  * one sandbox per thread for pass_rate), and writing `scores`, `metric_info`, `R` and `mr` back in place.  It does not
  * read or write streams: the tool hands it batches and keeps the order. */
 #ifndef CL_SCORE_H
@@ -15,7 +15,6 @@
 
 #include "core/json.h"
 #include "core/pool.h"
-#include "llm/llm.h"
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
@@ -50,8 +49,8 @@ typedef struct score_cfg {
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
     metric_cmd *cmd;           /* --metric cmd:PROGRAM, started; NULL: none */
-    cl_llm *llm;               /* needed for SCORE_RM: the client, and the role of the reward */
-    int rm_role;               /* model (its reply's content is the score) */
+    metric_cmd *rm_cmd;        /* SCORE_RM: the reward-model program (cl-judge --rm-units),
+                                * started; it speaks the cmd: protocol */
     int jobs;                  /* parallel workers */
     struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
     cl_pool *pool;             /* their threads (score_records makes it; NULL: the caller's only) */

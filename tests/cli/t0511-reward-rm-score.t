@@ -1,6 +1,6 @@
 #!/bin/sh
 # --metric rm_score --rm SPEC: a reward model served over HTTP scores each unit's whole
-# conversation (the mock server over loopback stands in for it).
+# conversation (the mock server over loopback stands in for it), through cl-judge --rm-units.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mock.sh"
 F="$FIXTURES/reward"
@@ -47,6 +47,15 @@ test_expect 'an unreachable reward model fails the records and exits 69' '
     printf "%s\n" "{\"id\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}" >in &&
     { cl-reward -Z --metric rm_score --rm openai:rm --rm-api-base http://127.0.0.1:9/v1 --rm-retries 1 in >out 2>err; test $? = 69; } &&
     grep -q "rm_score" err && jq -e ".error" out
+'
+test_expect 'rm_score runs beside a cmd: metric; cl-judge --rm-units is itself a cmd: program' '
+    rule "capital" "2.5" >script &&
+    mock_start --script script &&
+    printf "%s\n" "{\"id\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"capital?\"}]}" >in &&
+    cl-reward -q -Z --metric "rm_score,cmd:sed -u s/.*/{\\\"other\\\":1}/" --rm openai:rm --rm-api-base "$MOCK_URL" in >out &&
+    jq -e ".scores == {rm_score: 2.5, other: 1}" out &&
+    cl-reward -q -Z --metric "cmd:cl-judge -q --rm-units --no-cache --judge openai:rm --judge-api-base $MOCK_URL" in >out2 &&
+    jq -e ".scores == {rm_score: 2.5}" out2
 '
 test_expect 'rm_score without --rm, or --rm without rm_score, is a usage error' '
     { cl-reward --metric rm_score </dev/null 2>err; test $? = 2; } && grep -q "needs the reward model: --rm SPEC" err &&
