@@ -11,12 +11,13 @@
 #include "llm/cli.h"
 #include "core/records.h"
 #include "collab/report.h"
+#include "collab/rm.h"
 #include "collab/schema.h"
 #include "world/backend.h"
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
-    OPT_CONTEXT, OPT_SAMPLES, OPT_RETRIES, OPT_PROMPT_DIR, OPT_REPORT, OPT_LABEL, OPT_LABEL_FIELD,
+    OPT_CONTEXT, OPT_SAMPLES, OPT_RETRIES, OPT_PROMPT_DIR, OPT_REPORT, OPT_RM_UNITS, OPT_LABEL, OPT_LABEL_FIELD,
     OPT_BASELINE, OPT_FORMAT, OPT_PLOT, OPT_BOOTSTRAP, OPT_METRIC,
 };
 
@@ -26,7 +27,7 @@ typedef struct opts {
     cl_llm_cli lc;
     cl_judge_config jc;
     long samples, retries, bootstrap;
-    int report;
+    int report, rm_units;
     const char *labels[MAX_LABELS];
     int nlabels;
     const char *label_field, *baseline, *format, *plot, *metrics;
@@ -58,6 +59,7 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_RETRIES: return cl_parse_long(arg, 0, 100, "--judge-retries", &o->retries, e);
     case OPT_PROMPT_DIR: o->jc.prompt_dir = arg; return 0;
     case OPT_REPORT: o->report = 1; return 0;
+    case OPT_RM_UNITS: o->rm_units = 1; return 0;
     case OPT_LABEL:
         if (o->nlabels == MAX_LABELS)
             return cl_err_set(e, CL_EXIT_USAGE, "--label: at most %d labels", MAX_LABELS);
@@ -206,6 +208,27 @@ static int run_judges(opts *o, cl_common *c)
     return status;
 }
 
+/* --rm-units: the judge model as a reward model, serving cl-reward's units (collab/rm.h). */
+static int run_rm_units(opts *o, const cl_common *c)
+{
+    cl_err e = {0};
+    cl_llm *llm = cl_llm_cli_open(&o->lc, c, &e);
+    if (!llm)
+        cl_die_err(&e);
+    int role = cl_llm_role(llm, "judge");
+    if (!cl_llm_role_configured(llm, role)) {
+        cl_llm_free(llm);
+        cl_die(CL_EXIT_CONFIG, "no reward model: give --judge SPEC");
+    }
+    int rc = cl_rm_serve(llm, role, 0, stdout, &e);
+    if (rc != 0)
+        cl_warn("%s", e.msg);
+    cl_llm_cli_report(&o->lc, llm, NULL);
+    int status = rc != 0 ? e.code : cl_llm_cli_exit_status(&o->lc, llm);
+    cl_llm_free(llm);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option tool_opts[] = {
@@ -220,6 +243,7 @@ int main(int argc, char **argv)
         {"judge-retries", required_argument, 0, OPT_RETRIES},
         {"prompt-dir", required_argument, 0, OPT_PROMPT_DIR},
         {"report", no_argument, 0, OPT_REPORT},
+        {"rm-units", no_argument, 0, OPT_RM_UNITS},
         {"label", required_argument, 0, OPT_LABEL},
         {"label-field", required_argument, 0, OPT_LABEL_FIELD},
         {"baseline", required_argument, 0, OPT_BASELINE},
@@ -244,6 +268,10 @@ int main(int argc, char **argv)
         "      --judge-samples N   judgements per judge and conversation, averaged (default 1)\n"
         "      --judge-retries N   asks again after an unreadable reply (default 2)\n"
         "      --prompt-dir DIR    DIR/NAME.txt replaces built-in prompt NAME\n"
+        "Reward model:\n"
+        "      --rm-units          serve cl-reward --metric rm_score: read its units (JSON\n"
+        "                          lines) on stdin, write {\"rm_score\": x} lines, x the\n"
+        "                          judge model's reply to the whole conversation (a number)\n"
         "Report:\n"
         "      --report            print the benchmark table instead of judging\n"
         "      --label NAME        run name of the next input file (repeat per file)\n"
@@ -276,7 +304,11 @@ int main(int argc, char **argv)
     if (o.itr_scale && cl_itr_scale_parse(o.itr_scale, o.jc.context_full, &o.jc.itr_scale, &pe) != 0)
         cl_usage_error("%s", pe.msg);
     int status;
-    if (o.report) {
+    if (o.rm_units) {
+        if (o.jc.kinds || o.report)
+            cl_usage_error("--rm-units serves units: drop the judge and report options");
+        status = run_rm_units(&o, &c);
+    } else if (o.report) {
         if (o.jc.kinds)
             cl_usage_error("--report reads scored records: it does not judge (drop the judge options)");
         status = run_report(&o, &c);

@@ -3,8 +3,11 @@
  * them in input order.
  * Without a metric or a reward it is a record filter (--where/--map/--shard). */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "core/cli.h"
 #include "core/records.h"
 #include "collab/score.h"
@@ -12,7 +15,7 @@
 enum {
     OPT_METRIC = 256, OPT_REWARD, OPT_WEIGHTS, OPT_TASK_METRIC, OPT_LAMBDA, OPT_TOKENS,
     OPT_SCOPE, OPT_ROLES, OPT_BATCH, OPT_TIMEOUT, OPT_CPU, OPT_MEM, OPT_FSIZE, OPT_SCRATCH, OPT_NPROC,
-    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT
+    OPT_PYTHON, OPT_NO_SECCOMP, OPT_NO_NS, OPT_MATH_EXTRACT, OPT_RM, OPT_RM_API_BASE, OPT_RM_RETRIES
 };
 
 typedef struct opts {
@@ -21,6 +24,8 @@ typedef struct opts {
     long batch;
     const char *tiktoken_file;     /* the tokenizer file of tiktoken:/tokenizer: */
     const char *cmd_program;       /* --metric cmd:PROGRAM */
+    const char *rm_spec, *rm_api_base; /* --rm, --rm-api-base */
+    long rm_retries;                   /* --rm-retries; -1: the client's default */
     int set_tokens, set_scope, set_roles;
 } opts;
 
@@ -56,6 +61,9 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_PYTHON: o->sb.python = arg; return 0;
     case OPT_NO_SECCOMP: o->sb.seccomp = 0; return 0;
     case OPT_NO_NS: o->sb.namespaces = 0; return 0;
+    case OPT_RM: o->rm_spec = arg; return 0;
+    case OPT_RM_API_BASE: o->rm_api_base = arg; return 0;
+    case OPT_RM_RETRIES: return cl_parse_long(arg, 0, 100, "--rm-retries", &o->rm_retries, e);
     default: return cl_err_set(e, CL_EXIT_SOFTWARE, "unhandled option");
     }
 }
@@ -99,6 +107,68 @@ static cl_tokenizer *load_counter(const opts *o, int quiet)
     return tk;
 }
 
+/* Appends arg to b quoted for /bin/sh. */
+static void put_quoted(cl_buf *b, const char *arg)
+{
+    cl_buf_puts(b, " '");
+    for (const char *p = arg; *p; p++)
+        if (*p == '\'')
+            cl_buf_puts(b, "'\\''");
+        else
+            cl_buf_putc(b, *p);
+    cl_buf_putc(b, '\'');
+}
+
+/* --metric rm_score: the reward model is asked by cl-judge --rm-units (beside this program),
+ * which speaks the cmd: protocol.  Keeping the HTTP client (libcurl, and the local: engine
+ * with its BLAS) out of this process saves some 9 ms of library loading on every run,
+ * which BLEU-only runs would otherwise pay. */
+static metric_cmd *start_rm(const opts *o, int quiet)
+{
+    if (!(o->sc.metrics & SCORE_RM)) {
+        if (o->rm_spec || o->rm_api_base || o->rm_retries >= 0)
+            cl_usage_error("--rm, --rm-api-base and --rm-retries belong to --metric rm_score");
+        return NULL;
+    }
+    if (!o->rm_spec)
+        cl_usage_error("--metric rm_score needs the reward model: --rm SPEC");
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || (size_t)n >= sizeof self - 16)
+        cl_die(CL_EXIT_SOFTWARE, "rm_score: cannot find this program's directory (/proc/self/exe)");
+    self[n] = 0;
+    strcpy(strrchr(self, '/') + 1, "cl-judge");
+    if (access(self, X_OK) != 0)
+        cl_die(CL_EXIT_CONFIG, "rm_score: %s is missing: the reward model is asked through it", self);
+    const char *url = o->rm_api_base ? o->rm_api_base : getenv("CL_RM_BASE_URL");
+    const char *key = getenv("CL_RM_API_KEY");
+    char num[32];
+    cl_buf cmd = {0};
+    cl_buf_puts(&cmd, "exec");
+    put_quoted(&cmd, self);
+    cl_buf_puts(&cmd, quiet ? " -q" : " --no-progress");
+    cl_buf_puts(&cmd, " --rm-units --no-cache --judge-temperature 0 --judge-max-tokens 32 --judge");
+    put_quoted(&cmd, o->rm_spec);
+    if (url && *url) {
+        cl_buf_puts(&cmd, " --judge-api-base");
+        put_quoted(&cmd, url);
+    }
+    if (key && *key) /* the variable's name goes on the command line, never the key */
+        cl_buf_puts(&cmd, " --judge-api-key-env CL_RM_API_KEY");
+    if (o->rm_retries >= 0) {
+        snprintf(num, sizeof num, " --retries %ld", o->rm_retries);
+        cl_buf_puts(&cmd, num);
+    }
+    if (cmd.oom)
+        cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    cl_err e = {0};
+    metric_cmd *m = metric_cmd_start(cmd.p, &e);
+    free(cmd.p);
+    if (!m)
+        cl_die_err(&e);
+    return m;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option lopts[] = {
@@ -122,9 +192,12 @@ int main(int argc, char **argv)
         {"python", required_argument, 0, OPT_PYTHON},
         {"no-seccomp", no_argument, 0, OPT_NO_SECCOMP},
         {"no-namespaces", no_argument, 0, OPT_NO_NS},
+        {"rm", required_argument, 0, OPT_RM},
+        {"rm-api-base", required_argument, 0, OPT_RM_API_BASE},
+        {"rm-retries", required_argument, 0, OPT_RM_RETRIES},
         {0, 0, 0, 0},
     };
-    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K};
+    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K, .rm_retries = -1};
     o.sc.reward.lambda = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.sc.jobs = cores > 0 ? (int)cores : 1;
@@ -135,9 +208,16 @@ int main(int argc, char **argv)
                    "records (each future of each candidate) or whole conversations.\n"
                    "Without a metric or a reward, copies records through the record options.",
         .options_help =
-            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens (comma list), and\n"
-            "                      last cmd:PROGRAM: a program reading one JSON unit a line and\n"
+            "      --metric LIST   bleu, bleu-word, pass_rate, math, tokens, rm_score (comma list),\n"
+            "                      and last cmd:PROGRAM: a program reading one JSON unit a line and\n"
             "                      writing one object of scores a line (one process, batched)\n"
+            "                      bleu, bleu-word: also the corpus BLEU of the stream (NLTK\n"
+            "                      corpus_bleu, sacreBLEU corpus_score), in the summary and --stats\n"
+            "                      rm_score: a reward model's score of the whole conversation\n"
+            "      --rm SPEC       the reward model of rm_score: a model spec (cl-llm(7)) whose\n"
+            "                      reply is the score as a number; key in CL_RM_API_KEY\n"
+            "      --rm-api-base URL  its endpoint (default CL_RM_BASE_URL, OPENAI_BASE_URL)\n"
+            "      --rm-retries N  further attempts of a failed call (default 6)\n"
             "      --reward MODE   paper | v2 | verl: R* per future, MR per candidate\n"
             "      --weights SPEC  R* = sum of w*score, e.g. 'bleu=1,interactivity=1,tokens=-5e-4'\n"
             "      --task-metric NAME  task score for paper/v2/verl (default by task)\n"
@@ -191,15 +271,29 @@ int main(int argc, char **argv)
         cl_die_err(&e);
     if (o.cmd_program && !(o.sc.cmd = metric_cmd_start(o.cmd_program, &e)))
         cl_die_err(&e);
+    o.sc.rm_cmd = start_rm(&o, c.quiet);
     int status;
     if (!o.sc.metrics && !o.sc.cmd && o.sc.reward.mode == REWARD_NONE)
         status = cl_io_passthrough(io, &e);
     else
         status = score_records(io, &o.sc, (int)o.batch, &e);
     /* The program's own end is part of the run: a crash at exit or extra lines fail it too. */
-    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, &e) != 0)
+    if (o.sc.cmd && metric_cmd_finish(o.sc.cmd, NULL, &e) != 0)
         status = -1;
+    /* cl-judge --rm-units exits 69, 75 or 78 when the reward model's calls gave up (the
+     * records concerned have failed already); any other failure of it is one of the run. */
+    int rm_status = 0;
+    if (o.sc.rm_cmd && metric_cmd_finish(o.sc.rm_cmd, &rm_status, &e) != 0 && status == 0) {
+        if (rm_status == CL_EXIT_UNAVAILABLE || rm_status == CL_EXIT_TEMPFAIL || rm_status == CL_EXIT_CONFIG)
+            e = (cl_err){0};
+        else
+            status = -1;
+    }
     int rc = cl_io_finish(io, status, &e);
+    /* Records whose reward-model call gave up failed on their own (1); a service that was
+     * unreachable or refused says more. */
+    if (status == 0 && rm_status && rc <= 1)
+        rc = rm_status;
     sandbox_free(o.sc.sb);
     cl_tokenizer_free(tk);
     return rc;

@@ -19,7 +19,7 @@
 static const struct { const char *name; unsigned bit; } metric_names[] = {
     {"bleu", SCORE_BLEU},           {"bleu-word", SCORE_BLEU_WORD}, {"bleu_word", SCORE_BLEU_WORD},
     {"pass_rate", SCORE_PASS_RATE}, {"pass-rate", SCORE_PASS_RATE}, {"math", SCORE_MATH},
-    {"math_equiv", SCORE_MATH},     {"tokens", SCORE_TOKENS},
+    {"math_equiv", SCORE_MATH},     {"tokens", SCORE_TOKENS},       {"rm_score", SCORE_RM},
 };
 
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
@@ -34,7 +34,7 @@ int score_parse_metrics(const char *list, unsigned *bits, cl_err *e)
         if (i == sizeof metric_names / sizeof *metric_names)
             return cl_err_set(e, CL_EXIT_USAGE,
                               "--metric: unknown metric '%.*s' (bleu, bleu-word, pass_rate, math, "
-                              "tokens)", (int)len, p);
+                              "tokens, rm_score)", (int)len, p);
         *bits |= metric_names[i].bit;
         p += len;
         if (*p == ',')
@@ -112,6 +112,7 @@ typedef struct job {
     size_t al, bl;
     char *owned[2];    /* a and b when the job made them (pass_rate's code and test) */
     double value;
+    bleu_counts counts; /* BLEU: what value is made of, for the corpus score */
     sandbox_result sr;
     int ran, failed;
     cl_err err;
@@ -535,26 +536,26 @@ static int plan_cmd(batch *b, int ui, const jv *rec, const jv *ex, const view *v
 
 /* A reply of the --metric cmd program: an object whose numbers are the unit's scores, or
  * {"error": "why"} for a unit it cannot score. */
-static void collect_cmd_reply(batch *b, int ui, const char *reply)
+static void collect_cmd_reply(batch *b, int ui, const char *reply, const char *name)
 {
     unit *u = &b->units[ui];
     char where[64];
     unit_where(u, where, sizeof where);
     jv o = jv_parse(reply);
     if (jv_get_kind(o) != JV_KIND_OBJECT) {
-        rec_fail(b, u->rec, "%s: cmd: the reply is not a JSON object: %.200s", where, reply);
+        rec_fail(b, u->rec, "%s: %s: the reply is not a JSON object: %.200s", where, name, reply);
         jv_free(o);
         return;
     }
     const char *why = cl_json_str(&o, "error");
     if (why) {
-        rec_fail(b, u->rec, "%s: cmd: %.400s", where, why);
+        rec_fail(b, u->rec, "%s: %s: %.400s", where, name, why);
         jv_free(o);
         return;
     }
     jv_object_foreach(o, key, val) {
         if (jv_get_kind(val) != JV_KIND_NUMBER)
-            rec_fail(b, u->rec, "%s: cmd: '%s' is not a number", where, jv_string_value(key));
+            rec_fail(b, u->rec, "%s: %s: '%s' is not a number", where, name, jv_string_value(key));
         else
             u->scores = cl_json_set_num(u->scores, jv_string_value(key), jv_number_value(val));
         jv_free(key);
@@ -563,21 +564,29 @@ static void collect_cmd_reply(batch *b, int ui, const char *reply)
     jv_free(o);
 }
 
-/* Phase 1b, main thread: the batch's requests to the --metric cmd program, its replies into
- * the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
+/* Phase 1b, main thread: the batch's requests to the --metric cmd program and to the rm_score
+ * program (the same units), their replies into the units' scores.  -1 with e set when the program breaks the protocol (then the run stops:
  * no later batch could be trusted either). */
 static int run_cmd(batch *b, cl_err *e)
 {
-    if (!b->c->cmd || b->ncmd == 0)
+    metric_cmd *const progs[2] = {b->c->cmd, b->c->rm_cmd};
+    static const char *const names[2] = {"cmd", "rm_score"};
+    if (b->ncmd == 0)
         return 0;
     char **replies = calloc(b->ncmd, sizeof *replies);
     if (!replies)
         return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    int rc = metric_cmd_exchange(b->c->cmd, b->cmd_lines, b->ncmd, replies, e);
-    for (size_t i = 0; i < b->ncmd; i++) {
-        if (rc == 0)
-            collect_cmd_reply(b, b->cmd_unit[i], replies[i]);
-        free(replies[i]);
+    int rc = 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        if (!progs[k])
+            continue;
+        rc = metric_cmd_exchange(progs[k], b->cmd_lines, b->ncmd, replies, e);
+        for (size_t i = 0; i < b->ncmd; i++) {
+            if (rc == 0)
+                collect_cmd_reply(b, b->cmd_unit[i], replies[i], names[k]);
+            free(replies[i]);
+            replies[i] = NULL;
+        }
     }
     free(replies);
     return rc;
@@ -605,7 +614,7 @@ static int plan_record(batch *b, int r, const jv *rec)
         rc = add_unit(b, r, -1, -1);
     }
     jv_free(cands);
-    for (int ui = first; rc == 0 && (c->metrics || c->cmd) && ui < b->nunits && !b->errs[r]; ui++) {
+    for (int ui = first; rc == 0 && (c->metrics || c->cmd || c->rm_cmd) && ui < b->nunits && !b->errs[r]; ui++) {
         unit *u = &b->units[ui];
         char where[64], why[512];
         unit_where(u, where, sizeof where);
@@ -624,7 +633,7 @@ static int plan_record(batch *b, int r, const jv *rec)
             rc = plan_bleu(b, ui, rec, &ex, where);
         if (rc == 0 && (c->metrics & SCORE_PASS_RATE))
             rc = plan_pass_rate(b, ui, rec, &ex, where);
-        if (rc == 0 && c->cmd)
+        if (rc == 0 && (c->cmd || c->rm_cmd))
             rc = plan_cmd(b, ui, rec, &ex, &v);
         jv_free(ex);
         jv_free(obj);
@@ -656,10 +665,12 @@ static void run_job(void *ctx, int i, int worker)
                 cl_io_tick(c->live->io); /* the calling thread: the only one that touches io */
         }
     } else {
-        j->value = j->metric == SCORE_BLEU ? bleu_char(j->a, j->al, j->b, j->bl) : bleu_word(j->a, j->al, j->b, j->bl);
-        if (j->value < 0) {
+        int chars = j->metric == SCORE_BLEU;
+        if ((chars ? bleu_char_counts : bleu_word_counts)(j->a, j->al, j->b, j->bl, &j->counts) < 0) {
             j->failed = 1;
             cl_err_set(&j->err, CL_EXIT_SOFTWARE, "out of memory");
+        } else {
+            j->value = chars ? bleu_char_score(&j->counts) : bleu_word_score(&j->counts, 1);
         }
     }
 }
@@ -876,6 +887,15 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
                 st->units += (uint64_t)(firsts[i + 1] - firsts[i]);
             }
         }
+        /* The corpus scores count the units of the records that are written, scored. */
+        for (int i = 0; i < b.njobs; i++) {
+            const job *j = &b.jobs[i];
+            int k = j->metric == SCORE_BLEU ? 0 : j->metric == SCORE_BLEU_WORD ? 1 : -1;
+            if (k >= 0 && j->ran && !j->failed && !errs[b.units[j->unit].rec]) {
+                bleu_counts_add(&st->corpus[k], &j->counts);
+                st->corpus_units[k]++;
+            }
+        }
     } else if (!cmd_broken) {
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     }
@@ -1007,6 +1027,48 @@ static void live_progress(void *ctx, char *buf, size_t n)
              runs ? 100.0 * (double)passed / (double)runs : 0.0);
 }
 
+static jv counts_array(const uint64_t x[4])
+{
+    jv a = jv_array();
+    for (int n = 0; n < 4; n++)
+        a = jv_array_append(a, jv_number((double)x[n]));
+    return a;
+}
+
+/* Corpus BLEU of the run into --stats ("corpus_bleu") and the closing summary: NLTK
+ * corpus_bleu for bleu, sacreBLEU corpus_score for bleu_word, with the summed counts, so that
+ * the scores of shards can be merged by adding counts (cl-reward(1)). */
+static void report_corpus_bleu(cl_io *io, const score_cfg *sc, const score_stats *st)
+{
+    static const char *const names[2] = {"bleu", "bleu_word"};
+    static const char *const defs[2] = {"NLTK corpus_bleu, characters",
+                                        "sacreBLEU corpus_score, 13a words, exp smoothing"};
+    const unsigned bits[2] = {SCORE_BLEU, SCORE_BLEU_WORD};
+    jv all = jv_object();
+    char line[160] = "corpus", *p = line + strlen(line);
+    for (int k = 0; k < 2; k++) {
+        if (!(sc->metrics & bits[k]))
+            continue;
+        const bleu_counts *c = &st->corpus[k];
+        double score = k == 0 ? bleu_char_score(c) : bleu_word_score(c, 0);
+        jv o = jv_object();
+        o = cl_json_set_num(o, "score", score);
+        o = cl_json_set_num(o, "units", (double)st->corpus_units[k]);
+        o = cl_json_set(o, "matches", counts_array(c->correct));
+        o = cl_json_set(o, "ngrams", counts_array(c->total));
+        o = cl_json_set_num(o, "hyp_len", (double)c->hyp_len);
+        o = cl_json_set_num(o, "ref_len", (double)c->ref_len);
+        o = cl_json_set_str(o, "definition", defs[k]);
+        all = cl_json_set(all, names[k], o);
+        p += snprintf(p, (size_t)(line + sizeof line - p), "%s %s %.4f", p == line + 6 ? "" : ",",
+                      names[k], score);
+    }
+    snprintf(p, (size_t)(line + sizeof line - p), " (%" PRIu64 " units)",
+             st->corpus_units[sc->metrics & SCORE_BLEU ? 0 : 1]);
+    cl_io_stat(io, "corpus_bleu", all);
+    cl_io_summary_extra(io, line);
+}
+
 int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
 {
     int cap = batch_size, n = 0, rc = 0;
@@ -1055,6 +1117,8 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
             drop(p, n);
     }
     cl_io_stat(io, "scored", jv_number((double)st.units));
+    if (sc->metrics & (SCORE_BLEU | SCORE_BLEU_WORD))
+        report_corpus_bleu(io, sc, &st);
     if (sc->metrics & SCORE_PASS_RATE) {
         jv sb = jv_object();
         for (int s = 0; s < 4; s++)

@@ -18,6 +18,7 @@
 #include "metrics/tokens.h"
 #include "core/records.h"
 #include "collab/reward.h"
+#include "metrics/bleu.h"
 #include "metrics/cmd.h"
 #include "sandbox/sandbox.h"
 
@@ -26,7 +27,8 @@ enum score_metric {
     SCORE_BLEU_WORD = 1 << 1, /* "bleu_word": sacreBLEU-style word BLEU */
     SCORE_PASS_RATE = 1 << 2, /* "pass_rate": extracted.code against the seed's unittest */
     SCORE_MATH = 1 << 3,      /* "math_equiv": MATH answer equivalence */
-    SCORE_TOKENS = 1 << 4     /* "tokens": token count of the scope */
+    SCORE_TOKENS = 1 << 4,    /* "tokens": token count of the scope */
+    SCORE_RM = 1 << 5         /* "rm_score": a reward model's score of the whole conversation */
 };
 
 typedef enum token_scope { SCOPE_FORWARD, SCOPE_SESSION } token_scope;
@@ -47,6 +49,8 @@ typedef struct score_cfg {
     reward_cfg reward;         /* mode REWARD_NONE: no R, no mr */
     sandbox *sb;               /* needed for SCORE_PASS_RATE */
     metric_cmd *cmd;           /* --metric cmd:PROGRAM, started; NULL: none */
+    metric_cmd *rm_cmd;        /* SCORE_RM: the reward-model program (cl-judge --rm-units),
+                                * started; it speaks the cmd: protocol */
     int jobs;                  /* parallel workers */
     struct score_live *live;   /* NULL, or live counts for the progress line (score_records) */
     cl_pool *pool;             /* their threads (score_records makes it; NULL: the caller's only) */
@@ -59,7 +63,7 @@ typedef struct score_live {
     cl_io *io;
 } score_live;
 
-/* "bleu,bleu-word,pass_rate,math,tokens" (any subset) → bits.  -1 with e set. */
+/* "bleu,bleu-word,pass_rate,math,tokens,rm_score" (any subset) → bits.  -1 with e set. */
 int score_parse_metrics(const char *list, unsigned *bits, cl_err *e);
 /* One --metric argument: a list as above, whose last item may be "cmd:PROGRAM" (the rest of
  * the argument, commas included, is the program) → *program (pointing into arg; at most one
@@ -77,6 +81,10 @@ typedef struct score_stats {
     uint64_t units;                 /* futures or conversations scored */
     uint64_t sandbox[4];            /* runs by sandbox_status */
     double sandbox_wall;            /* seconds, summed */
+    /* Corpus BLEU: the counts of every unit written with a bleu ([0]) or bleu_word ([1])
+     * score, and how many units that is. */
+    bleu_counts corpus[2];
+    uint64_t corpus_units[2];
 } score_stats;
 
 /* Scores recs[0..n) in place (each consumed and replaced).  On entry errs[i] is NULL, or a
@@ -90,7 +98,8 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
 
 /* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
  * printed across sc->jobs threads, then written in input order; a record that cannot be scored
- * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate) to --stats.
+ * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate, "corpus_bleu"
+ * with bleu or bleu-word) to --stats, and the corpus BLEU to the closing summary.
  * 0, or -1 with e set on a fatal error. */
 int score_records(cl_io *io, const score_cfg *sc, int batch_size, cl_err *e);
 

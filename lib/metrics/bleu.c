@@ -62,6 +62,8 @@ typedef struct bleu_scratch {
     size_t nchain;
     shared_run *runs;
     size_t nruns;
+    uint32_t *remap;          /* densify: new symbol per old one */
+    size_t nremap;
     uint32_t stamp;           /* this call's; cells below it belong to earlier calls */
     gram_table order[BLEU_N]; /* order[0] counts symbols: no cells */
 } bleu_scratch;
@@ -76,6 +78,7 @@ static void scratch_free(void *p)
     free(s->anchor);
     free(s->chain);
     free(s->runs);
+    free(s->remap);
     for (int k = 0; k < BLEU_N; k++) {
         free(s->order[k].cell);
         free(s->order[k].key);
@@ -436,12 +439,47 @@ static uint64_t clipped_matches(gram_table *t, uint32_t n, uint32_t dead)
     return c;
 }
 
-/* correct[k] / total[k] for k = 0..3 (orders 1..4) over s->sym[0..hl+rl), symbols < nsym.
- * -1 when out of memory, or when hl reaches BLEU_STAMP_MAX / 4 (half a billion symbols), past
- * which a call's ids would no longer fit between the stamps. */
-static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
-                       double correct[BLEU_N], double total[BLEU_N])
+/* Renumbers the symbols of s->sym[0..n) densely, in order of first sight; the new count, or 0
+ * when out of memory.  Characters arrive with ASCII as itself and the rest from 128, so rows
+ * of the direct tables are at least 128 cells wide while a text uses some 60-80 symbols: on a
+ * pair that shares little, where nearly every n-gram lands on a cache line of its own, tables
+ * half the size miss the cache about half as often (10% of the time on unrelated English).
+ * On edited pairs the walks skip the shared runs, and the pass would cost more than it saves. */
+static uint32_t densify(bleu_scratch *s, size_t n, uint32_t nsym)
 {
+    if (nsym > s->nremap) {
+        free(s->remap);
+        if (!(s->remap = malloc(pow2_at_least(nsym) * sizeof *s->remap)))
+            return s->nremap = 0, 0;
+        s->nremap = pow2_at_least(nsym);
+    }
+    uint32_t *restrict m = s->remap, *restrict sym = s->sym, next = 0;
+    memset(m, 0xff, nsym * sizeof *m);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t v = m[sym[i]];
+        if (__builtin_expect(v == UINT32_MAX, 0))
+            v = m[sym[i]] = next++;
+        sym[i] = v;
+    }
+    return next;
+}
+
+/* Clipped matches and hypothesis n-grams of orders 1..4 over s->sym[0..hl+rl), symbols < nsym.
+ * With sparse, the symbols may be renumbered densely first (densify) when the texts share
+ * little.  -1 when out of memory, or when hl reaches BLEU_STAMP_MAX / 4 (half a billion
+ * symbols), past which a call's ids would no longer fit between the stamps. */
+static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym, int sparse,
+                       bleu_counts *out)
+{
+    long nruns = find_shared_runs(s, hl, rl);
+    if (nruns < 0)
+        return -1;
+    size_t covered = 0;
+    for (long q = 0; q < nruns; q++)
+        covered += s->runs[q].len;
+    if (sparse && 2 * covered < hl && !(nsym = densify(s, hl + rl, nsym)))
+        return -1; /* hl > 0 here, so at least one symbol */
+
     /* Order 2's prefixes are symbols; later orders' are ids below hl or the dead id hl. */
     int direct = (size_t)nsym * nsym <= BLEU_DIRECT_MAX && (hl + 1) * nsym <= BLEU_DIRECT_MAX;
     if (hl >= BLEU_STAMP_MAX / 4 || counts_reserve(&s->order[0], nsym) < 0)
@@ -452,9 +490,6 @@ static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
         if (counts_reserve(&s->order[k], hl) < 0 || cells_reserve(&s->order[k], cap, !direct) < 0)
             return -1;
     }
-    long nruns = find_shared_runs(s, hl, rl);
-    if (nruns < 0)
-        return -1;
     stamp_make_room(s, hl);
     (direct ? count_direct : count_hashed)(s, nruns, hl, rl, nsym);
     for (int k = 0; k < BLEU_N; k++) {
@@ -462,10 +497,12 @@ static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym,
         uint64_t c = clipped_matches(t, k ? t->n : nsym, k ? (uint32_t)hl : 0);
         for (long q = 0; q < nruns; q++)
             c += s->runs[q].len > (size_t)k ? s->runs[q].len - k : 0;
-        correct[k] = (double)c;
+        out->correct[k] = c;
         t->n = 0;
-        total[k] = hl > (size_t)k ? (double)(hl - k) : 0;
+        out->total[k] = hl > (size_t)k ? hl - (size_t)k : 0;
     }
+    out->hyp_len = hl;
+    out->ref_len = rl;
     s->stamp += (uint32_t)hl + 1;
     return 0;
 }
@@ -589,7 +626,8 @@ static double exact_sum(const double *x, int n)
     return hi;
 }
 
-double bleu_char(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
+int bleu_char_counts(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len,
+                     bleu_counts *out)
 {
     bleu_scratch *s = scratch_get();
     wide_table t = {0};
@@ -597,23 +635,45 @@ double bleu_char(const char *hyp, size_t hyp_len, const char *ref, size_t ref_le
     if (s && sym_reserve(s, hyp_len + ref_len + 1) == 0 &&
         (hl = sym_decode(&t, hyp, hyp_len, s->sym)) >= 0)
         rl = sym_decode(&t, ref, ref_len, s->sym + hl);
-    double correct[BLEU_N], total[BLEU_N];
-    int rc = rl >= 0 ? ngram_stats(s, (size_t)hl, (size_t)rl, 128 + (uint32_t)t.used, correct, total) : -1;
+    int rc = rl >= 0 ? ngram_stats(s, (size_t)hl, (size_t)rl, 128 + (uint32_t)t.used, 1, out) : -1;
     free(t.key);
     free(t.val);
-    if (rc < 0)
-        return -1;
-    if (correct[0] == 0)
+    /* NLTK's modified_precision: the denominator of a pair is max(1, its n-grams). */
+    for (int n = 0; rc == 0 && n < BLEU_N; n++)
+        out->total[n] += out->total[n] == 0;
+    return rc;
+}
+
+double bleu_char_score(const bleu_counts *c)
+{
+    if (c->correct[0] == 0)
         return 0.0;
     double terms[BLEU_N];
     for (int n = 0; n < BLEU_N; n++) {
-        /* NLTK: denominator max(1, count); a zero numerator is replaced by sys.float_info.min. */
-        double den = total[n] > 0 ? total[n] : 1;
-        double p = correct[n] != 0 ? correct[n] / den : DBL_MIN;
+        /* NLTK: a zero numerator is replaced by sys.float_info.min.  Counts below 2^53 are
+         * exact as doubles, so the division rounds as Python's Fraction -> float does. */
+        double p = c->correct[n] != 0 ? (double)c->correct[n] / (double)c->total[n] : DBL_MIN;
         terms[n] = 0.25 * log(p);
     }
-    double bp = hl > rl ? 1.0 : hl == 0 ? 0.0 : exp(1.0 - (double)rl / (double)hl);
+    double h = (double)c->hyp_len, r = (double)c->ref_len;
+    double bp = h > r ? 1.0 : h == 0 ? 0.0 : exp(1.0 - r / h);
     return bp * exp(exact_sum(terms, BLEU_N));
+}
+
+double bleu_char(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
+{
+    bleu_counts c;
+    return bleu_char_counts(hyp, hyp_len, ref, ref_len, &c) < 0 ? -1 : bleu_char_score(&c);
+}
+
+void bleu_counts_add(bleu_counts *sum, const bleu_counts *x)
+{
+    for (int n = 0; n < BLEU_N; n++) {
+        sum->correct[n] += x->correct[n];
+        sum->total[n] += x->total[n];
+    }
+    sum->hyp_len += x->hyp_len;
+    sum->ref_len += x->ref_len;
 }
 
 /* ---- sacreBLEU 13a ---------------------------------------------------------------------- */
@@ -795,7 +855,8 @@ static size_t token_ids(const char *toks, uint32_t *ids, const char **names, uin
     return k;
 }
 
-double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
+int bleu_word_counts(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len,
+                     bleu_counts *out)
 {
     char *th = bleu_tokenize_13a(hyp, hyp_len), *tr = bleu_tokenize_13a(ref, ref_len);
     size_t words = (th ? strlen(th) : 0) + (tr ? strlen(tr) : 0) + 2, cap = 16;
@@ -806,39 +867,48 @@ double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_le
     bleu_scratch *s = scratch_get();
     size_t hl = 0, rl = 0;
     uint32_t ntable = 0;
-    double correct[BLEU_N], total[BLEU_N], score = -1;
-    int ok = th && tr && names && table && s && sym_reserve(s, words) == 0;
-    if (ok) {
+    int rc = th && tr && names && table && s && sym_reserve(s, words) == 0 ? 0 : -1;
+    if (rc == 0) {
         memset(table, 0xff, cap * sizeof *table);
         hl = token_ids(th, s->sym, names, table, &ntable, cap - 1);
         rl = token_ids(tr, s->sym + hl, names, table, &ntable, cap - 1);
-    }
-    if (ok && ngram_stats(s, hl, rl, ntable, correct, total) == 0) {
-        score = 0.0;
-        if (correct[0] + correct[1] + correct[2] + correct[3] > 0) {
-            double prec[BLEU_N] = {0}, smooth = 1.0;
-            int eff = BLEU_N;
-            for (int n = 0; n < BLEU_N; n++) {
-                if (total[n] == 0)
-                    break;
-                eff = n + 1;
-                if (correct[n] == 0) {
-                    smooth *= 2;
-                    prec[n] = 100.0 / (smooth * total[n]);
-                } else {
-                    prec[n] = 100.0 * correct[n] / total[n];
-                }
-            }
-            double bp = hl < rl ? (hl > 0 ? exp(1.0 - (double)rl / (double)hl) : 0.0) : 1.0;
-            double logsum = 0;
-            for (int n = 0; n < eff; n++)
-                logsum += prec[n] == 0 ? -9999999999.0 : log(prec[n]);
-            score = bp * exp(logsum / eff) / 100.0;
-        }
+        rc = ngram_stats(s, hl, rl, ntable, 0, out);
     }
     free(th);
     free(tr);
     free(names);
     free(table);
-    return score;
+    return rc;
+}
+
+double bleu_word_score(const bleu_counts *c, int effective_order)
+{
+    if (c->correct[0] + c->correct[1] + c->correct[2] + c->correct[3] == 0)
+        return 0.0;
+    double prec[BLEU_N] = {0}, smooth = 1.0;
+    int eff = BLEU_N;
+    for (int n = 0; n < BLEU_N; n++) {
+        if (c->total[n] == 0)
+            break;
+        if (effective_order)
+            eff = n + 1;
+        if (c->correct[n] == 0) {
+            smooth *= 2;
+            prec[n] = 100.0 / (smooth * (double)c->total[n]);
+        } else {
+            prec[n] = 100.0 * (double)c->correct[n] / (double)c->total[n];
+        }
+    }
+    double h = (double)c->hyp_len, r = (double)c->ref_len;
+    double bp = h < r ? (h > 0 ? exp(1.0 - r / h) : 0.0) : 1.0;
+    double logsum = 0;
+    for (int n = 0; n < eff; n++)
+        logsum += prec[n] == 0 ? -9999999999.0 : log(prec[n]);
+    return bp * exp(logsum / eff) / 100.0;
+}
+
+double bleu_word(const char *hyp, size_t hyp_len, const char *ref, size_t ref_len)
+{
+    bleu_counts c;
+    return bleu_word_counts(hyp, hyp_len, ref, ref_len, &c) < 0 ? -1 : bleu_word_score(&c, 1);
 }

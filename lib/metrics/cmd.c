@@ -148,8 +148,10 @@ int metric_cmd_exchange(metric_cmd *m, char *const *lines, size_t n, char **repl
     return rc;
 }
 
-int metric_cmd_finish(metric_cmd *m, cl_err *e)
+int metric_cmd_finish(metric_cmd *m, int *exit_status, cl_err *e)
 {
+    if (exit_status)
+        *exit_status = 0;
     if (!m)
         return 0;
     int failed = e && e->code;
@@ -170,6 +172,8 @@ int metric_cmd_finish(metric_cmd *m, cl_err *e)
     while (waitpid(m->pid, &st, 0) < 0 && errno == EINTR)
         ;
     int rc = 0;
+    if (exit_status)
+        *exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     if (!failed) {
         if (extra || m->pending.n)
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "--metric cmd:%s wrote more lines than units", m->program);

@@ -26,7 +26,8 @@ int metric_cmd_exchange(metric_cmd *m, char *const *lines, size_t n, char **repl
 
 /* Closes the program's input, waits for it and frees m.  0 when it exited with status 0
  * after writing nothing more; -1 with e set otherwise (when e already holds an error it is
- * kept). */
-int metric_cmd_finish(metric_cmd *m, cl_err *e);
+ * kept).  *exit_status (exit_status may be NULL) gets the program's exit status (128 + the
+ * signal when one ended it). */
+int metric_cmd_finish(metric_cmd *m, int *exit_status, cl_err *e);
 
 #endif

@@ -59,5 +59,16 @@ test_done() {
     [ "$_failed" = 0 ]
 }
 
+# PY: a python3 that imports NLTK (Debian's python3-nltk, the reference of the BLEU tests),
+# or the whole file is skipped loudly.
+need_nltk() {
+    PY=""
+    for p in python3 /usr/bin/python3; do
+        if "$p" -c "import nltk" 2>/dev/null; then PY=$p; break; fi
+    done
+    [ -n "$PY" ] || skip_all "python3-nltk is not installed (scripts/install-deps installs it)"
+    export PY
+}
+
 # Decompress-or-cat: records as plain text whatever the framing.
 records() { zstd -dcf "$@"; }

@@ -2,11 +2,7 @@
 # cl-reward --metric bleu against NLTK itself, run live (Debian python3-nltk), to 1e-9.
 . "$(dirname "$0")/lib.sh"
 G="$FIXTURES/bleu"
-PY=""
-for p in python3 /usr/bin/python3; do
-    if "$p" -c "import nltk" 2>/dev/null; then PY=$p; break; fi
-done
-[ -n "$PY" ] || skip_all "python3-nltk is not installed (scripts/install-deps installs it)"
+need_nltk
 
 test_expect 'the committed golden corpus is what NLTK gives today' '
     "$PY" "$G/gen-golden.py" corpus | "$PY" "$G/gen-golden.py" score >golden &&

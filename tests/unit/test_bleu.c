@@ -109,6 +109,33 @@ static void word_bleu_hand_computed(void **state)
     assert_true(fabs(word_bleu("a b c d", "a b x d") - exp(s / 4) / 100) < 1e-12);
 }
 
+/* Corpus scores sum the counts.  sacreBLEU's corpus_score counts a short hypothesis's n-grams
+ * as they are (none) and has no effective order; NLTK's corpus_bleu counts max(1, n-grams). */
+static void corpus_scores_sum_counts_as_the_references_do(void **state)
+{
+    (void)state;
+    bleu_counts w = {0}, x, c = {0};
+    assert_int_equal(bleu_word_counts("a b c d e", 9, "a b c d e", 9, &x), 0);
+    bleu_counts_add(&w, &x);
+    assert_int_equal(bleu_word_counts("", 0, "x y", 3, &x), 0);
+    assert_true(x.total[0] == 0 && x.ref_len == 2);
+    bleu_counts_add(&w, &x);
+    /* correct = total = 5,4,3,2; c = 5, r = 7: BP alone. */
+    assert_true(fabs(bleu_word_score(&w, 0) - exp(1.0 - 7.0 / 5)) < 1e-15);
+    /* One pair of three tokens: at corpus level order 4 has no n-grams and the score is 0. */
+    assert_int_equal(bleu_word_counts("a b c", 5, "a b c", 5, &x), 0);
+    assert_true(fabs(bleu_word_score(&x, 1) - 1.0) < 1e-15 && bleu_word_score(&x, 0) < 1e-300);
+    /* Characters: "" against "ab" adds 1 to every denominator, 0 to the lengths' hypothesis. */
+    assert_int_equal(bleu_char_counts("abcde", 5, "abcde", 5, &x), 0);
+    bleu_counts_add(&c, &x);
+    assert_int_equal(bleu_char_counts("", 0, "ab", 2, &x), 0);
+    assert_true(x.total[0] == 1 && x.total[3] == 1 && x.correct[0] == 0 && x.hyp_len == 0);
+    bleu_counts_add(&c, &x);
+    double want = exp(1.0 - 7.0 / 5) *
+                  exp(0.25 * (log(5.0 / 6) + log(4.0 / 5) + log(3.0 / 4) + log(2.0 / 3)));
+    assert_true(fabs(bleu_char_score(&c) - want) < 1e-15);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +143,7 @@ int main(void)
         cmocka_unit_test(char_bleu_edge_cases),
         cmocka_unit_test(tokenize_13a_follows_sacrebleu_rules),
         cmocka_unit_test(word_bleu_hand_computed),
+        cmocka_unit_test(corpus_scores_sum_counts_as_the_references_do),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
