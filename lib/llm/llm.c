@@ -22,7 +22,8 @@
 #include "core/json.h"
 #include "core/sha256.h"
 
-static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, &cl_llm_local_backend, NULL};
+static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, &cl_llm_anthropic_backend,
+                                                            &cl_llm_azure_backend, &cl_llm_local_backend, NULL};
 
 #define NHIST 256 /* latency histogram: bucket i holds latencies near exp(i/16) - 1 ms */
 
