@@ -300,6 +300,36 @@ static jv to_chat(jv v)
     return cl_json_set(out, "anthropic", orig);
 }
 
+/* ---- prices ---------------------------------------------------------------------------- */
+
+/* Anthropic's list prices in dollars per million input and output tokens (base rates, prompts
+ * up to 200K tokens; no batch or prompt-cache rates), from the public price list at
+ * https://docs.anthropic.com/en/docs/about-claude/pricing and the models' pages on
+ * platform.claude.com, read 2026-12-07.  Matched by prefix, so dated snapshots and -latest
+ * aliases find their family; the first match wins (the longer prefixes come first).  Models not
+ * listed cost what --price says. */
+static const struct { const char *prefix; double in, out; } prices[] = {
+    {"claude-opus-4-6", 5, 25},         {"claude-opus-4-5", 5, 25},
+    {"claude-opus-4-1", 15, 75},        {"claude-opus-4-0", 15, 75},
+    {"claude-opus-4-2025", 15, 75},     /* claude-opus-4-20250514 */
+    {"claude-sonnet-4", 3, 15},         /* 4, 4.5 and 4.6 alike */
+    {"claude-haiku-4-5", 1, 5},
+    {"claude-3-7-sonnet", 3, 15},       {"claude-3-5-sonnet", 3, 15},
+    {"claude-3-5-haiku", 0.80, 4},      {"claude-3-opus", 15, 75},
+    {"claude-3-haiku", 0.25, 1.25},
+};
+
+static int anthropic_price(const char *model, double *in, double *out)
+{
+    for (size_t i = 0; i < sizeof prices / sizeof *prices; i++)
+        if (strncmp(model, prices[i].prefix, strlen(prices[i].prefix)) == 0) {
+            *in = prices[i].in;
+            *out = prices[i].out;
+            return 1;
+        }
+    return 0;
+}
+
 static void anthropic_done(void *self, void *call, const cl_http_reply *rp)
 {
     struct anthropic *a = self;
@@ -323,4 +353,5 @@ const cl_llm_backend cl_llm_anthropic_backend = {
     .start = anthropic_start,
     .abort = cl_remote_abort,
     .close = anthropic_close,
+    .list_price = anthropic_price,
 };

@@ -77,6 +77,10 @@ typedef struct cl_llm_backend {
     int (*busy)(void *self);
     void (*step)(void *self);
     void (*close)(void *self);
+    /* The provider's list price of the model arg names, in dollars per million prompt and
+     * completion tokens, used when --price is not given: 1 with *in and *out set, 0 when the
+     * model is not in the backend's table.  NULL: the backend knows no prices. */
+    int (*list_price)(const char *arg, double *in, double *out);
     int no_cache;        /* replies are computed, not paid for: skip the cache */
     int no_cost;         /* replies cost nothing: --price does not apply (local models) */
 } cl_llm_backend;
