@@ -137,4 +137,15 @@ test_expect 'cl-judge with an anthropic: judge and cl-rollout with an anthropic:
     jq -se "map(select(.path == \"/v1/messages\")) | length == 3 and all(.body.model == \"claude-usr\" and .rejected == null)" "$MOCK_LOG" &&
     jq -se "map(select(.path == \"/v1/chat/completions\")) | length == 2" "$MOCK_LOG"
 '
+test_expect 'the pipelines'"'"' default judge is the paper'"'"'s Claude through the Messages API, with ANTHROPIC_API_KEY' '
+    mock_start --script "$FIXTURES/pipelines/math-world.jsonl" &&
+    cl-seed -q --preset math --limit 1 "$ROOT/examples/math.jsonl" >seeds.zst &&
+    ANTHROPIC_API_KEY=$AKEY ANTHROPIC_BASE_URL=http://127.0.0.1:$MOCK_PORT make -s -f "$ROOT/pipelines/collab.mk" \
+        SEEDS=seeds.zst OUT=run BIN="$CL_BIN" API_BASE="$MOCK_URL" ASSISTANT=openai:a USER_MODEL=openai:u \
+        SAMPLES=1 MAX_TURNS=1 2>err &&
+    jq -se "map(select(.path == \"/v1/messages\")) | length > 0 and
+            all(.body.model == \"claude-3-5-sonnet-20240620\" and .headers[\"x-api-key\"] == \"$AKEY\" and .rejected == null)" "$MOCK_LOG" &&
+    jq -se "all(.path == \"/v1/messages\" or .body.model != \"claude-3-5-sonnet-20240620\")" "$MOCK_LOG" &&
+    test -s run/dpo.jsonl.zst && ! grep -r -- "$AKEY" run err
+'
 test_done
