@@ -279,10 +279,6 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
 {
     struct cl_llm_cli_state *s = lc->s_;
     lc->quiet = c->quiet;
-    if (s->budget > 0 && s->price_in <= 0 && s->price_out <= 0) {
-        cl_err_set(e, CL_EXIT_USAGE, "--budget-usd needs --price IN,OUT to know what calls cost");
-        return NULL;
-    }
     const char *cache = NULL;
     if (!s->no_cache) {
         cache = s->cache;

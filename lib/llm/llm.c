@@ -287,6 +287,11 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
         if (open_role(llm, &llm->roles[i], &cfg->roles[i], cfg, e) < 0)
             goto fail;
     }
+    if (k->budget_usd > 0 && !llm->priced) {
+        cl_err_set(e, CL_EXIT_USAGE, "--budget-usd needs --price IN,OUT (or a model with a list price) to know "
+                   "what calls cost");
+        goto fail;
+    }
     return llm;
 fail:
     cl_llm_free(llm);

@@ -96,7 +96,8 @@ typedef struct cl_llm_config {
     double price_in, price_out;/* dollars per million prompt / completion tokens of every role;
                                 * 0 = the backend's list price for the role's model, if any */
     double budget_usd;         /* stop admitting new calls once the spent cost reaches this;
-                                * 0 = no budget (needs prices) */
+                                * 0 = no budget.  Needs prices: cl_llm_new fails with
+                                * CL_EXIT_USAGE when no role has one */
     const char *api_base;      /* --api-base: base URL for roles without their own */
     uint64_t seed;             /* seeds the retry jitter */
     double local_kv_mb;        /* local: models: KV cache memory per model in MiB (admission

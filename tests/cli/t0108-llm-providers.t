@@ -40,6 +40,12 @@ test_expect 'anthropic: the text blocks are joined, stop_reason and usage read, 
     jq -se ".[0].usage | (.cost_usd * 1e9 | round) == ((.prompt_tokens * 1 + .completion_tokens * 2) * 1e3 | round)" out2 &&
     acall -q --no-cache --assistant anthropic:claude-unlisted in >out3 && jq -se "all(.usage | has(\"cost_usd\") | not)" out3
 '
+test_expect 'anthropic: --budget-usd works from the list price alone, and stops the run (75)' '
+    mock_start && ask_n 6 >in &&
+    { acall -q --no-cache --max-inflight 1 --assistant anthropic:claude-3-opus-20240229 --budget-usd 0.001 in >out; test $? = 75; } &&
+    jq -se "(.[0].reply != null) and (.[5].error.message | contains(\"budget reached\"))" out &&
+    test "$(mock_count)" -lt 6
+'
 test_expect 'anthropic: 429 and 529 are retried after the server'"'"'s Retry-After, and counted' '
     mock_start --retry-after 1 && ask a "@fail-first:1:429" b "@fail-first:1:overloaded" >in &&
     acall -q --no-cache --assistant anthropic:claude-x --stats st in >out &&
