@@ -66,7 +66,10 @@ test_expect 'anthropic: what the Messages API cannot take fails that record befo
     { acall -q --no-cache --assistant anthropic:claude-x in >out; test $? = 1; } &&
     jq -se ".[0].error.message | test(\"message 1 has role .tool., which the Messages API does not take\")" out &&
     jq -se ".[1].error.message | contains(\"no user or assistant message\")" out &&
-    jq -se ".[2].reply != null" out && test "$(mock_count)" = 1
+    jq -se ".[2].reply != null" out && test "$(mock_count)" = 1 &&
+    { acall -q --no-cache --assistant anthropic:claude-x --assistant-n 2 in >out2; test $? = 1; } &&
+    jq -se ".[2].error.message | contains(\"n > 1: the Messages API gives one completion per call\")" out2 &&
+    test "$(mock_count)" = 1
 '
 test_expect 'anthropic: a missing key is refused by the server (401): the role stops, exit 78' '
     mock_start && ask_n 3 >in &&
