@@ -7,14 +7,17 @@ OUT     ?= out
 BIN     ?=
 SHARDS  ?= 1
 
-# Paper: GPT-4o-mini user simulator, Claude 3.5 Sonnet judge (through an OpenAI-compatible
-# gateway).  API_BASE: base URL of every openai: model; empty = $OPENAI_BASE_URL.  Keys come from
-# the environment only.
+# Paper: GPT-4o-mini user simulator (OPENAI_API_KEY), Claude 3.5 Sonnet judge at the snapshot the
+# paper-era code pins, reached natively through Anthropic's Messages API (ANTHROPIC_API_KEY), as
+# the official code reaches it through LiteLLM.  Anthropic retired that snapshot in October 2025:
+# where it no longer answers, name a current model (JUDGE=anthropic:claude-sonnet-4-5) and say so
+# with the results.  API_BASE: base URL of every openai: model; empty = $OPENAI_BASE_URL (anthropic:
+# and azure: roles have their own variables, see cl-llm(7)).  Keys come from the environment only.
 # One model for every role (one vLLM or llama.cpp server): MODEL=openai:NAME sets ASSISTANT,
 # FUTURE_ASSISTANT, USER_MODEL and JUDGE (and eval.mk's MODELS) unless each is given.
 MODEL             ?=
 USER_MODEL        ?= $(or $(MODEL),openai:gpt-4o-mini)
-JUDGE             ?= $(or $(MODEL),openai:claude-3-5-sonnet-20240620)
+JUDGE             ?= $(or $(MODEL),anthropic:claude-3-5-sonnet-20240620)
 API_BASE          ?=
 USER_TEMPERATURE  ?= 1.0
 JUDGE_TEMPERATURE ?= 0

@@ -6,7 +6,7 @@
  * for every backend alike.  A backend only turns one attempt of a call into an outcome.
  *
  * Kinds of backend and how they fit the one single-threaded loop:
- *   - I/O backends (openai): start() hands a request to the HTTP transport and returns; the
+ *   - I/O backends (openai, azure, anthropic; llm/remote.h holds what they share): start() hands a request to the HTTP transport and returns; the
  *     outcome arrives when the loop polls the transport.
  *   - CPU backends (local:DIR, llm/local.c): start() queues the sequence; the loop calls
  *     step() whenever busy() says there is work (one batched decode step, say) and polls the
@@ -77,12 +77,18 @@ typedef struct cl_llm_backend {
     int (*busy)(void *self);
     void (*step)(void *self);
     void (*close)(void *self);
+    /* The provider's list price of the model arg names, in dollars per million prompt and
+     * completion tokens, used when --price is not given: 1 with *in and *out set, 0 when the
+     * model is not in the backend's table.  NULL: the backend knows no prices. */
+    int (*list_price)(const char *arg, double *in, double *out);
     int no_cache;        /* replies are computed, not paid for: skip the cache */
     int no_cost;         /* replies cost nothing: --price does not apply (local models) */
 } cl_llm_backend;
 
 /* The backends cl knows, by scheme. */
 extern const cl_llm_backend cl_llm_openai_backend;
+extern const cl_llm_backend cl_llm_azure_backend;     /* azure:DEPLOYMENT (llm/openai.c) */
+extern const cl_llm_backend cl_llm_anthropic_backend; /* anthropic:MODEL (llm/anthropic.c) */
 extern const cl_llm_backend cl_llm_local_backend;   /* local:DIR (llm/local.c) */
 
 /* ---- for backends that speak HTTP ------------------------------------------------- */

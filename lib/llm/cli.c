@@ -34,13 +34,16 @@ static const char llm_help[] =
     "      --no-cache          neither read nor write the cache\n"
     "      --cache-tag NAME    a name in every cache key: runs of servers that do not say\n"
     "                          which model they serve (GET /models) get answers of their own\n"
-    "      --price IN,OUT      dollars per million prompt,completion tokens\n"
+    "      --price IN,OUT      dollars per million prompt,completion tokens (default: the\n"
+    "                          list price of known anthropic: models, else none)\n"
     "      --budget-usd X      send no new call once X dollars are spent\n"
     "      --local-kv-mb N     KV cache memory of each local: model in MiB (default 1024)\n"
-    "  Per role: --ROLE SPEC (openai:MODEL or local:DIR), --ROLE-temperature X, --ROLE-top-p X,\n"
+    "  Per role: --ROLE SPEC (openai:MODEL, anthropic:MODEL, azure:DEPLOYMENT or local:DIR),\n"
+    "      --ROLE-temperature X, --ROLE-top-p X,\n"
     "      --ROLE-max-tokens N or --ROLE-max-completion-tokens N, --ROLE-seed N,\n"
     "      --ROLE-stop STR, --ROLE-n N, --ROLE-param KEY=JSON, --ROLE-header 'Name: value',\n"
-    "      --ROLE-api-base URL, --ROLE-api-key-env VAR (default CL_ROLE_API_KEY, OPENAI_API_KEY)\n"
+    "      --ROLE-api-base URL, --ROLE-api-key-env VAR (default CL_ROLE_API_KEY, then\n"
+    "      OPENAI_API_KEY, ANTHROPIC_API_KEY or AZURE_OPENAI_API_KEY by scheme)\n"
     "  Roles:\n";
 
 struct role_flags {
@@ -276,10 +279,6 @@ cl_llm *cl_llm_cli_open(cl_llm_cli *lc, const cl_common *c, cl_err *e)
 {
     struct cl_llm_cli_state *s = lc->s_;
     lc->quiet = c->quiet;
-    if (s->budget > 0 && s->price_in <= 0 && s->price_out <= 0) {
-        cl_err_set(e, CL_EXIT_USAGE, "--budget-usd needs --price IN,OUT to know what calls cost");
-        return NULL;
-    }
     const char *cache = NULL;
     if (!s->no_cache) {
         cache = s->cache;

@@ -22,7 +22,8 @@
 #include "core/json.h"
 #include "core/sha256.h"
 
-static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, &cl_llm_local_backend, NULL};
+static const cl_llm_backend *const builtin_backends[] = {&cl_llm_openai_backend, &cl_llm_anthropic_backend,
+                                                            &cl_llm_azure_backend, &cl_llm_local_backend, NULL};
 
 #define NHIST 256 /* latency histogram: bucket i holds latencies near exp(i/16) - 1 ms */
 
@@ -32,6 +33,8 @@ struct role {
     void *self;
     char *identity;
     jv params;
+    double price_in, price_out; /* dollars per million tokens: --price, else the backend's list
+                                 * price for the model, else 0 */
     int fatal_status;     /* a fatal outcome seen: later calls fail fast with it */
     char *fatal_error;
 };
@@ -44,6 +47,7 @@ struct cl_llm {
     cl_llm_config cfg;    /* scalars only; the strings were used in cl_llm_new */
     struct role *roles;
     int nroles;
+    int priced;           /* some role has a price: costs are reported */
     cl_http *http;
     cl_llm_cache *cache;
     queue fresh, ready, done;
@@ -222,6 +226,13 @@ static int open_role(cl_llm *llm, struct role *r, const cl_llm_role_config *rc, 
     }
     if (r->be->open(llm, colon + 1, rc, cfg, &r->self, &r->identity, e) < 0)
         return -1;
+    if (cfg->price_in > 0 || cfg->price_out > 0) {
+        r->price_in = cfg->price_in;
+        r->price_out = cfg->price_out;
+    } else if (r->be->list_price)
+        r->be->list_price(colon + 1, &r->price_in, &r->price_out);
+    if (r->price_in > 0 || r->price_out > 0)
+        llm->priced = 1;
     if (cfg->cache_tag && *cfg->cache_tag && r->identity) {
         /* --cache-tag: a run the server cannot tell apart (same URL, name and model list)
          * gets answers of its own */
@@ -275,6 +286,11 @@ cl_llm *cl_llm_new(const cl_llm_config *cfg, cl_err *e)
         llm->nroles = i + 1;
         if (open_role(llm, &llm->roles[i], &cfg->roles[i], cfg, e) < 0)
             goto fail;
+    }
+    if (k->budget_usd > 0 && !llm->priced) {
+        cl_err_set(e, CL_EXIT_USAGE, "--budget-usd needs --price IN,OUT (or a model with a list price) to know "
+                   "what calls cost");
+        goto fail;
     }
     return llm;
 fail:
@@ -520,9 +536,10 @@ const char *cl_llm_choice(const cl_llm_result *r, int i)
     return s;
 }
 
-static double cost_of(const cl_llm *llm, long pt, long ct)
+static double cost_of(const cl_llm *llm, int role, long pt, long ct)
 {
-    return (pt > 0 ? pt * llm->cfg.price_in : 0) / 1e6 + (ct > 0 ? ct * llm->cfg.price_out : 0) / 1e6;
+    const struct role *r = &llm->roles[role];
+    return (pt > 0 ? pt * r->price_in : 0) / 1e6 + (ct > 0 ? ct * r->price_out : 0) / 1e6;
 }
 
 /* ---- admission --------------------------------------------------------------------- */
@@ -623,7 +640,7 @@ static void account_success(cl_llm *llm, cl_llm_call *c)
         llm->st.prompt_tokens += pt;
         llm->st.completion_tokens += ct;
         if (!llm->roles[c->role].be->no_cost)
-            llm->st.cost_usd += cost_of(llm, pt, ct);
+            llm->st.cost_usd += cost_of(llm, c->role, pt, ct);
         if (llm->cfg.tpm > 0)
             llm->tpm_avail += c->est_tokens - (double)(pt + ct);
     }
@@ -911,7 +928,7 @@ jv cl_llm_stats_json(const cl_llm *llm)
     N("transport_errors", s.transport_errors); N("timeouts", s.timeouts); N("bad_bodies", s.bad_bodies);
     N("prompt_tokens", s.prompt_tokens); N("completion_tokens", s.completion_tokens);
     N("calls_without_usage", s.calls_without_usage);
-    if (llm->cfg.price_in > 0 || llm->cfg.price_out > 0)
+    if (llm->priced)
         N("cost_usd", round(s.cost_usd * 1e6) / 1e6);
     N("latency_mean_s", paid > 0 ? round_us(s.latency_sum_s / (double)paid) : 0);
     N("latency_p50_s", round_us(s.latency_p50_s)); N("latency_p95_s", round_us(s.latency_p95_s));
@@ -948,7 +965,7 @@ void cl_llm_summary(const cl_llm *llm, char *buf, size_t n)
     stats_for_text(llm, &s, pt, ct);
     int k = snprintf(buf, n, "llm: %ld calls (%ld cached, %ld failed), %ld retries, %s+%s tokens", s.submitted,
                      s.cache_hits, s.failed, s.retries, pt, ct);
-    if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
+    if (k > 0 && (size_t)k < n && llm->priced)
         k += snprintf(buf + k, n - (size_t)k, ", $%.4f", s.cost_usd);
     if (k > 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, ", p50 %.3f s, %.1f s", s.latency_p50_s, s.wall_s);
@@ -964,7 +981,7 @@ void cl_llm_progress(const cl_llm *llm, char *buf, size_t n)
     long done = s.ok + s.failed;
     int k = snprintf(buf, n, "%ld calls (%ld cached), %ld in flight, %ld failed, %ld retries, %s/%s tokens in/out",
                      done, s.cache_hits, s.inflight, s.failed, s.retries, pt, ct);
-    if (k > 0 && (size_t)k < n && (llm->cfg.price_in > 0 || llm->cfg.price_out > 0))
+    if (k > 0 && (size_t)k < n && llm->priced)
         k += snprintf(buf + k, n - (size_t)k, ", $%.2f", s.cost_usd);
     if (k > 0 && (size_t)k < n && llm->cfg.budget_usd > 0)
         k += snprintf(buf + k, n - (size_t)k, " of $%.2f", llm->cfg.budget_usd);
@@ -988,12 +1005,12 @@ jv cl_llm_usage_add(const cl_llm *llm, jv usage, const cl_llm_result *r)
     } else
         usage = cl_json_set_num(usage, "calls_without_usage", cl_json_num(&usage, "calls_without_usage", 0) + 1);
     usage = cl_json_set_num(usage, "latency_s", round_us(cl_json_num(&usage, "latency_s", 0) + r->latency_s));
-    int free_role = r->role >= 0 && r->role < llm->nroles && llm->roles[r->role].be &&
-                    llm->roles[r->role].be->no_cost;
-    if (llm->cfg.price_in > 0 || llm->cfg.price_out > 0)
+    int known_role = r->role >= 0 && r->role < llm->nroles && llm->roles[r->role].be;
+    int free_role = !known_role || llm->roles[r->role].be->no_cost;
+    if (llm->priced)
         usage = cl_json_set_num(usage, "cost_usd",
                                 round(1e9 * (cl_json_num(&usage, "cost_usd", 0) +
-                                             (free_role ? 0 : cost_of(llm, r->prompt_tokens, r->completion_tokens)))) /
+                                             (free_role ? 0 : cost_of(llm, r->role, r->prompt_tokens, r->completion_tokens)))) /
                                     1e9);
     return usage;
 }

@@ -1,6 +1,7 @@
 /* llm/llm.h — every LLM call of cl goes through here.
  *
- * Owns: model specs ("openai:MODEL", "local:DIR", scripted programs such as "world"),
+ * Owns: model specs ("openai:MODEL", "anthropic:MODEL", "azure:DEPLOYMENT", "local:DIR",
+ * scripted programs such as "world"),
  * per-role endpoint, key and sampling parameters, the one event loop that drives every call of
  * a run (a single thread, libcurl multi for HTTP), admission control (max in flight, requests
  * and tokens per minute, budget), retries with backoff, the on-disk cache and the accounting
@@ -61,10 +62,13 @@ typedef struct cl_llm_role_config {
                             * CL_ASSISTANT_API_KEY and CL_ASSISTANT_BASE_URL */
     const char *spec;      /* "openai:MODEL"; NULL = the role is not configured (a submit to it
                             * fails with CL_EXIT_CONFIG); unknown scheme = config error */
-    const char *base_url;  /* NULL: CL_<ROLE>_BASE_URL, then cl_llm_config.api_base, then
-                            * OPENAI_BASE_URL, then https://api.openai.com/v1 */
-    const char *key_env;   /* variable holding the key; NULL: CL_<ROLE>_API_KEY, then
-                            * OPENAI_API_KEY.  No key is fine for local servers. */
+    const char *base_url;  /* NULL: CL_<ROLE>_BASE_URL, then (openai: only)
+                            * cl_llm_config.api_base, then the scheme's variable
+                            * (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, AZURE_OPENAI_ENDPOINT), then
+                            * its default (man/cl-llm.7) */
+    const char *key_env;   /* variable holding the key; NULL: CL_<ROLE>_API_KEY, then the
+                            * scheme's (OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_API_KEY).
+                            * No key is fine for local servers. */
     jv params;             /* object of request members sent with every call of the role:
                             * temperature, top_p, max_tokens or max_completion_tokens (the name
                             * the endpoint wants), seed, stop, n, and any extra member (top_k,
@@ -89,9 +93,11 @@ typedef struct cl_llm_config {
     const char *cache_tag;     /* NULL, or a name folded into every cache key (--cache-tag):
                                 * separates runs whose servers say nothing about their model */
     int quiet;                 /* -q: no warnings on stderr (the model list's absence) */
-    double price_in, price_out;/* dollars per million prompt / completion tokens; 0 = unknown */
+    double price_in, price_out;/* dollars per million prompt / completion tokens of every role;
+                                * 0 = the backend's list price for the role's model, if any */
     double budget_usd;         /* stop admitting new calls once the spent cost reaches this;
-                                * 0 = no budget (needs prices) */
+                                * 0 = no budget.  Needs prices: cl_llm_new fails with
+                                * CL_EXIT_USAGE when no role has one */
     const char *api_base;      /* --api-base: base URL for roles without their own */
     uint64_t seed;             /* seeds the retry jitter */
     double local_kv_mb;        /* local: models: KV cache memory per model in MiB (admission

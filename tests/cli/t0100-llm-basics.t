@@ -74,7 +74,7 @@ test_expect 'a 1 MB reply arrives whole, and so do the short ones after it' '
 '
 test_expect 'an unknown model scheme is a configuration error (exit 78) naming the known ones' '
     { llmcall -q --no-cache --assistant nosuch:m </dev/null 2>err; test $? = 78; } &&
-    grep -q "unknown model scheme .nosuch. (known: openai, local)" err &&
+    grep -q "unknown model scheme .nosuch. (known: openai, anthropic, azure, local)" err &&
     { llmcall -q --no-cache --assistant gpt-4 </dev/null 2>err; test $? = 78; } && grep -q "SCHEME:ARG" err &&
     { llmcall -q --no-cache --assistant openai: </dev/null 2>err; test $? = 78; } && grep -q "needs a model name" err &&
     { llmcall -q --no-cache --assistant openai:m --api-base ftp://x </dev/null 2>err; test $? = 78; } && grep -q "http://" err

@@ -23,6 +23,14 @@ test_expect 'the model list is fetched once per run and endpoint, and not at all
     cl-rollout --full -q -Z --no-cache --assistant openai:asst --user openai:usr --api-base "$MOCK_URL" in >out &&
     mock_stop && jq -e ".models_requests == 0" mock.stats
 '
+test_expect 'roles that reach one endpoint with different keys each ask for its model list' '
+    mock_start --model m && ask_n 1 >in &&
+    CL_ASSISTANT_API_KEY=sk-one CL_USER_API_KEY=sk-two llmcall -q -Z --cache c --assistant openai:m --user openai:m \
+        --api-base "$MOCK_URL" in >o && mock_stop && jq -e ".models_requests == 2" mock.stats &&
+    mock_start --model m &&
+    CL_ASSISTANT_API_KEY=sk-one CL_USER_API_KEY=sk-one llmcall -q -Z --cache c --assistant openai:m --user openai:m \
+        --api-base "$MOCK_URL" in >o && mock_stop && jq -e ".models_requests == 1" mock.stats
+'
 test_expect 'a server that says nothing is named once; --cache-tag gives a run answers of its own' '
     mock_start && ask_n 2 >in &&
     llmcall -Z --cache c --assistant openai:m --user openai:m --api-base "$MOCK_URL" in >o1 2>err &&

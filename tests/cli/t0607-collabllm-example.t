@@ -12,8 +12,12 @@ sed -n '/^\.Ss A worked example/,/^\.S[hs] /p' "$ROOT/man/collabllm.7" |
         on { gsub(/\\e/, "\\"); gsub(/\\-/, "-"); print > (dir "/block" n) }'
 nblocks=$(ls "$_top"/block* | wc -l)
 
-# world SCRIPT: the mock with that script as the endpoint of every model.
-world() { mock_start --script "$1" && OPENAI_BASE_URL=$MOCK_URL && export OPENAI_BASE_URL; }
+# world SCRIPT: the mock with that script as the endpoint of every model, the default judge's
+# (anthropic:) included.
+world() {
+    mock_start --script "$1" && OPENAI_BASE_URL=$MOCK_URL && ANTHROPIC_BASE_URL=http://127.0.0.1:$MOCK_PORT &&
+    ANTHROPIC_API_KEY=sk-ant-example && export OPENAI_BASE_URL ANTHROPIC_BASE_URL ANTHROPIC_API_KEY
+}
 # The example runs from the source tree: a scratch copy of what it reads.
 tree() { cp -r "$ROOT/pipelines" "$ROOT/examples" .; }
 

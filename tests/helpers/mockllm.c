@@ -1,11 +1,19 @@
-/* mockllm — a loopback OpenAI-compatible Chat Completions server for tests and benchmarks.
+/* mockllm — a loopback LLM server for tests and benchmarks: OpenAI's Chat Completions, Azure
+ * OpenAI's deployment URLs and Anthropic's Messages API.
  *
  *   mockllm [--latency MS[-MAX]] [--fault KIND=FRACTION]... [--retry-after S] [--stall S]
  *           [--script FILE] [--deterministic] [--log FILE] [--stats FILE] [--seed N] [--port N]
  *           [--model NAME[=ROOT]]...
  *
  * Binds 127.0.0.1 (port 0 = any free one) and prints the port on stdout.  Answers POST
- * /v1/chat/completions and /chat/completions with HTTP/1.1 keep-alive, one epoll thread, so it
+ * /v1/chat/completions and /chat/completions, /openai/deployments/NAME/chat/completions (Azure:
+ * refused with 401 without an api-key header, 404 without ?api-version=) and /v1/messages
+ * (Anthropic: refused as the API does without x-api-key (401), without anthropic-version
+ * 2023-06-01, with a member it does not know, without model or a positive integer max_tokens,
+ * with a role other than user or assistant or two of one role in a row, or a temperature above 1
+ * (400); replies with a thinking block and the text split over two text blocks, and errors in
+ * its {"type":"error","error":{"type","message"}} shape) with HTTP/1.1 keep-alive, one epoll
+ * thread, so it
  * sustains far more calls per second than the client under test (see BENCHMARKS.md).  Until
  * SIGTERM/SIGINT, then prints its statistics on stderr (and to --stats) and exits 0.
  *
@@ -18,6 +26,7 @@
  * directive inside the request body (a message containing "@fault:KIND"), or
  * "@fail-first:K:KIND" = the first K times this exact body arrives:
  *   429       rate limited, Retry-After: --retry-after (default 1)
+ *   overloaded  529 overloaded_error (Anthropic's), with the same Retry-After
  *   quota     429 insufficient_quota (must not be retried)
  *   500, 503  server errors;  noretry = 503 with x-should-retry: false
  *   400, 401, 404   client errors;  echokey = 401 whose message repeats the Authorization value
@@ -25,7 +34,8 @@
  *   midstall  headers and half the body, then nothing
  *   reset     TCP RST;  close = close without a reply;  truncate = short body, then close
  *   badjson   200 with an invalid JSON body;  nochoices = 200 with {"object":"x"}
- *   length    finish_reason "length";  nousage = no usage member;  null = content null
+ *   length    finish_reason "length" (stop_reason "max_tokens");  nousage = no usage member;
+ *             null = content null (no content blocks)
  * Other directives: "@delay:MS" sets this request's latency.
  *
  * GET /v1/models (or /models) lists the --model NAME[=ROOT] entries as vLLM does ({"id":
@@ -35,7 +45,8 @@
  * the statistics counts them.
  *
  * --log FILE appends one JSON line per request: {"seq","t","conn","concurrent","path",
- * "headers":{lower-case name: value},"body": the request JSON,"fault"}.  --stats FILE gets
+ * "headers":{lower-case name: value},"body": the request JSON,"fault","rejected": why Azure's or
+ * Anthropic's checks refused it, when they did}.  --stats FILE gets
  * {"requests","max_concurrent","connections","max_connections","cpu_s","us_per_request"}. */
 #define _GNU_SOURCE /* memmem, accept4 */
 #include <errno.h>
@@ -59,10 +70,11 @@
 
 enum fault { F_NONE, F_429, F_QUOTA, F_500, F_503, F_NORETRY, F_400, F_401, F_404, F_ECHOKEY, F_STALL,
              F_MIDSTALL, F_RESET, F_CLOSE, F_TRUNCATE, F_BADJSON, F_NOCHOICES, F_LENGTH, F_NOUSAGE,
-             F_NULL, F_COUNT };
+             F_NULL, F_OVERLOADED, F_COUNT };
 static const char *const fault_names[F_COUNT] = {
     "none", "429", "quota", "500", "503", "noretry", "400", "401", "404", "echokey", "stall",
-    "midstall", "reset", "close", "truncate", "badjson", "nochoices", "length", "nousage", "null"};
+    "midstall", "reset", "close", "truncate", "badjson", "nochoices", "length", "nousage", "null",
+    "overloaded"};
 
 typedef struct conn {
     int fd;
@@ -357,7 +369,7 @@ static char *reply_text(const char *body, size_t len, unsigned long seq)
 }
 
 static void log_request(const conn *c, const char *head, size_t hlen, const char *body, size_t blen,
-                        enum fault f, unsigned long seq)
+                        enum fault f, const char *rejected, unsigned long seq)
 {
     if (!M.log)
         return;
@@ -394,6 +406,8 @@ static void log_request(const conn *c, const char *head, size_t hlen, const char
         model_members++;
     rec = cl_json_set_num(rec, "model_members", model_members);
     rec = cl_json_set_str(rec, "fault", fault_names[f]);
+    if (rejected)
+        rec = cl_json_set_str(rec, "rejected", rejected);
     char *line = cl_json_dump(&rec, NULL);
     jv_free(rec);
     fprintf(M.log, "%s\n", line);
@@ -422,6 +436,211 @@ static const char *error_body(enum fault f)
                        "\"param\":null,\"code\":\"model_not_found\"}}";
     default: return "{}";
     }
+}
+
+/* Anthropic's error body {"type":"error","error":{"type","message"}} (malloc'd). */
+static char *anthropic_error(const char *type, const char *message)
+{
+    jv e = JV_OBJECT(jv_string("type"), jv_string("error"), jv_string("error"),
+                     JV_OBJECT(jv_string("type"), jv_string(type), jv_string("message"), jv_string(message)));
+    char *s = cl_json_dump(&e, NULL);
+    jv_free(e);
+    return s;
+}
+
+/* A fault as the Messages API reports it: its status and error body (malloc'd). */
+static char *anthropic_fault(enum fault f, int *status)
+{
+    switch (f) {
+    case F_429: *status = 429; return anthropic_error("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit");
+    case F_OVERLOADED: *status = 529; return anthropic_error("overloaded_error", "Overloaded");
+    case F_QUOTA: *status = 400; return anthropic_error("invalid_request_error", "Your credit balance is too low to access the Anthropic API.");
+    case F_500: *status = 500; return anthropic_error("api_error", "Internal server error");
+    case F_503: case F_NORETRY: *status = 503; return anthropic_error("api_error", "Service unavailable");
+    case F_400: *status = 400; return anthropic_error("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum");
+    case F_401: *status = 401; return anthropic_error("authentication_error", "invalid x-api-key");
+    default: *status = 404; return anthropic_error("not_found_error", "model: no such model");
+    }
+}
+
+enum route { R_NONE, R_CHAT, R_AZURE, R_MESSAGES };
+
+/* Which API a POST path asks for: /v1/chat/completions or /chat/completions (OpenAI),
+ * /openai/deployments/NAME/chat/completions?... (Azure), /v1/messages (Anthropic). */
+static enum route route_of(const char *path, size_t plen)
+{
+    size_t q = 0;
+    while (q < plen && path[q] != '?')
+        q++;
+    if ((q == plen && plen == 20 && strncmp(path, "/v1/chat/completions", 20) == 0) ||
+        (q == plen && plen == 17 && strncmp(path, "/chat/completions", 17) == 0))
+        return R_CHAT;
+    if (q == plen && plen == 12 && strncmp(path, "/v1/messages", 12) == 0)
+        return R_MESSAGES;
+    const char *pre = "/openai/deployments/", *post = "/chat/completions";
+    size_t a = strlen(pre), b = strlen(post);
+    if (q > a + b && strncmp(path, pre, a) == 0 && strncmp(path + q - b, post, b) == 0 &&
+        !memchr(path + a, '/', q - a - b))
+        return R_AZURE;
+    return R_NONE;
+}
+
+/* The rules of a Messages API request the mock enforces, as the API words them: NULL when the
+ * request passes, else the reason (malloc'd). */
+static char *messages_invalid(const char *head, const char *body, size_t blen, int *status)
+{
+    static const char *const known[] = {"model", "messages", "max_tokens", "system", "temperature", "top_p",
+                                        "top_k", "stop_sequences", "metadata", "stream", "tools",
+                                        "tool_choice", "thinking", "service_tier", NULL};
+    size_t vlen;
+    char why[256] = "";
+    *status = 400;
+    if (!header_value(head, "x-api-key", &vlen)) {
+        *status = 401;
+        return strdup("x-api-key header is required");
+    }
+    const char *ver = header_value(head, "anthropic-version", &vlen);
+    if (!ver)
+        return strdup("anthropic-version: header is required");
+    if (vlen != 10 || strncmp(ver, "2023-06-01", 10) != 0)
+        return strdup("anthropic-version: unknown version");
+    cl_json_check chk;
+    jv v = cl_json_validate(body, blen, &chk) == 0 ? cl_json_parse(body, blen) : jv_invalid();
+    if (jv_get_kind(v) != JV_KIND_OBJECT) {
+        jv_free(v);
+        return strdup("The request body is not valid JSON.");
+    }
+    jv_object_foreach(v, k, x) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            ok |= strcmp(known[i], jv_string_value(k)) == 0;
+        if (!ok && !*why)
+            snprintf(why, sizeof why, "%s: Extra inputs are not permitted", jv_string_value(k));
+        jv_free(k);
+        jv_free(x);
+    }
+    jv msgs = cl_json_get(&v, "messages");
+    double mt = cl_json_num(&v, "max_tokens", -1);
+    if (*why)
+        ;
+    else if (cl_json_kind(&v, "model") != JV_KIND_STRING)
+        snprintf(why, sizeof why, "model: Field required");
+    else if (mt < 1 || mt != floor(mt))
+        snprintf(why, sizeof why, "max_tokens: Field required (a positive integer)");
+    else if (cl_json_has(&v, "system") && cl_json_kind(&v, "system") != JV_KIND_STRING &&
+             cl_json_kind(&v, "system") != JV_KIND_ARRAY)
+        snprintf(why, sizeof why, "system: Input should be a valid string");
+    else if (cl_json_has(&v, "temperature") &&
+             (cl_json_num(&v, "temperature", -1) < 0 || cl_json_num(&v, "temperature", -1) > 1))
+        snprintf(why, sizeof why, "temperature: range: 0..1");
+    else if (cl_json_has(&v, "stop_sequences") && cl_json_kind(&v, "stop_sequences") != JV_KIND_ARRAY)
+        snprintf(why, sizeof why, "stop_sequences: Input should be a valid list");
+    else if (jv_get_kind(msgs) != JV_KIND_ARRAY || jv_array_length(jv_copy(msgs)) == 0)
+        snprintf(why, sizeof why, "messages: at least one message is required");
+    else {
+        const char *prev = NULL;
+        jv_array_foreach(msgs, i, m) {
+            const char *role = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_str(&m, "role") : NULL;
+            jv_kind ck = jv_get_kind(m) == JV_KIND_OBJECT ? cl_json_kind(&m, "content") : JV_KIND_INVALID;
+            if (!*why && (!role || (strcmp(role, "user") && strcmp(role, "assistant"))))
+                snprintf(why, sizeof why, "messages.%d.role: Input should be 'user' or 'assistant'", i);
+            else if (!*why && ck != JV_KIND_STRING && ck != JV_KIND_ARRAY)
+                snprintf(why, sizeof why, "messages.%d.content: Field required", i);
+            else if (!*why && prev && strcmp(prev, role) == 0)
+                snprintf(why, sizeof why, "messages: roles must alternate between \"user\" and \"assistant\", "
+                         "but found multiple \"%s\" roles in a row", role);
+            prev = role && !strcmp(role, "user") ? "user" : "assistant";
+            jv_free(m);
+        }
+    }
+    jv_free(msgs);
+    jv_free(v);
+    return *why ? strdup(why) : NULL;
+}
+
+/* Azure's checks: an api-key header and an api-version in the query. */
+static char *azure_invalid(const char *head, const char *path, size_t plen, int *status)
+{
+    size_t vlen;
+    if (!header_value(head, "api-key", &vlen)) {
+        *status = 401;
+        return strdup("Access denied due to invalid subscription key or wrong API endpoint.");
+    }
+    const char *q = memchr(path, '?', plen);
+    const char *v = q ? strstr(q, "api-version=") : NULL;
+    if (!v || v >= path + plen || v[12] == ' ' || v[12] == '&' || v + 12 >= path + plen) {
+        *status = 404;
+        return strdup("Resource not found (no api-version)");
+    }
+    return NULL;
+}
+
+/* A Messages API reply of text, split into two text blocks after a thinking block (the client
+ * must join the text blocks and skip the rest), shaped by the fault f (malloc'd). */
+static char *anthropic_reply(const char *body, size_t blen, const char *text, unsigned long seq, enum fault f)
+{
+    cl_json_check chk;
+    jv req = cl_json_validate(body, blen, &chk) == 0 ? cl_json_parse(body, blen) : jv_object();
+    jv content = jv_array();
+    if (f != F_NULL) {
+        size_t half = strlen(text) / 2;
+        content = jv_array_append(content, JV_OBJECT(jv_string("type"), jv_string("thinking"), jv_string("thinking"),
+                                                     jv_string("not part of the reply"), jv_string("signature"),
+                                                     jv_string("sig")));
+        content = jv_array_append(content, JV_OBJECT(jv_string("type"), jv_string("text"), jv_string("text"),
+                                                     jv_string_sized(text, (int)half)));
+        content = jv_array_append(content, JV_OBJECT(jv_string("type"), jv_string("text"), jv_string("text"),
+                                                     jv_string(text + half)));
+    }
+    char id[32];
+    snprintf(id, sizeof id, "msg_%lu", seq);
+    jv r = JV_OBJECT(jv_string("id"), jv_string(id), jv_string("type"), jv_string("message"), jv_string("role"),
+                     jv_string("assistant"), jv_string("model"), cl_json_get(&req, "model"), jv_string("content"),
+                     content, jv_string("stop_reason"), jv_string(f == F_LENGTH ? "max_tokens" : "end_turn"),
+                     jv_string("stop_sequence"), jv_null());
+    if (f != F_NOUSAGE)
+        r = cl_json_set(r, "usage", JV_OBJECT(jv_string("input_tokens"), jv_number((double)(blen / 4)),
+                                              jv_string("output_tokens"), jv_number((double)(strlen(text) / 4 + 1)),
+                                              jv_string("cache_creation_input_tokens"), jv_number(0),
+                                              jv_string("cache_read_input_tokens"), jv_number(0)));
+    jv_free(req);
+    char *s = cl_json_dump(&r, NULL);
+    jv_free(r);
+    return s;
+}
+
+/* A Chat Completions reply of n choices of text, shaped by the fault f (malloc'd). */
+static char *chat_reply(size_t blen, const char *text, unsigned long seq, enum fault f, long n)
+{
+    size_t cap = 256 + (size_t)n * (strlen(text) * 2 + 96);
+    char *msg = xrealloc(NULL, cap);
+    size_t k = (size_t)snprintf(msg, cap, "{\"id\":\"chatcmpl-%lu\",\"object\":\"chat.completion\",\"created\":0,"
+                                "\"model\":\"mock\",\"choices\":[", seq);
+    for (long i = 0; i < n; i++) {
+        char *content;
+        if (f == F_NULL)
+            content = strdup("null");
+        else if (n > 1) {
+            size_t m = strlen(text) + 32;
+            char *tmp = xrealloc(NULL, m);
+            snprintf(tmp, m, "%s (choice %ld)", text, i);
+            content = json_str(tmp);
+            free(tmp);
+        } else
+            content = json_str(text);
+        k += (size_t)snprintf(msg + k, cap - k,
+                              "%s{\"index\":%ld,\"message\":{\"role\":\"assistant\",\"content\":%s},"
+                              "\"logprobs\":null,\"finish_reason\":\"%s\"}", i ? "," : "", i, content,
+                              f == F_LENGTH ? "length" : "stop");
+        free(content);
+    }
+    if (f == F_NOUSAGE)
+        snprintf(msg + k, cap - k, "]}");
+    else
+        snprintf(msg + k, cap - k,
+                 "],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}",
+                 blen / 4, strlen(text) / 4 + 1, blen / 4 + strlen(text) / 4 + 1);
+    return msg;
 }
 
 /* Answers one complete request: head[0..hlen) ends with the blank line, body follows. */
@@ -458,20 +677,43 @@ static void answer(conn *c, const char *head, size_t hlen, const char *body, siz
     const char *sp = strchr(head, ' ');
     size_t plen = sp ? strcspn(sp + 1, " ") : 0;
     int is_post = strncmp(head, "POST ", 5) == 0;
-    int path_ok = sp && ((plen == 20 && strncmp(sp + 1, "/v1/chat/completions", 20) == 0) ||
-                         (plen == 17 && strncmp(sp + 1, "/chat/completions", 17) == 0));
-    if (is_post && path_ok)
+    enum route rt = sp ? route_of(sp + 1, plen) : R_NONE;
+    int rej_status = 0;
+    char *rejected = NULL; /* what Azure or Anthropic would refuse before answering */
+    if (is_post && rt == R_MESSAGES)
+        rejected = messages_invalid(head, body, blen, &rej_status);
+    else if (is_post && rt == R_AZURE)
+        rejected = azure_invalid(head, sp + 1, plen, &rej_status);
+    if (is_post && rt && !rejected)
         f = choose_fault(body, blen);
-    log_request(c, head, hlen, body, blen, f, seq);
+    log_request(c, head, hlen, body, blen, f, rejected, seq);
 
     timer tm = {.at = t, .fd = c->fd, .gen = c->gen};
     size_t vlen = 0;
     const char *conn_hdr = header_value(head, "Connection", &vlen);
     if (conn_hdr && vlen == 5 && strncasecmp(conn_hdr, "close", 5) == 0)
         tm.then = 1;
-    if (!is_post || !path_ok) {
+    if (!is_post || !rt) {
         tm.len = build(&tm.resp, 404, "Not Found", NULL,
                        "{\"error\":{\"message\":\"no such route\",\"type\":\"invalid_request_error\"}}", -1);
+        heap_push(tm);
+        return;
+    }
+    if (rejected) {
+        char *b;
+        if (rt == R_MESSAGES)
+            b = anthropic_error(rej_status == 401 ? "authentication_error" : "invalid_request_error", rejected);
+        else {
+            char code[16];
+            snprintf(code, sizeof code, "%d", rej_status);
+            jv e = JV_OBJECT(jv_string("error"), JV_OBJECT(jv_string("code"), jv_string(code), jv_string("message"),
+                                                           jv_string(rejected)));
+            b = cl_json_dump(&e, NULL);
+            jv_free(e);
+        }
+        tm.len = build(&tm.resp, rej_status, "Error", NULL, b, -1);
+        free(b);
+        free(rejected);
         heap_push(tm);
         return;
     }
@@ -480,39 +722,50 @@ static void answer(conn *c, const char *head, size_t hlen, const char *body, siz
     case F_CLOSE: case F_RESET:
         conn_close(c, f == F_RESET);
         return;
-    case F_429: case F_QUOTA: case F_500: case F_503: case F_NORETRY: case F_400: case F_401: case F_404: {
+    case F_429: case F_QUOTA: case F_500: case F_503: case F_NORETRY: case F_400: case F_401: case F_404:
+    case F_OVERLOADED: {
         static const int code[] = {[F_429] = 429, [F_QUOTA] = 429, [F_500] = 500, [F_503] = 503,
-                                   [F_NORETRY] = 503, [F_400] = 400, [F_401] = 401, [F_404] = 404};
-        if (f == F_429)
+                                   [F_NORETRY] = 503, [F_400] = 400, [F_401] = 401, [F_404] = 404,
+                                   [F_OVERLOADED] = 529};
+        if (f == F_429 || f == F_OVERLOADED)
             snprintf(hdrs, sizeof hdrs, "Retry-After: %g\r\n", M.retry_after);
         if (f == F_NORETRY)
             snprintf(hdrs, sizeof hdrs, "x-should-retry: false\r\n");
-        tm.len = build(&tm.resp, code[f], "Error", hdrs, error_body(f), -1);
+        int st = code[f];
+        char *own = rt == R_MESSAGES ? anthropic_fault(f, &st) : NULL;
+        tm.len = build(&tm.resp, st, "Error", hdrs, own ? own : error_body(f), -1);
+        free(own);
         heap_push(tm);
         return;
     }
     case F_ECHOKEY: {
-        const char *auth = header_value(head, "Authorization", &vlen);
+        /* the header that carries the key on this route, repeated in the error message */
+        const char *hname = rt == R_MESSAGES ? "x-api-key" : rt == R_AZURE ? "api-key" : "Authorization";
+        const char *auth = header_value(head, hname, &vlen);
         char *a = strndup(auth ? auth : "", auth ? vlen : 0);
         size_t n = strlen(a) + 128;
         char *m = xrealloc(NULL, n);
         snprintf(m, n, "Incorrect API key provided: %s", a);
         char *qm = json_str(m);
-        size_t bn = strlen(qm) + 64;
+        size_t bn = strlen(qm) + 96;
         char *b = xrealloc(NULL, bn);
-        snprintf(b, bn, "{\"error\":{\"message\":%s,\"code\":\"invalid_api_key\"}}", qm);
+        if (rt == R_MESSAGES)
+            snprintf(b, bn, "{\"type\":\"error\",\"error\":{\"type\":\"authentication_error\",\"message\":%s}}", qm);
+        else
+            snprintf(b, bn, "{\"error\":{\"message\":%s,\"code\":\"invalid_api_key\"}}", qm);
         tm.len = build(&tm.resp, 401, "Unauthorized", NULL, b, -1);
         free(a); free(m); free(qm); free(b);
         heap_push(tm);
         return;
     }
     case F_BADJSON:
-        tm.len = build(&tm.resp, 200, "OK", NULL, "{\"choices\":[{\"message\":{\"content\":\"cut", -1);
+        tm.len = build(&tm.resp, 200, "OK", NULL, rt == R_MESSAGES ? "{\"content\":[{\"type\":\"text\",\"text\":\"cut"
+                                                                   : "{\"choices\":[{\"message\":{\"content\":\"cut", -1);
         tm.at = t + M.lat_min;
         heap_push(tm);
         return;
     case F_NOCHOICES:
-        tm.len = build(&tm.resp, 200, "OK", NULL, "{\"object\":\"x\"}", -1);
+        tm.len = build(&tm.resp, 200, "OK", NULL, rt == R_MESSAGES ? "{\"type\":\"message\"}" : "{\"object\":\"x\"}", -1);
         heap_push(tm);
         return;
     default:
@@ -528,34 +781,7 @@ static void answer(conn *c, const char *head, size_t hlen, const char *body, siz
     if (np)
         n = atol(np + 4) > 0 ? atol(np + 4) : 1;
     char *text = reply_text(body, blen, seq);
-    size_t cap = 256 + (size_t)n * (strlen(text) * 2 + 96);
-    msg = xrealloc(NULL, cap);
-    size_t k = (size_t)snprintf(msg, cap, "{\"id\":\"chatcmpl-%lu\",\"object\":\"chat.completion\",\"created\":0,"
-                                "\"model\":\"mock\",\"choices\":[", seq);
-    for (long i = 0; i < n; i++) {
-        char *content;
-        if (f == F_NULL)
-            content = strdup("null");
-        else if (n > 1) {
-            size_t m = strlen(text) + 32;
-            char *tmp = xrealloc(NULL, m);
-            snprintf(tmp, m, "%s (choice %ld)", text, i);
-            content = json_str(tmp);
-            free(tmp);
-        } else
-            content = json_str(text);
-        k += (size_t)snprintf(msg + k, cap - k,
-                              "%s{\"index\":%ld,\"message\":{\"role\":\"assistant\",\"content\":%s},"
-                              "\"logprobs\":null,\"finish_reason\":\"%s\"}", i ? "," : "", i, content,
-                              f == F_LENGTH ? "length" : "stop");
-        free(content);
-    }
-    if (f == F_NOUSAGE)
-        snprintf(msg + k, cap - k, "]}");
-    else
-        snprintf(msg + k, cap - k,
-                 "],\"usage\":{\"prompt_tokens\":%zu,\"completion_tokens\":%zu,\"total_tokens\":%zu}}",
-                 blen / 4, strlen(text) / 4 + 1, blen / 4 + strlen(text) / 4 + 1);
+    msg = rt == R_MESSAGES ? anthropic_reply(body, blen, text, seq, f) : chat_reply(blen, text, seq, f, n);
     free(text);
     size_t mlen = strlen(msg);
     if (f == F_TRUNCATE) {

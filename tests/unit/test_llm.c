@@ -370,7 +370,7 @@ static void configuration_errors_are_exit_78(void **state)
     cl_err e = {0};
     assert_null(client("nope:x", NULL, 1, &e));
     assert_int_equal(e.code, CL_EXIT_CONFIG);
-    assert_non_null(strstr(e.msg, "known: openai, local, script"));
+    assert_non_null(strstr(e.msg, "known: openai, anthropic, azure, local, script"));
     assert_null(client("script:unknown-mode", NULL, 1, &e));
     assert_int_equal(e.code, CL_EXIT_CONFIG);
 
