@@ -59,11 +59,13 @@ test_expect 'killed with SIGKILL: the re-run pays again at most the calls that w
     n=$(mock_count) && test "$n" -ge 324 && test "$n" -le 332 &&
     test "$(jq .llm.cache_hits st)" -ge $((n1 - 8))
 '
+# The first signal is sent once a call is in flight (a run that had started none would be done
+# before the second), and every call takes 1.5 s, so the second lands while the first waits.
 test_expect 'a second signal aborts the calls in flight; what is written is still a valid prefix' '
     { rule "helping a user with tasks such as writing" "{\"response\": \"Which kind?\"}"; endless_script; } >script &&
-    mock_start --script script --latency 300 --deterministic && seeds 20 >in &&
+    mock_start --script script --latency 1500 --deterministic && seeds 20 >in &&
     { cl-rollout --branch $ROLL --api-base "$MOCK_URL" in >part 2>err & pid=$!; } &&
-    sleep 0.5 && kill -INT $pid && sleep 0.1 && kill -TERM $pid &&
+    wait_calls 1 && kill -INT $pid && sleep 0.1 && kill -TERM $pid &&
     { wait $pid; test $? = 130; } && jq -se "all(has(\"candidates\"))" part >/dev/null
 '
 test_done

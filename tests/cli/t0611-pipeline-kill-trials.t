@@ -56,12 +56,13 @@ REF_CALLS=$(calls)
 bodies 1 "$REF_CALLS" >"$S/ref.bodies"
 echo "# uninterrupted run: $REF_SECS s, $REF_CALLS calls"
 
-# Trial n kills once the mock has seen a random number of the run's calls, then a random
-# 0-300 ms more, so that kills land inside LLM steps and between them (renames, cat, pairs).
+# Trial n kills once the mock has seen a random number (up to 90%) of the run's calls, then a
+# random delay of up to a tenth of the uninterrupted run's time (at most 300 ms), so that kills
+# land inside LLM steps and between them (renames, cat, pairs) and not after the run's end.
 n=1
 while [ $n -le "$TRIALS" ]; do
-    set -- $(awk -v s="$SEED" -v n="$n" -v c="$REF_CALLS" 'BEGIN { srand(s); for (i = 0; i < n; i++) { a = rand(); b = rand() }
-        printf "%d %.3f", a * c, b * 0.3 }')
+    set -- $(awk -v s="$SEED" -v n="$n" -v c="$REF_CALLS" -v t="$REF_SECS" 'BEGIN { srand(s); for (i = 0; i < n; i++) { a = rand(); b = rand() }
+        d = t / 10; if (d > 0.3) d = 0.3; printf "%d %.3f", a * c * 0.9, b * d }')
     test_expect "trial $n: SIGKILL after call $1 + $2 s, then the same command: same outputs, no call paid twice" '
         before=$(calls)
         (eval "exec setsid $ENGINE OUT=run" >kill.log 2>&1) & pid=$!
