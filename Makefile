@@ -146,9 +146,23 @@ EMU_DEPS := $(wildcard lib/cuda/*.cu lib/cuda/*.cuh lib/cuda/*.h tests/cuda-emu/
 EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
 EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/ref_kernels.o
 EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o
+# test_cuda_flash: the flash attention kernels against ops.c, in every build: emulated kernels
+# here, the GPU's under CUDA=1 (where it skips loudly without a device).
+UNIT_BINS += $(O)/tests/test_cuda_flash
 ifneq ($(CUDA),1)
 UNIT_BINS += $(O)/tests/test_cuda_emu
 TESTBINS  += $(O)/tests/cl-finetune-emu
+$(O)/tests/emu/test_flash.o: tests/cuda-emu/test_flash.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -c -o $@ $<
+$(O)/tests/test_cuda_flash: $(O)/tests/emu/test_flash.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+else
+$(O)/tests/emu/test_flash.o: tests/cuda-emu/test_flash.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -I$(CUDA_HOME)/include $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror,$(CL_CFLAGS)) -c -o $@ $<
+$(O)/tests/test_cuda_flash: $(O)/tests/emu/test_flash.o $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 endif
 $(O)/tests/emu/llama.o: $(EMU_DEPS)
 	@mkdir -p $(@D)

@@ -4,8 +4,8 @@
  * model: weights mirrored byte for byte (fp32 masters and bf16 frozen bases as the host holds
  * them) plus a bf16 shadow of every fp32 matrix, fp32 gradients and AdamW moments, fp32
  * activations; every matrix product through cuBLAS with bf16 inputs and fp32 accumulation
- * (the LoRA branch's thin products stay fp32), and fused kernels for RMSNorm, RoPE, the causal
- * softmax of attention, SwiGLU, the chunked log-softmax head, dropout, the gradient norm and
+ * (the LoRA branch's thin products stay fp32), and fused kernels for RMSNorm, RoPE, flash-style
+ * tiled causal attention, SwiGLU, the chunked log-softmax head, dropout, the gradient norm and
  * AdamW (kernels.cuh).  The loss arithmetic stays on the host: only per-token log-probs and
  * coefficients cross the bus.
  * Only tools name this header, and only under CL_HAVE_CUDA, so a CPU build never references a

@@ -5,11 +5,10 @@
  * one copy per arena.  The forward, head and backward below follow llama.c step by step (same
  * activation layout, same order of accumulation into gradients), with llama.c's calls to ops.c
  * replaced by kernels.cuh and cuBLAS: a row-major product C = op(A) op(B) is cuBLAS's
- * column-major C^T = op(B)^T op(A)^T, so gemm_b() swaps the operands.  Attention computes the
- * full T x T scores per (row, head) with strided-batched products (one batch per group index,
- * so grouped-query heads need no copies) and a fused masked softmax; only one batch row's
- * probabilities of one layer exist at a time (backward recomputes them).  With recompute set, only each
- * layer's input is kept and backward runs the layer's forward again first.  The products read
+ * column-major C^T = op(B)^T op(A)^T, so gemm() swaps the operands.  Attention is the tiled
+ * flash kernel pair (kernels.cuh): no T x T scores exist, each layer keeps its output and one
+ * log-sum-exp per (token, head), and backward recomputes the probabilities tile by tile.  With
+ * recompute set, only each layer's input is kept and backward runs the layer's forward again first.  The products read
  * bf16 (weights stored so, or their shadows; activations converted just before) and
  * accumulate in fp32, except the LoRA branch's thin ones, which stay fp32. */
 #include <cublas_v2.h>
@@ -34,7 +33,11 @@ static void *dalloc(size_t bytes)
     if (rc != cudaSuccess) {
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);
-        cl_die(CL_EXIT_SOFTWARE, "CUDA: out of device memory allocating %zu MiB (%zu MiB free of %zu; %s)",
+        /* a resource ran out, as a budget does (collabllm(7) EXIT STATUS 75), not a bug: say
+         * what shrinks the need */
+        cl_die(CL_EXIT_TEMPFAIL,
+               "CUDA: out of device memory allocating %zu MiB (%zu MiB free of %zu MiB; %s): reduce --batch or "
+               "--max-len, add --recompute, or train LoRA over a --bf16 base (decode: fewer sequences at once)",
                bytes >> 20, fr >> 20, tot >> 20, cudaGetErrorString(rc));
     }
     held_bytes += bytes;
@@ -73,11 +76,10 @@ typedef struct dacts {
     size_t bytes;
     int *ids, *pos, *seg, has_seg, lora_used, training;
     long step;
-    float **res, **ln1, **rstd1, **q, **k, **v, **y, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
-    float *att;                            /* [nh][t][t] probabilities of the row and layer at hand */
+    float **res, **ln1, **rstd1, **q, **k, **v, **y, **lse, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
     float *res_final, *lnf, *rstdf;
-    float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dg, *du, *dh, *lora_dh, *xd, *dxd, *ds;
-    cl_bf16 *b16[4], *batt;                /* bf16 operands of the products */
+    float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dd, *dg, *du, *dh, *lora_dh, *xd, *dxd;
+    cl_bf16 *b16[2];                       /* bf16 operands of the products */
     float *hx, *hdx, *hlogits, *hcoef, *hlogp;
     int *htgt, *hidx;
     cl_bf16 *hxb, *hlb;
@@ -156,34 +158,27 @@ static void refresh_shadow(cl_llama *m, const cl_tensor *t)
 
 /* ---- products --------------------------------------------------------------------------- */
 
-/* Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C over `batch` products whose operands
- * lie sa, sb, sc elements apart.  ty is the type of A and B (bf16 or fp32); C is fp32 and the
- * accumulation fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs). */
-static void gemm_b(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
-                   cudaDataType ty, int lda, long long sa, const void *B, int ldb, long long sb, float beta, float *C,
-                   int ldc, long long sc, int batch)
+/* Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C.  ty is the type of A and B (bf16 or
+ * fp32); C is fp32 and the accumulation fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs). */
+static void gemm(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A, cudaDataType ty,
+                 int lda, const void *B, int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
     cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasHandle_t h = S(m)->blas;
-    if (batch == 1)
-        BLAS_CK(cublasGemmEx(h, ob, oa, N, M, K, &alpha, B, ty, ldb, A, ty, lda, &beta, C, CUDA_R_32F, ldc,
-                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    else
-        BLAS_CK(cublasGemmStridedBatchedEx(h, ob, oa, N, M, K, &alpha, B, ty, ldb, sb, A, ty, lda, sa, &beta, C,
-                                           CUDA_R_32F, ldc, sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    BLAS_CK(cublasGemmEx(S(m)->blas, ob, oa, N, M, K, &alpha, B, ty, ldb, A, ty, lda, &beta, C, CUDA_R_32F, ldc,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 static void gemm16(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const cl_bf16 *A, int lda,
                    const cl_bf16 *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_b(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+    gemm(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, B, ldb, beta, C, ldc);
 }
 
 static void gemm32(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_b(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+    gemm(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, ldb, beta, C, ldc);
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -219,11 +214,10 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
     int L = c->layers, n = b * t, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim,
         I = c->inter, r = m->lora_rank, V = c->vocab, R = head_rows(m, n);
     int max_in = d > I ? (d > qd ? d : qd) : (I > qd ? I : qd);
-    long natt = (long)c->heads * t * t; /* one batch row's scores (attention runs row by row) */
     dacts *a = s->a;
     if (!a) {
         a = (dacts *)calloc(1, sizeof *a);
-        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->y,
+        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->y, &a->lse,
                             &a->mid, &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
         int ns = (int)(sizeof slots / sizeof *slots);
         float **all = (float **)calloc((size_t)L * (ns + CL_NPROJ), sizeof(float *));
@@ -239,7 +233,8 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->res[l] = TAKEF((long)n * d);
             if (s->recompute && l > 0) {
                 /* only layer inputs are kept: every layer shares layer 0's buffers */
-                float **shared[] = {a->ln1, a->rstd1, a->q, a->k, a->v, a->y, a->mid, a->ln2, a->rstd2, a->g, a->u, a->h};
+                float **shared[] = {a->ln1, a->rstd1, a->q, a->k, a->v, a->y, a->lse, a->mid, a->ln2, a->rstd2,
+                                    a->g, a->u, a->h};
                 for (size_t i = 0; i < sizeof shared / sizeof *shared; i++) shared[i][l] = shared[i][0];
                 for (int p = 0; p < CL_NPROJ; p++) a->lora_h[l * CL_NPROJ + p] = a->lora_h[p];
                 continue;
@@ -250,6 +245,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->k[l] = TAKEF((long)n * kd);
             a->v[l] = TAKEF((long)n * kd);
             a->y[l] = TAKEF((long)n * qd);
+            a->lse[l] = TAKEF((long)n * c->heads);
             a->mid[l] = TAKEF((long)n * d);
             a->ln2[l] = TAKEF((long)n * d);
             a->rstd2[l] = TAKEF(n);
@@ -266,6 +262,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->dlnf = TAKEF((long)n * d);
         a->dq = TAKEF((long)n * qd);
         a->dy = TAKEF((long)n * qd);
+        a->dd = TAKEF((long)n * c->heads);
         a->dk = TAKEF((long)n * kd);
         a->dv = TAKEF((long)n * kd);
         a->dg = TAKEF((long)n * I);
@@ -274,10 +271,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->lora_dh = TAKEF((long)n * (r > 0 ? r : 1));
         a->xd = TAKEF((long)n * max_in);
         a->dxd = TAKEF((long)n * max_in);
-        a->att = TAKEF(natt);
-        a->ds = TAKEF(natt);
-        for (int i = 0; i < 4; i++) a->b16[i] = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)n * max_in);
-        a->batt = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)natt);
+        for (int i = 0; i < 2; i++) a->b16[i] = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)n * max_in);
         a->hx = TAKEF((long)R * d);
         a->hdx = TAKEF((long)R * d);
         a->hlogits = TAKEF((long)R * V);
@@ -385,115 +379,22 @@ static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float
 
 /* ---- attention -------------------------------------------------------------------------- */
 
-/* The products of one layer's attention run per batch row bi and per index r within a query
- * group: query head h = g * rep + r reads kv head g, so one strided-batched product covers the
- * nkv groups, with query slices rep * hd apart, kv slices hd apart and score blocks rep * t * t
- * apart.  An operand is query-shaped (Q: q, dq, y, dy), kv-shaped (K: k, dk, v, dv) or a score
- * block (S: probabilities and their gradients). */
-enum { OP_Q, OP_K, OP_S };
-
-typedef struct att_geom {
-    int b, t, hd, qd, kd, rep, nkv, nh;
-} att_geom;
-
-static att_geom geom(const cl_llama *m)
-{
-    const cl_llama_config *c = &m->cfg;
-    const dacts *a = S(m)->a;
-    att_geom G = {a->b, a->t, c->head_dim, c->heads * c->head_dim, c->kv_heads * c->head_dim,
-                  c->heads / c->kv_heads, c->kv_heads, c->heads};
-    return G;
-}
-
-/* element offset of (bi, r), stride between groups and leading dimension of an operand kind;
- * score blocks hold one batch row (bi's heads) at a time */
-static void place(const att_geom *G, int kind, int bi, int r, long *off, long long *stride, int *ld)
-{
-    long tt = (long)G->t * G->t;
-    if (kind == OP_Q) {
-        *off = (long)bi * G->t * G->qd + (long)r * G->hd;
-        *stride = (long long)G->rep * G->hd;
-        *ld = G->qd;
-    } else if (kind == OP_K) {
-        *off = (long)bi * G->t * G->kd;
-        *stride = G->hd;
-        *ld = G->kd;
-    } else {
-        *off = (long)r * tt;
-        *stride = (long long)G->rep * tt;
-        *ld = G->t;
-    }
-}
-
-/* C (kind kc) = alpha op(A) op(B) + beta C for every head of batch row bi; A, B bf16. */
-static void att_gemm(const cl_llama *m, const att_geom *G, int bi, int ta, int tb, int M, int N, int K, float alpha,
-                     const cl_bf16 *A, int ka, const cl_bf16 *B, int kb, float beta, float *C, int kc)
-{
-    for (int r = 0; r < G->rep; r++) {
-        long oa, ob, oc;
-        long long sa, sb, sc;
-        int la, lb, lc;
-        place(G, ka, bi, r, &oa, &sa, &la);
-        place(G, kb, bi, r, &ob, &sb, &lb);
-        place(G, kc, bi, r, &oc, &sc, &lc);
-        gemm_b(m, ta, tb, M, N, K, alpha, A + oa, CUDA_R_16BF, la, sa, B + ob, lb, sb, beta, C + oc, lc, sc, G->nkv);
-    }
-}
-
-/* Batch row bi's attention probabilities into a->att ([nh][t][t]), from q and k already in
- * bf16 in b16[0], b16[1].  Only one row of one layer exists at a time: backward recomputes
- * them, one more product per layer instead of L x b x nh x t x t floats kept. */
-static void att_probs(cl_llama *m, const att_geom *G, int bi)
-{
-    dacts *a = S(m)->a;
-    att_gemm(m, G, bi, 0, 1, G->t, G->t, G->hd, (float)(1.0 / sqrt((double)G->hd)), a->b16[0], OP_Q, a->b16[1], OP_K,
-             0, a->att, OP_S);
-    cu_softmax_causal(a->att, a->has_seg ? a->seg + (long)bi * G->t : NULL, 1, G->nh, G->t);
-}
-
-/* q, k, v of layer l (and dy when with_dy) in bf16: b16[0..3] */
-static void att_operands(cl_llama *m, int l, const att_geom *G, int with_dy)
-{
-    dacts *a = S(m)->a;
-    cu_to_bf16(a->b16[0], a->q[l], (long)a->n * G->qd);
-    cu_to_bf16(a->b16[1], a->k[l], (long)a->n * G->kd);
-    cu_to_bf16(a->b16[2], a->v[l], (long)a->n * G->kd);
-    if (with_dy) cu_to_bf16(a->b16[3], a->dy, (long)a->n * G->qd);
-}
-
+/* Flash-style tiled attention (kernels.cuh): y[l] and each row's log-sum-exp, no T x T scores. */
 static void att_fwd(cl_llama *m, int l)
 {
+    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = geom(m);
-    long natt = (long)G.nh * G.t * G.t;
-    att_operands(m, l, &G, 0);
-    for (int bi = 0; bi < G.b; bi++) {
-        att_probs(m, &G, bi);
-        cu_to_bf16(a->batt, a->att, natt);
-        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, a->b16[2], OP_K, 0, a->y[l], OP_Q);
-    }
+    cu_flash_fwd(a->y[l], a->lse[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, a->b, a->t, c->heads,
+                 c->kv_heads, c->head_dim);
 }
 
-/* dq, dk, dv accumulate (ops.c's cl_attention_bwd). */
+/* dq, dk, dv accumulate (ops.c's cl_attention_bwd), from y[l] and lse[l] of the forward. */
 static void att_bwd(cl_llama *m, int l)
 {
+    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = geom(m);
-    long natt = (long)G.nh * G.t * G.t;
-    cl_bf16 *qb = a->b16[0], *kb = a->b16[1], *vb = a->b16[2], *dyb = a->b16[3];
-    att_operands(m, l, &G, 1);
-    for (int bi = 0; bi < G.b; bi++) {
-        att_probs(m, &G, bi);
-        /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
-        att_gemm(m, &G, bi, 0, 1, G.t, G.t, G.hd, 1, dyb, OP_Q, vb, OP_K, 0, a->ds, OP_S);
-        cu_softmax_bwd(a->ds, a->att, (long)G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
-        /* dS and P in bf16 share batt: dS first (dq, dk), then P (dv) */
-        cu_to_bf16(a->batt, a->ds, natt);
-        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, kb, OP_K, 1, a->dq, OP_Q);
-        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, qb, OP_Q, 1, a->dk, OP_K);
-        cu_to_bf16(a->batt, a->att, natt);
-        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, dyb, OP_Q, 1, a->dv, OP_K);
-    }
+    cu_flash_bwd(a->dq, a->dk, a->dv, a->dd, a->dy, a->y[l], a->lse[l], a->q[l], a->k[l], a->v[l],
+                 a->has_seg ? a->seg : NULL, a->b, a->t, c->heads, c->kv_heads, c->head_dim);
 }
 
 /* ---- the table -------------------------------------------------------------------------- */
@@ -777,7 +678,7 @@ static size_t base_bytes(const cl_llama *m)
 static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
 {
     if (m->dev) return cl_err_set(e, CL_EXIT_SOFTWARE, "the model is already on %s", m->dev->name);
-    if (m->cfg.head_dim % 2 || m->cfg.heads % m->cfg.kv_heads)
+    if (m->cfg.head_dim % 2 || m->cfg.head_dim > CL_FLASH_MAX_HD || m->cfg.heads % m->cfg.kv_heads)
         return cl_err_set(e, CL_EXIT_CONFIG, "%s: unsupported head layout", dv->name);
     cudaError_t rc = cudaSetDevice(dv->ordinal);
     if (rc != cudaSuccess)

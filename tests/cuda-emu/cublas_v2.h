@@ -1,4 +1,4 @@
-/* cublas_v2.h (emulation) — cublasGemmEx and cublasGemmStridedBatchedEx with cuBLAS's
+/* cublas_v2.h (emulation) — cublasGemmEx with cuBLAS's
  * column-major semantics and argument checks (leading dimensions, operand extents inside device
  * allocations), computed on the CPU by emu.cc with bf16 or fp32 inputs and fp32 output.  See
  * cuda_runtime.h here. */
@@ -21,10 +21,4 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
                             cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t algo);
-cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                                          int k, const void *alpha, const void *A, cudaDataType at, int lda,
-                                          long long sa, const void *B, cudaDataType bt, int ldb, long long sb,
-                                          const void *beta, void *C, cudaDataType ct, int ldc, long long sc,
-                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo);
-
 #endif

@@ -1,6 +1,6 @@
 // emu.cc — a CPU emulation of what lib/cuda/llama.cu needs from the CUDA runtime and cuBLAS, so
 // the backend's host code (arena mirroring, pointer mapping, operand order of every product,
-// strided-batched attention, head chunking, dropout seeds, AdamW and sync) runs in the tests on
+// head chunking, dropout seeds, AdamW and sync) runs in the tests on
 // machines without a GPU.  The kernels come from ref_kernels.cc (the CPU reference: fast) or
 // from kernels.cu itself under kernel_emu.h (coroutines: slow, `make cuda-emu-kernels`).  Every
 // device pointer is checked against a registry of allocations with the extent the call reads or
@@ -43,10 +43,23 @@ void emu_host(const void *p, size_t bytes, const char *what)
 
 // ---- runtime ----------------------------------------------------------------------------
 
+// The emulated device's memory: CL_CUDA_EMU_MEM_MB MiB when set (so the tests can run it out),
+// else 16 GiB.
+static size_t held;
+
+static size_t capacity(void)
+{
+    const char *v = getenv("CL_CUDA_EMU_MEM_MB");
+    return v && *v ? (size_t)strtoull(v, NULL, 10) << 20 : (size_t)1 << 34;
+}
+
 cudaError_t cudaMalloc(void **p, size_t bytes)
 {
+    *p = NULL;
+    if (bytes > capacity() - (held < capacity() ? held : capacity())) return cudaErrorMemoryAllocation;
     *p = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (!*p) return cudaErrorMemoryAllocation;
+    held += bytes;
     memset(*p, 0xa5, bytes); // device memory starts as garbage, not zeros
     allocs[(const char *)*p] = bytes;
     return cudaSuccess;
@@ -57,6 +70,7 @@ cudaError_t cudaFree(void *p)
     if (!p) return cudaSuccess;
     auto it = allocs.find((const char *)p);
     if (it == allocs.end()) return cudaErrorInvalidValue;
+    held -= it->second;
     allocs.erase(it);
     free(p);
     return cudaSuccess;
@@ -84,7 +98,8 @@ cudaError_t cudaMemset(void *p, int v, size_t bytes)
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total)
 {
-    *free_bytes = *total = (size_t)1 << 34;
+    *total = capacity();
+    *free_bytes = held < *total ? *total - held : 0;
     return cudaSuccess;
 }
 
@@ -100,14 +115,17 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *p, int ordinal)
 {
     if (ordinal) return cudaErrorInvalidValue;
     snprintf(p->name, sizeof p->name, "CUDA emulation on the CPU");
-    p->totalGlobalMem = (size_t)1 << 34;
+    p->totalGlobalMem = capacity();
     return cudaSuccess;
 }
 
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 const char *cudaGetErrorName(cudaError_t e) { return e ? "cudaErrorEmulated" : "cudaSuccess"; }
-const char *cudaGetErrorString(cudaError_t e) { return e ? "emulated failure" : "no error"; }
+const char *cudaGetErrorString(cudaError_t e)
+{
+    return e == cudaErrorMemoryAllocation ? "out of memory" : e ? "emulated failure" : "no error";
+}
 
 // ---- cuBLAS ------------------------------------------------------------------------------
 
@@ -185,22 +203,4 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (!h || types_ok(at, bt, ct, compute)) return CUBLAS_STATUS_INVALID_VALUE;
     return gemm1(ta, tb, m, n, k, *(const float *)alpha, A, at, lda, B, bt, ldb, *(const float *)beta, (float *)C,
                  ldc);
-}
-
-cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
-                                          int k, const void *alpha, const void *A, cudaDataType at, int lda,
-                                          long long sa, const void *B, cudaDataType bt, int ldb, long long sb,
-                                          const void *beta, void *C, cudaDataType ct, int ldc, long long sc,
-                                          int batch, cublasComputeType_t compute, cublasGemmAlgo_t algo)
-{
-    (void)algo;
-    if (!h || batch < 0 || types_ok(at, bt, ct, compute)) return CUBLAS_STATUS_INVALID_VALUE;
-    size_t ea = at == CUDA_R_16BF ? 2 : 4;
-    for (int i = 0; i < batch; i++) {
-        cublasStatus_t st = gemm1(ta, tb, m, n, k, *(const float *)alpha, (const char *)A + i * sa * (long long)ea, at,
-                                  lda, (const char *)B + i * sb * (long long)ea, bt, ldb, *(const float *)beta,
-                                  (float *)C + i * sc, ldc);
-        if (st) return st;
-    }
-    return CUBLAS_STATUS_SUCCESS;
 }
