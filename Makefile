@@ -137,8 +137,9 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 
 # The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
 # against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
-# reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
-# tests/cli/t0912-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# reference (ref_kernels.cc: fast; the parity test test_cuda_emu, tests/cl-finetune-emu for
+# tests/cli/t0912-finetune-device.t and tests/llmcall-emu for t0914-local-device.t, in every
+# `make test`) or lib/cuda/kernels.cu itself with
 # one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
 # CUDA=1 builds run the real parity test instead.
 CXX      ?= g++
@@ -151,7 +152,7 @@ EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o
 UNIT_BINS += $(O)/tests/test_cuda_flash
 ifneq ($(CUDA),1)
 UNIT_BINS += $(O)/tests/test_cuda_emu
-TESTBINS  += $(O)/tests/cl-finetune-emu
+TESTBINS  += $(O)/tests/cl-finetune-emu $(O)/tests/llmcall-emu
 $(O)/tests/emu/test_flash.o: tests/cuda-emu/test_flash.cc $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -c -o $@ $<
@@ -184,6 +185,11 @@ $(O)/tests/emu/cl-finetune.o: tools/cl-finetune.c $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
 $(O)/tests/cl-finetune-emu: $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
+$(O)/tests/emu/llmcall.o: tests/helpers/llmcall.c $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/llmcall-emu: $(O)/tests/emu/llmcall.o $(EMU_OBJ) $(O)/libcl.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
 cuda-emu-kernels: $(O)/tests/test_cuda_emu_kernels
 	CMOCKA_MESSAGE_OUTPUT=TAP prove -v $<

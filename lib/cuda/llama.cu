@@ -620,6 +620,7 @@ static void d_linear_rows(cl_llama *m, const cl_tensor *w, const cl_tensor *b, c
     int in = w->shape[1], od = w->shape[0];
     size_t xb = sizeof(float) * (size_t)n * in, hb = (sizeof(cl_bf16) * (size_t)n * in + ALIGN - 1) / ALIGN * ALIGN,
            ob = sizeof(float) * (size_t)n * od, need = (xb + ALIGN - 1) / ALIGN * ALIGN + hb + ob;
+    CL_CK(cudaSetDevice(s->ordinal)); /* roles may hold models on different GPUs */
     if (need > s->rows_bytes) {
         dfree(s->rows, s->rows_bytes);
         s->rows = (char *)dalloc(need);
