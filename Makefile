@@ -72,7 +72,7 @@ NVCC      ?= $(CUDA_HOME)/bin/nvcc
 NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
 NVCC_WARN := -Xcompiler -Wall,-Wextra $(if $(filter 1,$(WERROR)),-Werror all-warnings -Xcompiler -Werror)
 CL_CPPFLAGS += -DCL_HAVE_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
 O         := $(O)-cuda
 endif
@@ -136,7 +136,7 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
 
 # The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
-# against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
+# against a CPU emulation of the CUDA runtime and cuBLASLt, with the kernels either the CPU
 # reference (ref_kernels.cc: fast; the parity test test_cuda_emu, tests/cl-finetune-emu for
 # tests/cli/t0912-finetune-device.t and tests/llmcall-emu for t0914-local-device.t, in every
 # `make test`) or lib/cuda/kernels.cu itself with

@@ -156,18 +156,6 @@ void cu_add(float *out, const float *x, long n)
     CL_CK_LAUNCH("k_add");
 }
 
-__global__ void k_add_bias(float *out, const float *b, int n, int od)
-{
-    long total = (long)n * od;
-    FOR_N(i, total) out[i] += b[i % od];
-}
-
-void cu_add_bias(float *out, const float *b, int n, int od)
-{
-    LAUNCH(k_add_bias, grid((long)n * od), THREADS, out, b, n, od);
-    CL_CK_LAUNCH("k_add_bias");
-}
-
 __global__ void k_scale(float *x, long n, float s)
 {
     FOR_N(i, n) x[i] *= s;

@@ -3,12 +3,12 @@
  *
  * Owns: fp32 -> bf16 conversion, row gather and scatter-add (the embedding and the head's loss
  * rows), RMSNorm, RoPE, flash-style tiled causal (and packed-segment) attention and its
- * backward, SwiGLU, residual/bias adds and column sums, LoRA dropout (the CPU's counter hash, so masks
+ * backward, SwiGLU, residual adds and column sums, LoRA dropout (the CPU's counter hash, so masks
  * match), the chunked log-softmax over the vocabulary with its in-place gradient, sum of
  * squares, scaling and AdamW.  Each mirrors the ops.c / optim.c kernel of the same contract on
  * device pointers; every backward ACCUMULATES into its outputs as there.  Launches go to the
  * default stream; launch errors are checked by the caller through cl_cuda_check_launch.
- * Must not know about models, parameter tables or cuBLAS. */
+ * Must not know about models, parameter tables or cuBLASLt. */
 #ifndef CL_CUDA_KERNELS_CUH
 #define CL_CUDA_KERNELS_CUH
 
@@ -49,8 +49,6 @@ void cu_swiglu_fwd(float *h, const float *g, const float *u, long n);
 void cu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, long n);
 /* out[i] += x[i] */
 void cu_add(float *out, const float *x, long n);
-/* out[i][j] += b[j] over n rows of od */
-void cu_add_bias(float *out, const float *b, int n, int od);
 /* db[j] += sum over n rows of dout[i][j] */
 void cu_colsum(float *db, const float *dout, int n, int od);
 /* xd = x * keep / (1 - p) with ops.c's cl_dropout mask of seed (xd may equal x) */

@@ -4,16 +4,18 @@
  * for byte, so a host tensor pointer maps to its device twin by offset (dev_ptr) and a sync is
  * one copy per arena.  The forward, head and backward below follow llama.c step by step (same
  * activation layout, same order of accumulation into gradients), with llama.c's calls to ops.c
- * replaced by kernels.cuh and cuBLAS: a row-major product C = op(A) op(B) is cuBLAS's
- * column-major C^T = op(B)^T op(A)^T, so gemm() swaps the operands.  Attention is the tiled
+ * replaced by kernels.cuh and cuBLASLt: a row-major product C = op(A) op(B) is cuBLASLt's
+ * column-major C^T = op(B)^T op(A)^T, so gemm_lt() swaps the operands; q/k/v biases and the
+ * residual adds after o_proj and down_proj ride in the products' epilogues.  Attention is the tiled
  * flash kernel pair (kernels.cuh): no T x T scores exist, each layer keeps its output and one
  * log-sum-exp per (token, head), and backward recomputes the probabilities tile by tile.  With
  * recompute set, only each layer's input is kept and backward runs the layer's forward again first.  The products read
  * bf16 (weights stored so, or their shadows; activations converted just before) and
  * accumulate in fp32, except the LoRA branch's thin ones, which stay fp32. */
-#include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +57,7 @@ static void dfree(void *p, size_t bytes)
 static void check_blas(cublasStatus_t st, const char *what, const char *file, int line)
 {
     if (st != CUBLAS_STATUS_SUCCESS)
-        cl_die(CL_EXIT_SOFTWARE, "cuBLAS error %d (%s) in %s at %s:%d", (int)st, cublasGetStatusString(st), what, file,
+        cl_die(CL_EXIT_SOFTWARE, "cuBLASLt error %d (%s) in %s at %s:%d", (int)st, cublasLtGetStatusString(st), what, file,
                line);
 }
 #define BLAS_CK(call) check_blas((call), #call, __FILE__, __LINE__)
@@ -89,7 +91,8 @@ typedef struct dacts {
 
 typedef struct dstate {
     int ordinal, recompute;
-    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *ws;                              /* cuBLASLt's workspace, WS_BYTES */
     arena ar[AR_N];                        /* ar[AR_BASE].host is NULL: see tdev */
     char **tdev;                           /* [n_tensors]: each base tensor's place in
                                             * ar[AR_BASE].dev (its host bytes may lie in a file
@@ -158,27 +161,78 @@ static void refresh_shadow(cl_llama *m, const cl_tensor *t)
 
 /* ---- products --------------------------------------------------------------------------- */
 
-/* Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C.  ty is the type of A and B (bf16 or
- * fp32); C is fp32 and the accumulation fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs). */
-static void gemm(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A, cudaDataType ty,
-                 int lda, const void *B, int ldb, float beta, float *C, int ldc)
+/* Bytes a pointer is aligned to, up to 256: the heuristic may only pick kernels that need no
+ * more (tensors inside the LoRA, gradient and moment arenas are only 4-byte aligned). */
+static uint32_t align_of(const void *p)
 {
-    if (M <= 0 || N <= 0) return;
-    cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    BLAS_CK(cublasGemmEx(S(m)->blas, ob, oa, N, M, K, &alpha, B, ty, ldb, A, ty, lda, &beta, C, CUDA_R_32F, ldc,
-                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    uint32_t r = 256;
+    while (r > 4 && (uintptr_t)p % r) r >>= 1;
+    return r;
 }
 
+#define WS_BYTES (32u << 20)
+
+/* Row-major D (m x n, ldd) = alpha op(A) op(B) + beta C (+ bias[j] added to every row: the
+ * epilogue, bias NULL or [n] fp32) through cuBLASLt.  C has D's shape and leading dimension and
+ * may be D itself (accumulation) or another matrix (a residual added on the way); with beta 0
+ * it is not read.  ty is the type of A and B (bf16 or fp32); D is fp32 and the accumulation
+ * fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs).  cuBLASLt is column-major, so it computes
+ * D^T = op(B)^T op(A)^T: B comes first and the bias runs along D^T's rows. */
+static void gemm_lt(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                    cudaDataType ty, int lda, const void *B, int ldb, float beta, const float *C, float *D, int ldd,
+                    const float *bias)
+{
+    if (M <= 0 || N <= 0) return;
+    dstate *s = S(m);
+    int32_t op1 = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    uint64_t ws = WS_BYTES;
+    const float *Cr = beta != 0 ? C : D; /* not read with beta 0 */
+    uint32_t al[4] = {align_of(B), align_of(A), align_of(Cr), align_of(D)};
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t l1, l2, lc;
+    cublasLtMatmulPreference_t pref;
+    BLAS_CK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof op1));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof op2));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (bias) BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    /* stored shapes, column-major: op1's operand is B (N x K, or K x N transposed), op2's is A */
+    BLAS_CK(cublasLtMatrixLayoutCreate(&l1, ty, tb ? K : N, tb ? N : K, ldb));
+    BLAS_CK(cublasLtMatrixLayoutCreate(&l2, ty, ta ? M : K, ta ? K : M, lda));
+    BLAS_CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, M, ldd));
+    BLAS_CK(cublasLtMatmulPreferenceCreate(&pref));
+    BLAS_CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    for (int i = 0; i < 4; i++)
+        BLAS_CK(cublasLtMatmulPreferenceSetAttribute(
+            pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i), &al[i],
+            sizeof al[i]));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    BLAS_CK(cublasLtMatmulAlgoGetHeuristic(s->lt, desc, l1, l2, lc, lc, pref, 1, &h, &found));
+    if (found < 1)
+        cl_die(CL_EXIT_SOFTWARE, "cuBLASLt: no algorithm for a %d x %d x %d product (%s, epilogue %u)", M, N, K,
+               ty == CUDA_R_16BF ? "bf16" : "fp32", (unsigned)epi);
+    BLAS_CK(cublasLtMatmul(s->lt, desc, &alpha, B, l1, A, l2, &beta, Cr, lc, D, lc, &h.algo, s->ws,
+                           WS_BYTES, 0));
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(l1);
+    cublasLtMatrixLayoutDestroy(l2);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+}
+
+/* C = alpha op(A) op(B) + beta C (no epilogue), A and B bf16 or fp32 */
 static void gemm16(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const cl_bf16 *A, int lda,
                    const cl_bf16 *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, B, ldb, beta, C, ldc);
+    gemm_lt(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, B, ldb, beta, C, C, ldc, NULL);
 }
 
 static void gemm32(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, ldb, beta, C, ldc);
+    gemm_lt(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, ldb, beta, C, C, ldc, NULL);
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -320,15 +374,16 @@ static void acts_free(dstate *s)
 
 /* ---- linear layers ---------------------------------------------------------------------- */
 
-/* out = x W^T + b (+ the adapter branch on xd); h [n][r] keeps the adapter's hidden rows. */
-static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
+/* out = x W^T + b (+ resid when not NULL) (+ the adapter branch on xd); h [n][r] keeps the
+ * adapter's hidden rows.  The bias and the residual ride in the product's epilogue. */
+static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out, const float *resid)
 {
     dacts *a = S(m)->a;
     const cl_linear *li = &m->layers[l].proj[p];
     int n = a->n;
     cu_to_bf16(a->b16[0], x, (long)n * li->in);
-    gemm16(m, 0, 1, n, li->out, li->in, 1, a->b16[0], li->in, w16(m, li->w), li->in, 0, out, li->out);
-    if (li->b) cu_add_bias(out, DF(m, li->b->data), n, li->out);
+    gemm_lt(m, 0, 1, n, li->out, li->in, 1, a->b16[0], CUDA_R_16BF, li->in, w16(m, li->w), li->in, resid ? 1 : 0,
+            resid, out, li->out, li->b ? DF(m, li->b->data) : NULL);
     if (!(a->lora_used && li->lora_a)) return;
     const float *xd = x;
     if (a->training && m->lora_dropout > 0) {
@@ -409,20 +464,18 @@ static void layer_fwd(cl_llama *m, int l)
     const cl_layer *ly = &m->layers[l];
     float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
     cu_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], DF(m, ly->ln1->data), n, d, c->rms_eps);
-    linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
-    linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
-    linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
+    linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l], NULL);
+    linear_fwd(m, l, CL_K, a->ln1[l], a->k[l], NULL);
+    linear_fwd(m, l, CL_V, a->ln1[l], a->v[l], NULL);
     cu_rope(a->q[l], a->pos, S(m)->inv_freq, n, c->heads, c->head_dim, 1);
     cu_rope(a->k[l], a->pos, S(m)->inv_freq, n, c->kv_heads, c->head_dim, 1);
     att_fwd(m, l);
-    linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
-    cu_add(a->mid[l], a->res[l], (long)n * d);
+    linear_fwd(m, l, CL_O, a->y[l], a->mid[l], a->res[l]);
     cu_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], DF(m, ly->ln2->data), n, d, c->rms_eps);
-    linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
-    linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
+    linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l], NULL);
+    linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l], NULL);
     cu_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
-    linear_fwd(m, l, CL_DOWN, a->h[l], out);
-    cu_add(out, a->mid[l], (long)n * d);
+    linear_fwd(m, l, CL_DOWN, a->h[l], out, a->mid[l]);
 }
 
 static int d_forward(cl_llama *m, const int *ids, const int *pos, const int *seg, int b, int t, cl_err *e)
@@ -629,13 +682,13 @@ static void d_linear_rows(cl_llama *m, const cl_tensor *w, const cl_tensor *b, c
     float *dx = (float *)s->rows, *dout = (float *)(s->rows + need - ob);
     cl_bf16 *xh = (cl_bf16 *)(s->rows + (xb + ALIGN - 1) / ALIGN * ALIGN);
     CL_CK(cudaMemcpy(dx, x, xb, cudaMemcpyHostToDevice));
+    const float *bias = b ? DF(m, b->data) : NULL;
     if (has_bf16(m, w)) {
         cu_to_bf16(xh, dx, (long)n * in);
-        gemm16(m, 0, 1, n, od, in, 1, xh, in, w16(m, w), in, 0, dout, od);
+        gemm_lt(m, 0, 1, n, od, in, 1, xh, CUDA_R_16BF, in, w16(m, w), in, 0, NULL, dout, od, bias);
     } else {
-        gemm32(m, 0, 1, n, od, in, 1, dx, in, DF(m, w->data), in, 0, dout, od);
+        gemm_lt(m, 0, 1, n, od, in, 1, dx, CUDA_R_32F, in, DF(m, w->data), in, 0, NULL, dout, od, bias);
     }
-    if (b) cu_add_bias(dout, DF(m, b->data), n, od);
     CL_CK(cudaMemcpy(out, dout, ob, cudaMemcpyDeviceToHost));
 }
 
@@ -650,7 +703,8 @@ static void state_free(cl_llama *m, dstate *s)
     free(s->shadow);
     dfree(s->inv_freq, sizeof(double) * (size_t)(m->cfg.head_dim / 2));
     dfree(s->sumsq, sizeof(double));
-    if (s->blas) cublasDestroy(s->blas);
+    dfree(s->ws, WS_BYTES);
+    if (s->lt) cublasLtDestroy(s->lt);
     free(s);
 }
 
@@ -686,10 +740,10 @@ static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
         return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: %s", dv->name, cudaGetErrorString(rc));
     dstate *s = (dstate *)calloc(1, sizeof *s);
     if (!s) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    cublasStatus_t st = cublasCreate(&s->blas);
+    cublasStatus_t st = cublasLtCreate(&s->lt);
     if (st != CUBLAS_STATUS_SUCCESS) {
         free(s);
-        return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: cuBLAS does not start (%s)", dv->name, cublasGetStatusString(st));
+        return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: cuBLASLt does not start (%s)", dv->name, cublasLtGetStatusString(st));
     }
     s->ordinal = dv->ordinal;
     s->recompute = dv->recompute;
@@ -721,6 +775,7 @@ static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
     s->inv_freq = (double *)dalloc(fb);
     CL_CK(cudaMemcpy(s->inv_freq, m->inv_freq, fb, cudaMemcpyHostToDevice));
     s->sumsq = (double *)dalloc(sizeof(double));
+    s->ws = dalloc(WS_BYTES);
     m->dev = &cuda_ops;
     cl_llama_release_acts(m); /* the host arena is not used while the device computes */
     d_sync(m, CL_SYNC_TO_DEVICE);

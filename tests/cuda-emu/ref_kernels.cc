@@ -156,13 +156,6 @@ void cu_add(float *out, const float *x, long n)
     for (long i = 0; i < n; i++) out[i] += x[i];
 }
 
-void cu_add_bias(float *out, const float *b, int n, int od)
-{
-    emu_dev(out, F((long)n * od), "bias out");
-    emu_dev(b, F(od), "bias b");
-    for (long i = 0; i < (long)n * od; i++) out[i] += b[i % od];
-}
-
 void cu_colsum(float *db, const float *dout, int n, int od)
 {
     emu_dev(db, F(od), "colsum db");
