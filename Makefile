@@ -72,7 +72,7 @@ NVCC      ?= $(CUDA_HOME)/bin/nvcc
 NVCC_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
 NVCC_WARN := -Xcompiler -Wall,-Wextra $(if $(filter 1,$(WERROR)),-Werror all-warnings -Xcompiler -Werror)
 CL_CPPFLAGS += -DCL_HAVE_CUDA
-LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudart -lcublasLt -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 CU_SRC    := $(shell find lib -name '*.cu' 2>/dev/null)
 O         := $(O)-cuda
 endif
@@ -136,9 +136,10 @@ $(O)/tests/%: $(O)/tests/unit/%.o $(O)/libcl.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(O)/libcl.a -lcmocka $(LDLIBS)
 
 # The CUDA backend without a GPU (tests/cuda-emu/): lib/cuda/llama.cu built by the C++ compiler
-# against a CPU emulation of the CUDA runtime and cuBLAS, with the kernels either the CPU
-# reference (ref_kernels.cc: fast; the parity test test_cuda_emu and tests/cl-finetune-emu for
-# tests/cli/t0912-finetune-device.t, in every `make test`) or lib/cuda/kernels.cu itself with
+# against a CPU emulation of the CUDA runtime and cuBLASLt, with the kernels either the CPU
+# reference (ref_kernels.cc: fast; the parity test test_cuda_emu, tests/cl-finetune-emu for
+# tests/cli/t0912-finetune-device.t and tests/llmcall-emu for t0914-local-device.t, in every
+# `make test`) or lib/cuda/kernels.cu itself with
 # one coroutine per CUDA thread (kernel_emu.cc: slow; `make cuda-emu-kernels`, run by CI).
 # CUDA=1 builds run the real parity test instead.
 CXX      ?= g++
@@ -146,9 +147,23 @@ EMU_DEPS := $(wildcard lib/cuda/*.cu lib/cuda/*.cuh lib/cuda/*.h tests/cuda-emu/
 EMU_CXXFLAGS := -std=c++17 -Itests/cuda-emu $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror -fsanitize% -fno-%,$(CL_CFLAGS))
 EMU_OBJ  := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/ref_kernels.o
 EMU_KOBJ := $(O)/tests/emu/llama.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o
+# test_cuda_flash: the flash attention kernels against ops.c, in every build: emulated kernels
+# here, the GPU's under CUDA=1 (where it skips loudly without a device).
+UNIT_BINS += $(O)/tests/test_cuda_flash
 ifneq ($(CUDA),1)
 UNIT_BINS += $(O)/tests/test_cuda_emu
-TESTBINS  += $(O)/tests/cl-finetune-emu
+TESTBINS  += $(O)/tests/cl-finetune-emu $(O)/tests/llmcall-emu
+$(O)/tests/emu/test_flash.o: tests/cuda-emu/test_flash.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -DCL_CUDA_EMU -c -o $@ $<
+$(O)/tests/test_cuda_flash: $(O)/tests/emu/test_flash.o $(O)/tests/emu/emu.o $(O)/tests/emu/kernels.o $(O)/tests/emu/kernel_emu.o $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS) -lstdc++
+else
+$(O)/tests/emu/test_flash.o: tests/cuda-emu/test_flash.cc $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -I$(CUDA_HOME)/include $(CL_CPPFLAGS) $(CFLAGS) -Wall -Wextra $(filter -Werror,$(CL_CFLAGS)) -c -o $@ $<
+$(O)/tests/test_cuda_flash: $(O)/tests/emu/test_flash.o $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 endif
 $(O)/tests/emu/llama.o: $(EMU_DEPS)
 	@mkdir -p $(@D)
@@ -170,6 +185,11 @@ $(O)/tests/emu/cl-finetune.o: tools/cl-finetune.c $(EMU_DEPS)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
 $(O)/tests/cl-finetune-emu: $(O)/tests/emu/cl-finetune.o $(EMU_OBJ) $(O)/libcl.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
+$(O)/tests/emu/llmcall.o: tests/helpers/llmcall.c $(EMU_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -DCL_HAVE_CUDA -c -o $@ $<
+$(O)/tests/llmcall-emu: $(O)/tests/emu/llmcall.o $(EMU_OBJ) $(O)/libcl.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS) -lstdc++
 cuda-emu-kernels: $(O)/tests/test_cuda_emu_kernels
 	CMOCKA_MESSAGE_OUTPUT=TAP prove -v $<

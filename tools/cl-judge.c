@@ -14,6 +14,9 @@
 #include "collab/rm.h"
 #include "collab/schema.h"
 #include "world/backend.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 enum {
     OPT_EXTRACT = 256, OPT_INTERACTIVITY, OPT_ACCURACY, OPT_HELPFULNESS, OPT_CLARIFY, OPT_ITR_SCALE,
@@ -231,6 +234,9 @@ static int run_rm_units(opts *o, const cl_common *c)
 
 int main(int argc, char **argv)
 {
+#ifdef CL_HAVE_CUDA
+    cl_device_register(cl_cuda_open); /* local:DIR+device=cuda */
+#endif
     static const struct option tool_opts[] = {
         {"extract", required_argument, 0, OPT_EXTRACT},
         {"interactivity", no_argument, 0, OPT_INTERACTIVITY},

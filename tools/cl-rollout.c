@@ -9,6 +9,9 @@
 #include "core/records.h"
 #include "collab/rollout.h"
 #include "world/backend.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,
@@ -202,6 +205,9 @@ static const char help[] =
 
 int main(int argc, char **argv)
 {
+#ifdef CL_HAVE_CUDA
+    cl_device_register(cl_cuda_open); /* local:DIR+device=cuda */
+#endif
     static const struct option own[] = {
         {"full", no_argument, 0, OPT_FULL},
         {"branch", no_argument, 0, OPT_BRANCH},

@@ -3,9 +3,10 @@
  * Owns: opening "cuda" / "cuda:N" (device count, ordinal, name), and the device copy of a
  * model: weights mirrored byte for byte (fp32 masters and bf16 frozen bases as the host holds
  * them) plus a bf16 shadow of every fp32 matrix, fp32 gradients and AdamW moments, fp32
- * activations; every matrix product through cuBLAS with bf16 inputs and fp32 accumulation
- * (the LoRA branch's thin products stay fp32), and fused kernels for RMSNorm, RoPE, the causal
- * softmax of attention, SwiGLU, the chunked log-softmax head, dropout, the gradient norm and
+ * activations; every matrix product through cuBLASLt with bf16 inputs and fp32 accumulation
+ * (bias and residual adds fused into the products' epilogues)
+ * (the LoRA branch's thin products stay fp32), and fused kernels for RMSNorm, RoPE, flash-style
+ * tiled causal attention, SwiGLU, the chunked log-softmax head, dropout, the gradient norm and
  * AdamW (kernels.cuh).  The loss arithmetic stays on the host: only per-token log-probs and
  * coefficients cross the bus.
  * Only tools name this header, and only under CL_HAVE_CUDA, so a CPU build never references a
@@ -34,7 +35,7 @@ int cl_cuda_open(cl_device *d, const char *spec, cl_err *e);
 int cl_cuda_describe(int ordinal, char *name, size_t size, size_t *total_bytes);
 
 /* Device bytes this backend holds now and held at most so far (weights, shadows, gradients,
- * moments, activations and scratch; the CUDA context and cuBLAS's workspace are not counted). */
+ * moments, activations, scratch and cuBLASLt's 32 MiB workspace; the CUDA context is not counted). */
 void cl_cuda_memory(size_t *used, size_t *peak);
 
 /* Waits for the device to finish all queued work (timings). */

@@ -16,7 +16,9 @@
 /* tests/cuda-emu: these kernels run on the CPU, one coroutine per CUDA thread, for the tests */
 #include <kernel_emu.h> /* found in tests/cuda-emu by the emulated build only */
 #define THREADS 64
+#define UNROLL
 #else
+#define UNROLL _Pragma("unroll")
 #define LAUNCH(kernel, blocks, threads, ...) kernel<<<(blocks), (threads)>>>(__VA_ARGS__)
 #define THREADS 256
 #endif
@@ -152,18 +154,6 @@ void cu_add(float *out, const float *x, long n)
 {
     LAUNCH(k_add, grid(n), THREADS, out, x, n);
     CL_CK_LAUNCH("k_add");
-}
-
-__global__ void k_add_bias(float *out, const float *b, int n, int od)
-{
-    long total = (long)n * od;
-    FOR_N(i, total) out[i] += b[i % od];
-}
-
-void cu_add_bias(float *out, const float *b, int n, int od)
-{
-    LAUNCH(k_add_bias, grid((long)n * od), THREADS, out, b, n, od);
-    CL_CK_LAUNCH("k_add_bias");
 }
 
 __global__ void k_scale(float *x, long n, float s)
@@ -342,51 +332,233 @@ void cu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, con
     CL_CK_LAUNCH("k_rmsnorm_bwd_dw");
 }
 
-/* ---- attention softmax: one block per score row (batch, head, query) -------------------- */
+/* ---- flash attention ------------------------------------------------------------------ */
 
-__global__ void k_softmax_causal(float *att, const int *seg, int nh, int t)
+/* One thread per query row (forward, dq) or key row (dk, dv), FA_ROWS to a block; the other
+ * side streams through shared memory in tiles of fa_tile<HD>::N rows.  HD is the head size
+ * when it is one of the common ones (unrolled, in registers), 0 for any other up to
+ * CL_FLASH_MAX_HD (bounded loops).  Scores use q pre-multiplied by the scale, so the forward,
+ * both backward kernels and lse agree on every score to the last bit. */
+#define FA_ROWS 64
+
+template <int HD> struct fa_tile {
+    enum { D = HD ? HD : CL_FLASH_MAX_HD, N = D <= 128 ? 32 : 16 }; /* 2 N D floats: 32 KiB of shared memory at most */
+};
+
+__device__ inline int imin(int a, int b) { return a < b ? a : b; }
+
+/* Rows [r0, r0 + n) of a [.][ld] matrix's head slice (col0, hd wide) into sh[n][D], times mul;
+ * the block's threads share the work. */
+template <int D>
+__device__ void fa_load(float (*sh)[D], const float *x, long r0, int n, int ld, int col0, int hd, float mul)
 {
-    long row = blockIdx.x;
-    int i = (int)(row % t);
-    long bi = row / ((long)nh * t);
-    float *p = att + row * t;
-    const int *sg = seg ? seg + bi * t : NULL;
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j <= i; j += blockDim.x)
-        if (!sg || sg[j] == sg[i]) mx = fmaxf(mx, p[j]);
-    mx = block_max(mx);
-    float sum = 0;
-    for (int j = threadIdx.x; j < t; j += blockDim.x) {
-        float ev = j <= i && (!sg || sg[j] == sg[i]) ? expf(p[j] - mx) : 0.0f;
-        p[j] = ev;
-        sum += ev;
-    }
-    sum = block_sum(sum); /* its barriers order the writes above before the reads below */
-    float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < t; j += blockDim.x) p[j] *= inv;
+    for (int e = threadIdx.x; e < n * hd; e += blockDim.x) sh[e / hd][e % hd] = x[(r0 + e / hd) * ld + col0 + e % hd] * mul;
 }
 
-void cu_softmax_causal(float *att, const int *seg, int b, int nh, int t)
+template <int HD>
+__device__ float fa_dot(const float *a, const float *b, int hd)
 {
-    LAUNCH(k_softmax_causal, (unsigned)((long)b * nh * t), THREADS, att, seg, nh, t);
-    CL_CK_LAUNCH("k_softmax_causal");
-}
-
-__global__ void k_softmax_bwd(float *ds, const float *att, int t, float scale)
-{
-    long row = blockIdx.x;
-    const float *p = att + row * t;
-    float *d = ds + row * t;
     float s = 0;
-    for (int j = threadIdx.x; j < t; j += blockDim.x) s += p[j] * d[j];
-    s = block_sum(s);
-    for (int j = threadIdx.x; j < t; j += blockDim.x) d[j] = p[j] * (d[j] - s) * scale;
+UNROLL
+    for (int d = 0; d < (HD ? HD : hd); d++) s += a[d] * b[d];
+    return s;
 }
 
-void cu_softmax_bwd(float *ds, const float *att, long rows, int t, float scale)
+template <int HD>
+__global__ void k_flash_fwd(float *y, float *lse, const float *q, const float *k, const float *v, const int *seg, int t,
+                            int nh, int nkv, int hd_rt, float scale)
 {
-    LAUNCH(k_softmax_bwd, (unsigned)rows, THREADS, ds, att, t, scale);
-    CL_CK_LAUNCH("k_softmax_bwd");
+    const int D = fa_tile<HD>::D, N = fa_tile<HD>::N, hd = HD ? HD : hd_rt;
+    __shared__ float ks[N][D], vs[N][D];
+    __shared__ int kseg[N];
+    int bh = blockIdx.y, bi = bh / nh, h = bh % nh, g = h / (nh / nkv), qs = nh * hd, kvs = nkv * hd;
+    int i0 = blockIdx.x * FA_ROWS, i = i0 + threadIdx.x, live = i < t;
+    long r0 = (long)bi * t;
+    int si = live && seg ? seg[r0 + i] : 0;
+    float qr[D], o[D], sc[N], mx = -INFINITY, l = 0;
+UNROLL
+    for (int d = 0; d < hd; d++) {
+        qr[d] = live ? q[(r0 + i) * qs + h * hd + d] * scale : 0.0f;
+        o[d] = 0;
+    }
+    int last = imin(t, i0 + FA_ROWS); /* no query of this block sees a key at or past `last` */
+    for (int j0 = 0; j0 < last; j0 += N) {
+        int nk = imin(N, last - j0);
+        __syncthreads(); /* everyone has read the previous tile */
+        fa_load<D>(ks, k, r0 + j0, nk, kvs, g * hd, hd, 1.0f);
+        fa_load<D>(vs, v, r0 + j0, nk, kvs, g * hd, hd, 1.0f);
+        for (int jj = threadIdx.x; jj < nk; jj += blockDim.x) kseg[jj] = seg ? seg[r0 + j0 + jj] : 0;
+        __syncthreads();
+        if (!live) continue;
+        float tmax = -INFINITY;
+        for (int jj = 0; jj < nk; jj++) {
+            sc[jj] = j0 + jj <= i && kseg[jj] == si ? fa_dot<HD>(qr, ks[jj], hd) : -INFINITY;
+            tmax = fmaxf(tmax, sc[jj]);
+        }
+        if (tmax == -INFINITY) continue; /* nothing visible in this tile */
+        float mnew = fmaxf(mx, tmax), corr = expf(mx - mnew);
+        l *= corr;
+UNROLL
+        for (int d = 0; d < hd; d++) o[d] *= corr;
+        for (int jj = 0; jj < nk; jj++) {
+            if (sc[jj] == -INFINITY) continue;
+            float p = expf(sc[jj] - mnew);
+            l += p;
+UNROLL
+            for (int d = 0; d < hd; d++) o[d] += p * vs[jj][d];
+        }
+        mx = mnew;
+    }
+    if (!live) return; /* l > 0: every query sees itself */
+    float inv = 1.0f / l;
+UNROLL
+    for (int d = 0; d < hd; d++) y[(r0 + i) * qs + h * hd + d] = o[d] * inv;
+    lse[(long)bh * t + i] = mx + logf(l);
+}
+
+/* dd[b][h][i] = sum over the head's columns of dy * y: rowsum(P * dP) of the softmax backward. */
+__global__ void k_flash_dd(float *dd, const float *dy, const float *y, int t, int nh, int hd, long rows)
+{
+    FOR_N(r, rows) {
+        long bh = r / t, bi = bh / nh;
+        const float *a = dy + (bi * t + r % t) * nh * hd + (bh % nh) * hd, *b = y + (a - dy);
+        float s = 0;
+        for (int d = 0; d < hd; d++) s += a[d] * b[d];
+        dd[r] = s;
+    }
+}
+
+template <int HD>
+__global__ void k_flash_dq(float *dq, const float *dy, const float *lse, const float *dd, const float *q,
+                           const float *k, const float *v, const int *seg, int t, int nh, int nkv, int hd_rt,
+                           float scale)
+{
+    const int D = fa_tile<HD>::D, N = fa_tile<HD>::N, hd = HD ? HD : hd_rt;
+    __shared__ float ks[N][D], vs[N][D];
+    __shared__ int kseg[N];
+    int bh = blockIdx.y, bi = bh / nh, h = bh % nh, g = h / (nh / nkv), qs = nh * hd, kvs = nkv * hd;
+    int i0 = blockIdx.x * FA_ROWS, i = i0 + threadIdx.x, live = i < t;
+    long r0 = (long)bi * t, row = (r0 + i) * qs + h * hd;
+    int si = live && seg ? seg[r0 + i] : 0;
+    float L = live ? lse[(long)bh * t + i] : 0.0f, Di = live ? dd[(long)bh * t + i] : 0.0f;
+    float qr[D], dor[D], acc[D];
+UNROLL
+    for (int d = 0; d < hd; d++) {
+        qr[d] = live ? q[row + d] * scale : 0.0f;
+        dor[d] = live ? dy[row + d] : 0.0f;
+        acc[d] = 0;
+    }
+    int last = imin(t, i0 + FA_ROWS);
+    for (int j0 = 0; j0 < last; j0 += N) {
+        int nk = imin(N, last - j0);
+        __syncthreads();
+        fa_load<D>(ks, k, r0 + j0, nk, kvs, g * hd, hd, 1.0f);
+        fa_load<D>(vs, v, r0 + j0, nk, kvs, g * hd, hd, 1.0f);
+        for (int jj = threadIdx.x; jj < nk; jj += blockDim.x) kseg[jj] = seg ? seg[r0 + j0 + jj] : 0;
+        __syncthreads();
+        if (!live) continue;
+        for (int jj = 0; jj < nk; jj++) {
+            if (j0 + jj > i || kseg[jj] != si) continue;
+            float p = expf(fa_dot<HD>(qr, ks[jj], hd) - L);
+            float ds = p * (fa_dot<HD>(dor, vs[jj], hd) - Di);
+UNROLL
+            for (int d = 0; d < hd; d++) acc[d] += ds * ks[jj][d];
+        }
+    }
+    if (!live) return;
+UNROLL
+    for (int d = 0; d < hd; d++) dq[row + d] += scale * acc[d];
+}
+
+/* One thread per key row of kv head g: it sums over every query head of its group, in order. */
+template <int HD>
+__global__ void k_flash_dkv(float *dk, float *dv, const float *dy, const float *lse, const float *dd, const float *q,
+                            const float *k, const float *v, const int *seg, int t, int nh, int nkv, int hd_rt,
+                            float scale)
+{
+    const int D = fa_tile<HD>::D, N = fa_tile<HD>::N, hd = HD ? HD : hd_rt;
+    __shared__ float qsh[N][D], dos[N][D], ls[N], dsh[N];
+    __shared__ int qseg[N];
+    int bkv = blockIdx.y, bi = bkv / nkv, g = bkv % nkv, rep = nh / nkv, qs = nh * hd, kvs = nkv * hd;
+    int jbase = blockIdx.x * FA_ROWS, j = jbase + threadIdx.x, live = j < t;
+    long r0 = (long)bi * t, row = (r0 + j) * kvs + g * hd;
+    int sj = live && seg ? seg[r0 + j] : 0;
+    float kr[D], vr[D], dkr[D], dvr[D];
+UNROLL
+    for (int d = 0; d < hd; d++) {
+        kr[d] = live ? k[row + d] : 0.0f;
+        vr[d] = live ? v[row + d] : 0.0f;
+        dkr[d] = dvr[d] = 0;
+    }
+    for (int h = g * rep; h < (g + 1) * rep; h++)
+        for (int i0 = jbase; i0 < t; i0 += N) { /* earlier queries see none of this block's keys */
+            int nq = imin(N, t - i0);
+            __syncthreads();
+            fa_load<D>(qsh, q, r0 + i0, nq, qs, h * hd, hd, scale);
+            fa_load<D>(dos, dy, r0 + i0, nq, qs, h * hd, hd, 1.0f);
+            for (int ii = threadIdx.x; ii < nq; ii += blockDim.x) {
+                long at = ((long)bi * nh + h) * t + i0 + ii;
+                ls[ii] = lse[at];
+                dsh[ii] = dd[at];
+                qseg[ii] = seg ? seg[r0 + i0 + ii] : 0;
+            }
+            __syncthreads();
+            if (!live) continue;
+            for (int ii = 0; ii < nq; ii++) {
+                if (i0 + ii < j || qseg[ii] != sj) continue;
+                float p = expf(fa_dot<HD>(qsh[ii], kr, hd) - ls[ii]);
+                float ds = p * (fa_dot<HD>(dos[ii], vr, hd) - dsh[ii]);
+UNROLL
+                for (int d = 0; d < hd; d++) {
+                    dvr[d] += p * dos[ii][d];
+                    dkr[d] += ds * qsh[ii][d]; /* qsh holds scale * q: dK = scale sum dS q */
+                }
+            }
+        }
+    if (!live) return;
+UNROLL
+    for (int d = 0; d < hd; d++) {
+        dk[row + d] += dkr[d];
+        dv[row + d] += dvr[d];
+    }
+}
+
+/* Calls kernel<HD> for the head size at hand (64 and 128 specialised, the rest bounded). */
+#define FA_CALL(kernel, blocks, ...)                                                                                   \
+    do {                                                                                                               \
+        if (hd == 64) LAUNCH(kernel<64>, blocks, FA_ROWS, __VA_ARGS__);                                              \
+        else if (hd == 128) LAUNCH(kernel<128>, blocks, FA_ROWS, __VA_ARGS__);                                       \
+        else LAUNCH(kernel<0>, blocks, FA_ROWS, __VA_ARGS__);                                                        \
+        CL_CK_LAUNCH(#kernel);                                                                                         \
+    } while (0)
+
+static void fa_check(int hd, int nh, int nkv)
+{
+    if (hd < 1 || hd > CL_FLASH_MAX_HD || nkv < 1 || nh % nkv)
+        cl_die(CL_EXIT_SOFTWARE, "flash attention: head size %d, %d/%d heads unsupported (internal error)", hd, nh, nkv);
+}
+
+void cu_flash_fwd(float *y, float *lse, const float *q, const float *k, const float *v, const int *seg, int b, int t,
+                  int nh, int nkv, int hd)
+{
+    fa_check(hd, nh, nkv);
+    dim3 g((unsigned)((t + FA_ROWS - 1) / FA_ROWS), (unsigned)(b * nh));
+    float scale = (float)(1.0 / sqrt((double)hd));
+    FA_CALL(k_flash_fwd, g, y, lse, q, k, v, seg, t, nh, nkv, hd, scale);
+}
+
+void cu_flash_bwd(float *dq, float *dk, float *dv, float *dd, const float *dy, const float *y, const float *lse,
+                  const float *q, const float *k, const float *v, const int *seg, int b, int t, int nh, int nkv,
+                  int hd)
+{
+    fa_check(hd, nh, nkv);
+    long rows = (long)b * nh * t;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    LAUNCH(k_flash_dd, grid(rows), THREADS, dd, dy, y, t, nh, hd, rows);
+    CL_CK_LAUNCH("k_flash_dd");
+    unsigned tiles = (unsigned)((t + FA_ROWS - 1) / FA_ROWS);
+    FA_CALL(k_flash_dq, dim3(tiles, (unsigned)(b * nh)), dq, dy, lse, dd, q, k, v, seg, t, nh, nkv, hd, scale);
+    FA_CALL(k_flash_dkv, dim3(tiles, (unsigned)(b * nkv)), dk, dv, dy, lse, dd, q, k, v, seg, t, nh, nkv, hd, scale);
 }
 
 /* ---- log-softmax over the vocabulary: one block per row ------------------------------- */

@@ -2,13 +2,13 @@
  * the .cu files of this layer only).
  *
  * Owns: fp32 -> bf16 conversion, row gather and scatter-add (the embedding and the head's loss
- * rows), RMSNorm, RoPE, the causal (and packed-segment) softmax of attention and its backward,
- * SwiGLU, residual/bias adds and column sums, LoRA dropout (the CPU's counter hash, so masks
+ * rows), RMSNorm, RoPE, flash-style tiled causal (and packed-segment) attention and its
+ * backward, SwiGLU, residual adds and column sums, LoRA dropout (the CPU's counter hash, so masks
  * match), the chunked log-softmax over the vocabulary with its in-place gradient, sum of
  * squares, scaling and AdamW.  Each mirrors the ops.c / optim.c kernel of the same contract on
  * device pointers; every backward ACCUMULATES into its outputs as there.  Launches go to the
  * default stream; launch errors are checked by the caller through cl_cuda_check_launch.
- * Must not know about models, parameter tables or cuBLAS. */
+ * Must not know about models, parameter tables or cuBLASLt. */
 #ifndef CL_CUDA_KERNELS_CUH
 #define CL_CUDA_KERNELS_CUH
 
@@ -30,17 +30,25 @@ void cu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int
 void cu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                     int n, int c);
 void cu_rope(float *x, const int *pos, const double *inv_freq, int n, int heads, int hd, int sign);
-/* att [rows][t] holds scaled scores; rows = b * nh * t; seg NULL or [b*t]. In place: masked
- * softmax (future and other-segment entries 0). */
-void cu_softmax_causal(float *att, const int *seg, int b, int nh, int t);
-/* ds holds dP on entry and dS = P (dP - rowsum(P dP)) * scale on return. */
-void cu_softmax_bwd(float *ds, const float *att, long rows, int t, float scale);
+/* Flash-style causal attention (FlashAttention-2's scheme, fp32 on CUDA cores) over b rows of t
+ * tokens: q [b*t][nh*hd], k, v [b*t][nkv*hd], y [b*t][nh*hd], query head h reading kv head
+ * h / (nh / nkv); seg NULL or [b*t] confines attention to one packed sequence.  No t x t matrix
+ * exists anywhere: each block holds a tile of queries and streams tiles of keys through shared
+ * memory with an online softmax; lse [b][nh][t] keeps each row's log-sum-exp of the scaled
+ * scores for the backward.  hd <= CL_FLASH_MAX_HD. */
+#define CL_FLASH_MAX_HD 256
+void cu_flash_fwd(float *y, float *lse, const float *q, const float *k, const float *v, const int *seg, int b, int t,
+                  int nh, int nkv, int hd);
+/* dq, dk, dv ACCUMULATE the gradients of cu_flash_fwd's y (dy) from the forward's y and lse;
+ * dd [b][nh][t] is scratch (rowsum(dy * y)).  Each kv head's dk and dv rows are summed by one
+ * thread over its query heads in a fixed order: no atomics, the same result every run. */
+void cu_flash_bwd(float *dq, float *dk, float *dv, float *dd, const float *dy, const float *y, const float *lse,
+                  const float *q, const float *k, const float *v, const int *seg, int b, int t, int nh, int nkv,
+                  int hd);
 void cu_swiglu_fwd(float *h, const float *g, const float *u, long n);
 void cu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, long n);
 /* out[i] += x[i] */
 void cu_add(float *out, const float *x, long n);
-/* out[i][j] += b[j] over n rows of od */
-void cu_add_bias(float *out, const float *b, int n, int od);
 /* db[j] += sum over n rows of dout[i][j] */
 void cu_colsum(float *db, const float *dout, int n, int od);
 /* xd = x * keep / (1 - p) with ops.c's cl_dropout mask of seed (xd may equal x) */

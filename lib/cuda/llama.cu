@@ -4,17 +4,18 @@
  * for byte, so a host tensor pointer maps to its device twin by offset (dev_ptr) and a sync is
  * one copy per arena.  The forward, head and backward below follow llama.c step by step (same
  * activation layout, same order of accumulation into gradients), with llama.c's calls to ops.c
- * replaced by kernels.cuh and cuBLAS: a row-major product C = op(A) op(B) is cuBLAS's
- * column-major C^T = op(B)^T op(A)^T, so gemm_b() swaps the operands.  Attention computes the
- * full T x T scores per (row, head) with strided-batched products (one batch per group index,
- * so grouped-query heads need no copies) and a fused masked softmax; only one batch row's
- * probabilities of one layer exist at a time (backward recomputes them).  With recompute set, only each
- * layer's input is kept and backward runs the layer's forward again first.  The products read
+ * replaced by kernels.cuh and cuBLASLt: a row-major product C = op(A) op(B) is cuBLASLt's
+ * column-major C^T = op(B)^T op(A)^T, so gemm_lt() swaps the operands; q/k/v biases and the
+ * residual adds after o_proj and down_proj ride in the products' epilogues.  Attention is the tiled
+ * flash kernel pair (kernels.cuh): no T x T scores exist, each layer keeps its output and one
+ * log-sum-exp per (token, head), and backward recomputes the probabilities tile by tile.  With
+ * recompute set, only each layer's input is kept and backward runs the layer's forward again first.  The products read
  * bf16 (weights stored so, or their shadows; activations converted just before) and
  * accumulate in fp32, except the LoRA branch's thin ones, which stay fp32. */
-#include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,11 @@ static void *dalloc(size_t bytes)
     if (rc != cudaSuccess) {
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);
-        cl_die(CL_EXIT_SOFTWARE, "CUDA: out of device memory allocating %zu MiB (%zu MiB free of %zu; %s)",
+        /* a resource ran out, as a budget does (collabllm(7) EXIT STATUS 75), not a bug: say
+         * what shrinks the need */
+        cl_die(CL_EXIT_TEMPFAIL,
+               "CUDA: out of device memory allocating %zu MiB (%zu MiB free of %zu MiB; %s): reduce --batch or "
+               "--max-len, add --recompute, or train LoRA over a --bf16 base (decode: fewer sequences at once)",
                bytes >> 20, fr >> 20, tot >> 20, cudaGetErrorString(rc));
     }
     held_bytes += bytes;
@@ -52,7 +57,7 @@ static void dfree(void *p, size_t bytes)
 static void check_blas(cublasStatus_t st, const char *what, const char *file, int line)
 {
     if (st != CUBLAS_STATUS_SUCCESS)
-        cl_die(CL_EXIT_SOFTWARE, "cuBLAS error %d (%s) in %s at %s:%d", (int)st, cublasGetStatusString(st), what, file,
+        cl_die(CL_EXIT_SOFTWARE, "cuBLASLt error %d (%s) in %s at %s:%d", (int)st, cublasLtGetStatusString(st), what, file,
                line);
 }
 #define BLAS_CK(call) check_blas((call), #call, __FILE__, __LINE__)
@@ -73,11 +78,10 @@ typedef struct dacts {
     size_t bytes;
     int *ids, *pos, *seg, has_seg, lora_used, training;
     long step;
-    float **res, **ln1, **rstd1, **q, **k, **v, **y, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
-    float *att;                            /* [nh][t][t] probabilities of the row and layer at hand */
+    float **res, **ln1, **rstd1, **q, **k, **v, **y, **lse, **mid, **ln2, **rstd2, **g, **u, **h, **lora_h;
     float *res_final, *lnf, *rstdf;
-    float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dg, *du, *dh, *lora_dh, *xd, *dxd, *ds;
-    cl_bf16 *b16[4], *batt;                /* bf16 operands of the products */
+    float *dres, *dln, *dlnf, *dq, *dk, *dv, *dy, *dd, *dg, *du, *dh, *lora_dh, *xd, *dxd;
+    cl_bf16 *b16[2];                       /* bf16 operands of the products */
     float *hx, *hdx, *hlogits, *hcoef, *hlogp;
     int *htgt, *hidx;
     cl_bf16 *hxb, *hlb;
@@ -87,7 +91,8 @@ typedef struct dacts {
 
 typedef struct dstate {
     int ordinal, recompute;
-    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *ws;                              /* cuBLASLt's workspace, WS_BYTES */
     arena ar[AR_N];                        /* ar[AR_BASE].host is NULL: see tdev */
     char **tdev;                           /* [n_tensors]: each base tensor's place in
                                             * ar[AR_BASE].dev (its host bytes may lie in a file
@@ -156,34 +161,78 @@ static void refresh_shadow(cl_llama *m, const cl_tensor *t)
 
 /* ---- products --------------------------------------------------------------------------- */
 
-/* Row-major C (m x n, ldc) = alpha op(A) op(B) + beta C over `batch` products whose operands
- * lie sa, sb, sc elements apart.  ty is the type of A and B (bf16 or fp32); C is fp32 and the
- * accumulation fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs). */
-static void gemm_b(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
-                   cudaDataType ty, int lda, long long sa, const void *B, int ldb, long long sb, float beta, float *C,
-                   int ldc, long long sc, int batch)
+/* Bytes a pointer is aligned to, up to 256: the heuristic may only pick kernels that need no
+ * more (tensors inside the LoRA, gradient and moment arenas are only 4-byte aligned). */
+static uint32_t align_of(const void *p)
 {
-    if (M <= 0 || N <= 0) return;
-    cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasHandle_t h = S(m)->blas;
-    if (batch == 1)
-        BLAS_CK(cublasGemmEx(h, ob, oa, N, M, K, &alpha, B, ty, ldb, A, ty, lda, &beta, C, CUDA_R_32F, ldc,
-                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    else
-        BLAS_CK(cublasGemmStridedBatchedEx(h, ob, oa, N, M, K, &alpha, B, ty, ldb, sb, A, ty, lda, sa, &beta, C,
-                                           CUDA_R_32F, ldc, sc, batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    uint32_t r = 256;
+    while (r > 4 && (uintptr_t)p % r) r >>= 1;
+    return r;
 }
 
+#define WS_BYTES (32u << 20)
+
+/* Row-major D (m x n, ldd) = alpha op(A) op(B) + beta C (+ bias[j] added to every row: the
+ * epilogue, bias NULL or [n] fp32) through cuBLASLt.  C has D's shape and leading dimension and
+ * may be D itself (accumulation) or another matrix (a residual added on the way); with beta 0
+ * it is not read.  ty is the type of A and B (bf16 or fp32); D is fp32 and the accumulation
+ * fp32 (CUBLAS_COMPUTE_32F: no TF32 for fp32 inputs).  cuBLASLt is column-major, so it computes
+ * D^T = op(B)^T op(A)^T: B comes first and the bias runs along D^T's rows. */
+static void gemm_lt(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const void *A,
+                    cudaDataType ty, int lda, const void *B, int ldb, float beta, const float *C, float *D, int ldd,
+                    const float *bias)
+{
+    if (M <= 0 || N <= 0) return;
+    dstate *s = S(m);
+    int32_t op1 = tb ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    uint32_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    uint64_t ws = WS_BYTES;
+    const float *Cr = beta != 0 ? C : D; /* not read with beta 0 */
+    uint32_t al[4] = {align_of(B), align_of(A), align_of(Cr), align_of(D)};
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t l1, l2, lc;
+    cublasLtMatmulPreference_t pref;
+    BLAS_CK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op1, sizeof op1));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op2, sizeof op2));
+    BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (bias) BLAS_CK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    /* stored shapes, column-major: op1's operand is B (N x K, or K x N transposed), op2's is A */
+    BLAS_CK(cublasLtMatrixLayoutCreate(&l1, ty, tb ? K : N, tb ? N : K, ldb));
+    BLAS_CK(cublasLtMatrixLayoutCreate(&l2, ty, ta ? M : K, ta ? K : M, lda));
+    BLAS_CK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, M, ldd));
+    BLAS_CK(cublasLtMatmulPreferenceCreate(&pref));
+    BLAS_CK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    for (int i = 0; i < 4; i++)
+        BLAS_CK(cublasLtMatmulPreferenceSetAttribute(
+            pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i), &al[i],
+            sizeof al[i]));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    BLAS_CK(cublasLtMatmulAlgoGetHeuristic(s->lt, desc, l1, l2, lc, lc, pref, 1, &h, &found));
+    if (found < 1)
+        cl_die(CL_EXIT_SOFTWARE, "cuBLASLt: no algorithm for a %d x %d x %d product (%s, epilogue %u)", M, N, K,
+               ty == CUDA_R_16BF ? "bf16" : "fp32", (unsigned)epi);
+    BLAS_CK(cublasLtMatmul(s->lt, desc, &alpha, B, l1, A, l2, &beta, Cr, lc, D, lc, &h.algo, s->ws,
+                           WS_BYTES, 0));
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(l1);
+    cublasLtMatrixLayoutDestroy(l2);
+    cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(desc);
+}
+
+/* C = alpha op(A) op(B) + beta C (no epilogue), A and B bf16 or fp32 */
 static void gemm16(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const cl_bf16 *A, int lda,
                    const cl_bf16 *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_b(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+    gemm_lt(m, ta, tb, M, N, K, alpha, A, CUDA_R_16BF, lda, B, ldb, beta, C, C, ldc, NULL);
 }
 
 static void gemm32(const cl_llama *m, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc)
 {
-    gemm_b(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+    gemm_lt(m, ta, tb, M, N, K, alpha, A, CUDA_R_32F, lda, B, ldb, beta, C, C, ldc, NULL);
 }
 
 /* ---- activations ------------------------------------------------------------------------ */
@@ -219,11 +268,10 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
     int L = c->layers, n = b * t, d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim,
         I = c->inter, r = m->lora_rank, V = c->vocab, R = head_rows(m, n);
     int max_in = d > I ? (d > qd ? d : qd) : (I > qd ? I : qd);
-    long natt = (long)c->heads * t * t; /* one batch row's scores (attention runs row by row) */
     dacts *a = s->a;
     if (!a) {
         a = (dacts *)calloc(1, sizeof *a);
-        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->y,
+        float ***slots[] = {&a->res, &a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->y, &a->lse,
                             &a->mid, &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
         int ns = (int)(sizeof slots / sizeof *slots);
         float **all = (float **)calloc((size_t)L * (ns + CL_NPROJ), sizeof(float *));
@@ -239,7 +287,8 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->res[l] = TAKEF((long)n * d);
             if (s->recompute && l > 0) {
                 /* only layer inputs are kept: every layer shares layer 0's buffers */
-                float **shared[] = {a->ln1, a->rstd1, a->q, a->k, a->v, a->y, a->mid, a->ln2, a->rstd2, a->g, a->u, a->h};
+                float **shared[] = {a->ln1, a->rstd1, a->q, a->k, a->v, a->y, a->lse, a->mid, a->ln2, a->rstd2,
+                                    a->g, a->u, a->h};
                 for (size_t i = 0; i < sizeof shared / sizeof *shared; i++) shared[i][l] = shared[i][0];
                 for (int p = 0; p < CL_NPROJ; p++) a->lora_h[l * CL_NPROJ + p] = a->lora_h[p];
                 continue;
@@ -250,6 +299,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
             a->k[l] = TAKEF((long)n * kd);
             a->v[l] = TAKEF((long)n * kd);
             a->y[l] = TAKEF((long)n * qd);
+            a->lse[l] = TAKEF((long)n * c->heads);
             a->mid[l] = TAKEF((long)n * d);
             a->ln2[l] = TAKEF((long)n * d);
             a->rstd2[l] = TAKEF(n);
@@ -266,6 +316,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->dlnf = TAKEF((long)n * d);
         a->dq = TAKEF((long)n * qd);
         a->dy = TAKEF((long)n * qd);
+        a->dd = TAKEF((long)n * c->heads);
         a->dk = TAKEF((long)n * kd);
         a->dv = TAKEF((long)n * kd);
         a->dg = TAKEF((long)n * I);
@@ -274,10 +325,7 @@ static dacts *acts_fit(cl_llama *m, int b, int t)
         a->lora_dh = TAKEF((long)n * (r > 0 ? r : 1));
         a->xd = TAKEF((long)n * max_in);
         a->dxd = TAKEF((long)n * max_in);
-        a->att = TAKEF(natt);
-        a->ds = TAKEF(natt);
-        for (int i = 0; i < 4; i++) a->b16[i] = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)n * max_in);
-        a->batt = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)natt);
+        for (int i = 0; i < 2; i++) a->b16[i] = (cl_bf16 *)take(&cur, sizeof(cl_bf16) * (size_t)n * max_in);
         a->hx = TAKEF((long)R * d);
         a->hdx = TAKEF((long)R * d);
         a->hlogits = TAKEF((long)R * V);
@@ -326,15 +374,16 @@ static void acts_free(dstate *s)
 
 /* ---- linear layers ---------------------------------------------------------------------- */
 
-/* out = x W^T + b (+ the adapter branch on xd); h [n][r] keeps the adapter's hidden rows. */
-static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
+/* out = x W^T + b (+ resid when not NULL) (+ the adapter branch on xd); h [n][r] keeps the
+ * adapter's hidden rows.  The bias and the residual ride in the product's epilogue. */
+static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out, const float *resid)
 {
     dacts *a = S(m)->a;
     const cl_linear *li = &m->layers[l].proj[p];
     int n = a->n;
     cu_to_bf16(a->b16[0], x, (long)n * li->in);
-    gemm16(m, 0, 1, n, li->out, li->in, 1, a->b16[0], li->in, w16(m, li->w), li->in, 0, out, li->out);
-    if (li->b) cu_add_bias(out, DF(m, li->b->data), n, li->out);
+    gemm_lt(m, 0, 1, n, li->out, li->in, 1, a->b16[0], CUDA_R_16BF, li->in, w16(m, li->w), li->in, resid ? 1 : 0,
+            resid, out, li->out, li->b ? DF(m, li->b->data) : NULL);
     if (!(a->lora_used && li->lora_a)) return;
     const float *xd = x;
     if (a->training && m->lora_dropout > 0) {
@@ -385,115 +434,22 @@ static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float
 
 /* ---- attention -------------------------------------------------------------------------- */
 
-/* The products of one layer's attention run per batch row bi and per index r within a query
- * group: query head h = g * rep + r reads kv head g, so one strided-batched product covers the
- * nkv groups, with query slices rep * hd apart, kv slices hd apart and score blocks rep * t * t
- * apart.  An operand is query-shaped (Q: q, dq, y, dy), kv-shaped (K: k, dk, v, dv) or a score
- * block (S: probabilities and their gradients). */
-enum { OP_Q, OP_K, OP_S };
-
-typedef struct att_geom {
-    int b, t, hd, qd, kd, rep, nkv, nh;
-} att_geom;
-
-static att_geom geom(const cl_llama *m)
-{
-    const cl_llama_config *c = &m->cfg;
-    const dacts *a = S(m)->a;
-    att_geom G = {a->b, a->t, c->head_dim, c->heads * c->head_dim, c->kv_heads * c->head_dim,
-                  c->heads / c->kv_heads, c->kv_heads, c->heads};
-    return G;
-}
-
-/* element offset of (bi, r), stride between groups and leading dimension of an operand kind;
- * score blocks hold one batch row (bi's heads) at a time */
-static void place(const att_geom *G, int kind, int bi, int r, long *off, long long *stride, int *ld)
-{
-    long tt = (long)G->t * G->t;
-    if (kind == OP_Q) {
-        *off = (long)bi * G->t * G->qd + (long)r * G->hd;
-        *stride = (long long)G->rep * G->hd;
-        *ld = G->qd;
-    } else if (kind == OP_K) {
-        *off = (long)bi * G->t * G->kd;
-        *stride = G->hd;
-        *ld = G->kd;
-    } else {
-        *off = (long)r * tt;
-        *stride = (long long)G->rep * tt;
-        *ld = G->t;
-    }
-}
-
-/* C (kind kc) = alpha op(A) op(B) + beta C for every head of batch row bi; A, B bf16. */
-static void att_gemm(const cl_llama *m, const att_geom *G, int bi, int ta, int tb, int M, int N, int K, float alpha,
-                     const cl_bf16 *A, int ka, const cl_bf16 *B, int kb, float beta, float *C, int kc)
-{
-    for (int r = 0; r < G->rep; r++) {
-        long oa, ob, oc;
-        long long sa, sb, sc;
-        int la, lb, lc;
-        place(G, ka, bi, r, &oa, &sa, &la);
-        place(G, kb, bi, r, &ob, &sb, &lb);
-        place(G, kc, bi, r, &oc, &sc, &lc);
-        gemm_b(m, ta, tb, M, N, K, alpha, A + oa, CUDA_R_16BF, la, sa, B + ob, lb, sb, beta, C + oc, lc, sc, G->nkv);
-    }
-}
-
-/* Batch row bi's attention probabilities into a->att ([nh][t][t]), from q and k already in
- * bf16 in b16[0], b16[1].  Only one row of one layer exists at a time: backward recomputes
- * them, one more product per layer instead of L x b x nh x t x t floats kept. */
-static void att_probs(cl_llama *m, const att_geom *G, int bi)
-{
-    dacts *a = S(m)->a;
-    att_gemm(m, G, bi, 0, 1, G->t, G->t, G->hd, (float)(1.0 / sqrt((double)G->hd)), a->b16[0], OP_Q, a->b16[1], OP_K,
-             0, a->att, OP_S);
-    cu_softmax_causal(a->att, a->has_seg ? a->seg + (long)bi * G->t : NULL, 1, G->nh, G->t);
-}
-
-/* q, k, v of layer l (and dy when with_dy) in bf16: b16[0..3] */
-static void att_operands(cl_llama *m, int l, const att_geom *G, int with_dy)
-{
-    dacts *a = S(m)->a;
-    cu_to_bf16(a->b16[0], a->q[l], (long)a->n * G->qd);
-    cu_to_bf16(a->b16[1], a->k[l], (long)a->n * G->kd);
-    cu_to_bf16(a->b16[2], a->v[l], (long)a->n * G->kd);
-    if (with_dy) cu_to_bf16(a->b16[3], a->dy, (long)a->n * G->qd);
-}
-
+/* Flash-style tiled attention (kernels.cuh): y[l] and each row's log-sum-exp, no T x T scores. */
 static void att_fwd(cl_llama *m, int l)
 {
+    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = geom(m);
-    long natt = (long)G.nh * G.t * G.t;
-    att_operands(m, l, &G, 0);
-    for (int bi = 0; bi < G.b; bi++) {
-        att_probs(m, &G, bi);
-        cu_to_bf16(a->batt, a->att, natt);
-        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, a->b16[2], OP_K, 0, a->y[l], OP_Q);
-    }
+    cu_flash_fwd(a->y[l], a->lse[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, a->b, a->t, c->heads,
+                 c->kv_heads, c->head_dim);
 }
 
-/* dq, dk, dv accumulate (ops.c's cl_attention_bwd). */
+/* dq, dk, dv accumulate (ops.c's cl_attention_bwd), from y[l] and lse[l] of the forward. */
 static void att_bwd(cl_llama *m, int l)
 {
+    const cl_llama_config *c = &m->cfg;
     dacts *a = S(m)->a;
-    att_geom G = geom(m);
-    long natt = (long)G.nh * G.t * G.t;
-    cl_bf16 *qb = a->b16[0], *kb = a->b16[1], *vb = a->b16[2], *dyb = a->b16[3];
-    att_operands(m, l, &G, 1);
-    for (int bi = 0; bi < G.b; bi++) {
-        att_probs(m, &G, bi);
-        /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
-        att_gemm(m, &G, bi, 0, 1, G.t, G.t, G.hd, 1, dyb, OP_Q, vb, OP_K, 0, a->ds, OP_S);
-        cu_softmax_bwd(a->ds, a->att, (long)G.nh * G.t, G.t, (float)(1.0 / sqrt((double)G.hd)));
-        /* dS and P in bf16 share batt: dS first (dq, dk), then P (dv) */
-        cu_to_bf16(a->batt, a->ds, natt);
-        att_gemm(m, &G, bi, 0, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, kb, OP_K, 1, a->dq, OP_Q);
-        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, qb, OP_Q, 1, a->dk, OP_K);
-        cu_to_bf16(a->batt, a->att, natt);
-        att_gemm(m, &G, bi, 1, 0, G.t, G.hd, G.t, 1, a->batt, OP_S, dyb, OP_Q, 1, a->dv, OP_K);
-    }
+    cu_flash_bwd(a->dq, a->dk, a->dv, a->dd, a->dy, a->y[l], a->lse[l], a->q[l], a->k[l], a->v[l],
+                 a->has_seg ? a->seg : NULL, a->b, a->t, c->heads, c->kv_heads, c->head_dim);
 }
 
 /* ---- the table -------------------------------------------------------------------------- */
@@ -508,20 +464,18 @@ static void layer_fwd(cl_llama *m, int l)
     const cl_layer *ly = &m->layers[l];
     float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
     cu_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], DF(m, ly->ln1->data), n, d, c->rms_eps);
-    linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
-    linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
-    linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
+    linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l], NULL);
+    linear_fwd(m, l, CL_K, a->ln1[l], a->k[l], NULL);
+    linear_fwd(m, l, CL_V, a->ln1[l], a->v[l], NULL);
     cu_rope(a->q[l], a->pos, S(m)->inv_freq, n, c->heads, c->head_dim, 1);
     cu_rope(a->k[l], a->pos, S(m)->inv_freq, n, c->kv_heads, c->head_dim, 1);
     att_fwd(m, l);
-    linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
-    cu_add(a->mid[l], a->res[l], (long)n * d);
+    linear_fwd(m, l, CL_O, a->y[l], a->mid[l], a->res[l]);
     cu_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], DF(m, ly->ln2->data), n, d, c->rms_eps);
-    linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
-    linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
+    linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l], NULL);
+    linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l], NULL);
     cu_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
-    linear_fwd(m, l, CL_DOWN, a->h[l], out);
-    cu_add(out, a->mid[l], (long)n * d);
+    linear_fwd(m, l, CL_DOWN, a->h[l], out, a->mid[l]);
 }
 
 static int d_forward(cl_llama *m, const int *ids, const int *pos, const int *seg, int b, int t, cl_err *e)
@@ -719,6 +673,7 @@ static void d_linear_rows(cl_llama *m, const cl_tensor *w, const cl_tensor *b, c
     int in = w->shape[1], od = w->shape[0];
     size_t xb = sizeof(float) * (size_t)n * in, hb = (sizeof(cl_bf16) * (size_t)n * in + ALIGN - 1) / ALIGN * ALIGN,
            ob = sizeof(float) * (size_t)n * od, need = (xb + ALIGN - 1) / ALIGN * ALIGN + hb + ob;
+    CL_CK(cudaSetDevice(s->ordinal)); /* roles may hold models on different GPUs */
     if (need > s->rows_bytes) {
         dfree(s->rows, s->rows_bytes);
         s->rows = (char *)dalloc(need);
@@ -727,13 +682,13 @@ static void d_linear_rows(cl_llama *m, const cl_tensor *w, const cl_tensor *b, c
     float *dx = (float *)s->rows, *dout = (float *)(s->rows + need - ob);
     cl_bf16 *xh = (cl_bf16 *)(s->rows + (xb + ALIGN - 1) / ALIGN * ALIGN);
     CL_CK(cudaMemcpy(dx, x, xb, cudaMemcpyHostToDevice));
+    const float *bias = b ? DF(m, b->data) : NULL;
     if (has_bf16(m, w)) {
         cu_to_bf16(xh, dx, (long)n * in);
-        gemm16(m, 0, 1, n, od, in, 1, xh, in, w16(m, w), in, 0, dout, od);
+        gemm_lt(m, 0, 1, n, od, in, 1, xh, CUDA_R_16BF, in, w16(m, w), in, 0, NULL, dout, od, bias);
     } else {
-        gemm32(m, 0, 1, n, od, in, 1, dx, in, DF(m, w->data), in, 0, dout, od);
+        gemm_lt(m, 0, 1, n, od, in, 1, dx, CUDA_R_32F, in, DF(m, w->data), in, 0, NULL, dout, od, bias);
     }
-    if (b) cu_add_bias(dout, DF(m, b->data), n, od);
     CL_CK(cudaMemcpy(out, dout, ob, cudaMemcpyDeviceToHost));
 }
 
@@ -748,7 +703,8 @@ static void state_free(cl_llama *m, dstate *s)
     free(s->shadow);
     dfree(s->inv_freq, sizeof(double) * (size_t)(m->cfg.head_dim / 2));
     dfree(s->sumsq, sizeof(double));
-    if (s->blas) cublasDestroy(s->blas);
+    dfree(s->ws, WS_BYTES);
+    if (s->lt) cublasLtDestroy(s->lt);
     free(s);
 }
 
@@ -777,17 +733,17 @@ static size_t base_bytes(const cl_llama *m)
 static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
 {
     if (m->dev) return cl_err_set(e, CL_EXIT_SOFTWARE, "the model is already on %s", m->dev->name);
-    if (m->cfg.head_dim % 2 || m->cfg.heads % m->cfg.kv_heads)
+    if (m->cfg.head_dim % 2 || m->cfg.head_dim > CL_FLASH_MAX_HD || m->cfg.heads % m->cfg.kv_heads)
         return cl_err_set(e, CL_EXIT_CONFIG, "%s: unsupported head layout", dv->name);
     cudaError_t rc = cudaSetDevice(dv->ordinal);
     if (rc != cudaSuccess)
         return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: %s", dv->name, cudaGetErrorString(rc));
     dstate *s = (dstate *)calloc(1, sizeof *s);
     if (!s) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    cublasStatus_t st = cublasCreate(&s->blas);
+    cublasStatus_t st = cublasLtCreate(&s->lt);
     if (st != CUBLAS_STATUS_SUCCESS) {
         free(s);
-        return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: cuBLAS does not start (%s)", dv->name, cublasGetStatusString(st));
+        return cl_err_set(e, CL_EXIT_UNAVAILABLE, "%s: cuBLASLt does not start (%s)", dv->name, cublasLtGetStatusString(st));
     }
     s->ordinal = dv->ordinal;
     s->recompute = dv->recompute;
@@ -819,6 +775,7 @@ static int attach(const cl_device *dv, cl_llama *m, cl_err *e)
     s->inv_freq = (double *)dalloc(fb);
     CL_CK(cudaMemcpy(s->inv_freq, m->inv_freq, fb, cudaMemcpyHostToDevice));
     s->sumsq = (double *)dalloc(sizeof(double));
+    s->ws = dalloc(WS_BYTES);
     m->dev = &cuda_ops;
     cl_llama_release_acts(m); /* the host arena is not used while the device computes */
     d_sync(m, CL_SYNC_TO_DEVICE);

@@ -28,6 +28,7 @@
 #include "core/sha256.h"
 #include "model/chat.h"
 #include "model/config.h"
+#include "model/device.h"
 #include "model/engine.h"
 #include "model/lora.h"
 #include "model/peft.h"
@@ -269,11 +270,26 @@ static char *adapter_base(const char *adapter, cl_err *e)
 
 /* ---- the spec -------------------------------------------------------------------------- */
 
+/* +device=cuda[:N]: the weights go to the GPU once and the batched decode's products run there
+ * (model/device.h); frees lm when that fails. */
+static int attach_device(struct lmodel *lm, const char *name, const char *role, const char *arg, cl_err *e)
+{
+    cl_device d;
+    int rc = cl_device_open(&d, name, e);
+    if (rc == 0) rc = d.attach(&d, lm->m, e);
+    if (rc < 0) {
+        cl_err inner = *e;
+        cl_err_set(e, inner.code, "--%s local:%s: %s", role, arg, inner.msg);
+        lmodel_free(lm);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, const cl_llm_config *cfg, void **self,
                  char **identity, cl_err *e)
 {
     (void)llm;
-    char *spec = strdup(arg), *adapter = NULL, *base = NULL;
+    char *spec = strdup(arg), *adapter = NULL, *base = NULL, *device = NULL;
     cl_dtype dt = CL_F32;
     int chat = -1, rcode = -1;
     if (!spec) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
@@ -288,9 +304,11 @@ static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, con
             dt = CL_BF16;
         else if (strncmp(opt, "chat=", 5) == 0 && cl_chat_format_parse(opt + 5) >= 0)
             chat = cl_chat_format_parse(opt + 5);
+        else if (strncmp(opt, "device=", 7) == 0 && cl_device_parse(opt + 7, &(int){0}, NULL) >= 0)
+            device = opt + 7;
         else {
             cl_err_set(e, CL_EXIT_CONFIG, "--%s local:%s: unknown option '+%s' (known: +adapter=DIR, +bf16, "
-                       "+chat=llama3|qwen2|qwen2.5|qwen3)", rc->name, arg, opt);
+                       "+chat=llama3|qwen2|qwen2.5|qwen3, +device=cpu|cuda|cuda:N)", rc->name, arg, opt);
             goto out;
         }
         opt = next;
@@ -323,13 +341,14 @@ static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, con
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
         goto out;
     }
-    snprintf(key, 128, "%llu:%llu|%llu:%llu|%d|%d", (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino,
-             (unsigned long long)sa.st_dev, (unsigned long long)sa.st_ino, (int)dt, chat);
+    snprintf(key, 128, "%llu:%llu|%llu:%llu|%d|%d|%s", (unsigned long long)sb.st_dev, (unsigned long long)sb.st_ino,
+             (unsigned long long)sa.st_dev, (unsigned long long)sa.st_ino, (int)dt, chat, device ? device : "cpu");
     struct lmodel *lm = models;
     while (lm && strcmp(lm->key, key)) lm = lm->next;
     if (!lm) {
         double mb = cfg->local_kv_mb > 0 ? cfg->local_kv_mb : DEFAULT_KV_MB;
-        if (!(lm = lmodel_load(base, adapter, dt, chat, (size_t)(mb * 1048576.0), e))) {
+        if (!(lm = lmodel_load(base, adapter, dt, chat, (size_t)(mb * 1048576.0), e)) ||
+            (device && attach_device(lm, device, rc->name, arg, e))) {
             free(key);
             goto out;
         }
@@ -350,7 +369,8 @@ static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, con
     lm->refs++;
     r->lm = lm;
     /* what answers: the fingerprint (never the path: a moved checkpoint is the same model) */
-    snprintf(id, ilen, "local %s %s", lm->fingerprint, cl_chat_format_name(lm->format));
+    /* the GPU rounds the products' inputs to bf16: its replies are its own, not the CPU's */
+    snprintf(id, ilen, "local %s %s%s", lm->fingerprint, cl_chat_format_name(lm->format), lm->m->dev ? " cuda" : "");
     *identity = id;
     *self = r;
     rcode = 0;

@@ -21,6 +21,21 @@ int cl_device_parse(const char *spec, int *ordinal, cl_err *e)
     return 1;
 }
 
+/* One opener per process, set once by main() before any thread starts. */
+static int (*device_opener)(cl_device *d, const char *spec, cl_err *e);
+
+void cl_device_register(int (*open)(cl_device *d, const char *spec, cl_err *e)) { device_opener = open; }
+
+int cl_device_open(cl_device *d, const char *spec, cl_err *e)
+{
+    int ordinal, kind = cl_device_parse(spec, &ordinal, e);
+    if (kind <= 0) return kind < 0 ? -1 : 1;
+    if (!device_opener)
+        return cl_err_set(e, CL_EXIT_UNAVAILABLE, "device %s: this program was built without CUDA (rebuild with "
+                          "make CUDA=1)", spec);
+    return device_opener(d, spec, e) ? -1 : 0;
+}
+
 void cl_llama_sync(cl_llama *m, int to_host)
 {
     if (m->dev) m->dev->sync(m, to_host);

@@ -54,6 +54,14 @@ enum { CL_SYNC_TO_DEVICE = 0, CL_SYNC_TO_HOST = 1 };
  * name is a usage error whether or not this build has CUDA. */
 int cl_device_parse(const char *spec, int *ordinal, cl_err *e);
 
+/* Opening a device by name from a layer that must not name a device API (the local: engine's
+ * +device=cuda): a tool built with CUDA registers its opener (cl_cuda_open) at start;
+ * cl_device_open then parses spec as cl_device_parse does and calls it.  Without a registered
+ * opener a GPU name is CL_EXIT_UNAVAILABLE, saying the program was built without CUDA; "cpu"
+ * returns 1 (nothing to open). */
+void cl_device_register(int (*open)(cl_device *d, const char *spec, cl_err *e));
+int cl_device_open(cl_device *d, const char *spec, cl_err *e);
+
 /* Copies between the host tensors and the device copy; no-op on the CPU. */
 void cl_llama_sync(cl_llama *m, int to_host);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/device.h"
 #include "model/linear.h"
 #include "model/ops.h"
 
@@ -234,16 +235,26 @@ static int ensure_rows(cl_batch *b, int n)
     return 0;
 }
 
+/* out = x w^T (+ bias): on the model's device when it has one (local:DIR+device=cuda), else
+ * linear.h's per-row kernel. */
+static void rows_product(cl_llama *m, const cl_tensor *w, const void *wdata, cl_dtype wt, const cl_tensor *bias,
+                         const float *x, float *out, int n)
+{
+    if (m->dev)
+        m->dev->linear_rows(m, w, bias, x, out, n);
+    else
+        cl_linear_rows(out, x, wdata, wt, bias ? bias->data : NULL, n, w->shape[1], w->shape[0]);
+}
+
 /* out = x W^T + b, plus scale * (x A^T) B^T when adapters are on: the same per-row kernels, so
  * an unmerged adapter is as batch-invariant as the base. */
 static void project_rows(cl_batch *b, const cl_linear *li, const float *x, float *out, int n)
 {
-    cl_linear_rows(out, x, li->w->data, li->w->dtype, li->b ? li->b->data : NULL, n, li->in, li->out);
-    const cl_llama *m = b->m;
+    cl_llama *m = b->m;
+    rows_product(m, li->w, li->w->data, li->w->dtype, li->b, x, out, n);
     if (!li->lora_a || !m->lora_on) return;
-    int r = m->lora_rank;
-    cl_linear_rows(b->lh, x, li->lora_a->data, CL_F32, NULL, n, li->in, r);
-    cl_linear_rows(b->lt, b->lh, li->lora_b->data, CL_F32, NULL, n, r, li->out);
+    rows_product(m, li->lora_a, li->lora_a->data, CL_F32, NULL, x, b->lh, n);
+    rows_product(m, li->lora_b, li->lora_b->data, CL_F32, NULL, b->lh, b->lt, n);
     for (long i = 0; i < (long)n * li->out; i++) out[i] += m->lora_scale * b->lt[i];
 }
 
@@ -326,10 +337,8 @@ static void head_rows(cl_batch *b, const float *x, int n)
 {
     const cl_llama_config *c = &b->m->cfg;
     cl_rmsnorm_fwd(b->y, b->rstd, x, b->m->norm->data, n, c->hidden, c->rms_eps);
-    if (b->head16)
-        cl_linear_rows(b->logits, b->y, b->head16, CL_BF16, NULL, n, c->hidden, c->vocab);
-    else
-        cl_linear_rows(b->logits, b->y, b->m->lm_head->data, b->m->lm_head->dtype, NULL, n, c->hidden, c->vocab);
+    const cl_tensor *h = b->m->lm_head;
+    rows_product(b->m, h, b->head16 ? b->head16 : h->data, b->head16 ? CL_BF16 : h->dtype, NULL, b->y, b->logits, n);
 }
 
 int cl_batch_step(cl_batch *b)

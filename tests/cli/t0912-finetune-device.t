@@ -64,4 +64,13 @@ test_expect '--recompute (only layer inputs kept) trains to the same losses' '
     jq -s -e --slurpfile b r--recompute/metrics.jsonl "[.[].loss] as \$a | [\$b[].loss] as \$c |
         (\$a | length) == 20 and ([range(20) | (\$a[.] - \$c[.] | fabs)] | max) < 1e-3" r/metrics.jsonl
 '
+if [ "$DEV" = "$CL_TESTBIN/cl-finetune-emu" ]; then
+    test_expect 'out of device memory exits 75 and says what to reduce (an emulated 1 MiB device)' '
+        { CL_CUDA_EMU_MEM_MB=1 "$DEV" --model "$S/dev/init" --full --sft "$S/sft.jsonl" --max-steps 1 --batch 8 \
+            --device cuda --run oom -q 2>err; test $? = 75; } &&
+        grep -q "out of device memory" err && grep -q "reduce --batch or --max-len, add --recompute" err
+    '
+else
+    test_skip 'out of device memory exits 75' 'needs the emulated device, whose memory a test can cap'
+fi
 test_done

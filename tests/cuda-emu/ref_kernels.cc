@@ -5,6 +5,7 @@
 // is checked against its allocation (emu.cc) with the extent the call reads or writes.
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cuda/chost.cuh"
@@ -60,37 +61,74 @@ void cu_rope(float *x, const int *pos, const double *inv_freq, int n, int heads,
     cl_rope(x, pos, inv_freq, n, heads, hd, sign);
 }
 
-void cu_softmax_causal(float *att, const int *seg, int b, int nh, int t)
+/* The flash contracts over ops.c's attention, which keeps the t x t probabilities: the backward
+ * recomputes them from q and k rather than reading lse (the real kernels' use of it is tested by
+ * tests/cuda-emu/test_flash.cc). */
+static void att_extents(const float *q, const float *k, const float *v, const float *lse, const int *seg, int b,
+                        int t, int nh, int nkv, int hd)
 {
-    long rows = (long)b * nh * t;
-    emu_dev(att, F(rows * t), "softmax att");
-    if (seg) emu_dev(seg, F((long)b * t), "softmax seg");
-    for (long row = 0; row < rows; row++) {
-        int i = (int)(row % t);
-        const int *sg = seg ? seg + row / ((long)nh * t) * t : NULL;
-        float *p = att + row * t, mx = -INFINITY;
-        for (int j = 0; j <= i; j++)
-            if (!sg || sg[j] == sg[i]) mx = fmaxf(mx, p[j]);
-        double sum = 0;
-        for (int j = 0; j < t; j++) {
-            p[j] = j <= i && (!sg || sg[j] == sg[i]) ? expf(p[j] - mx) : 0.0f;
-            sum += p[j];
-        }
-        for (int j = 0; j < t; j++) p[j] = (float)(p[j] / sum);
-    }
+    long n = (long)b * t;
+    emu_dev(q, F(n * nh * hd), "flash q");
+    emu_dev(k, F(n * nkv * hd), "flash k");
+    emu_dev(v, F(n * nkv * hd), "flash v");
+    emu_dev(lse, F(n * nh), "flash lse");
+    if (seg) emu_dev(seg, F(n), "flash seg");
 }
 
-void cu_softmax_bwd(float *ds, const float *att, long rows, int t, float scale)
+static float *probs(float *y, const float *q, const float *k, const float *v, const int *seg, int b, int t, int nh,
+                    int nkv, int hd)
 {
-    emu_dev(ds, F(rows * t), "softmax_bwd ds");
-    emu_dev(att, F(rows * t), "softmax_bwd att");
-    for (long row = 0; row < rows; row++) {
-        const float *p = att + row * t;
-        float *d = ds + row * t;
-        double s = 0;
-        for (int j = 0; j < t; j++) s += (double)p[j] * d[j];
-        for (int j = 0; j < t; j++) d[j] = p[j] * (d[j] - (float)s) * scale;
-    }
+    float *att = (float *)malloc(F((long)b * nh * t * t));
+    if (!att) cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    cl_attention_fwd(y, att, q, k, v, seg, b, t, nh, nkv, hd);
+    return att;
+}
+
+void cu_flash_fwd(float *y, float *lse, const float *q, const float *k, const float *v, const int *seg, int b, int t,
+                  int nh, int nkv, int hd)
+{
+    att_extents(q, k, v, lse, seg, b, t, nh, nkv, hd);
+    emu_dev(y, F((long)b * t * nh * hd), "flash y");
+    free(probs(y, q, k, v, seg, b, t, nh, nkv, hd));
+    double scale = 1.0 / sqrt((double)hd);
+    for (int bi = 0; bi < b; bi++)
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < t; i++) {
+                const float *qi = q + ((long)bi * t + i) * nh * hd + h * hd;
+                double s[4096], mx = -INFINITY, sum = 0;
+                if (t > 4096) cl_die(CL_EXIT_SOFTWARE, "CUDA emulation: t %d > 4096", t);
+                for (int j = 0; j <= i; j++) {
+                    const float *kj = k + ((long)bi * t + j) * nkv * hd + h / (nh / nkv) * hd;
+                    s[j] = -INFINITY;
+                    if (seg && seg[(long)bi * t + j] != seg[(long)bi * t + i]) continue;
+                    s[j] = 0;
+                    for (int d = 0; d < hd; d++) s[j] += (double)qi[d] * kj[d];
+                    s[j] *= scale;
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += exp(s[j] - mx);
+                lse[((long)bi * nh + h) * t + i] = (float)(mx + log(sum));
+            }
+}
+
+void cu_flash_bwd(float *dq, float *dk, float *dv, float *dd, const float *dy, const float *y, const float *lse,
+                  const float *q, const float *k, const float *v, const int *seg, int b, int t, int nh, int nkv,
+                  int hd)
+{
+    long n = (long)b * t;
+    att_extents(q, k, v, lse, seg, b, t, nh, nkv, hd);
+    emu_dev(dq, F(n * nh * hd), "flash dq");
+    emu_dev(dk, F(n * nkv * hd), "flash dk");
+    emu_dev(dv, F(n * nkv * hd), "flash dv");
+    emu_dev(dd, F(n * nh), "flash dd");
+    emu_dev(dy, F(n * nh * hd), "flash dy");
+    emu_dev(y, F(n * nh * hd), "flash y");
+    float *yy = (float *)malloc(F(n * nh * hd));
+    if (!yy) cl_die(CL_EXIT_SOFTWARE, "out of memory");
+    float *att = probs(yy, q, k, v, seg, b, t, nh, nkv, hd);
+    cl_attention_bwd(dq, dk, dv, dy, att, q, k, v, b, t, nh, nkv, hd);
+    free(att);
+    free(yy);
 }
 
 void cu_swiglu_fwd(float *h, const float *g, const float *u, long n)
@@ -116,13 +154,6 @@ void cu_add(float *out, const float *x, long n)
     emu_dev(out, F(n), "add out");
     emu_dev(x, F(n), "add x");
     for (long i = 0; i < n; i++) out[i] += x[i];
-}
-
-void cu_add_bias(float *out, const float *b, int n, int od)
-{
-    emu_dev(out, F((long)n * od), "bias out");
-    emu_dev(b, F(od), "bias b");
-    for (long i = 0; i < (long)n * od; i++) out[i] += b[i % od];
 }
 
 void cu_colsum(float *db, const float *dout, int n, int od)

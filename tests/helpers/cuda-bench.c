@@ -7,7 +7,7 @@
  *        (as cl-finetune caches them), one policy forward + backward per step.
  * Each step: cl-finetune's micro-step (cl_ft_sft_micro / cl_ft_dpo_micro: forward, head,
  * backward), clip 1.0, AdamW, then a device synchronisation.  The
- * first step (cuBLAS start-up) is left out of the median.
+ * first step (cuBLASLt start-up) is left out of the median.
  * MFU counts model FLOPs per token as llm.c does: 6N + 6LCT for full fine-tuning and
  * 4N + 6LCT for LoRA (the base computes input gradients but no weight gradients; the adapters'
  * own FLOPs are left out), N the parameters of the matrix products (layers and head),

@@ -17,6 +17,9 @@
 #include "core/json.h"
 #include "llm/cli.h"
 #include "core/records.h"
+#ifdef CL_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
 
 enum { OPT_CHAIN = 256, OPT_GEN, OPT_SHOW_CACHED, OPT_DISCARD };
 
@@ -177,6 +180,9 @@ static slot *new_slot(run *R, jv rec, const char *src, uint64_t lineno)
 
 int main(int argc, char **argv)
 {
+#ifdef CL_HAVE_CUDA
+    cl_device_register(cl_cuda_open); /* local:DIR+device=cuda */
+#endif
     static const cl_llm_cli_role roles[] = {
         {"assistant", "the assistant", 1.0, 256}, {"user", "the user simulator", 1.0, 256},
         {"judge", "the judge", 0.0, 256}, {0}};

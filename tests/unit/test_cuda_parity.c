@@ -4,8 +4,9 @@
  * from identical gradients, LoRA on a bf16
  * base with dropout on (the masks must match), the same with activations recomputed in
  * backward (full and LoRA), and a DPO step (reference with adapters off,
- * sigmoid loss, gradients, update), and the engine's decode product (linear_rows) on a bf16
- * base matrix with its bias and on an fp32 adapter matrix.
+ * sigmoid loss, gradients, update), the engine's decode product (linear_rows) on a bf16
+ * base matrix with its bias and on an fp32 adapter matrix, and the local: engine's logits
+ * with its products on the device (prefill and decode).
  *
  * Tolerances (the device multiplies bf16 inputs with fp32 accumulation, so each product
  * carries bf16's relative rounding of 2^-9 per input): errors are max |gpu - cpu| over the
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "model/device.h"
+#include "model/engine.h"
 #include "model/lora.h"
 #include "model/loss.h"
 #include "model/ops.h"
@@ -299,6 +301,41 @@ static void decode_products_match(const char *file)
     clfx_model_free(fx);
 }
 
+/* The local: engine with its products on the device (local:DIR+device=cuda): a prompt's
+ * logits (prefill rows), then three decode steps', against the CPU engine over the same
+ * weights: fp32 weights through their bf16 copies (full), and a bf16 base with unmerged fp32
+ * adapters (LoRA). */
+static void engine_matches(const char *file, int lora)
+{
+    fixture *fx = clfx_model_open(file);
+    cl_llama *cpu, *gpu;
+    make_pair(fx, lora, &cpu, &gpu);
+    cl_err e = {0};
+    int t = fx->t < 24 ? fx->t : 24, V = fx->cfg.vocab;
+    cl_engine *ec = cl_engine_new(cpu, t + 8, &e), *eg = cl_engine_new(gpu, t + 8, &e);
+    assert_non_null(ec);
+    assert_non_null(eg);
+    float *lc = malloc(sizeof(float) * (size_t)V), *lg = malloc(sizeof(float) * (size_t)V);
+    assert_int_equal(cl_engine_feed(ec, fx->ids, t, lc, &e), 0);
+    assert_int_equal(cl_engine_feed(eg, fx->ids, t, lg, &e), 0);
+    EXPECT_CLOSE(rel_err(lc, lg, V), TOL_LOGITS, "%s engine (%s) prefill logits, %d tokens", file,
+                 lora ? "bf16 base + LoRA" : "fp32", t);
+    for (int step = 0; step < 3; step++) {
+        int tok = fx->ids[t + step < fx->b * fx->t ? t + step : 0];
+        assert_int_equal(cl_engine_feed(ec, &tok, 1, lc, &e), 0);
+        assert_int_equal(cl_engine_feed(eg, &tok, 1, lg, &e), 0);
+        EXPECT_CLOSE(rel_err(lc, lg, V), TOL_LOGITS, "%s engine (%s) decode step %d logits", file,
+                     lora ? "bf16 base + LoRA" : "fp32", step);
+    }
+    free(lc);
+    free(lg);
+    cl_engine_free(ec);
+    cl_engine_free(eg);
+    cl_llama_free(cpu);
+    cl_llama_free(gpu);
+    clfx_model_free(fx);
+}
+
 /* cuda, cuda:N and what is not a device name; the dense bf16 peaks MFU divides by. */
 static void device_names_and_peaks(void **st)
 {
@@ -338,6 +375,8 @@ static void llama_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("llama.f
 static void qwen2_dpo_step_matches_cpu(void **s) { (void)s; dpo_matches("qwen2.fx"); }
 static void llama_decode_products_match_cpu(void **s) { (void)s; decode_products_match("llama.fx"); }
 static void qwen2_decode_products_match_cpu(void **s) { (void)s; decode_products_match("qwen2.fx"); }
+static void llama_engine_on_the_device_matches_cpu(void **s) { (void)s; engine_matches("llama.fx", 0); }
+static void qwen2_engine_lora_on_the_device_matches_cpu(void **s) { (void)s; engine_matches("qwen2.fx", 1); }
 
 #endif
 
@@ -364,6 +403,8 @@ int main(void)
         cmocka_unit_test(qwen2_dpo_step_matches_cpu),
         cmocka_unit_test(llama_decode_products_match_cpu),
         cmocka_unit_test(qwen2_decode_products_match_cpu),
+        cmocka_unit_test(llama_engine_on_the_device_matches_cpu),
+        cmocka_unit_test(qwen2_engine_lora_on_the_device_matches_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 #else
