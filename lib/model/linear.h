@@ -25,6 +25,14 @@
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim);
 
+/* out [n] = x [in] . w_o for the n rows w_o = w + o * ldw (fp32): attention scores over a
+ * cache whose rows are strided.  The order of each dot product is the one above, one thread. */
+void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
+
+/* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger
+ * than v[0]): greedy sampling's scan of the vocabulary. */
+int cl_argmax(const float *v, int n);
+
 /* The kernel in use: "avx512", "avx2" or "scalar". */
 const char *cl_linear_isa(void);
 
