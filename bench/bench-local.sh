@@ -3,7 +3,8 @@
 # llama.cpp (node-llama-cpp, pinned in tests/npm) on the same model's GGUF exports and a
 # PyTorch greedy loop (bench/torch_decode.py, Debian python3-torch) on the same safetensors,
 # same threads, same run: batch-1 decode of a llama2.c-sized 15M model and a ~110M model
-# (random weights, vocabulary 32000), fp32 and bf16; the memory-bandwidth limit; aggregate
+# (random weights, vocabulary 32000), fp32 and bf16 (llama.cpp also f16: our engine has no f16
+# kernel, its bf16 rows read as many bytes); the memory-bandwidth limit; aggregate
 # decode with 32 and 128 sequences in one continuous batch against our own batch 1 and
 # llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
 # so every row also gives CPU-milliseconds per token, which move much less (for one thread);
@@ -76,6 +77,7 @@ row() {
 }
 for m in m15 m110; do
     f32=$(stat -c %s "$W/$m/model-f32.gguf") bf16=$(stat -c %s "$W/$m/model-bf16.gguf")
+    f16=$(stat -c %s "$W/$m/model-f16.gguf")
     n=$NEW; [ $m = m110 ] && n=$((NEW / 2))
     k=$((n / 4))
     rm -f "$W"/r.*
@@ -85,6 +87,7 @@ for m in m15 m110; do
             [ $have_llama = 1 ] && measure "r.llama.$dt" llama "$W/$m/model-$dt.gguf" "$OMP_NUM_THREADS" 1 "$n"
             measure "r.ours.$dt" ours "$W/$m" $flag --new "$n"
         done
+        [ $have_llama = 1 ] && measure r.llama.f16 llama "$W/$m/model-f16.gguf" "$OMP_NUM_THREADS" 1 "$n"
         [ $have_torch = 1 ] && [ "$rep" = 1 ] && measure r.torch torch "$W/$m" "$OMP_NUM_THREADS" "$n"
         for batch in 32 128; do
             [ $have_llama = 1 ] && measure "r.llama.b$batch" llama "$W/$m/model-f32.gguf" "$OMP_NUM_THREADS" "$batch" "$k"
@@ -103,6 +106,12 @@ for m in m15 m110; do
             row "$m $dt" "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') mv loop" 1 "$bytes" \
                 $(med "$W/r.torch")
     done
+    # llama.cpp on the F16 export; "vs" is our bf16 row's CPU time against it (both two bytes a weight)
+    if [ $have_llama = 1 ]; then
+        ours_bf16=$last_cpu peer_cpu=
+        row "$m f16" "llama.cpp" 1 "$f16" $(med "$W/r.llama.f16")
+        echo "| $m f16 | cl local: +bf16 (no f16 kernel) | 1 | - | $ours_bf16 | $(awk "BEGIN { printf \"%.2f\", $last_cpu / $ours_bf16 }") | - | - |"
+    fi
     for batch in 32 128; do
         peer_cpu=
         if [ $have_llama = 1 ]; then
