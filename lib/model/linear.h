@@ -7,8 +7,10 @@
  * turn, folded in a fixed tree, then the k tail in order (linear.c) — never on m, on which other
  * rows share the call, on the thread count or on the tiling, so a sequence decodes to the same
  * bits alone or among 127 others.  One row's weights stream as one sequence (batch-1 decode is
- * a read of every weight, and the prefetchers follow one stream best); tiles share each weight
- * vector between two rows (and two outputs where 32 registers allow) for batches.
+ * a read of every weight, and the prefetchers follow one stream best); for batches, tiles of
+ * 4 rows x 6 outputs (AVX2: 3 x 3) compute each element's four accumulators in four passes,
+ * one accumulator live per element, so each weight vector serves 4 rows and each activation
+ * vector 6 outputs; the rows and outputs left over take two-row tiles.
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
  * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
  * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.
