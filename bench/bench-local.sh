@@ -15,9 +15,14 @@
 # REPS (3), PARTS ("decode rollout").
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# O: the build directory, absolute as `make bench` passes it (which has built the helpers) or
+# relative to the checkout (then built here)
 O=${O:-build}
-make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null
-BD="$ROOT/$O/tests/model-bench-decode"
+case $O in
+/*) ;;
+*) make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null && O=$ROOT/$O ;;
+esac
+BD="$O/tests/model-bench-decode"
 : "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}" "${PARTS:=decode rollout}"
 export OMP_NUM_THREADS
 W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
@@ -38,7 +43,7 @@ med() { sort -g -k4 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p"; }
 # measure TAG COMMAND...: appends one run's line to $W/TAG
 measure() { tag=$1; shift; "$@" >>"$W/$tag"; }
 
-"$ROOT/$O/tests/tok" corpus 3 3000 | "$ROOT/$O/tests/tok" train llama3 2000 >"$W/tok.json"
+"$O/tests/tok" corpus 3 3000 | "$O/tests/tok" train llama3 2000 >"$W/tok.json"
 cat >"$W/m15.json" <<'CFG'
 {"hidden_size": 288, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 6,
  "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": true, "vocab_size": 32000}
@@ -135,7 +140,7 @@ one=
 for k in 1 32 128; do
     n=$k; [ $k = 1 ] && n=8
     jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
-    /usr/bin/time -f "%U %S" -o "$W/time" "$ROOT/bin/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
+    /usr/bin/time -f "%U %S" -o "$W/time" "${BIN:-$ROOT/bin}/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
         --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
         --user-max-tokens 16 --max-turns 2 --max-inflight "$k" "$W/seeds" >/dev/null
     set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s)"' "$W/st") $(cat "$W/time")
