@@ -115,6 +115,8 @@ $(O)/%.o: %.c
 # The BLEU kernel's per-id sums and its ASCII widening are short loops that GCC 12 vectorises
 # at -O2 only under the dynamic cost model: about 6% of the kernel (bench/bench-bleu.sh).
 $(O)/lib/metrics/bleu.o: ALL_CFLAGS += -fvect-cost-model=dynamic
+# The engine's attention loops (scaling the scores, summing the values), likewise (bench/bench-local.sh).
+$(O)/lib/model/engine.o: ALL_CFLAGS += -fvect-cost-model=dynamic
 
 $(O)/%.cu.o: %.cu
 	@mkdir -p $(@D)

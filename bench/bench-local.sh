@@ -3,7 +3,8 @@
 # llama.cpp (node-llama-cpp, pinned in tests/npm) on the same model's GGUF exports and a
 # PyTorch greedy loop (bench/torch_decode.py, Debian python3-torch) on the same safetensors,
 # same threads, same run: batch-1 decode of a llama2.c-sized 15M model and a ~110M model
-# (random weights, vocabulary 32000), fp32 and bf16; the memory-bandwidth limit; aggregate
+# (random weights, vocabulary 32000), fp32 and bf16 (llama.cpp also f16: our engine has no f16
+# kernel, its bf16 rows read as many bytes); the memory-bandwidth limit; aggregate
 # decode with 32 and 128 sequences in one continuous batch against our own batch 1 and
 # llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
 # so every row also gives CPU-milliseconds per token, which move much less (for one thread);
@@ -14,9 +15,14 @@
 # REPS (3), PARTS ("decode rollout").
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# O: the build directory, absolute as `make bench` passes it (which has built the helpers) or
+# relative to the checkout (then built here)
 O=${O:-build}
-make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null
-BD="$ROOT/$O/tests/model-bench-decode"
+case $O in
+/*) ;;
+*) make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null && O=$ROOT/$O ;;
+esac
+BD="$O/tests/model-bench-decode"
 : "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}" "${PARTS:=decode rollout}"
 export OMP_NUM_THREADS
 W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
@@ -37,7 +43,7 @@ med() { sort -g -k4 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p"; }
 # measure TAG COMMAND...: appends one run's line to $W/TAG
 measure() { tag=$1; shift; "$@" >>"$W/$tag"; }
 
-"$ROOT/$O/tests/tok" corpus 3 3000 | "$ROOT/$O/tests/tok" train llama3 2000 >"$W/tok.json"
+"$O/tests/tok" corpus 3 3000 | "$O/tests/tok" train llama3 2000 >"$W/tok.json"
 cat >"$W/m15.json" <<'CFG'
 {"hidden_size": 288, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 6,
  "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": true, "vocab_size": 32000}
@@ -76,6 +82,7 @@ row() {
 }
 for m in m15 m110; do
     f32=$(stat -c %s "$W/$m/model-f32.gguf") bf16=$(stat -c %s "$W/$m/model-bf16.gguf")
+    f16=$(stat -c %s "$W/$m/model-f16.gguf")
     n=$NEW; [ $m = m110 ] && n=$((NEW / 2))
     k=$((n / 4))
     rm -f "$W"/r.*
@@ -85,6 +92,7 @@ for m in m15 m110; do
             [ $have_llama = 1 ] && measure "r.llama.$dt" llama "$W/$m/model-$dt.gguf" "$OMP_NUM_THREADS" 1 "$n"
             measure "r.ours.$dt" ours "$W/$m" $flag --new "$n"
         done
+        [ $have_llama = 1 ] && measure r.llama.f16 llama "$W/$m/model-f16.gguf" "$OMP_NUM_THREADS" 1 "$n"
         [ $have_torch = 1 ] && [ "$rep" = 1 ] && measure r.torch torch "$W/$m" "$OMP_NUM_THREADS" "$n"
         for batch in 32 128; do
             [ $have_llama = 1 ] && measure "r.llama.b$batch" llama "$W/$m/model-f32.gguf" "$OMP_NUM_THREADS" "$batch" "$k"
@@ -103,6 +111,12 @@ for m in m15 m110; do
             row "$m $dt" "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)') mv loop" 1 "$bytes" \
                 $(med "$W/r.torch")
     done
+    # llama.cpp on the F16 export; "vs" is our bf16 row's CPU time against it (both two bytes a weight)
+    if [ $have_llama = 1 ]; then
+        ours_bf16=$last_cpu peer_cpu=
+        row "$m f16" "llama.cpp" 1 "$f16" $(med "$W/r.llama.f16")
+        echo "| $m f16 | cl local: +bf16 (no f16 kernel) | 1 | - | $ours_bf16 | $(awk "BEGIN { printf \"%.2f\", $last_cpu / $ours_bf16 }") | - | - |"
+    fi
     for batch in 32 128; do
         peer_cpu=
         if [ $have_llama = 1 ]; then
@@ -126,7 +140,7 @@ one=
 for k in 1 32 128; do
     n=$k; [ $k = 1 ] && n=8
     jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
-    /usr/bin/time -f "%U %S" -o "$W/time" "$ROOT/bin/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
+    /usr/bin/time -f "%U %S" -o "$W/time" "${BIN:-$ROOT/bin}/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
         --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
         --user-max-tokens 16 --max-turns 2 --max-inflight "$k" "$W/seeds" >/dev/null
     set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s)"' "$W/st") $(cat "$W/time")

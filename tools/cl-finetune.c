@@ -20,7 +20,7 @@ enum {
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
+    O_GGUF, O_GGUF_TYPE, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
 };
 
 static const struct option opts[] = {
@@ -71,6 +71,7 @@ static const struct option opts[] = {
     {"log-every", required_argument, 0, O_LOG_EVERY},
     {"merge", no_argument, 0, O_MERGE},
     {"gguf", no_argument, 0, O_GGUF},
+        {"gguf-type", required_argument, 0, O_GGUF_TYPE},
     {"chat", required_argument, 0, O_CHAT},
     {"preset", required_argument, 0, O_PRESET},
     {"device", required_argument, 0, O_DEVICE},
@@ -132,6 +133,7 @@ static const char help[] =
     "      --log-every N       progress line every N steps (default 10)\n"
     "      --merge             also write RUN/merged: the base with the adapters merged in\n"
     "      --gguf              also write GGUF for llama.cpp (RUN/adapter.gguf, RUN/model.gguf)\n"
+    "      --gguf-type TYPE    model.gguf's matrices: f32, f16 or bf16 (default: as the model holds them)\n"
     "  Device:\n"
     "      --device DEV        cpu (default), cuda or cuda:N (an NVIDIA GPU; needs a make CUDA=1 build)\n"
     "      --recompute         keep only each layer's input and recompute the rest in backward (cuda)\n"
@@ -297,6 +299,10 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
     case O_LOG_EVERY: rc = cl_parse_long(arg, 0, 1L << 40, "--log-every", &o->log_every, e); break;
     case O_MERGE: o->merge = 1; break;
     case O_GGUF: o->gguf = 1; break;
+    case O_GGUF_TYPE:
+        if (cl_gguf_matrices_parse(arg) < 0) return cl_err_set(e, CL_EXIT_USAGE, "--gguf-type: f32, f16 or bf16");
+        o->gguf_type = (cl_gguf_matrices)cl_gguf_matrices_parse(arg);
+        break;
     case O_CHAT: o->chat = arg; break;
     case O_PRESET: break; /* applied before the other flags */
     default: return cl_err_set(e, CL_EXIT_SOFTWARE, "unhandled option %d", opt);

@@ -285,6 +285,16 @@ static int attach_device(struct lmodel *lm, const char *name, const char *role, 
     return rc < 0 ? -1 : 0;
 }
 
+/* Unlinks and frees a shared model no role holds any more. */
+static void drop_unused(struct lmodel *lm)
+{
+    if (lm->refs) return;
+    struct lmodel **p = &models;
+    while (*p != lm) p = &(*p)->next;
+    *p = lm->next;
+    lmodel_free(lm);
+}
+
 static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, const cl_llm_config *cfg, void **self,
                  char **identity, cl_err *e)
 {
@@ -363,6 +373,7 @@ static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, con
     if (!r || !id || !(r->name = strdup(rc->name))) {
         free(r);
         free(id);
+        drop_unused(lm); /* a model loaded just now for this role */
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
         goto out;
     }
@@ -384,12 +395,8 @@ static void lclose(void *self)
 {
     struct lrole *r = self;
     if (!r) return;
-    if (--r->lm->refs == 0) {
-        struct lmodel **p = &models;
-        while (*p != r->lm) p = &(*p)->next;
-        *p = r->lm->next;
-        lmodel_free(r->lm);
-    }
+    r->lm->refs--;
+    drop_unused(r->lm);
     free(r->name);
     free(r);
 }

@@ -278,11 +278,9 @@ static void rows_attention(cl_batch *b, int l, int n, int maxlen)
                 int upto = b->pos[i], kh = h / group;
                 const float *qi = b->q + (size_t)i * qd + (size_t)h * hd;
                 float mx = -INFINITY;
+                cl_linear_strided(sc, qi, kc + (size_t)kh * hd, (size_t)kd, hd, upto + 1);
                 for (int s = 0; s <= upto; s++) {
-                    const float *ks = kc + (size_t)s * kd + (size_t)kh * hd;
-                    float dot = 0;
-                    for (int j = 0; j < hd; j++) dot += qi[j] * ks[j];
-                    sc[s] = dot * scale;
+                    sc[s] *= scale;
                     mx = sc[s] > mx ? sc[s] : mx;
                 }
                 double sum = 0;
@@ -479,8 +477,7 @@ static int by_prob_desc(const void *a, const void *b)
 
 int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch)
 {
-    int best = 0;
-    for (int i = 1; i < v; i++) best = logits[i] > logits[best] ? i : best;
+    int best = cl_argmax(logits, v);
     if (s->temperature <= 0 || s->top_k == 1) return best;
     double sum = 0;
     for (int i = 0; i < v; i++) sum += pscratch[i] = (float)exp((logits[i] - logits[best]) / s->temperature);

@@ -589,18 +589,27 @@ static int permute_rows(const void *src, void *dst, int64_t rows, size_t row_byt
 
 /* Adds a tensor, permuting its rows first when n_head is non-zero and converting 1-D tensors
  * to F32 (llama.cpp wants norms and biases in F32). */
-static int add_converted(cl_gguf_writer *w, const char *name, const cl_st_tensor *t, uint32_t n_head,
-                         cl_err *e)
+int cl_gguf_matrices_parse(const char *s)
 {
+    return !strcmp(s, "f32") ? CL_GGUF_AS_F32 : !strcmp(s, "f16") ? CL_GGUF_AS_F16 : !strcmp(s, "bf16") ? CL_GGUF_AS_BF16 : -1;
+}
+
+static int add_converted(cl_gguf_writer *w, const char *name, const cl_st_tensor *t, uint32_t n_head,
+                         cl_gguf_matrices as, cl_err *e)
+{
+    static const cl_st_dtype to[] = {[CL_GGUF_AS_F32] = CL_ST_F32, [CL_GGUF_AS_F16] = CL_ST_F16,
+                                     [CL_GGUF_AS_BF16] = CL_ST_BF16};
     size_t numel = (size_t)cl_st_numel(t->ndim, t->shape);
-    cl_st_dtype d = t->ndim == 1 ? CL_ST_F32 : t->dtype;
+    cl_st_dtype d = t->ndim == 1 ? CL_ST_F32 : as != CL_GGUF_AS_STORED ? to[as] : t->dtype;
     size_t es = cl_st_dtype_size(d);
     void *buf = malloc(numel * es + 1), *perm = n_head ? malloc(numel * es + 1) : NULL;
+    /* a conversion goes through fp32 (into buf itself when the target is F32) */
+    float *f32 = d != t->dtype && d != CL_ST_F32 ? malloc(numel * sizeof(float) + 1) : buf;
     int rc = 0;
-    if (!buf || (n_head && !perm))
+    if (!buf || (n_head && !perm) || !f32)
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "gguf: out of memory");
     else if (d != t->dtype) {
-        if (cl_st_to_f32(t->dtype, t->data, buf, numel))
+        if (cl_st_to_f32(t->dtype, t->data, f32, numel) || (f32 != buf && cl_st_from_f32(d, f32, buf, numel)))
             rc = cl_err_set(e, CL_EXIT_DATAERR, "gguf: %s: dtype %s cannot be exported", name,
                             cl_st_dtype_name(t->dtype));
     } else {
@@ -615,6 +624,7 @@ static int add_converted(cl_gguf_writer *w, const char *name, const cl_st_tensor
     }
     if (rc == 0)
         rc = cl_gguf_add_tensor(w, name, d, t->ndim, t->shape, out, e);
+    if (f32 != buf) free(f32);
     free(buf);
     free(perm);
     return rc;
@@ -733,7 +743,7 @@ int cl_gguf_export_model(const char *path, const cl_gguf_model_info *m, const cl
             heads = m->head_count;
         else if (llama && strstr(hf[i].name, ".self_attn.k_proj."))
             heads = m->head_count_kv;
-        rc = add_converted(w, name, &hf[i], heads, e);
+        rc = add_converted(w, name, &hf[i], heads, m->matrices, e);
     }
     if (rc == 0 && m->rope_freqs) {
         int64_t half = (m->head_dim ? m->head_dim : m->embedding_length / m->head_count) / 2;
@@ -777,10 +787,10 @@ int cl_gguf_export_lora(const char *path, const char *arch, const cl_peft_config
         cl_st_tensor a = {NULL, l[i].dtype, 2, {c->r, l[i].in}, l[i].A, 0};
         cl_st_tensor b = {NULL, l[i].dtype, 2, {l[i].out, c->r}, l[i].B, 0};
         snprintf(name, sizeof name, "%s.lora_a", base);
-        rc = add_converted(w, name, &a, 0, e);
+        rc = add_converted(w, name, &a, 0, CL_GGUF_AS_STORED, e);
         snprintf(name, sizeof name, "%s.lora_b", base);
         if (rc == 0)
-            rc = add_converted(w, name, &b, heads, e);
+            rc = add_converted(w, name, &b, heads, CL_GGUF_AS_STORED, e);
     }
     if (rc == 0)
         rc = cl_gguf_write(w, path, e);

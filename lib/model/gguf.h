@@ -83,6 +83,13 @@ const cl_gguf_tensor *cl_gguf_find(const cl_gguf *g, const char *name);
 
 /* ---- exports ------------------------------------------------------------------------- */
 
+/* The type of an export's matrices: each as the model holds it, or all converted to one (the
+ * F16 and BF16 exports halve the bytes llama.cpp reads per token). */
+typedef enum { CL_GGUF_AS_STORED, CL_GGUF_AS_F32, CL_GGUF_AS_F16, CL_GGUF_AS_BF16 } cl_gguf_matrices;
+
+/* "f32", "f16" or "bf16"; -1 for anything else. */
+int cl_gguf_matrices_parse(const char *s);
+
 typedef struct cl_gguf_model_info {
     const char *arch;               /* "llama" (q/k permuted) or "qwen2" */
     const char *name;               /* general.name; NULL: none */
@@ -94,11 +101,12 @@ typedef struct cl_gguf_model_info {
     const float *rope_freqs;        /* head_dim/2 divisors of the RoPE frequencies (Llama-3.1
                                      * "llama3" rope scaling), written as rope_freqs.weight;
                                      * NULL: none */
+    cl_gguf_matrices matrices;      /* the matrices' type (1-D tensors are always F32) */
 } cl_gguf_model_info;
 
 /* Exports a model given its Hugging Face tensors (model.embed_tokens.weight, ...).  The
  * vocabulary is the tokenizer's, padded to the embedding's rows with unused tokens.  1-D
- * tensors are written as F32, matrices in their own dtype. */
+ * tensors are written as F32, matrices as m->matrices says. */
 int cl_gguf_export_model(const char *path, const cl_gguf_model_info *m, const cl_st_tensor *hf,
                          size_t n, const cl_tokenizer *tok, cl_err *e);
 

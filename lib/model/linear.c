@@ -1,6 +1,7 @@
 /* linear.c — batch-invariant small-m W.x kernels (see linear.h for the contract). */
 #include "model/linear.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,13 @@ typedef __m512 vec_avx512;
 #define LANES_avx512 16
 #define WIDE_avx2 0   /* 2 x 2 tiles need 16 accumulators: AVX-512's 32 registers hold them */
 #define WIDE_avx512 1
+/* the pass tiles (rows x outputs): accumulators, weight vectors and one activation vector fit
+ * the 16 (AVX2) or 32 (AVX-512) vector registers */
+#define TR_avx2 3
+#define TO_avx2 3
+#define TR_avx512 4
+#define TO_avx512 6
+#define UNROLL _Pragma("GCC unroll 8")
 
 TGT_avx2 static inline __m256 zero_avx2(void) { return _mm256_setzero_ps(); }
 TGT_avx2 static inline __m256 loadx_avx2(const float *p) { return _mm256_loadu_ps(p); }
@@ -199,11 +207,50 @@ static inline float finish(float s, const float *x, const void *w, cl_dtype dt, 
         out[o + 1] = finish(hsum_##ISA(u0), x, w, dt, r1, k, in, b, o + 1);                                    \
         out[ldo + o + 1] = finish(hsum_##ISA(v0), y, w, dt, r1, k, in, b, o + 1);                              \
     }                                                                                                          \
-    /* rows in blocks of 8 so their activations stay in L1 while the block's weights stream */       \
-    TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
-                                             int in, int o0, int o1, int ldo)                                  \
+    /* TR rows x TO outputs in four passes, pass j computing every element's accumulator j alone   \
+     * (blocks j, j + 4, ... and, for j = 0, the whole blocks past k4): the same sums in the same   \
+     * order as the tiles above, but with one accumulator per element live, so a tile of TR x TO   \
+     * products shares each weight vector among TR rows and each activation vector among TO      \
+     * outputs (the batched products are compute-bound; this is their kernel). */                 \
+    TGT_##ISA static void tp_##SUF##_##ISA(float *out, int ldo, const float *x, const void *w, const float *b, \
+                                           int in, int o, int pf)                                      \
     {                                                                                                          \
-        for (int rb = 0; rb < m; rb += 8) {                                                                    \
+        const int L = LANES_##ISA;                                                                             \
+        int k4 = in - in % (4 * L), kv = in - in % L;                                                          \
+        size_t esz = CL_##SUF == CL_BF16 ? 2 : 4;                                                              \
+        vec_##ISA part[4][TR_##ISA][TO_##ISA];                                                                 \
+        for (int j = 0; j < 4; j++) {                                                                          \
+            vec_##ISA acc[TR_##ISA][TO_##ISA];                                                                 \
+            UNROLL for (int r = 0; r < TR_##ISA; r++) UNROLL for (int c = 0; c < TO_##ISA; c++) acc[r][c] = zero_##ISA(); \
+            for (int k = j * L, e = k4, step = 4 * L;;) {                                                      \
+                for (; k < e; k += step) {                                                                     \
+                    vec_##ISA wv[TO_##ISA];                                                                    \
+                    UNROLL for (int c = 0; c < TO_##ISA; c++) wv[c] = SUF##_##ISA(w, (size_t)(o + c) * in + (size_t)k); \
+                    if (pf)                                                                                    \
+                        UNROLL for (int c = 0; c < TO_##ISA; c++)                                              \
+                            __builtin_prefetch((const char *)w + ((size_t)(o + TO_##ISA + c) * in + (size_t)k) * esz); \
+                    UNROLL for (int r = 0; r < TR_##ISA; r++) {                                                \
+                        vec_##ISA xv = loadx_##ISA(x + (size_t)r * in + k);                                    \
+                        UNROLL for (int c = 0; c < TO_##ISA; c++) acc[r][c] = fma_##ISA(wv[c], xv, acc[r][c]); \
+                    }                                                                                          \
+                }                                                                                              \
+                if (j || e == kv) break;                                                                       \
+                k = k4, e = kv, step = L;                                                                      \
+            }                                                                                                  \
+            UNROLL for (int r = 0; r < TR_##ISA; r++) UNROLL for (int c = 0; c < TO_##ISA; c++) part[j][r][c] = acc[r][c]; \
+        }                                                                                                      \
+        for (int r = 0; r < TR_##ISA; r++)                                                                     \
+            for (int c = 0; c < TO_##ISA; c++) {                                                               \
+                vec_##ISA s = add_##ISA(add_##ISA(part[0][r][c], part[2][r][c]), add_##ISA(part[1][r][c], part[3][r][c])); \
+                out[(size_t)r * ldo + o + c] = finish(hsum_##ISA(s), x + (size_t)r * in, w, CL_##SUF,         \
+                                                      (size_t)(o + c) * in, kv, in, b, o + c);                 \
+            }                                                                                                  \
+    }                                                                                                          \
+    /* rows in blocks of 8 so their activations stay in L1 while the block's weights stream */       \
+    TGT_##ISA static void rows_edge_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b,   \
+                                                  int r0, int m, int in, int o0, int o1, int ldo)               \
+    {                                                                                                          \
+        for (int rb = r0; rb < m; rb += 8) {                                                                   \
             int re = rb + 8 < m ? rb + 8 : m, o = o0;                                                          \
             if (WIDE_##ISA && re - rb >= 2)                                                                    \
                 for (; o + 2 <= o1; o += 2) {                                                                  \
@@ -222,6 +269,20 @@ static inline float finish(float s, const float *x, const void *w, cl_dtype dt, 
                 if (r < re) t1x1_##SUF##_##ISA(out + (size_t)r * ldo, x + (size_t)r * in, w, b, in, o);         \
             }                                                                                                  \
         }                                                                                                      \
+    }                                                                                                           \
+    /* whole TR x TO tiles (the first row tile of each prefetching the next tile's weights, which  \
+     * the passes' strided reads would otherwise wait for), then the edges with the tiles above */                                    \
+    TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
+                                             int in, int o0, int o1, int ldo)                                  \
+    {                                                                                                          \
+        int ot = m >= TR_##ISA ? o0 + (o1 - o0) / TO_##ISA * TO_##ISA : o0, mt = m - m % TR_##ISA;              \
+        for (int o = o0; o < ot; o += TO_##ISA)                                                                \
+            for (int r = 0; r < mt; r += TR_##ISA)                                                             \
+                tp_##SUF##_##ISA(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, b, in, o,                 \
+                                 r == 0 && o + 2 * TO_##ISA <= ot);                                            \
+        /* rows past the whole tiles for those outputs, then every row for the outputs left */         \
+        if (ot > o0 && mt < m) rows_edge_##SUF##_##ISA(out, x, w, b, mt, m, in, o0, ot, ldo);                  \
+        if (ot < o1) rows_edge_##SUF##_##ISA(out, x, w, b, 0, m, in, ot, o1, ldo);                             \
     }
 
 #define KERNEL(ISA)                                                                                            \
@@ -234,6 +295,11 @@ static inline float finish(float s, const float *x, const void *w, cl_dtype dt, 
             rows_BF16_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                 \
         else                                                                                                   \
             rows_F32_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                  \
+    }                                                                                                          \
+    /* one row, output o's weights at w + o * ldw: the 1 x 1 tile over each */                               \
+    static void strided_##ISA(float *out, const float *x, const float *w, size_t ldw, int in, int n)           \
+    {                                                                                                          \
+        for (int o = 0; o < n; o++) t1x1_F32_##ISA(out + o, x, w + (size_t)o * ldw, NULL, in, 0);              \
     }
 KERNEL(avx2)
 KERNEL(avx512)
@@ -243,48 +309,92 @@ KERNEL(avx512)
 #undef QUAD
 #endif
 
-typedef void (*rows_fn)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
-
-static rows_fn pick(const char **name)
+/* first index of the largest value; lanes keep their running maximum and where it was first
+ * reached, then the lanes and the tail go in index order (NaNs never win) */
+static int argmax_scalar(const float *v, int n)
 {
+    int best = 0;
+    for (int i = 1; i < n; i++) best = v[i] > v[best] ? i : best;
+    return best;
+}
+
+#ifdef HAVE_X86
+TGT_avx2 static int argmax_avx2(const float *v, int n)
+{
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    __m256i at = _mm256_setzero_si256(), idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), eight = _mm256_set1_epi32(8);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(v + i), gt = _mm256_cmp_ps(x, mx, _CMP_GT_OQ);
+        mx = _mm256_blendv_ps(mx, x, gt);
+        at = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(at), _mm256_castsi256_ps(idx), gt));
+        idx = _mm256_add_epi32(idx, eight);
+    }
+    float m[8];
+    int a[8], best = 0;
+    _mm256_storeu_ps(m, mx);
+    _mm256_storeu_si256((__m256i *)a, at);
+    float bv = n > 0 ? v[0] : 0;
+    for (int j = 0; j < 8 && i > 0; j++)
+        if (m[j] > bv || (m[j] == bv && a[j] < best)) bv = m[j], best = a[j];
+    for (; i < n; i++)
+        if (v[i] > bv) bv = v[i], best = i;
+    return best;
+}
+#endif
+
+typedef struct kernels {
+    const char *name;
+    void (*rows)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
+    void (*strided)(float *, const float *, const float *, size_t, int, int);
+    int (*argmax)(const float *, int);
+} kernels;
+
+static void strided_scalar(float *out, const float *x, const float *w, size_t ldw, int in, int n)
+{
+    for (int o = 0; o < n; o++) out[o] = dot_scalar(x, w + (size_t)o * ldw, CL_F32, 0, in);
+}
+
+static const kernels *pick(void)
+{
+    static const kernels scalar = {"scalar", rows_scalar, strided_scalar, argmax_scalar};
+#ifdef HAVE_X86
+    static const kernels k512 = {"avx512", rows_avx512, strided_avx512, argmax_avx2},
+                         k2 = {"avx2", rows_avx2, strided_avx2, argmax_avx2};
     const char *force = getenv("CL_SIMD");
     force = force && *force ? force : "auto";
-#ifdef HAVE_X86
     int auto_ = strcmp(force, "auto") == 0, fma = __builtin_cpu_supports("fma");
     if ((auto_ || strcmp(force, "avx512") == 0) && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512dq") && fma) {
-        *name = "avx512";
-        return rows_avx512;
-    }
+        __builtin_cpu_supports("avx512dq") && fma)
+        return &k512;
     if ((auto_ || strcmp(force, "avx512") == 0 || strcmp(force, "avx2") == 0) && __builtin_cpu_supports("avx2") &&
-        fma) {
-        *name = "avx2";
-        return rows_avx2;
-    }
+        fma)
+        return &k2;
 #endif
-    *name = "scalar";
-    return rows_scalar;
+    return &scalar;
 }
 
 /* Picked per call (a getenv and a cached CPUID bit): cheap beside the product, and tests can
  * switch CL_SIMD between calls. */
-const char *cl_linear_isa(void)
-{
-    const char *n;
-    pick(&n);
-    return n;
-}
+const char *cl_linear_isa(void) { return pick()->name; }
 
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim)
 {
-    const char *name;
-    rows_fn f = pick(&name);
-    /* Blocks of 64 outputs: big enough to amortise the x rows, small enough to balance. */
-    int nblk = (out_dim + 63) / 64;
+    const kernels *k = pick();
+    /* Blocks of 48 outputs (whole pass tiles of 6 or 3): big enough to amortise the x rows,
+     * small enough to balance. */
+    int nblk = (out_dim + 47) / 48;
 #pragma omp parallel for schedule(static) if ((long)m * in * out_dim > 200000)
     for (int bi = 0; bi < nblk; bi++) {
-        int o0 = bi * 64, o1 = o0 + 64 < out_dim ? o0 + 64 : out_dim;
-        f(out, x, w, dt, b, m, in, o0, o1, out_dim);
+        int o0 = bi * 48, o1 = o0 + 48 < out_dim ? o0 + 48 : out_dim;
+        k->rows(out, x, w, dt, b, m, in, o0, o1, out_dim);
     }
 }
+
+void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n)
+{
+    pick()->strided(out, x, w, ldw, in, n);
+}
+
+int cl_argmax(const float *v, int n) { return pick()->argmax(v, n); }

@@ -7,8 +7,10 @@
  * turn, folded in a fixed tree, then the k tail in order (linear.c) — never on m, on which other
  * rows share the call, on the thread count or on the tiling, so a sequence decodes to the same
  * bits alone or among 127 others.  One row's weights stream as one sequence (batch-1 decode is
- * a read of every weight, and the prefetchers follow one stream best); tiles share each weight
- * vector between two rows (and two outputs where 32 registers allow) for batches.
+ * a read of every weight, and the prefetchers follow one stream best); for batches, tiles of
+ * 4 rows x 6 outputs (AVX2: 3 x 3) compute each element's four accumulators in four passes,
+ * one accumulator live per element, so each weight vector serves 4 rows and each activation
+ * vector 6 outputs; the rows and outputs left over take two-row tiles.
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
  * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
  * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.
@@ -24,6 +26,14 @@
  * bf16 (CL_BF16), row-major [out_dim][in]. */
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim);
+
+/* out [n] = x [in] . w_o for the n rows w_o = w + o * ldw (fp32): attention scores over a
+ * cache whose rows are strided.  The order of each dot product is the one above, one thread. */
+void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
+
+/* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger
+ * than v[0]): greedy sampling's scan of the vocabulary. */
+int cl_argmax(const float *v, int n);
 
 /* The kernel in use: "avx512", "avx2" or "scalar". */
 const char *cl_linear_isa(void);

@@ -197,7 +197,7 @@ void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, fl
                                  (uint32_t)c->max_pos, (uint32_t)c->hidden, (uint32_t)c->layers,
                                  (uint32_t)c->inter, (uint32_t)c->heads, (uint32_t)c->kv_heads,
                                  (uint32_t)c->head_dim, (float)c->rms_eps, (float)c->rope_theta, NULL,
-                                 c->bos_id, c->n_eos ? c->eos_ids[0] : -1, -1, NULL};
+                                 c->bos_id, c->n_eos ? c->eos_ids[0] : -1, -1, NULL, CL_GGUF_AS_STORED};
     if (!c->rope_llama3)
         return;
     /* llama.cpp divides each base frequency by its factor: factor = base / remapped. */
@@ -209,13 +209,14 @@ void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, fl
     info->rope_freqs = rope_freqs;
 }
 
-int cl_weights_export_gguf(cl_llama *m, const cl_tokenizer *tok, const char *chat_template, const char *path,
-                           cl_err *e)
+int cl_weights_export_gguf(cl_llama *m, const cl_tokenizer *tok, const char *chat_template, cl_gguf_matrices as,
+                           const char *path, cl_err *e)
 {
     cl_gguf_model_info info;
     float rope_freqs[256];
     cl_weights_gguf_info(&m->cfg, &info, rope_freqs);
     info.chat_template = chat_template;
+    info.matrices = as;
     int n;
     cl_st_tensor *s = base_list(m, &n);
     int rc = s ? cl_gguf_export_model(path, &info, s, (size_t)n, tok, e)

@@ -42,10 +42,10 @@ int cl_weights_save_adapter(cl_llama *m, const char *dir, const char *base_model
 void cl_weights_gguf_info(const cl_llama_config *c, cl_gguf_model_info *info, float *rope_freqs);
 
 /* GGUF for llama.cpp: m's current weights (merge first for a merged export) described by
- * cl_weights_gguf_info, with tok's vocabulary and chat_template (NULL: none); and m's adapters
- * as a GGUF LoRA (alpha and rsLoRA from c). */
-int cl_weights_export_gguf(cl_llama *m, const cl_tokenizer *tok, const char *chat_template, const char *path,
-                           cl_err *e);
+ * cl_weights_gguf_info, with tok's vocabulary and chat_template (NULL: none), matrices as `as`
+ * says; and m's adapters as a GGUF LoRA (alpha and rsLoRA from c). */
+int cl_weights_export_gguf(cl_llama *m, const cl_tokenizer *tok, const char *chat_template, cl_gguf_matrices as,
+                           const char *path, cl_err *e);
 int cl_weights_export_gguf_lora(cl_llama *m, const cl_lora_config *c, const char *path, cl_err *e);
 
 #endif

@@ -935,7 +935,7 @@ static int finish(run *r, cl_err *e)
         progress(r, "merged model written to %s", dir);
     }
     if (o->gguf && (o->full || o->merge)) {
-        if (cl_ft_model_export_gguf(&r->fm, rpath(r, "model.gguf"), e)) return -1;
+        if (cl_ft_model_export_gguf(&r->fm, o->gguf_type, rpath(r, "model.gguf"), e)) return -1;
         progress(r, "GGUF model written to %s", r->path);
     }
     return 0;

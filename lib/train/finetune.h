@@ -19,6 +19,7 @@
 
 #include "core/err.h"
 #include "model/device.h"
+#include "model/gguf.h"
 #include "model/loss.h"
 #include "model/lora.h"
 #include "model/optim.h"
@@ -55,6 +56,7 @@ typedef struct cl_ft_opts {
                                       * (--progress; slow steps still show life) */
     int keep;                        /* checkpoints kept besides the best */
     int merge, gguf;
+    cl_gguf_matrices gguf_type;      /* --gguf-type: model.gguf's matrices (as stored by default) */
     uint64_t seed;
     const cl_device *device;         /* --device: NULL computes on the CPU */
     int quiet;

@@ -361,10 +361,10 @@ static char *chat_template(const cl_ft_model *fm)
     return t && cl_tokenizer_token_id(fm->tok, mark) >= 0 ? strdup(t) : NULL;
 }
 
-int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e)
+int cl_ft_model_export_gguf(cl_ft_model *fm, cl_gguf_matrices as, const char *path, cl_err *e)
 {
     char *tmpl = chat_template(fm);
-    int rc = cl_weights_export_gguf(fm->m, fm->tok, tmpl, path, e);
+    int rc = cl_weights_export_gguf(fm->m, fm->tok, tmpl, as, path, e);
     free(tmpl);
     return rc;
 }

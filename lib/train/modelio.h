@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "model/chat.h"
+#include "model/gguf.h"
 #include "model/llama.h"
 #include "model/lora.h"
 #include "model/tokenizer.h"
@@ -66,9 +67,9 @@ int cl_ft_model_save_adapter(cl_ft_model *fm, const char *dir, cl_err *e);
  * every matrix's shape must fit the model. */
 int cl_ft_model_load_adapter(cl_ft_model *fm, const char *dir, cl_err *e);
 
-/* GGUF for llama.cpp: the model (its current weights; merge first for a merged export), and
- * the adapters as a GGUF LoRA. */
-int cl_ft_model_export_gguf(cl_ft_model *fm, const char *path, cl_err *e);
+/* GGUF for llama.cpp: the model (its current weights, matrices as `as` says; merge first for a
+ * merged export), and the adapters as a GGUF LoRA. */
+int cl_ft_model_export_gguf(cl_ft_model *fm, cl_gguf_matrices as, const char *path, cl_err *e);
 int cl_ft_model_export_gguf_lora(cl_ft_model *fm, const char *path, cl_err *e);
 
 /* Greedy continuation of ids[0..n) by up to max_new tokens (within max_position_embeddings),

@@ -50,7 +50,21 @@ test_expect 'a Llama-3.1-style model (llama3 rope scaling) carries its rope_freq
     cl-finetune --init c31 --tokenizer "$S/base/init/tokenizer.json" --sft "$S/sft.jsonl" --max-steps 1 --gguf -q \
         --run r31 && "$CL_TESTBIN/fmt" gguf-info r31/model.gguf | grep -q "^rope_freqs.weight 0 \[4\]"
 '
+test_expect '--gguf-type f16 writes F16 matrices (norms F32); an unknown type is a usage error' '
+    cl-finetune --model "$S/dpo/merged" --full --sft "$S/sft.jsonl" --max-steps 1 --lr 0 --gguf --gguf-type f16 -q \
+        --run "$S/f16" && "$CL_TESTBIN/fmt" gguf-info "$S/f16/model.gguf" >info &&
+    grep -q "^blk.0.attn_q.weight 1 " info && grep -q "^token_embd.weight 1 " info &&
+    grep -q "^output_norm.weight 0 " info &&
+    { cl-finetune --model "$S/dpo/merged" --sft "$S/sft.jsonl" --gguf --gguf-type q4 --run h2 2>err; test $? = 2; } &&
+    grep -q -- "--gguf-type" err
+'
 if [ -d "$NPM/node_modules/node-llama-cpp" ] && command -v node >/dev/null; then
+    test_expect 'llama.cpp decodes the F16 export of the merged model as our engine decodes the model' '
+        jq -Rn --arg t "$TEXT" "\$t" >p && node "$NPM/llama-oracle.mjs" "$S/f16/model.gguf" --steps 12 <p >theirs &&
+        "$CL_TESTBIN/greedy" "$S/dpo/merged" --steps 12 <p >ours && n=$(jq ".greedy | length" ours) &&
+        test "$n" -gt 3 && test "$(jq -c ".greedy[:$n]" theirs)" = "$(jq -c .greedy ours)"
+    '
+
     test_expect 'llama.cpp loads the merged GGUF, tokenizes the chat prompt as we do and decodes our greedy reply' '
         jq -Rn --arg t "$TEXT" "\$t" >p && node "$NPM/llama-oracle.mjs" "$S/dpo/model.gguf" --steps 12 <p >theirs &&
         "$CL_TESTBIN/greedy" "$S/dpo/merged" --steps 12 <p >ours && test "$(jq -c .ids theirs)" = "$(jq -c .ids ours)" &&

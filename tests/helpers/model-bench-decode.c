@@ -1,7 +1,8 @@
 /* model-bench-decode — decode throughput of the local: engine (bench/bench-local.sh).
  *
  *   model-bench-decode init CONFIG TOKENIZER DIR    a random model (cl-finetune --init's
- *                         weights, seed 1) in DIR plus DIR/model-f32.gguf and model-bf16.gguf
+ *                         weights, seed 1) in DIR plus DIR/model-f32.gguf, model-f16.gguf
+ *                         and model-bf16.gguf
  *   model-bench-decode run DIR [--bf16] [--batch B] [--new N]
  *                         B sequences of a 1-token prompt decode N tokens each (greedy, no
  *                         stop) in one continuous batch; prints "tokens seconds tokens/s isa
@@ -33,11 +34,12 @@ static int cmd_init(const char *cfg, const char *tok, const char *dir)
     cl_ft_model fm;
     char path[4200];
     if (cl_ft_model_init(&fm, cfg, tok, NULL, 0, 1, 0, &e) || cl_ft_model_save(&fm, dir, &e) ||
-        cl_ft_model_export_gguf(&fm, cl_ft_path(path, sizeof path, dir, "model-f32.gguf"), &e))
+        cl_ft_model_export_gguf(&fm, CL_GGUF_AS_STORED, cl_ft_path(path, sizeof path, dir, "model-f32.gguf"), &e) ||
+        cl_ft_model_export_gguf(&fm, CL_GGUF_AS_F16, cl_ft_path(path, sizeof path, dir, "model-f16.gguf"), &e))
         return die(&e);
     cl_ft_model_free(&fm);
     if (cl_ft_model_load(&fm, dir, CL_BF16, 0, &e) ||
-        cl_ft_model_export_gguf(&fm, cl_ft_path(path, sizeof path, dir, "model-bf16.gguf"), &e))
+        cl_ft_model_export_gguf(&fm, CL_GGUF_AS_STORED, cl_ft_path(path, sizeof path, dir, "model-bf16.gguf"), &e))
         return die(&e);
     cl_ft_model_free(&fm);
     return 0;

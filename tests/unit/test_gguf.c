@@ -165,7 +165,7 @@ static void llama_export_permutes_q_and_k_rows_only(void **state)
         {"model.layers.0.self_attn.v_proj.weight", CL_ST_F32, 2, {4, 8}, v, 0},
         {"model.norm.weight", CL_ST_F32, 1, {8}, norm, 0},
     };
-    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1, NULL};
+    cl_gguf_model_info m = {"llama", "t", 64, 8, 1, 16, 2, 1, 4, 1e-5f, 1e4f, "{{ x }}", -1, 1, -1, NULL, CL_GGUF_AS_STORED};
     cl_err e = {0};
     assert_int_equal(cl_gguf_export_model(path, &m, t, 5, tok, &e), 0);
     cl_gguf *g = cl_gguf_open(path, &e);
@@ -199,6 +199,25 @@ static void llama_export_permutes_q_and_k_rows_only(void **state)
     for (int r = 0; r < 8; r++)
         assert_true(gq[r * 8] == (float)r);
     cl_gguf_close(g);
+    /* --gguf-type f16: every matrix F16 (its values exact here: small integers), norms F32 */
+    m.matrices = CL_GGUF_AS_F16;
+    assert_int_equal(cl_gguf_export_model(path, &m, t, 5, tok, &e), 0);
+    g = cl_gguf_open(path, &e);
+    const cl_gguf_tensor *h = cl_gguf_find(g, "blk.0.attn_q.weight");
+    assert_int_equal(h->type, CL_GGML_F16);
+    assert_int_equal(h->nbytes, 8 * 8 * 2);
+    float back[64];
+    assert_int_equal(cl_st_to_f32(CL_ST_F16, h->data, back, 64), 0);
+    for (int r = 0; r < 8; r++)
+        assert_true(back[r * 8] == (float)r);
+    assert_int_equal(cl_gguf_find(g, "token_embd.weight")->type, CL_GGML_F16);
+    assert_int_equal(cl_gguf_find(g, "output_norm.weight")->type, CL_GGML_F32);
+    cl_gguf_close(g);
+    assert_int_equal(cl_gguf_matrices_parse("f16"), CL_GGUF_AS_F16);
+    assert_int_equal(cl_gguf_matrices_parse("bf16"), CL_GGUF_AS_BF16);
+    assert_int_equal(cl_gguf_matrices_parse("f32"), CL_GGUF_AS_F32);
+    assert_int_equal(cl_gguf_matrices_parse("q8_0"), -1);
+    m.matrices = CL_GGUF_AS_STORED;
     t[0].name = "model.rotary_emb.inv_freq";
     assert_int_equal(cl_gguf_export_model(path, &m, t, 5, tok, &e), -1);
     assert_non_null(strstr(e.msg, "embed_tokens"));

@@ -1,8 +1,10 @@
 /* The decode kernels (model/linear.h): products right against a double reference for fp32
- * and bf16 weights at awkward sizes, each row bitwise the same whatever else shares the call
- * (m = 1, 7, 32) and however many threads run, in every kernel this CPU has (CL_SIMD=avx512,
- * avx2 — the path of machines without AVX-512, forced here — and scalar), and the kernels
- * close to each other. */
+ * and bf16 weights at awkward sizes (k shorter than a vector, runs of blocks with leftovers, a
+ * k tail; outputs past the whole tiles), each row bitwise the same whatever else shares the
+ * call (m = 1, 2, 3, 7, 33: every partial row tile) and however many threads run, in every
+ * kernel this CPU has (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced
+ * here — and scalar), and the kernels close to each other; the strided product (attention
+ * scores) bitwise equal to one row of the plain one; argmax's first-maximum rule. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +17,9 @@
 
 #include "model/linear.h"
 
-enum { IN = 301, OUT = 131, M = 32 }; /* m = 7 is past the threading threshold */
+enum { M = 33 }; /* m = 7 is past the threading threshold at the largest shape */
+static const int shapes[][2] = {{301, 131}, {5, 7}, {48, 50}, {64, 12}, {288, 97}, {1030, 49}};
+static int IN, OUT;
 
 static float *randoms(int n, uint64_t seed)
 {
@@ -27,11 +31,20 @@ static float *randoms(int n, uint64_t seed)
 /* each row of an m-row call, bitwise equal to the same row alone */
 static void rows_are_batch_invariant(const void *w, cl_dtype dt, const float *b, const float *x)
 {
-    float *all = malloc(sizeof(float) * M * OUT), *seven = malloc(sizeof(float) * 7 * OUT), one[OUT];
+    float *all = malloc(sizeof(float) * M * OUT), *seven = malloc(sizeof(float) * 7 * OUT),
+          *one = malloc(sizeof(float) * 3 * OUT);
     cl_linear_rows(all, x, w, dt, b, M, IN, OUT);
     for (int r = 0; r < M; r++) {
         cl_linear_rows(one, x + (size_t)r * IN, w, dt, b, 1, IN, OUT);
-        assert_memory_equal(one, all + (size_t)r * OUT, sizeof one);
+        assert_memory_equal(one, all + (size_t)r * OUT, sizeof(float) * OUT);
+    }
+    for (int m = 2; m <= 3; m++) {
+        cl_linear_rows(one, x + (size_t)(M - m) * IN, w, dt, b, m, IN, OUT);
+        assert_memory_equal(one, all + (size_t)(M - m) * OUT, sizeof(float) * (size_t)(m * OUT));
+    }
+    if (dt == CL_F32 && !b) { /* the strided product over rows of stride IN is row r's */
+        cl_linear_strided(one, x + 4 * IN, w, (size_t)IN, IN, OUT);
+        assert_memory_equal(one, all + 4 * OUT, sizeof(float) * OUT);
     }
     cl_linear_rows(seven, x + 5 * IN, w, dt, b, 7, IN, OUT);
     assert_memory_equal(seven, all + 5 * OUT, sizeof(float) * 7 * OUT);
@@ -42,6 +55,7 @@ static void rows_are_batch_invariant(const void *w, cl_dtype dt, const float *b,
     assert_memory_equal(seven, all + 5 * OUT, sizeof(float) * 7 * OUT);
     free(all);
     free(seven);
+    free(one);
 }
 
 static void check_kernel(void)
@@ -59,10 +73,11 @@ static void check_kernel(void)
                 ref += (double)x[r * IN + k] * w[o * IN + k];
                 ref16 += (double)x[r * IN + k] * cl_bf16_to_f32(w16[o * IN + k]);
             }
-            assert_true(fabs(out[r * OUT + o] - ref) < 1e-5);
-            assert_true(fabs(o16[r * OUT + o] - ref16) < 1e-5);
+            assert_true(fabs(out[r * OUT + o] - ref) < 1e-5 * (1 + IN / 300));
+            assert_true(fabs(o16[r * OUT + o] - ref16) < 1e-5 * (1 + IN / 300));
         }
     rows_are_batch_invariant(w, CL_F32, b, x);
+    rows_are_batch_invariant(w, CL_F32, NULL, x);
     rows_are_batch_invariant(w16, CL_BF16, NULL, x);
     free(w);
     free(x);
@@ -81,7 +96,10 @@ static void every_kernel_is_right_and_batch_invariant(void **s)
     for (int i = 0; i < 3; i++) {
         setenv("CL_SIMD", isas[i], 1);
         if (strcmp(cl_linear_isa(), isas[i]) != 0) continue; /* this CPU lacks it */
-        check_kernel();
+        for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+            IN = shapes[k][0], OUT = shapes[k][1];
+            check_kernel();
+        }
         ran++;
     }
     unsetenv("CL_SIMD");
@@ -92,7 +110,9 @@ static void every_kernel_is_right_and_batch_invariant(void **s)
 static void the_kernels_agree(void **s)
 {
     (void)s;
-    float *w = randoms(OUT * IN, 4), *x = randoms(M * IN, 5), a[M * OUT], c[M * OUT];
+    IN = 301, OUT = 131;
+    float *w = randoms(OUT * IN, 4), *x = randoms(M * IN, 5), *a = malloc(sizeof(float) * M * OUT),
+          *c = malloc(sizeof(float) * M * OUT);
     setenv("CL_SIMD", "scalar", 1);
     cl_linear_rows(a, x, w, CL_F32, NULL, M, IN, OUT);
     for (int k = 0; k < 2; k++) {
@@ -103,6 +123,43 @@ static void the_kernels_agree(void **s)
     unsetenv("CL_SIMD");
     free(w);
     free(x);
+    free(a);
+    free(c);
+}
+
+/* greedy decoding's scan: the first of equal maxima, NaNs passed over (a NaN first stays:
+ * nothing compares larger), -inf everywhere gives 0; every length around the vector width and
+ * the maximum in every lane */
+static int first_max(const float *v, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static void argmax_takes_the_first_maximum(void **s)
+{
+    (void)s;
+    float v[40];
+    for (int i = 0; i < 3; i++) {
+        setenv("CL_SIMD", isas[i], 1);
+        for (int n = 1; n <= 40; n++) {
+            for (int j = 0; j < n; j++) v[j] = (float)((j * 7) % 5); /* 0 2 4 1 3 0 2 4 ...: ties */
+            assert_int_equal(cl_argmax(v, n), first_max(v, n));
+            for (int at = 0; at < n; at++) { /* a NaN anywhere */
+                float keep = v[at];
+                v[at] = NAN;
+                assert_int_equal(cl_argmax(v, n), first_max(v, n));
+                v[at] = keep;
+            }
+            for (int j = 0; j < n; j++) v[j] = -INFINITY;
+            assert_int_equal(cl_argmax(v, n), 0);
+            v[n - 1] = 1;
+            assert_int_equal(cl_argmax(v, n), n - 1);
+        }
+    }
+    unsetenv("CL_SIMD");
 }
 
 int main(void)
@@ -110,6 +167,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_kernel_is_right_and_batch_invariant),
         cmocka_unit_test(the_kernels_agree),
+        cmocka_unit_test(argmax_takes_the_first_maximum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
