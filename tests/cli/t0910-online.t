@@ -40,13 +40,15 @@ test_expect 'an online DPO round: the policy samples, MR ranks, DPO trains its a
               and (.[0].mr | type) == \"number\" and .[1].mr == null and .[1].round_s >= 0" o/rounds.jsonl &&
     test "$(head -c 4 o/rounds.png | tail -c 3)" = PNG
 '
-test_expect 'METHOD=grpo samples GROUP replies per state from the policy and trains --grpo on their MR; round 2 continues adapter and optimizer' '
+test_expect 'METHOD=grpo samples GROUP replies per state from the policy (with their log-probs) and trains --grpo on their MR; round 2 continues adapter and optimizer' '
     mock_start --script "$W" && online g ROUNDS=2 STEPS=2 METHOD=grpo GROUP=3 2>log || { cat log; false; } &&
     zstd -dc g/round-1/engine/scored.jsonl.zst >scored && zstd -dc g/round-1/groups.jsonl.zst >groups &&
     jq -s -e "all(.[]; .candidates | length == 3)" scored &&
     test "$(wc -l <groups)" = "$(jq -s "map(select(all(.candidates[]; .mr.mean != null))) | length" scored)" &&
     jq -s -e --slurpfile s scored "all(.[]; (.completions | length) == 3 and (.rewards | length) == 3)
         and (map(.rewards) == [\$s[] | [.candidates[].mr.mean]])" groups &&
+    jq -s -e "all(.[]; (.logps | length) == 3 and all(.logps[]; length > 0))" groups &&
+    grep -q "[1-9][0-9]* replies carry the sampler" log &&
     jq -s -e "length == 2 and all(.[]; has(\"pg_loss\") and has(\"kl\"))" g/round-1/run/metrics.jsonl &&
     ! test -e g/rounds.jsonl &&
     jq -e "index(\"g/round-1/run/final\") != null and index(\"g/round-1/run/last\") != null" g/round-2/run/args.json &&
