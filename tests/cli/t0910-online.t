@@ -64,6 +64,18 @@ test_expect 'REF=round: round 2 samples with the merge of round 1 and trains a f
     jq -e "index(\"r/round-1/run/merged\") != null and index(\"--adapter\") == null" r/round-2/run/args.json &&
     test -f r/round-2/run/merged/model.safetensors
 '
+test_expect 'FULL=1 ANCHOR=2: every weight trained with the MR-best dialogues as SFT loss; round 2 continues weights and AdamW state' '
+    mock_start --script "$W" && online f ROUNDS=2 STEPS=2 FULL=1 ANCHOR=2 2>log || { cat log; false; } &&
+    test "$(cat f/round-1/policy)" = "local:$PWD/f/round-1/run/final" &&
+    test "$(cat f/round-2/policy)" = "local:$PWD/f/round-2/run/final" &&
+    test -f f/round-2/run/final/model.safetensors && ! test -e f/round-2/run/final/adapter_config.json &&
+    zstd -dc f/round-2/engine/scored.jsonl.zst |
+        jq -s -e --arg p "local:$PWD/f/round-1/run/final" "length > 0 and all(.[].candidates[]; .source == \$p)" &&
+    jq -e "index(\"--full\") != null and index(\"f/round-1/run/final\") != null and index(\"f/round-1/run/last\") != null
+           and index(\"f/round-2/engine/sft.jsonl.zst\") != null and index(\"--anchor-weight\") != null" f/round-2/run/args.json &&
+    jq -s -e "length == 2 and all(.[]; (.anchor_loss | type) == \"number\" and has(\"dpo_loss\"))" f/round-2/run/metrics.jsonl &&
+    test "$(cat f/round-2/run/last/adam_t0)" = 2
+'
 test_expect 'a round killed while training resumes at its checkpoint, samples nothing again, ends with the same bytes' '
     mock_start --script "$W" && online a ROUNDS=1 STEPS=6 SAVE_EVERY=2 2>log || { cat log; false; } &&
     for attempt in 1 2 3 4 5; do
