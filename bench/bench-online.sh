@@ -17,9 +17,9 @@
 # times and held-out metrics come from each run's rounds.jsonl (the chart: online/rounds.png).
 # The three runs go side by side, one thread each; so the wall times are those of a shared machine.
 # Needs the offline world (cl-seed --preset world).  Env: BIN, STATES_N (training tasks, 240),
-# HELD_N (held-out tasks, 210), ROUNDS (3), STEPS (per round, 20), K (8), TEMP (1.5), SAMPLES
-# (forward samples per candidate, 1), TURNS (turns of a state, 1: the first reply), LR (1e-3),
-# GRPO_LR (1e-4), BATCH (8), ANCHOR (3), METHODS (offline online grpo), THREADS (1), WORK (a
+# HELD_N (held-out tasks, 210), ROUNDS (3), STEPS (per round, 20), K (6), TEMP (1.5), SAMPLES
+# (forward samples per candidate, 1), TURNS (assistant turns of a state, 2), LR (3e-4), GRPO_LR
+# (LR), SFT_MIN (accuracy>=1), BATCH (8), ANCHOR (3), METHODS (offline online grpo), THREADS (1), WORK (a
 # directory to keep).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,14 +29,16 @@ STATES_N=${STATES_N:-240}
 HELD_N=${HELD_N:-210}
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-20}
-K=${K:-8}
+K=${K:-6}
 TEMP=${TEMP:-1.5}
-LR=${LR:-1e-3}
-GRPO_LR=${GRPO_LR:-1e-4}
+LR=${LR:-3e-4}
+GRPO_LR=${GRPO_LR:-$LR}
 BATCH=${BATCH:-8}
 ANCHOR=${ANCHOR:-3}
 SAMPLES=${SAMPLES:-1}
-TURNS=${TURNS:-1}
+# the SFT dialogues: MR-best paths whose last reply succeeded (hot samples are often garbled)
+SFT_MIN=${SFT_MIN-accuracy>=1}
+TURNS=${TURNS:-2}
 METHODS=${METHODS:-offline online grpo}
 export OMP_NUM_THREADS=${THREADS:-1}
 BASE=$ROOT/examples/world-base
@@ -55,7 +57,7 @@ run() { # NAME make-arguments...: one method's rounds (online: benchmarked after
         TASK=math USER_MODEL=world: JUDGE=world: JUDGES="--accuracy --interactivity" REWARD="$REWARD" \
         EVAL_JUDGES="--accuracy --interactivity" EVAL_REWARD="$REWARD" REPORT_FLAGS="$REPORT" \
         ASSISTANT_MAX_TOKENS=40 MAX_INFLIGHT=256 ROLLOUT_FLAGS="--future-assistant-temperature 1" FULL=1 \
-        CANDIDATES="$K" GROUP="$K" ROUND_TURNS="$TURNS" \
+        CANDIDATES="$K" GROUP="$K" ROUND_TURNS="$TURNS" SFT_MIN="$SFT_MIN" \
         ENGINE_FLAGS="ASSISTANT_TEMPERATURE=$TEMP SAMPLES=$SAMPLES WINDOW=1 MIN_GAP=0.1" \
         EVAL_FLAGS="ASSISTANT_TEMPERATURE=0 MAX_TURNS=3 BOOTSTRAP=2000" SAVE_EVERY=1000 \
         OUT="$w/$name" CACHE="$w/$name/cache" "$@" all >"$w/$name.log" 2>&1 ||
@@ -70,7 +72,7 @@ for m in $METHODS; do
     case $m in
     offline) run offline ROUNDS=1 SLICES=1 STEPS=$((ROUNDS * STEPS)) ANCHOR="$ANCHOR" FT_FLAGS="$FT" & ;;
     online) run online ROUNDS="$ROUNDS" SLICES="$ROUNDS" STEPS="$STEPS" ANCHOR="$ANCHOR" FT_FLAGS="$FT" \
-                HELDOUT="$w/held.zst" & ;;
+                HELDOUT="$w/held.zst" plot & ;;
     grpo) run grpo ROUNDS="$ROUNDS" SLICES="$ROUNDS" STEPS="$STEPS" METHOD=grpo \
               FT_FLAGS="--lr $GRPO_LR --schedule constant --batch $((BATCH * K / 2)) --grad-accum 1 --max-len 256 --keep 0" & ;;
     esac
@@ -102,11 +104,14 @@ echo "| run | rounds | wall s (whole run) | wall s per round (states to policy) 
 echo "|---|---|---|---|---|"
 for n in $METHODS; do
     secs= calls=
-    for d in "$w/$n"/round-[1-9]*; do
-        secs="$secs${secs:+, }$(( $(stat -c %Y "$d/policy") - $(stat -c %Y "$d/states.zst") ))"
+    nr=$(ls -d "$w/$n"/round-[1-9]* | wc -l)
+    for k in $(seq 1 "$nr"); do
+        d=$w/$n/round-$k
+        # a round starts when the policy before it is written (make draws every slice first)
+        secs="$secs${secs:+, }$(( $(stat -c %Y "$d/policy") - $(stat -c %Y "$w/$n/round-$((k - 1))/policy") ))"
         calls="$calls${calls:+, }$(zstd -dc "$d/engine/scored.jsonl.zst" | jq -s '[.[].candidates[] | 1 + (.futures | length)] | add')"
     done
-    echo "| $n | $(ls -d "$w/$n"/round-[1-9]* | wc -l) | $(awk -v n="$n" '$1 == n { print $2 }' "$w/wall") | $secs | $calls |"
+    echo "| $n | $nr | $(awk -v n="$n" '$1 == n { print $2 }' "$w/wall") | $secs | $calls |"
 done
 if [ -f "$w/online/rounds.jsonl" ]; then
     echo

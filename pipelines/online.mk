@@ -181,7 +181,8 @@ eval: $(OUT)/rounds.jsonl
 # One line per policy (round 0: the starting one): its held-out means and 95% bootstrap
 # intervals as cl-judge --report computes them (task metric and ITR x100, tokens in thousands),
 # the mean MR of the candidates it sampled in the next round (null after the last round), and
-# the wall seconds of the round that trained it (states to policy file).
+# the wall seconds of the round that trained it (from the policy before it to its own: make
+# draws every round's slice of STATES first).
 JQ_MR    = [.[].candidates[]?.mr.mean | numbers] | if length > 0 then add / length else null end
 JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr: $$mr, round_s: $$s}
 JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN")] | @tsv
@@ -190,7 +191,7 @@ $(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json)
 	    next=$(OUT)/round-$$((k + 1))/engine/scored.jsonl.zst; \
 	    mr=$$(if [ -f $$next ]; then zstd -dc $$next | jq -s '$(JQ_MR)'; else echo null; fi) && \
 	    secs=$$(if [ $$k -gt 0 ]; then echo $$(( $$(stat -c %Y $(OUT)/round-$$k/policy) - \
-	        $$(stat -c %Y $(OUT)/round-$$k/states.zst) )); else echo null; fi) && \
+	        $$(stat -c %Y $(OUT)/round-$$((k - 1))/policy) )); else echo null; fi) && \
 	    jq -c --argjson k $$k --argjson mr "$$mr" --argjson s "$$secs" '$(JQ_ROUND)' \
 	        $(OUT)/round-$$k/eval/report.json || exit 1; \
 	done > $@.tmp && mv $@.tmp $@
