@@ -134,7 +134,7 @@ $(OUT)/round-$(1)/groups.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
 
 # Training: a run with checkpoints resumes at its last one; the policy file is written last.
 $(OUT)/round-$(1)/policy: $(if $(filter grpo,$(METHOD)),$(OUT)/round-$(1)/groups.jsonl.zst,$(OUT)/round-$(1)/engine/dpo.jsonl.zst) \
-                          $(OUT)/round-$(2)/policy $(if $(call anchor_flags,$(1)),$(OUT)/round-$(1)/engine/sft.jsonl.zst)
+                          $(OUT)/round-$(2)/policy $(if $(call anchor_flags,$(1)),$(call anchor_sft,$(1)))
 	run=$(OUT)/round-$(1)/run; \
 	if ls -d $$$$run/checkpoint-* >/dev/null 2>&1; then $(CL)cl-finetune --resume $$$$run; else \
 	    rm -rf $$$$run && $(CL)cl-finetune --preset $(FT_PRESET) --$(METHOD) $$< --max-steps $(STEPS) \
@@ -145,8 +145,12 @@ endef
 
 # anchor_flags K: METHOD=dpo with ANCHOR > 0 adds the round's MR-best dialogues as an SFT loss
 # of that weight in every step (cl-finetune --anchor): SFT on the best path and DPO on the pairs
-# at once, the recipe that moves a small policy (make demo).
-anchor_flags = $(if $(and $(filter dpo,$(METHOD)),$(filter-out 0,$(ANCHOR))),--anchor $(OUT)/round-$(1)/engine/sft.jsonl.zst --anchor-weight $(ANCHOR))
+# at once, the recipe that moves a small policy (make demo).  A round without a dialogue (SFT_MIN
+# kept none) trains DPO alone, and says so.
+anchor_sft = $(OUT)/round-$(1)/engine/sft.jsonl.zst
+anchor_flags = $(if $(and $(filter dpo,$(METHOD)),$(filter-out 0,$(ANCHOR))),$$$$(if zstd -dc $(anchor_sft) | grep -q .; \
+    then echo '--anchor $(anchor_sft) --anchor-weight $(ANCHOR)'; \
+    else echo 'online.mk: round $(1) has no SFT dialogue: DPO without the anchor' >&2; fi))
 
 # train_model K PREV: the model flags of round K.  REF=start: BASE, continuing the last adapter
 # and its AdamW moments and step (round 1: START_ADAPTER, or a fresh LoRA); REF=round: the last
