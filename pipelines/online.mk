@@ -9,8 +9,10 @@
 # assistant: a slice of STATES, cl-rollout --branch with the policy writing the candidates and
 # the futures' assistant turns (local: with the last round's adapter), cl-judge, cl-reward (MR)
 # and cl-pairs --dpo; then cl-finetune --dpo continues the last round's adapter for STEPS
-# optimizer steps.  METHOD=grpo samples GROUP candidates per state from the same policy and
-# trains cl-finetune --grpo on them (the MR of each candidate is its reward).  The DPO and GRPO
+# optimizer steps (ANCHOR=W adds the round's MR-best dialogues as an SFT loss of weight W; FULL=1
+# trains every weight instead of an adapter).  METHOD=grpo samples GROUP candidates per state
+# from the same policy, with their sampled-token log-probs (cl-rollout --logprobs), and trains
+# cl-finetune --grpo on them (the MR of each candidate is its reward).  The DPO and GRPO
 # reference is the starting policy's base with the adapters off (REF=start); REF=round merges
 # each round's adapter into a new base, so the next round's reference is the last policy.
 # After every round (and for the starting policy, round 0) eval.mk benchmarks the policy on the
@@ -68,12 +70,19 @@ GROUP      ?= 4
 ROUND_TURNS ?= 2
 ENGINE_FLAGS ?=
 # the candidates are trained with the prompt they were sampled with: no system prompt, no
-# proactive prompt, so DPO and GRPO stay on-policy
+# proactive prompt, so DPO and GRPO stay on-policy; GRPO's candidates record their sampled-token
+# log-probs (cl-rollout --logprobs), the old policy of its ratio
 ONLINE_ENGINE = SYSTEM_PROMPT=0 PROACT_RATIO=0 MAX_TURNS=$(ROUND_TURNS) \
-    CANDIDATES=$(if $(filter grpo,$(METHOD)),$(GROUP),$(CANDIDATES)) $(ENGINE_FLAGS)
+    CANDIDATES=$(if $(filter grpo,$(METHOD)),$(GROUP),$(CANDIDATES)) \
+    $(if $(filter grpo,$(METHOD)),ROLLOUT_FLAGS='$(ROLLOUT_FLAGS) --logprobs') $(ENGINE_FLAGS)
 
 # ---- training -----------------------------------------------------------------------------
 STEPS      ?= 8
+# FULL=1 trains every weight: round K continues round K-1's weights and AdamW state, and its
+# reference (DPO, GRPO's KL) is the policy it starts from, as with REF=round
+FULL       ?= 0
+# the weight of the MR-best dialogues' SFT loss in each DPO step; 0 = DPO alone
+ANCHOR     ?= 0
 SAVE_EVERY ?= 2
 LORA       ?= r=8,alpha=16
 # DPO: the paper's online recipe (lr 5e-6, beta 0.1 sigmoid); GRPO: verl's
@@ -109,32 +118,47 @@ $(OUT)/round-$(1)/engine/scored.jsonl.zst: $(OUT)/round-$(1)/states.zst $(OUT)/r
 	policy=$$$$(cat $(OUT)/round-$(2)/policy) && \
 	$(SUBMAKE)collab.mk SEEDS=$(OUT)/round-$(1)/states.zst OUT=$(OUT)/round-$(1)/engine CACHE=$(CACHE) \
 	    ASSISTANT="$$$$policy" FUTURE_ASSISTANT="$$$$policy" $(ONLINE_ENGINE) \
-	    $(OUT)/round-$(1)/engine/scored.jsonl.zst $(OUT)/round-$(1)/engine/dpo.jsonl.zst
+	    $(OUT)/round-$(1)/engine/scored.jsonl.zst $(OUT)/round-$(1)/engine/dpo.jsonl.zst \
+	    $(OUT)/round-$(1)/engine/sft.jsonl.zst
 
-$(OUT)/round-$(1)/engine/dpo.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
+$(OUT)/round-$(1)/engine/dpo.jsonl.zst $(OUT)/round-$(1)/engine/sft.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
 
-# One group per scored turn whose candidates all have an MR.
+# One group per scored turn whose candidates all have an MR; with the sampler's log-probs when
+# every candidate recorded them (else GRPO's ratio starts from the current policy).
 $(OUT)/round-$(1)/groups.jsonl.zst: $(OUT)/round-$(1)/engine/scored.jsonl.zst
 	$(CL)cl-pairs -q --where '(.candidates | length) > 1 and all(.candidates[]; .mr.mean | type == "number")' \
 	    --map '{id: "\(.id)/t\(.turn)", prompt: [.messages[] | {role, content}], \
-	            completions: [.candidates[].content], rewards: [.candidates[].mr.mean]}' \
+	            completions: [.candidates[].content], rewards: [.candidates[].mr.mean]} + \
+	           (if all(.candidates[]; .logps | type == "array") then {logps: [.candidates[].logps]} else {} end)' \
 	    -o $$@.tmp $$< && mv $$@.tmp $$@
 
 # Training: a run with checkpoints resumes at its last one; the policy file is written last.
 $(OUT)/round-$(1)/policy: $(if $(filter grpo,$(METHOD)),$(OUT)/round-$(1)/groups.jsonl.zst,$(OUT)/round-$(1)/engine/dpo.jsonl.zst) \
-                          $(OUT)/round-$(2)/policy
+                          $(OUT)/round-$(2)/policy $(if $(call anchor_flags,$(1)),$(call anchor_sft,$(1)))
 	run=$(OUT)/round-$(1)/run; \
 	if ls -d $$$$run/checkpoint-* >/dev/null 2>&1; then $(CL)cl-finetune --resume $$$$run; else \
 	    rm -rf $$$$run && $(CL)cl-finetune --preset $(FT_PRESET) --$(METHOD) $$< --max-steps $(STEPS) \
 	        --save-every $(SAVE_EVERY) --seed $$$$(( $(SEED) + $(1) )) $(call train_model,$(1),$(2)) \
-	        $(FT_FLAGS) --run $$$$run; fi && \
+	        $(call anchor_flags,$(1)) $(FT_FLAGS) --run $$$$run; fi && \
 	echo '$(call policy_after,$(1))' > $$@.tmp && mv $$@.tmp $$@
 endef
+
+# anchor_flags K: METHOD=dpo with ANCHOR > 0 adds the round's MR-best dialogues as an SFT loss
+# of that weight in every step (cl-finetune --anchor): SFT on the best path and DPO on the pairs
+# at once, the recipe that moves a small policy (make demo).  A round without a dialogue (SFT_MIN
+# kept none) trains DPO alone, and says so.
+anchor_sft = $(OUT)/round-$(1)/engine/sft.jsonl.zst
+anchor_flags = $(if $(and $(filter dpo,$(METHOD)),$(filter-out 0,$(ANCHOR))),$$$$(if zstd -dc $(anchor_sft) | grep -q .; \
+    then echo '--anchor $(anchor_sft) --anchor-weight $(ANCHOR)'; \
+    else echo 'online.mk: round $(1) has no SFT dialogue: DPO without the anchor' >&2; fi))
 
 # train_model K PREV: the model flags of round K.  REF=start: BASE, continuing the last adapter
 # and its AdamW moments and step (round 1: START_ADAPTER, or a fresh LoRA); REF=round: the last
 # round's merge, a fresh LoRA and a fresh optimizer.
-ifeq ($(REF),round)
+ifeq ($(FULL),1)
+train_model = --full --model $(if $(filter 1,$(1)),$(BASE),$(OUT)/round-$(2)/run/final --optimizer-from $(OUT)/round-$(2)/run/last)
+policy_after = local:$(abspath $(OUT))/round-$(1)/run/final
+else ifeq ($(REF),round)
 train_model = $(if $(filter 1,$(1)),--model $(BASE) $(if $(START_ADAPTER),--adapter $(START_ADAPTER),--lora $(LORA)),\
     --model $(OUT)/round-$(2)/run/merged --lora $(LORA)) --merge
 policy_after = local:$(abspath $(OUT))/round-$(1)/run/merged
@@ -161,7 +185,8 @@ eval: $(OUT)/rounds.jsonl
 # One line per policy (round 0: the starting one): its held-out means and 95% bootstrap
 # intervals as cl-judge --report computes them (task metric and ITR x100, tokens in thousands),
 # the mean MR of the candidates it sampled in the next round (null after the last round), and
-# the wall seconds of the round that trained it (states to policy file).
+# the wall seconds of the round that trained it (from the policy before it to its own: make
+# draws every round's slice of STATES first).
 JQ_MR    = [.[].candidates[]?.mr.mean | numbers] | if length > 0 then add / length else null end
 JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr: $$mr, round_s: $$s}
 JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN")] | @tsv
@@ -170,7 +195,7 @@ $(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json)
 	    next=$(OUT)/round-$$((k + 1))/engine/scored.jsonl.zst; \
 	    mr=$$(if [ -f $$next ]; then zstd -dc $$next | jq -s '$(JQ_MR)'; else echo null; fi) && \
 	    secs=$$(if [ $$k -gt 0 ]; then echo $$(( $$(stat -c %Y $(OUT)/round-$$k/policy) - \
-	        $$(stat -c %Y $(OUT)/round-$$k/states.zst) )); else echo null; fi) && \
+	        $$(stat -c %Y $(OUT)/round-$$((k - 1))/policy) )); else echo null; fi) && \
 	    jq -c --argjson k $$k --argjson mr "$$mr" --argjson s "$$secs" '$(JQ_ROUND)' \
 	        $(OUT)/round-$$k/eval/report.json || exit 1; \
 	done > $@.tmp && mv $@.tmp $@

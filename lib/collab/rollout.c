@@ -78,6 +78,7 @@ typedef struct conv {
     const cl_rollout_source *src;
     int amode;           /* resolved assistant mode of src */
     jv usage;
+    jv logps;            /* a candidate's sampled-token log-probs (--logprobs), or null */
 } conv;
 
 struct engine {
@@ -415,6 +416,7 @@ static conv *conv_new(slot *sl, int kind, jv msgs, int cand, int fut)
     cv->cand = cand;
     cv->fut = fut;
     cv->usage = jv_null();
+    cv->logps = jv_null();
     sl->live++;
     return cv;
 }
@@ -423,6 +425,7 @@ static void conv_free(conv *cv)
 {
     jv_free(cv->msgs);
     jv_free(cv->usage);
+    jv_free(cv->logps);
     free(cv);
 }
 
@@ -466,6 +469,7 @@ static void conv_end(conv *cv)
             if (cl_json_has(&last, "usage"))
                 c = cl_json_set(c, "usage", cl_json_get(&last, "usage"));
             jv_free(last);
+            if (jv_get_kind(cv->logps) == JV_KIND_ARRAY) c = cl_json_set(c, "logps", jv_copy(cv->logps));
             jv futs = jv_array();
             for (int f = 0; f < cfg->samples && cfg->window > 0; f++)
                 futs = jv_array_append(futs, jv_null());
@@ -581,6 +585,8 @@ static void conv_submit(conv *cv)
         role = cv->src->role;
         if (cv->src->model)
             params = cl_json_set_str(params, "model", cv->src->model);
+        if (en->cfg->logprobs && cv->kind == CONV_CANDIDATE)
+            params = cl_json_set(params, "logprobs", jv_true());
     }
     cl_llm_submit(en->llm, role, req, params, key, on_reply, cv);
     free(key);
@@ -605,6 +611,38 @@ static jv tag_usage(jv msgs, const cl_llm_result *r, const char *msg)
         u = cl_json_set_num(u, "visible_tokens",
                             floor((double)r->completion_tokens * (double)shown / (double)raw + 0.5));
     return jv_array_set(msgs, n - 1, cl_json_set(m, "usage", u));
+}
+
+/* The per-token log-probs of a reply (choices[0].logprobs.content[].logprob, OpenAI's shape),
+ * or null when the reply has none or its message is not the whole reply (a JSON field of it):
+ * the numbers must belong to the tokens of the message itself. */
+static jv reply_logps(const cl_llm_result *r, const char *msg)
+{
+    if (!r->content || strcmp(r->content, msg) || r->nchoices < 1)
+        return jv_null();
+    jv ch = jv_array_get(cl_json_get(r->response, "choices"), 0);
+    jv lp = jv_get_kind(ch) == JV_KIND_OBJECT ? cl_json_get(&ch, "logprobs") : jv_null();
+    jv content = jv_get_kind(lp) == JV_KIND_OBJECT ? cl_json_get(&lp, "content") : jv_null();
+    if (jv_get_kind(content) != JV_KIND_ARRAY) {
+        jv_free(content);
+        content = jv_array();
+    }
+    jv out = jv_array_length(jv_copy(content)) > 0 ? jv_array() : jv_null();
+    jv_array_foreach(content, i, t) {
+        jv x = jv_get_kind(t) == JV_KIND_OBJECT ? cl_json_get(&t, "logprob") : jv_null();
+        if (jv_get_kind(x) == JV_KIND_NUMBER && jv_get_kind(out) == JV_KIND_ARRAY) {
+            out = jv_array_append(out, x);
+        } else {
+            jv_free(x);
+            jv_free(out);
+            out = jv_null();
+        }
+        jv_free(t);
+    }
+    jv_free(content);
+    jv_free(lp);
+    jv_free(ch);
+    return out;
 }
 
 static void on_reply(void *ctx, const cl_llm_result *r)
@@ -647,6 +685,10 @@ static void on_reply(void *ctx, const cl_llm_result *r)
         return;
     }
     cv->attempt = 0;
+    if (!user && cv->kind == CONV_CANDIDATE && en->cfg->logprobs) {
+        jv_free(cv->logps);
+        cv->logps = reply_logps(r, msg);
+    }
     cv->msgs = cl_conv_append(cv->msgs, user ? "user" : "assistant", msg);
     cv->msgs = tag_usage(cv->msgs, r, msg);
     if (user && cl_conv_has_marker(msg, cfg->marker))

@@ -68,6 +68,7 @@ typedef struct cl_rollout_config {
     uint64_t seed;
     int parse_retries;        /* further asks after a reply that cannot be read */
     int no_sample_seed;       /* send no per-call "seed" member */
+    int logprobs;             /* ask candidates for "logprobs"; record them as candidates[].logps */
     int buffer;               /* records held at once (the output window) */
     int admit_queue;          /* start new records while fewer calls than this wait */
 } cl_rollout_config;

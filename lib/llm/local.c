@@ -17,6 +17,7 @@
  * costs time, and resume depends on them. */
 #include "llm/backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,13 +66,14 @@ struct lchoice {
     cl_buf text;
     size_t kept;               /* bytes of text that are the reply (stop strings cut it) */
     int tokens, finish, ended;
+    jv logprobs;               /* "logprobs": true: {token, logprob} of every sampled token */
 };
 
 struct lcall {
     cl_llm_call *c;
     struct lrole *r;
     char *stop[MAX_STOP];
-    int nstop, nchoice, nended;
+    int nstop, nchoice, nended, logprobs;
     long prompt_tokens;
     struct lchoice ch[];
 };
@@ -413,7 +415,10 @@ static void fail(cl_llm_call *c, int status, const char *msg)
 
 static void lcall_free(struct lcall *lc)
 {
-    for (int i = 0; i < lc->nchoice; i++) free(lc->ch[i].text.p);
+    for (int i = 0; i < lc->nchoice; i++) {
+        free(lc->ch[i].text.p);
+        if (lc->logprobs) jv_free(lc->ch[i].logprobs);
+    }
     for (int i = 0; i < lc->nstop; i++) free(lc->stop[i]);
     free(lc);
 }
@@ -425,15 +430,35 @@ static int is_end(const struct lmodel *lm, int tok)
     return 0;
 }
 
+/* The sampled token's log-probability under the model's own distribution (the raw logits:
+ * temperature 1, before top-k and top-p), which a training forward of the same reply computes
+ * too: GRPO's "old" policy.  In double, as the training losses sum it. */
+static double token_logprob(const float *logits, int vocab, int tok)
+{
+    float mx = logits[0];
+    for (int i = 1; i < vocab; i++)
+        if (logits[i] > mx) mx = logits[i];
+    double z = 0;
+    for (int i = 0; i < vocab; i++) z += exp((double)(logits[i] - mx));
+    return (double)(logits[tok] - mx) - log(z);
+}
+
 /* Appends the token's bytes (control tokens are not text, as servers skip them) and ends the
  * choice at an end-of-reply token or once a stop string appears (the string itself cut off,
- * as OpenAI does). */
+ * as OpenAI does).  With "logprobs" the token and its log-prob are recorded, the end-of-reply
+ * token included (it is sampled, and trained, like any other). */
 static int on_token(void *ctx, int tok, const float *logits)
 {
-    (void)logits;
     struct lchoice *ch = ctx;
     struct lmodel *lm = ch->call->r->lm;
     ch->tokens++;
+    if (ch->call->logprobs) {
+        size_t n;
+        const char *bytes = cl_tokenizer_token_bytes(lm->tok, tok, &n);
+        jv t = JV_OBJECT(jv_string("token"), jv_string_sized(bytes ? bytes : "", bytes ? (int)n : 0),
+                         jv_string("logprob"), jv_number(token_logprob(logits, lm->m->cfg.vocab, tok)));
+        ch->logprobs = jv_array_append(ch->logprobs, t);
+    }
     if (is_end(lm, tok)) return 1;
     if (cl_tokenizer_token_kind(lm->tok, tok) == CL_TOKEN_SPECIAL) return 0;
     size_t n, before = ch->text.n;
@@ -461,9 +486,14 @@ static void reply(struct lcall *lc)
         completion += ch->tokens;
         jv msg = JV_OBJECT(jv_string("role"), jv_string("assistant"), jv_string("content"),
                            jv_string_sized(ch->text.p ? ch->text.p : "", (int)ch->kept));
-        choices = jv_array_append(choices, JV_OBJECT(jv_string("index"), jv_number(i), jv_string("message"), msg,
-                                                     jv_string("finish_reason"),
-                                                     jv_string(ch->finish == CL_GEN_LENGTH ? "length" : "stop")));
+        jv one = JV_OBJECT(jv_string("index"), jv_number(i), jv_string("message"), msg, jv_string("finish_reason"),
+                           jv_string(ch->finish == CL_GEN_LENGTH ? "length" : "stop"));
+        if (lc->logprobs) {
+            /* OpenAI's shape; the list moves into the reply */
+            one = cl_json_set(one, "logprobs", JV_OBJECT(jv_string("content"), ch->logprobs));
+            ch->logprobs = jv_null();
+        }
+        choices = jv_array_append(choices, one);
     }
     jv usage = JV_OBJECT(jv_string("prompt_tokens"), jv_number((double)lc->prompt_tokens),
                          jv_string("completion_tokens"), jv_number((double)completion), jv_string("total_tokens"),
@@ -554,6 +584,8 @@ static void lstart(void *self, cl_llm_call *c)
     lc->r = r;
     lc->nchoice = n;
     lc->prompt_tokens = (long)ct.ids.n;
+    lc->logprobs = cl_json_kind(p, "logprobs") == JV_KIND_TRUE;
+    for (int i = 0; i < n && lc->logprobs; i++) lc->ch[i].logprobs = jv_array();
     jv stop = cl_json_get(p, "stop");
     if (jv_get_kind(stop) == JV_KIND_STRING) stop = JV_ARRAY(stop);
     for (int i = 0; jv_get_kind(stop) == JV_KIND_ARRAY && i < jv_array_length(jv_copy(stop)); i++) {

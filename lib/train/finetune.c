@@ -523,6 +523,10 @@ static int load_data(run *r, cl_ft_data *d, const char *path, cl_ft_kind kind, c
     if (kind == CL_FT_GRPO)
         progress(r, "%s: %ld groups, %d replies (%ld groups with equal rewards train only the KL term; %ld replies "
                  "carry the sampler's log-probs)", path, r->grpo.groups, d->n, r->grpo.flat_groups, r->grpo.recorded);
+    if (kind == CL_FT_GRPO && r->grpo.mismatched)
+        cl_warn("%s: %ld replies carry log-probs of another number of tokens than they render to (cut at the token "
+                "limit, or tokenised otherwise); their policy ratio starts from the current policy", path,
+                r->grpo.mismatched);
     if (d->no_loss)
         cl_warn("%s: %ld of %ld %s rows have no assistant token left after truncation to %d tokens; left out", path,
                 d->no_loss, d->rows, what, r->o->max_len);

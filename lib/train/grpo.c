@@ -125,12 +125,17 @@ static int grpo_row(cl_ft_data *d, cl_ft_grpo *g, const jv *row, cl_tokenizer *t
         double *lp = NULL;
         int nl = 0, want = ex.seq[0].loss_tokens;
         if (has_lp && num_array(row, "logps", i, &lp, &nl, e)) rc = -1;
-        else if (has_lp && (tr ? nl < want : nl != want))
-            rc = cl_err_set(e, CL_EXIT_DATAERR, "field \"logps\"[%d] has %d values; the reply renders to %d trained "
-                            "tokens (its content and end of turn)", i, nl, want);
+        if (lp && (tr ? nl < want : nl != want)) {
+            /* the sampler's tokens are not the ones the reply renders to (a reply cut at its
+             * token limit has no end of turn; text can tokenise otherwise than it was sampled):
+             * its ratio falls back to the current policy, as without "logps" */
+            free(lp);
+            lp = NULL;
+            g->mismatched++;
+        }
         if (!rc) rc = push_reply(d, g, &ex, adv[i], lp, e);
         if (rc) cl_ft_example_free(&ex);
-        g->recorded += has_lp && !rc;
+        g->recorded += lp && !rc;
         free(lp);
     }
     jv_free(comps);

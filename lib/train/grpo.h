@@ -22,6 +22,7 @@ typedef struct cl_ft_grpo {
     long groups;         /* rows read */
     long flat_groups;    /* groups whose rewards were all equal (zero advantages) */
     long recorded;       /* replies that carried their log-probs */
+    long mismatched;     /* replies whose log-probs did not count their trained tokens (unused) */
     size_t cap, tcap, dcap;  /* of adv and off, of old, of d->ex */
 } cl_ft_grpo;
 

@@ -45,18 +45,19 @@ test_expect 'the reference log-probs are cached per token beside the run; --kl-c
     jq -e ".kl == 0" k/metrics.jsonl
 '
 # recorded log-probs far below the policy's make the rewarded reply's ratio exceed 1 + 0.2: clipped
-test_expect 'recorded sampling log-probs must match the reply tokens; they enter the ratio and its clip' '
+test_expect 'recorded sampling log-probs of the reply tokens enter the ratio and its clip; of another length, the ratio falls back to 1' '
     head -1 "$S/groups.jsonl" | jq -c ".logps = [[0], [0]]" >one.jsonl &&
-    { grpo --grpo one.jsonl --max-steps 1 --run a 2>err; test $? = 65; } &&
-    grep -q "one.jsonl:1: field \"logps\"\[0\] has 1 values; the reply renders to [0-9]* trained tokens" err &&
-    n0=$(sed -n "s/.*renders to \([0-9]*\) trained.*/\1/p" err) &&
-    head -1 "$S/groups.jsonl" | jq -c --argjson n $n0 ".logps = [[range(\$n) | 0], [0]]" >one.jsonl &&
-    { grpo --grpo one.jsonl --max-steps 1 --run b 2>err; test $? = 65; } &&
-    grep -q "one.jsonl:1: field \"logps\"\[1\] has 1 values" err &&
-    n1=$(sed -n "s/.*renders to \([0-9]*\) trained.*/\1/p" err) &&
+    grpo --grpo one.jsonl --max-steps 1 --run a 2>err &&
+    grep -q "one.jsonl: 2 replies carry log-probs of another number of tokens than they render to" err &&
+    grep -q "0 replies carry the sampler" err && jq -e ".pg_clipfrac == 0" a/metrics.jsonl &&
+    toks() { # I: the trained tokens of reply I (its content and end of turn), from its reference
+        head -1 "$S/groups.jsonl" | jq -c "{prompt, completions: [.completions[$1]], rewards: [0]}" >c$1.jsonl &&
+        grpo --grpo c$1.jsonl --max-steps 1 --run t$1 2>e$1 && sed -n "s/.*reference log-probs of \([0-9]*\) tokens.*/\1/p" e$1
+    } &&
+    n0=$(toks 0) && n1=$(toks 1) && test "$n0" -gt 1 && test "$n1" -gt 1 &&
     head -1 "$S/groups.jsonl" | jq -c --argjson a $n0 --argjson b $n1 ".logps = [[range(\$a) | -30], [range(\$b) | -1]]" >one.jsonl &&
     grpo --grpo one.jsonl --max-steps 1 --run c 2>err && grep -q "2 replies carry the sampler" err &&
-    jq -e ".pg_clipfrac > 0" c/metrics.jsonl
+    ! grep -q "another number" err && jq -e ".pg_clipfrac > 0" c/metrics.jsonl
 '
 bad() { # NAME JQ-EDIT MESSAGE: the first group edited is refused on line 2 with MESSAGE
     { head -1 "$S/groups.jsonl"; head -1 "$S/groups.jsonl" | jq -c "$2"; } >"$1.jsonl" &&

@@ -40,13 +40,15 @@ test_expect 'an online DPO round: the policy samples, MR ranks, DPO trains its a
               and (.[0].mr | type) == \"number\" and .[1].mr == null and .[1].round_s >= 0" o/rounds.jsonl &&
     test "$(head -c 4 o/rounds.png | tail -c 3)" = PNG
 '
-test_expect 'METHOD=grpo samples GROUP replies per state from the policy and trains --grpo on their MR; round 2 continues adapter and optimizer' '
+test_expect 'METHOD=grpo samples GROUP replies per state from the policy (with their log-probs) and trains --grpo on their MR; round 2 continues adapter and optimizer' '
     mock_start --script "$W" && online g ROUNDS=2 STEPS=2 METHOD=grpo GROUP=3 2>log || { cat log; false; } &&
     zstd -dc g/round-1/engine/scored.jsonl.zst >scored && zstd -dc g/round-1/groups.jsonl.zst >groups &&
     jq -s -e "all(.[]; .candidates | length == 3)" scored &&
     test "$(wc -l <groups)" = "$(jq -s "map(select(all(.candidates[]; .mr.mean != null))) | length" scored)" &&
     jq -s -e --slurpfile s scored "all(.[]; (.completions | length) == 3 and (.rewards | length) == 3)
         and (map(.rewards) == [\$s[] | [.candidates[].mr.mean]])" groups &&
+    jq -s -e "all(.[]; (.logps | length) == 3 and all(.logps[]; length > 0))" groups &&
+    grep -q "[1-9][0-9]* replies carry the sampler" log &&
     jq -s -e "length == 2 and all(.[]; has(\"pg_loss\") and has(\"kl\"))" g/round-1/run/metrics.jsonl &&
     ! test -e g/rounds.jsonl &&
     jq -e "index(\"g/round-1/run/final\") != null and index(\"g/round-1/run/last\") != null" g/round-2/run/args.json &&
@@ -61,6 +63,18 @@ test_expect 'REF=round: round 2 samples with the merge of round 1 and trains a f
         jq -s -e --arg p "local:$PWD/r/round-1/run/merged" "length > 0 and all(.[].candidates[]; .source == \$p)" &&
     jq -e "index(\"r/round-1/run/merged\") != null and index(\"--adapter\") == null" r/round-2/run/args.json &&
     test -f r/round-2/run/merged/model.safetensors
+'
+test_expect 'FULL=1 ANCHOR=2: every weight trained with the MR-best dialogues as SFT loss; round 2 continues weights and AdamW state' '
+    mock_start --script "$W" && online f ROUNDS=2 STEPS=2 FULL=1 ANCHOR=2 2>log || { cat log; false; } &&
+    test "$(cat f/round-1/policy)" = "local:$PWD/f/round-1/run/final" &&
+    test "$(cat f/round-2/policy)" = "local:$PWD/f/round-2/run/final" &&
+    test -f f/round-2/run/final/model.safetensors && ! test -e f/round-2/run/final/adapter_config.json &&
+    zstd -dc f/round-2/engine/scored.jsonl.zst |
+        jq -s -e --arg p "local:$PWD/f/round-1/run/final" "length > 0 and all(.[].candidates[]; .source == \$p)" &&
+    jq -e "index(\"--full\") != null and index(\"f/round-1/run/final\") != null and index(\"f/round-1/run/last\") != null
+           and index(\"f/round-2/engine/sft.jsonl.zst\") != null and index(\"--anchor-weight\") != null" f/round-2/run/args.json &&
+    jq -s -e "length == 2 and all(.[]; (.anchor_loss | type) == \"number\" and has(\"dpo_loss\"))" f/round-2/run/metrics.jsonl &&
+    test "$(cat f/round-2/run/last/adam_t0)" = 2
 '
 test_expect 'a round killed while training resumes at its checkpoint, samples nothing again, ends with the same bytes' '
     mock_start --script "$W" && online a ROUNDS=1 STEPS=6 SAVE_EVERY=2 2>log || { cat log; false; } &&

@@ -32,4 +32,11 @@ test_expect 'a second make of the finished round has nothing to do: no sampling,
     online OUT=o all 2>log && online OUT=o all 2>log2 || { cat log log2; false; } &&
     ! grep -q "cl-rollout\|cl-finetune" log2
 '
+test_expect 'ANCHOR with no dialogue left by SFT_MIN: the round trains DPO alone and says so' '
+    online OUT=n FULL=1 ANCHOR=2 SFT_MIN="accuracy>=2" JUDGES="--accuracy --interactivity" rounds 2>log || { cat log; false; } &&
+    test "$(zstd -dc n/round-1/engine/sft.jsonl.zst | wc -l)" = 0 &&
+    grep -q "online.mk: round 1 has no SFT dialogue: DPO without the anchor" log &&
+    jq -e "index(\"--anchor\") == null and index(\"--full\") != null" n/round-1/run/args.json &&
+    jq -s -e "length == 2 and all(.[]; has(\"dpo_loss\") and (has(\"anchor_loss\") | not))" n/round-1/run/metrics.jsonl
+'
 test_done
