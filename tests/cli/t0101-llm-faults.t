@@ -84,18 +84,23 @@ test_expect 'a server that is not there: retried, then the error names the URL a
 '
 test_expect '--connect-timeout gives up on a server whose accept queue is full, retries, then exits 69' '
     cat >noaccept.py <<"PY" &&
-import socket, time
+import select, socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(0)
 port = s.getsockname()[1]
+# Fill the accept queue until a connect hangs: its SYN was dropped, so every later one is too.
+# Probing rather than counting holds on a loaded machine, where handshakes finish late.
 fill = []
-for _ in range(4):  # fill the accept queue: later SYNs are dropped and connects hang
+while True:
     c = socket.socket()
     c.setblocking(False)
     c.connect_ex(("127.0.0.1", port))
     fill.append(c)
-time.sleep(0.2)
+    if not select.select([], [c], [], 1.0)[1]:
+        break
+    if len(fill) > 64:
+        sys.exit("the accept queue never filled")
 print(port, flush=True)
 time.sleep(60)
 PY
