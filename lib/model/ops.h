@@ -23,6 +23,10 @@ void CL_R(cl_embed_bwd)(cl_real *dwte, const int *ids, const cl_real *dout, int 
 /* out = x / sqrt(mean(x^2) + eps) * w; rstd[n] saved for backward. */
 void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
                           int c, double eps);
+/* The forward's output again from the saved rstd, bit for bit: training recomputes it in the
+ * backward instead of keeping it per layer. */
+void CL_R(cl_rmsnorm_apply)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *rstd, int n,
+                            int c);
 void CL_R(cl_rmsnorm_bwd)(cl_real *dx, cl_real *dw, const cl_real *dout, const cl_real *x,
                           const cl_real *w, const cl_real *rstd, int n, int c);
 
