@@ -27,7 +27,7 @@ struct cl_llama_acts {
     /* per layer, [layers][...]: what backward cannot cheaply recompute.  The normalised inputs
      * of the projections and the SwiGLU output are recomputed there (cl_rmsnorm_apply,
      * cl_swiglu_fwd, bit for bit) into xn and dg: three fewer [n][d or I] arrays per layer. */
-    float **res, **rstd1, **q, **k, **v, **att, **y, **mid, **rstd2, **g, **u;
+    float **res, **rstd1, **q, **k, **v, **y, **mid, **rstd2, **g, **u;
     float **lora_h;              /* [layers * CL_NPROJ] */
     float *res_final, *lnf, *rstdf;
     /* scratch shared by all layers: xn holds a normalised input in the forward and again in the
@@ -292,13 +292,12 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
     if (R < 1) R = 1;
     size_t grads = (size_t)(3 * I > 2 * qd + 2 * kd ? 3 * I : 2 * qd + 2 * kd);
     size_t lora_scratch = m->n_lora ? (size_t)r + 2 * (size_t)max_in : 0;
-    size_t per_layer = (size_t)n * (2 * d + 2 + qd * 2 + kd * 2 + 2 * I) + (size_t)b * c->heads * t * t +
-                       (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
+    size_t per_layer = (size_t)n * (2 * d + 2 + qd * 2 + kd * 2 + 2 * I) + (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
     size_t total = per_layer * L + (size_t)n * (2 * d + 1) + (size_t)n * (3 * d + grads + lora_scratch) +
                    (size_t)R * (2 * d + c->vocab + 2);
     if (!a) {
         a = xcalloc(1, sizeof *a);
-        float ***slots[] = {&a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y, &a->mid, &a->rstd2, &a->g, &a->u};
+        float ***slots[] = {&a->rstd1, &a->q, &a->k, &a->v, &a->y, &a->mid, &a->rstd2, &a->g, &a->u};
         int ns = (int)(sizeof slots / sizeof *slots);
         a->res = xcalloc((size_t)L * (ns + 1), sizeof(float *));
         a->lora_h = xcalloc((size_t)L * CL_NPROJ, sizeof(float *));
@@ -335,7 +334,6 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
         a->q[l] = TAKE((size_t)n * qd);
         a->k[l] = TAKE((size_t)n * kd);
         a->v[l] = TAKE((size_t)n * kd);
-        a->att[l] = TAKE((size_t)b * c->heads * t * t);
         a->y[l] = TAKE((size_t)n * qd);
         a->mid[l] = TAKE((size_t)n * d);
         a->rstd2[l] = TAKE((size_t)n);
@@ -483,7 +481,7 @@ int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
         linear_fwd(m, l, CL_V, a->xn, a->v[l]);
         cl_rope(a->q[l], a->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
         cl_rope(a->k[l], a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
-        cl_attention_fwd(a->y[l], a->att[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
+        cl_attention_fwd(a->y[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
                          c->heads, c->kv_heads, c->head_dim);
         linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
         for (long i = 0; i < (long)n * d; i++) a->mid[l][i] += a->res[l][i];
@@ -582,7 +580,7 @@ void cl_llama_backward(cl_llama *m)
         memset(a->dq, 0, sizeof(float) * (size_t)n * qd);
         memset(a->dk, 0, sizeof(float) * (size_t)n * kd);
         memset(a->dv, 0, sizeof(float) * (size_t)n * kd);
-        cl_attention_bwd(a->dq, a->dk, a->dv, a->dy, a->att[l], a->q[l], a->k[l], a->v[l], a->b, a->t, c->heads,
+        cl_attention_bwd(a->dq, a->dk, a->dv, a->dy, a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, a->b, a->t, c->heads,
                          c->kv_heads, c->head_dim);
         cl_rope(a->dq, a->pos, m->inv_freq, n, c->heads, c->head_dim, -1);
         cl_rope(a->dk, a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, -1);

@@ -211,54 +211,73 @@ void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, in
 /* Attention runs as matrix products per (batch row, head) — S = Q K^T, O = P V and the four
  * backward products — on the strided head slices in place (row stride nh*hd or nkv*hd), inside
  * a parallel loop, so each product is single-threaded.  Masked (future / other-segment)
- * entries cost multiply-adds but keep every product a dense GEMM. */
-void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd)
+ * entries cost multiply-adds but keep every product a dense GEMM.  The probabilities P are not
+ * kept between forward and backward ([B][nh][T][T] per layer, the largest activation at long
+ * T): the backward computes them again with the forward's own code (probs), the same bits. */
+
+/* P [t][t] of one (batch row, head): row softmax of scale * Q K^T, causal and, with seg (the
+ * row's [t] segment ids), confined to the query's own segment; entries past the diagonal are 0. */
+static void probs(cl_real *p, const cl_real *qh, int qs, const cl_real *kh, int ks, const int *seg, int t, int hd)
 {
-    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
     cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
-#pragma omp parallel for collapse(2) schedule(dynamic) if ((long)b * nh * t * t * hd > 100000)
-    for (int bi = 0; bi < b; bi++)
-        for (int h = 0; h < nh; h++) {
-            size_t r0 = (size_t)bi * t;
-            const cl_real *qh = q + r0 * qs + (size_t)h * hd, *kh = k + r0 * ks + (size_t)(h / group) * hd,
-                          *vh = v + r0 * ks + (size_t)(h / group) * hd;
-            cl_real *p = att + ((size_t)bi * nh + h) * t * t;
-            matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
-            for (int ti = 0; ti < t; ti++) {
-                cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
-                for (int s = 0; s <= ti; s++) {
-                    if (seg && seg[r0 + s] != seg[r0 + ti]) pr[s] = -INFINITY;
-                    mx = pr[s] > mx ? pr[s] : mx;
-                }
-#pragma omp simd
-                for (int s = 0; s <= ti; s++) pr[s] = vexp(pr[s] - mx); /* masked: exp(-inf) = 0 */
-                double sum = 0;
-                for (int s = 0; s <= ti; s++) sum += pr[s];
-                cl_real inv = (cl_real)(1.0 / sum);
-                for (int s = 0; s <= ti; s++) pr[s] *= inv;
-                for (int s = ti + 1; s < t; s++) pr[s] = 0;
-            }
-            matmul(0, 0, t, hd, t, 1, p, t, vh, ks, 0, out + r0 * qs + (size_t)h * hd, qs);
+    matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
+    for (int ti = 0; ti < t; ti++) {
+        cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
+        for (int s = 0; s <= ti; s++) {
+            if (seg && seg[s] != seg[ti]) pr[s] = -INFINITY;
+            mx = pr[s] > mx ? pr[s] : mx;
         }
+#pragma omp simd
+        for (int s = 0; s <= ti; s++) pr[s] = vexp(pr[s] - mx); /* masked: exp(-inf) = 0 */
+        double sum = 0;
+        for (int s = 0; s <= ti; s++) sum += pr[s];
+        cl_real inv = (cl_real)(1.0 / sum);
+        for (int s = 0; s <= ti; s++) pr[s] *= inv;
+        for (int s = ti + 1; s < t; s++) pr[s] = 0;
+    }
 }
 
-void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout,
-                            const cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, int b, int t, int nh, int nkv, int hd)
+static cl_real *scratch_tt(int t)
+{
+    cl_real *p = malloc(sizeof(cl_real) * (size_t)t * t);
+    if (!p) abort();
+    return p;
+}
+
+void CL_R(cl_attention_fwd)(cl_real *out, const cl_real *q, const cl_real *k, const cl_real *v, const int *seg,
+                            int b, int t, int nh, int nkv, int hd)
+{
+    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
+#pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
+    {
+        cl_real *p = scratch_tt(t);
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int bi = 0; bi < b; bi++)
+            for (int h = 0; h < nh; h++) {
+                size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)(h / group) * hd;
+                probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
+                matmul(0, 0, t, hd, t, 1, p, t, v + ko, ks, 0, out + qo, qs);
+            }
+        free(p);
+    }
+}
+
+void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout, const cl_real *q,
+                            const cl_real *k, const cl_real *v, const int *seg, int b, int t, int nh, int nkv,
+                            int hd)
 {
     int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
     cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
     /* One task per (batch row, kv head) owns that head's dk/dv rows: no races, fixed order. */
 #pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
     {
-        cl_real *ds = malloc(sizeof(cl_real) * (size_t)t * t);
+        cl_real *p = scratch_tt(t), *ds = scratch_tt(t);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int bi = 0; bi < b; bi++)
             for (int kh = 0; kh < nkv; kh++)
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
                     size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)kh * hd;
-                    const cl_real *p = att + ((size_t)bi * nh + h) * t * t;
+                    probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
                     /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
                     matmul(0, 1, t, t, hd, 1, dout + qo, qs, v + ko, ks, 0, ds, t);
                     for (int ti = 0; ti < t; ti++) {
@@ -272,6 +291,7 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
                     matmul(1, 0, t, hd, t, 1, ds, t, q + qo, qs, 1, dk + ko, ks);
                     matmul(1, 0, t, hd, t, 1, p, t, dout + qo, qs, 1, dv + ko, ks);
                 }
+        free(p);
         free(ds);
     }
 }
