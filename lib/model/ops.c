@@ -223,15 +223,17 @@ static void probs(cl_real *p, const cl_real *qh, int qs, const cl_real *kh, int 
     matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
     for (int ti = 0; ti < t; ti++) {
         cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
-        for (int s = 0; s <= ti; s++) {
-            if (seg && seg[s] != seg[ti]) pr[s] = -INFINITY;
-            mx = pr[s] > mx ? pr[s] : mx;
-        }
+        if (seg)
+            for (int s = 0; s <= ti; s++)
+                if (seg[s] != seg[ti]) pr[s] = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int s = 0; s <= ti; s++) mx = pr[s] > mx ? pr[s] : mx; /* a maximum has no order */
 #pragma omp simd
         for (int s = 0; s <= ti; s++) pr[s] = vexp(pr[s] - mx); /* masked: exp(-inf) = 0 */
         double sum = 0;
         for (int s = 0; s <= ti; s++) sum += pr[s];
         cl_real inv = (cl_real)(1.0 / sum);
+#pragma omp simd
         for (int s = 0; s <= ti; s++) pr[s] *= inv;
         for (int s = ti + 1; s < t; s++) pr[s] = 0;
     }
@@ -328,6 +330,7 @@ void CL_R(cl_logprob_rows)(cl_real *logits, const int *target, const cl_real *co
         for (int c0 = 0; c0 < v; c0 += VCHUNK) {
             int c1 = c0 + VCHUNK < v ? c0 + VCHUNK : v;
             cl_real cm = l[c0];
+#pragma omp simd reduction(max : cm)
             for (int j = c0 + 1; j < c1; j++) cm = l[j] > cm ? l[j] : cm;
             if (cm > m) {
                 s *= exp(m - cm);
