@@ -38,12 +38,14 @@ static inline double vexp(double x) { return exp(x); }
  * r = x - k ln 2 in two parts (Cody-Waite: k * the high part is exact), e^r by its degree-7
  * Taylor polynomial (truncation below 6e-9 on |r| <= ln(2)/2).  Within 1 ulp of the correctly
  * rounded value over the whole range (0.8% of arguments differ from (float)exp((double)x));
- * below -87.33 (where float turns subnormal) it returns 0, above 88 it saturates near FLT_MAX.
+ * below -87.33 (where float turns subnormal) it returns 0, above 88 it saturates near FLT_MAX,
+ * and a NaN stays NaN.
  * The vector and scalar paths run the same IEEE operations, so every element gets the same
  * bits wherever it sits in a batch. */
 static inline float vexp(float x)
 {
-    float c = x > 88.0f ? 88.0f : x < -87.33f ? -87.33f : x;
+    float c = x < 88.0f ? x : 88.0f; /* NaN too: the int conversion below needs a finite k */
+    c = c > -87.33f ? c : -87.33f;
     float kf = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = c - kf * 0.693359375f;
     r = r - kf * -2.12194440e-4f;
@@ -58,7 +60,8 @@ static inline float vexp(float x)
     int32_t bits = ((int32_t)kf + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.33f ? 0.0f : p * scale;
+    float y = x < -87.33f ? 0.0f : p * scale;
+    return x == x ? y : x; /* NaN in, NaN out */
 }
 #endif
 

@@ -6,6 +6,7 @@
 #define CL_DOUBLE 1
 #include "model/ops.c"
 
+#include <float.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +228,39 @@ static void swi_fwd(fd_case *c, double *out)
     cl_swiglu_fwd_f64(out, k->g, k->u, k->n);
 }
 
+/* The float build (libcl.a) computes exp in its own vectorised arithmetic (ops.c, vexp): through
+ * SwiGLU it must stay within a few float ulp of the double kernel wherever exp(-g) neither
+ * saturates nor underflows, give an element the same bits alone as inside a longer array (the
+ * vector and scalar paths agree), and keep a NaN a NaN. */
+void cl_swiglu_fwd(float *h, const float *g, const float *u, long count);
+
+static void float_swiglu_is_accurate_and_the_same_alone_or_batched(void **s)
+{
+    (void)s;
+    enum { N = 4001 };
+    float *g = malloc(sizeof(float) * N), *u = malloc(sizeof(float) * N), *h = malloc(sizeof(float) * N);
+    double *gd = malloc(sizeof(double) * N), *ud = malloc(sizeof(double) * N), *hd = malloc(sizeof(double) * N);
+    for (int i = 0; i < N; i++) {
+        g[i] = -87.0f + 175.0f * (float)i / (N - 1);
+        u[i] = 1.0f + (float)(i % 7) / 8;
+        gd[i] = g[i];
+        ud[i] = u[i];
+    }
+    cl_swiglu_fwd(h, g, u, N);
+    cl_swiglu_fwd_f64(hd, gd, ud, N);
+    for (int i = 0; i < N; i++) {
+        if (!(fabs(h[i] - hd[i]) <= 8 * FLT_EPSILON * fabs(hd[i])))
+            fail_msg("swiglu(%.9g) = %.9g in float, %.17g in double", (double)g[i], (double)h[i], hd[i]);
+        float one;
+        cl_swiglu_fwd(&one, &g[i], &u[i], 1);
+        assert_memory_equal(&one, &h[i], sizeof one);
+    }
+    float nan_in = NAN, one = 1, out;
+    cl_swiglu_fwd(&out, &nan_in, &one, 1);
+    assert_true(isnan(out));
+    free(g); free(u); free(h); free(gd); free(ud); free(hd);
+}
+
 static void swiglu_backward_matches_finite_differences(void **s)
 {
     (void)s;
@@ -301,6 +335,7 @@ int main(void)
         cmocka_unit_test(rope_backward_matches_finite_differences_for_head_dim_16_and_64),
         cmocka_unit_test(attention_backward_matches_finite_differences_for_gqa_1_2_7),
         cmocka_unit_test(swiglu_backward_matches_finite_differences),
+        cmocka_unit_test(float_swiglu_is_accurate_and_the_same_alone_or_batched),
         cmocka_unit_test(embedding_backward_matches_finite_differences),
         cmocka_unit_test(logprob_rows_are_exact_and_their_gradient_matches_finite_differences),
     };
