@@ -37,7 +37,11 @@ PKG_CONFIG ?= pkg-config
 CL_WARN   := -Wall -Wextra -Wformat=2 -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
              -Wvla -Wpointer-arith -Wundef
 CL_CPPFLAGS := -Ilib -D_POSIX_C_SOURCE=200809L -DCL_VERSION='"$(VERSION)"'
-CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -MMD -MP
+# -fno-math-errno and -fno-trapping-math change no result: nothing reads errno after a <math.h>
+# call or tests floating-point exception flags.  Without them sqrtf is a call and a float
+# comparison a possible trap, which keep loops such as AdamW's and the element-wise kernels'
+# (ops.c) from being vectorised.
+CL_CFLAGS := -std=c11 $(CL_WARN) -fopenmp -fno-math-errno -fno-trapping-math -MMD -MP
 
 # Debian 12's libjq ships no .pc file; jq >= 1.7 does.
 JQ_LIBS   := $(shell $(PKG_CONFIG) --libs libjq 2>/dev/null || echo -ljq)

@@ -24,12 +24,17 @@ struct cl_llama_acts {
     int has_seg, lora_used, training;
     long step;
     float *mem;
-    /* per layer, [layers][...] */
-    float **res, **ln1, **rstd1, **q, **k, **v, **att, **y, **mid, **ln2, **rstd2, **g, **u, **h;
+    /* per layer, [layers][...]: what backward cannot cheaply recompute.  The normalised inputs
+     * of the projections and the SwiGLU output are recomputed there (cl_rmsnorm_apply,
+     * cl_swiglu_fwd, bit for bit) into xn and dg: three fewer [n][d or I] arrays per layer. */
+    float **res, **rstd1, **q, **k, **v, **y, **mid, **rstd2, **g, **u;
     float **lora_h;              /* [layers * CL_NPROJ] */
     float *res_final, *lnf, *rstdf;
-    /* backward scratch */
-    float *dres, *dln, *dq, *dk, *dv, *dy, *dg, *du, *dh, *dlnf, *lora_dh, *xd, *dxd;
+    /* scratch shared by all layers: xn holds a normalised input in the forward and again in the
+     * backward; the attention gradients (dy, dq, dk, dv) and the MLP ones (dh, dg, du) are never
+     * live at once and share one region; dlnf is dln (consumed before dln is first used);
+     * lora_dh, xd and dxd exist only with adapters. */
+    float *xn, *dres, *dln, *dq, *dk, *dv, *dy, *dg, *du, *dh, *dlnf, *lora_dh, *xd, *dxd;
     /* head chunk */
     int head_rows;
     float *hx, *hlogits, *hdx, *hcoef, *hlogp;
@@ -285,18 +290,18 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
     if (R > n) R = n;
     if (R > 512) R = 512;
     if (R < 1) R = 1;
-    size_t per_layer = (size_t)n * (4 * d + 2 + qd * 2 + kd * 2 + 3 * I) + (size_t)b * c->heads * t * t +
-                       (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
-    size_t total = per_layer * L + (size_t)n * (2 * d + 1) +
-                   (size_t)n * (3 * d + 2 * qd + 2 * kd + 3 * I + r + 2 * max_in) +
+    size_t grads = (size_t)(3 * I > 2 * qd + 2 * kd ? 3 * I : 2 * qd + 2 * kd);
+    size_t lora_scratch = m->n_lora ? (size_t)r + 2 * (size_t)max_in : 0;
+    size_t per_layer = (size_t)n * (2 * d + 2 + qd * 2 + kd * 2 + 2 * I) + (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
+    size_t total = per_layer * L + (size_t)n * (2 * d + 1) + (size_t)n * (3 * d + grads + lora_scratch) +
                    (size_t)R * (2 * d + c->vocab + 2);
     if (!a) {
         a = xcalloc(1, sizeof *a);
-        a->res = xcalloc((size_t)L * 14, sizeof(float *));
+        float ***slots[] = {&a->rstd1, &a->q, &a->k, &a->v, &a->y, &a->mid, &a->rstd2, &a->g, &a->u};
+        int ns = (int)(sizeof slots / sizeof *slots);
+        a->res = xcalloc((size_t)L * (ns + 1), sizeof(float *));
         a->lora_h = xcalloc((size_t)L * CL_NPROJ, sizeof(float *));
-        float ***slots[] = {&a->ln1, &a->rstd1, &a->q, &a->k, &a->v, &a->att, &a->y, &a->mid,
-                            &a->ln2, &a->rstd2, &a->g, &a->u, &a->h};
-        for (int s = 0; s < 13; s++) *slots[s] = a->res + (size_t)L * (s + 1);
+        for (int s = 0; s < ns; s++) *slots[s] = a->res + (size_t)L * (s + 1);
     }
     if (total > a->cap) {
         free(a->mem);
@@ -325,38 +330,38 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
 #define TAKE(cnt) (p += (cnt), p - (cnt))
     for (int l = 0; l < L; l++) {
         a->res[l] = TAKE((size_t)n * d);
-        a->ln1[l] = TAKE((size_t)n * d);
         a->rstd1[l] = TAKE((size_t)n);
         a->q[l] = TAKE((size_t)n * qd);
         a->k[l] = TAKE((size_t)n * kd);
         a->v[l] = TAKE((size_t)n * kd);
-        a->att[l] = TAKE((size_t)b * c->heads * t * t);
         a->y[l] = TAKE((size_t)n * qd);
         a->mid[l] = TAKE((size_t)n * d);
-        a->ln2[l] = TAKE((size_t)n * d);
         a->rstd2[l] = TAKE((size_t)n);
         a->g[l] = TAKE((size_t)n * I);
         a->u[l] = TAKE((size_t)n * I);
-        a->h[l] = TAKE((size_t)n * I);
         if (m->n_lora)
             for (int pj = 0; pj < CL_NPROJ; pj++) a->lora_h[l * CL_NPROJ + pj] = TAKE((size_t)n * r);
     }
     a->res_final = TAKE((size_t)n * d);
     a->lnf = TAKE((size_t)n * d);
     a->rstdf = TAKE((size_t)n);
+    a->xn = TAKE((size_t)n * d);
     a->dres = TAKE((size_t)n * d);
-    a->dln = TAKE((size_t)n * d);
-    a->dlnf = TAKE((size_t)n * d);
-    a->dq = TAKE((size_t)n * qd);
-    a->dy = TAKE((size_t)n * qd);
-    a->dk = TAKE((size_t)n * kd);
-    a->dv = TAKE((size_t)n * kd);
-    a->dg = TAKE((size_t)n * I);
-    a->du = TAKE((size_t)n * I);
-    a->dh = TAKE((size_t)n * I);
-    a->lora_dh = TAKE((size_t)n * r);
-    a->xd = TAKE((size_t)n * max_in);
-    a->dxd = TAKE((size_t)n * max_in);
+    a->dln = a->dlnf = TAKE((size_t)n * d);
+    float *g0 = TAKE((size_t)n * grads);
+    a->dh = g0;
+    a->dg = g0 + (size_t)n * I;
+    a->du = g0 + (size_t)n * 2 * I;
+    a->dy = g0;
+    a->dq = g0 + (size_t)n * qd;
+    a->dk = g0 + (size_t)n * 2 * qd;
+    a->dv = g0 + (size_t)n * (2 * qd + kd);
+    a->lora_dh = a->xd = a->dxd = NULL;
+    if (m->n_lora) {
+        a->lora_dh = TAKE((size_t)n * r);
+        a->xd = TAKE((size_t)n * max_in);
+        a->dxd = TAKE((size_t)n * max_in);
+    }
     a->hx = TAKE((size_t)R * d);
     a->hdx = TAKE((size_t)R * d);
     a->hlogits = TAKE((size_t)R * c->vocab);
@@ -470,21 +475,21 @@ int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
     for (int l = 0; l < c->layers; l++) {
         cl_layer *ly = &m->layers[l];
         float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
-        cl_rmsnorm_fwd(a->ln1[l], a->rstd1[l], a->res[l], ly->ln1->data, n, d, c->rms_eps);
-        linear_fwd(m, l, CL_Q, a->ln1[l], a->q[l]);
-        linear_fwd(m, l, CL_K, a->ln1[l], a->k[l]);
-        linear_fwd(m, l, CL_V, a->ln1[l], a->v[l]);
+        cl_rmsnorm_fwd(a->xn, a->rstd1[l], a->res[l], ly->ln1->data, n, d, c->rms_eps);
+        linear_fwd(m, l, CL_Q, a->xn, a->q[l]);
+        linear_fwd(m, l, CL_K, a->xn, a->k[l]);
+        linear_fwd(m, l, CL_V, a->xn, a->v[l]);
         cl_rope(a->q[l], a->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
         cl_rope(a->k[l], a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
-        cl_attention_fwd(a->y[l], a->att[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
+        cl_attention_fwd(a->y[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
                          c->heads, c->kv_heads, c->head_dim);
         linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
         for (long i = 0; i < (long)n * d; i++) a->mid[l][i] += a->res[l][i];
-        cl_rmsnorm_fwd(a->ln2[l], a->rstd2[l], a->mid[l], ly->ln2->data, n, d, c->rms_eps);
-        linear_fwd(m, l, CL_GATE, a->ln2[l], a->g[l]);
-        linear_fwd(m, l, CL_UP, a->ln2[l], a->u[l]);
-        cl_swiglu_fwd(a->h[l], a->g[l], a->u[l], (long)n * I);
-        linear_fwd(m, l, CL_DOWN, a->h[l], out);
+        cl_rmsnorm_fwd(a->xn, a->rstd2[l], a->mid[l], ly->ln2->data, n, d, c->rms_eps);
+        linear_fwd(m, l, CL_GATE, a->xn, a->g[l]);
+        linear_fwd(m, l, CL_UP, a->xn, a->u[l]);
+        cl_swiglu_fwd(a->dg, a->g[l], a->u[l], (long)n * I); /* h, recomputed in the backward */
+        linear_fwd(m, l, CL_DOWN, a->dg, out);
         for (long i = 0; i < (long)n * d; i++) out[i] += a->mid[l][i];
     }
     cl_rmsnorm_fwd(a->lnf, a->rstdf, a->res_final, m->norm->data, n, d, c->rms_eps);
@@ -557,15 +562,17 @@ void cl_llama_backward(cl_llama *m)
     cl_rmsnorm_bwd(a->dres, m->norm->grad, a->dlnf, a->res_final, m->norm->data, a->rstdf, n, d);
     for (int l = c->layers - 1; l >= 0; l--) {
         cl_layer *ly = &m->layers[l];
-        /* MLP: out = mid + down(silu(gate(ln2)) * up(ln2)) */
+        /* MLP: out = mid + down(silu(gate(ln2)) * up(ln2)); h again into dg before dg is due */
+        cl_swiglu_fwd(a->dg, a->g[l], a->u[l], (long)n * I);
         memset(a->dh, 0, sizeof(float) * (size_t)n * I);
-        linear_bwd(m, l, CL_DOWN, a->dres, a->h[l], a->dh);
+        linear_bwd(m, l, CL_DOWN, a->dres, a->dg, a->dh);
         memset(a->dg, 0, sizeof(float) * (size_t)n * I);
         memset(a->du, 0, sizeof(float) * (size_t)n * I);
         cl_swiglu_bwd(a->dg, a->du, a->dh, a->g[l], a->u[l], (long)n * I);
+        cl_rmsnorm_apply(a->xn, a->mid[l], ly->ln2->data, a->rstd2[l], n, d);
         memset(a->dln, 0, nd);
-        linear_bwd(m, l, CL_GATE, a->dg, a->ln2[l], a->dln);
-        linear_bwd(m, l, CL_UP, a->du, a->ln2[l], a->dln);
+        linear_bwd(m, l, CL_GATE, a->dg, a->xn, a->dln);
+        linear_bwd(m, l, CL_UP, a->du, a->xn, a->dln);
         cl_rmsnorm_bwd(a->dres, ly->ln2->grad, a->dln, a->mid[l], ly->ln2->data, a->rstd2[l], n, d);
         /* attention: mid = res + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
         memset(a->dy, 0, sizeof(float) * (size_t)n * qd);
@@ -573,14 +580,15 @@ void cl_llama_backward(cl_llama *m)
         memset(a->dq, 0, sizeof(float) * (size_t)n * qd);
         memset(a->dk, 0, sizeof(float) * (size_t)n * kd);
         memset(a->dv, 0, sizeof(float) * (size_t)n * kd);
-        cl_attention_bwd(a->dq, a->dk, a->dv, a->dy, a->att[l], a->q[l], a->k[l], a->v[l], a->b, a->t, c->heads,
+        cl_attention_bwd(a->dq, a->dk, a->dv, a->dy, a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, a->b, a->t, c->heads,
                          c->kv_heads, c->head_dim);
         cl_rope(a->dq, a->pos, m->inv_freq, n, c->heads, c->head_dim, -1);
         cl_rope(a->dk, a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, -1);
+        cl_rmsnorm_apply(a->xn, a->res[l], ly->ln1->data, a->rstd1[l], n, d);
         memset(a->dln, 0, nd);
-        linear_bwd(m, l, CL_Q, a->dq, a->ln1[l], a->dln);
-        linear_bwd(m, l, CL_K, a->dk, a->ln1[l], a->dln);
-        linear_bwd(m, l, CL_V, a->dv, a->ln1[l], a->dln);
+        linear_bwd(m, l, CL_Q, a->dq, a->xn, a->dln);
+        linear_bwd(m, l, CL_K, a->dk, a->xn, a->dln);
+        linear_bwd(m, l, CL_V, a->dv, a->xn, a->dln);
         cl_rmsnorm_bwd(a->dres, ly->ln1->grad, a->dln, a->res[l], ly->ln1->data, a->rstd1[l], n, d);
     }
     if (m->embed->grad) cl_embed_bwd(m->embed->grad, a->ids, a->dres, n, d);

@@ -29,6 +29,42 @@ static void matmul(int ta, int tb, int m, int n, int k, double alpha, const doub
 #define matmul cl_gemm
 #endif
 
+#ifdef CL_DOUBLE
+static inline double vexp(double x) { return exp(x); }
+#else
+/* exp in float for the element-wise kernels (SwiGLU, softmax, log-softmax), in plain arithmetic
+ * that the compiler vectorises, where a libm call per element cost a training step about 5% of
+ * its CPU: 2^k e^r with k the nearest integer to x log2(e) (the 1.5 * 2^23 rounding trick),
+ * r = x - k ln 2 in two parts (Cody-Waite: k * the high part is exact), e^r by its degree-7
+ * Taylor polynomial (truncation below 6e-9 on |r| <= ln(2)/2).  Within 1 ulp of the correctly
+ * rounded value over the whole range (0.8% of arguments differ from (float)exp((double)x));
+ * below -87.33 (where float turns subnormal) it returns 0, above 88 it saturates near FLT_MAX,
+ * and a NaN stays NaN.
+ * The vector and scalar paths run the same IEEE operations, so every element gets the same
+ * bits wherever it sits in a batch. */
+static inline float vexp(float x)
+{
+    float c = x < 88.0f ? x : 88.0f; /* NaN too: the int conversion below needs a finite k */
+    c = c > -87.33f ? c : -87.33f;
+    float kf = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = c - kf * 0.693359375f;
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.0f / 5040 + r * (1.0f / 40320);
+    p = 1.0f / 720 + r * p;
+    p = 1.0f / 120 + r * p;
+    p = 1.0f / 24 + r * p;
+    p = 1.0f / 6 + r * p;
+    p = 0.5f + r * p;
+    p = 1.0f + r * p;
+    p = 1.0f + r * p;
+    int32_t bits = ((int32_t)kf + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float y = x < -87.33f ? 0.0f : p * scale;
+    return x == x ? y : x; /* NaN in, NaN out */
+}
+#endif
+
 void CL_R(cl_embed_fwd)(cl_real *out, const int *ids, const cl_real *wte, int n, int c)
 {
     for (int i = 0; i < n; i++) memcpy(out + (size_t)i * c, wte + (size_t)ids[i] * c, sizeof(cl_real) * c);
@@ -43,19 +79,33 @@ void CL_R(cl_embed_bwd)(cl_real *dwte, const int *ids, const cl_real *dout, int 
     }
 }
 
+/* One row of the normalised output: the same operations whether computed in the forward or
+ * again in the backward (cl_rmsnorm_apply), so the two agree to the bit. */
+static void norm_row(cl_real *restrict out, const cl_real *restrict x, const cl_real *restrict w, cl_real r,
+                     int c)
+{
+    for (int j = 0; j < c; j++) out[j] = x[j] * r * w[j];
+}
+
 void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
                           int c, double eps)
 {
 #pragma omp parallel for if ((long)n * c > 65536)
     for (int i = 0; i < n; i++) {
         const cl_real *restrict xi = x + (size_t)i * c;
-        cl_real *restrict oi = out + (size_t)i * c;
         double ss = 0;
         for (int j = 0; j < c; j++) ss += (double)xi[j] * xi[j];
         cl_real r = (cl_real)(1.0 / sqrt(ss / c + eps));
         rstd[i] = r;
-        for (int j = 0; j < c; j++) oi[j] = xi[j] * r * w[j];
+        norm_row(out + (size_t)i * c, xi, w, r, c);
     }
+}
+
+void CL_R(cl_rmsnorm_apply)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *rstd, int n,
+                            int c)
+{
+#pragma omp parallel for if ((long)n * c > 65536)
+    for (int i = 0; i < n; i++) norm_row(out + (size_t)i * c, x + (size_t)i * c, w, rstd[i], c);
 }
 
 void CL_R(cl_rmsnorm_bwd)(cl_real *dx, cl_real *dw, const cl_real *dout, const cl_real *x,
@@ -164,55 +214,75 @@ void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, in
 /* Attention runs as matrix products per (batch row, head) — S = Q K^T, O = P V and the four
  * backward products — on the strided head slices in place (row stride nh*hd or nkv*hd), inside
  * a parallel loop, so each product is single-threaded.  Masked (future / other-segment)
- * entries cost multiply-adds but keep every product a dense GEMM. */
-void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd)
+ * entries cost multiply-adds but keep every product a dense GEMM.  The probabilities P are not
+ * kept between forward and backward ([B][nh][T][T] per layer, the largest activation at long
+ * T): the backward computes them again with the forward's own code (probs), the same bits. */
+
+/* P [t][t] of one (batch row, head): row softmax of scale * Q K^T, causal and, with seg (the
+ * row's [t] segment ids), confined to the query's own segment; entries past the diagonal are 0. */
+static void probs(cl_real *p, const cl_real *qh, int qs, const cl_real *kh, int ks, const int *seg, int t, int hd)
 {
-    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
     cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
-#pragma omp parallel for collapse(2) schedule(dynamic) if ((long)b * nh * t * t * hd > 100000)
-    for (int bi = 0; bi < b; bi++)
-        for (int h = 0; h < nh; h++) {
-            size_t r0 = (size_t)bi * t;
-            const cl_real *qh = q + r0 * qs + (size_t)h * hd, *kh = k + r0 * ks + (size_t)(h / group) * hd,
-                          *vh = v + r0 * ks + (size_t)(h / group) * hd;
-            cl_real *p = att + ((size_t)bi * nh + h) * t * t;
-            matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
-            for (int ti = 0; ti < t; ti++) {
-                cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
-                for (int s = 0; s <= ti; s++) {
-                    if (seg && seg[r0 + s] != seg[r0 + ti]) pr[s] = -INFINITY;
-                    mx = pr[s] > mx ? pr[s] : mx;
-                }
-                double sum = 0;
-                for (int s = 0; s <= ti; s++) {
-                    pr[s] = pr[s] == -INFINITY ? 0 : (cl_real)exp((double)(pr[s] - mx));
-                    sum += pr[s];
-                }
-                cl_real inv = (cl_real)(1.0 / sum);
-                for (int s = 0; s <= ti; s++) pr[s] *= inv;
-                for (int s = ti + 1; s < t; s++) pr[s] = 0;
-            }
-            matmul(0, 0, t, hd, t, 1, p, t, vh, ks, 0, out + r0 * qs + (size_t)h * hd, qs);
-        }
+    matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
+    for (int ti = 0; ti < t; ti++) {
+        cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
+        if (seg)
+            for (int s = 0; s <= ti; s++)
+                if (seg[s] != seg[ti]) pr[s] = -INFINITY;
+#pragma omp simd reduction(max : mx)
+        for (int s = 0; s <= ti; s++) mx = pr[s] > mx ? pr[s] : mx; /* a maximum has no order */
+#pragma omp simd
+        for (int s = 0; s <= ti; s++) pr[s] = vexp(pr[s] - mx); /* masked: exp(-inf) = 0 */
+        double sum = 0;
+        for (int s = 0; s <= ti; s++) sum += pr[s];
+        cl_real inv = (cl_real)(1.0 / sum);
+#pragma omp simd
+        for (int s = 0; s <= ti; s++) pr[s] *= inv;
+        for (int s = ti + 1; s < t; s++) pr[s] = 0;
+    }
 }
 
-void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout,
-                            const cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, int b, int t, int nh, int nkv, int hd)
+static cl_real *scratch_tt(int t)
+{
+    cl_real *p = malloc(sizeof(cl_real) * (size_t)t * t);
+    if (!p) abort();
+    return p;
+}
+
+void CL_R(cl_attention_fwd)(cl_real *out, const cl_real *q, const cl_real *k, const cl_real *v, const int *seg,
+                            int b, int t, int nh, int nkv, int hd)
+{
+    int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
+#pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
+    {
+        cl_real *p = scratch_tt(t);
+#pragma omp for collapse(2) schedule(dynamic)
+        for (int bi = 0; bi < b; bi++)
+            for (int h = 0; h < nh; h++) {
+                size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)(h / group) * hd;
+                probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
+                matmul(0, 0, t, hd, t, 1, p, t, v + ko, ks, 0, out + qo, qs);
+            }
+        free(p);
+    }
+}
+
+void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout, const cl_real *q,
+                            const cl_real *k, const cl_real *v, const int *seg, int b, int t, int nh, int nkv,
+                            int hd)
 {
     int group = nh / nkv, qs = nh * hd, ks = nkv * hd;
     cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
     /* One task per (batch row, kv head) owns that head's dk/dv rows: no races, fixed order. */
 #pragma omp parallel if ((long)b * nh * t * t * hd > 100000)
     {
-        cl_real *ds = malloc(sizeof(cl_real) * (size_t)t * t);
+        cl_real *p = scratch_tt(t), *ds = scratch_tt(t);
 #pragma omp for collapse(2) schedule(dynamic)
         for (int bi = 0; bi < b; bi++)
             for (int kh = 0; kh < nkv; kh++)
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
                     size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)kh * hd;
-                    const cl_real *p = att + ((size_t)bi * nh + h) * t * t;
+                    probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
                     /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
                     matmul(0, 1, t, t, hd, 1, dout + qo, qs, v + ko, ks, 0, ds, t);
                     for (int ti = 0; ti < t; ti++) {
@@ -226,22 +296,23 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
                     matmul(1, 0, t, hd, t, 1, ds, t, q + qo, qs, 1, dk + ko, ks);
                     matmul(1, 0, t, hd, t, 1, p, t, dout + qo, qs, 1, dv + ko, ks);
                 }
+        free(p);
         free(ds);
     }
 }
 
 void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count)
 {
-#pragma omp parallel for if (count > 65536)
-    for (long i = 0; i < count; i++) h[i] = g[i] / (1 + (cl_real)exp(-(double)g[i])) * u[i];
+#pragma omp parallel for simd if (parallel : count > 65536)
+    for (long i = 0; i < count; i++) h[i] = g[i] / (1 + vexp(-g[i])) * u[i];
 }
 
 void CL_R(cl_swiglu_bwd)(cl_real *dg, cl_real *du, const cl_real *dh, const cl_real *g,
                          const cl_real *u, long count)
 {
-#pragma omp parallel for if (count > 65536)
+#pragma omp parallel for simd if (parallel : count > 65536)
     for (long i = 0; i < count; i++) {
-        cl_real sg = 1 / (1 + (cl_real)exp(-(double)g[i]));
+        cl_real sg = 1 / (1 + vexp(-g[i]));
         dg[i] += dh[i] * u[i] * sg * (1 + g[i] * (1 - sg));
         du[i] += dh[i] * g[i] * sg;
     }
@@ -258,23 +329,28 @@ void CL_R(cl_logprob_rows)(cl_real *logits, const int *target, const cl_real *co
     for (int r = 0; r < rows; r++) {
         cl_real *restrict l = logits + (size_t)r * v;
         double m = -INFINITY, s = 0;
+        cl_real e[VCHUNK]; /* the chunk's exponentials: computed in SIMD, summed in order */
         for (int c0 = 0; c0 < v; c0 += VCHUNK) {
             int c1 = c0 + VCHUNK < v ? c0 + VCHUNK : v;
             cl_real cm = l[c0];
+#pragma omp simd reduction(max : cm)
             for (int j = c0 + 1; j < c1; j++) cm = l[j] > cm ? l[j] : cm;
             if (cm > m) {
                 s *= exp(m - cm);
                 m = cm;
             }
+#pragma omp simd
+            for (int j = c0; j < c1; j++) e[j - c0] = vexp((cl_real)((double)l[j] - m));
             double cs = 0;
-            for (int j = c0; j < c1; j++) cs += exp((double)l[j] - m);
+            for (int j = c0; j < c1; j++) cs += e[j - c0];
             s += cs;
         }
         double lse = m + log(s);
         logp[r] = (cl_real)((double)l[target[r]] - lse);
         if (!coef) continue;
         cl_real cf = coef[r];
-        for (int j = 0; j < v; j++) l[j] = -cf * (cl_real)exp((double)l[j] - lse);
+#pragma omp simd
+        for (int j = 0; j < v; j++) l[j] = -cf * vexp((cl_real)((double)l[j] - lse));
         l[target[r]] += cf;
     }
 }

@@ -23,6 +23,10 @@ void CL_R(cl_embed_bwd)(cl_real *dwte, const int *ids, const cl_real *dout, int 
 /* out = x / sqrt(mean(x^2) + eps) * w; rstd[n] saved for backward. */
 void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
                           int c, double eps);
+/* The forward's output again from the saved rstd, bit for bit: training recomputes it in the
+ * backward instead of keeping it per layer. */
+void CL_R(cl_rmsnorm_apply)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *rstd, int n,
+                            int c);
 void CL_R(cl_rmsnorm_bwd)(cl_real *dx, cl_real *dw, const cl_real *dout, const cl_real *x,
                           const cl_real *w, const cl_real *rstd, int n, int c);
 
@@ -52,14 +56,15 @@ void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, in
                    int sign);
 
 /* Causal attention over B rows of T tokens; query head h reads kv head h / (nh / nkv).
- * q [N][nh*hd], k, v [N][nkv*hd], out [N][nh*hd], att [B][nh][T][T] (softmax, saved).
- * seg (NULL or [N]) confines attention to tokens of the same packed sequence. */
-void CL_R(cl_attention_fwd)(cl_real *out, cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, const int *seg, int b, int t, int nh, int nkv, int hd);
+ * q [N][nh*hd], k, v [N][nkv*hd], out [N][nh*hd].  seg (NULL or [N]) confines attention to
+ * tokens of the same packed sequence.  Nothing of size T*T is kept: the backward recomputes the
+ * softmax from q and k (the forward's exact values), so it takes the same seg. */
+void CL_R(cl_attention_fwd)(cl_real *out, const cl_real *q, const cl_real *k, const cl_real *v,
+                            const int *seg, int b, int t, int nh, int nkv, int hd);
 /* dq, dk, dv accumulate. */
 void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real *dout,
-                            const cl_real *att, const cl_real *q, const cl_real *k,
-                            const cl_real *v, int b, int t, int nh, int nkv, int hd);
+                            const cl_real *q, const cl_real *k, const cl_real *v, const int *seg,
+                            int b, int t, int nh, int nkv, int hd);
 
 /* h = silu(g) * u */
 void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count);

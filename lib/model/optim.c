@@ -13,7 +13,7 @@ void cl_adamw_step(const cl_adamw *h, cl_tensor *const *ts, int nt, long step, d
         const cl_tensor *t = ts[k];
         float *restrict p = t->data, *restrict g = t->grad, *restrict m = t->m, *restrict v = t->v;
         float decay = t->no_decay ? 1.0f : (float)(1 - lr * h->weight_decay);
-#pragma omp parallel for if (t->numel > 65536)
+#pragma omp parallel for simd if (t->numel > 65536)
         for (long i = 0; i < t->numel; i++) {
             p[i] *= decay;
             m[i] = b1 * m[i] + (1 - b1) * g[i];
@@ -42,6 +42,7 @@ double cl_clip_grad_norm(cl_tensor *const *ts, int nt, double max_norm)
     if (coef < 1)
         for (int k = 0; k < nt; k++) {
             float *g = ts[k]->grad, cf = (float)coef;
+#pragma omp parallel for simd if (ts[k]->numel > 65536)
             for (long i = 0; i < ts[k]->numel; i++) g[i] *= cf;
         }
     return norm;

@@ -6,6 +6,7 @@
 #define CL_DOUBLE 1
 #include "model/ops.c"
 
+#include <float.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,9 +180,7 @@ typedef struct { int b, t, nh, nkv, hd; double *q, *k, *v; int *seg; } att_ctx;
 static void att_fwd(fd_case *c, double *out)
 {
     att_ctx *k = c->ctx;
-    double *att = malloc(sizeof(double) * k->b * k->nh * k->t * k->t);
-    cl_attention_fwd_f64(out, att, k->q, k->k, k->v, k->seg, k->b, k->t, k->nh, k->nkv, k->hd);
-    free(att);
+    cl_attention_fwd_f64(out, k->q, k->k, k->v, k->seg, k->b, k->t, k->nh, k->nkv, k->hd);
 }
 
 static void attention_check(int nh, int nkv, int hd, int t, int with_seg)
@@ -191,20 +190,25 @@ static void attention_check(int nh, int nkv, int hd, int t, int with_seg)
     for (int i = 0; i < n; i++) seg[i] = with_seg && i % t >= t / 2; /* two packed sequences per row */
     att_ctx k = {b, t, nh, nkv, hd, rand_vec(qn), rand_vec(kn), rand_vec(kn), with_seg ? seg : NULL};
     fd_case c = {att_fwd, qn, rand_vec(qn), &k};
-    double *out = calloc(qn, sizeof(double)), *att = calloc((size_t)b * nh * t * t, sizeof(double)),
-           *dq = calloc(qn, sizeof(double)), *dk = calloc(kn, sizeof(double)), *dv = calloc(kn, sizeof(double));
-    cl_attention_fwd_f64(out, att, k.q, k.k, k.v, k.seg, b, t, nh, nkv, hd);
-    cl_attention_bwd_f64(dq, dk, dv, c.w, att, k.q, k.k, k.v, b, t, nh, nkv, hd);
+    double *out = calloc(qn, sizeof(double)), *dq = calloc(qn, sizeof(double)), *dk = calloc(kn, sizeof(double)), *dv = calloc(kn, sizeof(double));
+    cl_attention_fwd_f64(out, k.q, k.k, k.v, k.seg, b, t, nh, nkv, hd);
+    cl_attention_bwd_f64(dq, dk, dv, c.w, k.q, k.k, k.v, k.seg, b, t, nh, nkv, hd);
     char what[64];
     snprintf(what, sizeof what, "attention %d:%d hd %d dq", nh, nkv, hd);
     check_grad(&c, what, k.q, qn, dq);
     check_grad(&c, "attention dk", k.k, kn, dk);
     check_grad(&c, "attention dv", k.v, kn, dv);
-    /* causality: the first token of each row attends only to itself */
-    for (int h = 0; h < nh; h++) assert_true(att[(size_t)h * t * t] == 1.0);
-    if (with_seg) /* the first token of the second sequence ignores the first sequence */
-        for (int s = 0; s < t / 2; s++) assert_true(att[(size_t)(t / 2) * t + s] == 0.0);
-    free(out); free(att); free(dq); free(dk); free(dv); free(k.q); free(k.k); free(k.v); free(c.w);
+    /* causality: the first token of each row attends only to itself (weight exactly 1, the
+     * others exactly 0), so its output is its own value vector; with segments, so is the first
+     * token of the second sequence, which must ignore the first sequence */
+    for (int bi = 0; bi < b; bi++)
+        for (int first = 0; first <= (with_seg ? t / 2 : 0); first += t / 2) {
+            int i = bi * t + first;
+            for (int h = 0; h < nh; h++)
+                for (int j = 0; j < hd; j++)
+                    assert_true(out[(size_t)i * nh * hd + h * hd + j] == k.v[(size_t)i * nkv * hd + (h / (nh / nkv)) * hd + j]);
+        }
+    free(out); free(dq); free(dk); free(dv); free(k.q); free(k.k); free(k.v); free(c.w);
 }
 
 static void attention_backward_matches_finite_differences_for_gqa_1_2_7(void **s)
@@ -222,6 +226,39 @@ static void swi_fwd(fd_case *c, double *out)
 {
     swi_ctx *k = c->ctx;
     cl_swiglu_fwd_f64(out, k->g, k->u, k->n);
+}
+
+/* The float build (libcl.a) computes exp in its own vectorised arithmetic (ops.c, vexp): through
+ * SwiGLU it must stay within a few float ulp of the double kernel wherever exp(-g) neither
+ * saturates nor underflows, give an element the same bits alone as inside a longer array (the
+ * vector and scalar paths agree), and keep a NaN a NaN. */
+void cl_swiglu_fwd(float *h, const float *g, const float *u, long count);
+
+static void float_swiglu_is_accurate_and_the_same_alone_or_batched(void **s)
+{
+    (void)s;
+    enum { N = 4001 };
+    float *g = malloc(sizeof(float) * N), *u = malloc(sizeof(float) * N), *h = malloc(sizeof(float) * N);
+    double *gd = malloc(sizeof(double) * N), *ud = malloc(sizeof(double) * N), *hd = malloc(sizeof(double) * N);
+    for (int i = 0; i < N; i++) {
+        g[i] = -87.0f + 175.0f * (float)i / (N - 1);
+        u[i] = 1.0f + (float)(i % 7) / 8;
+        gd[i] = g[i];
+        ud[i] = u[i];
+    }
+    cl_swiglu_fwd(h, g, u, N);
+    cl_swiglu_fwd_f64(hd, gd, ud, N);
+    for (int i = 0; i < N; i++) {
+        if (!(fabs(h[i] - hd[i]) <= 8 * FLT_EPSILON * fabs(hd[i])))
+            fail_msg("swiglu(%.9g) = %.9g in float, %.17g in double", (double)g[i], (double)h[i], hd[i]);
+        float one;
+        cl_swiglu_fwd(&one, &g[i], &u[i], 1);
+        assert_memory_equal(&one, &h[i], sizeof one);
+    }
+    float nan_in = NAN, one = 1, out;
+    cl_swiglu_fwd(&out, &nan_in, &one, 1);
+    assert_true(isnan(out));
+    free(g); free(u); free(h); free(gd); free(ud); free(hd);
 }
 
 static void swiglu_backward_matches_finite_differences(void **s)
@@ -298,6 +335,7 @@ int main(void)
         cmocka_unit_test(rope_backward_matches_finite_differences_for_head_dim_16_and_64),
         cmocka_unit_test(attention_backward_matches_finite_differences_for_gqa_1_2_7),
         cmocka_unit_test(swiglu_backward_matches_finite_differences),
+        cmocka_unit_test(float_swiglu_is_accurate_and_the_same_alone_or_batched),
         cmocka_unit_test(embedding_backward_matches_finite_differences),
         cmocka_unit_test(logprob_rows_are_exact_and_their_gradient_matches_finite_differences),
     };
