@@ -75,21 +75,12 @@ static void att_extents(const float *q, const float *k, const float *v, const fl
     if (seg) emu_dev(seg, F(n), "flash seg");
 }
 
-static float *probs(float *y, const float *q, const float *k, const float *v, const int *seg, int b, int t, int nh,
-                    int nkv, int hd)
-{
-    float *att = (float *)malloc(F((long)b * nh * t * t));
-    if (!att) cl_die(CL_EXIT_SOFTWARE, "out of memory");
-    cl_attention_fwd(y, att, q, k, v, seg, b, t, nh, nkv, hd);
-    return att;
-}
-
 void cu_flash_fwd(float *y, float *lse, const float *q, const float *k, const float *v, const int *seg, int b, int t,
                   int nh, int nkv, int hd)
 {
     att_extents(q, k, v, lse, seg, b, t, nh, nkv, hd);
     emu_dev(y, F((long)b * t * nh * hd), "flash y");
-    free(probs(y, q, k, v, seg, b, t, nh, nkv, hd));
+    cl_attention_fwd(y, q, k, v, seg, b, t, nh, nkv, hd);
     double scale = 1.0 / sqrt((double)hd);
     for (int bi = 0; bi < b; bi++)
         for (int h = 0; h < nh; h++)
@@ -123,12 +114,7 @@ void cu_flash_bwd(float *dq, float *dk, float *dv, float *dd, const float *dy, c
     emu_dev(dd, F(n * nh), "flash dd");
     emu_dev(dy, F(n * nh * hd), "flash dy");
     emu_dev(y, F(n * nh * hd), "flash y");
-    float *yy = (float *)malloc(F(n * nh * hd));
-    if (!yy) cl_die(CL_EXIT_SOFTWARE, "out of memory");
-    float *att = probs(yy, q, k, v, seg, b, t, nh, nkv, hd);
-    cl_attention_bwd(dq, dk, dv, dy, att, q, k, v, b, t, nh, nkv, hd);
-    free(att);
-    free(yy);
+    cl_attention_bwd(dq, dk, dv, dy, q, k, v, seg, b, t, nh, nkv, hd);
 }
 
 void cu_swiglu_fwd(float *h, const float *g, const float *u, long n)
