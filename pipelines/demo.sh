@@ -13,18 +13,32 @@
 # the same dialogues, which keeps a model this small fluent), and benchmarks base and
 # fine-tuned model on held-out tasks (eval.mk), greedy, with 95% bootstrap intervals.
 #
-# The candidates: K replies of the base itself, sampled hot, and EXTRA (default 1) from the
-# scripted world:careful assistant, which asks about every missing detail once.  The passive
-# base asks in about 2% of its samples; with its own candidates alone (EXTRA=0 K=16
-# FUTURE=local:examples/world-base) the loop gains about +15 points, with them about +45
-# (BENCHMARKS.md).  The careful candidate is off-policy data: legitimate for offline SFT/DPO,
-# and MR still decides, state by state, whether it beats the base's own replies.
+# The candidates: K replies of the policy itself, sampled hot, and EXTRA (default 1) from the
+# scripted world:careful assistant, which asks about every missing detail once and also plays
+# the forward samples.  The passive base asks in about 3% of its samples; with its own
+# candidates alone the loop gains about +10 points in one round (EXTRA=0 K=16) and about +21
+# in two (EXTRA=0 ROUNDS=2 K=16 K2=16 TEMP2=1.5: round 2 collects with round 1's SFT model),
+# with the careful candidate about +40 (BENCHMARKS.md).  The careful candidate is off-policy
+# data: legitimate for offline SFT/DPO, and MR still decides, state by state, whether it beats
+# the policy's own replies.
+#
+# A model that learned to ask should still answer when nothing is missing, and MR ranks that
+# so (answer 1.5, needless question 1.0, wrong answer 0.5), but only 15% of the world's tasks
+# give every detail and DPO's pairs there rarely pit the answer against a needless question, so
+# DPO's many "question beats guess" pairs teach asking everywhere.  Hence FULL (default 30):
+# that share of the training tasks give every detail (the held-out tasks keep the world's
+# mix), and SFT_MIN (default accuracy>=0.5 interactivity>=0.5, the official recipe's floor on
+# the SFT dialogues, here on both terms of R*): SFT learns only from MR-best dialogues that
+# succeeded without a guess or a needless question, not from lucky guesses.
 #
 #   BIN=bin OUT=demo-out sh pipelines/demo.sh
-# Knobs (environment): BASE (model dir), TRAIN (training seeds), TEST (held-out seeds), K and
-# TEMP (policy candidates and their temperature), EXTRA and FUTURE (extra candidates, and the
-# assistant of the forward samples, which also plays them), SFT_STEPS and SFT_LR, STEPS (DPO
-# steps; 0 = SFT only), LR, BETA, ANCHOR_W, RPO.
+# Knobs (environment): BASE (model dir), TRAIN (training seeds), FULL (their share, in %,
+# that give every detail; empty = the world's own), TEST (held-out seeds), ROUNDS, K and TEMP
+# (policy candidates and their temperature in round 1), K2 and TEMP2 (in later rounds), EXTRA
+# and FUTURE (extra candidates, and the assistant of the forward samples, which also plays
+# them; default world:careful with EXTRA, else the policy), SFT_MIN (floors on the SFT
+# dialogues' metrics), SFT_STEPS and SFT_LR, STEPS (DPO steps; 0 = SFT only), LR, BETA,
+# ANCHOR_W, RPO.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${BIN:-$ROOT/bin}
@@ -43,8 +57,8 @@ FUTURE=${FUTURE-$(if [ "$EXTRA" -gt 0 ]; then echo world:careful; fi)}
 ROUNDS=${ROUNDS:-1}
 K2=${K2:-$K}
 TEMP2=${TEMP2:-1}
-FULL=${FULL:-}
-SFT_MIN=${SFT_MIN-accuracy>=0.5}
+FULL=${FULL:-30}
+SFT_MIN=${SFT_MIN-accuracy>=0.5 interactivity>=0.5}
 ANCHOR_W=${ANCHOR_W:-3}
 RPO=${RPO:-0}
 BETA=${BETA:-0.1}
@@ -202,7 +216,8 @@ The offline world: $(zstd -dc "$OUT/test.jsonl.zst" | wc -l) held-out tasks (doc
 leaves out details only the user knows.  The simulated user (a program) answers questions,
 thanks a right answer and gives up after a wrong one; guessing the usual values is right only
 sometimes.  base = the passive tiny model (examples/world-base), greedy; collab = the same
-model after $ROUNDS round(s) of the paper's offline recipe$(if [ "$ROUNDS" -gt 1 ]; then echo ", iterated (each round
+model after $ROUNDS round(s) of the paper's offline recipe on $TRAIN training tasks$(if [ -n "$FULL" ]; then echo " ($FULL% of
+them give every detail)"; fi)$(if [ "$ROUNDS" -gt 1 ]; then echo ", iterated (each round
 collects its data with the model the round before fine-tuned)"; fi): per state MR ranked $K of the
 policy's own replies$(if [ "$ROUNDS" -gt 1 ]; then echo " ($K2 in later rounds)"; fi)$(if [ "$EXTRA" -gt 0 ]; then echo " and $EXTRA of the scripted careful assistant
 ($FUTURE, off-policy data)"; fi); SFT on the MR-best dialogues$(if [ -n "$SFT_MIN" ]; then echo " that pass $SFT_MIN"; fi)
