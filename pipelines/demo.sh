@@ -57,7 +57,7 @@ FUTURE=${FUTURE-$(if [ "$EXTRA" -gt 0 ]; then echo world:careful; fi)}
 ROUNDS=${ROUNDS:-1}
 K2=${K2:-$K}
 TEMP2=${TEMP2:-1}
-FULL=${FULL:-30}
+FULL=${FULL-30}
 SFT_MIN=${SFT_MIN-accuracy>=0.5 interactivity>=0.5}
 ANCHOR_W=${ANCHOR_W:-3}
 RPO=${RPO:-0}
@@ -112,6 +112,10 @@ if [ -n "$FULL" ]; then
     { cl-pairs -q -Z --where '.metadata.world.given | length == 2' "$OUT/pool.jsonl.zst" | head -n "$nfull"
       cl-pairs -q -Z --where '.metadata.world.given | length < 2' "$OUT/pool.jsonl.zst" | head -n $((TRAIN - nfull)); } |
         cl-pairs -q -o "$OUT/train.jsonl.zst"
+    if [ "$(zstd -dc "$OUT/train.jsonl.zst" | wc -l)" -ne "$TRAIN" ]; then
+        echo "demo: the world has too few training tasks for TRAIN=$TRAIN with FULL=$FULL" >&2
+        exit 1
+    fi
 else
     cl-seed -q --preset world --split train --limit "$TRAIN" -o "$OUT/train.jsonl.zst"
 fi
@@ -150,11 +154,13 @@ while [ $r -le "$ROUNDS" ]; do
     SUF=$(if [ $r -gt 1 ]; then echo $r; fi)
     RK=$(if [ $r -gt 1 ]; then echo "$K2"; else echo "$K"; fi)
     RTEMP=$(if [ $r -gt 1 ]; then echo "$TEMP2"; else echo "$TEMP"; fi)
-    say "round $r, data engine: make -f pipelines/collab.mk per family, policy $(basename "$(dirname "$POLICY")")/$(basename "$POLICY") ($RK candidates at temperature $RTEMP$(if [ "$EXTRA" -gt 0 ]; then echo " + $EXTRA from ${FUTURE:-the policy}"; fi) x 2 forward samples per turn)"
+    extra=$(if [ "$EXTRA" -gt 0 ]; then echo " + $EXTRA from $FUTURE"; fi)
+    say "round $r, data engine: make -f pipelines/collab.mk per family, policy" \
+        "$(basename "$(dirname "$POLICY")")/$(basename "$POLICY") ($RK candidates at temperature $RTEMP$extra x 2 forward samples per turn)"
     parallel engine
     cat "$OUT"/collab$SUF/*/dpo.jsonl.zst > "$OUT/dpo$SUF.jsonl.zst"
     cat "$OUT"/collab$SUF/*/sft.jsonl.zst > "$OUT/sft$SUF.jsonl.zst"
-    printf 'DPO pairs: %s; SFT dialogues (the MR-best path through every task): %s\n' \
+    printf 'DPO pairs: %s; SFT dialogues (MR-best paths that pass SFT_MIN): %s\n' \
         "$(zstd -dc "$OUT/dpo$SUF.jsonl.zst" | wc -l)" "$(zstd -dc "$OUT/sft$SUF.jsonl.zst" | wc -l)" >&2
     zstd -dc "$OUT/dpo$SUF.jsonl.zst" | head -1 |
         jq '{prompt: [.prompt[].content], chosen: .chosen[0].content, rejected: .rejected[0].content, score_chosen, score_rejected}' >&2
