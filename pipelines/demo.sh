@@ -17,19 +17,20 @@
 # scripted world:careful assistant, which asks about every missing detail once and also plays
 # the forward samples.  The passive base asks in about 3% of its samples; with its own
 # candidates alone the loop gains about +10 points in one round (EXTRA=0 K=16) and about +21
-# in two (EXTRA=0 ROUNDS=2 K=16 K2=16 TEMP2=1.5: round 2 collects with round 1's SFT model),
-# with the careful candidate about +40 (BENCHMARKS.md).  The careful candidate is off-policy
-# data: legitimate for offline SFT/DPO, and MR still decides, state by state, whether it beats
-# the policy's own replies.
+# in two (EXTRA=0 ROUNDS=2 K=16 K2=16 TEMP2=1.5), with the careful candidate about +46 in two
+# rounds (BENCHMARKS.md).  The careful candidate is off-policy data: legitimate for offline
+# SFT/DPO, and MR still decides, state by state, whether it beats the policy's own replies.
 #
 # A model that learned to ask should still answer when nothing is missing, and MR ranks that
 # so (answer 1.5, needless question 1.0, wrong answer 0.5), but only 15% of the world's tasks
 # give every detail and DPO's pairs there rarely pit the answer against a needless question, so
-# DPO's many "question beats guess" pairs teach asking everywhere.  Hence FULL (default 30):
-# that share of the training tasks give every detail (the held-out tasks keep the world's
-# mix), and SFT_MIN (default accuracy>=0.5 interactivity>=0.5, the official recipe's floor on
-# the SFT dialogues, here on both terms of R*): SFT learns only from MR-best dialogues that
-# succeeded without a guess or a needless question, not from lucky guesses.
+# DPO's many "question beats guess" pairs teach asking everywhere.  Hence ROUNDS (default 2):
+# round 2 collects with round 1's SFT model (the offline recipe iterated), which at times asks
+# where nothing is missing, so that its DPO pairs pit the answer against that question; FULL
+# (default 30): that share of the training tasks give every detail (the held-out tasks keep
+# the world's mix); and SFT_MIN (default accuracy>=0.5 interactivity>=0.5, the official
+# recipe's floor on the SFT dialogues, here on both terms of R*): SFT learns only from MR-best
+# dialogues that succeeded without a guess or a needless question, not from lucky guesses.
 #
 #   BIN=bin OUT=demo-out sh pipelines/demo.sh
 # Knobs (environment): BASE (model dir), TRAIN (training seeds), FULL (their share, in %,
@@ -54,7 +55,7 @@ TEMP=${TEMP:-1.5}
 LR=${LR:-5e-4}
 EXTRA=${EXTRA:-1}
 FUTURE=${FUTURE-$(if [ "$EXTRA" -gt 0 ]; then echo world:careful; fi)}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-2}
 K2=${K2:-$K}
 TEMP2=${TEMP2:-1}
 FULL=${FULL-30}
