@@ -13,13 +13,13 @@
 # the same dialogues, which keeps a model this small fluent), and benchmarks base and
 # fine-tuned model on held-out tasks (eval.mk), greedy, with 95% bootstrap intervals.
 #
-# The candidates: K replies of the policy itself, sampled hot, and EXTRA (default 1) from the
-# scripted world:careful assistant, which asks about every missing detail once and also plays
-# the forward samples.  The passive base asks in about 3% of its samples; with its own
-# candidates alone the loop gains about +10 points in one round (EXTRA=0 K=16) and about +21
-# in two (EXTRA=0 ROUNDS=2 K=16 K2=16 TEMP2=1.5), with the careful candidate about +46 in two
-# rounds (BENCHMARKS.md).  The careful candidate is off-policy data: legitimate for offline
-# SFT/DPO, and MR still decides, state by state, whether it beats the policy's own replies.
+# The candidates: K (default 16) replies of the policy itself, sampled hot, and EXTRA (default
+# 0) from the scripted world:careful assistant, which asks about every missing detail once and
+# then also plays the forward samples.  The passive base asks in about 3% of its samples, so
+# one round of its own candidates gains about +10 points; the default's two rounds (round 2
+# samples round 1's SFT model, at TEMP2=1) about +33, the policy alone.  EXTRA=1 K=6 adds the
+# careful candidate (off-policy data: legitimate for offline SFT/DPO, and MR still decides,
+# state by state, whether it beats the policy's own replies): about +46 (BENCHMARKS.md).
 #
 # A model that learned to ask should still answer when nothing is missing, and MR ranks that
 # so (answer 1.5, needless question 1.0, wrong answer 0.5), but only 15% of the world's tasks
@@ -50,10 +50,10 @@ TEST=${TEST:-210}
 STEPS=${STEPS:-50}
 SFT_STEPS=${SFT_STEPS:-60}
 SFT_LR=${SFT_LR:-1e-3}
-K=${K:-6}
+K=${K:-16}
 TEMP=${TEMP:-1.5}
 LR=${LR:-5e-4}
-EXTRA=${EXTRA:-1}
+EXTRA=${EXTRA:-0}
 FUTURE=${FUTURE-$(if [ "$EXTRA" -gt 0 ]; then echo world:careful; fi)}
 ROUNDS=${ROUNDS:-2}
 K2=${K2:-$K}
