@@ -244,7 +244,7 @@ lint:
 bench: all $(TESTBINS) oracles
 	$(MAKE) -C bench O=$(abspath $(O)) BIN=$(abspath $(PROGDIR))
 
-# The whole loop offline on the shipped tiny base (pipelines/demo.sh; about a minute on 2 cores).
+# The whole loop offline on the shipped tiny base (pipelines/demo.sh; a minute or two on 2 cores).
 demo:
 	@sh scripts/install-deps
 	@$(MAKE) --no-print-directory all

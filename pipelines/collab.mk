@@ -61,7 +61,8 @@ REWARD       ?= --reward v2 --tokens $(TOKENS) $(METRICS_$(TASK))
 
 # ---- training data ------------------------------------------------------------------------
 MIN_GAP       ?= 0.02
-# e.g. accuracy>=0.5 (the official math recipe); empty = every finished conversation
+# e.g. accuracy>=0.5 (the official math recipe); several floors separated by blanks must all
+# hold; empty = every finished conversation
 SFT_MIN       ?=
 # 1 = the CollabLLM system prompt opens every pair prompt and dialogue, as the official
 # converters do before training
@@ -157,7 +158,7 @@ $(OUT)/dpo.jsonl.zst: $(OUT)/scored.jsonl.zst
 	$(CL)cl-pairs --dpo --min-gap $(MIN_GAP) $(SYS) $(PAIRS_FLAGS) --stats $(OUT)/dpo.stats -o $@.tmp $< && mv $@.tmp $@
 
 $(OUT)/sft.jsonl.zst: $(OUT)/conversations.jsonl.zst
-	$(CL)cl-pairs --sft $(if $(SFT_MIN),--min '$(SFT_MIN)') $(SYS) $(PAIRS_FLAGS) --stats $(OUT)/sft.stats -o $@.tmp $< && mv $@.tmp $@
+	$(CL)cl-pairs --sft $(foreach m,$(SFT_MIN),--min '$(m)') $(SYS) $(PAIRS_FLAGS) --stats $(OUT)/sft.stats -o $@.tmp $< && mv $@.tmp $@
 
 $(OUT)/rows.jsonl.zst: $(OUT)/scored.jsonl.zst
 	$(CL)cl-pairs --to-flat -o $@.tmp $< && mv $@.tmp $@
