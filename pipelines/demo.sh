@@ -47,7 +47,7 @@ OUT=${OUT:-demo-out}
 BASE=${BASE:-$ROOT/examples/world-base}
 TRAIN=${TRAIN:-240}
 TEST=${TEST:-210}
-STEPS=${STEPS:-50}
+STEPS=${STEPS:-35}
 SFT_STEPS=${SFT_STEPS:-60}
 SFT_LR=${SFT_LR:-1e-3}
 K=${K:-16}
@@ -80,7 +80,7 @@ parallel() {
     for t in $TASKS; do "$1" "$t" & pids="$pids $!"; done
     bad=0
     for p in $pids; do wait "$p" || bad=1; done
-    if [ $bad = 1 ]; then tail -n 5 "$OUT"/*.log >&2; echo "demo: a $1 step failed" >&2; exit 1; fi
+    if [ $bad = 1 ]; then tail -n 5 "$OUT"/*.log >&2; echo "demo: the $1 step failed" >&2; exit 1; fi
 }
 
 # The world's judges and metrics per family: accuracy is the exact success (the user's
