@@ -4,12 +4,11 @@
  * Without a metric or a reward it is a record filter (--where/--map/--shard). */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
 #include "core/cli.h"
 #include "core/records.h"
+#include "collab/rm_start.h"
 #include "collab/score.h"
 
 enum {
@@ -107,22 +106,7 @@ static cl_tokenizer *load_counter(const opts *o, int quiet)
     return tk;
 }
 
-/* Appends arg to b quoted for /bin/sh. */
-static void put_quoted(cl_buf *b, const char *arg)
-{
-    cl_buf_puts(b, " '");
-    for (const char *p = arg; *p; p++)
-        if (*p == '\'')
-            cl_buf_puts(b, "'\\''");
-        else
-            cl_buf_putc(b, *p);
-    cl_buf_putc(b, '\'');
-}
-
-/* --metric rm_score: the reward model is asked by cl-judge --rm-units (beside this program),
- * which speaks the cmd: protocol.  Keeping the HTTP client (libcurl, and the local: engine
- * with its BLAS) out of this process saves some 9 ms of library loading on every run,
- * which BLEU-only runs would otherwise pay. */
+/* --metric rm_score: the reward model is asked by cl-judge --rm-units beside this program. */
 static metric_cmd *start_rm(const opts *o, int quiet)
 {
     if (!(o->sc.metrics & SCORE_RM)) {
@@ -132,38 +116,9 @@ static metric_cmd *start_rm(const opts *o, int quiet)
     }
     if (!o->rm_spec)
         cl_usage_error("--metric rm_score needs the reward model: --rm SPEC");
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0 || (size_t)n >= sizeof self - 16)
-        cl_die(CL_EXIT_SOFTWARE, "rm_score: cannot find this program's directory (/proc/self/exe)");
-    self[n] = 0;
-    strcpy(strrchr(self, '/') + 1, "cl-judge");
-    if (access(self, X_OK) != 0)
-        cl_die(CL_EXIT_CONFIG, "rm_score: %s is missing: the reward model is asked through it", self);
     const char *url = o->rm_api_base ? o->rm_api_base : getenv("CL_RM_BASE_URL");
-    const char *key = getenv("CL_RM_API_KEY");
-    char num[32];
-    cl_buf cmd = {0};
-    cl_buf_puts(&cmd, "exec");
-    put_quoted(&cmd, self);
-    cl_buf_puts(&cmd, quiet ? " -q" : " --no-progress");
-    cl_buf_puts(&cmd, " --rm-units --no-cache --judge-temperature 0 --judge-max-tokens 32 --judge");
-    put_quoted(&cmd, o->rm_spec);
-    if (url && *url) {
-        cl_buf_puts(&cmd, " --judge-api-base");
-        put_quoted(&cmd, url);
-    }
-    if (key && *key) /* the variable's name goes on the command line, never the key */
-        cl_buf_puts(&cmd, " --judge-api-key-env CL_RM_API_KEY");
-    if (o->rm_retries >= 0) {
-        snprintf(num, sizeof num, " --retries %ld", o->rm_retries);
-        cl_buf_puts(&cmd, num);
-    }
-    if (cmd.oom)
-        cl_die(CL_EXIT_SOFTWARE, "out of memory");
     cl_err e = {0};
-    metric_cmd *m = metric_cmd_start(cmd.p, &e);
-    free(cmd.p);
+    metric_cmd *m = cl_rm_start(o->rm_spec, url, o->rm_retries, quiet, &e);
     if (!m)
         cl_die_err(&e);
     return m;
