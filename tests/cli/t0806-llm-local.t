@@ -90,10 +90,16 @@ test_expect 'a local assistant and an HTTP user simulator share one loop in cl-r
     test "$(jq -s length out)" = 4 && test "$(mock_count)" = 8 &&
     jq -e "select(.messages[1].content != \"Color 2 is green.\" or .done_reason != \"terminated\")" out; test $? = 4
 '
-test_expect 'cl-rollout --branch with local roles writes every candidate and future' '
-    seeds 3 >in && cl-rollout --branch -q -Z $LOCAL -k 2 --samples 2 --window 1 --proact-ratio 0 --no-cache in >out &&
+test_expect 'cl-rollout --branch with local roles writes every candidate and future, proactive ones from JSON' '
+    seeds 3 >in &&
+    cl-rollout --branch -q -Z $LOCAL --assistant-max-tokens 32 -k 2 --samples 2 --window 1 --no-cache --stats st in >out &&
     test "$(jq -s length out)" = 3 && ! jq -e "select(.error)" out >/dev/null &&
-    jq -e "select((.candidates | length) != 2 or (.candidates[].futures | length) != 2)" out; test $? = 4
+    jq -e "select((.candidates | length) != 2 or (.candidates[].futures | length) != 2)" out; test $? = 4 &&
+    test "$(jq -s "[.[].candidates[] | select(.mode == \"proact\" and (.content | type) == \"string\")] | length" out)" -ge 1 &&
+    jq -e ".rollout.reasks == 0 and .rollout.failed == 0" st &&
+    seeds 1 >one && { cl-rollout --branch -q -Z $LOCAL --assistant-max-tokens 32 -k 2 --samples 1 --window 1 \
+        --no-cache --response-format none --assistant-mode proact one >raw; test $? = 1; } &&
+    jq -e ".error.message | test(\"no JSON object\")" raw
 '
 test_expect 'a rollout killed midway resumes from the cache to the records of an uninterrupted run' '
     seeds 120 >in && cl-rollout --full -q -Z $LOCAL --max-turns 3 --cache full in >want &&
