@@ -115,7 +115,7 @@ static int compile_props(cl_jschema *s, int id, const jv *props, const jv *req, 
     nd->pnode = calloc((size_t)n + 1, sizeof *nd->pnode);
     if (!nd->props || !nd->pnode) return cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     int i = 0, rc = 0;
-    jv_object_foreach(jv_copy(*props), k, sub) {
+    jv_object_foreach(*props, k, sub) {
         char sp[512];
         snprintf(sp, sizeof sp, "%s.properties.%s", path, jv_string_value(k));
         int child = rc ? -1 : compile_node(s, &sub, sp, depth + 1, e);
@@ -183,7 +183,7 @@ static int compile_node(cl_jschema *s, const jv *v, const char *path, int depth,
     if (depth >= CL_JMASK_DEPTH / 2)
         return cl_err_set(e, CL_EXIT_DATAERR, "%s: schemas nest at most %d deep", path, CL_JMASK_DEPTH / 2);
     int rc = 0;
-    jv_object_foreach(jv_copy(*v), k, x) {
+    jv_object_foreach(*v, k, x) {
         size_t i = 0;
         while (i < sizeof known / sizeof *known && strcmp(known[i], jv_string_value(k))) i++;
         if (!rc && i == sizeof known / sizeof *known)
