@@ -113,7 +113,7 @@ test_expect 'pipelines/collab.mk and eval.mk run with local: assistants and user
     mock_start --script "$FIXTURES/pipelines/math-world.jsonl" &&
     cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >seeds.zst &&
     make -s -f "$ROOT/pipelines/collab.mk" SEEDS=seeds.zst OUT=run BIN="$CL_BIN" API_BASE="$MOCK_URL" \
-        ASSISTANT="local:$M" USER_MODEL="local:$M" JUDGE=openai:j SAMPLES=2 MAX_TURNS=2 PROACT_RATIO=0 \
+        ASSISTANT="local:$M" USER_MODEL="local:$M" JUDGE=openai:j SAMPLES=2 MAX_TURNS=2 \
         ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 CACHE="$PWD/c" \
         all rows 2>log || { cat log; false; } &&
     test "$(zstd -dc run/conversations.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/sft.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/rows.jsonl.zst | wc -l)" -ge 3 &&
