@@ -10,7 +10,7 @@
 #define MAX_PROPS 64
 #define MAX_NODES 512
 #define MAX_NUM 32
-#define CACHE_SLOTS 1024 /* masks kept; when full the cache starts over (it only saves time) */
+#define CACHE_SLOTS 256 /* masks kept; when full the cache starts over (it only saves time) */
 
 enum { T_OBJECT = 1, T_ARRAY = 2, T_STRING = 4, T_NUMBER = 8, T_INTEGER = 16, T_BOOLEAN = 32, T_NULL = 64,
        T_ANY = 127 };
@@ -724,6 +724,8 @@ struct cl_jmask {
     char *bytes;        /* every allowed token's bytes, back to back */
     size_t *off;        /* [vocab + 1]; off[t] == off[t + 1]: never allowed */
     uint64_t *ends;     /* bitset of end tokens */
+    uint64_t *plain;    /* bitset of tokens that leave a free string as it was (text without
+                         * quotes, backslashes or control bytes, whole UTF-8 characters) */
     struct slot *slots; /* [CACHE_SLOTS] */
     uint64_t *masks;    /* [CACHE_SLOTS][words] */
     uint64_t *tight;    /* [words]: a mask cut down to a budget */
@@ -738,6 +740,7 @@ void cl_jmask_free(cl_jmask *m)
     free(m->bytes);
     free(m->off);
     free(m->ends);
+    free(m->plain);
     free(m->slots);
     free(m->masks);
     free(m->tight);
@@ -753,12 +756,13 @@ cl_jmask *cl_jmask_new(cl_jschema *s, const cl_tokenizer *t, int vocab, const in
         m->words = (vocab + 63) / 64;
         m->off = calloc((size_t)vocab + 1, sizeof *m->off);
         m->ends = calloc((size_t)m->words, sizeof *m->ends);
+        m->plain = calloc((size_t)m->words, sizeof *m->plain);
         m->slots = calloc(CACHE_SLOTS, sizeof *m->slots);
         m->masks = malloc(sizeof *m->masks * CACHE_SLOTS * (size_t)m->words);
         m->tight = malloc(sizeof *m->tight * (size_t)m->words);
     } else
         cl_jschema_free(s);
-    if (!m || !m->off || !m->ends || !m->slots || !m->masks || !m->tight) {
+    if (!m || !m->off || !m->ends || !m->plain || !m->slots || !m->masks || !m->tight) {
         cl_jmask_free(m);
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
         return NULL;
@@ -793,7 +797,27 @@ cl_jmask *cl_jmask_new(cl_jschema *s, const cl_tokenizer *t, int vocab, const in
             return NULL;
         }
     }
+    /* the automaton itself says which tokens are plain text: inside a free string value */
+    cl_jstate in, out;
+    cl_jstate_init(&in);
+    if (cl_jstate_feed(s, &in, "{\"", 2) == 0) {
+        in.is_key = 0; /* the key's string made a free string value */
+        in.cand = 0;
+        in.lnode = ANY_NODE;
+        for (int i = 0; i < vocab; i++) {
+            out = in;
+            size_t n = m->off[i + 1] - m->off[i];
+            if (n && cl_jstate_feed(s, &out, m->bytes + m->off[i], n) == 0 && memcmp(&in, &out, sizeof in) == 0)
+                m->plain[i / 64] |= 1ull << (i % 64);
+        }
+    }
     return m;
+}
+
+/* Inside a free string (no key or enum to match), between characters. */
+static int in_free_string(const cl_jstate *st)
+{
+    return st->lex == L_STR && !st->cand && st->sub == S_CHAR && !st->need && !st->low_due;
 }
 
 /* The bytes of a state that can differ: the header and the open frames. */
@@ -855,10 +879,19 @@ const uint64_t *cl_jmask_bits(cl_jmask *m, const cl_jstate *st, int budget)
         }
         bits = m->masks + (size_t)at * (size_t)m->words;
         memset(bits, 0, sizeof *bits * (size_t)m->words);
-        int maxcost = 0;
+        int maxcost = 0, free_str = in_free_string(st), here = free_str ? min_cost(m->s, st) : 0;
+        /* a token whose first byte cannot come next is out without a copy of the state */
+        unsigned char first[256];
+        for (int c = 0; c < 256; c++) {
+            cl_jstate x;
+            char b = (char)c;
+            memcpy(&x, st, sz);
+            first[c] = cl_jstate_feed(m->s, &x, &b, 1) == 0;
+        }
         for (int t = 0; t < m->vocab; t++) {
-            int cost;
-            if (allows(m, st, t, -1, &cost)) {
+            int cost = here;
+            if (m->off[t + 1] > m->off[t] && !first[(unsigned char)m->bytes[m->off[t]]]) continue;
+            if ((free_str && (m->plain[t / 64] >> (t % 64) & 1)) || allows(m, st, t, -1, &cost)) {
                 bits[t / 64] |= 1ull << (t % 64);
                 if (cost > maxcost) maxcost = cost;
             }

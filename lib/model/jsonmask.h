@@ -7,7 +7,10 @@
  * allows and never reaches a state without a completion; and, over a tokenizer's vocabulary,
  * the set of tokens whose bytes can continue a document from a state (cl_jmask), memoised per
  * automaton state, since replies revisit a few states (inside a string, after a comma) over and
- * over.
+ * over.  Inside a free string most tokens are plain text (no quote, backslash or control byte,
+ * whole UTF-8 characters) that leave the state as it was: the automaton marks them once per
+ * vocabulary and a mask takes them without running it again; a token whose first byte cannot
+ * come next is skipped without running it at all.
  *
  * Schema subset: "type" (one of object, array, string, number, integer, boolean, null, or an
  * array of them), "properties", "required", "additionalProperties": false (an object's keys are
