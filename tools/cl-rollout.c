@@ -17,7 +17,7 @@ enum {
     OPT_FULL = 256, OPT_BRANCH, OPT_CANDIDATES, OPT_SAMPLES, OPT_WINDOW, OPT_MAX_TURNS,
     OPT_PRESET, OPT_MARKER, OPT_USER_STYLE, OPT_USERLM_END, OPT_PROACT, OPT_SYSPROMPT,
     OPT_CANDIDATE, OPT_ASSISTANT_MODE, OPT_FUTURE_MODE, OPT_PROMPT_DIR, OPT_PROMPT_SET, OPT_PARSE_RETRIES,
-    OPT_BUFFER, OPT_NO_SAMPLE_SEED, OPT_LOGPROBS, OPT_LAST
+    OPT_BUFFER, OPT_NO_SAMPLE_SEED, OPT_LOGPROBS, OPT_RESPONSE_FORMAT, OPT_LAST
 };
 
 #define MAX_SOURCES 16
@@ -113,6 +113,12 @@ static int on_opt(void *ctx, int opt, const char *arg, cl_err *e)
     case OPT_PROMPT_SET: return cl_prompt_set_parse(arg, &cfg->prompt_set, e);
     case OPT_NO_SAMPLE_SEED: cfg->no_sample_seed = 1; return 0;
     case OPT_LOGPROBS: cfg->logprobs = 1; return 0;
+    case OPT_RESPONSE_FORMAT: {
+        int f = cl_response_format_parse(arg);
+        if (f < 0) return cl_err_set(e, CL_EXIT_USAGE, "--response-format: unknown value '%s' (auto, schema, none)", arg);
+        cfg->response_format = (cl_response_format)f;
+        return 0;
+    }
     case OPT_CANDIDATE:
         if (cfg->nsources >= MAX_SOURCES)
             return cl_err_set(e, CL_EXIT_USAGE, "at most %d --candidate sources", MAX_SOURCES);
@@ -200,6 +206,9 @@ static const char help[] =
     "                           prompts' behaviour, default) or cl (ours)\n"
     "      --prompt-dir DIR     DIR/NAME.txt replaces the built-in prompt NAME\n"
     "      --parse-retries N    re-asks after a reply that cannot be read (default 3)\n"
+    "      --response-format F  send the JSON schema of the reply with the calls whose prompt\n"
+    "                           asks for JSON (proact, prompted user): auto (to local:\n"
+    "                           models only, default), schema (to every model), none\n"
     "Engine:\n"
     "      --buffer N           records held at once, the output window (default 1024)\n"
     "      --no-sample-seed     send no per-call \"seed\" (for servers that reject it)\n"
@@ -233,6 +242,7 @@ int main(int argc, char **argv)
         {"buffer", required_argument, 0, OPT_BUFFER},
         {"no-sample-seed", no_argument, 0, OPT_NO_SAMPLE_SEED},
         {"logprobs", no_argument, 0, OPT_LOGPROBS},
+        {"response-format", required_argument, 0, OPT_RESPONSE_FORMAT},
         {0, 0, 0, 0},
     };
     static const cl_llm_cli_role roles[] = {

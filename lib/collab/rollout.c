@@ -262,6 +262,35 @@ static jv assistant_request(engine *en, conv *cv)
     return msgs;
 }
 
+/* The response_format of a JSON reply: every field the prompt asks for may appear, once, in
+ * any order, as strings; "response" (what json_response reads) must. */
+static jv reply_format(const char *name, const char *const *fields, int n)
+{
+    jv props = jv_object();
+    for (int i = 0; i < n; i++) props = cl_json_set(props, fields[i], JV_OBJECT(jv_string("type"), jv_string("string")));
+    jv schema = JV_OBJECT(jv_string("type"), jv_string("object"), jv_string("properties"), props,
+                          jv_string("required"), JV_ARRAY(jv_string("response")),
+                          jv_string("additionalProperties"), jv_false());
+    return JV_OBJECT(jv_string("type"), jv_string("json_schema"), jv_string("json_schema"),
+                     JV_OBJECT(jv_string("name"), jv_string(name), jv_string("schema"), schema));
+}
+
+int cl_response_format_parse(const char *name)
+{
+    static const char *const names[] = {"auto", "schema", "none"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
+/* Whether a call to role whose reply must be JSON carries the reply's schema. */
+static int wants_format(const engine *en, int role)
+{
+    const char *scheme = cl_llm_role_scheme(en->llm, role);
+    return en->cfg->response_format == CL_RF_SCHEMA ||
+           (en->cfg->response_format == CL_RF_AUTO && scheme && !strcmp(scheme, "local"));
+}
+
 /* ---- reading replies ----------------------------------------------------------------- */
 
 /* The "response" (or "message") string of a JSON reply, malloc'd, or NULL with *why set. */
@@ -587,6 +616,11 @@ static void conv_submit(conv *cv)
             params = cl_json_set_str(params, "model", cv->src->model);
         if (en->cfg->logprobs && cv->kind == CONV_CANDIDATE)
             params = cl_json_set(params, "logprobs", jv_true());
+    }
+    if ((user ? en->cfg->user_style == CL_USER_PROMPTED : cv->amode == CL_ASSISTANT_PROACT) && wants_format(en, role)) {
+        static const char *const proact[] = {"current_problem", "thought", "response"};
+        params = cl_json_set(params, "response_format",
+                             user ? reply_format("user_turn", proact + 1, 2) : reply_format("proactive_reply", proact, 3));
     }
     cl_llm_submit(en->llm, role, req, params, key, on_reply, cv);
     free(key);

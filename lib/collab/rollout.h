@@ -48,6 +48,17 @@ typedef struct cl_rollout_source {
     int mode;            /* cl_assistant_mode */
 } cl_rollout_source;
 
+/* When calls whose prompt asks for JSON (the proactive assistant, the prompted user) send a
+ * response_format with the JSON schema of the fields the reply is read for. */
+typedef enum cl_response_format {
+    CL_RF_AUTO,   /* to local: models (which then decode under the schema), not to servers */
+    CL_RF_SCHEMA, /* to every model (OpenAI, vLLM and llama.cpp servers accept json_schema) */
+    CL_RF_NONE,   /* never */
+} cl_response_format;
+
+/* Mode by name ("auto", "schema", "none"); -1 when unknown. */
+int cl_response_format_parse(const char *name);
+
 typedef struct cl_rollout_config {
     cl_rollout_mode mode;
     int candidates;           /* K (branch) */
@@ -69,6 +80,7 @@ typedef struct cl_rollout_config {
     int parse_retries;        /* further asks after a reply that cannot be read */
     int no_sample_seed;       /* send no per-call "seed" member */
     int logprobs;             /* ask candidates for "logprobs"; record them as candidates[].logps */
+    cl_response_format response_format;
     int buffer;               /* records held at once (the output window) */
     int admit_queue;          /* start new records while fewer calls than this wait */
 } cl_rollout_config;

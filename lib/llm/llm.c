@@ -343,6 +343,11 @@ int cl_llm_role_configured(const cl_llm *llm, int role)
     return role >= 0 && role < llm->nroles && llm->roles[role].be != NULL;
 }
 
+const char *cl_llm_role_scheme(const cl_llm *llm, int role)
+{
+    return cl_llm_role_configured(llm, role) ? llm->roles[role].be->scheme : NULL;
+}
+
 /* ---- submit ------------------------------------------------------------------------- */
 
 /* Feeds v (borrowed) to h in a canonical form: a kind tag, then lengths and bytes, object

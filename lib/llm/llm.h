@@ -125,6 +125,9 @@ int cl_llm_role(const cl_llm *llm, const char *name);
 /* Whether the role has a model spec (callers may make a role optional). */
 int cl_llm_role_configured(const cl_llm *llm, int role);
 
+/* The scheme of the role's model ("openai", "local", ...), or NULL when not configured. */
+const char *cl_llm_role_scheme(const cl_llm *llm, int role);
+
 /* ---- calls --------------------------------------------------------------------------- */
 
 typedef struct cl_llm_result {

@@ -31,12 +31,22 @@
 #include "model/config.h"
 #include "model/device.h"
 #include "model/engine.h"
+#include "model/jsonmask.h"
 #include "model/lora.h"
 #include "model/peft.h"
 #include "model/weights.h"
 
 #define DEFAULT_KV_MB 1024
 #define MAX_STOP 4
+#define MAX_FORMATS 16 /* compiled response formats a model keeps (with their mask caches) */
+
+/* A response_format compiled for one model's vocabulary, shared by the calls that send it. */
+struct lformat {
+    char *key;                 /* the response_format as JSON text */
+    cl_jmask *jm;
+    int refs;                  /* calls in flight using it */
+    struct lformat *next;
+};
 
 /* One loaded model, shared by every role that names it. */
 struct lmodel {
@@ -48,6 +58,8 @@ struct lmodel {
     int end_ids[CL_MAX_EOS + 2], n_end; /* ids that end a reply: config eos + end of turn */
     char fingerprint[65];
     cl_batch *batch;
+    struct lformat *formats;
+    int nformats;
     struct lmodel *next;
 };
 
@@ -67,6 +79,7 @@ struct lchoice {
     size_t kept;               /* bytes of text that are the reply (stop strings cut it) */
     int tokens, finish, ended;
     jv logprobs;               /* "logprobs": true: {token, logprob} of every sampled token */
+    cl_jstate js;              /* with a response_format: where the reply is in the document */
 };
 
 struct lcall {
@@ -74,7 +87,9 @@ struct lcall {
     struct lrole *r;
     char *stop[MAX_STOP];
     int nstop, nchoice, nended, logprobs;
+    int max_new;               /* tokens a choice may sample (max_tokens within the context) */
     long prompt_tokens;
+    struct lformat *fmt;       /* response_format's constraint, or NULL */
     struct lchoice ch[];
 };
 
@@ -142,6 +157,13 @@ static void fingerprint(struct lmodel *lm, const char *config, size_t clen, cons
 static void lmodel_free(struct lmodel *lm)
 {
     if (!lm) return;
+    while (lm->formats) {
+        struct lformat *f = lm->formats;
+        lm->formats = f->next;
+        cl_jmask_free(f->jm);
+        free(f->key);
+        free(f);
+    }
     cl_batch_free(lm->batch);
     cl_tokenizer_free(lm->tok);
     cl_llama_free(lm->m);
@@ -415,6 +437,7 @@ static void fail(cl_llm_call *c, int status, const char *msg)
 
 static void lcall_free(struct lcall *lc)
 {
+    if (lc->fmt) lc->fmt->refs--;
     for (int i = 0; i < lc->nchoice; i++) {
         free(lc->ch[i].text.p);
         if (lc->logprobs) jv_free(lc->ch[i].logprobs);
@@ -432,14 +455,16 @@ static int is_end(const struct lmodel *lm, int tok)
 
 /* The sampled token's log-probability under the model's own distribution (the raw logits:
  * temperature 1, before top-k and top-p), which a training forward of the same reply computes
- * too: GRPO's "old" policy.  In double, as the training losses sum it. */
-static double token_logprob(const float *logits, int vocab, int tok)
+ * too: GRPO's "old" policy.  With a response_format that distribution is the one sampled from:
+ * the tokens of allow (NULL: all), renormalised.  In double, as the training losses sum it. */
+static double token_logprob(const float *logits, int vocab, int tok, const uint64_t *allow)
 {
-    float mx = logits[0];
-    for (int i = 1; i < vocab; i++)
-        if (logits[i] > mx) mx = logits[i];
+    float mx = logits[tok];
+    for (int i = 0; i < vocab; i++)
+        if ((!allow || (allow[i / 64] >> (i % 64) & 1)) && logits[i] > mx) mx = logits[i];
     double z = 0;
-    for (int i = 0; i < vocab; i++) z += exp((double)(logits[i] - mx));
+    for (int i = 0; i < vocab; i++)
+        if (!allow || (allow[i / 64] >> (i % 64) & 1)) z += exp((double)(logits[i] - mx));
     return (double)(logits[tok] - mx) - log(z);
 }
 
@@ -451,14 +476,17 @@ static int on_token(void *ctx, int tok, const float *logits)
 {
     struct lchoice *ch = ctx;
     struct lmodel *lm = ch->call->r->lm;
-    ch->tokens++;
+    cl_jmask *jm = ch->call->fmt ? ch->call->fmt->jm : NULL;
+    int budget = ch->call->max_new - ch->tokens++;
     if (ch->call->logprobs) {
         size_t n;
         const char *bytes = cl_tokenizer_token_bytes(lm->tok, tok, &n);
+        const uint64_t *allow = jm ? cl_jmask_bits(jm, &ch->js, budget) : NULL;
         jv t = JV_OBJECT(jv_string("token"), jv_string_sized(bytes ? bytes : "", bytes ? (int)n : 0),
-                         jv_string("logprob"), jv_number(token_logprob(logits, lm->m->cfg.vocab, tok)));
+                         jv_string("logprob"), jv_number(token_logprob(logits, lm->m->cfg.vocab, tok, allow)));
         ch->logprobs = jv_array_append(ch->logprobs, t);
     }
+    if (jm) cl_jmask_advance(jm, &ch->js, tok); /* the sampler allowed tok: it fits */
     if (is_end(lm, tok)) return 1;
     if (cl_tokenizer_token_kind(lm->tok, tok) == CL_TOKEN_SPECIAL) return 0;
     size_t n, before = ch->text.n;
@@ -517,6 +545,63 @@ static void on_end(void *ctx, int reason)
     if (++lc->nended == lc->nchoice) reply(lc);
 }
 
+static int choice_allows(void *ctx, int tok)
+{
+    struct lchoice *ch = ctx;
+    return cl_jmask_allows(ch->call->fmt->jm, &ch->js, tok, ch->call->max_new - ch->tokens);
+}
+
+static const uint64_t *choice_mask(void *ctx)
+{
+    struct lchoice *ch = ctx;
+    return cl_jmask_bits(ch->call->fmt->jm, &ch->js, ch->call->max_new - ch->tokens);
+}
+
+/* The model's compiled form of the request's response_format: NULL with *e clear when there is
+ * none (or it is "text"), NULL with *e set when it cannot be honoured.  Compiled forms are kept
+ * (with their mask caches) while fewer than MAX_FORMATS, the unused ones dropped beyond. */
+static struct lformat *format_of(struct lmodel *lm, const jv *params, cl_err *e)
+{
+    jv rf = cl_json_get(params, "response_format");
+    if (!jv_is_valid(rf)) {
+        jv_free(rf);
+        return NULL;
+    }
+    char *key = cl_json_dump(&rf, NULL);
+    struct lformat *f = lm->formats;
+    while (f && key && strcmp(f->key, key)) f = f->next;
+    cl_jschema *s = NULL;
+    if (!f && key && cl_jschema_compile(&rf, &s, e) == 0 && s) {
+        for (struct lformat **p = &lm->formats; *p && lm->nformats >= MAX_FORMATS;)
+            if (!(*p)->refs) {
+                struct lformat *old = *p;
+                *p = old->next;
+                cl_jmask_free(old->jm);
+                free(old->key);
+                free(old);
+                lm->nformats--;
+            } else
+                p = &(*p)->next;
+        f = calloc(1, sizeof *f);
+        if (f && (f->jm = cl_jmask_new(s, lm->tok, lm->m->cfg.vocab, lm->end_ids, lm->n_end, e))) {
+            f->key = key;
+            key = NULL;
+            f->next = lm->formats;
+            lm->formats = f;
+            lm->nformats++;
+        } else {
+            if (!f) cl_jschema_free(s);
+            free(f);
+            f = NULL;
+        }
+    }
+    if (!key && !f && !e->code) cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    free(key);
+    jv_free(rf);
+    if (f) f->refs++;
+    return f;
+}
+
 /* The choice's seed: the sample key (the call's place in the caller's tree), the request's
  * seed member and the choice index, so a call samples alike in any batch, order or run. */
 static uint64_t choice_seed(const cl_llm_call *c, int i)
@@ -571,11 +656,17 @@ static void lstart(void *self, cl_llm_call *c)
     cl_err e = {0};
     int rc = bad ? cl_err_set(&e, CL_EXIT_DATAERR, "local: every message needs a string role and content")
                  : cl_chat_render(lm->tok, lm->format, cm, (size_t)nm, 1, &ct, &e);
+    struct lformat *fmt = rc ? NULL : format_of(lm, p, &e);
+    if (!rc && e.code) {
+        cl_err inner = e;
+        rc = cl_err_set(&e, inner.code, "local: %s", inner.msg);
+    }
     for (int i = 0; i < nm; i++) jv_free(items[i]);
     free(items);
     free(cm);
     struct lcall *lc = rc ? NULL : calloc(1, sizeof *lc + sizeof(struct lchoice) * (size_t)n);
     if (rc || !lc) {
+        if (fmt) fmt->refs--;
         cl_chat_tokens_free(&ct);
         fail(c, rc ? CL_EXIT_DATAERR : CL_EXIT_SOFTWARE, rc ? e.msg : "local: out of memory");
         return;
@@ -583,6 +674,7 @@ static void lstart(void *self, cl_llm_call *c)
     lc->c = c;
     lc->r = r;
     lc->nchoice = n;
+    lc->fmt = fmt;
     lc->prompt_tokens = (long)ct.ids.n;
     lc->logprobs = cl_json_kind(p, "logprobs") == JV_KIND_TRUE;
     for (int i = 0; i < n && lc->logprobs; i++) lc->ch[i].logprobs = jv_array();
@@ -603,12 +695,15 @@ static void lstart(void *self, cl_llm_call *c)
         .max_new = mt >= 1 && mt < lm->m->cfg.max_pos ? (int)mt : lm->m->cfg.max_pos,
         .sampler = {.temperature = cl_json_num(p, "temperature", 1.0), .top_k = top_k,
                     .top_p = cl_json_num(p, "top_p", 1.0)},
-        .on_token = on_token, .on_end = on_end};
+        .on_token = on_token, .on_end = on_end,
+        .filter = {.allows = fmt ? choice_allows : NULL, .mask = choice_mask}};
+    lc->max_new = req.max_new < lm->m->cfg.max_pos - req.n ? req.max_new : lm->m->cfg.max_pos - req.n;
     *cl_llm_call_backend_data(c) = lc;
     for (int i = 0; i < n; i++) {
         lc->ch[i].call = lc;
+        cl_jstate_init(&lc->ch[i].js);
         req.seed = choice_seed(c, i);
-        req.ctx = &lc->ch[i];
+        req.ctx = req.filter.ctx = &lc->ch[i];
         if (!(lc->ch[i].g = cl_batch_submit(lm->batch, &req, &e))) {
             for (int j = 0; j < i; j++) cl_batch_cancel(lm->batch, lc->ch[j].g);
             *cl_llm_call_backend_data(c) = NULL;

@@ -388,10 +388,14 @@ int cl_batch_step(cl_batch *b)
             continue;
         }
         const float *lg = b->logits + (size_t)li++ * V;
-        int tok = cl_sample(lg, V, &g->r.sampler, &g->rng, b->pscratch, b->iscratch);
-        g->tok[g->ntok++] = tok;
-        g->made++;
-        int stop = g->r.on_token ? g->r.on_token(g->r.ctx, tok, lg) : 0;
+        int tok = cl_sample_filtered(lg, V, &g->r.sampler, &g->rng, b->pscratch, b->iscratch,
+                                     g->r.filter.allows ? &g->r.filter : NULL);
+        int stop = tok < 0;
+        if (tok >= 0) {
+            g->tok[g->ntok++] = tok;
+            g->made++;
+            stop = g->r.on_token ? g->r.on_token(g->r.ctx, tok, lg) : 0;
+        }
         if (stop || g->made >= g->r.max_new || g->ntok >= g->cap) {
             if (g->r.on_end) g->r.on_end(g->r.ctx, stop ? CL_GEN_STOP : CL_GEN_LENGTH);
             retire(b, i);
@@ -475,12 +479,22 @@ static int by_prob_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch)
+/* The sampler over the tokens of allow (NULL: all). */
+static int sample_from(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch,
+                       const uint64_t *allow)
 {
-    int best = cl_argmax(logits, v);
-    if (s->temperature <= 0 || s->top_k == 1) return best;
+#define ALLOWED(t) (!allow || (allow[(t) / 64] >> ((t) % 64) & 1))
+    int best = -1;
+    if (!allow)
+        best = cl_argmax(logits, v);
+    else
+        for (int i = 0; i < v; i++)
+            if (ALLOWED(i) && (best < 0 || logits[i] > logits[best])) best = i;
+    if (best < 0 || s->temperature <= 0 || s->top_k == 1) return best;
     double sum = 0;
-    for (int i = 0; i < v; i++) sum += pscratch[i] = (float)exp((logits[i] - logits[best]) / s->temperature);
+    for (int i = 0; i < v; i++)
+        sum += pscratch[i] = ALLOWED(i) ? (float)exp((logits[i] - logits[best]) / s->temperature) : 0.0f;
+#undef ALLOWED
     int n = v;
     for (int i = 0; i < v; i++) iscratch[i] = i;
     if ((s->top_k > 0 && s->top_k < v) || (s->top_p > 0 && s->top_p < 1)) {
@@ -504,7 +518,27 @@ int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, fl
         acc += pscratch[iscratch[i]];
         if (u < acc) return iscratch[i];
     }
+    /* rounding left u at the top: the last token of the cut with any mass */
+    while (n > 1 && pscratch[iscratch[n - 1]] <= 0) n--;
     return iscratch[n - 1];
+}
+
+int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch)
+{
+    return sample_from(logits, v, s, rng, pscratch, iscratch, NULL);
+}
+
+int cl_sample_filtered(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch,
+                       int *iscratch, const cl_token_filter *f)
+{
+    if (!f) return sample_from(logits, v, s, rng, pscratch, iscratch, NULL);
+    int cut = (s->top_k > 1 && s->top_k < v) || (s->top_p > 0 && s->top_p < 1);
+    if (!cut || s->temperature <= 0) {
+        int t = sample_from(logits, v, s, rng, pscratch, iscratch, NULL);
+        if (f->allows(f->ctx, t)) return t;
+    }
+    const uint64_t *allow = f->mask(f->ctx);
+    return allow ? sample_from(logits, v, s, rng, pscratch, iscratch, allow) : -1;
 }
 
 int cl_engine_generate(cl_engine *g, const int *prompt, int n, int max_new, const int *stop, int nstop,

@@ -49,6 +49,26 @@ typedef struct cl_sampler {
 int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch,
               int *iscratch);
 
+/* Constrained decoding: which tokens may come next in a sequence's current state (e.g. a
+ * JSON automaton, jsonmask.h).  allows() tests one token; mask() gives every allowed token as a
+ * bitset (bit t of word t / 64; NULL when out of memory), the costlier question. */
+typedef struct cl_token_filter {
+    int (*allows)(void *ctx, int token);
+    const uint64_t *(*mask)(void *ctx);
+    void *ctx;
+} cl_token_filter;
+
+/* cl_sample from the distribution with the tokens f forbids removed and the rest renormalised
+ * (temperature, top-k and top-p then apply to what is left); f NULL: cl_sample.  Greedy and
+ * temperature-only sampling first take the unconstrained choice and only ask for the mask when
+ * it is forbidden: for greedy the argmax stays the argmax, and for sampling a forbidden first
+ * draw followed by a draw from the masked distribution picks each allowed t with probability
+ * p(t) + (1 - Z) p(t) / Z = p(t) / Z (Z: the allowed mass), exactly the masked distribution.
+ * With top-k or top-p the cut depends on what is masked, so the mask comes first.  -1 when f
+ * allows nothing. */
+int cl_sample_filtered(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch,
+                       int *iscratch, const cl_token_filter *f);
+
 /* Feeds prompt, then samples up to max_new tokens into out, stopping after any stop id (kept in
  * out).  Returns the number of tokens generated, -1 on error. */
 int cl_engine_generate(cl_engine *g, const int *prompt, int n, int max_new, const int *stop, int nstop,
@@ -74,6 +94,9 @@ typedef struct cl_gen_req {
      * (max_new or the context reached).  The cl_gen is freed after this returns. */
     void (*on_end)(void *ctx, int reason);
     void *ctx;
+    /* Constrained decoding (filter.allows NULL: none), asked about the state after the last
+     * on_token.  A sequence whose filter allows nothing ends with CL_GEN_STOP. */
+    cl_token_filter filter;
 } cl_gen_req;
 
 /* An engine over m (fp32 or bf16 projections, adapters merged or not; with bf16 projections

@@ -90,10 +90,16 @@ test_expect 'a local assistant and an HTTP user simulator share one loop in cl-r
     test "$(jq -s length out)" = 4 && test "$(mock_count)" = 8 &&
     jq -e "select(.messages[1].content != \"Color 2 is green.\" or .done_reason != \"terminated\")" out; test $? = 4
 '
-test_expect 'cl-rollout --branch with local roles writes every candidate and future' '
-    seeds 3 >in && cl-rollout --branch -q -Z $LOCAL -k 2 --samples 2 --window 1 --proact-ratio 0 --no-cache in >out &&
+test_expect 'cl-rollout --branch with local roles writes every candidate and future, proactive ones from JSON' '
+    seeds 3 >in &&
+    cl-rollout --branch -q -Z $LOCAL --assistant-max-tokens 32 -k 2 --samples 2 --window 1 --no-cache --stats st in >out &&
     test "$(jq -s length out)" = 3 && ! jq -e "select(.error)" out >/dev/null &&
-    jq -e "select((.candidates | length) != 2 or (.candidates[].futures | length) != 2)" out; test $? = 4
+    jq -e "select((.candidates | length) != 2 or (.candidates[].futures | length) != 2)" out; test $? = 4 &&
+    test "$(jq -s "[.[].candidates[] | select(.mode == \"proact\" and (.content | type) == \"string\")] | length" out)" -ge 1 &&
+    jq -e ".rollout.reasks == 0 and .rollout.failed == 0" st &&
+    seeds 1 >one && { cl-rollout --branch -q -Z $LOCAL --assistant-max-tokens 32 -k 2 --samples 1 --window 1 \
+        --no-cache --response-format none --assistant-mode proact one >raw; test $? = 1; } &&
+    jq -e ".error.message | test(\"no JSON object\")" raw
 '
 test_expect 'a rollout killed midway resumes from the cache to the records of an uninterrupted run' '
     seeds 120 >in && cl-rollout --full -q -Z $LOCAL --max-turns 3 --cache full in >want &&
@@ -107,7 +113,7 @@ test_expect 'pipelines/collab.mk and eval.mk run with local: assistants and user
     mock_start --script "$FIXTURES/pipelines/math-world.jsonl" &&
     cl-seed -q --preset math --limit 3 "$ROOT/examples/math.jsonl" >seeds.zst &&
     make -s -f "$ROOT/pipelines/collab.mk" SEEDS=seeds.zst OUT=run BIN="$CL_BIN" API_BASE="$MOCK_URL" \
-        ASSISTANT="local:$M" USER_MODEL="local:$M" JUDGE=openai:j SAMPLES=2 MAX_TURNS=2 PROACT_RATIO=0 \
+        ASSISTANT="local:$M" USER_MODEL="local:$M" JUDGE=openai:j SAMPLES=2 MAX_TURNS=2 \
         ROLLOUT_FLAGS="--user-style userlm --user-max-tokens 16" ASSISTANT_MAX_TOKENS=16 CACHE="$PWD/c" \
         all rows 2>log || { cat log; false; } &&
     test "$(zstd -dc run/conversations.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/sft.jsonl.zst | wc -l)" = 3 && test "$(zstd -dc run/rows.jsonl.zst | wc -l)" -ge 3 &&
