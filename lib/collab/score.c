@@ -1043,14 +1043,15 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
                      sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts, 0,
                      f->solo, f->st, f->err, f->failed};
     int rc;
+    /* Parsing, BLEU and printing only compute: threads that cannot run at once are let go. */
     if (f->solo) {
-        cl_pool_for(sc->pool, n, 4, whole_one, f);
+        cl_pool_for_cpu(sc->pool, n, 4, whole_one, f);
         rc = gather(f, n, st, e);
     } else {
-        cl_pool_for(sc->pool, n, 4, parse_one, f);
+        cl_pool_for_cpu(sc->pool, n, 4, parse_one, f);
         rc = f->rc = score_batch(sc, vals, defs, errs, n, st, e);
         /* Scored records are printed in parallel too, then written in input order. */
-        cl_pool_for(sc->pool, n, 4, print_one, f);
+        cl_pool_for_cpu(sc->pool, n, 4, print_one, f);
     }
     for (int i = 0; i < n; i++) {
         if (rc == 0 && p[i].malformed) {
