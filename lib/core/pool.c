@@ -141,8 +141,8 @@ static int loop(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int jud
     if (!judge) return -1;
     wall = seconds(CLOCK_MONOTONIC) - wall;
     cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu + others;
-    /* Under a millisecond, waking a worker is too much of the loop to tell anything. */
-    return wall < 1e-3 ? -1 : cpu > 1.25 * wall;
+    /* Under a quarter of a millisecond, waking a worker is too much of the loop to tell. */
+    return wall < 2.5e-4 ? -1 : cpu > 1.25 * wall;
 }
 
 void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)

@@ -31,7 +31,7 @@ void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx);
  * no speed: when the threads of a loop got no more than 1.25 CPUs between them (CPU seconds
  * over wall seconds), the next loops run in the caller alone, 2, 4, 8 ... up to 32 of them
  * before threads are tried again; a loop where they do run at once resets the count.  A loop
- * under a millisecond does not count either way. */
+ * under a quarter of a millisecond does not count either way. */
 void cl_pool_for_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx);
 
 #endif
