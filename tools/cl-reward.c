@@ -152,7 +152,7 @@ int main(int argc, char **argv)
         {"rm-retries", required_argument, 0, OPT_RM_RETRIES},
         {0, 0, 0, 0},
     };
-    opts o = {.sb = sandbox_defaults(), .batch = 256, .sc.tokens = TOKENS_CL100K, .rm_retries = -1};
+    opts o = {.sb = sandbox_defaults(), .batch = 0, .sc.tokens = TOKENS_CL100K, .rm_retries = -1};
     o.sc.reward.lambda = -1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     o.sc.jobs = cores > 0 ? (int)cores : 1;
@@ -187,7 +187,8 @@ int main(int argc, char **argv)
             "      --token-scope S forward | session (default forward; v2: session)\n"
             "      --token-roles R all | assistant | user (default all; v2: assistant)\n"
             "  -j, --jobs N        parallel workers, BLEU and sandboxes (default: cores)\n"
-            "      --batch N       records scored together (default 256)\n"
+            "      --batch N       records scored together (default 256; 32 when only bleu and\n"
+            "                      bleu-word are asked for)\n"
             "      --timeout S     sandbox wall-clock limit per test (default 241, BigCodeBench's)\n"
             "      --cpu S         sandbox CPU limit (default 0: none, as BigCodeBench)\n"
             "      --mem MB        sandbox address-space limit (default 307200, the official\n"

@@ -956,6 +956,12 @@ typedef struct flush_ctx {
     char **errs;
     const char *const *deferred;
     int rc;
+    /* One pass: the configuration each record is scored under on its own (no pool), and per
+     * record its counts and, when the machinery failed, why. */
+    const score_cfg *solo;
+    score_stats *st;
+    cl_err *err;
+    int *failed;
 } flush_ctx;
 
 static void parse_one(void *ctx, int i, int worker)
@@ -970,11 +976,10 @@ static void parse_one(void *ctx, int i, int worker)
         abort(); /* out of memory */
 }
 
-static void print_one(void *ctx, int i, int worker)
+/* A scored record into its slot's out buffer; its value goes. */
+static void print_rec(flush_ctx *f, int i)
 {
-    flush_ctx *f = ctx;
-    (void)worker;
-    if (f->rc == 0 && !f->errs[i]) {
+    if (!f->errs[i]) {
         f->p[i].out.n = 0;
         cl_json_write_deferred(&f->p[i].out, &f->vals[i], &f->defs[i]);
         jv_free(f->vals[i]);
@@ -982,15 +987,72 @@ static void print_one(void *ctx, int i, int worker)
     }
 }
 
-static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
-                 char **errs, int n, score_stats *st, cl_err *e)
+static void print_one(void *ctx, int i, int worker)
 {
-    flush_ctx f = {p, vals, defs, errs,
-                   sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts, 0};
-    cl_pool_for(sc->pool, n, 4, parse_one, &f);
-    int rc = f.rc = score_batch(sc, vals, defs, errs, n, st, e);
-    /* Scored records are printed in parallel too, then written in input order. */
-    cl_pool_for(sc->pool, n, 4, print_one, &f);
+    flush_ctx *f = ctx;
+    (void)worker;
+    if (f->rc == 0)
+        print_rec(f, i);
+}
+
+/* Parses, scores and prints one record on one thread: its text, values and printed bytes stay
+ * in that core's cache, where three loops over the batch would hand each record from core to
+ * core between the phases (13-17% more CPU with two threads than with one, BENCHMARKS.md). */
+static void whole_one(void *ctx, int i, int worker)
+{
+    flush_ctx *f = ctx;
+    parse_one(ctx, i, worker);
+    f->st[i] = (score_stats){0};
+    f->failed[i] = score_batch(f->solo, &f->vals[i], &f->defs[i], &f->errs[i], 1, &f->st[i],
+                               &f->err[i]) != 0;
+    if (!f->failed[i])
+        print_rec(f, i);
+}
+
+/* Whether records can be scored one by one, each in one pass: not when a metric program
+ * answers a batch at once (cmd:, rm_score), a sandbox wants a thread of its own (pass_rate),
+ * or a metric reads state shared between threads (a tokenizer's). */
+static int one_pass(const score_cfg *c)
+{
+    return !c->cmd && !c->rm_cmd && !(c->metrics & ~(unsigned)(SCORE_BLEU | SCORE_BLEU_WORD));
+}
+
+/* The one-pass results of a batch into st; 0, or -1 with e set by the first record whose
+ * scoring failed (then no record of the batch is written, as when a whole batch fails). */
+static int gather(flush_ctx *f, int n, score_stats *st, cl_err *e)
+{
+    for (int i = 0; i < n; i++)
+        if (f->failed[i]) {
+            *e = f->err[i];
+            return -1;
+        }
+    for (int i = 0; i < n; i++) {
+        st->units += f->st[i].units;
+        for (int k = 0; k < 2; k++) {
+            bleu_counts_add(&st->corpus[k], &f->st[i].corpus[k]);
+            st->corpus_units[k] += f->st[i].corpus_units[k];
+        }
+    }
+    return 0;
+}
+
+static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
+                 char **errs, int n, score_stats *st, flush_ctx *f, cl_err *e)
+{
+    *f = (flush_ctx){p, vals, defs, errs,
+                     sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts, 0,
+                     f->solo, f->st, f->err, f->failed};
+    int rc;
+    /* Parsing, BLEU and printing only compute: threads that cannot run at once are let go. */
+    if (f->solo) {
+        cl_pool_for_cpu(sc->pool, n, 4, whole_one, f);
+        rc = gather(f, n, st, e);
+    } else {
+        cl_pool_for_cpu(sc->pool, n, 4, parse_one, f);
+        rc = f->rc = score_batch(sc, vals, defs, errs, n, st, e);
+        /* Scored records are printed in parallel too, then written in input order. */
+        cl_pool_for_cpu(sc->pool, n, 4, print_one, f);
+    }
     for (int i = 0; i < n; i++) {
         if (rc == 0 && p[i].malformed) {
             cl_rec bad = {.raw = p[i].text.p, .rawlen = p[i].text.n, .src = p[i].where.src,
@@ -1071,7 +1133,10 @@ static void report_corpus_bleu(cl_io *io, const score_cfg *sc, const score_stats
 
 int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
 {
-    int cap = batch_size, n = 0, rc = 0;
+    /* One-pass records go through in small batches: text, values and printed records of 32
+     * records stay in the core's cache until they are written, where 256 records' (2.5 MB of
+     * 2,400-character documents) do not: 10-13% less CPU per record (BENCHMARKS.md). */
+    int cap = batch_size > 0 ? batch_size : one_pass(cfg) ? 32 : 256, n = 0, rc = 0;
     score_live live = {.io = io};
     score_cfg run = *cfg, *sc = &run;
     if (sc->metrics & SCORE_PASS_RATE) {
@@ -1085,6 +1150,17 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
     char **errs = calloc((size_t)cap, sizeof *errs);
     cl_json_deferred *defs = calloc((size_t)cap, sizeof *defs);
     score_stats st = {0};
+    score_cfg solo = run;
+    solo.pool = NULL;
+    flush_ctx f = {0};
+    if (one_pass(sc)) {
+        f.solo = &solo;
+        f.st = calloc((size_t)cap, sizeof *f.st);
+        f.err = calloc((size_t)cap, sizeof *f.err);
+        f.failed = calloc((size_t)cap, sizeof *f.failed);
+        if (rc == 0 && (!f.st || !f.err || !f.failed))
+            rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
+    }
     if (rc == 0 && (!p || !vals || !errs || !defs))
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
@@ -1104,7 +1180,7 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
             break;
         }
         if (++n == cap) {
-            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, &f, e);
             n = 0;
         }
     }
@@ -1112,7 +1188,7 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
         rc = -1;
     if (n > 0) {
         if (rc == 0)
-            rc = flush(io, sc, p, vals, defs, errs, n, &st, e);
+            rc = flush(io, sc, p, vals, defs, errs, n, &st, &f, e);
         else
             drop(p, n);
     }
@@ -1135,6 +1211,9 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
     free(vals);
     free(errs);
     free(defs);
+    free(f.st);
+    free(f.err);
+    free(f.failed);
     if (run.pool != cfg->pool) cl_pool_free(run.pool);
     return rc;
 }

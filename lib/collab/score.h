@@ -96,7 +96,8 @@ typedef struct score_stats {
 int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
                 score_stats *st, cl_err *e);
 
-/* Scores every record of io: batches of `batch` records are parsed, scored (score_batch) and
+/* Scores every record of io: batches of `batch` records (0: 32 when only bleu and bleu-word
+ * are asked for, 256 otherwise) are parsed, scored (score_batch) and
  * printed across sc->jobs threads, then written in input order; a record that cannot be scored
  * is reported with cl_io_fail.  Adds "scored" (and "sandbox" with pass_rate, "corpus_bleu"
  * with bleu or bleu-word) to --stats, and the corpus BLEU to the closing summary.

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct worker {
     struct cl_pool *pool;
@@ -24,7 +25,19 @@ struct cl_pool {
     void *ctx;
     int n, chunk;
     atomic_int next;
+    /* cl_pool_for_cpu: the workers' CPU seconds in the loop in progress, and how many of the
+     * next loops run in the caller alone after one whose threads got no more than a CPU
+     * between them (backoff: that count the next time it happens) */
+    double worker_cpu;
+    int alone_left, backoff;
 };
+
+static double seconds(clockid_t clock)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 static void run_chunks(struct cl_pool *p, int who)
 {
@@ -48,8 +61,11 @@ static void *work(void *arg)
         seen = p->gen;
         p->active++;
         pthread_mutex_unlock(&p->mu);
+        double cpu = seconds(CLOCK_THREAD_CPUTIME_ID);
         run_chunks(p, me->index);
+        cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
         pthread_mutex_lock(&p->mu);
+        p->worker_cpu += cpu;
         if (--p->active == 0) pthread_cond_signal(&p->idle);
     }
     pthread_mutex_unlock(&p->mu);
@@ -94,14 +110,18 @@ void cl_pool_free(cl_pool *p)
     free(p);
 }
 
-void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
+/* The loop; with judge, whether its threads got more than one CPU between them (1), did not
+ * (0), or it was too short or ran in the caller alone to tell (-1). */
+static int loop(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int judge)
 {
     if (chunk < 1) chunk = 1;
     if (!p || !p->nworkers || n <= chunk) {
         for (int i = 0; i < n; i++) fn(ctx, i, 0);
-        return;
+        return -1;
     }
+    double wall = judge ? seconds(CLOCK_MONOTONIC) : 0, cpu = judge ? seconds(CLOCK_THREAD_CPUTIME_ID) : 0;
     pthread_mutex_lock(&p->mu);
+    p->worker_cpu = 0;
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
@@ -116,5 +136,32 @@ void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
     pthread_mutex_lock(&p->mu);
     p->open = 0;
     while (p->active) pthread_cond_wait(&p->idle, &p->mu);
+    double others = p->worker_cpu;
     pthread_mutex_unlock(&p->mu);
+    if (!judge) return -1;
+    wall = seconds(CLOCK_MONOTONIC) - wall;
+    cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu + others;
+    /* Under a quarter of a millisecond, waking a worker is too much of the loop to tell. */
+    return wall < 2.5e-4 ? -1 : cpu > 1.25 * wall;
+}
+
+void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
+{
+    loop(p, n, chunk, fn, ctx, 0);
+}
+
+void cl_pool_for_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
+{
+    if (p && p->alone_left > 0) {
+        p->alone_left--;
+        loop(NULL, n, chunk, fn, ctx, 0);
+        return;
+    }
+    int won = loop(p, n, chunk, fn, ctx, 1);
+    if (won == 0) {
+        p->backoff = p->backoff ? (p->backoff < 32 ? 2 * p->backoff : 32) : 2;
+        p->alone_left = p->backoff;
+    } else if (won == 1) {
+        p->backoff = 0;
+    }
 }

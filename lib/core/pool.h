@@ -25,4 +25,13 @@ void cl_pool_free(cl_pool *p);
  * NULL pool runs the loop in the caller. */
 void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx);
 
+/* The same for work that only computes (no waiting on children, sleeps or I/O), where threads
+ * pay only when they run at once.  On a machine whose other jobs leave this process one CPU
+ * (or a scheduler that shares CPU per process group), a second thread adds its overhead and
+ * no speed: when the threads of a loop got no more than 1.25 CPUs between them (CPU seconds
+ * over wall seconds), the next loops run in the caller alone, 2, 4, 8 ... up to 32 of them
+ * before threads are tried again; a loop where they do run at once resets the count.  A loop
+ * under a quarter of a millisecond does not count either way. */
+void cl_pool_for_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx);
+
 #endif

@@ -1,5 +1,6 @@
 /* lib/core/pool: every index runs exactly once whatever the chunking, a worker number is never
- * in use twice at once, a NULL pool runs in the caller, and idle workers sleep (no CPU). */
+ * in use twice at once, a NULL pool runs in the caller, idle workers sleep (no CPU), and a
+ * computing loop whose threads got no more than one CPU lets them go for the next loops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,12 +119,73 @@ static void idle_workers_use_no_cpu(void **st)
     cl_pool_free(p);
 }
 
+/* cl_pool_for_cpu.  First a loop whose workers only wait (as threads the OS does not run would
+ * leave their share of the work undone) while the caller computes for 20 ms of CPU: the threads
+ * got one CPU between them.  The next two loops then run in the caller alone, even items that
+ * wait for another thread to arrive; the third offers its items to the threads again. */
+typedef struct solo {
+    atomic_int arrived;
+    atomic_int seen[THREADS];
+    int timeout_ms;
+} solo;
+
+static void caller_computes(void *ctx, int i, int worker)
+{
+    (void)i;
+    solo *m = ctx;
+    if (worker < 0 || worker >= THREADS || atomic_exchange(&m->seen[worker], 1)) return;
+    atomic_fetch_add(&m->arrived, 1);
+    struct timespec tick = {0, 100 * 1000};
+    for (int spins = 0; atomic_load(&m->arrived) < THREADS && spins < 50000; spins++) nanosleep(&tick, NULL);
+    if (worker != 0) return;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do {
+        for (volatile int spin = 0; spin < 10000; spin++) {
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) * 1e-6 < 20);
+}
+
+static void wait_a_while_for_all(void *ctx, int i, int worker)
+{
+    (void)i;
+    solo *m = ctx;
+    if (worker < 0 || worker >= THREADS) return;
+    atomic_fetch_add(&m->seen[worker], 1);
+    atomic_fetch_add(&m->arrived, 1);
+    struct timespec tick = {0, 1000 * 1000};
+    for (int ms = 0; atomic_load(&m->arrived) < THREADS && ms < m->timeout_ms; ms++) nanosleep(&tick, NULL);
+}
+
+static void a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while(void **st)
+{
+    (void)st;
+    cl_pool *p = cl_pool_new(THREADS);
+    assert_non_null(p);
+    solo *m = calloc(1, sizeof *m);
+    cl_pool_for_cpu(p, THREADS, 1, caller_computes, m);
+    assert_int_equal(atomic_load(&m->arrived), THREADS);
+    for (int round = 0; round < 2; round++) {
+        *m = (solo){.timeout_ms = 20};
+        cl_pool_for_cpu(p, THREADS, 1, wait_a_while_for_all, m);
+        assert_int_equal(atomic_load(&m->seen[0]), THREADS);
+    }
+    *m = (solo){.timeout_ms = 5000};
+    cl_pool_for_cpu(p, THREADS, 1, wait_a_while_for_all, m);
+    assert_int_equal(atomic_load(&m->arrived), THREADS);
+    assert_true(atomic_load(&m->seen[0]) < THREADS);
+    free(m);
+    cl_pool_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_index_runs_once_and_worker_numbers_are_exclusive),
         cmocka_unit_test(a_null_or_single_thread_pool_runs_in_the_caller),
         cmocka_unit_test(idle_workers_use_no_cpu),
+        cmocka_unit_test(a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
