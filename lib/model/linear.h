@@ -3,14 +3,16 @@
  * engine step) that decoding has, without packing the weights per call.
  *
  * Batch invariance (the reason this is not gemm.c): every output element is one dot product
- * whose reduction order depends only on `in` — four vector accumulators taking k blocks in
- * turn, folded in a fixed tree, then the k tail in order (linear.c) — never on m, on which other
- * rows share the call, on the thread count or on the tiling, so a sequence decodes to the same
- * bits alone or among 127 others.  One row's weights stream as one sequence (batch-1 decode is
- * a read of every weight, and the prefetchers follow one stream best); for batches, tiles of
- * 4 rows x 6 outputs (AVX2: 3 x 3) compute each element's four accumulators in four passes,
- * one accumulator live per element, so each weight vector serves 4 rows and each activation
- * vector 6 outputs; the rows and outputs left over take two-row tiles.
+ * whose reduction order depends only on `in` — one vector accumulator taking the k blocks in
+ * order, its lanes folded by halves, then the k tail in order (linear.c) — never on m, on which
+ * other rows share the call, on the thread count or on the tiling, so a sequence decodes to the
+ * same bits alone or among 127 others.  With one accumulator per element, a batched tile of
+ * 4 rows x 4 outputs (AVX2: 4 x 3) keeps all its elements in registers over the whole of k,
+ * loading each weight vector once for its 4 rows and each activation vector once for its
+ * outputs, and folds 16 elements' lanes with one shared tree of shuffles; one row (batch-1
+ * decode, a read of every weight) runs four outputs at once, each from its own quarter of the
+ * rows, so that the weights stream as four long sequences (what the prefetchers follow) with
+ * four independent FMA chains.
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
  * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
  * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.

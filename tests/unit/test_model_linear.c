@@ -1,7 +1,8 @@
 /* The decode kernels (model/linear.h): products right against a double reference for fp32
  * and bf16 weights at awkward sizes (k shorter than a vector, runs of blocks with leftovers, a
  * k tail; outputs past the whole tiles), each row bitwise the same whatever else shares the
- * call (m = 1, 2, 3, 7, 33: every partial row tile) and however many threads run, in every
+ * call (m = 1, 2, 3, 7, 33: every partial row tile, a row block of 32 and one past it; one row,
+ * whose four streams split the outputs in quarters) and however many threads run, in every
  * kernel this CPU has (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced
  * here — and scalar), and the kernels close to each other; the strided product (attention
  * scores) bitwise equal to one row of the plain one; argmax's first-maximum rule. */
@@ -18,7 +19,7 @@
 #include "model/linear.h"
 
 enum { M = 33 }; /* m = 7 is past the threading threshold at the largest shape */
-static const int shapes[][2] = {{301, 131}, {5, 7}, {48, 50}, {64, 12}, {288, 97}, {1030, 49}};
+static const int shapes[][2] = {{301, 131}, {5, 7}, {48, 50}, {64, 12}, {288, 97}, {1030, 49}, {96, 1003}};
 static int IN, OUT;
 
 static float *randoms(int n, uint64_t seed)
@@ -51,8 +52,10 @@ static void rows_are_batch_invariant(const void *w, cl_dtype dt, const float *b,
     int threads = omp_get_max_threads();
     omp_set_num_threads(threads > 1 ? 1 : 2);
     cl_linear_rows(seven, x + 5 * IN, w, dt, b, 7, IN, OUT);
+    cl_linear_rows(one, x + 9 * IN, w, dt, b, 1, IN, OUT); /* one row splits the outputs per thread */
     omp_set_num_threads(threads);
     assert_memory_equal(seven, all + 5 * OUT, sizeof(float) * 7 * OUT);
+    assert_memory_equal(one, all + 9 * OUT, sizeof(float) * OUT);
     free(all);
     free(seven);
     free(one);
