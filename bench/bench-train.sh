@@ -30,7 +30,6 @@ echo "### Training throughput, GPT-2-small-sized Llama, batch ${B}x${T} ($(date 
      "$ROUNDS rounds)"
 echo
 sh "$ROOT/bench/cpu.sh"
-echo "load before $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 torch_version=-
 [ $have_torch = 0 ] || torch_version=$(/usr/bin/python3 -c 'import torch; print(torch.__version__)')
