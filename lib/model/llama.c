@@ -39,6 +39,9 @@ struct cl_llama_acts {
     int head_rows;
     float *hx, *hlogits, *hdx, *hcoef, *hlogp;
     int *htgt, *hidx;
+    /* [n][sum of outs] of a fused q/k/v or gate/up product (group_fwd, group_bwd): the head's
+     * logits chunk, dead in the forward and the backward, sized to hold it */
+    float *fuse;
 };
 
 static void *xcalloc(size_t n, size_t sz)
@@ -59,6 +62,37 @@ static void tensor_init(cl_tensor *t, const char *name, int ndim, int d0, int d1
     t->shape[1] = ndim == 2 ? d1 : 1;
     t->numel = (long)d0 * t->shape[1];
     t->no_decay = ndim == 1;
+}
+
+static size_t tensor_bytes(const cl_tensor *t) { return (size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2); }
+
+/* k_proj and v_proj follow q_proj, up_proj follows gate_proj: one matrix with them */
+static int continues_group(const cl_llama *m, const cl_tensor *t)
+{
+    for (int l = 0; l < m->cfg.layers; l++) {
+        const cl_linear *li = m->layers[l].proj;
+        if (t == li[CL_K].w || t == li[CL_V].w || t == li[CL_UP].w) return 1;
+    }
+    return 0;
+}
+
+/* Places the base tensors from p (NULL: only counts) and returns the bytes used.  The matrices
+ * come first in table order, each 64-byte aligned except that a layer's q, k and v (and its
+ * gate and up) lie end to end, the 1-D tensors after them: so [Wq; Wk; Wv] and [Wg; Wu] are
+ * each one [sum of outs][in] matrix that one product multiplies (group_fwd below).  Only the
+ * memory layout; the table and the files keep every tensor apart. */
+static size_t base_layout(cl_llama *m, char *p)
+{
+    size_t off = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < m->n_tensors; i++) {
+            cl_tensor *t = &m->tensors[i];
+            if ((t->ndim == 2) != (pass == 0)) continue;
+            if (!continues_group(m, t)) off = (off + 63) & ~(size_t)63;
+            if (p) t->data = p + off;
+            off += tensor_bytes(t);
+        }
+    return (off + 63) & ~(size_t)63;
 }
 
 cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_base, cl_err *e)
@@ -118,15 +152,14 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
     }
     m->n_tensors = n;
     /* One base arena; bf16 only for the layer projections (see header). */
-    size_t bytes = 0;
     long max_w = 0;
     for (int i = 0; i < n; i++) {
         cl_tensor *t = &m->tensors[i];
         int proj = t->ndim == 2 && t != m->embed && t != m->lm_head;
         t->dtype = proj ? base_dtype : CL_F32;
         if (proj && t->numel > max_w) max_w = t->numel;
-        bytes += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
     }
+    size_t bytes = base_layout(m, NULL);
     /* calloc, not malloc + memset: a large block comes zeroed from the kernel and a page costs
      * memory only once written, so tensors later used in place from a file mapping (weights.c)
      * leave theirs untouched. */
@@ -136,12 +169,7 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
         return NULL;
     }
-    char *p = (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63);
-    for (int i = 0; i < n; i++) {
-        cl_tensor *t = &m->tensors[i];
-        t->data = p;
-        p += ((size_t)t->numel * (t->dtype == CL_F32 ? 4 : 2) + 63) & ~(size_t)63;
-    }
+    base_layout(m, (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63));
     if (base_dtype == CL_BF16) m->wbuf = xcalloc((size_t)max_w, sizeof(float));
     if (train_base) {
         for (int i = 0; i < n; i++) m->n_train += m->tensors[i].numel;
@@ -293,8 +321,10 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
     size_t grads = (size_t)(3 * I > 2 * qd + 2 * kd ? 3 * I : 2 * qd + 2 * kd);
     size_t lora_scratch = m->n_lora ? (size_t)r + 2 * (size_t)max_in : 0;
     size_t per_layer = (size_t)n * (2 * d + 2 + qd * 2 + kd * 2 + 2 * I) + (size_t)(m->n_lora ? CL_NPROJ : 0) * n * r;
+    size_t fused = (size_t)n * (size_t)(qd + 2 * kd > 2 * I ? qd + 2 * kd : 2 * I);
+    size_t hlogits = (size_t)R * c->vocab > fused ? (size_t)R * c->vocab : fused;
     size_t total = per_layer * L + (size_t)n * (2 * d + 1) + (size_t)n * (3 * d + grads + lora_scratch) +
-                   (size_t)R * (2 * d + c->vocab + 2);
+                   (size_t)R * (2 * d + 2) + hlogits;
     if (!a) {
         a = xcalloc(1, sizeof *a);
         float ***slots[] = {&a->rstd1, &a->q, &a->k, &a->v, &a->y, &a->mid, &a->rstd2, &a->g, &a->u};
@@ -364,7 +394,7 @@ static cl_llama_acts *acts_fit(const cl_llama *m, cl_llama_acts *a, int b, int t
     }
     a->hx = TAKE((size_t)R * d);
     a->hdx = TAKE((size_t)R * d);
-    a->hlogits = TAKE((size_t)R * c->vocab);
+    a->hlogits = a->fuse = TAKE(hlogits);
     a->hcoef = TAKE((size_t)R);
     a->hlogp = TAKE((size_t)R);
 #undef TAKE
@@ -395,40 +425,50 @@ static int dropout_active(const cl_llama *m, const cl_llama_acts *a)
     return a->training && m->lora_dropout > 0;
 }
 
-/* out = x W^T + b, plus the adapter branch on xd (x after dropout) when use_lora; h [n][r]. */
-static void project(cl_llama *m, int l, int p, const float *x, const float *xd, float *out, int n, float *h,
-                    int use_lora)
-{
-    cl_linear *li = &m->layers[l].proj[p];
-    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, n, li->in, li->out, 0);
-    if (use_lora && li->lora_a)
-        cl_lora_fwd(out, h, xd, li->lora_a->data, li->lora_b->data, m->lora_scale, n, li->in, li->out, m->lora_rank);
-}
-
 void cl_llama_project(cl_llama *m, int layer, int proj, const float *x, float *out, int n, float *h)
 {
-    project(m, layer, proj, x, x, out, n, h, m->lora_on);
+    cl_linear *li = &m->layers[layer].proj[proj];
+    cl_linear_fwd(out, x, weight_f32(m, li->w), li->b ? li->b->data : NULL, n, li->in, li->out, 0);
+    if (m->lora_on && li->lora_a)
+        cl_lora_fwd(out, h, x, li->lora_a->data, li->lora_b->data, m->lora_scale, n, li->in, li->out, m->lora_rank);
 }
 
-static void linear_fwd(cl_llama *m, int l, int p, const float *x, float *out)
+/* The width of projections p0 .. p0+cnt-1 of layer l as one product, or 0 where they must run
+ * apart: fp32 weights end to end (cl_llama_new lays them out so; weights used in place from a
+ * file mapping or stored in bf16 are not) and more than one of them. */
+static int fused_width(const cl_llama *m, int l, int p0, int cnt)
+{
+    const cl_linear *li = &m->layers[l].proj[p0];
+    int width = li[0].out;
+    for (int i = 1; i < cnt; i++) {
+        if (li[i].w->dtype != CL_F32 || li[0].w->dtype != CL_F32 ||
+            (const float *)li[i].w->data != (const float *)li[i - 1].w->data + li[i - 1].w->numel)
+            return 0;
+        width += li[i].out;
+    }
+    return cnt > 1 ? width : 0;
+}
+
+/* out += the adapter branch of projection p on x (after its dropout mask when training) */
+static void lora_branch_fwd(cl_llama *m, int l, int p, const float *x, float *out)
 {
     cl_llama_acts *a = m->acts;
     cl_linear *li = &m->layers[l].proj[p];
+    if (!lora_active(a, li)) return;
     const float *xd = x;
-    if (lora_active(a, li) && dropout_active(m, a)) {
+    if (dropout_active(m, a)) {
         cl_dropout(a->xd, x, (long)a->n * li->in, m->lora_dropout, cl_llama_dropout_seed(m, a->step, l, p));
         xd = a->xd;
     }
-    project(m, l, p, x, xd, out, a->n, a->lora_h[l * CL_NPROJ + p], lora_active(a, li));
+    cl_lora_fwd(out, a->lora_h[l * CL_NPROJ + p], xd, li->lora_a->data, li->lora_b->data, m->lora_scale, a->n,
+                li->in, li->out, m->lora_rank);
 }
 
-/* dx += d(out)/dx . dout; weight/bias/adapter grads accumulate where trainable. */
-static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float *x, float *dx)
+/* dx += the adapter branch's input gradient; the adapter's gradients accumulate */
+static void lora_branch_bwd(cl_llama *m, int l, int p, const float *dout, const float *x, float *dx)
 {
     cl_llama_acts *a = m->acts;
     cl_linear *li = &m->layers[l].proj[p];
-    cl_linear_bwd(dx, li->w->grad, li->b ? li->b->grad : NULL, dout, x, weight_f32(m, li->w), a->n, li->in,
-                  li->out);
     if (!lora_active(a, li)) return;
     const float *xd = x;
     int drop = dropout_active(m, a);
@@ -445,6 +485,69 @@ static void linear_bwd(cl_llama *m, int l, int p, const float *dout, const float
     if (drop) {
         cl_dropout(a->dxd, a->dxd, cnt, m->lora_dropout, seed);
         for (long i = 0; i < cnt; i++) dx[i] += a->dxd[i];
+    }
+}
+
+/* Between the fused [n][width] matrix and the projections' own [n][out] arrays: to_parts
+ * copies each row's slices out (adding the biases), else gathers the parts into it. */
+static void fuse_rows(float *fused, float *const *parts, const cl_linear *li, int cnt, int n, int width,
+                      int to_parts)
+{
+#pragma omp parallel for if ((long)n * width > 65536)
+    for (int r = 0; r < n; r++) {
+        float *f = fused + (size_t)r * width;
+        for (int i = 0; i < cnt; f += li[i].out, i++) {
+            float *restrict part = parts[i] + (size_t)r * li[i].out;
+            const float *b = li[i].b ? li[i].b->data : NULL;
+            if (!to_parts)
+                memcpy(f, part, sizeof(float) * (size_t)li[i].out);
+            else if (b)
+                for (int j = 0; j < li[i].out; j++) part[j] = f[j] + b[j];
+            else
+                memcpy(part, f, sizeof(float) * (size_t)li[i].out);
+        }
+    }
+}
+
+/* outs[i] = x W^T + b (+ the adapter branch) for projections p0 .. p0+cnt-1 of layer l, which
+ * all read x: q, k, v (or gate, up) in one product where fused_width allows, which packs x
+ * once instead of cnt times and hands the threads wider panels. */
+static void group_fwd(cl_llama *m, int l, int p0, int cnt, const float *x, float *const *outs)
+{
+    cl_llama_acts *a = m->acts;
+    cl_linear *li = &m->layers[l].proj[p0];
+    int width = fused_width(m, l, p0, cnt);
+    if (width) {
+        cl_linear_fwd(a->fuse, x, li->w->data, NULL, a->n, li->in, width, 0);
+        fuse_rows(a->fuse, outs, li, cnt, a->n, width, 1);
+    }
+    for (int i = 0; i < cnt; i++) {
+        if (!width)
+            cl_linear_fwd(outs[i], x, weight_f32(m, li[i].w), li[i].b ? li[i].b->data : NULL, a->n, li[i].in,
+                          li[i].out, 0);
+        lora_branch_fwd(m, l, p0 + i, x, outs[i]);
+    }
+}
+
+/* The backward of group_fwd: dx += sum_i douts[i] . W_i (one product over the fused matrix);
+ * weight grads in one product too where they also lie end to end (full fine-tuning), bias and
+ * adapter grads per projection. */
+static void group_bwd(cl_llama *m, int l, int p0, int cnt, float *const *douts, const float *x, float *dx)
+{
+    cl_llama_acts *a = m->acts;
+    cl_linear *li = &m->layers[l].proj[p0];
+    int width = fused_width(m, l, p0, cnt), grads_fused = width != 0;
+    for (int i = 1; i < cnt && grads_fused; i++)
+        grads_fused = li[i].w->grad == (li[0].w->grad ? li[i - 1].w->grad + li[i - 1].w->numel : NULL);
+    if (width) {
+        fuse_rows(a->fuse, douts, li, cnt, a->n, width, 0);
+        cl_linear_bwd(dx, grads_fused ? li->w->grad : NULL, NULL, a->fuse, x, li->w->data, a->n, li->in, width);
+    }
+    for (int i = 0; i < cnt; i++) {
+        float *dw = grads_fused ? NULL : li[i].w->grad, *db = li[i].b ? li[i].b->grad : NULL;
+        cl_linear_bwd(width ? NULL : dx, dw, db, douts[i], x, width ? NULL : weight_f32(m, li[i].w), a->n, li[i].in,
+                      li[i].out);
+        lora_branch_bwd(m, l, p0 + i, douts[i], x, dx);
     }
 }
 
@@ -476,20 +579,17 @@ int cl_llama_forward(cl_llama *m, const int *ids, const int *pos, const int *seg
         cl_layer *ly = &m->layers[l];
         float *out = l + 1 < c->layers ? a->res[l + 1] : a->res_final;
         cl_rmsnorm_fwd(a->xn, a->rstd1[l], a->res[l], ly->ln1->data, n, d, c->rms_eps);
-        linear_fwd(m, l, CL_Q, a->xn, a->q[l]);
-        linear_fwd(m, l, CL_K, a->xn, a->k[l]);
-        linear_fwd(m, l, CL_V, a->xn, a->v[l]);
+        group_fwd(m, l, CL_Q, 3, a->xn, (float *const[]){a->q[l], a->k[l], a->v[l]});
         cl_rope(a->q[l], a->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
         cl_rope(a->k[l], a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
         cl_attention_fwd(a->y[l], a->q[l], a->k[l], a->v[l], a->has_seg ? a->seg : NULL, b, t,
                          c->heads, c->kv_heads, c->head_dim);
-        linear_fwd(m, l, CL_O, a->y[l], a->mid[l]);
+        group_fwd(m, l, CL_O, 1, a->y[l], &a->mid[l]);
         for (long i = 0; i < (long)n * d; i++) a->mid[l][i] += a->res[l][i];
         cl_rmsnorm_fwd(a->xn, a->rstd2[l], a->mid[l], ly->ln2->data, n, d, c->rms_eps);
-        linear_fwd(m, l, CL_GATE, a->xn, a->g[l]);
-        linear_fwd(m, l, CL_UP, a->xn, a->u[l]);
+        group_fwd(m, l, CL_GATE, 2, a->xn, (float *const[]){a->g[l], a->u[l]});
         cl_swiglu_fwd(a->dg, a->g[l], a->u[l], (long)n * I); /* h, recomputed in the backward */
-        linear_fwd(m, l, CL_DOWN, a->dg, out);
+        group_fwd(m, l, CL_DOWN, 1, a->dg, &out);
         for (long i = 0; i < (long)n * d; i++) out[i] += a->mid[l][i];
     }
     cl_rmsnorm_fwd(a->lnf, a->rstdf, a->res_final, m->norm->data, n, d, c->rms_eps);
@@ -565,18 +665,17 @@ void cl_llama_backward(cl_llama *m)
         /* MLP: out = mid + down(silu(gate(ln2)) * up(ln2)); h again into dg before dg is due */
         cl_swiglu_fwd(a->dg, a->g[l], a->u[l], (long)n * I);
         memset(a->dh, 0, sizeof(float) * (size_t)n * I);
-        linear_bwd(m, l, CL_DOWN, a->dres, a->dg, a->dh);
+        group_bwd(m, l, CL_DOWN, 1, &a->dres, a->dg, a->dh);
         memset(a->dg, 0, sizeof(float) * (size_t)n * I);
         memset(a->du, 0, sizeof(float) * (size_t)n * I);
         cl_swiglu_bwd(a->dg, a->du, a->dh, a->g[l], a->u[l], (long)n * I);
         cl_rmsnorm_apply(a->xn, a->mid[l], ly->ln2->data, a->rstd2[l], n, d);
         memset(a->dln, 0, nd);
-        linear_bwd(m, l, CL_GATE, a->dg, a->xn, a->dln);
-        linear_bwd(m, l, CL_UP, a->du, a->xn, a->dln);
+        group_bwd(m, l, CL_GATE, 2, (float *const[]){a->dg, a->du}, a->xn, a->dln);
         cl_rmsnorm_bwd(a->dres, ly->ln2->grad, a->dln, a->mid[l], ly->ln2->data, a->rstd2[l], n, d);
         /* attention: mid = res + o(attn(rope(q(ln1)), rope(k(ln1)), v(ln1))) */
         memset(a->dy, 0, sizeof(float) * (size_t)n * qd);
-        linear_bwd(m, l, CL_O, a->dres, a->y[l], a->dy);
+        group_bwd(m, l, CL_O, 1, &a->dres, a->y[l], a->dy);
         memset(a->dq, 0, sizeof(float) * (size_t)n * qd);
         memset(a->dk, 0, sizeof(float) * (size_t)n * kd);
         memset(a->dv, 0, sizeof(float) * (size_t)n * kd);
@@ -586,9 +685,7 @@ void cl_llama_backward(cl_llama *m)
         cl_rope(a->dk, a->pos, m->inv_freq, n, c->kv_heads, c->head_dim, -1);
         cl_rmsnorm_apply(a->xn, a->res[l], ly->ln1->data, a->rstd1[l], n, d);
         memset(a->dln, 0, nd);
-        linear_bwd(m, l, CL_Q, a->dq, a->xn, a->dln);
-        linear_bwd(m, l, CL_K, a->dk, a->xn, a->dln);
-        linear_bwd(m, l, CL_V, a->dv, a->xn, a->dln);
+        group_bwd(m, l, CL_Q, 3, (float *const[]){a->dq, a->dk, a->dv}, a->xn, a->dln);
         cl_rmsnorm_bwd(a->dres, ly->ln1->grad, a->dln, a->res[l], ly->ln1->data, a->rstd1[l], n, d);
     }
     if (m->embed->grad) cl_embed_bwd(m->embed->grad, a->ids, a->dres, n, d);

@@ -213,17 +213,51 @@ void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, in
 
 /* Attention runs as matrix products per (batch row, head) — S = Q K^T, O = P V and the four
  * backward products — on the strided head slices in place (row stride nh*hd or nkv*hd), inside
- * a parallel loop, so each product is single-threaded.  Masked (future / other-segment)
- * entries cost multiply-adds but keep every product a dense GEMM.  The probabilities P are not
- * kept between forward and backward ([B][nh][T][T] per layer, the largest activation at long
- * T): the backward computes them again with the forward's own code (probs), the same bits. */
+ * a parallel loop, so each product is single-threaded.  Each product runs in bands of BAND
+ * rows cut at the causal diagonal (band_* below): the zeros past it cost no multiply-adds
+ * beyond the band's edge (5/8 of the dense work at t = 256) and every element still sums its
+ * remaining terms in order.  Masked entries of other segments stay in the products.  The
+ * probabilities P are not kept between forward and backward ([B][nh][T][T] per layer, the
+ * largest activation at long T): the backward computes them again with the forward's own code
+ * (probs), the same bits. */
 
 /* P [t][t] of one (batch row, head): row softmax of scale * Q K^T, causal and, with seg (the
  * row's [t] segment ids), confined to the query's own segment; entries past the diagonal are 0. */
+#define BAND 64
+
+/* c [t][t] = alpha x y^T (x, y [t][k]) up to the diagonal band: row i gets columns below the end
+ * of its band; the rest of c is left for the caller to zero. */
+static void band_outer(int t, int k, cl_real alpha, const cl_real *x, int ldx, const cl_real *y, int ldy, cl_real *c)
+{
+    for (int r0 = 0; r0 < t; r0 += BAND) {
+        int r1 = r0 + BAND < t ? r0 + BAND : t;
+        matmul(0, 1, r1 - r0, r1, k, alpha, x + (size_t)r0 * ldx, ldx, y, ldy, 0, c + (size_t)r0 * t, t);
+    }
+}
+
+/* c [t][nb] = a b + beta c, a [t][t] zero past the diagonal, b [t][nb]. */
+static void band_left(int t, int nb, const cl_real *a, const cl_real *b, int ldb, cl_real beta, cl_real *c, int ldc)
+{
+    for (int r0 = 0; r0 < t; r0 += BAND) {
+        int r1 = r0 + BAND < t ? r0 + BAND : t;
+        matmul(0, 0, r1 - r0, nb, r1, 1, a + (size_t)r0 * t, t, b, ldb, beta, c + (size_t)r0 * ldc, ldc);
+    }
+}
+
+/* c [t][nb] += a^T b, a [t][t] zero past the diagonal: output row s needs rows i >= s of a. */
+static void band_left_t(int t, int nb, const cl_real *a, const cl_real *b, int ldb, cl_real *c, int ldc)
+{
+    for (int c0 = 0; c0 < t; c0 += BAND) {
+        int c1 = c0 + BAND < t ? c0 + BAND : t;
+        matmul(1, 0, c1 - c0, nb, t - c0, 1, a + (size_t)c0 * t + c0, t, b + (size_t)c0 * ldb, ldb, 1,
+               c + (size_t)c0 * ldc, ldc);
+    }
+}
+
 static void probs(cl_real *p, const cl_real *qh, int qs, const cl_real *kh, int ks, const int *seg, int t, int hd)
 {
     cl_real scale = (cl_real)(1.0 / sqrt((double)hd));
-    matmul(0, 1, t, t, hd, scale, qh, qs, kh, ks, 0, p, t);
+    band_outer(t, hd, scale, qh, qs, kh, ks, p);
     for (int ti = 0; ti < t; ti++) {
         cl_real *pr = p + (size_t)ti * t, mx = -INFINITY;
         if (seg)
@@ -261,7 +295,7 @@ void CL_R(cl_attention_fwd)(cl_real *out, const cl_real *q, const cl_real *k, co
             for (int h = 0; h < nh; h++) {
                 size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)(h / group) * hd;
                 probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
-                matmul(0, 0, t, hd, t, 1, p, t, v + ko, ks, 0, out + qo, qs);
+                band_left(t, hd, p, v + ko, ks, 0, out + qo, qs);
             }
         free(p);
     }
@@ -284,17 +318,18 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
                     size_t r0 = (size_t)bi * t, qo = r0 * qs + (size_t)h * hd, ko = r0 * ks + (size_t)kh * hd;
                     probs(p, q + qo, qs, k + ko, ks, seg ? seg + r0 : NULL, t, hd);
                     /* dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale */
-                    matmul(0, 1, t, t, hd, 1, dout + qo, qs, v + ko, ks, 0, ds, t);
+                    band_outer(t, hd, 1, dout + qo, qs, v + ko, ks, ds);
                     for (int ti = 0; ti < t; ti++) {
                         const cl_real *pr = p + (size_t)ti * t;
                         cl_real *dr = ds + (size_t)ti * t;
                         double sum = 0;
                         for (int s = 0; s <= ti; s++) sum += (double)pr[s] * dr[s];
-                        for (int s = 0; s < t; s++) dr[s] = pr[s] * (dr[s] - (cl_real)sum) * scale;
+                        for (int s = 0; s <= ti; s++) dr[s] = pr[s] * (dr[s] - (cl_real)sum) * scale;
+                        for (int s = ti + 1; s < t; s++) dr[s] = 0; /* past the band, never written */
                     }
-                    matmul(0, 0, t, hd, t, 1, ds, t, k + ko, ks, 1, dq + qo, qs);
-                    matmul(1, 0, t, hd, t, 1, ds, t, q + qo, qs, 1, dk + ko, ks);
-                    matmul(1, 0, t, hd, t, 1, p, t, dout + qo, qs, 1, dv + ko, ks);
+                    band_left(t, hd, ds, k + ko, ks, 1, dq + qo, qs);
+                    band_left_t(t, hd, ds, q + qo, qs, dk + ko, ks);
+                    band_left_t(t, hd, p, dout + qo, qs, dv + ko, ks);
                 }
         free(p);
         free(ds);

@@ -220,6 +220,69 @@ static void attention_backward_matches_finite_differences_for_gqa_1_2_7(void **s
     attention_check(2, 1, 64, 3, 0);   /* head_dim 64 */
 }
 
+/* Past one band (BAND = 64 rows, ops.c) the products stop at the causal diagonal: at t = 150
+ * (two whole bands and a partial one, two packed sequences per row) the forward equals the
+ * softmax formula written out, and each gradient agrees with a central difference along a
+ * random direction over all of q, k or v at once. */
+static double att_loss(att_ctx *k, const double *w, double *out)
+{
+    cl_attention_fwd_f64(out, k->q, k->k, k->v, k->seg, k->b, k->t, k->nh, k->nkv, k->hd);
+    double l = 0;
+    for (long i = 0; i < (long)k->b * k->t * k->nh * k->hd; i++) l += w[i] * out[i];
+    return l;
+}
+
+static void attention_bands_match_the_formula_and_directional_differences(void **s)
+{
+    (void)s;
+    enum { B = 2, T = 150, NH = 2, NKV = 1, HD = 8 };
+    int n = B * T, qn = n * NH * HD, kn = n * NKV * HD, seg[B * T];
+    for (int i = 0; i < n; i++) seg[i] = i % T >= 100;
+    att_ctx k = {B, T, NH, NKV, HD, rand_vec(qn), rand_vec(kn), rand_vec(kn), seg};
+    double *w = rand_vec(qn), *out = calloc(qn, sizeof(double)), *p = malloc(sizeof(double) * T);
+    att_loss(&k, w, out);
+    double worst = 0;
+    for (int bi = 0; bi < B; bi++)
+        for (int h = 0; h < NH; h++)
+            for (int ti = 0; ti < T; ti++) {
+                const double *qi = k.q + ((size_t)(bi * T + ti) * NH + h) * HD;
+                double mx = -INFINITY, sum = 0;
+                for (int sj = 0; sj <= ti; sj++) {
+                    const double *kj = k.k + (size_t)(bi * T + sj) * NKV * HD;
+                    double dot = 0;
+                    for (int j = 0; j < HD; j++) dot += qi[j] * kj[j];
+                    p[sj] = seg[bi * T + sj] == seg[bi * T + ti] ? dot / sqrt(HD) : -INFINITY;
+                    mx = p[sj] > mx ? p[sj] : mx;
+                }
+                for (int sj = 0; sj <= ti; sj++) sum += p[sj] = exp(p[sj] - mx);
+                for (int j = 0; j < HD; j++) {
+                    double o = 0;
+                    for (int sj = 0; sj <= ti; sj++) o += p[sj] / sum * k.v[(size_t)(bi * T + sj) * NKV * HD + j];
+                    double diff = fabs(o - out[((size_t)(bi * T + ti) * NH + h) * HD + j]);
+                    worst = diff > worst ? diff : worst;
+                }
+            }
+    assert_true(worst < 1e-12);
+    double *dq = calloc(qn, sizeof(double)), *dk = calloc(kn, sizeof(double)), *dv = calloc(kn, sizeof(double));
+    cl_attention_bwd_f64(dq, dk, dv, w, k.q, k.k, k.v, seg, B, T, NH, NKV, HD);
+    double *xs[3] = {k.q, k.k, k.v}, *gs[3] = {dq, dk, dv};
+    long ns[3] = {qn, kn, kn};
+    for (int which = 0; which < 3; which++) {
+        double *dir = rand_vec(ns[which]), *x = xs[which], eps = 1e-5, analytic = 0;
+        for (long i = 0; i < ns[which]; i++) analytic += gs[which][i] * dir[i];
+        for (long i = 0; i < ns[which]; i++) x[i] += eps * dir[i];
+        double up = att_loss(&k, w, out);
+        for (long i = 0; i < ns[which]; i++) x[i] -= 2 * eps * dir[i];
+        double down = att_loss(&k, w, out);
+        for (long i = 0; i < ns[which]; i++) x[i] += eps * dir[i];
+        double numeric = (up - down) / (2 * eps);
+        if (fabs(numeric - analytic) > 1e-6 * (1 + fabs(analytic)))
+            fail_msg("attention d%c along a direction: analytic %.12g, numeric %.12g", "qkv"[which], analytic, numeric);
+        free(dir);
+    }
+    free(k.q); free(k.k); free(k.v); free(w); free(out); free(p); free(dq); free(dk); free(dv);
+}
+
 /* ---- SwiGLU ---- */
 typedef struct { long n; double *g, *u; } swi_ctx;
 static void swi_fwd(fd_case *c, double *out)
@@ -334,6 +397,7 @@ int main(void)
         cmocka_unit_test(lora_backward_with_dropout_matches_finite_differences),
         cmocka_unit_test(rope_backward_matches_finite_differences_for_head_dim_16_and_64),
         cmocka_unit_test(attention_backward_matches_finite_differences_for_gqa_1_2_7),
+        cmocka_unit_test(attention_bands_match_the_formula_and_directional_differences),
         cmocka_unit_test(swiglu_backward_matches_finite_differences),
         cmocka_unit_test(float_swiglu_is_accurate_and_the_same_alone_or_batched),
         cmocka_unit_test(embedding_backward_matches_finite_differences),
