@@ -253,7 +253,7 @@ eval: $(OUT)/rounds.jsonl
 # draws every round's slice of STATES first), and its VALID metric (null without VALID).
 JQ_MR    = [.[].candidates[]?.mr.mean | numbers] | if length > 0 then add / length else null end
 JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr: $$mr, round_s: $$s, valid: $$valid}
-JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN")] | @tsv
+JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN"), (.valid.mean // "NaN")] | @tsv
 $(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json $(if $(VALID),$(OUT)/round-$(k)/valid/report.json))
 	for k in $(EVAL_IDS); do \
 	    next=$(OUT)/round-$$((k + 1))/engine/scored.jsonl.zst; \
@@ -266,14 +266,19 @@ $(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json 
 	        $(OUT)/round-$$k/eval/report.json || exit 1; \
 	done > $@.tmp && mv $@.tmp $@
 
-# Four panels: the task metric, ITR, tokens and the sampled MR, per round, with their intervals.
+# Four panels: the task metric (with VALID, the validation metric beside it), ITR, tokens and
+# the sampled MR, per round, with their intervals.
+comma := ,
+PLOT_METRIC = plot "$@.tsv" using 1:2:3:4 with yerrorlines title "held-out"
 $(OUT)/rounds.png: $(OUT)/rounds.jsonl
 	jq -r '$(JQ_TSV)' $< > $@.tsv && \
 	metric=$$(head -1 $< | jq -r .metric_name) && \
 	{ echo 'set terminal pngcairo size 1000,700 noenhanced'; echo 'set output "$@.tmp"'; \
 	  echo 'set multiplot layout 2,2 title "$(METHOD): held-out means per round (95% bootstrap intervals)"'; \
 	  echo 'set xlabel "round"'; echo 'set xtics 1'; echo 'set key off'; echo 'set offsets 0.3, 0.3, graph 0.05, graph 0.05'; \
-	  echo "set title \"$$metric x100\""; echo 'plot "$@.tsv" using 1:2:3:4 with yerrorlines'; \
+	  echo "set title \"$$metric x100\""; \
+	  $(if $(VALID),echo 'set key top left'; echo '$(PLOT_METRIC)$(comma) "" using 1:12 with linespoints title "validation"'; \
+	               echo 'set key off';,echo '$(PLOT_METRIC)';) \
 	  echo 'set title "ITR x100"'; echo 'plot "$@.tsv" using 1:5:6:7 with yerrorlines'; \
 	  echo 'set title "tokens (thousands)"'; echo 'plot "$@.tsv" using 1:8:9:10 with yerrorlines'; \
 	  echo 'set title "MR of its samples in the next round"'; echo 'plot "$@.tsv" using 1:11 with linespoints'; \
