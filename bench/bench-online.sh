@@ -23,7 +23,8 @@
 # HELD_N (held-out tasks, 210), VALID_N (validation tasks, 120; 0 = the last round is the
 # result), CALLS (rollout calls a round trains on, 1200), ROUNDS (3), STEPS (per round, 20), K (6), TEMP (1.5), SAMPLES
 # (forward samples per candidate, 1), TURNS (assistant turns of a state, 2), LR (3e-4), GRPO_LR
-# (LR), GROUP_GAP (GRPO's groups whose MR spread less are left out, 0), SFT_MIN (accuracy>=1), BATCH (8), ANCHOR (3), METHODS (offline online grpo), THREADS (1), WORK (a
+# (LR), GROUP_GAP (GRPO's groups whose MR spread less are left out, 0.1), SFT_MIN (accuracy>=1),
+# BATCH (8), ANCHOR (3), METHODS (offline online grpo), THREADS (1), WORK (a
 # directory to keep).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,7 @@ K=${K:-6}
 TEMP=${TEMP:-1.5}
 LR=${LR:-3e-4}
 GRPO_LR=${GRPO_LR:-$LR}
-GROUP_GAP=${GROUP_GAP:-0}
+GROUP_GAP=${GROUP_GAP:-0.1}
 BATCH=${BATCH:-8}
 ANCHOR=${ANCHOR:-3}
 SAMPLES=${SAMPLES:-1}
