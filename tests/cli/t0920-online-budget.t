@@ -5,11 +5,7 @@
 # benchmarks every policy on the validation seeds and best/policy is the round with the highest
 # validation metric, the later round on a tie; a report without the metric is refused.
 . "$(dirname "$0")/lib.sh"
-BASE="$ROOT/examples/world-base"
-{ cl-seed --list-presets 2>/dev/null | grep -q '^world' && test -f "$BASE/model.safetensors"; } ||
-    skip_all 'this build has no offline world (cl-seed --preset world, world: specs, examples/world-base)'
-S="$_top/shared"
-mkdir -p "$S"
+. "$(dirname "$0")/world-lib.sh"
 cl-seed -q --preset world --split train --limit 60 --seed 1 | cl-pairs -q --where '.task == "math"' -o "$S/states.zst" &&
 cl-seed -q --preset world --split validation --limit 30 --seed 1 | cl-pairs -q --where '.task == "math"' -o "$S/valid.zst" ||
     { echo "Bail out! cannot draw world seeds"; exit 1; }
