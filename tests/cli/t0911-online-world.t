@@ -4,11 +4,7 @@
 # tasks: one online DPO round end to end with the per-round benchmark, and a second make that
 # has nothing left to do.
 . "$(dirname "$0")/lib.sh"
-BASE="$ROOT/examples/world-base"
-{ cl-seed --list-presets 2>/dev/null | grep -q '^world' && test -f "$BASE/model.safetensors"; } ||
-    skip_all 'this build has no offline world (cl-seed --preset world, world: specs, examples/world-base)'
-S="$_top/shared"
-mkdir -p "$S"
+. "$(dirname "$0")/world-lib.sh"
 cl-seed -q --preset world --split train --limit 60 --seed 1 | cl-pairs -q --where '.task == "math"' --shard 0/2 -o "$S/states.zst" &&
 cl-seed -q --preset world --split test --limit 40 --seed 2 | cl-pairs -q --where '.task == "math"' --shard 0/2 -o "$S/held.zst" ||
     { echo "Bail out! cannot draw world seeds"; exit 1; }
