@@ -164,10 +164,10 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
     {                                                                                                          \
         const int L = LANES_##ISA;                                                                             \
         int kv = in - in % L;                                                                                  \
-        vec_##ISA acc[TR_##ISA * TO_##ISA];                                                      \
+        vec_##ISA acc[TR_##ISA * TO_##ISA];                                                                    \
         UNROLL for (int i = 0; i < R * C; i++) acc[i] = zero_##ISA();                                         \
         for (int k = 0; k < kv; k += L) {                                                                      \
-            vec_##ISA wv[TR_##ISA * TO_##ISA];                                                              \
+            vec_##ISA wv[TR_##ISA * TO_##ISA];                                                                 \
             UNROLL for (int c = 0; c < C; c++) wv[c] = SUF##_##ISA(w, (size_t)(o + c * os) * ldw + (size_t)k); \
             if (pf)                                                                                            \
                 UNROLL for (int c = 0; c < C; c++) __builtin_prefetch(                                         \
@@ -177,7 +177,7 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
                 UNROLL for (int c = 0; c < C; c++) acc[r * C + c] = fma_##ISA(wv[c], xv, acc[r * C + c]);     \
             }                                                                                                  \
         }                                                                                                      \
-        float s[TR_##ISA * TO_##ISA];                                                             \
+        float s[TR_##ISA * TO_##ISA];                                                                          \
         fold_##ISA(acc, R * C, s);                                                                             \
         for (int r = 0; r < R; r++)                                                                            \
             for (int c = 0; c < C; c++)                                                                        \
