@@ -285,13 +285,9 @@ static void rows_attention(cl_batch *b, int l, int n, int maxlen)
                 }
                 double sum = 0;
                 for (int s = 0; s <= upto; s++) sum += sc[s] = (float)exp((double)(sc[s] - mx));
-                float *o = b->y + (size_t)i * qd + (size_t)h * hd, inv = (float)(1.0 / sum);
-                memset(o, 0, sizeof(float) * (size_t)hd);
-                for (int s = 0; s <= upto; s++) {
-                    const float *vs = vc + (size_t)s * kd + (size_t)kh * hd;
-                    float w = sc[s] * inv;
-                    for (int j = 0; j < hd; j++) o[j] += w * vs[j];
-                }
+                float inv = (float)(1.0 / sum);
+                for (int s = 0; s <= upto; s++) sc[s] *= inv;
+                cl_linear_mix(b->y + (size_t)i * qd + (size_t)h * hd, sc, vc + (size_t)kh * hd, (size_t)kd, upto + 1, hd);
             }
         free(sc);
     }

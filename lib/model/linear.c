@@ -70,6 +70,8 @@ typedef __m512 vec_avx512;
 #define UNROLL _Pragma("GCC unroll 24")
 
 TGT_avx2 INLINE __m256 zero_avx2(void) { return _mm256_setzero_ps(); }
+TGT_avx2 INLINE __m256 set1_avx2(float a) { return _mm256_set1_ps(a); }
+TGT_avx2 INLINE void store_avx2(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
 TGT_avx2 INLINE __m256 loadx_avx2(const float *p) { return _mm256_loadu_ps(p); }
 TGT_avx2 INLINE __m256 fma_avx2(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 TGT_avx2 INLINE __m256 F32_avx2(const void *w, size_t i) { return _mm256_loadu_ps((const float *)w + i); }
@@ -93,6 +95,8 @@ TGT_avx2 INLINE void fold_avx2(const __m256 *v, int n, float *s)
 }
 
 TGT_avx512 INLINE __m512 zero_avx512(void) { return _mm512_setzero_ps(); }
+TGT_avx512 INLINE __m512 set1_avx512(float a) { return _mm512_set1_ps(a); }
+TGT_avx512 INLINE void store_avx512(float *p, __m512 v) { _mm512_storeu_ps(p, v); }
 TGT_avx512 INLINE __m512 loadx_avx512(const float *p) { return _mm512_loadu_ps(p); }
 TGT_avx512 INLINE __m512 fma_avx512(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 TGT_avx512 INLINE __m512 F32_avx512(const void *w, size_t i) { return _mm512_loadu_ps((const float *)w + i); }
@@ -151,7 +155,7 @@ static inline float finish(float s, const float *x, const void *w, cl_dtype dt, 
 typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t ldw, const float *b, int in,
                      int o, int pf, int os);
 
-/* R rows x C outputs (R <= TR, C <= TO or 4, constants once inlined): per k block, the C
+/* R rows x C outputs (R x C <= TR x TO, constants once inlined): per k block, the C
  * weight vectors are loaded once and serve all R rows.  Rows of x are `in` apart, those of w
  * ldw; the tile's outputs are o, o + os, ...  pf: also prefetch the next tile's weights. */
 #define TILES(ISA, SUF)                                                                                        \
@@ -160,10 +164,10 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
     {                                                                                                          \
         const int L = LANES_##ISA;                                                                             \
         int kv = in - in % L;                                                                                  \
-        vec_##ISA acc[TR_##ISA * (TO_##ISA > 4 ? TO_##ISA : 4)];                                              \
+        vec_##ISA acc[TR_##ISA * TO_##ISA];                                                                    \
         UNROLL for (int i = 0; i < R * C; i++) acc[i] = zero_##ISA();                                         \
         for (int k = 0; k < kv; k += L) {                                                                      \
-            vec_##ISA wv[TO_##ISA > 4 ? TO_##ISA : 4];                                                         \
+            vec_##ISA wv[TR_##ISA * TO_##ISA];                                                                 \
             UNROLL for (int c = 0; c < C; c++) wv[c] = SUF##_##ISA(w, (size_t)(o + c * os) * ldw + (size_t)k); \
             if (pf)                                                                                            \
                 UNROLL for (int c = 0; c < C; c++) __builtin_prefetch(                                         \
@@ -173,7 +177,7 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
                 UNROLL for (int c = 0; c < C; c++) acc[r * C + c] = fma_##ISA(wv[c], xv, acc[r * C + c]);     \
             }                                                                                                  \
         }                                                                                                      \
-        float s[TR_##ISA * (TO_##ISA > 4 ? TO_##ISA : 4)];                                                     \
+        float s[TR_##ISA * TO_##ISA];                                                                          \
         fold_##ISA(acc, R * C, s);                                                                             \
         for (int r = 0; r < R; r++)                                                                            \
             for (int c = 0; c < C; c++)                                                                        \
@@ -226,9 +230,26 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
         tile_##SUF##_##ISA(R, C, out, ldo, x, w, ldw, b, in, o, pf, os);                                       \
     }
 
+/* out [d] = sum over s in order of p[s] * v[s * ldv + :d]: attention's weighted values, each
+ * element one FMA chain over the positions (the lanes past whole vectors: the same chain, scalar) */
+#define MIX(ISA)                                                                                               \
+    TGT_##ISA static void mix_##ISA(float *out, const float *p, const float *v, size_t ldv, int n, int d)     \
+    {                                                                                                          \
+        const int L = LANES_##ISA;                                                                             \
+        int j = 0;                                                                                             \
+        for (; j + 4 * L <= d; j += 4 * L) mix_block_##ISA(4, out + j, p, v + j, ldv, n);                     \
+        for (; j + L <= d; j += L) mix_block_##ISA(1, out + j, p, v + j, ldv, n);                              \
+        for (; j < d; j++) {                                                                                   \
+            float o = 0;                                                                                       \
+            for (int s = 0; s < n; s++) o = fmaf(p[s], v[(size_t)s * ldv + (size_t)j], o);                    \
+            out[j] = o;                                                                                        \
+        }                                                                                                      \
+    }
 #define KERNEL(ISA)                                                                                            \
     TILES(ISA, F32)                                                                                            \
     TILES(ISA, BF16)                                                                                           \
+    /* one row x TR x TO outputs: attention's scores (short k) folded all in one tree */                    \
+    TILE(ISA, F32, sN, 1, TR_##ISA * TO_##ISA)                                                                 \
     static void rows_##ISA(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m,      \
                            int in, int o0, int o1, int ldo)                                                    \
     {                                                                                                          \
@@ -240,11 +261,27 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
     /* one row, output o's weights at w + o * ldw */                                                         \
     static void strided_##ISA(float *out, const float *x, const float *w, size_t ldw, int in, int n)           \
     {                                                                                                          \
-        for (int o = 0; o < n; o++) c1_F32_##ISA(out, 0, x, w, ldw, NULL, in, o, 0, 1);                       \
-    }
+        int o = 0;                                                                                             \
+        for (; o + TR_##ISA * TO_##ISA <= n; o += TR_##ISA * TO_##ISA)                                         \
+            sN_F32_##ISA(out, 0, x, w, ldw, NULL, in, o, 0, 1);                                                \
+        for (; o < n; o++) c1_F32_##ISA(out, 0, x, w, ldw, NULL, in, o, 0, 1);                                \
+    }                                                                                                          \
+    TGT_##ISA INLINE void mix_block_##ISA(int B, float *out, const float *p, const float *v, size_t ldv, int n) \
+    {                                                                                                          \
+        vec_##ISA acc[4];                                                                                      \
+        UNROLL for (int i = 0; i < B; i++) acc[i] = zero_##ISA();                                             \
+        for (int s = 0; s < n; s++) {                                                                          \
+            vec_##ISA ps = set1_##ISA(p[s]);                                                                   \
+            UNROLL for (int i = 0; i < B; i++)                                                                 \
+                acc[i] = fma_##ISA(ps, loadx_##ISA(v + (size_t)s * ldv + (size_t)(i * LANES_##ISA)), acc[i]);  \
+        }                                                                                                      \
+        UNROLL for (int i = 0; i < B; i++) store_##ISA(out + i * LANES_##ISA, acc[i]);                        \
+    }                                                                                                          \
+    MIX(ISA)
 KERNEL(avx2)
 KERNEL(avx512)
 #undef KERNEL
+#undef MIX
 #undef TILES
 #undef TILE
 #endif
@@ -287,6 +324,7 @@ typedef struct kernels {
     const char *name;
     void (*rows)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
     void (*strided)(float *, const float *, const float *, size_t, int, int);
+    void (*mix)(float *, const float *, const float *, size_t, int, int);
     int (*argmax)(const float *, int);
 } kernels;
 
@@ -295,12 +333,21 @@ static void strided_scalar(float *out, const float *x, const float *w, size_t ld
     for (int o = 0; o < n; o++) out[o] = dot_scalar(x, w + (size_t)o * ldw, CL_F32, 0, in);
 }
 
+static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, int n, int d)
+{
+    for (int j = 0; j < d; j++) {
+        float o = 0;
+        for (int s = 0; s < n; s++) o += p[s] * v[(size_t)s * ldv + (size_t)j];
+        out[j] = o;
+    }
+}
+
 static const kernels *pick(void)
 {
-    static const kernels scalar = {"scalar", rows_scalar, strided_scalar, argmax_scalar};
+    static const kernels scalar = {"scalar", rows_scalar, strided_scalar, mix_scalar, argmax_scalar};
 #ifdef HAVE_X86
-    static const kernels k512 = {"avx512", rows_avx512, strided_avx512, argmax_avx2},
-                         k2 = {"avx2", rows_avx2, strided_avx2, argmax_avx2};
+    static const kernels k512 = {"avx512", rows_avx512, strided_avx512, mix_avx512, argmax_avx2},
+                         k2 = {"avx2", rows_avx2, strided_avx2, mix_avx2, argmax_avx2};
     const char *force = getenv("CL_SIMD");
     force = force && *force ? force : "auto";
     int auto_ = strcmp(force, "auto") == 0, fma = __builtin_cpu_supports("fma");
@@ -336,6 +383,11 @@ void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, cons
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n)
 {
     pick()->strided(out, x, w, ldw, in, n);
+}
+
+void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d)
+{
+    pick()->mix(out, p, v, ldv, n, d);
 }
 
 int cl_argmax(const float *v, int n) { return pick()->argmax(v, n); }

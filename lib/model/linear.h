@@ -33,6 +33,10 @@ void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, cons
  * cache whose rows are strided.  The order of each dot product is the one above, one thread. */
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
 
+/* out [d] = sum over s = 0..n-1, in order, of p[s] * v[s * ldv + :d] (fp32): attention's
+ * weighted sum of the cached values, one thread. */
+void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d);
+
 /* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger
  * than v[0]): greedy sampling's scan of the vocabulary. */
 int cl_argmax(const float *v, int n);
