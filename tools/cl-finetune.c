@@ -20,7 +20,7 @@ enum {
     O_EVAL_SPLIT, O_EVAL_EVERY, O_ANCHOR, O_ANCHOR_W, O_FULL, O_LORA, O_BF16, O_LR, O_WD, O_B1, O_B2, O_EPS,
     O_CLIP, O_SCHED, O_WARMUP_RATIO, O_WARMUP_STEPS, O_EPOCHS, O_MAX_STEPS, O_BATCH, O_ACCUM, O_MAX_LEN,
     O_MAX_PROMPT, O_PACKING, O_BETA, O_LOSS, O_SMOOTH, O_RPO, O_SAVE_EVERY, O_KEEP, O_LOG_EVERY, O_MERGE,
-    O_GGUF, O_GGUF_TYPE, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_OPT_FROM
+    O_GGUF, O_GGUF_TYPE, O_CHAT, O_PRESET, O_DEVICE, O_RECOMPUTE, O_GRPO, O_CLIP_RATIO, O_KL_COEF, O_ADV_NORM, O_OPT_FROM
 };
 
 static const struct option opts[] = {
@@ -29,6 +29,7 @@ static const struct option opts[] = {
     {"grpo", required_argument, 0, O_GRPO},
     {"clip-ratio", required_argument, 0, O_CLIP_RATIO},
     {"kl-coef", required_argument, 0, O_KL_COEF},
+    {"adv-norm", required_argument, 0, O_ADV_NORM},
     {"model", required_argument, 0, O_MODEL},
     {"init", required_argument, 0, O_INIT},
     {"tokenizer", required_argument, 0, O_TOKENIZER},
@@ -124,6 +125,7 @@ static const char help[] =
     "  GRPO:\n"
     "      --clip-ratio X      clip the policy ratio to [1-X, 1+X] (default 0.2)\n"
     "      --kl-coef X         weight of the k3 KL to the reference, 0 = none (default 0.001)\n"
+    "      --adv-norm std|mean advantages (r-mean)/std per group (verl's default) or r-mean\n"
     "  Evaluation, checkpoints, outputs:\n"
     "      --eval FILE         held-out rows of the same kind\n"
     "      --eval-split X      hold out this fraction of the data instead\n"
@@ -249,6 +251,11 @@ static int on_opt(void *vp, int opt, const char *arg, cl_err *e)
         o->grpo.clip_high = o->grpo.clip_low;
         break;
     case O_KL_COEF: rc = cl_parse_double(arg, 0, 1e6, "--kl-coef", &o->grpo.kl_coef, e); break;
+    case O_ADV_NORM:
+        if (strcmp(arg, "std") && strcmp(arg, "mean"))
+            rc = cl_err_set(e, CL_EXIT_USAGE, "--adv-norm: unknown value '%s' (std, mean)", arg);
+        o->grpo.adv_mean_only = !strcmp(arg, "mean");
+        break;
     case O_MODEL: o->model_dir = arg; break;
     case O_INIT: o->init_config = arg; break;
     case O_TOKENIZER: o->tokenizer = arg; break;

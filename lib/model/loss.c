@@ -106,7 +106,7 @@ double cl_dpo_loss(const cl_dpo_config *c, int npairs, const double *pol_c, cons
     return mt.loss;
 }
 
-void cl_grpo_advantages(const double *r, int n, double eps, double *adv)
+void cl_grpo_advantages(const cl_grpo_config *c, const double *r, int n, double *adv)
 {
     double mean = 0, sd = 1;
     if (n > 1) {
@@ -116,7 +116,8 @@ void cl_grpo_advantages(const double *r, int n, double eps, double *adv)
         for (int i = 0; i < n; i++) ss += (r[i] - mean) * (r[i] - mean);
         sd = sqrt(ss / (n - 1));
     }
-    for (int i = 0; i < n; i++) adv[i] = (r[i] - mean) / (sd + eps);
+    double div = c->adv_mean_only ? 1 : sd + c->adv_eps;
+    for (int i = 0; i < n; i++) adv[i] = (r[i] - mean) / div;
 }
 
 static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }

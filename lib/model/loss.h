@@ -59,13 +59,16 @@ typedef struct cl_grpo_config {
                                   * -A * clip_c (verl's clip_ratio_c, 3); <= 1 turns it off */
     double kl_coef;              /* weight of the k3 KL to the reference (verl's kl_loss_coef) */
     double adv_eps;              /* added to the group's std (1e-6) */
+    int adv_mean_only;           /* advantages r - mean, not divided by the std (verl's
+                                  * norm_adv_by_std_in_grpo=False, Dr. GRPO): a group whose
+                                  * rewards differ a little then weighs a little */
 } cl_grpo_config;
 
 /* Group-normalised advantages of one group of n rewards, as verl's
  * compute_grpo_outcome_advantage: adv = (r - mean) / (std + eps) with the SAMPLE standard
  * deviation (n - 1 in the denominator, torch.std's default); a group of one has mean 0 and
- * std 1.  Equal rewards give zero advantages. */
-void cl_grpo_advantages(const double *r, int n, double eps, double *adv);
+ * std 1.  With c->adv_mean_only, adv = r - mean.  Equal rewards give zero advantages. */
+void cl_grpo_advantages(const cl_grpo_config *c, const double *r, int n, double *adv);
 
 typedef struct cl_grpo_metrics {  /* each already divided by the norm, so micro-batches add up */
     double pg_loss, kl, clipfrac;

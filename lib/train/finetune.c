@@ -517,7 +517,7 @@ static int load_data(run *r, cl_ft_data *d, const char *path, cl_ft_kind kind, c
 {
     cl_ft_data_opts dopt = {.kind = kind, .format = r->fm.format, .max_len = r->o->max_len,
                             .max_prompt_len = r->o->max_prompt_len};
-    if (kind == CL_FT_GRPO ? cl_ft_grpo_load(d, &r->grpo, path, r->fm.tok, &dopt, r->o->grpo.adv_eps, e)
+    if (kind == CL_FT_GRPO ? cl_ft_grpo_load(d, &r->grpo, path, r->fm.tok, &dopt, &r->o->grpo, e)
                            : cl_ft_data_load(d, path, r->fm.tok, &dopt, e))
         return -1;
     if (kind == CL_FT_GRPO)

@@ -75,7 +75,7 @@ static int push_reply(cl_ft_data *d, cl_ft_grpo *g, cl_ft_example *ex, double ad
 
 /* One row: its replies rendered, advantaged and appended.  -1 with e naming the field. */
 static int grpo_row(cl_ft_data *d, cl_ft_grpo *g, const jv *row, cl_tokenizer *tok, const cl_ft_data_opts *o,
-                    double adv_eps, cl_err *e)
+                    const cl_grpo_config *gc, cl_err *e)
 {
     if (jv_get_kind(*row) != JV_KIND_OBJECT) return cl_err_set(e, CL_EXIT_DATAERR, "a row must be a JSON object");
     jv comps = cl_json_get(row, "completions");
@@ -98,7 +98,7 @@ static int grpo_row(cl_ft_data *d, cl_ft_grpo *g, const jv *row, cl_tokenizer *t
     if (!rc) {
         adv = malloc(sizeof(double) * (size_t)k);
         if (!adv) abort();
-        cl_grpo_advantages(rw, k, adv_eps, adv);
+        cl_grpo_advantages(gc, rw, k, adv);
         int flat = k > 1;
         for (int i = 1; i < k; i++) flat &= rw[i] == rw[0];
         g->flat_groups += flat;
@@ -145,7 +145,7 @@ static int grpo_row(cl_ft_data *d, cl_ft_grpo *g, const jv *row, cl_tokenizer *t
 }
 
 int cl_ft_grpo_load(cl_ft_data *d, cl_ft_grpo *g, const char *path, cl_tokenizer *tok, const cl_ft_data_opts *o,
-                    double adv_eps, cl_err *e)
+                    const cl_grpo_config *gc, cl_err *e)
 {
     cl_reader *r = cl_reader_open(path, e);
     if (!r) return -1;
@@ -159,7 +159,7 @@ int cl_ft_grpo_load(cl_ft_data *d, cl_ft_grpo *g, const char *path, cl_tokenizer
         g->groups++;
         jv row = cl_json_parse(line.text, line.len);
         cl_err re = {0};
-        st = jv_is_valid(row) ? grpo_row(d, g, &row, tok, o, adv_eps, &re) : cl_err_set(&re, CL_EXIT_DATAERR, "not valid JSON");
+        st = jv_is_valid(row) ? grpo_row(d, g, &row, tok, o, gc, &re) : cl_err_set(&re, CL_EXIT_DATAERR, "not valid JSON");
         jv_free(row);
         if (st) {
             cl_err_set(e, re.code ? re.code : CL_EXIT_DATAERR, "%s:%llu: %s", cl_reader_name(r),

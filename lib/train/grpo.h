@@ -29,7 +29,7 @@ typedef struct cl_ft_grpo {
 /* Reads every row of path into *d (one SFT-kind example per reply; d->kind CL_FT_GRPO) and *g.
  * A malformed row is CL_EXIT_DATAERR naming file:line and the field. */
 int cl_ft_grpo_load(cl_ft_data *d, cl_ft_grpo *g, const char *path, cl_tokenizer *tok, const cl_ft_data_opts *o,
-                    double adv_eps, cl_err *e);
+                    const cl_grpo_config *gc, cl_err *e);
 void cl_ft_grpo_free(cl_ft_grpo *g);
 
 /* Per-token values of examples idx[0..n) (laid out in bt by cl_ft_batch_build) between example

@@ -36,6 +36,18 @@ test_expect 'a group with equal rewards has zero advantages: no gradient at all,
     jq -s -e "length == 3 and all(.[]; .grad_norm == 0 and .pg_loss == 0 and .kl == 0)" r/metrics.jsonl &&
     grep -q "8 groups with equal rewards train only the KL term" err
 '
+test_expect '--adv-norm mean: a group 0.02 apart moves the policy 1/50 as much as one 1 apart; std: as much' '
+    jq -c ".rewards = [0.51, 0.49]" "$S/groups.jsonl" >close.jsonl &&
+    grpo --grpo "$S/groups.jsonl" --max-steps 1 --run far-mean --adv-norm mean &&
+    grpo --grpo close.jsonl --max-steps 1 --run close-mean --adv-norm mean &&
+    grpo --grpo "$S/groups.jsonl" --max-steps 1 --run far-std &&
+    grpo --grpo close.jsonl --max-steps 1 --run close-std &&
+    jq -s -e "(.[1].grad_norm / .[0].grad_norm - 0.02 | fabs) < 1e-4 and
+              (.[3].grad_norm / .[2].grad_norm - 1 | fabs) < 1e-3" \
+        far-mean/metrics.jsonl close-mean/metrics.jsonl far-std/metrics.jsonl close-std/metrics.jsonl &&
+    { grpo --grpo close.jsonl --max-steps 1 --run bad --adv-norm median 2>err; test $? = 2; } &&
+    grep -q "adv-norm: unknown value .median. (std, mean)" err
+'
 test_expect 'the reference log-probs are cached per token beside the run; --kl-coef 0 computes none' '
     grpo --grpo "$S/groups.jsonl" --max-steps 1 --run r 2>err &&
     test "$(head -c 8 r/ref-token-logps.bin)" = CLFTGRF1 &&

@@ -221,9 +221,9 @@ static void first_grpo_step_matches_torch(const char *file)
     }
     double rw[4], adv[4];
     for (int i = 0; i < 4; i++) rw[i] = clfx_val(f.fx, "grpo_rewards", (uint32_t)i);
-    cl_grpo_advantages(rw, 4, 1e-6, adv);
-    for (int i = 0; i < 4; i++) EXPECT_CLOSE(fabs(adv[i] - clfx_val(f.fx, "grpo_adv", (uint32_t)i)), 1e-12, "advantage");
     cl_grpo_config c = {.clip_low = 0.2, .clip_high = 0.2, .clip_c = 3, .kl_coef = 0.1, .adv_eps = 1e-6};
+    cl_grpo_advantages(&c, rw, 4, adv);
+    for (int i = 0; i < 4; i++) EXPECT_CLOSE(fabs(adv[i] - clfx_val(f.fx, "grpo_adv", (uint32_t)i)), 1e-12, "advantage");
     cl_ft_grpo_out out;
     cl_llama_zero_grad(f.m);
     f.m->training = 1;
@@ -266,14 +266,23 @@ static void equal_rewards_give_zero_advantages_and_only_the_kl_term(void **s)
 {
     (void)s;
     double same[4] = {0.7, 0.7, 0.7, 0.7}, two[2] = {1, 0}, one = 0.5, adv[4];
-    cl_grpo_advantages(same, 4, 1e-6, adv);
+    cl_grpo_config by_std = {.adv_eps = 1e-6}, no_eps = {0}, mean_only = {.adv_eps = 1e-6, .adv_mean_only = 1};
+    cl_grpo_advantages(&by_std, same, 4, adv);
+    for (int i = 0; i < 4; i++) assert_true(adv[i] == 0.0);
+    cl_grpo_advantages(&mean_only, same, 4, adv);
     for (int i = 0; i < 4; i++) assert_true(adv[i] == 0.0);
     /* sample std of {1, 0} is 1/sqrt(2): advantages +-1/sqrt(2) */
-    cl_grpo_advantages(two, 2, 0, adv);
+    cl_grpo_advantages(&no_eps, two, 2, adv);
     assert_true(fabs(adv[0] - sqrt(0.5)) < 1e-15 && fabs(adv[1] + sqrt(0.5)) < 1e-15);
     /* a group of one: mean 0, std 1 (verl) */
-    cl_grpo_advantages(&one, 1, 1e-6, adv);
+    cl_grpo_advantages(&by_std, &one, 1, adv);
     assert_true(fabs(adv[0] - 0.5 / (1 + 1e-6)) < 1e-15);
+    /* without the std, a group that differs by 0.01 weighs 0.01, not as much as one of 0 and 1 */
+    double small[2] = {0.30, 0.29};
+    cl_grpo_advantages(&mean_only, small, 2, adv);
+    assert_true(fabs(adv[0] - 0.005) < 1e-12 && fabs(adv[1] + 0.005) < 1e-12);
+    cl_grpo_advantages(&by_std, small, 2, adv);
+    assert_true(fabs(adv[0] - sqrt(0.5)) < 1e-3);
 
     fxmodel f;
     fx_open(&f, "grpo-llama.fx");
