@@ -23,7 +23,8 @@
 # HELD_N (held-out tasks, 210), VALID_N (validation tasks, 120; 0 = the last round is the
 # result), CALLS (rollout calls a round trains on, 1200), ROUNDS (3), STEPS (per round, 20), K (6), TEMP (1.5), SAMPLES
 # (forward samples per candidate, 1), TURNS (assistant turns of a state, 2), LR (3e-4), GRPO_LR
-# (LR), GROUP_GAP (GRPO's groups whose MR spread less are left out, 0.1), SFT_MIN (accuracy>=1),
+# (LR), GROUP_GAP (GRPO's groups whose MR spread less are left out, 0.1), GRPO_FLAGS (more
+# cl-finetune flags for the GRPO runs, e.g. --adv-norm mean), SFT_MIN (accuracy>=1),
 # BATCH (8), ANCHOR (3), METHODS (offline online grpo), THREADS (1), WORK (a
 # directory to keep).
 set -eu
@@ -40,6 +41,7 @@ K=${K:-6}
 TEMP=${TEMP:-1.5}
 LR=${LR:-3e-4}
 GRPO_LR=${GRPO_LR:-$LR}
+GRPO_FLAGS=${GRPO_FLAGS:-}
 GROUP_GAP=${GROUP_GAP:-0.1}
 BATCH=${BATCH:-8}
 ANCHOR=${ANCHOR:-3}
@@ -88,7 +90,7 @@ for m in $METHODS; do
     online) run online ROUNDS="$ROUNDS" SLICES="$ROUNDS" STEPS="$STEPS" CALLS="$CALLS" ANCHOR="$ANCHOR" FT_FLAGS="$FT" \
                 HELDOUT="$w/held.zst" plot & ;;
     grpo) run grpo ROUNDS="$ROUNDS" SLICES="$ROUNDS" STEPS="$STEPS" CALLS="$CALLS" METHOD=grpo GROUP_GAP="$GROUP_GAP" \
-              FT_FLAGS="--lr $GRPO_LR --schedule constant --batch $((BATCH * K / 2)) --grad-accum 1 --max-len 256 --keep 0" & ;;
+              FT_FLAGS="--lr $GRPO_LR --schedule constant --batch $((BATCH * K / 2)) --grad-accum 1 --max-len 256 --keep 0 $GRPO_FLAGS" & ;;
     esac
     pids="$pids $!"
 done
