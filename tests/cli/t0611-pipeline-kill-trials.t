@@ -48,6 +48,21 @@ same_records() {
     zstd -dc "$1" | jq -S -c "$_strip" >_a && zstd -dc "$2" | jq -S -c "$_strip" >_b && cmp _a _b
 }
 
+# kill_run TARGET DELAY: starts the run in a session of its own in ./run, SIGKILLs the session
+# DELAY seconds after the mock has seen TARGET of its calls, and sets $before to the mock's
+# count at the start.  Fails when the run ended before the kill (it made every call): on a
+# loaded machine the delay can outlast the run's tail, and such a trial tests nothing, so the
+# caller starts over from an empty ./run (the cache lives there) with an earlier kill.
+kill_run() {
+    rm -rf run
+    before=$(calls)
+    (eval "exec setsid $ENGINE OUT=run" >kill.log 2>&1) & pid=$!
+    while [ $(( $(calls) - before )) -lt "$1" ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done
+    sleep "$2"
+    kill -KILL -$pid 2>/dev/null; wait $pid
+    [ $(( $(calls) - before )) -lt "$REF_CALLS" ]
+}
+
 t0=$(date +%s.%N)
 (cd "$S" && eval "timeout 300 $ENGINE OUT=ref") >"$S/ref.log" 2>&1 ||
     { cat "$S/ref.log"; echo "Bail out! the uninterrupted run failed"; exit 1; }
@@ -59,16 +74,15 @@ echo "# uninterrupted run: $REF_SECS s, $REF_CALLS calls"
 # Trial n kills once the mock has seen a random number (up to 90%) of the run's calls, then a
 # random delay of up to a tenth of the uninterrupted run's time (at most 300 ms), so that kills
 # land inside LLM steps and between them (renames, cat, pairs) and not after the run's end.
+# A kill that still came after the end (CI saw two in three on a loaded machine) is tried
+# again at half, then a quarter, of the target call with no delay.
 n=1
 while [ $n -le "$TRIALS" ]; do
     set -- $(awk -v s="$SEED" -v n="$n" -v c="$REF_CALLS" -v t="$REF_SECS" 'BEGIN { srand(s); for (i = 0; i < n; i++) { a = rand(); b = rand() }
         d = t / 10; if (d > 0.3) d = 0.3; printf "%d %.3f", a * c * 0.9, b * d }')
     test_expect "trial $n: SIGKILL after call $1 + $2 s, then the same command: same outputs, no call paid twice" '
-        before=$(calls)
-        (eval "exec setsid $ENGINE OUT=run" >kill.log 2>&1) & pid=$!
-        while [ $(( $(calls) - before )) -lt '"$1"' ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done
-        sleep '"$2"'
-        kill -KILL -$pid 2>/dev/null; wait $pid
+        kill_run '"$1 $2"' || { echo "the run ended before the kill; again after call $(('"$1"' / 2))"; kill_run $(('"$1"' / 2)) 0; } ||
+            { echo "the run ended before the kill; again after call $(('"$1"' / 4))"; kill_run $(('"$1"' / 4)) 0; }
         killed=$(calls) &&
         made=$(find run -name "*.zst" 2>/dev/null | wc -l) &&
         eval "timeout 300 $ENGINE OUT=run" >rerun.log 2>&1 || { cat rerun.log; false; } &&
@@ -86,9 +100,9 @@ while [ $n -le "$TRIALS" ]; do
 done
 # $S/trials: one line per trial: target call, extra delay, calls before the kill, calls of the
 # rerun, extra calls.
-test_expect "over $TRIALS trials every one was recorded, and most cut the run short" '
+test_expect "over $TRIALS trials every one was recorded, and every one cut the run short" '
     test "$(wc -l <"$S/trials")" = "$TRIALS" &&
-    awk -v ref="$REF_CALLS" -v t="$TRIALS" "\$3 < ref { cut++ } END { exit !(2 * cut >= t) }" "$S/trials"
+    awk -v ref="$REF_CALLS" -v t="$TRIALS" "\$3 < ref { cut++ } END { exit !(cut == t) }" "$S/trials"
 '
 awk -v t="$TRIALS" -v ref="$REF_CALLS" '{ if ($3 < ref) cut++; k += $3; x += $5; if ($5 > m) m = $5 }
     END { printf "# %d trials, %d killed mid-run (on average after %.0f%% of the %d calls); extra calls: %d in all, at most %d in one trial (bound %d)\n",
