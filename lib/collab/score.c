@@ -691,8 +691,8 @@ static void collect_jobs(batch *b, score_stats *st)
         }
         sandbox_result *r = &j->sr;
         if (j->metric == SCORE_PASS_RATE) {
-            st->sandbox[r->status]++;
-            st->sandbox_wall += r->wall_s;
+            st[u->rec].sandbox[r->status]++;
+            st[u->rec].sandbox_wall += r->wall_s;
         }
         if (b->errs[u->rec])
             continue;
@@ -884,16 +884,17 @@ int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char
             } else {
                 jv_free(recs[i]);
                 recs[i] = out;
-                st->units += (uint64_t)(firsts[i + 1] - firsts[i]);
+                st[i].units += (uint64_t)(firsts[i + 1] - firsts[i]);
             }
         }
         /* The corpus scores count the units of the records that are written, scored. */
         for (int i = 0; i < b.njobs; i++) {
             const job *j = &b.jobs[i];
             int k = j->metric == SCORE_BLEU ? 0 : j->metric == SCORE_BLEU_WORD ? 1 : -1;
-            if (k >= 0 && j->ran && !j->failed && !errs[b.units[j->unit].rec]) {
-                bleu_counts_add(&st->corpus[k], &j->counts);
-                st->corpus_units[k]++;
+            int r = b.units[j->unit].rec;
+            if (k >= 0 && j->ran && !j->failed && !errs[r]) {
+                bleu_counts_add(&st[r].corpus[k], &j->counts);
+                st[r].corpus_units[k]++;
             }
         }
     } else if (!cmd_broken) {
@@ -1002,7 +1003,6 @@ static void whole_one(void *ctx, int i, int worker)
 {
     flush_ctx *f = ctx;
     parse_one(ctx, i, worker);
-    f->st[i] = (score_stats){0};
     f->failed[i] = score_batch(f->solo, &f->vals[i], &f->defs[i], &f->errs[i], 1, &f->st[i],
                                &f->err[i]) != 0;
     if (!f->failed[i])
@@ -1017,23 +1017,28 @@ static int one_pass(const score_cfg *c)
     return !c->cmd && !c->rm_cmd && !(c->metrics & ~(unsigned)(SCORE_BLEU | SCORE_BLEU_WORD));
 }
 
-/* The one-pass results of a batch into st; 0, or -1 with e set by the first record whose
- * scoring failed (then no record of the batch is written, as when a whole batch fails). */
-static int gather(flush_ctx *f, int n, score_stats *st, cl_err *e)
+/* 0, or -1 with e set by the first record of a one-pass batch whose scoring failed (then no
+ * record of the batch is written, as when a whole batch fails). */
+static int first_failure(const flush_ctx *f, int n, cl_err *e)
 {
     for (int i = 0; i < n; i++)
         if (f->failed[i]) {
             *e = f->err[i];
             return -1;
         }
-    for (int i = 0; i < n; i++) {
-        st->units += f->st[i].units;
-        for (int k = 0; k < 2; k++) {
-            bleu_counts_add(&st->corpus[k], &f->st[i].corpus[k]);
-            st->corpus_units[k] += f->st[i].corpus_units[k];
-        }
-    }
     return 0;
+}
+
+static void stats_add(score_stats *to, const score_stats *from)
+{
+    to->units += from->units;
+    for (int s = 0; s < 4; s++)
+        to->sandbox[s] += from->sandbox[s];
+    to->sandbox_wall += from->sandbox_wall;
+    for (int k = 0; k < 2; k++) {
+        bleu_counts_add(&to->corpus[k], &from->corpus[k]);
+        to->corpus_units[k] += from->corpus_units[k];
+    }
 }
 
 static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
@@ -1044,12 +1049,14 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
                      f->solo, f->st, f->err, f->failed};
     int rc;
     /* Parsing, BLEU and printing only compute: threads that cannot run at once are let go. */
+    for (int i = 0; i < n; i++)
+        f->st[i] = (score_stats){0};
     if (f->solo) {
         cl_pool_for_cpu(sc->pool, n, 4, whole_one, f);
-        rc = gather(f, n, st, e);
+        rc = first_failure(f, n, e);
     } else {
         cl_pool_for_cpu(sc->pool, n, 4, parse_one, f);
-        rc = f->rc = score_batch(sc, vals, defs, errs, n, st, e);
+        rc = f->rc = score_batch(sc, vals, defs, errs, n, f->st, e);
         /* Scored records are printed in parallel too, then written in input order. */
         cl_pool_for_cpu(sc->pool, n, 4, print_one, f);
     }
@@ -1061,6 +1068,8 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
             if (cl_io_reject(io, &bad, errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0 && errs[i]) {
+            /* reported (its sandbox runs were made), or the first of those the run stops at */
+            stats_add(st, &f->st[i]);
             if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {
@@ -1070,6 +1079,8 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
                 rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             else if (cl_io_put_rec(io, &out, e) != 0)
                 rc = -1;
+            else
+                stats_add(st, &f->st[i]);
         } else {
             jv_free(vals[i]); /* jv_invalid() once printed */
         }
@@ -1153,15 +1164,15 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
     score_cfg solo = run;
     solo.pool = NULL;
     flush_ctx f = {0};
+    f.st = calloc((size_t)cap, sizeof *f.st);
     if (one_pass(sc)) {
         f.solo = &solo;
-        f.st = calloc((size_t)cap, sizeof *f.st);
         f.err = calloc((size_t)cap, sizeof *f.err);
         f.failed = calloc((size_t)cap, sizeof *f.failed);
-        if (rc == 0 && (!f.st || !f.err || !f.failed))
+        if (rc == 0 && (!f.err || !f.failed))
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     }
-    if (rc == 0 && (!p || !vals || !errs || !defs))
+    if (rc == 0 && (!p || !vals || !errs || !defs || !f.st))
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
     int got = 0;

@@ -91,7 +91,9 @@ typedef struct score_stats {
  * malloc'd message for a record already found malformed, which is then left alone.  A record
  * that cannot be scored keeps its original value and gets errs[i] (malloc'd message).
  * defs (or NULL) holds each record's deferred strings (json.h): only the BLEU texts may be
- * deferred, and the completion only when neither math nor pass_rate is asked for.
+ * deferred, and the completion only when neither math nor pass_rate is asked for.  st[i]
+ * gets record i's counts (zeroed by the caller), so that a run that stops at a failed record
+ * counts only the records written or reported before it.
  * Returns -1 with e set only for failures of the machinery itself (out of memory). */
 int score_batch(const score_cfg *c, jv *recs, const cl_json_deferred *defs, char **errs, int n,
                 score_stats *st, cl_err *e);

@@ -73,6 +73,16 @@ test_expect 'records that fail are left out of the corpus score' '
     test "$(jq -c .corpus_bleu.bleu.ngrams st.json)" = "[16,14,12,10]" &&
     test "$(jq -c .corpus_bleu.bleu.matches st.json)" = "[14,11,8,6]"
 '
+test_expect 'a run stopped by a malformed record (65) counts only the records written before it, in either path' '
+    printf "%s\n" "{\"id\":\"1\",\"completion\":\"abcdefgh\",\"messages\":[],\"extracted\":{\"document\":\"abcdefgh\"}}" \
+        "{\"id\":\"2\",\"completion\":\"abcdefgh\",\"messages\":5}" \
+        "{\"id\":\"3\",\"completion\":\"abcdefgh\",\"messages\":[],\"extracted\":{\"document\":\"abcdxxgh\"}}" >recs &&
+    for m in bleu bleu,tokens; do
+        { cl-reward -q --metric $m --tokens words --stats st.json -o out recs 2>err; test $? = 65; } &&
+        grep -q "recs:2: messages" err && test "$(zstd -dc out | wc -l)" = 1 &&
+        test "$(jq -c "[.records_out, .scored, .corpus_bleu.bleu.units]" st.json)" = "[1,1,1]" || exit 1
+    done
+'
 test_expect 'shards merge by adding counts: two halves give the whole corpus score' '
     "$PY" "$G/gen-golden.py" corpus >corpus &&
     to_records corpus >recs &&
