@@ -11,8 +11,10 @@
 # each figure is the median of REPS runs, ours and the peer's alternating.
 # Then the same engine inside the LLM loop: cl-rollout --full with local: assistant and user on
 # the 15M model, 1, 32 and 128 conversations in flight (--max-inflight).
+# The ceiling part bounds what batching can reach on this machine: one step's products at the
+# faster of OpenBLAS and our kernel, everything else free, against batch 1 in the same run.
 # Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
-# REPS (3), PARTS ("decode rollout").
+# REPS (3), PARTS ("decode ceiling rollout").
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # O: the build directory, absolute as `make bench` passes it (which has built the helpers) or
@@ -23,7 +25,7 @@ case $O in
 *) make -s -C "$ROOT" "$O/tests/model-bench-decode" "$O/tests/tok" >/dev/null && O=$ROOT/$O ;;
 esac
 BD="$O/tests/model-bench-decode"
-: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}" "${PARTS:=decode rollout}"
+: "${OMP_NUM_THREADS:=1}" "${NEW:=128}" "${REPS:=3}" "${PARTS:=decode ceiling rollout}"
 export OMP_NUM_THREADS
 W=$(mktemp -d "${TMPDIR:-/tmp}/cl-bench-local.XXXXXX")
 trap 'rm -rf "$W"' EXIT
@@ -129,6 +131,40 @@ done
 echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+case " $PARTS " in *" ceiling "*)
+# How far batching can go here: one decode step's products (every layer's weights, as a step reads
+# them) at OpenBLAS's speed or our kernel's,
+# whichever is faster, with attention, norms and sampling free, against batch 1 measured in
+# the same run (median wall tokens/s of REPS runs: at two threads on an idle machine the wall
+# rate is the one the goal names).
+rate() { sort -g -k3 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p" | cut -d' ' -f3; }
+echo
+echo "### local: the ceiling of batching ($(date -u +%Y-%m-%d), OMP_NUM_THREADS=$OMP_NUM_THREADS," \
+     "load before $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+echo "| model | batch | MFLOP / token (products) | OpenBLAS ms / step | ours ms / step | ceiling tokens/s | batch 1 tokens/s | ceiling / batch 1 | batch B tokens/s | measured / batch 1 |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+for m in m15 m110; do
+    n=$NEW; [ $m = m110 ] && n=$((NEW / 2))
+    rm -f "$W"/c.*
+    for rep in $(seq "$REPS"); do
+        measure c.one ours "$W/$m" --new "$n"
+        for batch in 32 128; do measure "c.b$batch" ours "$W/$m" --batch "$batch" --new $((n / 4)); done
+    done
+    one=$(rate "$W/c.one")
+    for batch in 32 128; do
+        set -- $("$BD" ceiling "$W/$m" --batch "$batch")
+        [ "$2" = openblas ] || { echo "SKIP: the ceiling needs the OpenBLAS backend (this build: $2)"; break 2; }
+        got=$(rate "$W/c.b$batch")
+        awk -v m=$m -v b="$batch" -v f="$1" -v g="$3" -v o="$4" -v one="$one" -v got="$got" 'BEGIN {
+            best = g < o ? g : o; c = b / best
+            printf "| %s f32 | %d | %.1f | %.2f | %.2f | %.0f | %.0f | %.2f | %.0f | %.2f |\n",
+                   m, b, f / 1e6, 1000 * g, 1000 * o, c, one, c / one, got, got / one }'
+    done
+done
+echo
+echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
+;; esac
 case " $PARTS " in *" rollout "*) ;; *) exit 0 ;; esac
 echo
 echo "### local: inside cl-rollout --full (15M model, assistant and user local:, 2 turns, 32+16 tokens per reply;" \

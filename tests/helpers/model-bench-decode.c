@@ -10,7 +10,16 @@
  *                         one-thread run is the figure that does not depend on the load
  *   model-bench-decode bandwidth                    read bandwidth: GB/s summing 1 GiB, timed
  *                         by CPU time (per thread: on a shared machine the wall clock also
- *                         counts the time other processes held the CPU) */
+ *                         counts the time other processes held the CPU)
+ *   model-bench-decode ceiling DIR [--batch B]
+ *                         the products of one decode step of B rows (every projection of every
+ *                         layer, the head, on the model's own fp32 weights) through cl_gemm's
+ *                         backend (OpenBLAS unless built with BLAS=none) and through the
+ *                         engine's batch-invariant kernel, the best of 10 wall-clock timings
+ *                         each; prints "flop_per_token backend backend_step_s ours_step_s":
+ *                         B / backend_step_s bounds the batched rate of any engine whose
+ *                         products run no faster than the backend's, attention and sampling
+ *                         free */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +27,7 @@
 
 #include "bench-util.h"
 #include "model/engine.h"
+#include "model/gemm.h"
 #include "model/linear.h"
 #include "model/weights.h"
 #include "train/modelio.h"
@@ -43,13 +53,6 @@ static int cmd_init(const char *cfg, const char *tok, const char *dir)
         return die(&e);
     cl_ft_model_free(&fm);
     return 0;
-}
-
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int never_stop(void *ctx, int token, const float *logits)
@@ -79,10 +82,10 @@ static int cmd_run(const char *dir, cl_dtype dt, int batch, int n_new)
     }
     cl_batch_step(b); /* the 1-token prompts: a decode-shaped step, untimed (first touch) */
     long before = made;
-    double t0 = bench_now(), c0 = cpu_now();
+    double t0 = bench_now(), c0 = bench_cpu_now();
     while (cl_batch_busy(b))
         cl_batch_step(b);
-    double dt_s = bench_now() - t0, cpu = cpu_now() - c0;
+    double dt_s = bench_now() - t0, cpu = bench_cpu_now() - c0;
     printf("%ld %.4f %.2f %s %.4f\n", made - before, dt_s, (double)(made - before) / dt_s, cl_linear_isa(), cpu);
     cl_batch_free(b);
     cl_ft_model_free(&fm);
@@ -101,16 +104,68 @@ static int cmd_bandwidth(void)
     for (size_t i = 0; i < n; i++) a[i] = (float)(i & 7);
     double best = 1e9, sum = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = cpu_now();
+        double t0 = bench_cpu_now();
         float s = 0;
 #pragma omp parallel for simd reduction(+ : s)
         for (size_t i = 0; i < n; i++) s += a[i];
-        double t = (cpu_now() - t0) / omp_get_max_threads();
+        double t = (bench_cpu_now() - t0) / omp_get_max_threads();
         sum += s;
         best = t < best ? t : best;
     }
     printf("%.2f\n", (double)n * sizeof *a / best / 1e9 + 0 * sum);
     free(a);
+    return 0;
+}
+
+/* out = x w^T for w [out][in] (fp32), batch rows: the engine's kernel or cl_gemm's backend. */
+static void product(int ours, const cl_tensor *w, const float *x, float *out, int batch)
+{
+    int o = w->shape[0], in = w->shape[1];
+    if (ours)
+        cl_linear_rows(out, x, w->data, CL_F32, NULL, batch, in, o);
+    else
+        cl_gemm(CL_N, CL_T, batch, o, in, 1.0f, x, in, w->data, in, 0.0f, out, o);
+}
+
+/* The best of 10 wall-clock timings (after one that warms the threads) of one step's products:
+ * every projection of every layer, then the head, each layer's weights read as a real step
+ * reads them (from memory, when the model is larger than the caches). */
+static double step_seconds(int ours, const cl_llama *m, const float *x, float *out, int batch)
+{
+    double best = 1e9;
+    for (int rep = 0; rep < 11; rep++) {
+        double t0 = bench_now();
+        for (int l = 0; l < m->cfg.layers; l++)
+            for (int p = 0; p < CL_NPROJ; p++) product(ours, m->layers[l].proj[p].w, x, out, batch);
+        product(ours, m->lm_head, x, out, batch);
+        double t = bench_now() - t0;
+        if (rep > 0 && t < best)
+            best = t;
+    }
+    return best;
+}
+
+static int cmd_ceiling(const char *dir, int batch)
+{
+    cl_err e = {0};
+    cl_ft_model fm;
+    if (cl_ft_model_load(&fm, dir, CL_F32, 0, &e))
+        return die(&e);
+    const cl_llama *m = fm.m;
+    const cl_llama_config *c = &m->cfg;
+    size_t widest = (size_t)(c->vocab > c->inter ? c->vocab : c->inter);
+    float *x = malloc(sizeof(float) * (size_t)batch * widest), *out = malloc(sizeof(float) * (size_t)batch * widest);
+    if (!x || !out)
+        return 70;
+    for (size_t i = 0; i < (size_t)batch * widest; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    double flop = 2.0 * (double)m->lm_head->numel;
+    for (int l = 0; l < c->layers; l++)
+        for (int p = 0; p < CL_NPROJ; p++) flop += 2.0 * (double)m->layers[l].proj[p].w->numel;
+    printf("%.0f %s %.6f %.6f\n", flop, cl_gemm_backend_name(), step_seconds(0, m, x, out, batch),
+           step_seconds(1, m, x, out, batch));
+    free(x);
+    free(out);
+    cl_ft_model_free(&fm);
     return 0;
 }
 
@@ -120,6 +175,8 @@ int main(int argc, char **argv)
         return cmd_init(argv[2], argv[3], argv[4]);
     if (argc == 2 && strcmp(argv[1], "bandwidth") == 0)
         return cmd_bandwidth();
+    if ((argc == 3 || (argc == 5 && strcmp(argv[3], "--batch") == 0)) && strcmp(argv[1], "ceiling") == 0)
+        return cmd_ceiling(argv[2], argc == 5 ? atoi(argv[4]) : 32);
     if (argc >= 3 && strcmp(argv[1], "run") == 0) {
         cl_dtype dt = CL_F32;
         int batch = 1, n_new = 128;
@@ -134,6 +191,6 @@ int main(int argc, char **argv)
         return cmd_run(argv[2], dt, batch, n_new);
     }
     fprintf(stderr, "usage: model-bench-decode init CONFIG TOKENIZER DIR | run DIR [--bf16] [--batch B] "
-                    "[--new N] | bandwidth\n");
+                    "[--new N] | bandwidth | ceiling DIR [--batch B]\n");
     return 2;
 }
