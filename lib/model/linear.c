@@ -157,7 +157,9 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
 
 /* R rows x C outputs (R x C <= TR x TO, constants once inlined): per k block, the C
  * weight vectors are loaded once and serve all R rows.  Rows of x are `in` apart, those of w
- * ldw; the tile's outputs are o, o + os, ...  pf: also prefetch the next tile's weights. */
+ * ldw; the tile's outputs are o, o + os, ...  pf: also prefetch the next tile's weights, into
+ * L2: the L1 hint, which brings a tile's 4-12 KB into the 32 KB L1 during one row tile, made a
+ * step's products 5-14% slower (A/B in BENCHMARKS.md). */
 #define TILES(ISA, SUF)                                                                                        \
     TGT_##ISA INLINE void tile_##SUF##_##ISA(int R, int C, float *out, int ldo, const float *x, const void *w,  \
                                              size_t ldw, const float *b, int in, int o, int pf, int os)        \
@@ -171,7 +173,8 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
             UNROLL for (int c = 0; c < C; c++) wv[c] = SUF##_##ISA(w, (size_t)(o + c * os) * ldw + (size_t)k); \
             if (pf)                                                                                            \
                 UNROLL for (int c = 0; c < C; c++) __builtin_prefetch(                                         \
-                    (const char *)w + ((size_t)(o + (C + c) * os) * ldw + (size_t)k) * (CL_##SUF == CL_BF16 ? 2 : 4)); \
+                    (const char *)w + ((size_t)(o + (C + c) * os) * ldw + (size_t)k) * (CL_##SUF == CL_BF16 ? 2 : 4), \
+                    0, 2);                                                                                     \
             UNROLL for (int r = 0; r < R; r++) {                                                               \
                 vec_##ISA xv = loadx_##ISA(x + (size_t)r * in + k);                                            \
                 UNROLL for (int c = 0; c < C; c++) acc[r * C + c] = fma_##ISA(wv[c], xv, acc[r * C + c]);     \
@@ -197,7 +200,8 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
      * follow long streams; four outputs of adjacent rows would be four short ones) and four     \
      * FMA chains run.  More rows: blocks of 32 (their activations stay in L2 while the block's  \
      * weights are read once per block), each block in tiles of TR rows x TO outputs, the first \
-     * row tile of each prefetching the next tile's weights. */                                  \
+     * row tile of each prefetching the next tile's weights, past o1 too (ldo is the matrix's    \
+     * width: the thread's next block of outputs starts there). */                               \
     TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
                                              int in, int o0, int o1, int ldo)                                  \
     {                                                                                                          \
@@ -216,7 +220,7 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
                 for (int r = rb; r < re; r += TR_##ISA) {                                                      \
                     int R = re - r < TR_##ISA ? re - r : TR_##ISA;                                             \
                     by_rows[R - 1](out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, ldw, b, in, o,           \
-                                   r == rb && o + 2 * TO_##ISA <= o1, 1);                                      \
+                                   r == rb && o + 2 * TO_##ISA <= ldo, 1);                                     \
                 }                                                                                              \
             for (; o < o1; o++)                                                                                \
                 for (int r = rb; r < re; r++)                                                                  \
