@@ -201,7 +201,7 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
      * FMA chains run.  More rows: blocks of 32 (their activations stay in L2 while the block's  \
      * weights are read once per block), each block in tiles of TR rows x TO outputs, the first \
      * row tile of each prefetching the next tile's weights, past o1 too (ldo is the matrix's    \
-     * width: the thread's next block of outputs starts there). */                               \
+     * width: the next block of outputs starts there, and a thread often takes it next). */      \
     TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
                                              int in, int o0, int o1, int ldo)                                  \
     {                                                                                                          \
@@ -374,10 +374,13 @@ void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, cons
 {
     const kernels *k = pick();
     /* Blocks of 48 outputs (whole pass tiles of 6 or 3): big enough to amortise the x rows,
-     * small enough to balance. */
+     * small enough to balance; handed out as threads come free, since two threads streaming
+     * weights from memory do not keep pace (static halves left one waiting at every product's
+     * end: 4-10% of a batched step, A/B in BENCHMARKS.md).  Which thread computes a block never
+     * changes its bits. */
     int bs = m == 1 ? (out_dim + omp_get_max_threads() - 1) / omp_get_max_threads() : 48;
     int nblk = (out_dim + bs - 1) / bs;
-#pragma omp parallel for schedule(static) if ((long)m * in * out_dim > 200000)
+#pragma omp parallel for schedule(dynamic) if ((long)m * in * out_dim > 200000)
     for (int bi = 0; bi < nblk; bi++) {
         int o0 = bi * bs, o1 = o0 + bs < out_dim ? o0 + bs : out_dim;
         k->rows(out, x, w, dt, b, m, in, o0, o1, out_dim);
