@@ -132,11 +132,10 @@ echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 case " $PARTS " in *" ceiling "*)
-# How far batching can go here: one decode step's products (every layer's weights, as a step reads
-# them) at OpenBLAS's speed or our kernel's,
-# whichever is faster, with attention, norms and sampling free, against batch 1 measured in
-# the same run (median wall tokens/s of REPS runs: at two threads on an idle machine the wall
-# rate is the one the goal names).
+# How far batching can go here: one decode step's products (every layer's weights, as a step
+# reads them) at OpenBLAS's speed or our kernel's, whichever is faster, with attention, norms and
+# sampling free, against batch 1 measured in the same run (median wall tokens/s of REPS runs: at
+# two threads on an idle machine the wall rate is the one the goal names).
 rate() { sort -g -k3 "$1" | sed -n "$(( ($(wc -l <"$1") + 1) / 2 ))p" | cut -d' ' -f3; }
 echo
 echo "### local: the ceiling of batching ($(date -u +%Y-%m-%d), OMP_NUM_THREADS=$OMP_NUM_THREADS," \

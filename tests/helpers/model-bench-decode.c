@@ -175,8 +175,13 @@ int main(int argc, char **argv)
         return cmd_init(argv[2], argv[3], argv[4]);
     if (argc == 2 && strcmp(argv[1], "bandwidth") == 0)
         return cmd_bandwidth();
-    if ((argc == 3 || (argc == 5 && strcmp(argv[3], "--batch") == 0)) && strcmp(argv[1], "ceiling") == 0)
-        return cmd_ceiling(argv[2], argc == 5 ? atoi(argv[4]) : 32);
+    if ((argc == 3 || (argc == 5 && strcmp(argv[3], "--batch") == 0)) && strcmp(argv[1], "ceiling") == 0) {
+        int batch = argc == 5 ? atoi(argv[4]) : 32;
+        if (batch >= 1)
+            return cmd_ceiling(argv[2], batch);
+        fprintf(stderr, "model-bench-decode: --batch must be a positive number of rows\n");
+        return 2;
+    }
     if (argc >= 3 && strcmp(argv[1], "run") == 0) {
         cl_dtype dt = CL_F32;
         int batch = 1, n_new = 128;
