@@ -16,8 +16,9 @@
 # reference is the starting policy's base with the adapters off (REF=start); REF=round merges
 # each round's adapter into a new base, so the next round's reference is the last policy.
 # After every round (and for the starting policy, round 0) eval.mk benchmarks the policy on the
-# HELDOUT seeds; rounds.jsonl gathers the task metric, ITR, tokens and reward per round and
-# `plot` draws them.
+# HELDOUT seeds, and the data engine measures its MR on their first turn (the round's engine
+# settings, one turn; HELDOUT_MR=0 skips it); rounds.jsonl gathers the task metric, ITR, tokens
+# and MR per round and `plot` draws them.
 #
 # Every file is a target written whole and renamed, so an interrupted run resumes at its round
 # with the same command; a training killed mid-round resumes at its last checkpoint (SAVE_EVERY)
@@ -46,6 +47,7 @@
 #                           checkpoint whose optimizer the next round continues)
 #   round-K/policy          the spec of the policy after round K
 #   round-K/eval/           eval.mk on HELDOUT with that policy (report.json, report.txt)
+#   round-K/heldout-mr/     collab.mk's engine on HELDOUT's first turns with that policy
 #   round-K/valid/          VALID: eval.mk on VALID with that policy
 #   best/policy, best/round VALID: the spec of the round with the best validation metric and
 #                           its number (valid.tsv: each round's metric)
@@ -72,6 +74,8 @@ ROUNDS  ?= 3
 SLICES  ?= $(ROUNDS)
 # held-out seeds benchmarked after every round; empty = no per-round benchmark
 HELDOUT ?=
+# 1: each policy's MR on the HELDOUT states too (one engine turn per policy)
+HELDOUT_MR ?= 1
 # the rollout calls a round trains on (empty = all its slice's calls); see above
 CALLS   ?=
 # validation seeds benchmarked after every round to pick best/policy; empty = no selection
@@ -118,6 +122,7 @@ EVAL_FLAGS ?=
 CACHE ?= $(OUT)/cache
 ROUND_IDS := $(shell seq 1 $(ROUNDS))
 EVAL_IDS  := $(if $(HELDOUT),0 $(ROUND_IDS))
+MR_IDS    := $(if $(filter 1,$(HELDOUT_MR)),$(EVAL_IDS))
 SUBMAKE    = $(MAKE) --no-print-directory -f $(HERE)
 # data K: the directory of round K's scored turns, pairs and dialogues
 data = $(OUT)/round-$(1)/$(if $(CALLS),budget,engine)
@@ -232,6 +237,16 @@ $(OUT)/round-$(1)/$(2)/report.json: $(OUT)/round-$(1)/policy
 	    $(OUT)/round-$(1)/$(2)/report.txt
 endef
 $(foreach k,$(EVAL_IDS),$(eval $(call eval_rules,$(k),eval,$(HELDOUT))))
+
+# Round K's policy in the data engine on the HELDOUT states, first turn only: the MR of its
+# candidates, measured as the rounds measure their own (the same engine settings).
+define heldout_mr_rules
+$(OUT)/round-$(1)/heldout-mr/scored.jsonl.zst: $(OUT)/round-$(1)/policy
+	policy=$$$$(cat $$<) && \
+	$(SUBMAKE)collab.mk SEEDS=$(HELDOUT) OUT=$(OUT)/round-$(1)/heldout-mr CACHE=$(CACHE) \
+	    ASSISTANT="$$$$policy" FUTURE_ASSISTANT="$$$$policy" $(ONLINE_ENGINE) MAX_TURNS=1 $$@
+endef
+$(foreach k,$(MR_IDS),$(eval $(call heldout_mr_rules,$(k))))
 $(if $(VALID),$(foreach k,0 $(ROUND_IDS),$(eval $(call eval_rules,$(k),valid,$(VALID)))))
 
 # The policy with the highest validation metric, the later round on a tie: a model selected on
@@ -248,28 +263,33 @@ eval: $(OUT)/rounds.jsonl
 
 # One line per policy (round 0: the starting one): its held-out means and 95% bootstrap
 # intervals as cl-judge --report computes them (task metric and ITR x100, tokens in thousands),
+# the mean MR of its candidates on HELDOUT's first turns (mr_heldout; null with HELDOUT_MR=0),
 # the mean MR of the candidates it sampled in the next round (null after the last round), and
 # the wall seconds of the round that trained it (from the policy before it to its own: make
 # draws every round's slice of STATES first), and its VALID metric (null without VALID).
 JQ_MR    = [.[].candidates[]?.mr.mean | numbers] | if length > 0 then add / length else null end
-JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr: $$mr, round_s: $$s, valid: $$valid}
-JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN"), (.valid.mean // "NaN")] | @tsv
-$(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json $(if $(VALID),$(OUT)/round-$(k)/valid/report.json))
+JQ_ROUND = .tasks[0] | {round: $$k, task, metric_name: .metric} + (.runs[0] | {records, failed} + (.measures | with_entries(.value |= {mean, lo, hi}))) + {mr_heldout: $$mrh, mr: $$mr, round_s: $$s, valid: $$valid}
+JQ_TSV   = [.round, .metric.mean, .metric.lo, .metric.hi, .itr.mean, .itr.lo, .itr.hi, .tokens.mean, .tokens.lo, .tokens.hi, (.mr // "NaN"), (.valid.mean // "NaN"), (.mr_heldout // "NaN")] | @tsv
+$(OUT)/rounds.jsonl: $(foreach k,$(EVAL_IDS),$(OUT)/round-$(k)/eval/report.json $(if $(VALID),$(OUT)/round-$(k)/valid/report.json)) \
+                     $(foreach k,$(MR_IDS),$(OUT)/round-$(k)/heldout-mr/scored.jsonl.zst)
 	for k in $(EVAL_IDS); do \
 	    next=$(OUT)/round-$$((k + 1))/engine/scored.jsonl.zst; \
 	    mr=$$(if [ -f $$next ]; then zstd -dc $$next | jq -s '$(JQ_MR)'; else echo null; fi) && \
+	    held=$(OUT)/round-$$k/heldout-mr/scored.jsonl.zst; \
+	    mrh=$$(if [ "$(HELDOUT_MR)" = 1 ]; then zstd -dc $$held | jq -s '$(JQ_MR)'; else echo null; fi) && \
 	    secs=$$(if [ $$k -gt 0 ]; then echo $$(( $$(stat -c %Y $(OUT)/round-$$k/policy) - \
 	        $$(stat -c %Y $(OUT)/round-$$((k - 1))/policy) )); else echo null; fi) && \
 	    valid=$$(if [ -f $(OUT)/round-$$k/valid/report.json ]; then \
 	        jq -c '.tasks[0].runs[0].measures.metric | {mean, lo, hi}' $(OUT)/round-$$k/valid/report.json; else echo null; fi) && \
-	    jq -c --argjson k $$k --argjson mr "$$mr" --argjson s "$$secs" --argjson valid "$$valid" '$(JQ_ROUND)' \
+	    jq -c --argjson k $$k --argjson mrh "$$mrh" --argjson mr "$$mr" --argjson s "$$secs" --argjson valid "$$valid" '$(JQ_ROUND)' \
 	        $(OUT)/round-$$k/eval/report.json || exit 1; \
 	done > $@.tmp && mv $@.tmp $@
 
 # Four panels: the task metric (with VALID, the validation metric beside it), ITR, tokens and
-# the sampled MR, per round, with their intervals.
+# MR (on HELDOUT, and of the policy's samples in the next round), per round.
 comma := ,
 PLOT_METRIC = plot "$@.tsv" using 1:2:3:4 with yerrorlines title "held-out"
+PLOT_MR     = $(if $(MR_IDS),"$@.tsv" using 1:13 with linespoints title "held-out"$(comma) "","$@.tsv")
 $(OUT)/rounds.png: $(OUT)/rounds.jsonl
 	jq -r '$(JQ_TSV)' $< > $@.tsv && \
 	metric=$$(head -1 $< | jq -r .metric_name) && \
@@ -281,7 +301,8 @@ $(OUT)/rounds.png: $(OUT)/rounds.jsonl
 	               echo 'set key off';,echo '$(PLOT_METRIC)';) \
 	  echo 'set title "ITR x100"'; echo 'plot "$@.tsv" using 1:5:6:7 with yerrorlines'; \
 	  echo 'set title "tokens (thousands)"'; echo 'plot "$@.tsv" using 1:8:9:10 with yerrorlines'; \
-	  echo 'set title "MR of its samples in the next round"'; echo 'plot "$@.tsv" using 1:11 with linespoints'; \
+	  echo 'set title "MR"'; echo 'set key below'; \
+	  echo 'plot $(PLOT_MR) using 1:11 with linespoints title "its samples in the next round"'; \
 	  echo 'unset multiplot'; } > $@.gp && gnuplot $@.gp && rm -f $@.gp && mv $@.tmp $@
 
 # Removes the rounds but keeps the cache.

@@ -48,7 +48,7 @@ test_expect 'VALID: every policy benchmarked; best/policy is the round of the hi
     k=$(sort -k1,1g -k2,2n want | tail -n 1 | cut -d" " -f2) && test "$(cat $O/best/round)" = "$k" &&
     cmp $O/round-$k/policy $O/best/policy
 '
-chart='VALID with HELDOUT: rounds.jsonl carries each round'"'"'s validation metric and the chart draws it'
+chart='VALID with HELDOUT: rounds.jsonl carries each round'"'"'s validation metric and held-out MR, and the chart draws them'
 command -v gnuplot >/dev/null && test_expect "$chart" '
     make -s -f "$ROOT/pipelines/online.mk" STATES="$S/states.zst" VALID="$S/valid.zst" HELDOUT="$S/valid.zst" \
         BASE="$BASE" BIN="$CL_BIN" OUT="$O" TASK=math USER_MODEL=world:user JUDGE=world:judge MIN_GAP=0 ROUNDS=2 \
@@ -56,6 +56,7 @@ command -v gnuplot >/dev/null && test_expect "$chart" '
     for k in 0 1 2; do jq -c ".tasks[0].runs[0].measures.metric | {mean, lo, hi}" $O/round-$k/valid/report.json; done >want &&
     jq -c .valid $O/rounds.jsonl | diff - want &&
     cut -f 12 $O/rounds.png.tsv | jq -s -e "length == 3 and all(.[]; type == \"number\")" &&
+    cut -f 13 $O/rounds.png.tsv | jq -s -e "length == 3 and all(.[]; type == \"number\")" &&
     test "$(head -c 4 $O/rounds.png | tail -c 3)" = PNG
 ' || test_skip "$chart" 'gnuplot is not installed (apt-get install gnuplot-nox)'
 # rewrite round K's validation metric to M and select again
