@@ -246,16 +246,28 @@ static void rows_product(cl_llama *m, const cl_tensor *w, const void *wdata, cl_
         cl_linear_rows(out, x, wdata, wt, bias ? bias->data : NULL, n, w->shape[1], w->shape[0]);
 }
 
-/* out = x W^T + b, plus scale * (x A^T) B^T when adapters are on: the same per-row kernels, so
- * an unmerged adapter is as batch-invariant as the base. */
-static void project_rows(cl_batch *b, const cl_linear *li, const float *x, float *out, int n)
+/* outs[i] = x W_i^T + b_i for the cnt projections li[0..cnt-1] that read the same x (q, k, v;
+ * gate, up), plus scale * (x A^T) B^T where adapters are on: the base products in one parallel
+ * loop on the CPU, the adapters after them through the same per-row kernels, so an unmerged
+ * adapter is as batch-invariant as the base. */
+static void project_rows(cl_batch *b, const cl_linear *li, int cnt, const float *x, float *const *outs, int n)
 {
     cl_llama *m = b->m;
-    rows_product(m, li->w, li->w->data, li->w->dtype, li->b, x, out, n);
-    if (!li->lora_a || !m->lora_on) return;
-    rows_product(m, li->lora_a, li->lora_a->data, CL_F32, NULL, x, b->lh, n);
-    rows_product(m, li->lora_b, li->lora_b->data, CL_F32, NULL, b->lh, b->lt, n);
-    for (long i = 0; i < (long)n * li->out; i++) out[i] += m->lora_scale * b->lt[i];
+    cl_linear_part parts[CL_LINEAR_MAX_PARTS];
+    for (int i = 0; i < cnt; i++) {
+        if (m->dev)
+            rows_product(m, li[i].w, li[i].w->data, li[i].w->dtype, li[i].b, x, outs[i], n);
+        else
+            parts[i] = (cl_linear_part){outs[i], li[i].w->data, li[i].w->dtype, li[i].b ? li[i].b->data : NULL,
+                                        (int)li[i].w->shape[0]};
+    }
+    if (!m->dev) cl_linear_parts(parts, cnt, x, n, (int)li->w->shape[1]);
+    for (int i = 0; i < cnt; i++) {
+        if (!li[i].lora_a || !m->lora_on) continue;
+        rows_product(m, li[i].lora_a, li[i].lora_a->data, CL_F32, NULL, x, b->lh, n);
+        rows_product(m, li[i].lora_b, li[i].lora_b->data, CL_F32, NULL, b->lh, b->lt, n);
+        for (long j = 0; j < (long)n * li[i].out; j++) outs[i][j] += m->lora_scale * b->lt[j];
+    }
 }
 
 /* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written). */
@@ -303,9 +315,7 @@ static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
     for (int l = 0; l < c->layers; l++) {
         cl_layer *ly = &m->layers[l];
         cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln1->data, n, d, c->rms_eps);
-        project_rows(b, &ly->proj[CL_Q], b->xn, b->q, n);
-        project_rows(b, &ly->proj[CL_K], b->xn, b->k, n);
-        project_rows(b, &ly->proj[CL_V], b->xn, b->v, n);
+        project_rows(b, &ly->proj[CL_Q], 3, b->xn, (float *const[]){b->q, b->k, b->v}, n);
         cl_rope(b->q, b->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
         cl_rope(b->k, b->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
         for (int i = 0; i < n; i++) {
@@ -315,13 +325,12 @@ static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
             memcpy(g->vc + at, b->v + (size_t)i * kd, sizeof(float) * (size_t)kd);
         }
         rows_attention(b, l, n, maxlen);
-        project_rows(b, &ly->proj[CL_O], b->y, b->xn, n);
+        project_rows(b, &ly->proj[CL_O], 1, b->y, &b->xn, n);
         for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
         cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln2->data, n, d, c->rms_eps);
-        project_rows(b, &ly->proj[CL_GATE], b->xn, b->gt, n);
-        project_rows(b, &ly->proj[CL_UP], b->xn, b->up, n);
+        project_rows(b, &ly->proj[CL_GATE], 2, b->xn, (float *const[]){b->gt, b->up}, n);
         cl_swiglu_fwd(b->hb, b->gt, b->up, (long)n * I);
-        project_rows(b, &ly->proj[CL_DOWN], b->hb, b->xn, n);
+        project_rows(b, &ly->proj[CL_DOWN], 1, b->hb, &b->xn, n);
         for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
     }
 }

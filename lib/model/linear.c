@@ -372,18 +372,37 @@ const char *cl_linear_isa(void) { return pick()->name; }
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim)
 {
+    cl_linear_part p = {out, w, dt, b, out_dim};
+    cl_linear_parts(&p, 1, x, m, in);
+}
+
+void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, int in)
+{
     const kernels *k = pick();
     /* Blocks of 48 outputs (whole pass tiles of 6 or 3): big enough to amortise the x rows,
      * small enough to balance; handed out as threads come free, since two threads streaming
      * weights from memory do not keep pace (static halves left one waiting at every product's
-     * end: 4-10% of a batched step, A/B in BENCHMARKS.md).  Which thread computes a block never
-     * changes its bits. */
-    int bs = m == 1 ? (out_dim + omp_get_max_threads() - 1) / omp_get_max_threads() : 48;
-    int nblk = (out_dim + bs - 1) / bs;
-#pragma omp parallel for schedule(dynamic) if ((long)m * in * out_dim > 200000)
-    for (int bi = 0; bi < nblk; bi++) {
-        int o0 = bi * bs, o1 = o0 + bs < out_dim ? o0 + bs : out_dim;
-        k->rows(out, x, w, dt, b, m, in, o0, o1, out_dim);
+     * end: 4-10% of a batched step, A/B in BENCHMARKS.md).  The parts' blocks go in one loop,
+     * so q, k and v (or gate and up) cost one wait for the slowest thread, not three.  Which
+     * thread computes a block never changes its bits. */
+    int threads = omp_get_max_threads(), first[CL_LINEAR_MAX_PARTS + 1] = {0}, bs[CL_LINEAR_MAX_PARTS];
+    long work = 0;
+    if (cnt > CL_LINEAR_MAX_PARTS) {
+        cl_linear_parts(p + CL_LINEAR_MAX_PARTS, cnt - CL_LINEAR_MAX_PARTS, x, m, in);
+        cnt = CL_LINEAR_MAX_PARTS;
+    }
+    for (int i = 0; i < cnt; i++) {
+        bs[i] = m == 1 ? (p[i].out_dim + threads - 1) / threads : 48;
+        bs[i] = bs[i] > 0 ? bs[i] : 1;
+        first[i + 1] = first[i] + (p[i].out_dim + bs[i] - 1) / bs[i];
+        work += (long)m * in * p[i].out_dim;
+    }
+#pragma omp parallel for schedule(dynamic) if (work > 200000)
+    for (int bi = 0; bi < first[cnt]; bi++) {
+        int i = 0;
+        while (bi >= first[i + 1]) i++;
+        int o0 = (bi - first[i]) * bs[i], o1 = o0 + bs[i] < p[i].out_dim ? o0 + bs[i] : p[i].out_dim;
+        k->rows(p[i].out, x, p[i].w, p[i].dt, p[i].b, m, in, o0, o1, p[i].out_dim);
     }
 }
 

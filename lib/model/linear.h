@@ -29,6 +29,20 @@
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim);
 
+/* One of the products that cl_linear_parts runs together: out [m][out_dim] = x . W^T (+ b). */
+typedef struct cl_linear_part {
+    float *out;
+    const void *w;
+    cl_dtype dt;
+    const float *b;
+    int out_dim;
+} cl_linear_part;
+#define CL_LINEAR_MAX_PARTS 4
+
+/* cl_linear_rows for up to CL_LINEAR_MAX_PARTS products of the same x (q, k and v; gate and
+ * up) as one parallel loop: each part's bits are those cl_linear_rows gives it alone. */
+void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, int in);
+
 /* out [n] = x [in] . w_o for the n rows w_o = w + o * ldw (fp32): attention scores over a
  * cache whose rows are strided.  The order of each dot product is the one above, one thread. */
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);

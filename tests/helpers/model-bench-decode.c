@@ -117,14 +117,21 @@ static int cmd_bandwidth(void)
     return 0;
 }
 
-/* out = x w^T for w [out][in] (fp32), batch rows: the engine's kernel or cl_gemm's backend. */
-static void product(int ours, const cl_tensor *w, const float *x, float *out, int batch)
+/* outs[i] = x w_i^T for the cnt projections li[0..] that read the same x, batch rows: the
+ * engine's kernel, the group in one loop as the engine runs q/k/v and gate/up
+ * (cl_linear_parts), or cl_gemm's backend, one product each; the outputs side by side in out. */
+static void products(int ours, const cl_linear *li, int cnt, const float *x, float *out, int batch)
 {
-    int o = w->shape[0], in = w->shape[1];
-    if (ours)
-        cl_linear_rows(out, x, w->data, CL_F32, NULL, batch, in, o);
-    else
-        cl_gemm(CL_N, CL_T, batch, o, in, 1.0f, x, in, w->data, in, 0.0f, out, o);
+    cl_linear_part parts[CL_LINEAR_MAX_PARTS];
+    float *o = out;
+    for (int i = 0; i < cnt; o += (size_t)batch * li[i].out, i++) {
+        if (ours)
+            parts[i] = (cl_linear_part){o, li[i].w->data, CL_F32, NULL, li[i].out};
+        else
+            cl_gemm(CL_N, CL_T, batch, li[i].out, li[i].in, 1.0f, x, li[i].in, li[i].w->data, li[i].in, 0.0f, o,
+                    li[i].out);
+    }
+    if (ours) cl_linear_parts(parts, cnt, x, batch, li->in);
 }
 
 /* The best of 10 wall-clock timings (after one that warms the threads) of one step's products:
@@ -133,11 +140,17 @@ static void product(int ours, const cl_tensor *w, const float *x, float *out, in
 static double step_seconds(int ours, const cl_llama *m, const float *x, float *out, int batch)
 {
     double best = 1e9;
+    const cl_linear head = {.w = m->lm_head, .in = m->cfg.hidden, .out = m->cfg.vocab};
     for (int rep = 0; rep < 11; rep++) {
         double t0 = bench_now();
-        for (int l = 0; l < m->cfg.layers; l++)
-            for (int p = 0; p < CL_NPROJ; p++) product(ours, m->layers[l].proj[p].w, x, out, batch);
-        product(ours, m->lm_head, x, out, batch);
+        for (int l = 0; l < m->cfg.layers; l++) {
+            const cl_linear *li = m->layers[l].proj;
+            products(ours, li + CL_Q, 3, x, out, batch);
+            products(ours, li + CL_O, 1, x, out, batch);
+            products(ours, li + CL_GATE, 2, x, out, batch);
+            products(ours, li + CL_DOWN, 1, x, out, batch);
+        }
+        products(ours, &head, 1, x, out, batch);
         double t = bench_now() - t0;
         if (rep > 0 && t < best)
             best = t;
@@ -153,7 +166,9 @@ static int cmd_ceiling(const char *dir, int batch)
         return die(&e);
     const cl_llama *m = fm.m;
     const cl_llama_config *c = &m->cfg;
-    size_t widest = (size_t)(c->vocab > c->inter ? c->vocab : c->inter);
+    size_t qkv = (size_t)(c->heads + 2 * c->kv_heads) * (size_t)c->head_dim,
+           widest = (size_t)(c->vocab > 2 * c->inter ? c->vocab : 2 * c->inter);
+    widest = widest > qkv ? widest : qkv;
     float *x = malloc(sizeof(float) * (size_t)batch * widest), *out = malloc(sizeof(float) * (size_t)batch * widest);
     if (!x || !out)
         return 70;

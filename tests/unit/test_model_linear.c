@@ -5,7 +5,8 @@
  * whose four streams split the outputs in quarters) and however many threads run, in every
  * kernel this CPU has (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced
  * here — and scalar), and the kernels close to each other; the strided product (attention
- * scores) bitwise equal to one row of the plain one; argmax's first-maximum rule. */
+ * scores) bitwise equal to one row of the plain one; products run together (cl_linear_parts)
+ * bitwise equal to each alone; argmax's first-maximum rule. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -61,6 +62,31 @@ static void rows_are_batch_invariant(const void *w, cl_dtype dt, const float *b,
     free(one);
 }
 
+/* cl_linear_parts: each part (fp32 with and without bias, bf16; more parts than one loop
+ * takes, for the rest run after) bitwise what cl_linear_rows gives it alone, at m = 1, 7, M */
+static void parts_are_each_alone(const float *w, const uint16_t *w16, const float *b, const float *x)
+{
+    enum { P = CL_LINEAR_MAX_PARTS + 2 };
+    float *got[P], *want = malloc(sizeof(float) * M * OUT);
+    cl_linear_part p[P];
+    for (int i = 0; i < P; i++) {
+        got[i] = malloc(sizeof(float) * M * OUT);
+        int sub = OUT - i % 3; /* parts of differing widths: the first rows of W */
+        p[i] = (cl_linear_part){got[i], i % 3 == 2 ? (const void *)w16 : w, i % 3 == 2 ? CL_BF16 : CL_F32,
+                                i % 3 == 1 ? b : NULL, sub > 0 ? sub : 1};
+    }
+    const int ms[] = {1, 7, M};
+    for (int k = 0; k < 3; k++) {
+        cl_linear_parts(p, P, x, ms[k], IN);
+        for (int i = 0; i < P; i++) {
+            cl_linear_rows(want, x, p[i].w, p[i].dt, p[i].b, ms[k], IN, p[i].out_dim);
+            assert_memory_equal(got[i], want, sizeof(float) * (size_t)(ms[k] * p[i].out_dim));
+        }
+    }
+    for (int i = 0; i < P; i++) free(got[i]);
+    free(want);
+}
+
 static void check_kernel(void)
 {
     float *w = randoms(OUT * IN, 1), *x = randoms(M * IN, 2), *b = randoms(OUT, 3);
@@ -80,6 +106,7 @@ static void check_kernel(void)
             assert_true(fabs(o16[r * OUT + o] - ref16) < 1e-5 * (1 + IN / 300));
         }
     rows_are_batch_invariant(w, CL_F32, b, x);
+    parts_are_each_alone(w, w16, b, x);
     rows_are_batch_invariant(w, CL_F32, NULL, x);
     rows_are_batch_invariant(w16, CL_BF16, NULL, x);
     free(w);
