@@ -229,12 +229,13 @@ static struct lmodel *lmodel_load(const char *base, const char *adapter, cl_dtyp
     }
     lm->format = (cl_chat_format)f;
     /* adapters are merged into fp32 weights, then rounded if bf16 was asked for */
-    if (!(lm->m = cl_llama_new(&cfg, adapter ? CL_F32 : dt, 0, e)) || cl_weights_load(lm->m, base, e)) goto out;
+    if (!(lm->m = cl_llama_new(&cfg, adapter ? CL_F32 : dt, CL_LLAMA_DECODE, e)) || cl_weights_load(lm->m, base, e))
+        goto out;
     if (adapter) {
         if (cl_weights_load_adapter(lm->m, adapter, NULL, e)) goto out;
         cl_lora_merge(lm->m);
         if (dt == CL_BF16) {
-            cl_llama *b16 = cl_llama_new(&cfg, CL_BF16, 0, e);
+            cl_llama *b16 = cl_llama_new(&cfg, CL_BF16, CL_LLAMA_DECODE, e);
             int n16, n32;
             cl_tensor *t16 = b16 ? cl_llama_tensors(b16, &n16) : NULL, *t32 = cl_llama_tensors(lm->m, &n32);
             if (!b16) goto out;

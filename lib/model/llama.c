@@ -1,9 +1,12 @@
 /* llama.c — parameter table, arenas, training forward/backward and the log-prob head. */
+/* madvise(MADV_HUGEPAGE) is outside POSIX: the base arena asks for huge pages. */
+#define _DEFAULT_SOURCE
 #include "model/llama.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "core/json.h"
 #include "model/device.h"
@@ -95,8 +98,9 @@ static size_t base_layout(cl_llama *m, char *p)
     return (off + 63) & ~(size_t)63;
 }
 
-cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_base, cl_err *e)
+cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags, cl_err *e)
 {
+    int train_base = flags & CL_LLAMA_TRAIN_BASE;
     if (cl_config_check(c, "model config", e)) return NULL;
     if (train_base && base_dtype != CL_F32) {
         cl_err_set(e, CL_EXIT_CONFIG, "full fine-tuning needs fp32 base weights");
@@ -105,6 +109,7 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
     cl_llama *m = xcalloc(1, sizeof *m);
     m->cfg = *c;
     m->train_base = train_base;
+    m->own_weights = (flags & CL_LLAMA_DECODE) != 0;
     m->inv_freq = xcalloc((size_t)c->head_dim / 2, sizeof(double));
     cl_rope_inv_freq(c, m->inv_freq);
     int d = c->hidden, qd = c->heads * c->head_dim, kd = c->kv_heads * c->head_dim, L = c->layers;
@@ -169,6 +174,12 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
         return NULL;
     }
+    /* Huge pages for the whole-page part of the arena: a decode step or a training step reads
+     * every weight, and 2 MB pages take the TLB misses out of those passes; pages are still
+     * allocated only when written (a LoRA base used in place never touches its share). */
+    uintptr_t hp0 = ((uintptr_t)m->base_mem + 4095) & ~(uintptr_t)4095,
+              hp1 = ((uintptr_t)m->base_mem + bytes + 63) & ~(uintptr_t)4095;
+    if (hp1 > hp0) (void)madvise((void *)hp0, hp1 - hp0, MADV_HUGEPAGE);
     base_layout(m, (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63));
     if (base_dtype == CL_BF16) m->wbuf = xcalloc((size_t)max_w, sizeof(float));
     if (train_base) {

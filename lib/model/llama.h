@@ -60,6 +60,7 @@ typedef struct cl_llama {
     cl_tensor *embed, *norm, *lm_head; /* lm_head == embed when tied */
     cl_layer *layers;
     int train_base;                    /* full fine-tuning: base tensors carry gradients */
+    int own_weights;                   /* CL_LLAMA_DECODE: never used in place from a file */
     /* adapters (lora.h) */
     cl_tensor *lora;
     int n_lora, lora_rank, lora_on;
@@ -84,9 +85,16 @@ typedef struct cl_llama {
     void *dev_state;
 } cl_llama;
 
+/* cl_llama_new's flags.  CL_LLAMA_TRAIN_BASE: gradients and AdamW moments for every base tensor
+ * (full fine-tuning; fp32 only).  CL_LLAMA_DECODE: a model that an engine decodes with, which
+ * reads every weight once per step: cl_weights_load copies the weights into the model's own
+ * arena, which asks the kernel for 2 MB pages, instead of using the file mapping's 4 KB pages in
+ * place (those cost batch-1 decode TLB misses on every weight row: A/B in BENCHMARKS.md). */
+enum { CL_LLAMA_TRAIN_BASE = 1, CL_LLAMA_DECODE = 2 };
+
 /* Allocates a model with zeroed weights.  base_dtype CL_BF16 stores the 2-D projections in
- * bf16; train_base allocates gradients and AdamW moments for every base tensor (fp32 only). */
-cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int train_base, cl_err *e);
+ * bf16; flags as above (0: inference, or LoRA over a frozen base used in place). */
+cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags, cl_err *e);
 void cl_llama_free(cl_llama *m);
 
 /* The base table (HF names).  Loading is: for each tensor, find the file's tensor by name, check

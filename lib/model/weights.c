@@ -62,8 +62,9 @@ int cl_weights_load(cl_llama *m, const char *dir, cl_err *e)
         return -1;
     /* The frozen base of a LoRA run is read where the file is mapped, not copied: its bytes are
      * then in memory once (shared with the page cache), and a later write (merging adapters)
-     * copies only the pages it touches. */
-    int in_place = !m->train_base && !m->unmap && cl_st_model_private(st, NULL) == 0;
+     * copies only the pages it touches.  A decoding model (CL_LLAMA_DECODE) is copied into
+     * its huge-page arena instead. */
+    int in_place = !m->train_base && !m->own_weights && !m->unmap && cl_st_model_private(st, NULL) == 0;
     int n, rc = 0, used = 0;
     cl_tensor *t = cl_llama_tensors(m, &n);
     for (int i = 0; rc == 0 && i < n; i++) {
@@ -75,8 +76,8 @@ int cl_weights_load(cl_llama *m, const char *dir, cl_err *e)
             used++;
         } else {
             rc = fill(&t[i], s, dir, e);
-            /* converted (an fp32 file under --bf16): its file pages need not stay resident */
-            if (in_place) cl_st_release(s);
+            /* copied or converted (an fp32 file under --bf16): its file pages need not stay resident */
+            if (in_place || m->own_weights) cl_st_release(s);
         }
     }
     if (rc == 0 && used) {

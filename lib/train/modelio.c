@@ -103,7 +103,7 @@ void cl_ft_model_set_src(cl_ft_model *fm, const char *dir)
         cl_ft_path(fm->src, sizeof fm->src, NULL, dir);
 }
 
-int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e)
+int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int flags, cl_err *e)
 {
     memset(fm, 0, sizeof *fm);
     char path[4200];
@@ -121,7 +121,7 @@ int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full,
     cl_llama_config c;
     fm->config_json = cl_file_read(path, &fm->config_len, e);
     if (!fm->config_json || cl_config_parse(&c, fm->config_json, fm->config_len, path, e)) return -1;
-    if (!(fm->m = cl_llama_new(&c, dtype, full, e))) return -1;
+    if (!(fm->m = cl_llama_new(&c, dtype, flags, e))) return -1;
     cl_ft_path(path, sizeof path, dir, "tokenizer.json");
     if (load_tokenizer(fm, path, e)) return -1;
     int rc = cl_weights_load(fm->m, dir, e);

@@ -35,10 +35,11 @@ typedef struct cl_ft_model {
 /* Sets fm->src to dir made absolute (as given when it cannot be resolved). */
 void cl_ft_model_set_src(cl_ft_model *fm, const char *dir);
 
-/* Loads dir.  dtype CL_BF16 keeps projection weights in bf16 (LoRA only); full = 1 allocates
- * gradients for every base tensor.  Unknown architectures, missing or misshapen tensors and
+/* Loads dir.  dtype CL_BF16 keeps projection weights in bf16 (LoRA only); flags are
+ * cl_llama_new's (CL_LLAMA_TRAIN_BASE, 1: gradients for every base tensor; CL_LLAMA_DECODE: a
+ * model to decode with).  Unknown architectures, missing or misshapen tensors and
  * unexpected ones are errors naming the file and the tensor. */
-int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int full, cl_err *e);
+int cl_ft_model_load(cl_ft_model *fm, const char *dir, cl_dtype dtype, int flags, cl_err *e);
 
 /* A new model: config_path is a (partial) config.json — vocab_size, bos/eos ids default to the
  * tokenizer's; the tokenizer is tokenizer_path, or trained from corpus_path (JSONL with

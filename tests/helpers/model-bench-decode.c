@@ -67,7 +67,7 @@ static int cmd_run(const char *dir, cl_dtype dt, int batch, int n_new)
 {
     cl_err e = {0};
     cl_ft_model fm;
-    if (cl_ft_model_load(&fm, dir, dt, 0, &e))
+    if (cl_ft_model_load(&fm, dir, dt, CL_LLAMA_DECODE, &e))
         return die(&e);
     cl_batch *b = cl_batch_new(fm.m, (size_t)8 << 30, 64, &e);
     if (!b)
@@ -162,7 +162,7 @@ static int cmd_ceiling(const char *dir, int batch)
 {
     cl_err e = {0};
     cl_ft_model fm;
-    if (cl_ft_model_load(&fm, dir, CL_F32, 0, &e))
+    if (cl_ft_model_load(&fm, dir, CL_F32, CL_LLAMA_DECODE, &e))
         return die(&e);
     const cl_llama *m = fm.m;
     const cl_llama_config *c = &m->cfg;
