@@ -192,7 +192,10 @@ static char *need_file(const char *dir, const char *name, size_t *len, cl_err *e
     return text;
 }
 
-static struct lmodel *lmodel_load(const char *base, const char *adapter, cl_dtype dt, int chat, size_t kv_bytes,
+/* The model, tokenizer and chat format; the engine comes after the device (start_engine).  A
+ * model for the CPU kernels owns its weights (CL_LLAMA_DECODE); one bound for a device reads
+ * them from the file mapping in place, which the page cache can take back once uploaded. */
+static struct lmodel *lmodel_load(const char *base, const char *adapter, cl_dtype dt, int chat, int on_device,
                                   cl_err *e)
 {
     struct lmodel *lm = calloc(1, sizeof *lm);
@@ -229,13 +232,14 @@ static struct lmodel *lmodel_load(const char *base, const char *adapter, cl_dtyp
     }
     lm->format = (cl_chat_format)f;
     /* adapters are merged into fp32 weights, then rounded if bf16 was asked for */
-    if (!(lm->m = cl_llama_new(&cfg, adapter ? CL_F32 : dt, CL_LLAMA_DECODE, e)) || cl_weights_load(lm->m, base, e))
+    int flags = on_device ? 0 : CL_LLAMA_DECODE;
+    if (!(lm->m = cl_llama_new(&cfg, adapter ? CL_F32 : dt, flags, e)) || cl_weights_load(lm->m, base, e))
         goto out;
     if (adapter) {
         if (cl_weights_load_adapter(lm->m, adapter, NULL, e)) goto out;
         cl_lora_merge(lm->m);
         if (dt == CL_BF16) {
-            cl_llama *b16 = cl_llama_new(&cfg, CL_BF16, CL_LLAMA_DECODE, e);
+            cl_llama *b16 = cl_llama_new(&cfg, CL_BF16, flags, e);
             int n16, n32;
             cl_tensor *t16 = b16 ? cl_llama_tensors(b16, &n16) : NULL, *t32 = cl_llama_tensors(lm->m, &n32);
             if (!b16) goto out;
@@ -253,7 +257,6 @@ static struct lmodel *lmodel_load(const char *base, const char *adapter, cl_dtyp
     for (int i = 0; i < cfg.n_eos; i++) add_end(lm, cfg.eos_ids[i]);
     add_end(lm, cl_tokenizer_token_id(lm->tok, lm->format == CL_CHAT_LLAMA3 ? "<|eot_id|>" : "<|im_end|>"));
     fingerprint(lm, config, clen, tokjson, tlen, tokcfg, tclen);
-    if (!(lm->batch = cl_batch_new(lm->m, kv_bytes, 64, e))) goto out;
     rc = 0;
 out:
     free(config);
@@ -308,6 +311,15 @@ static int attach_device(struct lmodel *lm, const char *name, const char *role, 
         lmodel_free(lm);
     }
     return rc < 0 ? -1 : 0;
+}
+
+/* The engine, once the model is where it computes (on a device, or packed for the CPU kernels
+ * when the engine starts); frees lm when that fails. */
+static int start_engine(struct lmodel *lm, size_t kv_bytes, cl_err *e)
+{
+    if ((lm->batch = cl_batch_new(lm->m, kv_bytes, 64, e))) return 0;
+    lmodel_free(lm);
+    return -1;
 }
 
 /* Unlinks and frees a shared model no role holds any more. */
@@ -382,8 +394,9 @@ static int lopen(cl_llm *llm, const char *arg, const cl_llm_role_config *rc, con
     while (lm && strcmp(lm->key, key)) lm = lm->next;
     if (!lm) {
         double mb = cfg->local_kv_mb > 0 ? cfg->local_kv_mb : DEFAULT_KV_MB;
-        if (!(lm = lmodel_load(base, adapter, dt, chat, (size_t)(mb * 1048576.0), e)) ||
-            (device && attach_device(lm, device, rc->name, arg, e))) {
+        int on_device = device && strcmp(device, "cpu") != 0;
+        if (!(lm = lmodel_load(base, adapter, dt, chat, on_device, e)) ||
+            (device && attach_device(lm, device, rc->name, arg, e)) || start_engine(lm, (size_t)(mb * 1048576.0), e)) {
             free(key);
             goto out;
         }

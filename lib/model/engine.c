@@ -36,9 +36,9 @@ struct cl_batch {
     /* scratch for one step's rows */
     int rows_cap;
     float *x, *xn, *q, *k, *v, *y, *gt, *up, *hb, *rstd, *logits, *lh, *lt;
+    float *rcos, *rsin; /* [rows][head_dim / 2]: the step's rotary angles, shared by the layers */
     float *pscratch;
     int *iscratch, *pos, *ids;
-    uint16_t *head16;    /* bf16 copy of the output head when the projections are bf16 */
     cl_gen **rseq;
 };
 
@@ -61,16 +61,10 @@ cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
         cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
         return NULL;
     }
-    /* bf16 projections ask for half the bytes per token: the head (fp32 in the model, as
-     * training wants it, and often the largest matrix) follows them here */
-    if (m->layers[0].proj[CL_Q].w->dtype == CL_BF16) {
-        const cl_tensor *h = m->lm_head;
-        if (!(b->head16 = malloc(sizeof(uint16_t) * (size_t)h->numel))) {
-            cl_batch_free(b);
-            cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
-            return NULL;
-        }
-        for (long i = 0; i < h->numel; i++) b->head16[i] = cl_f32_to_bf16(((const float *)h->data)[i]);
+    /* the products run on the CPU over the decode layout, made once per model */
+    if (!m->dev && cl_llama_pack_decode(m, e)) {
+        cl_batch_free(b);
+        return NULL;
     }
     b->m = m;
     b->kv_budget = kv_bytes;
@@ -109,7 +103,6 @@ void cl_batch_free(cl_batch *b)
     free_scratch(b);
     free(b->pscratch);
     free(b->iscratch);
-    free(b->head16);
     free(b);
 }
 
@@ -210,7 +203,8 @@ static int ensure_rows(cl_batch *b, int n)
            I = (size_t)c->inter, V = (size_t)c->vocab, N = (size_t)cap;
     size_t yd = d > qd ? d : qd, r = b->m->lora_rank ? (size_t)b->m->lora_rank : 1, lt = yd > I ? yd : I;
     free_scratch(b);
-    b->x = malloc(sizeof(float) * N * (2 * d + yd + qd + 2 * kd + 3 * I + 1 + V + r + lt));
+    size_t hd = (size_t)c->head_dim;
+    b->x = malloc(sizeof(float) * N * (2 * d + yd + qd + 2 * kd + 3 * I + 1 + V + r + lt + hd));
     b->pos = malloc(sizeof(int) * 2 * N);
     b->ids = b->pos + N;
     b->rseq = malloc(sizeof *b->rseq * N);
@@ -230,20 +224,21 @@ static int ensure_rows(cl_batch *b, int n)
     b->rstd = p, p += N;
     b->lh = p, p += N * r;
     b->lt = p, p += N * lt;
+    b->rcos = p, p += N * hd / 2;
+    b->rsin = p, p += N * hd / 2;
     b->logits = p;
     b->rows_cap = cap;
     return 0;
 }
 
 /* out = x w^T (+ bias): on the model's device when it has one (local:DIR+device=cuda), else
- * linear.h's per-row kernel. */
-static void rows_product(cl_llama *m, const cl_tensor *w, const void *wdata, cl_dtype wt, const cl_tensor *bias,
-                         const float *x, float *out, int n)
+ * linear.h's kernels over the tensor's panels. */
+static void rows_product(cl_llama *m, const cl_tensor *w, const cl_tensor *bias, const float *x, float *out, int n)
 {
     if (m->dev)
         m->dev->linear_rows(m, w, bias, x, out, n);
     else
-        cl_linear_rows(out, x, wdata, wt, bias ? bias->data : NULL, n, w->shape[1], w->shape[0]);
+        cl_linear_rows(out, x, w->panels, w->panels_dt, bias ? bias->data : NULL, n, w->shape[1], w->shape[0]);
 }
 
 /* outs[i] = x W_i^T + b_i for the cnt projections li[0..cnt-1] that read the same x (q, k, v;
@@ -256,16 +251,16 @@ static void project_rows(cl_batch *b, const cl_linear *li, int cnt, const float 
     cl_linear_part parts[CL_LINEAR_MAX_PARTS];
     for (int i = 0; i < cnt; i++) {
         if (m->dev)
-            rows_product(m, li[i].w, li[i].w->data, li[i].w->dtype, li[i].b, x, outs[i], n);
+            rows_product(m, li[i].w, li[i].b, x, outs[i], n);
         else
-            parts[i] = (cl_linear_part){outs[i], li[i].w->data, li[i].w->dtype, li[i].b ? li[i].b->data : NULL,
-                                        (int)li[i].w->shape[0]};
+            parts[i] = (cl_linear_part){outs[i], li[i].w->panels, li[i].w->panels_dt,
+                                        li[i].b ? li[i].b->data : NULL, li[i].out};
     }
-    if (!m->dev) cl_linear_parts(parts, cnt, x, n, (int)li->w->shape[1]);
+    if (!m->dev) cl_linear_parts(parts, cnt, x, n, li->in);
     for (int i = 0; i < cnt; i++) {
         if (!li[i].lora_a || !m->lora_on) continue;
-        rows_product(m, li[i].lora_a, li[i].lora_a->data, CL_F32, NULL, x, b->lh, n);
-        rows_product(m, li[i].lora_b, li[i].lora_b->data, CL_F32, NULL, b->lh, b->lt, n);
+        rows_product(m, li[i].lora_a, NULL, x, b->lh, n);
+        rows_product(m, li[i].lora_b, NULL, b->lh, b->lt, n);
         for (long j = 0; j < (long)n * li[i].out; j++) outs[i][j] += m->lora_scale * b->lt[j];
     }
 }
@@ -311,13 +306,17 @@ static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
     cl_llama *m = b->m;
     const cl_llama_config *c = &m->cfg;
     int d = c->hidden, kd = c->kv_heads * c->head_dim, I = c->inter;
-    cl_embed_fwd(b->x, ids, m->embed->data, n, d);
+    cl_rope_angles(b->rcos, b->rsin, b->pos, m->inv_freq, n, c->head_dim); /* every layer's */
+    if (m->embed->data)
+        cl_embed_fwd(b->x, ids, m->embed->data, n, d);
+    else /* a tied head's rows live on only in its fp32 panels (cl_llama_pack_decode) */
+        for (int i = 0; i < n; i++) cl_linear_unpack_row(b->x + (size_t)i * d, m->embed->panels, CL_F32, ids[i], d);
     for (int l = 0; l < c->layers; l++) {
         cl_layer *ly = &m->layers[l];
         cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln1->data, n, d, c->rms_eps);
         project_rows(b, &ly->proj[CL_Q], 3, b->xn, (float *const[]){b->q, b->k, b->v}, n);
-        cl_rope(b->q, b->pos, m->inv_freq, n, c->heads, c->head_dim, 1);
-        cl_rope(b->k, b->pos, m->inv_freq, n, c->kv_heads, c->head_dim, 1);
+        cl_rope_rotate(b->q, b->rcos, b->rsin, n, c->heads, c->head_dim);
+        cl_rope_rotate(b->k, b->rcos, b->rsin, n, c->kv_heads, c->head_dim);
         for (int i = 0; i < n; i++) {
             cl_gen *g = b->rseq[i];
             size_t at = ((size_t)l * g->cap + (size_t)b->pos[i]) * kd;
@@ -340,8 +339,7 @@ static void head_rows(cl_batch *b, const float *x, int n)
 {
     const cl_llama_config *c = &b->m->cfg;
     cl_rmsnorm_fwd(b->y, b->rstd, x, b->m->norm->data, n, c->hidden, c->rms_eps);
-    const cl_tensor *h = b->m->lm_head;
-    rows_product(b->m, h, b->head16 ? b->head16 : h->data, b->head16 ? CL_BF16 : h->dtype, NULL, b->y, b->logits, n);
+    rows_product(b->m, b->m->lm_head, NULL, b->y, b->logits, n);
 }
 
 int cl_batch_step(cl_batch *b)

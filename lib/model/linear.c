@@ -11,16 +11,48 @@
 #define HAVE_X86 1
 #endif
 
-/* The fixed reduction of one output element, whatever the kernel: one vector accumulator of
- * LANES lanes takes the k blocks of LANES in order (one chain of FMAs), its lanes fold by halves
- * (lane j + LANES/2 onto lane j, down to one lane), then the k tail is added in order.  One
- * accumulator per element is what lets a batched tile of rows x outputs hold every element it
- * computes in registers and load each weight vector once for all its rows; batch 1 gets its
- * independent FMA chains from several outputs in flight instead. */
-static inline float tree8(const float p[8])
+/* The decode layout: panels of 16 outputs, element (o, k) at ((o / 16) * in + k) * 16 + o % 16,
+ * the last panel padded with zeros.  Each output element is one FMA chain over k = 0 .. in-1 in
+ * order (bias added after), whatever the kernel: a vector of a panel's 16 outputs takes one
+ * broadcast activation per k, so no lanes are ever folded, a tile of rows x panels holds every
+ * element it computes in registers, and every kernel (FMA, correctly rounded) gives the same
+ * bits. */
+enum { PANEL = 16 };
+
+static inline size_t esize(cl_dtype dt) { return dt == CL_BF16 ? 2 : 4; }
+
+size_t cl_linear_panels_bytes(int out_dim, int in, cl_dtype dt)
 {
-    float t0 = p[0] + p[4], t1 = p[1] + p[5], t2 = p[2] + p[6], t3 = p[3] + p[7];
-    return (t0 + t2) + (t1 + t3);
+    return (size_t)(out_dim + PANEL - 1) / PANEL * PANEL * (size_t)in * esize(dt);
+}
+
+void cl_linear_pack(void *dst, cl_dtype dt, const void *src, cl_dtype src_dt, int out_dim, int in)
+{
+    int np = (out_dim + PANEL - 1) / PANEL;
+#pragma omp parallel for if ((long)out_dim * in > 1000000)
+    for (int p = 0; p < np; p++)
+        for (int k = 0; k < in; k++)
+            for (int j = 0; j < PANEL; j++) {
+                int o = p * PANEL + j;
+                size_t at = ((size_t)p * in + (size_t)k) * PANEL + (size_t)j, from = (size_t)o * in + (size_t)k;
+                float v = o >= out_dim ? 0.0f
+                          : src_dt == CL_BF16 ? cl_bf16_to_f32(((const uint16_t *)src)[from])
+                                              : ((const float *)src)[from];
+                if (dt == CL_BF16)
+                    ((uint16_t *)dst)[at] = src_dt == CL_BF16 && o < out_dim ? ((const uint16_t *)src)[from]
+                                                                              : cl_f32_to_bf16(v);
+                else
+                    ((float *)dst)[at] = v;
+            }
+}
+
+void cl_linear_unpack_row(float *dst, const void *panels, cl_dtype dt, int o, int in)
+{
+    size_t base = (size_t)(o / PANEL) * in * PANEL + (size_t)(o % PANEL);
+    for (int k = 0; k < in; k++) {
+        size_t at = base + (size_t)k * PANEL;
+        dst[k] = dt == CL_BF16 ? cl_bf16_to_f32(((const uint16_t *)panels)[at]) : ((const float *)panels)[at];
+    }
 }
 
 static inline float wval(const void *w, cl_dtype dt, size_t i)
@@ -28,31 +60,26 @@ static inline float wval(const void *w, cl_dtype dt, size_t i)
     return dt == CL_BF16 ? cl_bf16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
 }
 
-/* One output element, portable (eight lanes). */
-static float dot_scalar(const float *x, const void *w, cl_dtype dt, size_t wo, int in)
-{
-    float p[8] = {0};
-    int k8 = in - in % 8, k = 0;
-    for (; k < k8; k += 8)
-        for (int j = 0; j < 8; j++) p[j] += x[k + j] * wval(w, dt, wo + (size_t)(k + j));
-    float s = tree8(p);
-    for (; k < in; k++) s += x[k] * wval(w, dt, wo + (size_t)k);
-    return s;
-}
-
+/* Portable: the same chains with fmaf (one rounding, as the vector FMAs). */
 static void rows_scalar(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                         int o0, int o1, int ldo)
 {
-    for (int o = o0; o < o1; o++)
+    for (int o = o0; o < o1; o++) {
+        size_t base = (size_t)(o / PANEL) * in * PANEL + (size_t)(o % PANEL);
         for (int r = 0; r < m; r++) {
-            float s = dot_scalar(x + (size_t)r * in, w, dt, (size_t)o * in, in);
+            const float *xr = x + (size_t)r * in;
+            float s = 0;
+            for (int k = 0; k < in; k++) s = fmaf(wval(w, dt, base + (size_t)k * PANEL), xr[k], s);
             out[(size_t)r * ldo + o] = b ? s + b[o] : s;
         }
+    }
 }
 
 #ifdef HAVE_X86
-/* Per instruction set: the vector type, its lane count and the few operations the tiles use,
- * under one naming scheme so that one macro writes the tiles for each. */
+/* Per instruction set: the vector type, its lanes, the vectors a panel takes (V), the tiles'
+ * largest rows x panels (TR x TP: TR x TP x V accumulators, TP x V weight vectors and one
+ * broadcast fit the 32 or 16 vector registers) and the few operations the tiles use, under one
+ * naming scheme so that one macro writes the tiles for each. */
 #define TGT_avx2 __attribute__((target("avx2,fma")))
 #define TGT_avx512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -60,19 +87,19 @@ typedef __m256 vec_avx2;
 typedef __m512 vec_avx512;
 #define LANES_avx2 8
 #define LANES_avx512 16
-/* the tiles (rows x outputs): TR x TO accumulators, TO weight vectors and one activation
- * vector fit the 16 (AVX2) or 32 (AVX-512) vector registers; AVX-512's 16 elements a tile
- * fill exactly one fold16 (4 x 6 tiles left half of a second one idle: slower at k 288) */
-#define TR_avx2 4
-#define TO_avx2 3
-#define TR_avx512 4
-#define TO_avx512 4
-#define UNROLL _Pragma("GCC unroll 24")
+#define V_avx2 2
+#define V_avx512 1
+#define TR_avx2 6
+#define TP_avx2 1
+#define TR_avx512 6
+#define TP_avx512 4
+#define UNROLL _Pragma("GCC unroll 32")
 
 TGT_avx2 INLINE __m256 zero_avx2(void) { return _mm256_setzero_ps(); }
 TGT_avx2 INLINE __m256 set1_avx2(float a) { return _mm256_set1_ps(a); }
 TGT_avx2 INLINE void store_avx2(float *p, __m256 v) { _mm256_storeu_ps(p, v); }
 TGT_avx2 INLINE __m256 loadx_avx2(const float *p) { return _mm256_loadu_ps(p); }
+TGT_avx2 INLINE __m256 add_avx2(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
 TGT_avx2 INLINE __m256 fma_avx2(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
 TGT_avx2 INLINE __m256 F32_avx2(const void *w, size_t i) { return _mm256_loadu_ps((const float *)w + i); }
 TGT_avx2 INLINE __m256 BF16_avx2(const void *w, size_t i)
@@ -80,7 +107,8 @@ TGT_avx2 INLINE __m256 BF16_avx2(const void *w, size_t i)
     __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
-/* the halving tree of one accumulator (tree8's order) */
+
+/* a vector's lanes summed by halves */
 TGT_avx2 INLINE float hsum_avx2(__m256 v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -88,16 +116,12 @@ TGT_avx2 INLINE float hsum_avx2(__m256 v)
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
 }
-/* the accumulators v [n] folded into s [n]; AVX2 folds one at a time */
-TGT_avx2 INLINE void fold_avx2(const __m256 *v, int n, float *s)
-{
-    UNROLL for (int i = 0; i < n; i++) s[i] = hsum_avx2(v[i]);
-}
 
 TGT_avx512 INLINE __m512 zero_avx512(void) { return _mm512_setzero_ps(); }
 TGT_avx512 INLINE __m512 set1_avx512(float a) { return _mm512_set1_ps(a); }
 TGT_avx512 INLINE void store_avx512(float *p, __m512 v) { _mm512_storeu_ps(p, v); }
 TGT_avx512 INLINE __m512 loadx_avx512(const float *p) { return _mm512_loadu_ps(p); }
+TGT_avx512 INLINE __m512 add_avx512(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
 TGT_avx512 INLINE __m512 fma_avx512(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
 TGT_avx512 INLINE __m512 F32_avx512(const void *w, size_t i) { return _mm512_loadu_ps((const float *)w + i); }
 TGT_avx512 INLINE __m512 BF16_avx512(const void *w, size_t i)
@@ -105,134 +129,88 @@ TGT_avx512 INLINE __m512 BF16_avx512(const void *w, size_t i)
     __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-/* sixteen lanes: lane j + 8 onto lane j, then the eight-lane tree */
 TGT_avx512 INLINE float hsum_avx512(__m512 v)
 {
     return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
 }
-/* Sixteen accumulators' halving trees at once (each add serves 16 elements or lanes): halves
- * of 8 lanes, then 4, 2, 1, pairing vectors as it goes; the sums come out with element
- * 4a + b at lane 4b + a, so the inputs go in transposed.  The same additions as hsum_avx512. */
-TGT_avx512 INLINE __m512 fold16_avx512(const __m512 *v, int n)
-{
-    __m512 a[16], h[8], q[4], z[2];
-    UNROLL for (int i = 0; i < 16; i++) {
-        int e = (i & 3) << 2 | i >> 2;
-        a[i] = e < n ? v[e] : _mm512_setzero_ps();
-    }
-    UNROLL for (int i = 0; i < 8; i++) /* 128-bit lanes [x0 x1 y0 y1] + [x2 x3 y2 y3] */
-        h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
-                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-    UNROLL for (int i = 0; i < 4; i++) /* [x0 x2 y0 y2] + [x1 x3 y1 y3]: one element a lane */
-        q[i] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0x88),
-                             _mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0xdd));
-    UNROLL for (int i = 0; i < 2; i++) /* within each 128-bit lane: 4 -> 2 floats an element */
-        z[i] = _mm512_add_ps(_mm512_shuffle_ps(q[2 * i], q[2 * i + 1], 0x44),
-                             _mm512_shuffle_ps(q[2 * i], q[2 * i + 1], 0xee));
-    return _mm512_add_ps(_mm512_shuffle_ps(z[0], z[1], 0x88), _mm512_shuffle_ps(z[0], z[1], 0xdd));
-}
-TGT_avx512 INLINE void fold_avx512(const __m512 *v, int n, float *s)
-{
-    if (n == 1) {
-        s[0] = hsum_avx512(v[0]);
-        return;
-    }
-    for (int g = 0; g < n; g += 16) {
-        float t[16];
-        _mm512_storeu_ps(t, fold16_avx512(v + g, n - g < 16 ? n - g : 16));
-        for (int i = 0; i < 16 && g + i < n; i++) s[g + i] = t[i];
-    }
-}
 
-/* The end of one output element: the k tail in order, the bias. */
-static inline float finish(float s, const float *x, const void *w, cl_dtype dt, size_t wo, int k, int in,
-                           const float *b, int o)
-{
-    for (; k < in; k++) s += x[k] * wval(w, dt, wo + (size_t)k);
-    return b ? s + b[o] : s;
-}
-
-typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t ldw, const float *b, int in,
-                     int o, int pf, int os);
-
-/* R rows x C outputs (R x C <= TR x TO, constants once inlined): per k block, the C
- * weight vectors are loaded once and serve all R rows.  Rows of x are `in` apart, those of w
- * ldw; the tile's outputs are o, o + os, ...  pf: also prefetch the next tile's weights, into
- * L2: the L1 hint, which brings a tile's 4-12 KB into the 32 KB L1 during one row tile, made a
- * step's products 5-14% slower (A/B in BENCHMARKS.md). */
-#define TILES(ISA, SUF)                                                                                        \
-    TGT_##ISA INLINE void tile_##SUF##_##ISA(int R, int C, float *out, int ldo, const float *x, const void *w,  \
-                                             size_t ldw, const float *b, int in, int o, int pf, int os)        \
+/* R rows x P panels (constants once inlined): per k, the P panels' weight vectors are loaded
+ * once and serve all R rows, each row's activation broadcast once for all P panels.  Rows of x
+ * are `in` apart, of out ldo; the tile's panels are p, p + ps, ... (ps 1: adjacent; batch 1:
+ * from four quarters of the range, so that the weights stream as four long sequences, what the
+ * prefetchers follow).  Outputs past ldo (the last panel's padding) are not stored. */
+#define TILE(ISA, SUF)                                                                                         \
+    TGT_##ISA INLINE void tile_##SUF##_##ISA(int R, int P, float *out, int ldo, const float *x, const void *w, \
+                                             const float *b, int in, int p, int ps)                            \
     {                                                                                                          \
-        const int L = LANES_##ISA;                                                                             \
-        int kv = in - in % L;                                                                                  \
-        vec_##ISA acc[TR_##ISA * TO_##ISA];                                                                    \
-        UNROLL for (int i = 0; i < R * C; i++) acc[i] = zero_##ISA();                                         \
-        for (int k = 0; k < kv; k += L) {                                                                      \
-            vec_##ISA wv[TR_##ISA * TO_##ISA];                                                                 \
-            UNROLL for (int c = 0; c < C; c++) wv[c] = SUF##_##ISA(w, (size_t)(o + c * os) * ldw + (size_t)k); \
-            if (pf)                                                                                            \
-                UNROLL for (int c = 0; c < C; c++) __builtin_prefetch(                                         \
-                    (const char *)w + ((size_t)(o + (C + c) * os) * ldw + (size_t)k) * (CL_##SUF == CL_BF16 ? 2 : 4), \
-                    0, 2);                                                                                     \
+        enum { L = LANES_##ISA, V = V_##ISA };                                                                 \
+        vec_##ISA acc[TR_##ISA * 4 * V_##ISA];                                                                 \
+        UNROLL for (int i = 0; i < R * P * V; i++) acc[i] = zero_##ISA();                                     \
+        for (int k = 0; k < in; k++) {                                                                         \
+            vec_##ISA wv[4 * V_##ISA];                                                                         \
+            UNROLL for (int c = 0; c < P * V; c++)                                                             \
+                wv[c] = SUF##_##ISA(w, ((size_t)(p + c / V * ps) * in + (size_t)k) * PANEL + (size_t)(c % V * L)); \
             UNROLL for (int r = 0; r < R; r++) {                                                               \
-                vec_##ISA xv = loadx_##ISA(x + (size_t)r * in + k);                                            \
-                UNROLL for (int c = 0; c < C; c++) acc[r * C + c] = fma_##ISA(wv[c], xv, acc[r * C + c]);     \
+                vec_##ISA xv = set1_##ISA(x[(size_t)r * in + (size_t)k]);                                     \
+                UNROLL for (int c = 0; c < P * V; c++) acc[r * P * V + c] = fma_##ISA(wv[c], xv, acc[r * P * V + c]); \
             }                                                                                                  \
         }                                                                                                      \
-        float s[TR_##ISA * TO_##ISA];                                                                          \
-        fold_##ISA(acc, R * C, s);                                                                             \
-        for (int r = 0; r < R; r++)                                                                            \
-            for (int c = 0; c < C; c++)                                                                        \
-                out[(size_t)r * ldo + o + c * os] = finish(s[r * C + c], x + (size_t)r * in, w, CL_##SUF,      \
-                                                           (size_t)(o + c * os) * ldw, kv, in, b, o + c * os); \
+        UNROLL for (int c = 0; c < P * V; c++) {                                                               \
+            int o = (p + c / V * ps) * PANEL + c % V * L;                                                      \
+            UNROLL for (int r = 0; r < R; r++) {                                                               \
+                vec_##ISA s = acc[r * P * V + c];                                                              \
+                float *d = out + (size_t)r * ldo + o;                                                          \
+                if (o + L <= ldo) {                                                                            \
+                    store_##ISA(d, b ? add_##ISA(s, loadx_##ISA(b + o)) : s);                                  \
+                } else {                                                                                       \
+                    float t[L];                                                                                \
+                    store_##ISA(t, s);                                                                         \
+                    for (int j = 0; o + j < ldo; j++) d[j] = b ? t[j] + b[o + j] : t[j];                       \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
     }                                                                                                          \
-    /* the tiles in use: TR rows or fewer (the last of a block) x TO outputs; one row x 4    \
-     * outputs (s4: batch 1); one output (c1: the outputs past the whole tiles, attention) */ \
-    TILE(ISA, SUF, t1, 1, TO_##ISA)                                                                            \
-    TILE(ISA, SUF, t2, 2, TO_##ISA)                                                                            \
-    TILE(ISA, SUF, t3, 3, TO_##ISA)                                                                            \
-    TILE(ISA, SUF, t4, 4, TO_##ISA)                                                                            \
-    TILE(ISA, SUF, s4, 1, 4)                                                                                   \
-    TILE(ISA, SUF, c1, 1, 1)                                                                                   \
-    /* One row (batch-1 decode, a read of every weight): four outputs at once, from the four     \
-     * quarters of the range, so the weights stream as four long sequences (the prefetchers      \
-     * follow long streams; four outputs of adjacent rows would be four short ones) and four     \
-     * FMA chains run.  More rows: blocks of 32 (their activations stay in L2 while the block's  \
-     * weights are read once per block), each block in tiles of TR rows x TO outputs, the first \
-     * row tile of each prefetching the next tile's weights, past o1 too (ldo is the matrix's    \
-     * width: the next block of outputs starts there, and a thread often takes it next). */      \
+    /* every tile in use as its own function: R rows x P panels, constant */                                   \
+    TGT_##ISA static void tiles_##SUF##_##ISA(int R, int P, float *out, int ldo, const float *x, const void *w, \
+                                              const float *b, int in, int p, int ps)                           \
+    {                                                                                                          \
+        switch (R * 8 + P) {                                                                                   \
+            TILE_CASES_##ISA(SUF##_##ISA)                                                                      \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* One row (batch-1 decode, a read of every weight): four panels at once from the four          \
+     * quarters of the range.  More rows: blocks of 32 (their activations stay in cache while the    \
+     * block's weights are read once per block), each in tiles of TR rows x TP panels. */             \
     TGT_##ISA static void rows_##SUF##_##ISA(float *out, const float *x, const void *w, const float *b, int m, \
                                              int in, int o0, int o1, int ldo)                                  \
     {                                                                                                          \
-        static tile_fn *const by_rows[4] = {t1_##SUF##_##ISA, t2_##SUF##_##ISA, t3_##SUF##_##ISA,              \
-                                            t4_##SUF##_##ISA};                                                 \
-        size_t ldw = (size_t)in;                                                                               \
+        int p0 = o0 / PANEL, p1 = (o1 + PANEL - 1) / PANEL;                                                    \
         if (m == 1) {                                                                                          \
-            int q = (o1 - o0) / 4;                                                                             \
-            for (int o = o0; o < o0 + q; o++) s4_##SUF##_##ISA(out, ldo, x, w, ldw, b, in, o, 0, q);          \
-            for (int o = o0 + 4 * q; o < o1; o++) c1_##SUF##_##ISA(out, ldo, x, w, ldw, b, in, o, 0, 1);      \
+            int q = (p1 - p0) / 4;                                                                             \
+            for (int p = p0; p < p0 + q; p++) tiles_##SUF##_##ISA(1, 4, out, ldo, x, w, b, in, p, q);          \
+            for (int p = p0 + 4 * q; p < p1; p++) tiles_##SUF##_##ISA(1, 1, out, ldo, x, w, b, in, p, 1);      \
             return;                                                                                            \
         }                                                                                                      \
         for (int rb = 0; rb < m; rb += 32) {                                                                   \
-            int re = rb + 32 < m ? rb + 32 : m, o = o0;                                                        \
-            for (; o + TO_##ISA <= o1; o += TO_##ISA)                                                          \
+            int re = rb + 32 < m ? rb + 32 : m;                                                                \
+            for (int p = p0; p < p1; p += TP_##ISA) {                                                          \
+                int P = p1 - p < TP_##ISA ? p1 - p : TP_##ISA;                                                 \
                 for (int r = rb; r < re; r += TR_##ISA) {                                                      \
                     int R = re - r < TR_##ISA ? re - r : TR_##ISA;                                             \
-                    by_rows[R - 1](out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, ldw, b, in, o,           \
-                                   r == rb && o + 2 * TO_##ISA <= ldo, 1);                                     \
+                    tiles_##SUF##_##ISA(R, P, out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, b, in, p, 1); \
                 }                                                                                              \
-            for (; o < o1; o++)                                                                                \
-                for (int r = rb; r < re; r++)                                                                  \
-                    c1_##SUF##_##ISA(out + (size_t)r * ldo, ldo, x + (size_t)r * in, w, ldw, b, in, o, 0, 1);  \
+            }                                                                                                  \
         }                                                                                                      \
     }
-#define TILE(ISA, SUF, NAME, R, C)                                                                             \
-    TGT_##ISA static void NAME##_##SUF##_##ISA(float *out, int ldo, const float *x, const void *w, size_t ldw,  \
-                                               const float *b, int in, int o, int pf, int os)                  \
-    {                                                                                                          \
-        tile_##SUF##_##ISA(R, C, out, ldo, x, w, ldw, b, in, o, pf, os);                                       \
-    }
+#define TILE_CASE(F, R, P)                                                                                     \
+    case (R) * 8 + (P):                                                                                        \
+        tile_##F(R, P, out, ldo, x, w, b, in, p, ps);                                                          \
+        break;
+#define TILE_ROWS(F, P) TILE_CASE(F, 1, P) TILE_CASE(F, 2, P) TILE_CASE(F, 3, P) TILE_CASE(F, 4, P) \
+    TILE_CASE(F, 5, P) TILE_CASE(F, 6, P)
+/* AVX-512: 1-6 rows x 1-4 panels; AVX2: 1-6 rows x one panel, and batch 1's four */
+#define TILE_CASES_avx512(F) TILE_ROWS(F, 1) TILE_ROWS(F, 2) TILE_ROWS(F, 3) TILE_ROWS(F, 4)
+#define TILE_CASES_avx2(F) TILE_ROWS(F, 1) TILE_CASE(F, 1, 4)
 
 /* out [d] = sum over s in order of p[s] * v[s * ldv + :d]: attention's weighted values, each
  * element one FMA chain over the positions (the lanes past whole vectors: the same chain, scalar) */
@@ -242,7 +220,12 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
         const int L = LANES_##ISA;                                                                             \
         int j = 0;                                                                                             \
         for (; j + 4 * L <= d; j += 4 * L) mix_block_##ISA(4, out + j, p, v + j, ldv, n);                     \
-        for (; j + L <= d; j += L) mix_block_##ISA(1, out + j, p, v + j, ldv, n);                              \
+        switch ((d - j) / L) { /* what is left of whole vectors in one pass: independent chains */             \
+        case 3: mix_block_##ISA(3, out + j, p, v + j, ldv, n); break;                                          \
+        case 2: mix_block_##ISA(2, out + j, p, v + j, ldv, n); break;                                          \
+        case 1: mix_block_##ISA(1, out + j, p, v + j, ldv, n); break;                                          \
+        }                                                                                                      \
+        j += (d - j) / L * L;                                                                                  \
         for (; j < d; j++) {                                                                                   \
             float o = 0;                                                                                       \
             for (int s = 0; s < n; s++) o = fmaf(p[s], v[(size_t)s * ldv + (size_t)j], o);                    \
@@ -250,10 +233,8 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
         }                                                                                                      \
     }
 #define KERNEL(ISA)                                                                                            \
-    TILES(ISA, F32)                                                                                            \
-    TILES(ISA, BF16)                                                                                           \
-    /* one row x TR x TO outputs: attention's scores (short k) folded all in one tree */                    \
-    TILE(ISA, F32, sN, 1, TR_##ISA * TO_##ISA)                                                                 \
+    TILE(ISA, F32)                                                                                             \
+    TILE(ISA, BF16)                                                                                            \
     static void rows_##ISA(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m,      \
                            int in, int o0, int o1, int ldo)                                                    \
     {                                                                                                          \
@@ -262,13 +243,30 @@ typedef void tile_fn(float *out, int ldo, const float *x, const void *w, size_t 
         else                                                                                                   \
             rows_F32_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                  \
     }                                                                                                          \
-    /* one row, output o's weights at w + o * ldw */                                                         \
-    static void strided_##ISA(float *out, const float *x, const float *w, size_t ldw, int in, int n)           \
+    /* C rows of w (ldw apart) dotted with x: one accumulator each over the k blocks, folded by    \
+     * hsum, then the k tail in order */                                                              \
+    TGT_##ISA INLINE void dots_##ISA(int C, float *out, const float *x, const float *w, size_t ldw, int in)     \
+    {                                                                                                          \
+        enum { L = LANES_##ISA };                                                                              \
+        int kv = in - in % L;                                                                                  \
+        vec_##ISA acc[4];                                                                                      \
+        UNROLL for (int c = 0; c < C; c++) acc[c] = zero_##ISA();                                             \
+        for (int k = 0; k < kv; k += L) {                                                                      \
+            vec_##ISA xv = loadx_##ISA(x + k);                                                                 \
+            UNROLL for (int c = 0; c < C; c++) acc[c] = fma_##ISA(loadx_##ISA(w + (size_t)c * ldw + (size_t)k), xv, acc[c]); \
+        }                                                                                                      \
+        UNROLL for (int c = 0; c < C; c++) {                                                                   \
+            float s = hsum_##ISA(acc[c]);                                                                      \
+            for (int k = kv; k < in; k++) s = fmaf(w[(size_t)c * ldw + (size_t)k], x[k], s);                  \
+            out[c] = s;                                                                                        \
+        }                                                                                                      \
+    }                                                                                                          \
+    /* one row, output o's weights at w + o * ldw; four outputs at a time for four FMA chains */             \
+    TGT_##ISA static void strided_##ISA(float *out, const float *x, const float *w, size_t ldw, int in, int n)  \
     {                                                                                                          \
         int o = 0;                                                                                             \
-        for (; o + TR_##ISA * TO_##ISA <= n; o += TR_##ISA * TO_##ISA)                                         \
-            sN_F32_##ISA(out, 0, x, w, ldw, NULL, in, o, 0, 1);                                                \
-        for (; o < n; o++) c1_F32_##ISA(out, 0, x, w, ldw, NULL, in, o, 0, 1);                                \
+        for (; o + 4 <= n; o += 4) dots_##ISA(4, out + o, x, w + (size_t)o * ldw, ldw, in);                   \
+        for (; o < n; o++) dots_##ISA(1, out + o, x, w + (size_t)o * ldw, ldw, in);                           \
     }                                                                                                          \
     TGT_##ISA INLINE void mix_block_##ISA(int B, float *out, const float *p, const float *v, size_t ldv, int n) \
     {                                                                                                          \
@@ -286,8 +284,9 @@ KERNEL(avx2)
 KERNEL(avx512)
 #undef KERNEL
 #undef MIX
-#undef TILES
 #undef TILE
+#undef TILE_CASE
+#undef TILE_ROWS
 #endif
 
 /* first index of the largest value; lanes keep their running maximum and where it was first
@@ -334,7 +333,11 @@ typedef struct kernels {
 
 static void strided_scalar(float *out, const float *x, const float *w, size_t ldw, int in, int n)
 {
-    for (int o = 0; o < n; o++) out[o] = dot_scalar(x, w + (size_t)o * ldw, CL_F32, 0, in);
+    for (int o = 0; o < n; o++) {
+        float sum = 0;
+        for (int k = 0; k < in; k++) sum = fmaf(w[(size_t)o * ldw + (size_t)k], x[k], sum);
+        out[o] = sum;
+    }
 }
 
 static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, int n, int d)
@@ -346,7 +349,7 @@ static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, i
     }
 }
 
-static const kernels *pick(void)
+static const kernels *choose(void)
 {
     static const kernels scalar = {"scalar", rows_scalar, strided_scalar, mix_scalar, argmax_scalar};
 #ifdef HAVE_X86
@@ -365,9 +368,24 @@ static const kernels *pick(void)
     return &scalar;
 }
 
-/* Picked per call (a getenv and a cached CPUID bit): cheap beside the product, and tests can
- * switch CL_SIMD between calls. */
-const char *cl_linear_isa(void) { return pick()->name; }
+/* Chosen at the first call and again at each cl_linear_isa(), not per call: attention calls
+ * the strided and mix kernels per row and head, thousands of times a step, where a getenv
+ * each cost 5% of a batched step. */
+static const kernels *chosen;
+
+static const kernels *pick(void)
+{
+    const kernels *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (!k) __atomic_store_n(&chosen, k = choose(), __ATOMIC_RELEASE);
+    return k;
+}
+
+const char *cl_linear_isa(void)
+{
+    const kernels *k = choose();
+    __atomic_store_n(&chosen, k, __ATOMIC_RELEASE);
+    return k->name;
+}
 
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim)
@@ -379,12 +397,12 @@ void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, cons
 void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, int in)
 {
     const kernels *k = pick();
-    /* Blocks of 48 outputs (whole pass tiles of 6 or 3): big enough to amortise the x rows,
-     * small enough to balance; handed out as threads come free, since two threads streaming
-     * weights from memory do not keep pace (static halves left one waiting at every product's
-     * end: 4-10% of a batched step, A/B in BENCHMARKS.md).  The parts' blocks go in one loop,
-     * so q, k and v (or gate and up) cost one wait for the slowest thread, not three.  Which
-     * thread computes a block never changes its bits. */
+    /* Blocks of 64 outputs (one tile of 4 panels): big enough to amortise the x rows, small
+     * enough to balance; handed out as threads come free, since two threads streaming weights
+     * from memory do not keep pace (static halves left one waiting at every product's end: 4-10%
+     * of a batched step, A/B in BENCHMARKS.md); one row: one block per thread, whole panels.  The
+     * parts' blocks go in one loop, so q, k and v (or gate and up) cost one wait for the slowest
+     * thread, not three.  Which thread computes a block never changes its bits. */
     int threads = omp_get_max_threads(), first[CL_LINEAR_MAX_PARTS + 1] = {0}, bs[CL_LINEAR_MAX_PARTS];
     long work = 0;
     if (cnt > CL_LINEAR_MAX_PARTS) {
@@ -392,8 +410,9 @@ void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, in
         cnt = CL_LINEAR_MAX_PARTS;
     }
     for (int i = 0; i < cnt; i++) {
-        bs[i] = m == 1 ? (p[i].out_dim + threads - 1) / threads : 48;
-        bs[i] = bs[i] > 0 ? bs[i] : 1;
+        int per = (p[i].out_dim + threads - 1) / threads;
+        bs[i] = m == 1 ? (per + PANEL - 1) / PANEL * PANEL : 4 * PANEL;
+        bs[i] = bs[i] > 0 ? bs[i] : PANEL;
         first[i + 1] = first[i] + (p[i].out_dim + bs[i] - 1) / bs[i];
         work += (long)m * in * p[i].out_dim;
     }

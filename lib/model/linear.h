@@ -1,31 +1,40 @@
-/* linear.h — the decode-time matrix product: out[m][o] = x[m][:] . W[o][:] + b[o] over weights
- * as the checkpoint stores them ([out][in], fp32 or bf16), for the few rows (m = tokens of one
- * engine step) that decoding has, without packing the weights per call.
+/* linear.h — the decode-time matrix product: out[m][o] = x[m][:] . W[o][:] + b[o] for the few
+ * rows (m = tokens of one engine step) that decoding has, over weights packed once, when a model
+ * starts decoding, into the decode layout: panels of 16 outputs, each panel [in][16] (fp32 or
+ * bf16), so that one vector holds one k of 16 outputs.
  *
- * Batch invariance (the reason this is not gemm.c): every output element is one dot product
- * whose reduction order depends only on `in` — one vector accumulator taking the k blocks in
- * order, its lanes folded by halves, then the k tail in order (linear.c) — never on m, on which
- * other rows share the call, on the thread count or on the tiling, so a sequence decodes to the
- * same bits alone or among 127 others.  With one accumulator per element, a batched tile of
- * 4 rows x 4 outputs (AVX2: 4 x 3) keeps all its elements in registers over the whole of k,
- * loading each weight vector once for its 4 rows and each activation vector once for its
- * outputs, and folds 16 elements' lanes with one shared tree of shuffles; one row (batch-1
- * decode, a read of every weight) runs four outputs at once, each from its own quarter of the
- * rows, so that the weights stream as four long sequences (what the prefetchers follow) with
- * four independent FMA chains.
+ * Batch invariance (the reason this is not gemm.c): every output element is one FMA chain over
+ * k in order, the bias added after — never dependent on m, on which other rows share the call,
+ * on the thread count or on the tiling, so a sequence decodes to the same bits alone or among
+ * 127 others; FMA rounds once, so the AVX-512, AVX2 and portable (fmaf) kernels give the same
+ * bits too.  A batched tile of up to 6 rows x 4 panels (AVX2: 6 x 1) keeps its elements in
+ * registers over the whole of k, loading each weight vector once for its rows and broadcasting
+ * each activation once for its panels: no lanes are folded, so short k (d 288) costs nothing
+ * extra.  One row (batch-1 decode, a read of every weight) runs four panels at once, each from
+ * its own quarter of the range, so that the weights stream as four long sequences (what the
+ * prefetchers follow) with four independent FMA chains.
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
- * AVX-512 (16 lanes, folded to the same eight-lane tree) when the CPU has AVX512F/DQ, else
- * AVX2+FMA, else portable C; they differ in rounding (FMA, lane count), never within one.
- * CL_SIMD=avx2 or scalar forces a narrower one (tests of the paths other machines take, and
- * machines where the detection is wrong); CL_SIMD=avx512 is the default order.
+ * AVX-512 when the CPU has AVX512F/DQ, else AVX2+FMA, else portable C.  CL_SIMD=avx2 or scalar
+ * forces a narrower one (tests of the paths other machines take, and machines where the
+ * detection is wrong); CL_SIMD=avx512 is the default order.
  * Must not know: models, layers or sequences. */
 #ifndef CL_MODEL_LINEAR_H
 #define CL_MODEL_LINEAR_H
 
 #include "model/llama.h"
 
-/* out [m][out_dim] = x [m][in] . W^T (+ b when non-NULL); w is float * (CL_F32) or uint16_t *
- * bf16 (CL_BF16), row-major [out_dim][in]. */
+/* Bytes of a [out_dim][in] matrix in the decode layout (out_dim rounded up to a panel). */
+size_t cl_linear_panels_bytes(int out_dim, int in, cl_dtype dt);
+
+/* dst (cl_linear_panels_bytes, element type dt) = src [out_dim][in] row-major (src_dt) in the
+ * decode layout; fp32 to bf16 rounds to nearest even; the padding is zeros. */
+void cl_linear_pack(void *dst, cl_dtype dt, const void *src, cl_dtype src_dt, int out_dim, int in);
+
+/* dst [in] = row o of a packed matrix, as fp32 (the embedding lookup of a tied head). */
+void cl_linear_unpack_row(float *dst, const void *panels, cl_dtype dt, int o, int in);
+
+/* out [m][out_dim] = x [m][in] . W^T (+ b when non-NULL); w is W packed (cl_linear_pack), float
+ * * (CL_F32) or uint16_t * (CL_BF16). */
 void cl_linear_rows(float *out, const float *x, const void *w, cl_dtype dt, const float *b, int m, int in,
                     int out_dim);
 
@@ -44,7 +53,9 @@ typedef struct cl_linear_part {
 void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, int in);
 
 /* out [n] = x [in] . w_o for the n rows w_o = w + o * ldw (fp32): attention scores over a
- * cache whose rows are strided.  The order of each dot product is the one above, one thread. */
+ * cache whose rows are strided, one thread.  Each dot product: one vector accumulator over the
+ * k blocks, its lanes summed by halves, then the k tail in order (fixed for a kernel, so as
+ * batch-invariant as the products; the kernels differ here by their lane counts). */
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
 
 /* out [d] = sum over s = 0..n-1, in order, of p[s] * v[s * ldv + :d] (fp32): attention's
@@ -55,7 +66,8 @@ void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n
  * than v[0]): greedy sampling's scan of the vocabulary. */
 int cl_argmax(const float *v, int n);
 
-/* The kernel in use: "avx512", "avx2" or "scalar". */
+/* The kernel in use: "avx512", "avx2" or "scalar", CL_SIMD read anew (it is read at the first
+ * product and at each call of this, not per product: tests that switch kernels call this). */
 const char *cl_linear_isa(void);
 
 #endif

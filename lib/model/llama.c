@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "model/device.h"
 #include "model/gemm.h"
+#include "model/linear.h"
 #include "model/ops.h"
 
 static const char *const proj_names[CL_NPROJ] = {"q_proj", "k_proj", "v_proj", "o_proj",
@@ -98,6 +99,13 @@ static size_t base_layout(cl_llama *m, char *p)
     return (off + 63) & ~(size_t)63;
 }
 
+/* madvise on the whole pages inside [p, p + n) */
+static void advise_pages(void *p, size_t n, int advice)
+{
+    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, z = ((uintptr_t)p + n) & ~(uintptr_t)4095;
+    if (z > a) (void)madvise((void *)a, z - a, advice);
+}
+
 cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags, cl_err *e)
 {
     int train_base = flags & CL_LLAMA_TRAIN_BASE;
@@ -174,12 +182,10 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags,
         cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory for %zu bytes of weights", bytes);
         return NULL;
     }
-    /* Huge pages for the whole-page part of the arena: a decode step or a training step reads
-     * every weight, and 2 MB pages take the TLB misses out of those passes; pages are still
-     * allocated only when written (a LoRA base used in place never touches its share). */
-    uintptr_t hp0 = ((uintptr_t)m->base_mem + 4095) & ~(uintptr_t)4095,
-              hp1 = ((uintptr_t)m->base_mem + bytes + 63) & ~(uintptr_t)4095;
-    if (hp1 > hp0) (void)madvise((void *)hp0, hp1 - hp0, MADV_HUGEPAGE);
+    /* Huge pages: a decode step or a training step reads every weight, and 2 MB pages take
+     * the TLB misses out of those passes; pages are still allocated only when written (a LoRA
+     * base used in place never touches its share). */
+    advise_pages(m->base_mem, bytes + 63, MADV_HUGEPAGE);
     base_layout(m, (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63));
     if (base_dtype == CL_BF16) m->wbuf = xcalloc((size_t)max_w, sizeof(float));
     if (train_base) {
@@ -234,7 +240,53 @@ void cl_llama_free(cl_llama *m)
     free(m->m_mem);
     free(m->v_mem);
     free(m->wbuf);
+    free(m->panels_mem);
     free(m);
+}
+
+int cl_llama_pack_decode(cl_llama *m, cl_err *e)
+{
+    if (m->panels_mem) return 0;
+    cl_dtype pdt = m->layers[0].proj[CL_Q].w->dtype;
+    cl_tensor **list = malloc(sizeof *list * ((size_t)m->cfg.layers * CL_NPROJ * 3 + 1));
+    if (!list) return cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
+    int n = 0;
+    for (int l = 0; l < m->cfg.layers; l++)
+        for (int p = 0; p < CL_NPROJ; p++) {
+            cl_linear *li = &m->layers[l].proj[p];
+            list[n++] = li->w;
+            if (li->lora_a) list[n++] = li->lora_a, list[n++] = li->lora_b;
+        }
+    list[n++] = m->lm_head;
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        cl_dtype dt = list[i] == m->lm_head ? pdt : list[i]->dtype;
+        total += (cl_linear_panels_bytes(list[i]->shape[0], list[i]->shape[1], dt) + 63) & ~(size_t)63;
+    }
+    char *mem = aligned_alloc(64, (total + 63) & ~(size_t)63);
+    if (!mem) {
+        free(list);
+        return cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory for %zu bytes of packed weights", total);
+    }
+    advise_pages(mem, total, MADV_HUGEPAGE);
+    m->panels_mem = mem;
+    for (int i = 0; i < n; i++) {
+        cl_tensor *t = list[i];
+        t->panels_dt = t == m->lm_head ? pdt : t->dtype;
+        t->panels = mem;
+        cl_linear_pack(mem, t->panels_dt, t->data, t->dtype, t->shape[0], t->shape[1]);
+        mem += (cl_linear_panels_bytes(t->shape[0], t->shape[1], t->panels_dt) + 63) & ~(size_t)63;
+        /* one copy in memory: the rows go, unless the embedding still reads them (a tied head
+         * in bf16 panels) or they are an adapter's (small, in the adapter arena) */
+        int keep = !m->own_weights || (t == m->embed && t->panels_dt != CL_F32) ||
+                   (t >= m->lora && t < m->lora + m->n_lora);
+        if (!keep) {
+            advise_pages(t->data, (size_t)t->numel * (t->dtype == CL_BF16 ? 2 : 4), MADV_DONTNEED);
+            t->data = NULL;
+        }
+    }
+    free(list);
+    return 0;
 }
 
 cl_tensor *cl_llama_tensors(cl_llama *m, int *n)

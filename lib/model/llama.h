@@ -29,7 +29,10 @@ typedef struct cl_tensor {
     int shape[2];         /* PyTorch order: [out][in] for linear weights */
     long numel;
     cl_dtype dtype;
-    void *data;           /* float * or uint16_t * (bf16), inside the owning arena */
+    void *data;           /* float * or uint16_t * (bf16), inside the owning arena; NULL once
+                           * given up for panels (cl_llama_pack_decode) */
+    void *panels;         /* the decode layout (linear.h) of a 2-D tensor, or NULL */
+    cl_dtype panels_dt;
     float *grad, *m, *v;  /* trainable tensors only (NULL when frozen) */
     int no_decay;         /* norms and biases: no AdamW weight decay (HF Trainer's rule) */
 } cl_tensor;
@@ -79,6 +82,7 @@ typedef struct cl_llama {
     float *grad_mem, *m_mem, *v_mem;
     long n_train;                      /* floats in each of grad/m/v */
     float *wbuf;                       /* fp32 copy of one bf16 weight */
+    void *panels_mem;                  /* every tensor's panels (cl_llama_pack_decode) */
     cl_llama_acts *acts;
     /* an accelerator's copy of the model (device.h); NULL computes on the CPU */
     const struct cl_device_ops *dev;
@@ -96,6 +100,15 @@ enum { CL_LLAMA_TRAIN_BASE = 1, CL_LLAMA_DECODE = 2 };
  * bf16; flags as above (0: inference, or LoRA over a frozen base used in place). */
 cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags, cl_err *e);
 void cl_llama_free(cl_llama *m);
+
+/* Packs every matrix a decode step multiplies (the projections, their adapters, the head)
+ * into the decode layout (linear.h), once: t->panels.  The head's panels are bf16 when the
+ * projections are (half the bytes per token for them, so for the head too).  A model that owns
+ * its weights (CL_LLAMA_DECODE) then gives up the row-major copy of each (t->data NULL, its
+ * pages returned), so it holds one copy; the embedding of a tied head reads the fp32 panels
+ * (cl_linear_unpack_row), or keeps its rows when the panels are bf16.  Decoding only: a
+ * training forward needs the row-major weights.  0, or -1 with e set (out of memory). */
+int cl_llama_pack_decode(cl_llama *m, cl_err *e);
 
 /* The base table (HF names).  Loading is: for each tensor, find the file's tensor by name, check
  * shape, convert into data according to dtype. */

@@ -188,27 +188,51 @@ void CL_R(cl_lora_bwd)(cl_real *dxd, cl_real *da, cl_real *db, cl_real *dh, cons
     if (dxd) matmul(0, 0, n, in, r, 1, dh, r, a, in, 1, dxd, in);
 }
 
+/* x [heads][hd] of one row rotated by the angles cs, sn [hd/2] */
+static inline void rope_row(cl_real *x, const cl_real *cs, const cl_real *sn, int heads, int hd)
+{
+    int half = hd / 2;
+    for (int h = 0; h < heads; h++) {
+        cl_real *restrict x1 = x + (size_t)h * hd, *restrict x2 = x1 + half;
+        for (int f = 0; f < half; f++) {
+            cl_real a = x1[f], b = x2[f];
+            x1[f] = a * cs[f] - b * sn[f];
+            x2[f] = b * cs[f] + a * sn[f];
+        }
+    }
+}
+
+static inline void rope_angles_row(cl_real *cs, cl_real *sn, int pos, const double *inv_freq, int half, int sign)
+{
+    for (int f = 0; f < half; f++) {
+        double ang = pos * inv_freq[f];
+        cs[f] = (cl_real)cos(ang);
+        sn[f] = (cl_real)(sign * sin(ang));
+    }
+}
+
 void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, int heads, int hd,
                    int sign)
 {
-    int half = hd / 2;
 #pragma omp parallel for if ((long)n * heads * hd > 65536)
     for (int i = 0; i < n; i++) {
         cl_real cs[256], sn[256]; /* head_dim <= 512 is checked by the config */
-        for (int f = 0; f < half; f++) {
-            double ang = pos[i] * inv_freq[f];
-            cs[f] = (cl_real)cos(ang);
-            sn[f] = (cl_real)(sign * sin(ang));
-        }
-        for (int h = 0; h < heads; h++) {
-            cl_real *restrict x1 = x + (size_t)i * heads * hd + (size_t)h * hd, *restrict x2 = x1 + half;
-            for (int f = 0; f < half; f++) {
-                cl_real a = x1[f], b = x2[f];
-                x1[f] = a * cs[f] - b * sn[f];
-                x2[f] = b * cs[f] + a * sn[f];
-            }
-        }
+        rope_angles_row(cs, sn, pos[i], inv_freq, hd / 2, sign);
+        rope_row(x + (size_t)i * heads * hd, cs, sn, heads, hd);
     }
+}
+
+void CL_R(cl_rope_angles)(cl_real *cs, cl_real *sn, const int *pos, const double *inv_freq, int n, int hd)
+{
+    int half = hd / 2;
+    for (int i = 0; i < n; i++) rope_angles_row(cs + (size_t)i * half, sn + (size_t)i * half, pos[i], inv_freq, half, 1);
+}
+
+void CL_R(cl_rope_rotate)(cl_real *x, const cl_real *cs, const cl_real *sn, int n, int heads, int hd)
+{
+    int half = hd / 2;
+    for (int i = 0; i < n; i++)
+        rope_row(x + (size_t)i * heads * hd, cs + (size_t)i * half, sn + (size_t)i * half, heads, hd);
 }
 
 /* Attention runs as matrix products per (batch row, head) — S = Q K^T, O = P V and the four
@@ -338,7 +362,9 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
 
 void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count)
 {
-#pragma omp parallel for simd if (parallel : count > 65536)
+    /* an exp an element: two threads pay for their wake-up from a few thousand on (a decode
+     * step's few rows) */
+#pragma omp parallel for simd if (parallel : count > 8192)
     for (long i = 0; i < count; i++) h[i] = g[i] / (1 + vexp(-g[i])) * u[i];
 }
 

@@ -55,6 +55,12 @@ void CL_R(cl_lora_bwd)(cl_real *dxd, cl_real *da, cl_real *db, cl_real *dh, cons
 void CL_R(cl_rope)(cl_real *x, const int *pos, const double *inv_freq, int n, int heads, int hd,
                    int sign);
 
+/* The same rotation in two steps, for a decode step that rotates q and k of every layer at the
+ * same positions: cs, sn [n][hd/2] the angles' cosines and sines (forward sign), then x [n][heads]
+ * [hd] rotated by them (bitwise cl_rope's). */
+void CL_R(cl_rope_angles)(cl_real *cs, cl_real *sn, const int *pos, const double *inv_freq, int n, int hd);
+void CL_R(cl_rope_rotate)(cl_real *x, const cl_real *cs, const cl_real *sn, int n, int heads, int hd);
+
 /* Causal attention over B rows of T tokens; query head h reads kv head h / (nh / nkv).
  * q [N][nh*hd], k, v [N][nkv*hd], out [N][nh*hd].  seg (NULL or [N]) confines attention to
  * tokens of the same packed sequence.  Nothing of size T*T is kept: the backward recomputes the

@@ -15,7 +15,7 @@
  *                         the products of one decode step of B rows (every projection of every
  *                         layer, the head, on the model's own fp32 weights) through cl_gemm's
  *                         backend (OpenBLAS unless built with BLAS=none) and through the
- *                         engine's batch-invariant kernel, the best of 10 wall-clock timings
+ *                         engine's batch-invariant kernel on the decode layout, the best of 10 wall-clock timings
  *                         each; prints "flop_per_token backend backend_step_s ours_step_s":
  *                         B / backend_step_s bounds the batched rate of any engine whose
  *                         products run no faster than the backend's, attention and sampling
@@ -126,7 +126,7 @@ static void products(int ours, const cl_linear *li, int cnt, const float *x, flo
     float *o = out;
     for (int i = 0; i < cnt; o += (size_t)batch * li[i].out, i++) {
         if (ours)
-            parts[i] = (cl_linear_part){o, li[i].w->data, CL_F32, NULL, li[i].out};
+            parts[i] = (cl_linear_part){o, li[i].w->panels, li[i].w->panels_dt, NULL, li[i].out};
         else
             cl_gemm(CL_N, CL_T, batch, li[i].out, li[i].in, 1.0f, x, li[i].in, li[i].w->data, li[i].in, 0.0f, o,
                     li[i].out);
@@ -162,7 +162,8 @@ static int cmd_ceiling(const char *dir, int batch)
 {
     cl_err e = {0};
     cl_ft_model fm;
-    if (cl_ft_model_load(&fm, dir, CL_F32, CL_LLAMA_DECODE, &e))
+    /* not CL_LLAMA_DECODE: the backend's products need the row-major weights beside the panels */
+    if (cl_ft_model_load(&fm, dir, CL_F32, 0, &e) || cl_llama_pack_decode(fm.m, &e))
         return die(&e);
     const cl_llama *m = fm.m;
     const cl_llama_config *c = &m->cfg;

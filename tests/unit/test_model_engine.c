@@ -15,24 +15,28 @@
 #include <string.h>
 
 #include "model/engine.h"
+#include "model/linear.h"
 #include "core/json.h"
 #include "model/lora.h"
 
 enum { V = 41, T = 70 };
 
-static cl_llama *tiny(void)
+/* flags: cl_llama_new's; tied: the head is the embedding */
+static cl_llama *tiny_as(int flags, int tied)
 {
     cl_llama_config c = {.vocab = V, .hidden = 32, .inter = 48, .layers = 2, .heads = 4, .kv_heads = 2,
                          .head_dim = 8, .max_pos = 128, .rms_eps = 1e-6, .rope_theta = 1e6, .qkv_bias = 1,
-                         .bos_id = -1};
+                         .bos_id = -1, .tie_embeddings = tied};
     strcpy(c.model_type, "qwen2");
     cl_err e = {0};
-    cl_llama *m = cl_llama_new(&c, CL_F32, 0, &e);
+    cl_llama *m = cl_llama_new(&c, CL_F32, flags, &e);
     cl_lora_config lc = {.rank = 2, .alpha = 4, .targets = (1u << CL_Q) | (1u << CL_DOWN), .seed = 5};
     assert_int_equal(cl_lora_add(m, &lc, &e), 0);
     cl_llama_init_uniform(m, 8, 1);
     return m;
 }
+
+static cl_llama *tiny(void) { return tiny_as(0, 0); }
 
 static void cached_decoding_equals_the_full_forward_at_every_position(void **s)
 {
@@ -216,6 +220,33 @@ static void batched_equals_one_at_a_time(double temperature)
     cl_llama_free(m);
 }
 
+/* A model that owns its weights (CL_LLAMA_DECODE, as local: loads them) keeps one copy once
+ * packed: the projections' and the tied head's rows are given up (the embedding then reads the
+ * panels), the adapters' kept; it decodes to the same bits as a model that keeps its rows. */
+static void a_decoding_model_keeps_one_copy_and_the_same_bits(void **s)
+{
+    (void)s;
+    static rec kept[NSEQ], owned[NSEQ];
+    memset(kept, 0, sizeof kept);
+    memset(owned, 0, sizeof owned);
+    cl_llama *m = tiny_as(0, 1), *o = tiny_as(CL_LLAMA_DECODE, 1);
+    run_batch(m, 0, NSEQ, 1.0, (size_t)1 << 30, kept);
+    run_batch(o, 0, NSEQ, 1.0, (size_t)1 << 30, owned);
+    compare(kept, owned);
+    for (int l = 0; l < 2; l++)
+        for (int p = 0; p < CL_NPROJ; p++) {
+            assert_non_null(m->layers[l].proj[p].w->data);
+            assert_null(o->layers[l].proj[p].w->data);
+            assert_non_null(o->layers[l].proj[p].w->panels);
+        }
+    assert_true(o->lm_head == o->embed);
+    assert_null(o->embed->data);
+    assert_non_null(m->embed->data);
+    assert_non_null(o->layers[0].proj[CL_Q].lora_a->data);
+    cl_llama_free(m);
+    cl_llama_free(o);
+}
+
 static void batched_greedy_equals_one_at_a_time(void **s)
 {
     (void)s;
@@ -228,10 +259,13 @@ static void batched_sampling_equals_one_at_a_time_in_every_kernel(void **s)
     batched_equals_one_at_a_time(1.0);
     /* the AVX2 path of machines without AVX-512 (when this CPU has AVX2), and the portable one */
     setenv("CL_SIMD", "avx2", 1);
+    cl_linear_isa(); /* the kernels read CL_SIMD here */
     batched_equals_one_at_a_time(1.0);
     setenv("CL_SIMD", "scalar", 1);
+    assert_string_equal(cl_linear_isa(), "scalar");
     batched_equals_one_at_a_time(1.0);
     unsetenv("CL_SIMD");
+    cl_linear_isa();
 }
 
 static void batched_logits_are_the_training_forwards(void **s)
@@ -321,6 +355,7 @@ int main(void)
         cmocka_unit_test(sampler_modes_behave),
         cmocka_unit_test(generation_stops_at_stop_tokens_and_refuses_overflow),
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
+        cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
         cmocka_unit_test(batched_logits_are_the_training_forwards),
         cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),

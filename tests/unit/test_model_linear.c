@@ -1,12 +1,13 @@
-/* The decode kernels (model/linear.h): products right against a double reference for fp32
- * and bf16 weights at awkward sizes (k shorter than a vector, runs of blocks with leftovers, a
- * k tail; outputs past the whole tiles), each row bitwise the same whatever else shares the
- * call (m = 1, 2, 3, 7, 33: every partial row tile, a row block of 32 and one past it; one row,
- * whose four streams split the outputs in quarters) and however many threads run, in every
- * kernel this CPU has (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced
- * here — and scalar), and the kernels close to each other; the strided product (attention
- * scores) bitwise equal to one row of the plain one; products run together (cl_linear_parts)
- * bitwise equal to each alone; argmax's first-maximum rule. */
+/* The decode kernels (model/linear.h): the decode layout (panels of 16 outputs, zero padding,
+ * rows read back, bf16 rounding from fp32); products right against a double reference for fp32
+ * and bf16 weights at awkward sizes (k shorter than a vector, outputs short of a panel, partial
+ * last panels and tiles), each row bitwise the same whatever else shares the call (m = 1, 2, 3,
+ * 7, 33: every partial row tile, a row block of 32 and one past it; one row, whose four streams
+ * split the panels in quarters) and however many threads run, in every kernel this CPU has
+ * (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced here — and scalar); the
+ * kernels bitwise equal to each other (one FMA chain an element); products run together
+ * (cl_linear_parts) bitwise equal to each alone; the strided product (attention scores) right;
+ * argmax's first-maximum rule. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@
 #include "model/linear.h"
 
 enum { M = 33 }; /* m = 7 is past the threading threshold at the largest shape */
-static const int shapes[][2] = {{301, 131}, {5, 7}, {48, 50}, {64, 12}, {288, 97}, {1030, 49}, {96, 1003}};
+static const int shapes[][2] = {{301, 131}, {5, 7}, {48, 50}, {64, 12}, {288, 97}, {1030, 49}, {96, 1003}, {16, 64}};
 static int IN, OUT;
 
 static float *randoms(int n, uint64_t seed)
@@ -28,6 +29,39 @@ static float *randoms(int n, uint64_t seed)
     float *x = malloc(sizeof(float) * (size_t)n);
     for (int i = 0; i < n; i++) x[i] = (float)(2 * cl_hash_uniform(seed, (uint64_t)i) - 1);
     return x;
+}
+
+/* w [out][in] (src_dt) in the decode layout as dt, in a new buffer */
+static void *packed(const void *w, cl_dtype src_dt, cl_dtype dt, int out, int in)
+{
+    void *p = malloc(cl_linear_panels_bytes(out, in, dt));
+    cl_linear_pack(p, dt, w, src_dt, out, in);
+    return p;
+}
+
+/* every row read back as it went in (bf16: exactly, or rounded from fp32), the padding zeros */
+static void the_layout_holds_the_rows(const float *w, const uint16_t *w16)
+{
+    void *p32 = packed(w, CL_F32, CL_F32, OUT, IN), *p16 = packed(w16, CL_BF16, CL_BF16, OUT, IN),
+         *r16 = packed(w, CL_F32, CL_BF16, OUT, IN);
+    float *row = malloc(sizeof(float) * (size_t)IN);
+    assert_int_equal(cl_linear_panels_bytes(OUT, IN, CL_BF16) * 2, cl_linear_panels_bytes(OUT, IN, CL_F32));
+    for (int o = 0; o < OUT; o++) {
+        cl_linear_unpack_row(row, p32, CL_F32, o, IN);
+        assert_memory_equal(row, w + (size_t)o * IN, sizeof(float) * (size_t)IN);
+        cl_linear_unpack_row(row, p16, CL_BF16, o, IN);
+        for (int k = 0; k < IN; k++) assert_true(row[k] == cl_bf16_to_f32(w16[(size_t)o * IN + k]));
+        cl_linear_unpack_row(row, r16, CL_BF16, o, IN);
+        for (int k = 0; k < IN; k++) assert_true(row[k] == cl_bf16_to_f32(cl_f32_to_bf16(w[(size_t)o * IN + k])));
+    }
+    for (int o = OUT; o % 16; o++) {
+        cl_linear_unpack_row(row, p32, CL_F32, o, IN);
+        for (int k = 0; k < IN; k++) assert_true(row[k] == 0.0f);
+    }
+    free(p32);
+    free(p16);
+    free(r16);
+    free(row);
 }
 
 /* each row of an m-row call, bitwise equal to the same row alone */
@@ -43,10 +77,6 @@ static void rows_are_batch_invariant(const void *w, cl_dtype dt, const float *b,
     for (int m = 2; m <= 3; m++) {
         cl_linear_rows(one, x + (size_t)(M - m) * IN, w, dt, b, m, IN, OUT);
         assert_memory_equal(one, all + (size_t)(M - m) * OUT, sizeof(float) * (size_t)(m * OUT));
-    }
-    if (dt == CL_F32 && !b) { /* the strided product over rows of stride IN is row r's */
-        cl_linear_strided(one, x + 4 * IN, w, (size_t)IN, IN, OUT);
-        assert_memory_equal(one, all + 4 * OUT, sizeof(float) * OUT);
     }
     cl_linear_rows(seven, x + 5 * IN, w, dt, b, 7, IN, OUT);
     assert_memory_equal(seven, all + 5 * OUT, sizeof(float) * 7 * OUT);
@@ -68,12 +98,14 @@ static void parts_are_each_alone(const float *w, const uint16_t *w16, const floa
 {
     enum { P = CL_LINEAR_MAX_PARTS + 2 };
     float *got[P], *want = malloc(sizeof(float) * M * OUT);
+    void *pw[P];
     cl_linear_part p[P];
     for (int i = 0; i < P; i++) {
         got[i] = malloc(sizeof(float) * M * OUT);
-        int sub = OUT - i % 3; /* parts of differing widths: the first rows of W */
-        p[i] = (cl_linear_part){got[i], i % 3 == 2 ? (const void *)w16 : w, i % 3 == 2 ? CL_BF16 : CL_F32,
-                                i % 3 == 1 ? b : NULL, sub > 0 ? sub : 1};
+        int sub = OUT - i % 3 > 0 ? OUT - i % 3 : 1; /* parts of differing widths: the first rows of W */
+        cl_dtype dt = i % 3 == 2 ? CL_BF16 : CL_F32;
+        pw[i] = packed(dt == CL_BF16 ? (const void *)w16 : w, dt, dt, sub, IN);
+        p[i] = (cl_linear_part){got[i], pw[i], dt, i % 3 == 1 ? b : NULL, sub};
     }
     const int ms[] = {1, 7, M};
     for (int k = 0; k < 3; k++) {
@@ -83,7 +115,10 @@ static void parts_are_each_alone(const float *w, const uint16_t *w16, const floa
             assert_memory_equal(got[i], want, sizeof(float) * (size_t)(ms[k] * p[i].out_dim));
         }
     }
-    for (int i = 0; i < P; i++) free(got[i]);
+    for (int i = 0; i < P; i++) {
+        free(got[i]);
+        free(pw[i]);
+    }
     free(want);
 }
 
@@ -92,29 +127,41 @@ static void check_kernel(void)
     float *w = randoms(OUT * IN, 1), *x = randoms(M * IN, 2), *b = randoms(OUT, 3);
     uint16_t *w16 = malloc(sizeof(uint16_t) * OUT * IN);
     for (int i = 0; i < OUT * IN; i++) w16[i] = cl_f32_to_bf16(w[i]);
-    float *out = malloc(sizeof(float) * M * OUT), *o16 = malloc(sizeof(float) * M * OUT);
-    cl_linear_rows(out, x, w, CL_F32, b, M, IN, OUT);
-    cl_linear_rows(o16, x, w16, CL_BF16, NULL, M, IN, OUT);
-    for (int r = 0; r < M; r++)
+    void *p32 = packed(w, CL_F32, CL_F32, OUT, IN), *p16 = packed(w16, CL_BF16, CL_BF16, OUT, IN);
+    float *out = malloc(sizeof(float) * M * OUT), *o16 = malloc(sizeof(float) * M * OUT),
+          *sc = malloc(sizeof(float) * OUT);
+    the_layout_holds_the_rows(w, w16);
+    cl_linear_rows(out, x, p32, CL_F32, b, M, IN, OUT);
+    cl_linear_rows(o16, x, p16, CL_BF16, NULL, M, IN, OUT);
+    for (int r = 0; r < M; r++) {
+        cl_linear_strided(sc, x + (size_t)r * IN, w, (size_t)IN, IN, OUT);
         for (int o = 0; o < OUT; o++) {
-            double ref = b[o], ref16 = 0;
+            /* one rounding an FMA, in k's order: |error| <= in * eps * sum |x w| (loosely) */
+            double ref = b[o], ref16 = 0, mag = 0;
             for (int k = 0; k < IN; k++) {
                 ref += (double)x[r * IN + k] * w[o * IN + k];
                 ref16 += (double)x[r * IN + k] * cl_bf16_to_f32(w16[o * IN + k]);
+                mag += fabs((double)x[r * IN + k] * w[o * IN + k]);
             }
-            assert_true(fabs(out[r * OUT + o] - ref) < 1e-5 * (1 + IN / 300));
-            assert_true(fabs(o16[r * OUT + o] - ref16) < 1e-5 * (1 + IN / 300));
+            double tol = 1e-6 + IN * 6e-8 * mag;
+            assert_true(fabs(out[r * OUT + o] - ref) < tol);
+            assert_true(fabs(o16[r * OUT + o] - ref16) < tol);
+            assert_true(fabs(sc[o] - (ref - b[o])) < tol);
         }
-    rows_are_batch_invariant(w, CL_F32, b, x);
+    }
+    rows_are_batch_invariant(p32, CL_F32, b, x);
     parts_are_each_alone(w, w16, b, x);
-    rows_are_batch_invariant(w, CL_F32, NULL, x);
-    rows_are_batch_invariant(w16, CL_BF16, NULL, x);
+    rows_are_batch_invariant(p32, CL_F32, NULL, x);
+    rows_are_batch_invariant(p16, CL_BF16, NULL, x);
     free(w);
     free(x);
     free(b);
     free(w16);
+    free(p32);
+    free(p16);
     free(out);
     free(o16);
+    free(sc);
 }
 
 static const char *const isas[] = {"avx512", "avx2", "scalar"};
@@ -133,28 +180,44 @@ static void every_kernel_is_right_and_batch_invariant(void **s)
         ran++;
     }
     unsetenv("CL_SIMD");
+    cl_linear_isa();
     assert_true(ran >= 1);
     print_message("kernels checked: %d (default here: %s)\n", ran, cl_linear_isa());
 }
 
+/* one FMA chain an element: the same bits in every kernel, fp32 and bf16, one row and many */
 static void the_kernels_agree(void **s)
 {
     (void)s;
     IN = 301, OUT = 131;
-    float *w = randoms(OUT * IN, 4), *x = randoms(M * IN, 5), *a = malloc(sizeof(float) * M * OUT),
-          *c = malloc(sizeof(float) * M * OUT);
-    setenv("CL_SIMD", "scalar", 1);
-    cl_linear_rows(a, x, w, CL_F32, NULL, M, IN, OUT);
-    for (int k = 0; k < 2; k++) {
-        setenv("CL_SIMD", isas[k], 1);
-        cl_linear_rows(c, x, w, CL_F32, NULL, M, IN, OUT);
-        for (int i = 0; i < M * OUT; i++) assert_true(fabsf(a[i] - c[i]) < 1e-5f);
+    float *w = randoms(OUT * IN, 4), *x = randoms(M * IN, 5), *b = randoms(OUT, 6);
+    int ran = 0;
+    for (int d = 0; d < 2; d++) {
+        cl_dtype dt = d ? CL_BF16 : CL_F32;
+        void *p = packed(w, CL_F32, dt, OUT, IN);
+        float *a = malloc(sizeof(float) * M * OUT), *c = malloc(sizeof(float) * M * OUT);
+        for (int m = 1; m <= M; m += M - 1) {
+            setenv("CL_SIMD", "scalar", 1);
+            assert_string_equal(cl_linear_isa(), "scalar");
+            cl_linear_rows(a, x, p, dt, b, m, IN, OUT);
+            for (int k = 0; k < 2; k++) {
+                setenv("CL_SIMD", isas[k], 1);
+                if (strcmp(cl_linear_isa(), isas[k]) != 0) continue;
+                cl_linear_rows(c, x, p, dt, b, m, IN, OUT);
+                assert_memory_equal(a, c, sizeof(float) * (size_t)(m * OUT));
+                ran++;
+            }
+        }
+        free(p);
+        free(a);
+        free(c);
     }
     unsetenv("CL_SIMD");
+    cl_linear_isa();
+    assert_true(ran >= 4);
     free(w);
     free(x);
-    free(a);
-    free(c);
+    free(b);
 }
 
 /* greedy decoding's scan: the first of equal maxima, NaNs passed over (a NaN first stays:
@@ -174,6 +237,7 @@ static void argmax_takes_the_first_maximum(void **s)
     float v[40];
     for (int i = 0; i < 3; i++) {
         setenv("CL_SIMD", isas[i], 1);
+        cl_linear_isa();
         for (int n = 1; n <= 40; n++) {
             for (int j = 0; j < n; j++) v[j] = (float)((j * 7) % 5); /* 0 2 4 1 3 0 2 4 ...: ties */
             assert_int_equal(cl_argmax(v, n), first_max(v, n));
@@ -190,6 +254,7 @@ static void argmax_takes_the_first_maximum(void **s)
         }
     }
     unsetenv("CL_SIMD");
+    cl_linear_isa();
 }
 
 int main(void)
