@@ -117,6 +117,9 @@ TGT_avx2 INLINE float hsum_avx2(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* dot16's fold of 16 lanes held in two vectors: lane j + 8 onto lane j, then by halves */
+TGT_avx2 INLINE float fold16_avx2(const __m256 *a) { return hsum_avx2(_mm256_add_ps(a[0], a[1])); }
+
 TGT_avx512 INLINE __m512 zero_avx512(void) { return _mm512_setzero_ps(); }
 TGT_avx512 INLINE __m512 set1_avx512(float a) { return _mm512_set1_ps(a); }
 TGT_avx512 INLINE void store_avx512(float *p, __m512 v) { _mm512_storeu_ps(p, v); }
@@ -129,9 +132,9 @@ TGT_avx512 INLINE __m512 BF16_avx512(const void *w, size_t i)
     __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)w + i));
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-TGT_avx512 INLINE float hsum_avx512(__m512 v)
+TGT_avx512 INLINE float fold16_avx512(const __m512 *a)
 {
-    return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+    return hsum_avx2(_mm256_add_ps(_mm512_castps512_ps256(a[0]), _mm512_extractf32x8_ps(a[0], 1)));
 }
 
 /* R rows x P panels (constants once inlined): per k, the P panels' weight vectors are loaded
@@ -243,20 +246,20 @@ TGT_avx512 INLINE float hsum_avx512(__m512 v)
         else                                                                                                   \
             rows_F32_##ISA(out, x, w, b, m, in, o0, o1, ldo);                                                  \
     }                                                                                                          \
-    /* C rows of w (ldw apart) dotted with x: one accumulator each over the k blocks, folded by    \
-     * hsum, then the k tail in order */                                                              \
+    /* C rows of w (ldw apart) dotted with x in the order of dot16 (V vectors a block) */                 \
     TGT_##ISA INLINE void dots_##ISA(int C, float *out, const float *x, const float *w, size_t ldw, int in)     \
     {                                                                                                          \
-        enum { L = LANES_##ISA };                                                                              \
-        int kv = in - in % L;                                                                                  \
-        vec_##ISA acc[4];                                                                                      \
-        UNROLL for (int c = 0; c < C; c++) acc[c] = zero_##ISA();                                             \
-        for (int k = 0; k < kv; k += L) {                                                                      \
-            vec_##ISA xv = loadx_##ISA(x + k);                                                                 \
-            UNROLL for (int c = 0; c < C; c++) acc[c] = fma_##ISA(loadx_##ISA(w + (size_t)c * ldw + (size_t)k), xv, acc[c]); \
-        }                                                                                                      \
+        enum { L = LANES_##ISA, V = V_##ISA };                                                                 \
+        int kv = in - in % PANEL;                                                                              \
+        vec_##ISA acc[4 * V_##ISA];                                                                            \
+        UNROLL for (int c = 0; c < C * V; c++) acc[c] = zero_##ISA();                                         \
+        for (int k = 0; k < kv; k += PANEL)                                                                    \
+            UNROLL for (int c = 0; c < C * V; c++) {                                                           \
+                size_t at = (size_t)(k + c % V * L);                                                           \
+                acc[c] = fma_##ISA(loadx_##ISA(w + (size_t)(c / V) * ldw + at), loadx_##ISA(x + at), acc[c]);  \
+            }                                                                                                  \
         UNROLL for (int c = 0; c < C; c++) {                                                                   \
-            float s = hsum_##ISA(acc[c]);                                                                      \
+            float s = fold16_##ISA(acc + c * V);                                                               \
             for (int k = kv; k < in; k++) s = fmaf(w[(size_t)c * ldw + (size_t)k], x[k], s);                  \
             out[c] = s;                                                                                        \
         }                                                                                                      \
@@ -331,20 +334,32 @@ typedef struct kernels {
     int (*argmax)(const float *, int);
 } kernels;
 
+/* The order of every kernel's attention dot products: 16 lanes, lane j taking k = j, j + 16, ...
+ * in one FMA chain; lane j + 8 onto lane j, then by halves (j + 4 onto j, j + 2, j + 1); the k
+ * tail after, in order.  The vector kernels hold the lanes in one or two vectors. */
+static float dot16(const float *x, const float *w, int in)
+{
+    float p[16] = {0};
+    int kv = in - in % PANEL;
+    for (int k = 0; k < kv; k += PANEL)
+        for (int j = 0; j < PANEL; j++) p[j] = fmaf(w[k + j], x[k + j], p[j]);
+    for (int j = 0; j < 8; j++) p[j] += p[j + 8];
+    for (int j = 0; j < 4; j++) p[j] += p[j + 4];
+    float s = (p[0] + p[2]) + (p[1] + p[3]);
+    for (int k = kv; k < in; k++) s = fmaf(w[k], x[k], s);
+    return s;
+}
+
 static void strided_scalar(float *out, const float *x, const float *w, size_t ldw, int in, int n)
 {
-    for (int o = 0; o < n; o++) {
-        float sum = 0;
-        for (int k = 0; k < in; k++) sum = fmaf(w[(size_t)o * ldw + (size_t)k], x[k], sum);
-        out[o] = sum;
-    }
+    for (int o = 0; o < n; o++) out[o] = dot16(x, w + (size_t)o * ldw, in);
 }
 
 static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, int n, int d)
 {
     for (int j = 0; j < d; j++) {
         float o = 0;
-        for (int s = 0; s < n; s++) o += p[s] * v[(size_t)s * ldv + (size_t)j];
+        for (int s = 0; s < n; s++) o = fmaf(p[s], v[(size_t)s * ldv + (size_t)j], o);
         out[j] = o;
     }
 }

@@ -53,13 +53,13 @@ typedef struct cl_linear_part {
 void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, int in);
 
 /* out [n] = x [in] . w_o for the n rows w_o = w + o * ldw (fp32): attention scores over a
- * cache whose rows are strided, one thread.  Each dot product: one vector accumulator over the
- * k blocks, its lanes summed by halves, then the k tail in order (fixed for a kernel, so as
- * batch-invariant as the products; the kernels differ here by their lane counts). */
+ * cache whose rows are strided, one thread.  Each dot product: 16 lanes, lane j an FMA chain
+ * over k = j, j + 16, ...; lane j + 8 onto lane j, then by halves; then the k tail in order —
+ * the same in every kernel (AVX2 holds the 16 lanes in two vectors), so the same bits. */
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
 
 /* out [d] = sum over s = 0..n-1, in order, of p[s] * v[s * ldv + :d] (fp32): attention's
- * weighted sum of the cached values, one thread. */
+ * weighted sum of the cached values, one thread; one FMA chain an element, in every kernel. */
 void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d);
 
 /* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger

@@ -185,7 +185,8 @@ static void every_kernel_is_right_and_batch_invariant(void **s)
     print_message("kernels checked: %d (default here: %s)\n", ran, cl_linear_isa());
 }
 
-/* one FMA chain an element: the same bits in every kernel, fp32 and bf16, one row and many */
+/* one fixed order with FMAs: the same bits in every kernel — products (fp32 and bf16, one row
+ * and many), attention's strided dot products (k with and without a tail) and weighted sums */
 static void the_kernels_agree(void **s)
 {
     (void)s;
@@ -212,6 +213,27 @@ static void the_kernels_agree(void **s)
         free(a);
         free(c);
     }
+    const int ks[] = {64, 48, 77, 5};
+    float sa[131], sc[131];
+    for (int i = 0; i < 4; i++)
+        for (int f = 0; f < 2; f++) { /* f: strided scores over OUT rows of w; mix of M rows of x */
+            setenv("CL_SIMD", "scalar", 1);
+            assert_string_equal(cl_linear_isa(), "scalar");
+            if (f)
+                cl_linear_mix(sa, b, x, (size_t)IN, M, ks[i]);
+            else
+                cl_linear_strided(sa, x, w, (size_t)IN, ks[i], OUT);
+            for (int k = 0; k < 2; k++) {
+                setenv("CL_SIMD", isas[k], 1);
+                if (strcmp(cl_linear_isa(), isas[k]) != 0) continue;
+                if (f)
+                    cl_linear_mix(sc, b, x, (size_t)IN, M, ks[i]);
+                else
+                    cl_linear_strided(sc, x, w, (size_t)IN, ks[i], OUT);
+                assert_memory_equal(sa, sc, sizeof(float) * (size_t)(f ? ks[i] : OUT));
+                ran++;
+            }
+        }
     unsetenv("CL_SIMD");
     cl_linear_isa();
     assert_true(ran >= 4);
