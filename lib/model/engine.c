@@ -3,6 +3,7 @@
 #include "model/engine.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +38,9 @@ struct cl_batch {
     int rows_cap;
     float *x, *xn, *q, *k, *v, *y, *gt, *up, *hb, *rstd, *logits, *lh, *lt;
     float *rcos, *rsin; /* [rows][head_dim / 2]: the step's rotary angles, shared by the layers */
-    float *pscratch;
-    int *iscratch, *pos, *ids;
+    float *pscratch;     /* [nscratch][vocab]: each sampling thread's */
+    int *iscratch, *pos, *ids, *sampled;
+    int nscratch;
     cl_gen **rseq;
 };
 
@@ -53,8 +55,9 @@ cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
     cl_batch *b = calloc(1, sizeof *b);
     int v = m->cfg.vocab;
     if (b) {
-        b->pscratch = malloc(sizeof(float) * (size_t)v);
-        b->iscratch = malloc(sizeof(int) * (size_t)v);
+        b->nscratch = omp_get_max_threads();
+        b->pscratch = malloc(sizeof(float) * (size_t)v * (size_t)b->nscratch);
+        b->iscratch = malloc(sizeof(int) * (size_t)v * (size_t)b->nscratch);
     }
     if (!b || !b->pscratch || !b->iscratch) {
         cl_batch_free(b);
@@ -86,7 +89,7 @@ static void free_scratch(cl_batch *b)
     free(b->pos);
     free(b->rseq);
     b->x = NULL;
-    b->pos = b->ids = NULL;
+    b->pos = b->ids = b->sampled = NULL;
     b->rseq = NULL;
     b->rows_cap = 0;
 }
@@ -205,8 +208,9 @@ static int ensure_rows(cl_batch *b, int n)
     free_scratch(b);
     size_t hd = (size_t)c->head_dim;
     b->x = malloc(sizeof(float) * N * (2 * d + yd + qd + 2 * kd + 3 * I + 1 + V + r + lt + hd));
-    b->pos = malloc(sizeof(int) * 2 * N);
+    b->pos = malloc(sizeof(int) * 3 * N);
     b->ids = b->pos + N;
+    b->sampled = b->pos + 2 * N;
     b->rseq = malloc(sizeof *b->rseq * N);
     if (!b->x || !b->pos || !b->rseq) {
         free_scratch(b);
@@ -384,15 +388,29 @@ int cl_batch_step(cl_batch *b)
             memmove(b->xn + (size_t)nl++ * d, b->x + (size_t)(r - 1) * d, sizeof(float) * (size_t)d);
     }
     head_rows(b, b->xn, nl);
+    /* The samples without a token filter are drawn in parallel, each from its own sequence's
+     * generator (a softmax over the vocabulary each: at temperature 1 and one thread, a third of
+     * a batched step); filtered ones and the callbacks follow in order. */
+    for (int i = 0, li = 0; i < b->nrun; i++)
+        if (b->run[i]->rows && b->run[i]->fed == b->run[i]->ntok) b->rseq[li++] = b->run[i];
+#pragma omp parallel for schedule(dynamic) num_threads(b->nscratch) if (nl > 1)
+    for (int li = 0; li < nl; li++) {
+        cl_gen *g = b->rseq[li];
+        int t = omp_get_thread_num();
+        b->sampled[li] = g->r.filter.allows ? -2
+                         : cl_sample(b->logits + (size_t)li * V, V, &g->r.sampler, &g->rng,
+                                     b->pscratch + (size_t)t * V, b->iscratch + (size_t)t * V);
+    }
     for (int i = 0, li = 0; i < b->nrun;) {
         cl_gen *g = b->run[i];
         if (!g->rows || g->fed != g->ntok) {
             i++;
             continue;
         }
-        const float *lg = b->logits + (size_t)li++ * V;
-        int tok = cl_sample_filtered(lg, V, &g->r.sampler, &g->rng, b->pscratch, b->iscratch,
-                                     g->r.filter.allows ? &g->r.filter : NULL);
+        const float *lg = b->logits + (size_t)li * V;
+        int tok = b->sampled[li++];
+        if (tok == -2)
+            tok = cl_sample_filtered(lg, V, &g->r.sampler, &g->rng, b->pscratch, b->iscratch, &g->r.filter);
         int stop = tok < 0;
         if (tok >= 0) {
             g->tok[g->ntok++] = tok;
