@@ -15,6 +15,7 @@
 
 #define CHUNK 64       /* prompt tokens per forward of the single-sequence engine */
 #define PREFILL_MIN 16 /* prompt tokens per step even when decode rows fill step_tokens */
+#define REUSE_MIN 8    /* cached positions worth copying instead of computing */
 
 struct cl_gen {
     cl_gen_req r;
@@ -24,14 +25,19 @@ struct cl_gen {
     size_t kv_bytes;
     uint64_t rng;
     int rows;            /* rows of this sequence in the current step */
-    cl_gen *next;        /* wait queue */
+    cl_gen *next;        /* wait queue; the kept list */
 };
 
 struct cl_batch {
     cl_llama *m;
-    size_t kv_budget, kv_used;
+    size_t kv_budget, kv_used; /* kv_used: running and kept sequences */
     int step_tokens;
     cl_gen *wait_head, *wait_tail;
+    /* Finished sequences whose caches are kept, most recently used first, for later prompts
+     * that start with their tokens (a conversation's next turn, a shared system prompt);
+     * the first to go when a waiting sequence needs the room. */
+    cl_gen *kept;
+    long reused;
     cl_gen **run;
     int nrun, caprun;
     /* scratch for one step's rows */
@@ -102,6 +108,10 @@ void cl_batch_free(cl_batch *b)
         n = g->next;
         gen_free(g);
     }
+    for (cl_gen *g = b->kept, *n; g; g = n) {
+        n = g->next;
+        gen_free(g);
+    }
     free(b->run);
     free_scratch(b);
     free(b->pscratch);
@@ -147,20 +157,75 @@ cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
     return g;
 }
 
+/* A running sequence leaves; its cache, valid for its first `fed` positions, is kept (its
+ * request's callbacks are not: they belong to the caller). */
 static void retire(cl_batch *b, int i)
 {
     cl_gen *g = b->run[i];
-    b->kv_used -= g->kv_bytes;
     memmove(b->run + i, b->run + i + 1, sizeof *b->run * (size_t)(b->nrun - i - 1));
     b->nrun--;
-    gen_free(g);
+    memset(&g->r, 0, sizeof g->r);
+    g->next = b->kept;
+    b->kept = g;
 }
+
+/* Frees the least recently used kept cache other than `spare`; 0 when there is none. */
+static int drop_kept(cl_batch *b, const cl_gen *spare)
+{
+    cl_gen **last = NULL;
+    for (cl_gen **p = &b->kept; *p; p = &(*p)->next)
+        if (*p != spare) last = p;
+    if (!last) return 0;
+    cl_gen *g = *last;
+    *last = g->next;
+    b->kv_used -= g->kv_bytes;
+    gen_free(g);
+    return 1;
+}
+
+/* The kept cache whose tokens share the longest prefix with g's prompt, at least REUSE_MIN
+ * long and short of the prompt's last token (whose logits g needs); NULL when none. */
+static cl_gen *best_prefix(const cl_batch *b, const cl_gen *g, int *len)
+{
+    cl_gen *best = NULL;
+    *len = 0;
+    for (cl_gen *k = b->kept; k; k = k->next) {
+        int n = k->fed < g->nprompt - 1 ? k->fed : g->nprompt - 1, j = 0;
+        while (j < n && k->tok[j] == g->tok[j]) j++;
+        if (j > *len) best = k, *len = j;
+    }
+    return *len >= REUSE_MIN ? best : NULL;
+}
+
+/* g's cache starts with k's rows for the first len positions: the bits g would compute (the
+ * same tokens at the same positions, through kernels whose every row is independent of the
+ * others in its step); k becomes the most recently used. */
+static void reuse_prefix(cl_batch *b, cl_gen *g, cl_gen *k, int len)
+{
+    size_t kd = (size_t)b->m->cfg.kv_heads * (size_t)b->m->cfg.head_dim, row = sizeof(float) * kd;
+    for (int l = 0; l < b->m->cfg.layers; l++) {
+        memcpy(g->kc + (size_t)l * g->cap * kd, k->kc + (size_t)l * k->cap * kd, row * (size_t)len);
+        memcpy(g->vc + (size_t)l * g->cap * kd, k->vc + (size_t)l * k->cap * kd, row * (size_t)len);
+    }
+    g->fed = len;
+    b->reused += len;
+    cl_gen **p = &b->kept;
+    while (*p != k) p = &(*p)->next;
+    *p = k->next;
+    k->next = b->kept;
+    b->kept = k;
+}
+
+long cl_batch_reused(const cl_batch *b) { return b->reused; }
 
 void cl_batch_cancel(cl_batch *b, cl_gen *g)
 {
     for (int i = 0; i < b->nrun; i++)
         if (b->run[i] == g) {
-            retire(b, i);
+            b->kv_used -= g->kv_bytes;
+            memmove(b->run + i, b->run + i + 1, sizeof *b->run * (size_t)(b->nrun - i - 1));
+            b->nrun--;
+            gen_free(g);
             return;
         }
     for (cl_gen **p = &b->wait_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
@@ -174,11 +239,21 @@ void cl_batch_cancel(cl_batch *b, cl_gen *g)
 
 int cl_batch_busy(const cl_batch *b) { return b->nrun + (b->wait_head != NULL); }
 
-/* Moves waiting sequences in while their caches fit (one at a time past the budget). */
+/* Moves waiting sequences in while their caches fit (one at a time past the budget).  Kept
+ * caches give way to them, the least recently used first and the one a sequence reuses last. */
 static void admit(cl_batch *b)
 {
-    while (b->wait_head && (b->nrun == 0 || b->kv_used + b->wait_head->kv_bytes <= b->kv_budget)) {
+    while (b->wait_head) {
         cl_gen *g = b->wait_head;
+        int len;
+        cl_gen *k = best_prefix(b, g, &len);
+        while (b->kv_used + g->kv_bytes > b->kv_budget && drop_kept(b, k)) {
+        }
+        if (k && b->kv_used + g->kv_bytes > b->kv_budget) {
+            drop_kept(b, NULL); /* k, the last one */
+            k = NULL;
+        }
+        if (b->nrun > 0 && b->kv_used + g->kv_bytes > b->kv_budget) return;
         size_t floats = g->kv_bytes / sizeof(float);
         if (b->nrun == b->caprun) {
             int nc = b->caprun ? 2 * b->caprun : 16;
@@ -192,6 +267,7 @@ static void admit(cl_batch *b)
         b->wait_head = g->next;
         if (!b->wait_head) b->wait_tail = NULL;
         g->next = NULL;
+        if (k) reuse_prefix(b, g, k, len);
         b->kv_used += g->kv_bytes;
         b->run[b->nrun++] = g;
     }

@@ -100,9 +100,14 @@ typedef struct cl_gen_req {
 } cl_gen_req;
 
 /* An engine over m (fp32 or bf16 projections, adapters merged or not; with bf16 projections
- * the output head is read in bf16 too, from a copy the engine keeps) whose KV
- * caches together take at most kv_bytes (a sequence larger than that runs alone);
- * step_tokens bounds the prompt tokens prefilled per step (decode rows always run). */
+ * the output head is read in bf16 too), whose products run over m's decode layout
+ * (cl_llama_pack_decode, made here unless m computes on a device); m's weights must not change
+ * while it lives.  The KV caches of its sequences take at most kv_bytes (a sequence larger
+ * than that runs alone), and finished sequences' caches stay within that budget until a
+ * waiting sequence needs the room: a prompt that starts with a kept sequence's tokens (the
+ * next turn of a conversation, a shared system prompt) copies their rows instead of computing
+ * them, to the same bits.  step_tokens bounds the prompt tokens prefilled per step (decode
+ * rows always run). */
 cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e);
 void cl_batch_free(cl_batch *b);   /* sequences still there are dropped without callbacks */
 
@@ -121,6 +126,9 @@ int cl_batch_busy(const cl_batch *b);
  * samples where a prompt is complete, calls back, retires finished sequences.  Returns the
  * number of tokens computed (0 when idle). */
 int cl_batch_step(cl_batch *b);
+
+/* Prompt positions taken from kept caches instead of computed, since the engine started. */
+long cl_batch_reused(const cl_batch *b);
 
 /* Bytes of KV cache a sequence of `tokens` positions takes. */
 size_t cl_batch_kv_bytes(const cl_llama *m, int tokens);

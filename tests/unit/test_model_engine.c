@@ -250,6 +250,82 @@ static void a_decoding_model_keeps_one_copy_and_the_same_bits(void **s)
     cl_llama_free(o);
 }
 
+/* seq: submit prompt (n tokens) to b, sampled at temperature 1 from seed, its record in r */
+static void submit_rec(cl_batch *b, const int *prompt, int n, uint64_t seed, rec *r)
+{
+    cl_err e = {0};
+    memset(r, 0, sizeof *r);
+    cl_gen_req q = {.prompt = prompt, .n = n, .max_new = NEW, .sampler = {.temperature = 1, .top_p = 0.9},
+                    .seed = seed, .on_token = rec_token, .on_end = rec_end, .ctx = r};
+    assert_non_null(cl_batch_submit(b, &q, &e));
+}
+
+static void drain(cl_batch *b)
+{
+    while (cl_batch_busy(b)) assert_true(cl_batch_step(b) > 0);
+}
+
+/* A finished sequence's cache is kept: a next turn (its prompt, its reply, more) and prompts
+ * that share its start copy those rows instead of computing them, and decode to the bits a
+ * fresh engine gives them; under a tight budget the kept caches give way and nothing waits
+ * for ever. */
+static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    int first[30], next[30 + NEW + 5], shared[3][40];
+    for (int i = 0; i < 30; i++) first[i] = (i * 7 + 3) % V;
+    static rec r1, r2, fresh, sr[3], sfresh[3];
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    submit_rec(b, first, 30, 11, &r1);
+    drain(b);
+    assert_int_equal(r1.n, NEW);
+    assert_int_equal(cl_batch_reused(b), 0);
+    /* the next turn: the prompt, the reply, five more tokens */
+    memcpy(next, first, sizeof first);
+    memcpy(next + 30, r1.toks, sizeof(int) * NEW);
+    for (int i = 0; i < 5; i++) next[30 + NEW + i] = (i * 5 + 1) % V;
+    int nn = 30 + NEW + 5;
+    submit_rec(b, next, nn, 12, &r2);
+    drain(b);
+    /* its cache held the prompt and every reply token but the last (sampled, never fed) */
+    assert_int_equal(cl_batch_reused(b), 30 + NEW - 1);
+    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    submit_rec(f, next, nn, 12, &fresh);
+    drain(f);
+    assert_int_equal(cl_batch_reused(f), 0);
+    assert_memory_equal(r2.toks, fresh.toks, sizeof r2.toks);
+    assert_true(r2.logit_hash == fresh.logit_hash);
+    /* three prompts that share their first 20 tokens with the first one, then differ */
+    for (int j = 0; j < 3; j++) {
+        memcpy(shared[j], first, sizeof(int) * 20);
+        for (int i = 20; i < 40; i++) shared[j][i] = (i * (j + 2)) % V;
+        submit_rec(b, shared[j], 40, 20 + (uint64_t)j, &sr[j]);
+        submit_rec(f, shared[j], 40, 20 + (uint64_t)j, &sfresh[j]);
+    }
+    long before = cl_batch_reused(b);
+    drain(b);
+    drain(f);
+    assert_int_equal(cl_batch_reused(b) - before, 3 * 20);
+    for (int j = 0; j < 3; j++) {
+        assert_memory_equal(sr[j].toks, sfresh[j].toks, sizeof sr[j].toks);
+        assert_true(sr[j].logit_hash == sfresh[j].logit_hash);
+    }
+    cl_batch_free(f);
+    cl_batch_free(b);
+    /* room for about two sequences: kept caches are dropped for the waiting ones */
+    b = cl_batch_new(m, 2 * cl_batch_kv_bytes(m, 40 + NEW) + 1, 64, &e);
+    for (int j = 0; j < 3; j++) submit_rec(b, shared[j], 40, 20 + (uint64_t)j, &sr[j]);
+    drain(b);
+    for (int j = 0; j < 3; j++) {
+        assert_int_equal(sr[j].ended, 1);
+        assert_memory_equal(sr[j].toks, sfresh[j].toks, sizeof sr[j].toks);
+    }
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 static void batched_greedy_equals_one_at_a_time(void **s)
 {
     (void)s;
@@ -363,6 +439,7 @@ int main(void)
         cmocka_unit_test(generation_stops_at_stop_tokens_and_refuses_overflow),
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
+        cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
         cmocka_unit_test(batched_logits_are_the_training_forwards),
         cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),
