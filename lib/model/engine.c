@@ -588,10 +588,20 @@ static int sample_from(const float *logits, int v, const cl_sampler *s, uint64_t
         for (int i = 0; i < v; i++)
             if (ALLOWED(i) && (best < 0 || logits[i] > logits[best])) best = i;
     if (best < 0 || s->temperature <= 0 || s->top_k == 1) return best;
-    double sum = 0;
-    for (int i = 0; i < v; i++)
-        sum += pscratch[i] = ALLOWED(i) ? (float)exp((logits[i] - logits[best]) / s->temperature) : 0.0f;
+    /* the weights in vectors (cl_vexpf), their sum in four interleaved parts: a fixed order */
+    float top = logits[best], inv = (float)(1.0 / s->temperature);
+    if (allow)
+        for (int i = 0; i < v; i++) pscratch[i] = ALLOWED(i) ? cl_vexpf((logits[i] - top) * inv) : 0.0f;
+    else
+#pragma omp simd
+        for (int i = 0; i < v; i++) pscratch[i] = cl_vexpf((logits[i] - top) * inv);
 #undef ALLOWED
+    double part[4] = {0, 0, 0, 0};
+    int v4 = v - v % 4;
+    for (int i = 0; i < v4; i += 4)
+        for (int j = 0; j < 4; j++) part[j] += pscratch[i + j];
+    double sum = (part[0] + part[1]) + (part[2] + part[3]);
+    for (int i = v4; i < v; i++) sum += pscratch[i];
     int n = v;
     for (int i = 0; i < v; i++) iscratch[i] = i;
     if ((s->top_k > 0 && s->top_k < v) || (s->top_p > 0 && s->top_p < 1)) {

@@ -91,6 +91,13 @@ static void sampler_modes_behave(void **s)
     double z = 0;
     for (int i = 0; i < 5; i++) z += exp(lg[i]);
     for (int i = 0; i < 5; i++) assert_true(fabs(count[i] / 4000.0 - exp(lg[i]) / z) < 0.03);
+    /* ... at temperature 0.5: softmax of 2 x the logits */
+    cl_sampler half = {.temperature = 0.5};
+    int hc[5] = {0};
+    for (int i = 0; i < 4000; i++) hc[cl_sample(lg, 5, &half, &rng, p, idx)]++;
+    z = 0;
+    for (int i = 0; i < 5; i++) z += exp(2 * lg[i]);
+    for (int i = 0; i < 5; i++) assert_true(fabs(hc[i] / 4000.0 - exp(2 * lg[i]) / z) < 0.03);
     /* the same seed gives the same draws */
     uint64_t r1 = 77, r2 = 77;
     for (int i = 0; i < 20; i++) assert_int_equal(cl_sample(lg, 5, &t1, &r1, p, idx), cl_sample(lg, 5, &t1, &r2, p, idx));
