@@ -193,6 +193,10 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags,
         m->grad_mem = xcalloc((size_t)m->n_train, sizeof(float));
         m->m_mem = xcalloc((size_t)m->n_train, sizeof(float));
         m->v_mem = xcalloc((size_t)m->n_train, sizeof(float));
+        /* the first AdamW step reads the zeroed moments, then writes them: with 4 KB pages each
+         * page took a read fault onto the zero page, then a write fault and a TLB shootdown */
+        for (float *const *a = (float *const[]){m->grad_mem, m->m_mem, m->v_mem, NULL}; *a; a++)
+            advise_pages(*a, sizeof(float) * (size_t)m->n_train, MADV_HUGEPAGE);
         long off = 0;
         for (int i = 0; i < n; i++) {
             cl_tensor *t = &m->tensors[i];

@@ -100,7 +100,8 @@ fi
 test_expect 'a work directory below a directory closed to the test uid still runs' '
     mkdir -m 700 closed &&
     TMPDIR=$PWD/closed cl-reward -q -Z --metric pass_rate --no-namespaces $LIMITS "$F/branch-code.jsonl" >out &&
-    jq -e "[.candidates[].futures[].metric_info.pass_rate.status] == [\"pass\", \"fail\", \"timeout\"]" out &&
+    { jq -e "[.candidates[].futures[].metric_info.pass_rate.status] == [\"pass\", \"fail\", \"timeout\"]" out ||
+      { jq -c "[.candidates[].futures[].metric_info.pass_rate]" out >&2; false; }; } &&
     test -z "$(ls closed)"
 '
 test_expect 'a missing interpreter is a configuration error (78) before any record is read' '
