@@ -9,8 +9,8 @@
 # llama.cpp's parallel sequences.  The machine is shared: wall-clock rates move with the load,
 # so every row also gives CPU-milliseconds per token, which move much less (for one thread);
 # each figure is the median of REPS runs, ours and the peer's alternating.
-# Then the same engine inside the LLM loop: cl-rollout --full with local: assistant and user on
-# the 15M model, 1, 32 and 128 conversations in flight (--max-inflight).
+# Then the same engine inside the LLM loop: cl-rollout --full and --branch with local: assistant
+# and user on the 15M model, 1, 32 and 128 calls in flight (--max-inflight).
 # The ceiling part bounds what batching can reach on this machine: one step's products at the
 # faster of OpenBLAS and our kernel, everything else free, against batch 1 in the same run.
 # Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
@@ -165,23 +165,40 @@ echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
 ;; esac
 case " $PARTS " in *" rollout "*) ;; *) exit 0 ;; esac
+# rollout MODE K N FLAGS...: cl-rollout MODE over N seeds with K calls in flight; one table row
+rollout() {
+    mode=$1 k=$2 n=$3; shift 3
+    jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
+    /usr/bin/time -f "%U %S" -o "$W/time" "${BIN:-$ROOT/bin}/cl-rollout" "$mode" -q -Z --no-cache --stats "$W/st" \
+        --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
+        --user-max-tokens 16 --max-inflight "$k" "$@" "$W/seeds" >/dev/null
+    set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s) \(.prompt_tokens)"' "$W/st") $(cat "$W/time")
+    cpums=$(awk "BEGIN { printf \"%.3f\", 1000 * ($4 + $5) / $1 }")
+    [ -n "$one" ] || one=$cpums
+    echo "| $k | $n | $3 | $1 | $(awk "BEGIN { printf \"%.1f\", $1 / $2 }") | $cpums | $(awk "BEGIN { printf \"%.2f\", $one / $cpums }") |"
+}
 echo
 echo "### local: inside cl-rollout --full (15M model, assistant and user local:, 2 turns, 32+16 tokens per reply;" \
      "OMP_NUM_THREADS=$OMP_NUM_THREADS, load before $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
-echo "| conversations in flight | seeds | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
-echo "|---|---|---|---|---|---|"
+echo "| conversations in flight | seeds | prompt tokens | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
+echo "|---|---|---|---|---|---|---|"
 one=
 for k in 1 32 128; do
     n=$k; [ $k = 1 ] && n=8
-    jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
-    /usr/bin/time -f "%U %S" -o "$W/time" "${BIN:-$ROOT/bin}/cl-rollout" --full -q -Z --no-cache --stats "$W/st" \
-        --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
-        --user-max-tokens 16 --max-turns 2 --max-inflight "$k" "$W/seeds" >/dev/null
-    set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s)"' "$W/st") $(cat "$W/time")
-    cpums=$(awk "BEGIN { printf \"%.3f\", 1000 * ($3 + $4) / $1 }")
-    [ -n "$one" ] || one=$cpums
-    echo "| $k | $n | $1 | $(awk "BEGIN { printf \"%.1f\", $1 / $2 }") | $cpums | $(awk "BEGIN { printf \"%.2f\", $one / $cpums }") |"
+    rollout --full $k $n --max-turns 2
+done
+# --branch: 2 candidates x 3 futures of 2 turns per state, vanilla candidates (the proactive
+# prompt alone outgrows the 15M model's 2048 positions with this small tokenizer)
+echo
+echo "### local: inside cl-rollout --branch (the same roles; K 2, S 3, window 2, vanilla candidates)"
+echo
+echo "| calls in flight | states | prompt tokens | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
+echo "|---|---|---|---|---|---|---|"
+one=
+for k in 1 32 128; do
+    n=$k; [ $k = 1 ] && n=4; [ $k = 128 ] && n=64
+    rollout --branch $k $n --proact-ratio 0 --assistant-mode vanilla
 done
 echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
