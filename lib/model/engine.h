@@ -91,7 +91,8 @@ typedef struct cl_gen_req {
      * during the call).  Non-zero ends the sequence with CL_GEN_STOP. */
     int (*on_token)(void *ctx, int token, const float *logits);
     /* Once, when the sequence leaves (after its last on_token): CL_GEN_STOP or CL_GEN_LENGTH
-     * (max_new or the context reached).  The cl_gen is freed after this returns. */
+     * (max_new or the context reached).  The cl_gen is the engine's after this returns (its
+     * cache kept for later prompts, then freed): do not use it again, not even to cancel it. */
     void (*on_end)(void *ctx, int reason);
     void *ctx;
     /* Constrained decoding (filter.allows NULL: none), asked about the state after the last

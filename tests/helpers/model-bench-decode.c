@@ -15,8 +15,8 @@
  *                         the products of one decode step of B rows (every projection of every
  *                         layer, the head, on the model's own fp32 weights) through cl_gemm's
  *                         backend (OpenBLAS unless built with BLAS=none) and through the
- *                         engine's batch-invariant kernel on the decode layout, the best of 10 wall-clock timings
- *                         each; prints "flop_per_token backend backend_step_s ours_step_s":
+ *                         engine's batch-invariant kernel on the decode layout, the best of
+ *                         10 wall-clock timings each; prints "flop_per_token backend backend_step_s ours_step_s":
  *                         B / backend_step_s bounds the batched rate of any engine whose
  *                         products run no faster than the backend's, attention and sampling
  *                         free */

@@ -165,9 +165,18 @@ static void rope_check(int hd)
     for (int i = 0; i < heads * hd; i++) assert_true(y[i] == k.x[i]);
     double a = k.x[heads * hd], b = k.x[heads * hd + hd / 2], ang = 3 * inv[0];
     assert_true(fabs(y[heads * hd] - (a * cos(ang) - b * sin(ang))) < 1e-12);
+    /* the decode step's two steps (angles once, then rotations) give cl_rope's bits */
+    double *z = malloc(sizeof(double) * cnt), *cs = malloc(sizeof(double) * n * hd / 2),
+           *sn = malloc(sizeof(double) * n * hd / 2);
+    memcpy(z, k.x, sizeof(double) * cnt);
+    cl_rope_angles_f64(cs, sn, pos, inv, n, hd);
+    cl_rope_rotate_f64(z, cs, sn, n, heads, hd);
+    assert_memory_equal(z, y, sizeof(double) * cnt);
+    free(z); free(cs); free(sn);
     free(g); free(y); free(k.x); free(c.w);
 }
 
+/* (and the two-step rotation of the decode engine is bitwise the one-step one) */
 static void rope_backward_matches_finite_differences_for_head_dim_16_and_64(void **s)
 {
     (void)s;
