@@ -582,7 +582,11 @@ static int by_prob_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* The sampler over the tokens of allow (NULL: all). */
+/* The sampler over the tokens of allow (NULL: all).  Without a top-k or top-p cut the draw
+ * walks blocks of SAMPLE_BLOCK weights by their cl_linear_sum16 sums and then the block it
+ * falls in token by token: vector passes over the vocabulary instead of a serial sum of 32000
+ * doubles (a third of a cl-rollout run's sampling time, perf) and a walk over half of it. */
+#define SAMPLE_BLOCK 64
 static int sample_from(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch,
                        const uint64_t *allow)
 {
@@ -594,23 +598,16 @@ static int sample_from(const float *logits, int v, const cl_sampler *s, uint64_t
         for (int i = 0; i < v; i++)
             if (ALLOWED(i) && (best < 0 || logits[i] > logits[best])) best = i;
     if (best < 0 || s->temperature <= 0 || s->top_k == 1) return best;
-    /* the weights in vectors (cl_vexpf), their sum in four interleaved parts: a fixed order */
-    float top = logits[best], inv = (float)(1.0 / s->temperature);
+    cl_linear_weights(pscratch, logits, v, logits[best], (float)(1.0 / s->temperature));
     if (allow)
-        for (int i = 0; i < v; i++) pscratch[i] = ALLOWED(i) ? cl_vexpf((logits[i] - top) * inv) : 0.0f;
-    else
-#pragma omp simd
-        for (int i = 0; i < v; i++) pscratch[i] = cl_vexpf((logits[i] - top) * inv);
+        for (int i = 0; i < v; i++)
+            if (!ALLOWED(i)) pscratch[i] = 0;
 #undef ALLOWED
-    double part[4] = {0, 0, 0, 0};
-    int v4 = v - v % 4;
-    for (int i = 0; i < v4; i += 4)
-        for (int j = 0; j < 4; j++) part[j] += pscratch[i + j];
-    double sum = (part[0] + part[1]) + (part[2] + part[3]);
-    for (int i = v4; i < v; i++) sum += pscratch[i];
-    int n = v;
-    for (int i = 0; i < v; i++) iscratch[i] = i;
+    *rng += 0x9e3779b97f4a7c15ull;
+    double sum = 0, acc = 0, u;
     if ((s->top_k > 0 && s->top_k < v) || (s->top_p > 0 && s->top_p < 1)) {
+        int n = v;
+        for (int i = 0; i < v; i++) iscratch[i] = i;
         sort_key = pscratch;
         qsort(iscratch, (size_t)v, sizeof(int), by_prob_desc);
         if (s->top_k > 0 && s->top_k < n) n = s->top_k;
@@ -622,18 +619,32 @@ static int sample_from(const float *logits, int v, const cl_sampler *s, uint64_t
                 if (kept >= s->top_p * total) { n = i + 1; break; }
             }
         }
-        sum = 0;
         for (int i = 0; i < n; i++) sum += pscratch[iscratch[i]];
+        u = cl_hash_uniform(*rng, 0) * sum;
+        for (int i = 0; i < n; i++) {
+            acc += pscratch[iscratch[i]];
+            if (u < acc) return iscratch[i];
+        }
+        /* rounding left u at the top: the last token of the cut with any mass */
+        while (n > 1 && pscratch[iscratch[n - 1]] <= 0) n--;
+        return iscratch[n - 1];
     }
-    *rng += 0x9e3779b97f4a7c15ull;
-    double u = cl_hash_uniform(*rng, 0) * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += pscratch[iscratch[i]];
-        if (u < acc) return iscratch[i];
+    for (int b = 0; b < v; b += SAMPLE_BLOCK) sum += cl_linear_sum16(pscratch + b, v - b < SAMPLE_BLOCK ? v - b : SAMPLE_BLOCK);
+    u = cl_hash_uniform(*rng, 0) * sum;
+    for (int b = 0; b < v; b += SAMPLE_BLOCK) {
+        int e = v - b < SAMPLE_BLOCK ? v : b + SAMPLE_BLOCK;
+        double bs = cl_linear_sum16(pscratch + b, e - b);
+        if (u >= acc + bs) {
+            acc += bs;
+            continue;
+        }
+        for (int i = b; i < e; i++) /* the block's own tokens, whose float sum may round apart */
+            if (u < (acc += pscratch[i])) return i;
     }
-    /* rounding left u at the top: the last token of the cut with any mass */
-    while (n > 1 && pscratch[iscratch[n - 1]] <= 0) n--;
-    return iscratch[n - 1];
+    /* rounding left u at the top: the last token with any mass (best has some) */
+    int last = v - 1;
+    while (pscratch[last] <= 0) last--;
+    return last;
 }
 
 int cl_sample(const float *logits, int v, const cl_sampler *s, uint64_t *rng, float *pscratch, int *iscratch)

@@ -1,6 +1,8 @@
 /* linear.c — batch-invariant small-m W.x kernels (see linear.h for the contract). */
 #include "model/linear.h"
 
+#include "model/ops.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -326,12 +328,53 @@ TGT_avx2 static int argmax_avx2(const float *v, int n)
 }
 #endif
 
+/* The sampler's weights and sums (cl_linear_weights, cl_linear_sum16): plain C that each ISA's
+ * copy vectorises, every element the same IEEE operations (no FMA: ISO C does not contract), so
+ * every copy gives the same bits. */
+static inline __attribute__((always_inline)) void weights_body(float *p, const float *x, int n, float top,
+                                                               float inv)
+{
+#pragma omp simd
+    for (int i = 0; i < n; i++) p[i] = cl_vexpf((x[i] - top) * inv);
+}
+
+static inline __attribute__((always_inline)) float sum16_body(const float *p, int n)
+{
+    float a[16] = {0};
+    int kv = n - n % 16;
+    for (int k = 0; k < kv; k += 16)
+#pragma omp simd
+        for (int j = 0; j < 16; j++) a[j] += p[k + j];
+    for (int j = 0; j < 8; j++) a[j] += a[j + 8];
+    for (int j = 0; j < 4; j++) a[j] += a[j + 4];
+    float s = (a[0] + a[2]) + (a[1] + a[3]);
+    for (int k = kv; k < n; k++) s += p[k];
+    return s;
+}
+
+static void weights_scalar(float *p, const float *x, int n, float top, float inv) { weights_body(p, x, n, top, inv); }
+static float sum16_scalar(const float *p, int n) { return sum16_body(p, n); }
+#ifdef HAVE_X86
+TGT_avx2 static void weights_avx2(float *p, const float *x, int n, float top, float inv)
+{
+    weights_body(p, x, n, top, inv);
+}
+TGT_avx2 static float sum16_avx2(const float *p, int n) { return sum16_body(p, n); }
+TGT_avx512 static void weights_avx512(float *p, const float *x, int n, float top, float inv)
+{
+    weights_body(p, x, n, top, inv);
+}
+TGT_avx512 static float sum16_avx512(const float *p, int n) { return sum16_body(p, n); }
+#endif
+
 typedef struct kernels {
     const char *name;
     void (*rows)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
     void (*strided)(float *, const float *, const float *, size_t, int, int);
     void (*mix)(float *, const float *, const float *, size_t, int, int);
     int (*argmax)(const float *, int);
+    void (*weights)(float *, const float *, int, float, float);
+    float (*sum16)(const float *, int);
 } kernels;
 
 /* The order of every kernel's attention dot products: 16 lanes, lane j taking k = j, j + 16, ...
@@ -366,10 +409,12 @@ static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, i
 
 static const kernels *choose(void)
 {
-    static const kernels scalar = {"scalar", rows_scalar, strided_scalar, mix_scalar, argmax_scalar};
+    static const kernels scalar = {"scalar",      rows_scalar,    strided_scalar, mix_scalar,
+                                   argmax_scalar, weights_scalar, sum16_scalar};
 #ifdef HAVE_X86
-    static const kernels k512 = {"avx512", rows_avx512, strided_avx512, mix_avx512, argmax_avx2},
-                         k2 = {"avx2", rows_avx2, strided_avx2, mix_avx2, argmax_avx2};
+    static const kernels k512 = {"avx512", rows_avx512, strided_avx512, mix_avx512,
+                                 argmax_avx2, weights_avx512, sum16_avx512},
+                         k2 = {"avx2", rows_avx2, strided_avx2, mix_avx2, argmax_avx2, weights_avx2, sum16_avx2};
     const char *force = getenv("CL_SIMD");
     force = force && *force ? force : "auto";
     int auto_ = strcmp(force, "auto") == 0, fma = __builtin_cpu_supports("fma");
@@ -451,3 +496,7 @@ void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n
 }
 
 int cl_argmax(const float *v, int n) { return pick()->argmax(v, n); }
+
+void cl_linear_weights(float *p, const float *x, int n, float top, float inv) { pick()->weights(p, x, n, top, inv); }
+
+float cl_linear_sum16(const float *p, int n) { return pick()->sum16(p, n); }

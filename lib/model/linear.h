@@ -16,7 +16,9 @@
  * OpenMP threads split the output dimension.  The kernel is chosen at run time per CPU:
  * AVX-512 when the CPU has AVX512F/DQ, else AVX2+FMA, else portable C.  CL_SIMD=avx2 or scalar
  * forces a narrower one (tests of the paths other machines take, and machines where the
- * detection is wrong); CL_SIMD=avx512 is the default order.
+ * detection is wrong); CL_SIMD=avx512 is the default order.  The same dispatch serves
+ * attention's scores and weighted sums and the sampler's scans (argmax, weights, sums), each
+ * in one order that every kernel keeps.
  * Must not know: models, layers or sequences. */
 #ifndef CL_MODEL_LINEAR_H
 #define CL_MODEL_LINEAR_H
@@ -65,6 +67,13 @@ void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n
 /* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger
  * than v[0]): greedy sampling's scan of the vocabulary. */
 int cl_argmax(const float *v, int n);
+
+/* p [n] = cl_vexpf((x - top) * inv) (ops.h): a sampler's unnormalised weights. */
+void cl_linear_weights(float *p, const float *x, int n, float top, float inv);
+
+/* The sum of p [n] in dot16's order (16 lanes, lane j adding p[j], p[j + 16], ...; folded
+ * j + 8 onto j, then by halves; the tail after, in order), the same bits in every kernel. */
+float cl_linear_sum16(const float *p, int n);
 
 /* The kernel in use: "avx512", "avx2" or "scalar", CL_SIMD read anew (it is read at the first
  * product and at each call of this, not per product: tests that switch kernels call this). */

@@ -103,6 +103,41 @@ static void sampler_modes_behave(void **s)
     for (int i = 0; i < 20; i++) assert_int_equal(cl_sample(lg, 5, &t1, &r1, p, idx), cl_sample(lg, 5, &t1, &r2, p, idx));
 }
 
+/* A vocabulary of many blocks (the draw walks block sums, then one block's tokens): the draws
+ * follow the softmax, bucket by bucket, and every kernel draws the same tokens. */
+static void sampling_a_large_vocabulary_follows_the_softmax_in_every_kernel(void **s)
+{
+    (void)s;
+    enum { NV = 1000, DRAWS = 20000, BUCKET = 50, SAME = 2000 };
+    static float lg[NV], p[NV];
+    static int idx[NV], first[SAME];
+    for (int i = 0; i < NV; i++) lg[i] = (float)(8 * cl_hash_uniform(5, (uint64_t)i) - 4);
+    cl_sampler t1 = {.temperature = 1};
+    uint64_t rng = 3;
+    double z = 0, want[NV / BUCKET] = {0};
+    int got[NV / BUCKET] = {0};
+    for (int i = 0; i < NV; i++) z += exp(lg[i]);
+    for (int i = 0; i < NV; i++) want[i / BUCKET] += exp(lg[i]) / z;
+    for (int i = 0; i < DRAWS; i++) {
+        int t = cl_sample(lg, NV, &t1, &rng, p, idx);
+        assert_true(t >= 0 && t < NV);
+        got[t / BUCKET]++;
+    }
+    for (int b = 0; b < NV / BUCKET; b++) /* within 5 standard deviations */
+        assert_true(fabs(got[b] - DRAWS * want[b]) <= 5 * sqrt(DRAWS * want[b] * (1 - want[b])) + 1);
+    rng = 9;
+    for (int i = 0; i < SAME; i++) first[i] = cl_sample(lg, NV, &t1, &rng, p, idx);
+    const char *isas[] = {"avx2", "scalar"};
+    for (int k = 0; k < 2; k++) {
+        setenv("CL_SIMD", isas[k], 1);
+        if (strcmp(cl_linear_isa(), isas[k]) != 0) continue; /* this CPU lacks it */
+        rng = 9;
+        for (int i = 0; i < SAME; i++) assert_int_equal(cl_sample(lg, NV, &t1, &rng, p, idx), first[i]);
+    }
+    unsetenv("CL_SIMD");
+    cl_linear_isa();
+}
+
 static void generation_stops_at_stop_tokens_and_refuses_overflow(void **s)
 {
     (void)s;
@@ -274,8 +309,7 @@ static void drain(cl_batch *b)
 
 /* A finished sequence's cache is kept: a next turn (its prompt, its reply, more) and prompts
  * that share its start copy those rows instead of computing them, and decode to the bits a
- * fresh engine gives them; under a tight budget the kept caches give way and nothing waits
- * for ever. */
+ * fresh engine gives them; under a tight budget the kept caches give way and nothing waits for ever. */
 static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
 {
     (void)s;
@@ -447,6 +481,7 @@ int main(void)
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
+        cmocka_unit_test(sampling_a_large_vocabulary_follows_the_softmax_in_every_kernel),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
         cmocka_unit_test(batched_logits_are_the_training_forwards),
         cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),

@@ -7,7 +7,7 @@
  * (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced here — and scalar); the
  * kernels bitwise equal to each other (one FMA chain an element); products run together
  * (cl_linear_parts) bitwise equal to each alone; the strided product (attention scores) right;
- * argmax's first-maximum rule. */
+ * argmax's first-maximum rule; the sampler's weights and sums right and the same in every kernel. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,12 +279,54 @@ static void argmax_takes_the_first_maximum(void **s)
     cl_linear_isa();
 }
 
+/* the sampler's weights (exp((x - top) / T), the top weighing 1) and their sums in dot16's
+ * order: right against libm and a double sum, and the same bits in every kernel, at lengths
+ * around the 16 lanes and the vocabulary's */
+static void sampler_weights_and_sums_agree(void **s)
+{
+    (void)s;
+    enum { N = 1000 };
+    static float w[2][N];
+    float *x = randoms(N, 9), sum[2][4];
+    const int ns[] = {N, 64, 17, 3};
+    for (int i = 0; i < N; i++) x[i] *= 8;
+    int top = cl_argmax(x, N), ran = 0;
+    for (int k = 2; k >= 0; k--) { /* scalar first: the reference */
+        float *o = w[k < 2];
+        setenv("CL_SIMD", isas[k], 1);
+        if (strcmp(cl_linear_isa(), isas[k]) != 0) continue; /* this CPU lacks it */
+        cl_linear_weights(o, x, N, x[top], 1.0f / 0.7f);
+        for (int j = 0; j < 4; j++) sum[k < 2][j] = cl_linear_sum16(o, ns[j]);
+        if (k == 2) continue;
+        assert_memory_equal(w[0], w[1], sizeof w[0]);
+        assert_memory_equal(sum[0], sum[1], sizeof sum[0]);
+        ran++;
+    }
+    unsetenv("CL_SIMD");
+    cl_linear_isa();
+    assert_true(w[0][top] == 1.0f);
+    for (int j = 0; j < 4; j++) {
+        double ref = 0;
+        for (int i = 0; i < ns[j]; i++) {
+            double want = exp((double)((x[i] - x[top]) * (1.0f / 0.7f))); /* the argument as rounded */
+            assert_true(fabs(w[0][i] - want) <= 4e-7 * want + 1e-30);
+            ref += w[0][i];
+        }
+        assert_true(fabs(sum[0][j] - ref) <= 1e-6 * ref);
+    }
+#ifdef __x86_64__
+    assert_true(ran >= 1);
+#endif
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_kernel_is_right_and_batch_invariant),
         cmocka_unit_test(the_kernels_agree),
         cmocka_unit_test(argmax_takes_the_first_maximum),
+        cmocka_unit_test(sampler_weights_and_sums_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
