@@ -190,37 +190,65 @@ static int drop_kept(cl_batch *b, const cl_gen *spare)
     return 1;
 }
 
-/* The kept cache whose tokens share the longest prefix with g's prompt, at least REUSE_MIN
- * long and short of the prompt's last token (whose logits g needs); NULL when none. */
-static cl_gen *best_prefix(const cl_batch *b, const cl_gen *g, int *len)
+/* How many of g's first n prompt tokens a's tokens start with. */
+static int common_prefix(const cl_gen *a, const cl_gen *g, int n)
 {
-    cl_gen *best = NULL;
-    *len = 0;
-    for (cl_gen *k = b->kept; k; k = k->next) {
-        int n = k->fed < g->nprompt - 1 ? k->fed : g->nprompt - 1, j = 0;
-        while (j < n && k->tok[j] == g->tok[j]) j++;
-        if (j > *len) best = k, *len = j;
-    }
-    return *len >= REUSE_MIN ? best : NULL;
+    int j = 0;
+    while (j < n && a->tok[j] == g->tok[j]) j++;
+    return j;
 }
 
-/* g's cache starts with k's rows for the first len positions: the bits g would compute (the
+/* The cache that holds the longest prefix of g's prompt now: a kept sequence's or a running
+ * one's (its first `fed` rows are final), at least REUSE_MIN long and short of the prompt's last
+ * token (whose logits g needs); NULL when none.  *later: the longest prefix a running sequence
+ * will hold once it has prefilled its prompt (the futures of one candidate, the choices of one
+ * call: identical prompts admitted together, better computed once and copied). */
+static cl_gen *best_prefix(const cl_batch *b, const cl_gen *g, int *len, int *later)
+{
+    cl_gen *best = NULL;
+    int limit = g->nprompt - 1;
+    *len = *later = 0;
+    for (cl_gen *k = b->kept; k; k = k->next) {
+        int j = common_prefix(k, g, k->fed < limit ? k->fed : limit);
+        if (j > *len) best = k, *len = j;
+    }
+    for (int i = 0; i < b->nrun; i++) {
+        const cl_gen *r = b->run[i];
+        int j = common_prefix(r, g, r->ntok < limit ? r->ntok : limit), now = j < r->fed ? j : r->fed;
+        if (now > *len) best = b->run[i], *len = now;
+        if (r->fed < r->nprompt && j > *later) *later = j;
+    }
+    if (*len < REUSE_MIN) {
+        *len = 0;
+        best = NULL;
+    }
+    return best;
+}
+
+/* g's cache starts with src's rows for the first len positions: the bits g would compute (the
  * same tokens at the same positions, through kernels whose every row is independent of the
- * others in its step); k becomes the most recently used. */
-static void reuse_prefix(cl_batch *b, cl_gen *g, cl_gen *k, int len)
+ * others in its step). */
+static void reuse_prefix(cl_batch *b, cl_gen *g, const cl_gen *src, int len)
 {
     size_t kd = (size_t)b->m->cfg.kv_heads * (size_t)b->m->cfg.head_dim, row = sizeof(float) * kd;
     for (int l = 0; l < b->m->cfg.layers; l++) {
-        memcpy(g->kc + (size_t)l * g->cap * kd, k->kc + (size_t)l * k->cap * kd, row * (size_t)len);
-        memcpy(g->vc + (size_t)l * g->cap * kd, k->vc + (size_t)l * k->cap * kd, row * (size_t)len);
+        memcpy(g->kc + (size_t)l * g->cap * kd, src->kc + (size_t)l * src->cap * kd, row * (size_t)len);
+        memcpy(g->vc + (size_t)l * g->cap * kd, src->vc + (size_t)l * src->cap * kd, row * (size_t)len);
     }
     g->fed = len;
     b->reused += len;
+}
+
+/* k, when kept, becomes the most recently used; 1 when it is kept. */
+static int touch_kept(cl_batch *b, cl_gen *k)
+{
     cl_gen **p = &b->kept;
-    while (*p != k) p = &(*p)->next;
+    while (*p && *p != k) p = &(*p)->next;
+    if (!*p) return 0;
     *p = k->next;
     k->next = b->kept;
     b->kept = k;
+    return 1;
 }
 
 long cl_batch_reused(const cl_batch *b) { return b->reused; }
@@ -244,17 +272,25 @@ void cl_batch_cancel(cl_batch *b, cl_gen *g)
 
 int cl_batch_busy(const cl_batch *b) { return b->nrun + (b->wait_head != NULL); }
 
-/* Moves waiting sequences in while their caches fit (one at a time past the budget).  Kept
- * caches give way to them, the least recently used first and the one a sequence reuses last. */
+/* Moves waiting sequences in, in order, while their caches fit (one at a time past the
+ * budget), except those whose prompt a running sequence is still prefilling further than any
+ * cache holds now: they wait for its rows.  Kept caches give way to them, the least recently
+ * used first and the one a sequence reuses last. */
 static void admit(cl_batch *b)
 {
-    while (b->wait_head) {
-        cl_gen *g = b->wait_head;
-        int len;
-        cl_gen *k = best_prefix(b, g, &len);
-        while (b->kv_used + g->kv_bytes > b->kv_budget && drop_kept(b, k)) {
+    for (cl_gen **p = &b->wait_head, *prev = NULL; *p;) {
+        cl_gen *g = *p;
+        int len, later;
+        cl_gen *k = best_prefix(b, g, &len, &later);
+        if (later >= len + REUSE_MIN) {
+            prev = g;
+            p = &g->next;
+            continue;
         }
-        if (k && b->kv_used + g->kv_bytes > b->kv_budget) {
+        int kept = k && touch_kept(b, k);
+        while (b->kv_used + g->kv_bytes > b->kv_budget && drop_kept(b, kept ? k : NULL)) {
+        }
+        if (kept && b->kv_used + g->kv_bytes > b->kv_budget) {
             drop_kept(b, NULL); /* k, the last one */
             k = NULL;
         }
@@ -269,8 +305,8 @@ static void admit(cl_batch *b)
         }
         if (!(g->kc = malloc(sizeof(float) * floats))) return;
         g->vc = g->kc + floats / 2;
-        b->wait_head = g->next;
-        if (!b->wait_head) b->wait_tail = NULL;
+        *p = g->next;
+        if (b->wait_tail == g) b->wait_tail = prev;
         g->next = NULL;
         if (k) reuse_prefix(b, g, k, len);
         b->kv_used += g->kv_bytes;

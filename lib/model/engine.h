@@ -107,8 +107,9 @@ typedef struct cl_gen_req {
  * than that runs alone), and finished sequences' caches stay within that budget until a
  * waiting sequence needs the room: a prompt that starts with a kept sequence's tokens (the
  * next turn of a conversation, a shared system prompt) copies their rows instead of computing
- * them, to the same bits.  step_tokens bounds the prompt tokens prefilled per step (decode
- * rows always run). */
+ * them, to the same bits.  So does one that starts with a running sequence's prompt (one
+ * call's choices, one candidate's futures): it waits for that prompt's prefill, then copies.
+ * step_tokens bounds the prompt tokens prefilled per step (decode rows always run). */
 cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e);
 void cl_batch_free(cl_batch *b);   /* sequences still there are dropped without callbacks */
 

@@ -309,7 +309,8 @@ static void drain(cl_batch *b)
 
 /* A finished sequence's cache is kept: a next turn (its prompt, its reply, more) and prompts
  * that share its start copy those rows instead of computing them, and decode to the bits a
- * fresh engine gives them; under a tight budget the kept caches give way and nothing waits for ever. */
+ * fresh engine gives them; prompts submitted together that share a start are prefilled once;
+ * under a tight budget the kept caches give way and nothing waits for ever. */
 static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
 {
     (void)s;
@@ -353,6 +354,30 @@ static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
         assert_memory_equal(sr[j].toks, sfresh[j].toks, sizeof sr[j].toks);
         assert_true(sr[j].logit_hash == sfresh[j].logit_hash);
     }
+    /* submitted together: three times one prompt and one that shares its first 30 tokens — the
+     * first is prefilled, the others wait for its rows and copy them */
+    int same[60];
+    static rec tr[4], tfresh[4];
+    for (int i = 0; i < 60; i++) same[i] = (i * 11 + 5) % V;
+    cl_batch *t = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    for (int j = 0; j < 4; j++) {
+        int n = j < 3 ? 60 : 45;
+        if (j == 3)
+            for (int i = 30; i < 45; i++) same[i] = (i * 3 + 1) % V;
+        submit_rec(t, same, n, 40 + (uint64_t)j, &tr[j]);
+        cl_batch *one = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+        submit_rec(one, same, n, 40 + (uint64_t)j, &tfresh[j]);
+        drain(one);
+        cl_batch_free(one);
+    }
+    drain(t);
+    assert_int_equal(cl_batch_reused(t), 2 * 59 + 30);
+    for (int j = 0; j < 4; j++) {
+        assert_int_equal(tr[j].ended, 1);
+        assert_memory_equal(tr[j].toks, tfresh[j].toks, sizeof tr[j].toks);
+        assert_true(tr[j].logit_hash == tfresh[j].logit_hash);
+    }
+    cl_batch_free(t);
     cl_batch_free(f);
     cl_batch_free(b);
     /* room for about two sequences: kept caches are dropped for the waiting ones */
