@@ -386,37 +386,50 @@ static void project_rows(cl_batch *b, const cl_linear *li, int cnt, const float 
     }
 }
 
-/* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written). */
+/* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written).  A row's
+ * heads go together over blocks of ATT_BLOCK positions: each block's cache rows are read whole,
+ * in order, where a pass per head read a few lines of every row at a stride (prefetchers lose
+ * the trail at each page; with 32-128 sequences the caches stream from memory).  The per-element
+ * order is the per-head order: a score is dot16's, a weighted sum one FMA chain over the
+ * positions in order (cl_linear_mix goes on from the block before). */
+#define ATT_BLOCK 32
 static void rows_attention(cl_batch *b, int l, int n, int maxlen)
 {
     const cl_llama_config *c = &b->m->cfg;
-    int hd = c->head_dim, qd = c->heads * hd, kd = c->kv_heads * hd, group = c->heads / c->kv_heads;
+    int hd = c->head_dim, nh = c->heads, qd = nh * hd, kd = c->kv_heads * hd, group = nh / c->kv_heads;
     float scale = (float)(1.0 / sqrt((double)hd));
     long work = 0;
     for (int i = 0; i < n; i++) work += (long)(b->pos[i] + 1) * qd;
 #pragma omp parallel if (work > 100000)
     {
-        float *sc = malloc(sizeof(float) * (size_t)maxlen);
-#pragma omp for collapse(2) schedule(static)
-        for (int i = 0; i < n; i++)
-            for (int h = 0; h < c->heads; h++) {
-                if (!sc) continue;
-                const cl_gen *g = b->rseq[i];
-                const float *kc = g->kc + (size_t)l * g->cap * kd, *vc = g->vc + (size_t)l * g->cap * kd;
-                int upto = b->pos[i], kh = h / group;
-                const float *qi = b->q + (size_t)i * qd + (size_t)h * hd;
-                float mx = -INFINITY;
-                cl_linear_strided(sc, qi, kc + (size_t)kh * hd, (size_t)kd, hd, upto + 1);
-                for (int s = 0; s <= upto; s++) {
-                    sc[s] *= scale;
-                    mx = sc[s] > mx ? sc[s] : mx;
-                }
-                double sum = 0;
-                for (int s = 0; s <= upto; s++) sum += sc[s] = (float)exp((double)(sc[s] - mx));
-                float inv = (float)(1.0 / sum);
-                for (int s = 0; s <= upto; s++) sc[s] *= inv;
-                cl_linear_mix(b->y + (size_t)i * qd + (size_t)h * hd, sc, vc + (size_t)kh * hd, (size_t)kd, upto + 1, hd);
+        float *sc = malloc(sizeof(float) * (size_t)maxlen * (size_t)nh);
+#pragma omp for schedule(dynamic)
+        for (int i = 0; i < n; i++) {
+            if (!sc) continue;
+            const cl_gen *g = b->rseq[i];
+            const float *kc = g->kc + (size_t)l * g->cap * kd, *vc = g->vc + (size_t)l * g->cap * kd;
+            const float *q = b->q + (size_t)i * qd;
+            float *y = b->y + (size_t)i * qd;
+            int len = b->pos[i] + 1;
+            for (int s0 = 0; s0 < len; s0 += ATT_BLOCK) {
+                int bl = len - s0 < ATT_BLOCK ? len - s0 : ATT_BLOCK;
+                for (int h = 0; h < nh; h++)
+                    cl_linear_strided(sc + (size_t)h * maxlen + s0, q + (size_t)h * hd,
+                                      kc + (size_t)s0 * kd + (size_t)(h / group) * hd, (size_t)kd, hd, bl);
             }
+            for (int h = 0; h < nh; h++) { /* softmax(scale * scores), in vectors */
+                float *sh = sc + (size_t)h * maxlen;
+                cl_linear_weights(sh, sh, len, sh[cl_argmax(sh, len)], scale);
+                float inv = 1.0f / cl_linear_sum16(sh, len);
+                for (int s = 0; s < len; s++) sh[s] *= inv;
+            }
+            for (int s0 = 0; s0 < len; s0 += ATT_BLOCK) {
+                int bl = len - s0 < ATT_BLOCK ? len - s0 : ATT_BLOCK;
+                for (int h = 0; h < nh; h++)
+                    cl_linear_mix(y + (size_t)h * hd, sc + (size_t)h * maxlen + s0,
+                                  vc + (size_t)s0 * kd + (size_t)(h / group) * hd, (size_t)kd, bl, hd, s0 > 0);
+            }
+        }
         free(sc);
     }
 }

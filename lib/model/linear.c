@@ -220,19 +220,19 @@ TGT_avx512 INLINE float fold16_avx512(const __m512 *a)
 /* out [d] = sum over s in order of p[s] * v[s * ldv + :d]: attention's weighted values, each
  * element one FMA chain over the positions (the lanes past whole vectors: the same chain, scalar) */
 #define MIX(ISA)                                                                                               \
-    TGT_##ISA static void mix_##ISA(float *out, const float *p, const float *v, size_t ldv, int n, int d)     \
+    TGT_##ISA static void mix_##ISA(float *out, const float *p, const float *v, size_t ldv, int n, int d, int add) \
     {                                                                                                          \
         const int L = LANES_##ISA;                                                                             \
         int j = 0;                                                                                             \
-        for (; j + 4 * L <= d; j += 4 * L) mix_block_##ISA(4, out + j, p, v + j, ldv, n);                     \
+        for (; j + 4 * L <= d; j += 4 * L) mix_block_##ISA(4, out + j, p, v + j, ldv, n, add);                     \
         switch ((d - j) / L) { /* what is left of whole vectors in one pass: independent chains */             \
-        case 3: mix_block_##ISA(3, out + j, p, v + j, ldv, n); break;                                          \
-        case 2: mix_block_##ISA(2, out + j, p, v + j, ldv, n); break;                                          \
-        case 1: mix_block_##ISA(1, out + j, p, v + j, ldv, n); break;                                          \
+        case 3: mix_block_##ISA(3, out + j, p, v + j, ldv, n, add); break;                                          \
+        case 2: mix_block_##ISA(2, out + j, p, v + j, ldv, n, add); break;                                          \
+        case 1: mix_block_##ISA(1, out + j, p, v + j, ldv, n, add); break;                                          \
         }                                                                                                      \
         j += (d - j) / L * L;                                                                                  \
         for (; j < d; j++) {                                                                                   \
-            float o = 0;                                                                                       \
+            float o = add ? out[j] : 0;                                                                        \
             for (int s = 0; s < n; s++) o = fmaf(p[s], v[(size_t)s * ldv + (size_t)j], o);                    \
             out[j] = o;                                                                                        \
         }                                                                                                      \
@@ -273,10 +273,11 @@ TGT_avx512 INLINE float fold16_avx512(const __m512 *a)
         for (; o + 4 <= n; o += 4) dots_##ISA(4, out + o, x, w + (size_t)o * ldw, ldw, in);                   \
         for (; o < n; o++) dots_##ISA(1, out + o, x, w + (size_t)o * ldw, ldw, in);                           \
     }                                                                                                          \
-    TGT_##ISA INLINE void mix_block_##ISA(int B, float *out, const float *p, const float *v, size_t ldv, int n) \
+    TGT_##ISA INLINE void mix_block_##ISA(int B, float *out, const float *p, const float *v, size_t ldv, int n, \
+                                          int add)                                                             \
     {                                                                                                          \
         vec_##ISA acc[4];                                                                                      \
-        UNROLL for (int i = 0; i < B; i++) acc[i] = zero_##ISA();                                             \
+        UNROLL for (int i = 0; i < B; i++) acc[i] = add ? loadx_##ISA(out + i * LANES_##ISA) : zero_##ISA();  \
         for (int s = 0; s < n; s++) {                                                                          \
             vec_##ISA ps = set1_##ISA(p[s]);                                                                   \
             UNROLL for (int i = 0; i < B; i++)                                                                 \
@@ -371,7 +372,7 @@ typedef struct kernels {
     const char *name;
     void (*rows)(float *, const float *, const void *, cl_dtype, const float *, int, int, int, int, int);
     void (*strided)(float *, const float *, const float *, size_t, int, int);
-    void (*mix)(float *, const float *, const float *, size_t, int, int);
+    void (*mix)(float *, const float *, const float *, size_t, int, int, int);
     int (*argmax)(const float *, int);
     void (*weights)(float *, const float *, int, float, float);
     float (*sum16)(const float *, int);
@@ -398,10 +399,10 @@ static void strided_scalar(float *out, const float *x, const float *w, size_t ld
     for (int o = 0; o < n; o++) out[o] = dot16(x, w + (size_t)o * ldw, in);
 }
 
-static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, int n, int d)
+static void mix_scalar(float *out, const float *p, const float *v, size_t ldv, int n, int d, int add)
 {
     for (int j = 0; j < d; j++) {
-        float o = 0;
+        float o = add ? out[j] : 0;
         for (int s = 0; s < n; s++) o = fmaf(p[s], v[(size_t)s * ldv + (size_t)j], o);
         out[j] = o;
     }
@@ -490,9 +491,9 @@ void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, i
     pick()->strided(out, x, w, ldw, in, n);
 }
 
-void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d)
+void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d, int add)
 {
-    pick()->mix(out, p, v, ldv, n, d);
+    pick()->mix(out, p, v, ldv, n, d, add);
 }
 
 int cl_argmax(const float *v, int n) { return pick()->argmax(v, n); }

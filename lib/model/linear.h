@@ -61,8 +61,10 @@ void cl_linear_parts(const cl_linear_part *p, int cnt, const float *x, int m, in
 void cl_linear_strided(float *out, const float *x, const float *w, size_t ldw, int in, int n);
 
 /* out [d] = sum over s = 0..n-1, in order, of p[s] * v[s * ldv + :d] (fp32): attention's
- * weighted sum of the cached values, one thread; one FMA chain an element, in every kernel. */
-void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d);
+ * weighted sum of the cached values, one thread; one FMA chain an element, in every kernel.
+ * add: the chains go on from out's values (a sum over positions in blocks, in order, gives the
+ * bits of one call over all of them). */
+void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n, int d, int add);
 
 /* The first index of the largest of v [n] (NaNs never win; 0 when n <= 0 or none is larger
  * than v[0]): greedy sampling's scan of the vocabulary. */

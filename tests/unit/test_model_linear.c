@@ -7,6 +7,7 @@
  * (CL_SIMD=avx512, avx2 — the path of machines without AVX-512, forced here — and scalar); the
  * kernels bitwise equal to each other (one FMA chain an element); products run together
  * (cl_linear_parts) bitwise equal to each alone; the strided product (attention scores) right;
+ * the weighted sum in blocks of positions equal to one call;
  * argmax's first-maximum rule; the sampler's weights and sums right and the same in every kernel. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,17 +221,22 @@ static void the_kernels_agree(void **s)
             setenv("CL_SIMD", "scalar", 1);
             assert_string_equal(cl_linear_isa(), "scalar");
             if (f)
-                cl_linear_mix(sa, b, x, (size_t)IN, M, ks[i]);
+                cl_linear_mix(sa, b, x, (size_t)IN, M, ks[i], 0);
             else
                 cl_linear_strided(sa, x, w, (size_t)IN, ks[i], OUT);
             for (int k = 0; k < 2; k++) {
                 setenv("CL_SIMD", isas[k], 1);
                 if (strcmp(cl_linear_isa(), isas[k]) != 0) continue;
                 if (f)
-                    cl_linear_mix(sc, b, x, (size_t)IN, M, ks[i]);
+                    cl_linear_mix(sc, b, x, (size_t)IN, M, ks[i], 0);
                 else
                     cl_linear_strided(sc, x, w, (size_t)IN, ks[i], OUT);
                 assert_memory_equal(sa, sc, sizeof(float) * (size_t)(f ? ks[i] : OUT));
+                if (f) { /* in two blocks of positions, the second going on from the first */
+                    cl_linear_mix(sc, b, x, (size_t)IN, 13, ks[i], 0);
+                    cl_linear_mix(sc, b + 13, x + (size_t)13 * IN, (size_t)IN, M - 13, ks[i], 1);
+                    assert_memory_equal(sa, sc, sizeof(float) * (size_t)ks[i]);
+                }
                 ran++;
             }
         }
