@@ -434,12 +434,48 @@ static void rows_attention(cl_batch *b, int l, int n, int maxlen)
     }
 }
 
+/* The small per-row steps between the products, each as one loop over rows, split between the
+ * threads from ROWS_PAR rows (serial they left the other thread waiting: a tenth of a batched
+ * step).  Each row's bits are those of the row-wise ops (cl_rmsnorm_fwd, cl_rope_rotate). */
+#define ROWS_PAR 16
+
+/* x += xn (add) then xn = rmsnorm(x) w */
+static void rows_residual_norm(cl_batch *b, int add, const float *w, int n)
+{
+    const cl_llama_config *c = &b->m->cfg;
+    size_t d = (size_t)c->hidden;
+#pragma omp parallel for if (n >= ROWS_PAR)
+    for (int i = 0; i < n; i++) {
+        float *x = b->x + (size_t)i * d, *xn = b->xn + (size_t)i * d;
+        if (add)
+            for (size_t j = 0; j < d; j++) x[j] += xn[j];
+        if (w) cl_rmsnorm_fwd(xn, b->rstd + i, x, w, 1, (int)d, c->rms_eps);
+    }
+}
+
+/* q and k rotated; k and v into their sequences' caches at layer l */
+static void rows_rope_cache(cl_batch *b, int l, int n)
+{
+    const cl_llama_config *c = &b->m->cfg;
+    size_t hd = (size_t)c->head_dim, qd = (size_t)c->heads * hd, kd = (size_t)c->kv_heads * hd;
+#pragma omp parallel for if (n >= ROWS_PAR)
+    for (int i = 0; i < n; i++) {
+        const float *cs = b->rcos + (size_t)i * hd / 2, *sn = b->rsin + (size_t)i * hd / 2;
+        cl_rope_rotate(b->q + (size_t)i * qd, cs, sn, 1, c->heads, (int)hd);
+        cl_rope_rotate(b->k + (size_t)i * kd, cs, sn, 1, c->kv_heads, (int)hd);
+        cl_gen *g = b->rseq[i];
+        size_t at = ((size_t)l * g->cap + (size_t)b->pos[i]) * kd;
+        memcpy(g->kc + at, b->k + (size_t)i * kd, sizeof(float) * kd);
+        memcpy(g->vc + at, b->v + (size_t)i * kd, sizeof(float) * kd);
+    }
+}
+
 /* The forward of n rows (ids from each row's sequence at pos); hidden states end in b->x. */
 static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
 {
     cl_llama *m = b->m;
     const cl_llama_config *c = &m->cfg;
-    int d = c->hidden, kd = c->kv_heads * c->head_dim, I = c->inter;
+    int d = c->hidden, I = c->inter;
     cl_rope_angles(b->rcos, b->rsin, b->pos, m->inv_freq, n, c->head_dim); /* every layer's */
     if (m->embed->data)
         cl_embed_fwd(b->x, ids, m->embed->data, n, d);
@@ -447,25 +483,17 @@ static void forward_rows(cl_batch *b, const int *ids, int n, int maxlen)
         for (int i = 0; i < n; i++) cl_linear_unpack_row(b->x + (size_t)i * d, m->embed->panels, CL_F32, ids[i], d);
     for (int l = 0; l < c->layers; l++) {
         cl_layer *ly = &m->layers[l];
-        cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln1->data, n, d, c->rms_eps);
+        rows_residual_norm(b, l > 0, ly->ln1->data, n); /* the layer before's MLP added */
         project_rows(b, &ly->proj[CL_Q], 3, b->xn, (float *const[]){b->q, b->k, b->v}, n);
-        cl_rope_rotate(b->q, b->rcos, b->rsin, n, c->heads, c->head_dim);
-        cl_rope_rotate(b->k, b->rcos, b->rsin, n, c->kv_heads, c->head_dim);
-        for (int i = 0; i < n; i++) {
-            cl_gen *g = b->rseq[i];
-            size_t at = ((size_t)l * g->cap + (size_t)b->pos[i]) * kd;
-            memcpy(g->kc + at, b->k + (size_t)i * kd, sizeof(float) * (size_t)kd);
-            memcpy(g->vc + at, b->v + (size_t)i * kd, sizeof(float) * (size_t)kd);
-        }
+        rows_rope_cache(b, l, n);
         rows_attention(b, l, n, maxlen);
         project_rows(b, &ly->proj[CL_O], 1, b->y, &b->xn, n);
-        for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
-        cl_rmsnorm_fwd(b->xn, b->rstd, b->x, ly->ln2->data, n, d, c->rms_eps);
+        rows_residual_norm(b, 1, ly->ln2->data, n);
         project_rows(b, &ly->proj[CL_GATE], 2, b->xn, (float *const[]){b->gt, b->up}, n);
         cl_swiglu_fwd(b->hb, b->gt, b->up, (long)n * I);
         project_rows(b, &ly->proj[CL_DOWN], 1, b->hb, &b->xn, n);
-        for (long i = 0; i < (long)n * d; i++) b->x[i] += b->xn[i];
     }
+    rows_residual_norm(b, 1, NULL, n);
 }
 
 /* logits [n][vocab] of final hidden states x [n][hidden] */
