@@ -10,7 +10,8 @@
 # so every row also gives CPU-milliseconds per token, which move much less (for one thread);
 # each figure is the median of REPS runs, ours and the peer's alternating.
 # Then the same engine inside the LLM loop: cl-rollout --full and --branch with local: assistant
-# and user on the 15M model, 1, 32 and 128 calls in flight (--max-inflight).
+# and user on the 15M model, 1, 32 and 128 calls in flight (--max-inflight), REPS rounds of every
+# width in turn, each width's ratio to one call in flight taken within a round.
 # The ceiling part bounds what batching can reach on this machine: one step's products at the
 # faster of OpenBLAS and our kernel, everything else free, against batch 1 in the same run.
 # Env: OMP_NUM_THREADS (1: the figure that survives a loaded machine), NEW (tokens, 128),
@@ -165,7 +166,8 @@ echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
 ;; esac
 case " $PARTS " in *" rollout "*) ;; *) exit 0 ;; esac
-# rollout MODE K N FLAGS...: cl-rollout MODE over N seeds with K calls in flight; one table row
+# rollout MODE K N FLAGS...: cl-rollout MODE over N seeds with K calls in flight; appends
+# "completion_tokens wall_s prompt_tokens cpu_s" to $W/ro.MODE.K
 rollout() {
     mode=$1 k=$2 n=$3; shift 3
     jq -cn --argjson n "$n" 'range($n) | {id: "s\(.)", task: "document", task_desc: "w", prompt: "goal-\(.): write"}' >"$W/seeds"
@@ -173,32 +175,48 @@ rollout() {
         --assistant "local:$W/m15" --user "local:$W/m15" --user-style userlm --assistant-max-tokens 32 \
         --user-max-tokens 16 --max-inflight "$k" "$@" "$W/seeds" >/dev/null
     set -- $(jq -r '.llm | "\(.completion_tokens) \(.wall_s) \(.prompt_tokens)"' "$W/st") $(cat "$W/time")
-    cpums=$(awk "BEGIN { printf \"%.3f\", 1000 * ($4 + $5) / $1 }")
-    [ -n "$one" ] || one=$cpums
-    echo "| $k | $n | $3 | $1 | $(awk "BEGIN { printf \"%.1f\", $1 / $2 }") | $cpums | $(awk "BEGIN { printf \"%.2f\", $one / $cpums }") |"
+    echo "$1 $2 $3 $(awk "BEGIN { print $4 + $5 }")" >>"$W/ro$mode.$k"
+}
+# table MODE: one row per width, medians over the rounds; "vs 1 in flight" is the median of
+# each round's ratio to that round's run with one call in flight (the host's memory bandwidth,
+# which sets the one-at-a-time rate, moves from minute to minute: a ratio within a round
+# compares runs a few seconds apart)
+table() {
+    for k in 1 32 128; do
+        paste "$W/ro$1.1" "$W/ro$1.$k" | awk -v k=$k '
+            { tok[NR] = $5; wall[NR] = $6; prompt = $7; cpu[NR] = $8
+              r[NR] = ($5 / $6) / ($1 / $2); rc[NR] = ($4 / $1) / ($8 / $5); rs[NR] = sprintf("%.2f", r[NR]) }
+            function med(a, n,   i, j, t, b) { for (i = 1; i <= n; i++) b[i] = a[i]
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+                return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+            END { for (i = 1; i <= NR; i++) { rate[i] = tok[i] / wall[i]; cpt[i] = 1000 * cpu[i] / tok[i]; all = all (i > 1 ? ", " : "") rs[i] }
+                  printf "| %d | %d | %d | %.1f | %.3f | %.2f | %.2f | %s |\n", k, prompt, tok[1], med(rate, NR), med(cpt, NR),
+                         med(r, NR), med(rc, NR), all }'
+    done
 }
 echo
-echo "### local: inside cl-rollout --full (15M model, assistant and user local:, 2 turns, 32+16 tokens per reply;" \
-     "OMP_NUM_THREADS=$OMP_NUM_THREADS, load before $(cut -d' ' -f1-3 /proc/loadavg))"
-echo
-echo "| conversations in flight | seeds | prompt tokens | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
-echo "|---|---|---|---|---|---|---|"
-one=
-for k in 1 32 128; do
-    n=$k; [ $k = 1 ] && n=8
-    rollout --full $k $n --max-turns 2
+echo "### local: inside cl-rollout ($(date -u +%Y-%m-%d), 15M model, assistant and user local:, 32+16 tokens per reply;" \
+     "OMP_NUM_THREADS=$OMP_NUM_THREADS, $REPS rounds, load before $(cut -d' ' -f1-3 /proc/loadavg))"
+for rep in $(seq "$REPS"); do
+    for k in 1 32 128; do
+        n=$k; [ $k = 1 ] && n=8
+        rollout --full $k $n --max-turns 2
+        # --branch: 2 candidates x 3 futures of 2 turns per state, vanilla candidates (the
+        # proactive prompt alone outgrows the 15M model's 2048 positions with this small tokenizer)
+        n=$k; [ $k = 1 ] && n=4; [ $k = 128 ] && n=64
+        rollout --branch $k $n --proact-ratio 0 --assistant-mode vanilla
+    done
 done
-# --branch: 2 candidates x 3 futures of 2 turns per state, vanilla candidates (the proactive
-# prompt alone outgrows the 15M model's 2048 positions with this small tokenizer)
-echo
-echo "### local: inside cl-rollout --branch (the same roles; K 2, S 3, window 2, vanilla candidates)"
-echo
-echo "| calls in flight | states | prompt tokens | completion tokens | tokens/s (wall) | CPU ms / completion token | vs 1 in flight (CPU) |"
-echo "|---|---|---|---|---|---|---|"
-one=
-for k in 1 32 128; do
-    n=$k; [ $k = 1 ] && n=4; [ $k = 128 ] && n=64
-    rollout --branch $k $n --proact-ratio 0 --assistant-mode vanilla
+for mode in --full --branch; do
+    echo
+    case $mode in
+    --full) echo "\`cl-rollout --full\`, 2 turns (seeds: 8 one at a time, else as many as calls in flight)" ;;
+    *) echo "\`cl-rollout --branch\`, K 2, S 3, window 2, vanilla candidates (states: 4 one at a time, 32, 64)" ;;
+    esac
+    echo
+    echo "| calls in flight | prompt tokens | completion tokens | completion tokens/s (wall) | CPU ms / completion token | vs 1 in flight (wall) | vs 1 in flight (CPU) | wall ratio, each round |"
+    echo "|---|---|---|---|---|---|---|---|"
+    table $mode
 done
 echo
 echo "load after $(cut -d' ' -f1-3 /proc/loadavg)"
