@@ -468,12 +468,13 @@ static void stopped_and_cancelled_sequences_leave(void **s)
     cl_llama *m = tiny();
     cl_err e = {0};
     cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
-    int ids[100], n = prompt_of(3, ids);
+    int ids[2][100], n[2] = {prompt_of(3, ids[0]), prompt_of(4, ids[1])};
     static rec r[3];
     memset(r, 0, sizeof r);
     cl_gen *g[3];
-    for (int i = 0; i < 3; i++) {
-        cl_gen_req q = {.prompt = ids, .n = n, .max_new = 4, .on_token = rec_token, .on_end = rec_end, .ctx = &r[i]};
+    for (int i = 0; i < 3; i++) { /* 1 differs from 0 and 2, so it runs beside 0 */
+        cl_gen_req q = {.prompt = ids[i == 1], .n = n[i == 1], .max_new = 4, .on_token = rec_token,
+                        .on_end = rec_end, .ctx = &r[i]};
         assert_non_null(g[i] = cl_batch_submit(b, &q, &e));
     }
     cl_batch_cancel(b, g[2]); /* still waiting */
@@ -497,6 +498,39 @@ static void stopped_and_cancelled_sequences_leave(void **s)
     cl_llama_free(m);
 }
 
+/* A prompt waiting for a running sequence's prefill of the same prompt, when that sequence is
+ * cancelled halfway: it is admitted and computes its own rows, to a fresh engine's bits. */
+static void a_cancelled_prefill_leaves_its_follower_to_compute(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    int ids[100], n = prompt_of(7, ids); /* 82 tokens: five steps of 16 */
+    static rec lead, follow, fresh;
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 16, &e);
+    memset(&lead, 0, sizeof lead);
+    cl_gen_req q = {.prompt = ids, .n = n, .max_new = NEW, .sampler = {.temperature = 1}, .seed = 5,
+                    .on_token = rec_token, .on_end = rec_end, .ctx = &lead};
+    cl_gen *first = cl_batch_submit(b, &q, &e);
+    assert_non_null(first);
+    submit_rec(b, ids, n, 6, &follow);
+    assert_int_equal(cl_batch_step(b), 16); /* a fifth of the first's prompt */
+    cl_batch_cancel(b, first);
+    drain(b);
+    assert_int_equal(lead.ended, 0);
+    assert_int_equal(follow.ended, 1);
+    assert_int_equal(follow.n, NEW);
+    assert_int_equal(cl_batch_reused(b), 0);
+    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, 16, &e);
+    submit_rec(f, ids, n, 6, &fresh);
+    drain(f);
+    assert_memory_equal(follow.toks, fresh.toks, sizeof fresh.toks);
+    assert_true(follow.logit_hash == fresh.logit_hash);
+    cl_batch_free(f);
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -507,6 +541,7 @@ int main(void)
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
         cmocka_unit_test(sampling_a_large_vocabulary_follows_the_softmax_in_every_kernel),
+        cmocka_unit_test(a_cancelled_prefill_leaves_its_follower_to_compute),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
         cmocka_unit_test(batched_logits_are_the_training_forwards),
         cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),
