@@ -129,7 +129,8 @@ int cl_batch_busy(const cl_batch *b);
  * number of tokens computed (0 when idle). */
 int cl_batch_step(cl_batch *b);
 
-/* Prompt positions taken from kept caches instead of computed, since the engine started. */
+/* Prompt positions copied from other caches (kept, or running) instead of computed, since the
+ * engine started. */
 long cl_batch_reused(const cl_batch *b);
 
 /* Bytes of KV cache a sequence of `tokens` positions takes. */

@@ -70,7 +70,8 @@ void cl_linear_mix(float *out, const float *p, const float *v, size_t ldv, int n
  * than v[0]): greedy sampling's scan of the vocabulary. */
 int cl_argmax(const float *v, int n);
 
-/* p [n] = cl_vexpf((x - top) * inv) (ops.h): a sampler's unnormalised weights. */
+/* p [n] = cl_vexpf((x - top) * inv) (ops.h): a sampler's unnormalised weights, attention's
+ * softmax before its sum (p may be x). */
 void cl_linear_weights(float *p, const float *x, int n, float top, float inv);
 
 /* The sum of p [n] in dot16's order (16 lanes, lane j adding p[j], p[j + 16], ...; folded

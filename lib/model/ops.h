@@ -26,7 +26,9 @@
  * range (0.8% of arguments differ from (float)exp((double)x)); below -87.33 (where float turns
  * subnormal) it returns 0, above 88 it saturates near FLT_MAX, and a NaN stays NaN.
  * The vector and scalar paths run the same IEEE operations (no FMA: the library is built for
- * baseline x86-64), so every element gets the same bits wherever it sits and on every CPU. */
+ * baseline x86-64, and ISO C does not contract a * b + c, so linear.c's AVX2 and AVX-512 copies
+ * of the sampler's and attention's weights round each operation too), so every element gets
+ * the same bits wherever it sits and on every CPU. */
 static inline float cl_vexpf(float x)
 {
     float c = x < 88.0f ? x : 88.0f; /* NaN too: the int conversion below needs a finite k */

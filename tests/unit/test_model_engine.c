@@ -5,7 +5,9 @@
  * seeded sampling, chunked prefill mixed with decode, every kernel) and the same in every
  * kernel, a model that owns its weights keeps one copy and decodes to the same bits, its logits
  * are the training forward's, a bounded KV budget delays admission without dropping anything,
- * and sequences can be cancelled. */
+ * prompts reuse finished and running sequences' rows to the same bits (also when the running
+ * one is cancelled), sampling over many blocks follows the softmax in every kernel, and
+ * sequences can be cancelled. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
