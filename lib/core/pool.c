@@ -1,34 +1,42 @@
-/* pool.c — sleeping worker threads and a dynamic parallel loop (see pool.h). */
+/* pool.c — sleeping worker threads and parallel loops handed out in chunks (see pool.h). */
 #include "core/pool.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
+
+/* Loops posted and not yet waited for, at most; a post past it first waits for the oldest. */
+enum { POSTED_MAX = 8 };
+
+typedef struct job {
+    cl_pool_fn *fn;
+    void *ctx;
+    int n, chunk;
+    int next;   /* the first index not yet handed out */
+    int left;   /* indices not yet finished */
+    int waited; /* its cl_pool_wait has returned: the slot may be reused */
+    int judge;  /* posted by cl_pool_post_cpu: its wait judges the threads */
+    double wall0, cpu0; /* when it was posted: the clock, and the pool's threads' CPU seconds */
+} job;
 
 typedef struct worker {
     struct cl_pool *pool;
     int index;
     pthread_t tid;
+    clockid_t clock; /* its CPU clock, read by the judge */
 } worker;
 
 struct cl_pool {
     pthread_mutex_t mu;
-    pthread_cond_t go, idle;
+    pthread_cond_t go, done; /* go: a loop was posted (workers); done: a loop finished (caller) */
     int nworkers, stop;
     worker *w;
-    /* the loop in progress: gen counts loops; open is cleared once the caller has run out of
-     * chunks, after which a late worker leaves the loop alone; active counts workers in it */
-    unsigned long gen;
-    int open, active;
-    cl_pool_fn *fn;
-    void *ctx;
-    int n, chunk;
-    atomic_int next;
-    /* cl_pool_for_cpu: the workers' CPU seconds in the loop in progress, and how many of the
-     * next loops run in the caller alone after one whose threads got no more than a CPU
-     * between them (backoff: that count the next time it happens) */
-    double worker_cpu;
+    job jobs[POSTED_MAX]; /* tickets [head, tail) are posted and not yet retired; slot t % POSTED_MAX */
+    long head, tail;
+    /* the judge: the last verdict's clock and CPU seconds, and how many of the next computing
+     * loops run in the caller alone after one whose threads got no more than a CPU between them
+     * (backoff: that count the next time it happens) */
+    double judged_wall, judged_cpu;
     int alone_left, backoff;
 };
 
@@ -39,34 +47,52 @@ static double seconds(clockid_t clock)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void run_chunks(struct cl_pool *p, int who)
+/* CPU seconds of the workers and the calling thread so far.  Only the pool's own threads count:
+ * a BLAS library linked into the same process may keep threads of its own spinning. */
+static double pool_cpu(const struct cl_pool *p)
 {
-    for (;;) {
-        int i = atomic_fetch_add(&p->next, p->chunk);
-        if (i >= p->n) return;
-        int end = p->n - i < p->chunk ? p->n : i + p->chunk;
-        for (; i < end; i++) p->fn(p->ctx, i, who);
+    double s = seconds(CLOCK_THREAD_CPUTIME_ID);
+    for (int i = 0; i < p->nworkers; i++) s += seconds(p->w[i].clock);
+    return s;
+}
+
+static job *slot(struct cl_pool *p, long t) { return &p->jobs[t % POSTED_MAX]; }
+
+/* Under the lock: the next chunk [*i, *end) of the oldest posted loop that has one, or NULL. */
+static job *claim(struct cl_pool *p, int *i, int *end)
+{
+    for (long t = p->head; t < p->tail; t++) {
+        job *j = slot(p, t);
+        if (j->next < j->n) {
+            *i = j->next;
+            *end = j->n - *i < j->chunk ? j->n : *i + j->chunk;
+            j->next = *end;
+            return j;
+        }
     }
+    return NULL;
+}
+
+/* Runs a claimed chunk outside the lock and counts it done. */
+static void run_chunk(struct cl_pool *p, job *j, int i, int end, int who)
+{
+    pthread_mutex_unlock(&p->mu);
+    for (int k = i; k < end; k++) j->fn(j->ctx, k, who);
+    pthread_mutex_lock(&p->mu);
+    if ((j->left -= end - i) == 0) pthread_cond_broadcast(&p->done);
 }
 
 static void *work(void *arg)
 {
     worker *me = arg;
     struct cl_pool *p = me->pool;
-    unsigned long seen = 0;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && (p->gen == seen || !p->open)) pthread_cond_wait(&p->go, &p->mu);
+        job *j = NULL;
+        int i = 0, end = 0;
+        while (!p->stop && !(j = claim(p, &i, &end))) pthread_cond_wait(&p->go, &p->mu);
         if (p->stop) break;
-        seen = p->gen;
-        p->active++;
-        pthread_mutex_unlock(&p->mu);
-        double cpu = seconds(CLOCK_THREAD_CPUTIME_ID);
-        run_chunks(p, me->index);
-        cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
-        pthread_mutex_lock(&p->mu);
-        p->worker_cpu += cpu;
-        if (--p->active == 0) pthread_cond_signal(&p->idle);
+        run_chunk(p, j, i, end, me->index);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -78,19 +104,23 @@ cl_pool *cl_pool_new(int threads)
     if (!p) return NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->idle, NULL);
+    pthread_cond_init(&p->done, NULL);
     int want = threads > 1 ? threads - 1 : 0;
     if (want && !(p->w = calloc((size_t)want, sizeof *p->w))) {
         cl_pool_free(p);
         return NULL;
     }
     for (int i = 0; i < want; i++) {
-        p->w[i] = (worker){p, i + 1, 0};
+        p->w[i] = (worker){p, i + 1, 0, 0};
         if (pthread_create(&p->w[i].tid, NULL, work, &p->w[i])) {
             cl_pool_free(p);
             return NULL;
         }
         p->nworkers++;
+        if (pthread_getcpuclockid(p->w[i].tid, &p->w[i].clock)) {
+            cl_pool_free(p);
+            return NULL;
+        }
     }
     return p;
 }
@@ -105,63 +135,99 @@ void cl_pool_free(cl_pool *p)
     for (int i = 0; i < p->nworkers; i++) pthread_join(p->w[i].tid, NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->go);
-    pthread_cond_destroy(&p->idle);
+    pthread_cond_destroy(&p->done);
     free(p->w);
     free(p);
 }
 
-/* The loop; with judge, whether its threads got more than one CPU between them (1), did not
- * (0), or it was too short or ran in the caller alone to tell (-1). */
-static int loop(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int judge)
+static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int judge)
 {
     if (chunk < 1) chunk = 1;
     if (!p || !p->nworkers || n <= chunk) {
         for (int i = 0; i < n; i++) fn(ctx, i, 0);
         return -1;
     }
-    double wall = judge ? seconds(CLOCK_MONOTONIC) : 0, cpu = judge ? seconds(CLOCK_THREAD_CPUTIME_ID) : 0;
+    double wall0 = judge ? seconds(CLOCK_MONOTONIC) : 0, cpu0 = judge ? pool_cpu(p) : 0;
     pthread_mutex_lock(&p->mu);
-    p->worker_cpu = 0;
-    p->fn = fn;
-    p->ctx = ctx;
-    p->n = n;
-    p->chunk = chunk;
-    atomic_store(&p->next, 0);
-    p->gen++;
-    p->open = 1;
+    while (p->tail - p->head == POSTED_MAX) {
+        pthread_mutex_unlock(&p->mu);
+        cl_pool_wait(p, p->head);
+        pthread_mutex_lock(&p->mu);
+    }
+    long t = p->tail++;
+    *slot(p, t) = (job){fn, ctx, n, chunk, 0, n, 0, judge, wall0, cpu0};
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
-    run_chunks(p, 0);
-    /* every chunk is taken: close the loop to latecomers, wait only for those still in it */
+    return t;
+}
+
+/* A computing loop's verdict, from its post (or the last verdict, when later) to now: whether
+ * the threads got more than 1.25 CPUs between them (1), did not (0), or the span was under a
+ * quarter of a millisecond, too short to tell (-1).  The span holds whatever the caller did
+ * between post and wait: with the loop behind it, that is what the threads shared. */
+static void judge(cl_pool *p, const job *j)
+{
+    double wall = seconds(CLOCK_MONOTONIC), cpu = pool_cpu(p);
+    double w0 = j->wall0 > p->judged_wall ? j->wall0 : p->judged_wall;
+    double c0 = j->wall0 > p->judged_wall ? j->cpu0 : p->judged_cpu;
+    if (wall - w0 < 2.5e-4) return;
+    p->judged_wall = wall;
+    p->judged_cpu = cpu;
+    if (cpu - c0 > 1.25 * (wall - w0)) {
+        p->backoff = 0;
+    } else {
+        p->backoff = p->backoff ? (p->backoff < 32 ? 2 * p->backoff : 32) : 2;
+        p->alone_left = p->backoff;
+    }
+}
+
+void cl_pool_wait(cl_pool *p, long ticket)
+{
+    if (!p || ticket < 0) return;
     pthread_mutex_lock(&p->mu);
-    p->open = 0;
-    while (p->active) pthread_cond_wait(&p->idle, &p->mu);
-    double others = p->worker_cpu;
+    job *mine = slot(p, ticket);
+    if (ticket < p->head || mine->waited) {
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    /* Chunks of any posted loop, oldest first: while a worker finishes this loop's last
+     * chunk (or waits for a CPU the OS has not given it), the caller goes on with later loops
+     * instead of waiting. */
+    while (mine->left > 0) {
+        int i = 0, end = 0;
+        job *j = claim(p, &i, &end);
+        if (j)
+            run_chunk(p, j, i, end, 0);
+        else
+            pthread_cond_wait(&p->done, &p->mu);
+    }
+    mine->waited = 1;
+    job done = *mine; /* its slot may be posted again once retired */
+    while (p->head < p->tail && slot(p, p->head)->waited) p->head++;
     pthread_mutex_unlock(&p->mu);
-    if (!judge) return -1;
-    wall = seconds(CLOCK_MONOTONIC) - wall;
-    cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu + others;
-    /* Under a quarter of a millisecond, waking a worker is too much of the loop to tell. */
-    return wall < 2.5e-4 ? -1 : cpu > 1.25 * wall;
+    if (done.judge) judge(p, &done);
+}
+
+long cl_pool_post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
+{
+    return post(p, n, chunk, fn, ctx, 0);
+}
+
+long cl_pool_post_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
+{
+    if (p && p->alone_left > 0) {
+        p->alone_left--;
+        return post(NULL, n, chunk, fn, ctx, 0);
+    }
+    return post(p, n, chunk, fn, ctx, 1);
 }
 
 void cl_pool_for(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
 {
-    loop(p, n, chunk, fn, ctx, 0);
+    cl_pool_wait(p, cl_pool_post(p, n, chunk, fn, ctx));
 }
 
 void cl_pool_for_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx)
 {
-    if (p && p->alone_left > 0) {
-        p->alone_left--;
-        loop(NULL, n, chunk, fn, ctx, 0);
-        return;
-    }
-    int won = loop(p, n, chunk, fn, ctx, 1);
-    if (won == 0) {
-        p->backoff = p->backoff ? (p->backoff < 32 ? 2 * p->backoff : 32) : 2;
-        p->alone_left = p->backoff;
-    } else if (won == 1) {
-        p->backoff = 0;
-    }
+    cl_pool_wait(p, cl_pool_post_cpu(p, n, chunk, fn, ctx));
 }

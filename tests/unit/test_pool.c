@@ -1,6 +1,7 @@
 /* lib/core/pool: every index runs exactly once whatever the chunking, a worker number is never
- * in use twice at once, a NULL pool runs in the caller, idle workers sleep (no CPU), and a
- * computing loop whose threads got no more than one CPU lets them go for the next loops. */
+ * in use twice at once, a NULL pool runs in the caller, idle workers sleep (no CPU), posted loops
+ * run behind the caller and a waiting caller helps with later ones, and a computing loop whose
+ * threads got no more than one CPU lets them go for the next loops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,6 +70,91 @@ static void a_null_or_single_thread_pool_runs_in_the_caller(void **st)
     cl_pool_for(one, 10, 1, record_worker, w);
     for (int i = 0; i < 10; i++) assert_int_equal(w[i], 1);
     cl_pool_free(one);
+}
+
+/* Posted loops: many in flight (more than the pool keeps: the ninth post waits for the oldest),
+ * waited for out of order, some twice; every index of every loop runs exactly once. */
+enum { LOOPS = 12, PER = 300 };
+
+static void posted_loops_run_every_index_once_in_any_wait_order(void **st)
+{
+    (void)st;
+    cl_pool *p = cl_pool_new(THREADS);
+    assert_non_null(p);
+    visits *v = calloc(LOOPS, sizeof *v);
+    long t[LOOPS];
+    for (int round = 0; round < 10; round++) {
+        for (int l = 0; l < LOOPS; l++) {
+            for (int i = 0; i < MAXN; i++) atomic_store(&v[l].count[i], 0);
+            t[l] = cl_pool_post(p, PER + l, 1 + l % 5, visit, &v[l]);
+        }
+        for (int l = LOOPS - 1; l >= 0; l -= 2) cl_pool_wait(p, t[l]);
+        for (int l = 0; l < LOOPS; l++) cl_pool_wait(p, t[l]);
+        for (int l = 0; l < LOOPS; l++) {
+            for (int i = 0; i < MAXN; i++)
+                assert_int_equal(atomic_load(&v[l].count[i]), i < PER + l ? 1 : 0);
+            assert_int_equal(atomic_load(&v[l].clash), 0);
+            assert_int_equal(atomic_load(&v[l].bad_worker), 0);
+        }
+    }
+    free(v);
+    cl_pool_free(p);
+}
+
+/* A caller waiting for a loop whose last index a worker holds runs the later loop's indices
+ * meanwhile.  Loop A's two indices: the worker's blocks until loop B is done; the caller's
+ * returns once the worker has arrived in A.  So A can only end after B has, and B's indices
+ * can only run in the caller (worker 0). */
+typedef struct relay {
+    atomic_int worker_in_a, b_done, b_by_caller, gave_up;
+} relay;
+
+static int wait_for(atomic_int *x, int want)
+{
+    struct timespec tick = {0, 100 * 1000};
+    for (int spins = 0; spins < 50000; spins++) {
+        if (atomic_load(x) >= want) return 1;
+        nanosleep(&tick, NULL);
+    }
+    return 0;
+}
+
+static void loop_a(void *ctx, int i, int worker)
+{
+    (void)i;
+    relay *r = ctx;
+    if (worker != 0) {
+        atomic_store(&r->worker_in_a, 1);
+        if (!wait_for(&r->b_done, 4)) atomic_store(&r->gave_up, 1);
+    } else if (!wait_for(&r->worker_in_a, 1)) {
+        atomic_store(&r->gave_up, 1);
+    }
+}
+
+static void loop_b(void *ctx, int i, int worker)
+{
+    (void)i;
+    relay *r = ctx;
+    if (worker == 0) atomic_fetch_add(&r->b_by_caller, 1);
+    atomic_fetch_add(&r->b_done, 1);
+}
+
+static void a_waiting_caller_runs_later_loops_while_a_worker_holds_its_last_chunk(void **st)
+{
+    (void)st;
+    cl_pool *p = cl_pool_new(2);
+    assert_non_null(p);
+    relay *r = calloc(1, sizeof *r);
+    long a = cl_pool_post(p, 2, 1, loop_a, r);
+    long b = cl_pool_post(p, 4, 1, loop_b, r);
+    cl_pool_wait(p, a);
+    assert_int_equal(atomic_load(&r->gave_up), 0);
+    assert_int_equal(atomic_load(&r->b_done), 4);
+    assert_int_equal(atomic_load(&r->b_by_caller), 4);
+    cl_pool_wait(p, b);
+    cl_pool_wait(p, b);
+    free(r);
+    cl_pool_free(p);
 }
 
 /* One index per thread, each held until every thread has arrived: when the loop returns, every
@@ -185,6 +271,8 @@ int main(void)
         cmocka_unit_test(every_index_runs_once_and_worker_numbers_are_exclusive),
         cmocka_unit_test(a_null_or_single_thread_pool_runs_in_the_caller),
         cmocka_unit_test(idle_workers_use_no_cpu),
+        cmocka_unit_test(posted_loops_run_every_index_once_in_any_wait_order),
+        cmocka_unit_test(a_waiting_caller_runs_later_loops_while_a_worker_holds_its_last_chunk),
         cmocka_unit_test(a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
