@@ -949,20 +949,24 @@ static const char *const bleu_texts[] = {"completion", "single_turn_completion",
 static const char *const bleu_documents[] = {"extracted.document",
                                              "candidates[].futures[].extracted.document", NULL};
 
-/* One batch as the pool's loops see it. */
+/* One batch: its records and, per record, its value, deferred texts and why it failed; one-pass
+ * batches also carry per record its counts and, when the machinery failed, why (each record is
+ * scored on its own, under `solo`, the configuration without a pool), and while they are scored
+ * behind the reader, the pool's ticket. */
 typedef struct flush_ctx {
     pending *p;
     jv *vals;
     cl_json_deferred *defs;
     char **errs;
-    const char *const *deferred;
-    int rc;
-    /* One pass: the configuration each record is scored under on its own (no pool), and per
-     * record its counts and, when the machinery failed, why. */
-    const score_cfg *solo;
     score_stats *st;
+    const char *const *deferred;
+    int n, started;
+    int rc;     /* the batched path: score_batch's result, and why it failed */
+    cl_err why;
+    const score_cfg *solo;
     cl_err *err;
     int *failed;
+    long ticket;
 } flush_ctx;
 
 static void parse_one(void *ctx, int i, int worker)
@@ -1019,9 +1023,9 @@ static int one_pass(const score_cfg *c)
 
 /* 0, or -1 with e set by the first record of a one-pass batch whose scoring failed (then no
  * record of the batch is written, as when a whole batch fails). */
-static int first_failure(const flush_ctx *f, int n, cl_err *e)
+static int first_failure(const flush_ctx *f, cl_err *e)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < f->n; i++)
         if (f->failed[i]) {
             *e = f->err[i];
             return -1;
@@ -1041,36 +1045,86 @@ static void stats_add(score_stats *to, const score_stats *from)
     }
 }
 
-static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_deferred *defs,
-                 char **errs, int n, score_stats *st, flush_ctx *f, cl_err *e)
+/* A batch's arrays for cap records; -1 when out of memory. */
+static int batch_alloc(flush_ctx *f, int cap, const score_cfg *solo)
 {
-    *f = (flush_ctx){p, vals, defs, errs,
-                     sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts, 0,
-                     f->solo, f->st, f->err, f->failed};
-    int rc;
-    /* Parsing, BLEU and printing only compute: threads that cannot run at once are let go. */
-    for (int i = 0; i < n; i++)
-        f->st[i] = (score_stats){0};
-    if (f->solo) {
-        cl_pool_for_cpu(sc->pool, n, 4, whole_one, f);
-        rc = first_failure(f, n, e);
-    } else {
-        cl_pool_for_cpu(sc->pool, n, 4, parse_one, f);
-        rc = f->rc = score_batch(sc, vals, defs, errs, n, f->st, e);
-        /* Scored records are printed in parallel too, then written in input order. */
-        cl_pool_for_cpu(sc->pool, n, 4, print_one, f);
+    f->p = calloc((size_t)cap, sizeof *f->p);
+    f->vals = calloc((size_t)cap, sizeof *f->vals);
+    f->errs = calloc((size_t)cap, sizeof *f->errs);
+    f->defs = calloc((size_t)cap, sizeof *f->defs);
+    f->st = calloc((size_t)cap, sizeof *f->st);
+    f->solo = solo;
+    if (solo) {
+        f->err = calloc((size_t)cap, sizeof *f->err);
+        f->failed = calloc((size_t)cap, sizeof *f->failed);
+        if (!f->err || !f->failed)
+            return -1;
     }
-    for (int i = 0; i < n; i++) {
+    return f->p && f->vals && f->errs && f->defs && f->st ? 0 : -1;
+}
+
+static void batch_free(flush_ctx *f, int cap)
+{
+    for (int i = 0; f->p && i < cap; i++) {
+        free(f->p[i].text.p);
+        free(f->p[i].out.p);
+    }
+    free(f->p);
+    free(f->vals);
+    free(f->errs);
+    free(f->defs);
+    free(f->st);
+    free(f->err);
+    free(f->failed);
+}
+
+/* Starts scoring a full (or the last) batch.  One-pass records are posted to the pool, so the
+ * caller reads the next batch and writes the one before while the workers score this one, and
+ * no thread waits at a batch's end for another's last records; the batched path scores here. */
+static void batch_start(const score_cfg *sc, flush_ctx *f)
+{
+    f->deferred = sc->metrics & (SCORE_MATH | SCORE_PASS_RATE) ? bleu_documents : bleu_texts;
+    f->rc = 0;
+    f->started = 1;
+    for (int i = 0; i < f->n; i++)
+        f->st[i] = (score_stats){0};
+    /* Parsing, BLEU and printing only compute: threads that cannot run at once are let go. */
+    if (f->solo) {
+        f->ticket = cl_pool_post_cpu(sc->pool, f->n, 4, whole_one, f);
+    } else {
+        cl_pool_for_cpu(sc->pool, f->n, 4, parse_one, f);
+        f->rc = score_batch(sc, f->vals, f->defs, f->errs, f->n, f->st, &f->why);
+        /* Scored records are printed in parallel too, then written in input order. */
+        cl_pool_for_cpu(sc->pool, f->n, 4, print_one, f);
+    }
+}
+
+/* Ends a started batch: waits for its records, then writes them in input order (write), or
+ * only lets them go (a run that has already failed). */
+static int batch_finish(cl_io *io, const score_cfg *sc, flush_ctx *f, score_stats *st, int write, cl_err *e)
+{
+    pending *p = f->p;
+    int rc = -1;
+    if (f->solo) {
+        cl_pool_wait(sc->pool, f->ticket);
+        if (write)
+            rc = first_failure(f, e);
+    } else if (write) {
+        rc = f->rc;
+        if (rc)
+            *e = f->why;
+    }
+    for (int i = 0; i < f->n; i++) {
         if (rc == 0 && p[i].malformed) {
             cl_rec bad = {.raw = p[i].text.p, .rawlen = p[i].text.n, .src = p[i].where.src,
                           .lineno = p[i].where.lineno};
-            jv_free(vals[i]);
-            if (cl_io_reject(io, &bad, errs[i], e) != 0)
+            jv_free(f->vals[i]);
+            if (cl_io_reject(io, &bad, f->errs[i], e) != 0)
                 rc = -1;
-        } else if (rc == 0 && errs[i]) {
+        } else if (rc == 0 && f->errs[i]) {
             /* reported (its sandbox runs were made), or the first of those the run stops at */
             stats_add(st, &f->st[i]);
-            if (cl_io_fail(io, &p[i].where, cl_json_undefer(vals[i], &defs[i]), errs[i], e) != 0)
+            if (cl_io_fail(io, &p[i].where, cl_json_undefer(f->vals[i], &f->defs[i]), f->errs[i], e) != 0)
                 rc = -1;
         } else if (rc == 0) {
             /* The printed record goes out as a record's own bytes would. */
@@ -1082,12 +1136,13 @@ static int flush(cl_io *io, const score_cfg *sc, pending *p, jv *vals, cl_json_d
             else
                 stats_add(st, &f->st[i]);
         } else {
-            jv_free(vals[i]); /* jv_invalid() once printed */
+            jv_free(f->vals[i]); /* jv_invalid() once printed */
         }
-        cl_json_deferred_free(&defs[i]);
-        free(errs[i]);
+        cl_json_deferred_free(&f->defs[i]);
+        free(f->errs[i]);
     }
-    drop(p, n);
+    drop(p, f->n);
+    f->n = f->started = 0;
     return rc == 0 ? cl_io_sync(io, e) : -1;
 }
 
@@ -1142,12 +1197,17 @@ static void report_corpus_bleu(cl_io *io, const score_cfg *sc, const score_stats
     cl_io_summary_extra(io, line);
 }
 
+/* Batches in flight at once when one-pass records are scored behind the reader: the one the
+ * caller writes, the one it reads, and one more for the workers, so that a worker the OS sets
+ * aside for a while does not stop the caller. */
+enum { BATCHES_IN_FLIGHT = 3 };
+
 int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
 {
     /* One-pass records go through in small batches: text, values and printed records of 32
      * records stay in the core's cache until they are written, where 256 records' (2.5 MB of
      * 2,400-character documents) do not: 10-13% less CPU per record (BENCHMARKS.md). */
-    int cap = batch_size > 0 ? batch_size : one_pass(cfg) ? 32 : 256, n = 0, rc = 0;
+    int cap = batch_size > 0 ? batch_size : one_pass(cfg) ? 32 : 256, rc = 0;
     score_live live = {.io = io};
     score_cfg run = *cfg, *sc = &run;
     if (sc->metrics & SCORE_PASS_RATE) {
@@ -1156,52 +1216,60 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
     }
     if (!run.pool && run.jobs > 1 && !(run.pool = cl_pool_new(run.jobs)))
         rc = cl_err_set(e, CL_EXIT_SOFTWARE, "cannot start %d threads", run.jobs);
-    pending *p = calloc((size_t)cap, sizeof *p);
-    jv *vals = calloc((size_t)cap, sizeof *vals);
-    char **errs = calloc((size_t)cap, sizeof *errs);
-    cl_json_deferred *defs = calloc((size_t)cap, sizeof *defs);
     score_stats st = {0};
     score_cfg solo = run;
     solo.pool = NULL;
-    flush_ctx f = {0};
-    f.st = calloc((size_t)cap, sizeof *f.st);
-    if (one_pass(sc)) {
-        f.solo = &solo;
-        f.err = calloc((size_t)cap, sizeof *f.err);
-        f.failed = calloc((size_t)cap, sizeof *f.failed);
-        if (rc == 0 && (!f.err || !f.failed))
+    flush_ctx batches[BATCHES_IN_FLIGHT] = {{0}};
+    int nb = one_pass(sc) && run.pool ? BATCHES_IN_FLIGHT : 1, cur = 0;
+    for (int b = 0; b < nb; b++)
+        if (rc == 0 && batch_alloc(&batches[b], cap, one_pass(sc) ? &solo : NULL) < 0)
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
-    }
-    if (rc == 0 && (!p || !vals || !errs || !defs || !f.st))
-        rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
     cl_rec rec;
     int got = 0;
     while (rc == 0 && (got = cl_io_next(io, &rec, e)) == 1) {
+        flush_ctx *f = &batches[cur];
+        pending *p = &f->p[f->n];
         /* The line as read, or the record --map made. */
-        p[n].text.n = 0;
+        p->text.n = 0;
         if (rec.raw)
-            cl_buf_put(&p[n].text, rec.raw, rec.rawlen);
+            cl_buf_put(&p->text, rec.raw, rec.rawlen);
         else
-            cl_json_write(&p[n].text, cl_rec_value(&rec));
-        p[n].where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
-        if (p[n].text.oom || !p[n].where.src) {
-            drop(p, n + 1);
-            n = 0;
+            cl_json_write(&p->text, cl_rec_value(&rec));
+        p->where = (cl_rec){.src = strdup(rec.src), .lineno = rec.lineno};
+        if (p->text.oom || !p->where.src) {
+            drop(f->p, f->n + 1);
+            f->n = 0;
             rc = cl_err_set(e, CL_EXIT_SOFTWARE, "out of memory");
             break;
         }
-        if (++n == cap) {
-            rc = flush(io, sc, p, vals, defs, errs, n, &st, &f, e);
-            n = 0;
+        if (++f->n == cap) {
+            batch_start(sc, f);
+            cur = (cur + 1) % nb;
+            if (batches[cur].started)
+                rc = batch_finish(io, sc, &batches[cur], &st, 1, e);
         }
     }
-    if (rc == 0 && got < 0)
+    /* A stream that breaks off (e says why) still gets every record read before the break. */
+    int broken = rc == 0 && got < 0;
+    cl_err why_broken = broken ? *e : (cl_err){0};
+    flush_ctx *last = &batches[cur];
+    if (last->n > 0 && !last->started) {
+        if (rc == 0) {
+            batch_start(sc, last);
+        } else {
+            drop(last->p, last->n);
+            last->n = 0;
+        }
+    }
+    /* The batches in flight, oldest first; after a failure they are only let go. */
+    for (int k = 1; k <= nb; k++) {
+        flush_ctx *f = &batches[(cur + k) % nb];
+        if (f->started && batch_finish(io, sc, f, &st, rc == 0, e) != 0)
+            rc = -1;
+    }
+    if (broken && rc == 0) {
+        *e = why_broken;
         rc = -1;
-    if (n > 0) {
-        if (rc == 0)
-            rc = flush(io, sc, p, vals, defs, errs, n, &st, &f, e);
-        else
-            drop(p, n);
     }
     cl_io_stat(io, "scored", jv_number((double)st.units));
     if (sc->metrics & (SCORE_BLEU | SCORE_BLEU_WORD))
@@ -1214,17 +1282,8 @@ int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
         sb = cl_json_set_str(sb, "protections", sandbox_protections(sc->sb));
         cl_io_stat(io, "sandbox", sb);
     }
-    for (int i = 0; p && i < cap; i++) {
-        free(p[i].text.p);
-        free(p[i].out.p);
-    }
-    free(p);
-    free(vals);
-    free(errs);
-    free(defs);
-    free(f.st);
-    free(f.err);
-    free(f.failed);
+    for (int b = 0; b < nb; b++)
+        batch_free(&batches[b], cap);
     if (run.pool != cfg->pool) cl_pool_free(run.pool);
     return rc;
 }

@@ -2,7 +2,9 @@
 # cl-reward scores records asking only for bleu and bleu-word one at a time, each parsed,
 # scored and printed on one thread (lib/collab/score.c, whole_one); the other metrics go
 # through the batched phases.  Both must give the same records, failures, rejects, exit
-# status and corpus counts, with any number of threads and any batch size.
+# status and corpus counts, with any number of threads and any batch size.  One-pass batches
+# are scored behind the reader, several at once: a stream that breaks off still gets every
+# record read before the break, on both paths.
 . "$(dirname "$0")/lib.sh"
 G="$FIXTURES/bleu"
 F="$FIXTURES/reward"
@@ -51,5 +53,18 @@ test_expect 'bleu alone gives what the batched path gives (bleu with tokens, tok
     jq -S ".corpus_bleu, .scored" a.json >sa && jq -S ".corpus_bleu, .scored" t.json >st && cmp sa st &&
     test "$(jq ".corpus_bleu.bleu.units" a.json)" -gt 150 &&
     jq -s -e "map(select(.candidates | not) | .scores.bleu | type == \"number\") | all" outa
+'
+test_expect 'a stream that breaks off: every record read before the break is scored and written' '
+    make_input &&
+    head -n 25 recs | zstd -q -c >cut.zst &&
+    sed -n 26,40p recs | zstd -q -c >second.zst &&
+    head -c $(($(wc -c <second.zst) / 2)) second.zst >>cut.zst &&
+    for m in bleu bleu,tokens; do
+        cl-reward -Z -j 2 --batch 3 --metric $m --tokens words cut.zst >"cut.$m" 2>"cut.$m.err"
+        test $? = 65 || return 1
+        grep -q "cut.zst: truncated zstd input" "cut.$m.err" &&
+        grep -q "25 records in, 25 out" "cut.$m.err" &&
+        jq -s -e --slurpfile ids recs "map(.id) == (\$ids | map(.id))[:25]" "cut.$m" || return 1
+    done
 '
 test_done
