@@ -1,14 +1,12 @@
 /* llama.c — parameter table, arenas, training forward/backward and the log-prob head. */
-/* madvise(MADV_HUGEPAGE) is outside POSIX: the base arena asks for huge pages. */
-#define _DEFAULT_SOURCE
 #include "model/llama.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "core/json.h"
+#include "core/pages.h"
 #include "model/device.h"
 #include "model/gemm.h"
 #include "model/linear.h"
@@ -99,13 +97,6 @@ static size_t base_layout(cl_llama *m, char *p)
     return (off + 63) & ~(size_t)63;
 }
 
-/* madvise on the whole pages inside [p, p + n) */
-static void advise_pages(void *p, size_t n, int advice)
-{
-    uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, z = ((uintptr_t)p + n) & ~(uintptr_t)4095;
-    if (z > a) (void)madvise((void *)a, z - a, advice);
-}
-
 cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags, cl_err *e)
 {
     int train_base = flags & CL_LLAMA_TRAIN_BASE;
@@ -185,7 +176,7 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags,
     /* Huge pages: a decode step or a training step reads every weight, and 2 MB pages take
      * the TLB misses out of those passes; pages are still allocated only when written (a LoRA
      * base used in place never touches its share). */
-    advise_pages(m->base_mem, bytes + 63, MADV_HUGEPAGE);
+    cl_pages_advise(m->base_mem, bytes + 63);
     base_layout(m, (char *)(((uintptr_t)m->base_mem + 63) & ~(uintptr_t)63));
     if (base_dtype == CL_BF16) m->wbuf = xcalloc((size_t)max_w, sizeof(float));
     if (train_base) {
@@ -196,7 +187,7 @@ cl_llama *cl_llama_new(const cl_llama_config *c, cl_dtype base_dtype, int flags,
         /* the first AdamW step reads the zeroed moments, then writes them: with 4 KB pages each
          * page took a read fault onto the zero page, then a write fault and a TLB shootdown */
         for (float *const *a = (float *const[]){m->grad_mem, m->m_mem, m->v_mem, NULL}; *a; a++)
-            advise_pages(*a, sizeof(float) * (size_t)m->n_train, MADV_HUGEPAGE);
+            cl_pages_advise(*a, sizeof(float) * (size_t)m->n_train);
         long off = 0;
         for (int i = 0; i < n; i++) {
             cl_tensor *t = &m->tensors[i];
@@ -272,7 +263,7 @@ int cl_llama_pack_decode(cl_llama *m, cl_err *e)
         free(list);
         return cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory for %zu bytes of packed weights", total);
     }
-    advise_pages(mem, total, MADV_HUGEPAGE);
+    cl_pages_advise(mem, total);
     m->panels_mem = mem;
     for (int i = 0; i < n; i++) {
         cl_tensor *t = list[i];
@@ -285,7 +276,7 @@ int cl_llama_pack_decode(cl_llama *m, cl_err *e)
         int keep = !m->own_weights || (t == m->embed && t->panels_dt != CL_F32) ||
                    (t >= m->lora && t < m->lora + m->n_lora);
         if (!keep) {
-            advise_pages(t->data, (size_t)t->numel * (t->dtype == CL_BF16 ? 2 : 4), MADV_DONTNEED);
+            cl_pages_release(t->data, (size_t)t->numel * (t->dtype == CL_BF16 ? 2 : 4));
             t->data = NULL;
         }
     }

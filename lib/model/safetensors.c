@@ -1,6 +1,4 @@
 /* safetensors.c — safetensors reader/writer (see safetensors.h). */
-/* madvise(MADV_DONTNEED) is outside POSIX: cl_st_release needs it. */
-#define _DEFAULT_SOURCE
 #include "model/safetensors.h"
 
 #include <errno.h>
@@ -13,6 +11,7 @@
 
 #include "core/files.h"
 #include "core/json.h"
+#include "core/pages.h"
 
 #define HEADER_MAX (100u << 20) /* the reference refuses larger headers */
 
@@ -617,13 +616,7 @@ int cl_st_model_private(cl_st_model *m, cl_err *e)
     return 0;
 }
 
-void cl_st_release(const cl_st_tensor *t)
-{
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = ((uintptr_t)t->data + page - 1) & ~(page - 1),
-              hi = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
-    /* only whole pages: a neighbour may share the edge pages (advice, so failure is harmless) */
-    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
+void cl_st_release(const cl_st_tensor *t) { cl_pages_release(t->data, t->nbytes); }
 
 static int model_add(cl_st_model *m, cl_safetensors *f, cl_err *e)
 {
