@@ -22,15 +22,26 @@ struct cl_gen {
     int *tok;            /* prompt, then generated tokens [cap] */
     int ntok, cap, nprompt, fed, made;
     float *kc, *vc;      /* [layers][cap][kd] */
-    size_t kv_bytes;
+    size_t kv_bytes;     /* what the cache needs */
+    size_t kv_block;     /* what its block holds (a spare may be larger): what it counts against the budget */
     uint64_t rng;
     int rows;            /* rows of this sequence in the current step */
     cl_gen *next;        /* wait queue; the kept list */
 };
 
+/* The block of a cache that is gone, kept for the next sequence's cache: its pages stay mapped,
+ * where a new block's were faulted in and zeroed as the rows arrived (4-5% of a rollout's CPU
+ * while the kept caches grow toward the budget).  The header lives in the block. */
+typedef struct kv_spare {
+    struct kv_spare *next;
+    size_t bytes;
+} kv_spare;
+
 struct cl_batch {
     cl_llama *m;
-    size_t kv_budget, kv_used; /* kv_used: running and kept sequences */
+    size_t kv_budget, kv_used; /* kv_used: running and kept sequences' blocks */
+    kv_spare *spares;          /* with kv_used, never past the budget */
+    size_t spare_bytes;
     int step_tokens;
     cl_gen *wait_head, *wait_tail;
     /* Finished sequences whose caches are kept, most recently used first, for later prompts
@@ -100,9 +111,59 @@ static void free_scratch(cl_batch *b)
     b->rows_cap = 0;
 }
 
+/* g's cache block leaves the budget's count: to the spares while they fit beside the caches in
+ * use, else back to the system. */
+static void kv_release(cl_batch *b, cl_gen *g)
+{
+    if (!g->kc) return;
+    b->kv_used -= g->kv_block;
+    if (g->kv_block >= sizeof(kv_spare) && b->kv_used + b->spare_bytes + g->kv_block <= b->kv_budget) {
+        kv_spare *s = (kv_spare *)(void *)g->kc;
+        *s = (kv_spare){b->spares, g->kv_block};
+        b->spares = s;
+        b->spare_bytes += s->bytes;
+    } else {
+        free(g->kc);
+    }
+    g->kc = g->vc = NULL;
+}
+
+/* A block for g's cache, counted against the budget: the smallest spare that holds it, else a
+ * new one once enough spares have gone to keep the budget; -1 when out of memory.  A reused
+ * block holds another cache's rows: g writes each of its rows before it reads it. */
+static int kv_acquire(cl_batch *b, cl_gen *g)
+{
+    kv_spare **best = NULL;
+    for (kv_spare **p = &b->spares; *p; p = &(*p)->next)
+        if ((*p)->bytes >= g->kv_bytes && (!best || (*p)->bytes < (*best)->bytes)) best = p;
+    if (best && b->kv_used + (*best)->bytes <= b->kv_budget) {
+        kv_spare *s = *best;
+        *best = s->next;
+        b->spare_bytes -= s->bytes;
+        g->kv_block = s->bytes;
+        g->kc = (float *)(void *)s;
+    } else {
+        while (b->spares && b->kv_used + b->spare_bytes + g->kv_bytes > b->kv_budget) {
+            kv_spare *s = b->spares;
+            b->spares = s->next;
+            b->spare_bytes -= s->bytes;
+            free(s);
+        }
+        if (!(g->kc = malloc(g->kv_bytes))) return -1;
+        g->kv_block = g->kv_bytes;
+    }
+    g->vc = g->kc + g->kv_bytes / sizeof(float) / 2;
+    b->kv_used += g->kv_block;
+    return 0;
+}
+
 void cl_batch_free(cl_batch *b)
 {
     if (!b) return;
+    for (kv_spare *s = b->spares, *n; s; s = n) {
+        n = s->next;
+        free(s);
+    }
     for (int i = 0; i < b->nrun; i++) gen_free(b->run[i]);
     for (cl_gen *g = b->wait_head, *n; g; g = n) {
         n = g->next;
@@ -185,7 +246,7 @@ static int drop_kept(cl_batch *b, const cl_gen *spare)
     if (!last) return 0;
     cl_gen *g = *last;
     *last = g->next;
-    b->kv_used -= g->kv_bytes;
+    kv_release(b, g);
     gen_free(g);
     return 1;
 }
@@ -253,11 +314,13 @@ static int touch_kept(cl_batch *b, cl_gen *k)
 
 long cl_batch_reused(const cl_batch *b) { return b->reused; }
 
+size_t cl_batch_kv_held(const cl_batch *b) { return b->kv_used + b->spare_bytes; }
+
 void cl_batch_cancel(cl_batch *b, cl_gen *g)
 {
     for (int i = 0; i < b->nrun; i++)
         if (b->run[i] == g) { /* a cache cut short is not kept */
-            b->kv_used -= g->kv_bytes;
+            kv_release(b, g);
             gen_free(unrun(b, i));
             return;
         }
@@ -295,7 +358,6 @@ static void admit(cl_batch *b)
             k = NULL;
         }
         if (b->nrun > 0 && b->kv_used + g->kv_bytes > b->kv_budget) return;
-        size_t floats = g->kv_bytes / sizeof(float);
         if (b->nrun == b->caprun) {
             int nc = b->caprun ? 2 * b->caprun : 16;
             cl_gen **nr = realloc(b->run, sizeof *nr * (size_t)nc);
@@ -303,13 +365,18 @@ static void admit(cl_batch *b)
             b->run = nr;
             b->caprun = nc;
         }
-        if (!(g->kc = malloc(sizeof(float) * floats))) return;
-        g->vc = g->kc + floats / 2;
+        if (kv_acquire(b, g)) return;
         *p = g->next;
         if (b->wait_tail == g) b->wait_tail = prev;
         g->next = NULL;
         if (k) reuse_prefix(b, g, k, len);
-        b->kv_used += g->kv_bytes;
+        /* A kept cache whose every row g now holds too (a conversation's next turn) has nothing
+         * left to give: its block goes to the spares at once instead of when the budget fills. */
+        if (kept && k && len == k->fed && touch_kept(b, k)) { /* now the first kept */
+            b->kept = k->next;
+            kv_release(b, k);
+            gen_free(k);
+        }
         b->run[b->nrun++] = g;
     }
 }

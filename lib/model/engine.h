@@ -133,6 +133,11 @@ int cl_batch_step(cl_batch *b);
  * engine started. */
 long cl_batch_reused(const cl_batch *b);
 
+/* Bytes of cache blocks held: those of running and kept sequences, and the spare blocks of
+ * caches that are gone, kept for later sequences (never past the budget together, unless one
+ * sequence alone is larger). */
+size_t cl_batch_kv_held(const cl_batch *b);
+
 /* Bytes of KV cache a sequence of `tokens` positions takes. */
 size_t cl_batch_kv_bytes(const cl_llama *m, int tokens);
 

@@ -394,6 +394,44 @@ static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
     cl_llama_free(m);
 }
 
+/* A kept cache that a next turn holds whole (its prompt, its reply, more) gives its block up at
+ * once, and a later, shorter sequence takes that block instead of new memory: the memory held
+ * does not grow, and the stale rows in the block change nothing (a fresh engine's bits). */
+static void a_superseded_cache_gives_its_block_to_a_later_sequence(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    int first[60], next[60 + NEW + 5], other[20];
+    for (int i = 0; i < 60; i++) first[i] = (i * 13 + 2) % V;
+    for (int i = 0; i < 20; i++) other[i] = (i * 17 + 9) % V;
+    static rec r1, r2, r3, fresh;
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    submit_rec(b, first, 60, 31, &r1);
+    drain(b);
+    assert_int_equal(cl_batch_kv_held(b), cl_batch_kv_bytes(m, 60 + NEW));
+    memcpy(next, first, sizeof first);
+    memcpy(next + 60, r1.toks, sizeof(int) * NEW);
+    for (int i = 0; i < 5; i++) next[60 + NEW + i] = (i * 3 + 4) % V;
+    submit_rec(b, next, 60 + NEW + 5, 32, &r2);
+    drain(b);
+    assert_int_equal(cl_batch_reused(b), 60 + NEW - 1);
+    size_t held = cl_batch_kv_held(b);
+    assert_int_equal(held, cl_batch_kv_bytes(m, 60 + NEW) + cl_batch_kv_bytes(m, 60 + NEW + 5 + NEW));
+    submit_rec(b, other, 20, 33, &r3);
+    drain(b);
+    assert_int_equal(r3.ended, 1);
+    assert_int_equal(cl_batch_kv_held(b), held);
+    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    submit_rec(f, other, 20, 33, &fresh);
+    drain(f);
+    assert_memory_equal(r3.toks, fresh.toks, sizeof r3.toks);
+    assert_true(r3.logit_hash == fresh.logit_hash);
+    cl_batch_free(f);
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 static void batched_greedy_equals_one_at_a_time(void **s)
 {
     (void)s;
@@ -539,6 +577,7 @@ int main(void)
         cmocka_unit_test(cached_decoding_equals_the_full_forward_at_every_position),
         cmocka_unit_test(sampler_modes_behave),
         cmocka_unit_test(generation_stops_at_stop_tokens_and_refuses_overflow),
+        cmocka_unit_test(a_superseded_cache_gives_its_block_to_a_later_sequence),
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
