@@ -309,6 +309,22 @@ static void drain(cl_batch *b)
     while (cl_batch_busy(b)) assert_true(cl_batch_step(b) > 0);
 }
 
+/* got decoded the tokens, and sampled from the distributions, that a fresh engine gives the
+ * same request alone. */
+static void assert_fresh_engine_bits(cl_llama *m, const int *prompt, int n, uint64_t seed, int step_tokens,
+                                     const rec *got)
+{
+    cl_err e = {0};
+    static rec fresh;
+    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, step_tokens, &e);
+    assert_non_null(f);
+    submit_rec(f, prompt, n, seed, &fresh);
+    drain(f);
+    assert_memory_equal(got->toks, fresh.toks, sizeof fresh.toks);
+    assert_true(got->logit_hash == fresh.logit_hash);
+    cl_batch_free(f);
+}
+
 /* A finished sequence's cache is kept: a next turn (its prompt, its reply, more) and prompts
  * that share its start copy those rows instead of computing them, and decode to the bits a
  * fresh engine gives them; prompts submitted together that share a start are prefilled once;
@@ -405,7 +421,7 @@ static void a_superseded_cache_gives_its_block_to_a_later_sequence(void **s)
     int first[60], next[60 + NEW + 5], other[20];
     for (int i = 0; i < 60; i++) first[i] = (i * 13 + 2) % V;
     for (int i = 0; i < 20; i++) other[i] = (i * 17 + 9) % V;
-    static rec r1, r2, r3, fresh;
+    static rec r1, r2, r3;
     cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
     submit_rec(b, first, 60, 31, &r1);
     drain(b);
@@ -422,12 +438,7 @@ static void a_superseded_cache_gives_its_block_to_a_later_sequence(void **s)
     drain(b);
     assert_int_equal(r3.ended, 1);
     assert_int_equal(cl_batch_kv_held(b), held);
-    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, 64, &e);
-    submit_rec(f, other, 20, 33, &fresh);
-    drain(f);
-    assert_memory_equal(r3.toks, fresh.toks, sizeof r3.toks);
-    assert_true(r3.logit_hash == fresh.logit_hash);
-    cl_batch_free(f);
+    assert_fresh_engine_bits(m, other, 20, 33, 64, &r3);
     cl_batch_free(b);
     cl_llama_free(m);
 }
@@ -546,7 +557,7 @@ static void a_cancelled_prefill_leaves_its_follower_to_compute(void **s)
     cl_llama *m = tiny();
     cl_err e = {0};
     int ids[100], n = prompt_of(7, ids); /* 82 tokens: five steps of 16 */
-    static rec lead, follow, fresh;
+    static rec lead, follow;
     cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 16, &e);
     memset(&lead, 0, sizeof lead);
     cl_gen_req q = {.prompt = ids, .n = n, .max_new = NEW, .sampler = {.temperature = 1}, .seed = 5,
@@ -561,12 +572,7 @@ static void a_cancelled_prefill_leaves_its_follower_to_compute(void **s)
     assert_int_equal(follow.ended, 1);
     assert_int_equal(follow.n, NEW);
     assert_int_equal(cl_batch_reused(b), 0);
-    cl_batch *f = cl_batch_new(m, (size_t)1 << 30, 16, &e);
-    submit_rec(f, ids, n, 6, &fresh);
-    drain(f);
-    assert_memory_equal(follow.toks, fresh.toks, sizeof fresh.toks);
-    assert_true(follow.logit_hash == fresh.logit_hash);
-    cl_batch_free(f);
+    assert_fresh_engine_bits(m, ids, n, 6, 16, &follow);
     cl_batch_free(b);
     cl_llama_free(m);
 }
