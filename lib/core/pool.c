@@ -161,10 +161,11 @@ static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int ju
     return t;
 }
 
-/* A computing loop's verdict, from its post (or the last verdict, when later) to now: whether
- * the threads got more than 1.25 CPUs between them (1), did not (0), or the span was under a
- * quarter of a millisecond, too short to tell (-1).  The span holds whatever the caller did
- * between post and wait: with the loop behind it, that is what the threads shared. */
+/* A computing loop's verdict, from its post (or the last verdict, when later) to now: when the
+ * threads got more than 1.25 CPUs between them the backoff resets; when they did not, the next
+ * loops go to the caller alone; a span under a quarter of a millisecond is too short to tell.
+ * The span holds whatever the caller did between post and wait: with the loop behind it, that
+ * is what the threads shared. */
 static void judge(cl_pool *p, const job *j)
 {
     double wall = seconds(CLOCK_MONOTONIC), cpu = pool_cpu(p);

@@ -23,6 +23,7 @@ typedef void cl_pool_fn(void *ctx, int i, int worker);
 /* A pool of `threads` threads in all (the caller counts as one; threads <= 1 starts none).
  * NULL when threads cannot be started. */
 cl_pool *cl_pool_new(int threads);
+/* Stops the workers; every posted loop must have been waited for. */
 void cl_pool_free(cl_pool *p);
 
 /* Runs fn for every i in [0, n), chunk indices at a time, and returns when all are done.  A

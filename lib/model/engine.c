@@ -30,7 +30,7 @@ struct cl_gen {
 };
 
 /* The block of a cache that is gone, kept for the next sequence's cache: its pages stay mapped,
- * where a new block's were faulted in and zeroed as the rows arrived (4-5% of a rollout's CPU
+ * where a new block's were faulted in and zeroed as the rows arrived (2-5% of a rollout's CPU
  * while the kept caches grow toward the budget).  The header lives in the block. */
 typedef struct kv_spare {
     struct kv_spare *next;
