@@ -1,28 +1,35 @@
 #!/usr/bin/env python3
-"""CPU time of two cl-reward builds on the same corpora, alternating run by run (best of N each),
-so that a change is compared with its base under the same load.
+"""Two cl-reward builds on the same corpora, alternating run by run, so that a change is compared
+with its base under the same load: CPU time (best of N) and wall time (median of N).
 
 Usage: bleu-ab.py N BASE_BIN NEW_BIN CORPUS.jsonl...   (corpora as bench-bleu.sh writes them)
-Prints, per corpus and -j 1 / -j 2, microseconds of CPU per record for each build."""
-import os, resource, subprocess, sys
+Prints, per corpus and -j 1 / -j 2, microseconds per record for each build.  The wall figures
+mean something only on an idle machine; -j 2's are the ones with default flags there."""
+import os, resource, statistics, subprocess, sys, time
 
 
-def cpu(prog, data, jobs):
+def run(prog, data, jobs):
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
     with open(os.devnull, "wb") as f:
         subprocess.run([prog, "-q", "-Z", "--metric", "bleu", "-j", jobs, data], stdout=f, check=True)
+    wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
 
 
 rounds, base, new = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 for data in sys.argv[4:]:
     records = max(1, sum(1 for _ in open(data)))
     for jobs in ("1", "2"):
-        best = {"base": float("inf"), "new": float("inf")}
+        cpu = {"base": [], "new": []}
+        wall = {"base": [], "new": []}
         for _ in range(rounds):
             for name, prog in (("base", base), ("new", new)):
-                best[name] = min(best[name], cpu(prog, data, jobs))
-        print("%s -j %s: base %.1f us, new %.1f us per record" % (
-            os.path.basename(data), jobs, best["base"] / records * 1e6, best["new"] / records * 1e6),
-            flush=True)
+                c, w = run(prog, data, jobs)
+                cpu[name].append(c)
+                wall[name].append(w)
+        us = lambda x: x / records * 1e6
+        print("%s -j %s: base %.1f us CPU, %.1f us wall; new %.1f us CPU, %.1f us wall per record" % (
+            os.path.basename(data), jobs, us(min(cpu["base"])), us(statistics.median(wall["base"])),
+            us(min(cpu["new"])), us(statistics.median(wall["new"]))), flush=True)
