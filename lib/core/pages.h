@@ -5,8 +5,9 @@
  * of fresh memory that is read before it is written is first mapped onto the shared zero page,
  * and the write that follows replaces that mapping, which costs a TLB shootdown on every other
  * CPU running the process (an interrupt, a VM exit under KVM).  In a two-thread cl-reward run
- * those interrupts took 3.5% of the CPU; with them gone and the tables on huge pages, the run
- * took 12-20% less.  Must not know what the memory holds. */
+ * those interrupts took 3.5% of the CPU; with them gone and BLEU's tables on huge pages, such
+ * runs took 7-28% less CPU and 14-24% less wall time (bench/bleu-ab.py, BENCHMARKS.md).  Must
+ * not know what the memory holds. */
 #ifndef CL_CORE_PAGES_H
 #define CL_CORE_PAGES_H
 

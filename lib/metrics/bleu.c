@@ -161,8 +161,8 @@ static int counts_reserve(gram_table *t, size_t n)
  * zero, below any stamp.  They come from core/pages, written when made and from 1 MB up on huge
  * pages: the walks read cells before writing them, and a fresh page read first was mapped onto
  * the zero page, whose replacement at the first write cost a TLB shootdown of every other CPU
- * running cl-reward's threads (15% of a two-thread run's CPU on 2,000 document pairs), while
- * 4 KB pages cost TLB misses in walks that land all over a megabyte.  A table grows by half at
+ * running cl-reward's threads, while 4 KB pages cost TLB misses in walks that land all over a
+ * megabyte (together 7-28% of a two-thread run's CPU on 2,000 document pairs).  A table grows by half at
  * least, so that texts of ever greater length do not zero it every time. */
 static int cells_reserve(gram_table *t, size_t cap, int hashed)
 {
