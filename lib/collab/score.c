@@ -1205,8 +1205,9 @@ enum { BATCHES_IN_FLIGHT = 3 };
 int score_records(cl_io *io, const score_cfg *cfg, int batch_size, cl_err *e)
 {
     /* One-pass records go through in small batches: text, values and printed records of 32
-     * records stay in the core's cache until they are written, where 256 records' (2.5 MB of
-     * 2,400-character documents) do not: 10-13% less CPU per record (BENCHMARKS.md). */
+     * records stay in the core's cache between reading, scoring and writing, where 256
+     * records' (2.5 MB of 2,400-character documents) do not: 10-13% less CPU per record
+     * (BENCHMARKS.md).  With three batches in flight, 16, 64 and 128 were no faster. */
     int cap = batch_size > 0 ? batch_size : one_pass(cfg) ? 32 : 256, rc = 0;
     score_live live = {.io = io};
     score_cfg run = *cfg, *sc = &run;
