@@ -17,6 +17,19 @@
 #define PREFILL_MIN 16 /* prompt tokens per step even when decode rows fill step_tokens */
 #define REUSE_MIN 8    /* cached positions worth copying instead of computing */
 
+/* The prefix index: every running and kept sequence's tokens, by the hash of each of their
+ * first j * REUSE_MIN tokens (level j - 1), so that a waiting prompt meets only the sequences
+ * that start as it does.  Walking every running and kept sequence per waiting prompt (hundreds
+ * of caches under the default budget, each read from memory after a step's products) was 5% of
+ * a cl-rollout run at 128 calls in flight, all of it on one thread while the others waited. */
+typedef struct pentry {
+    uint64_t h;
+    struct pentry *next, **pprev; /* the bucket's chain */
+    cl_gen *g;
+} pentry;
+
+enum { GEN_WAITING, GEN_RUNNING, GEN_KEPT };
+
 struct cl_gen {
     cl_gen_req r;
     int *tok;            /* prompt, then generated tokens [cap] */
@@ -26,7 +39,11 @@ struct cl_gen {
     size_t kv_block;     /* what its block holds (a spare may be larger): what it counts against the budget */
     uint64_t rng;
     int rows;            /* rows of this sequence in the current step */
-    cl_gen *next;        /* wait queue; the kept list */
+    int state;
+    cl_gen *next, *prev; /* wait queue (next); the kept list */
+    pentry *pe;          /* [cap / REUSE_MIN]: level j's hash; the first `indexed` are in the index */
+    int indexed;
+    long stamp;          /* running: when admitted; kept: when last used (retired, or a source) */
 };
 
 /* The block of a cache that is gone, kept for the next sequence's cache: its pages stay mapped,
@@ -46,8 +63,11 @@ struct cl_batch {
     cl_gen *wait_head, *wait_tail;
     /* Finished sequences whose caches are kept, most recently used first, for later prompts
      * that start with their tokens (a conversation's next turn, a shared system prompt);
-     * the first to go when a waiting sequence needs the room. */
-    cl_gen *kept;
+     * the least recently used are the first to go when a waiting sequence needs the room. */
+    cl_gen *kept, *kept_tail;
+    pentry **ptab; /* the prefix index's buckets [pmask + 1] */
+    size_t pmask, pcount;
+    long clock;
     long reused;
     cl_gen **run;
     int nrun, caprun;
@@ -96,8 +116,104 @@ static void gen_free(cl_gen *g)
 {
     if (!g) return;
     free(g->tok);
+    free(g->pe);
     free(g->kc);
     free(g);
+}
+
+/* ---- the prefix index ---- */
+
+/* the hash of level j from level j - 1's (0 for the first) and the level's REUSE_MIN tokens */
+static uint64_t level_hash(uint64_t h, const int *t)
+{
+    for (int i = 0; i < REUSE_MIN; i++) {
+        h = (h ^ (uint32_t)t[i]) * 0x9e3779b97f4a7c15u;
+        h ^= h >> 31;
+    }
+    return h;
+}
+
+/* g's level hashes over its known tokens, from the first not yet computed */
+static void hash_levels(cl_gen *g, int *done)
+{
+    for (int j = *done; (j + 1) * REUSE_MIN <= g->ntok; j++)
+        g->pe[j].h = level_hash(j ? g->pe[j - 1].h : 0, g->tok + (size_t)j * REUSE_MIN);
+    if (g->ntok / REUSE_MIN > *done) *done = g->ntok / REUSE_MIN;
+}
+
+static void pindex_link(cl_batch *b, pentry *e)
+{
+    pentry **head = &b->ptab[e->h & b->pmask];
+    e->next = *head;
+    e->pprev = head;
+    if (*head) (*head)->pprev = &e->next;
+    *head = e;
+    b->pcount++;
+}
+
+/* Doubles the buckets past two entries a bucket; a failed allocation keeps the table as it is. */
+static void pindex_grow(cl_batch *b)
+{
+    if (b->ptab && b->pcount < 2 * (b->pmask + 1)) return;
+    size_t n = b->ptab ? 2 * (b->pmask + 1) : 1024;
+    pentry **t = calloc(n, sizeof *t), **old = b->ptab;
+    if (!t) return;
+    size_t on = old ? b->pmask + 1 : 0;
+    b->ptab = t;
+    b->pmask = n - 1;
+    b->pcount = 0;
+    for (size_t i = 0; i < on; i++)
+        for (pentry *e = old[i], *nx; e; e = nx) {
+            nx = e->next;
+            pindex_link(b, e);
+        }
+    free(old);
+}
+
+/* g's levels over its known tokens go into the index (a running sequence's as they become known) */
+static void pindex_add(cl_batch *b, cl_gen *g)
+{
+    int hashed = g->indexed;
+    hash_levels(g, &hashed);
+    for (; g->indexed < hashed; g->indexed++) {
+        pindex_grow(b);
+        if (!b->ptab) return; /* no index: prompts are computed, not copied */
+        g->pe[g->indexed].g = g;
+        pindex_link(b, &g->pe[g->indexed]);
+    }
+}
+
+static void pindex_remove(cl_batch *b, cl_gen *g)
+{
+    for (int j = 0; j < g->indexed; j++) {
+        pentry *e = &g->pe[j];
+        *e->pprev = e->next;
+        if (e->next) e->next->pprev = e->pprev;
+        b->pcount--;
+    }
+    g->indexed = 0;
+}
+
+/* ---- the kept list ---- */
+
+static void kept_unlink(cl_batch *b, cl_gen *g)
+{
+    if (g->prev) g->prev->next = g->next;
+    else b->kept = g->next;
+    if (g->next) g->next->prev = g->prev;
+    else b->kept_tail = g->prev;
+    g->next = g->prev = NULL;
+}
+
+static void kept_push(cl_batch *b, cl_gen *g)
+{
+    g->state = GEN_KEPT;
+    g->stamp = ++b->clock;
+    g->prev = NULL;
+    g->next = b->kept;
+    if (b->kept) b->kept->prev = g;
+    else b->kept_tail = g;
+    b->kept = g;
 }
 
 static void free_scratch(cl_batch *b)
@@ -157,6 +273,14 @@ static int kv_acquire(cl_batch *b, cl_gen *g)
     return 0;
 }
 
+/* A sequence that was running or kept is gone: out of the index and the budget, freed. */
+static void forget(cl_batch *b, cl_gen *g)
+{
+    pindex_remove(b, g);
+    kv_release(b, g);
+    gen_free(g);
+}
+
 void cl_batch_free(cl_batch *b)
 {
     if (!b) return;
@@ -174,6 +298,7 @@ void cl_batch_free(cl_batch *b)
         gen_free(g);
     }
     free(b->run);
+    free(b->ptab);
     free_scratch(b);
     free(b->pscratch);
     free(b->iscratch);
@@ -200,8 +325,9 @@ cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
     cl_gen *g = calloc(1, sizeof *g);
     long want = (long)r->n + (r->max_new > 0 ? r->max_new : 1);
     int cap = want < c->max_pos ? (int)want : c->max_pos;
-    if (!g || !(g->tok = malloc(sizeof(int) * (size_t)cap))) {
-        free(g);
+    if (!g || !(g->tok = malloc(sizeof(int) * (size_t)cap)) ||
+        !(g->pe = calloc((size_t)cap / REUSE_MIN + 1, sizeof *g->pe))) {
+        gen_free(g);
         cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory");
         return NULL;
     }
@@ -212,6 +338,8 @@ cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
     g->cap = cap;
     g->rng = r->seed;
     g->kv_bytes = cl_batch_kv_bytes(b->m, cap);
+    int levels = 0;
+    hash_levels(g, &levels); /* the prompt's, for best_prefix; indexed once admitted */
     if (b->wait_tail) b->wait_tail->next = g;
     else b->wait_head = g;
     b->wait_tail = g;
@@ -233,21 +361,17 @@ static void retire(cl_batch *b, int i)
 {
     cl_gen *g = unrun(b, i);
     memset(&g->r, 0, sizeof g->r);
-    g->next = b->kept;
-    b->kept = g;
+    kept_push(b, g);
 }
 
 /* Frees the least recently used kept cache other than `spare`; 0 when there is none. */
 static int drop_kept(cl_batch *b, const cl_gen *spare)
 {
-    cl_gen **last = NULL;
-    for (cl_gen **p = &b->kept; *p; p = &(*p)->next)
-        if (*p != spare) last = p;
-    if (!last) return 0;
-    cl_gen *g = *last;
-    *last = g->next;
-    kv_release(b, g);
-    gen_free(g);
+    cl_gen *g = b->kept_tail;
+    if (g && g == spare) g = g->prev;
+    if (!g) return 0;
+    kept_unlink(b, g);
+    forget(b, g);
     return 1;
 }
 
@@ -259,25 +383,41 @@ static int common_prefix(const cl_gen *a, const cl_gen *g, int n)
     return j;
 }
 
+/* c is the better source of len rows than best: a kept cache before a running one, the most
+ * recently used kept one, the running one admitted first */
+static int better_source(const cl_gen *c, const cl_gen *best)
+{
+    if (c->state != best->state) return c->state == GEN_KEPT;
+    return c->state == GEN_KEPT ? c->stamp > best->stamp : c->stamp < best->stamp;
+}
+
 /* The cache that holds the longest prefix of g's prompt now: a kept sequence's or a running
  * one's (its first `fed` rows are final), at least REUSE_MIN long and short of the prompt's last
  * token (whose logits g needs); NULL when none.  *later: the longest prefix a running sequence
  * will hold once it has prefilled its prompt (the futures of one candidate, the choices of one
- * call: identical prompts admitted together, better computed once and copied). */
+ * call: identical prompts admitted together, better computed once and copied).
+ * The index's levels, deepest first: a sequence met first at level lv shares fewer than
+ * (lv + 2) * REUSE_MIN tokens with g, so once a source that long is found the levels below
+ * have nothing as long (nor anything that could make g wait: *later below len). */
 static cl_gen *best_prefix(const cl_batch *b, const cl_gen *g, int *len, int *later)
 {
     cl_gen *best = NULL;
     int limit = g->nprompt - 1;
     *len = *later = 0;
-    for (cl_gen *k = b->kept; k; k = k->next) {
-        int j = common_prefix(k, g, k->fed < limit ? k->fed : limit);
-        if (j > *len) best = k, *len = j;
-    }
-    for (int i = 0; i < b->nrun; i++) {
-        const cl_gen *r = b->run[i];
-        int j = common_prefix(r, g, r->ntok < limit ? r->ntok : limit), now = j < r->fed ? j : r->fed;
-        if (now > *len) best = b->run[i], *len = now;
-        if (r->fed < r->nprompt && j > *later) *later = j;
+    for (int lv = limit / REUSE_MIN - 1; lv >= 0 && b->ptab && *len < (lv + 2) * REUSE_MIN; lv--) {
+        uint64_t h = g->pe[lv].h;
+        for (const pentry *e = b->ptab[h & b->pmask]; e; e = e->next) {
+            cl_gen *c = e->g;
+            if (e->h != h || c == g || e != &c->pe[lv]) continue;
+            if (c->state == GEN_KEPT) {
+                int j = common_prefix(c, g, c->fed < limit ? c->fed : limit);
+                if (j > *len || (j == *len && best && better_source(c, best))) best = c, *len = j;
+            } else {
+                int j = common_prefix(c, g, c->ntok < limit ? c->ntok : limit), now = j < c->fed ? j : c->fed;
+                if (now > *len || (now == *len && best && better_source(c, best))) best = c, *len = now;
+                if (c->fed < c->nprompt && j > *later) *later = j;
+            }
+        }
     }
     if (*len < REUSE_MIN) {
         *len = 0;
@@ -303,12 +443,9 @@ static void reuse_prefix(cl_batch *b, cl_gen *g, const cl_gen *src, int len)
 /* k, when kept, becomes the most recently used; 1 when it is kept. */
 static int touch_kept(cl_batch *b, cl_gen *k)
 {
-    cl_gen **p = &b->kept;
-    while (*p && *p != k) p = &(*p)->next;
-    if (!*p) return 0;
-    *p = k->next;
-    k->next = b->kept;
-    b->kept = k;
+    if (k->state != GEN_KEPT) return 0;
+    kept_unlink(b, k);
+    kept_push(b, k);
     return 1;
 }
 
@@ -320,8 +457,7 @@ void cl_batch_cancel(cl_batch *b, cl_gen *g)
 {
     for (int i = 0; i < b->nrun; i++)
         if (b->run[i] == g) { /* a cache cut short is not kept */
-            kv_release(b, g);
-            gen_free(unrun(b, i));
+            forget(b, unrun(b, i));
             return;
         }
     for (cl_gen **p = &b->wait_head, *prev = NULL; *p; prev = *p, p = &(*p)->next)
@@ -372,11 +508,13 @@ static void admit(cl_batch *b)
         if (k) reuse_prefix(b, g, k, len);
         /* A kept cache whose every row g now holds too (a conversation's next turn) has nothing
          * left to give: its block goes to the spares at once instead of when the budget fills. */
-        if (kept && k && len == k->fed && touch_kept(b, k)) { /* now the first kept */
-            b->kept = k->next;
-            kv_release(b, k);
-            gen_free(k);
+        if (kept && k && k->state == GEN_KEPT && len == k->fed) {
+            kept_unlink(b, k);
+            forget(b, k);
         }
+        g->state = GEN_RUNNING;
+        g->stamp = ++b->clock;
+        pindex_add(b, g);
         b->run[b->nrun++] = g;
     }
 }
@@ -641,6 +779,7 @@ int cl_batch_step(cl_batch *b)
         int stop = tok < 0;
         if (tok >= 0) {
             g->tok[g->ntok++] = tok;
+            if (g->ntok % REUSE_MIN == 0) pindex_add(b, g);
             g->made++;
             stop = g->r.on_token ? g->r.on_token(g->r.ctx, tok, lg) : 0;
         }

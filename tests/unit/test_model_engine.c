@@ -443,6 +443,35 @@ static void a_superseded_cache_gives_its_block_to_a_later_sequence(void **s)
     cl_llama_free(m);
 }
 
+/* Prompts meet the caches that start as they do at any shared length from 8 tokens (the prefix
+ * index's levels are 8 tokens: the longest source is found across and within them), and the
+ * longest of several wins; 7 shared tokens are computed. */
+static void a_prefix_is_found_at_any_length_from_eight_tokens(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    int base[40], g[40];
+    for (int i = 0; i < 40; i++) base[i] = (i * 19 + 7) % V;
+    static rec r, one;
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    submit_rec(b, base, 40, 50, &r);
+    drain(b);
+    /* each shares its first `at` tokens with base (and fewer with those before it) */
+    static const int at[] = {7, 8, 12, 9, 23, 17, 33};
+    for (size_t c = 0; c < sizeof at / sizeof *at; c++) {
+        memcpy(g, base, sizeof g);
+        for (int i = at[c]; i < 40; i++) g[i] = (i * 5 + 3 + (int)c) % V;
+        long before = cl_batch_reused(b);
+        submit_rec(b, g, 40, 60 + c, &one);
+        drain(b);
+        assert_int_equal(cl_batch_reused(b) - before, at[c] < 8 ? 0 : at[c]);
+        assert_fresh_engine_bits(m, g, 40, 60 + c, 64, &one);
+    }
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 static void batched_greedy_equals_one_at_a_time(void **s)
 {
     (void)s;
@@ -587,6 +616,7 @@ int main(void)
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
+        cmocka_unit_test(a_prefix_is_found_at_any_length_from_eight_tokens),
         cmocka_unit_test(sampling_a_large_vocabulary_follows_the_softmax_in_every_kernel),
         cmocka_unit_test(a_cancelled_prefill_leaves_its_follower_to_compute),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
