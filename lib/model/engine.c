@@ -15,7 +15,7 @@
 
 #define CHUNK 64       /* prompt tokens per forward of the single-sequence engine */
 #define PREFILL_MIN 16 /* prompt tokens per step even when decode rows fill step_tokens */
-#define REUSE_MIN 8    /* cached positions worth copying instead of computing */
+#define REUSE_MIN 8    /* cached positions worth taking instead of computing */
 
 /* The prefix index: every running and kept sequence's tokens, by the hash of each of their
  * first j * REUSE_MIN tokens (level j - 1), so that a waiting prompt meets only the sequences
@@ -30,13 +30,14 @@ typedef struct pentry {
 
 enum { GEN_WAITING, GEN_RUNNING, GEN_KEPT };
 
+typedef struct kv_page kv_page;
+
 struct cl_gen {
     cl_gen_req r;
     int *tok;            /* prompt, then generated tokens [cap] */
     int ntok, cap, nprompt, fed, made;
-    float *kc, *vc;      /* [layers][cap][kd] */
-    size_t kv_bytes;     /* what the cache needs */
-    size_t kv_block;     /* what its block holds (a spare may be larger): what it counts against the budget */
+    kv_page **pages;     /* the cache: position s in pages[s / CL_BATCH_KV_PAGE] */
+    int npages;          /* for cap positions; held from admission (NULL until then) */
     uint64_t rng;
     int rows;            /* rows of this sequence in the current step */
     int state;
@@ -46,19 +47,25 @@ struct cl_gen {
     long stamp;          /* running: when admitted; kept: when last used (retired, or a source) */
 };
 
-/* The block of a cache that is gone, kept for the next sequence's cache: its pages stay mapped,
- * where a new block's were faulted in and zeroed as the rows arrived (2-5% of a rollout's CPU
- * while the kept caches grow toward the budget).  The header lives in the block. */
-typedef struct kv_spare {
-    struct kv_spare *next;
-    size_t bytes;
-} kv_spare;
+/* A page of KV cache: CL_BATCH_KV_PAGE positions of every layer, layer l's keys
+ * [CL_BATCH_KV_PAGE][kd] at l * 2 * CL_BATCH_KV_PAGE * kd floats into data, its values after
+ * them.  Caches that start with the same tokens hold the same pages for those positions (a
+ * page whose every position is shared, never written again), so a prompt that starts as a kept
+ * or running sequence does costs neither the rows' copy (3% of a cl-rollout --branch run at 128
+ * calls in flight, page faults and memcpy) nor their memory.  A page no cache holds stays
+ * mapped as a spare for the next one (its memory faulted in and zeroed once, not per
+ * sequence). */
+struct kv_page {
+    int refs;            /* caches holding it; 0: a spare */
+    kv_page *next;       /* the spares */
+    float *data;
+};
 
 struct cl_batch {
     cl_llama *m;
-    size_t kv_budget, kv_used; /* kv_used: running and kept sequences' blocks */
-    kv_spare *spares;          /* with kv_used, never past the budget */
-    size_t spare_bytes;
+    size_t kv_budget, page_bytes;
+    size_t used, nspare;       /* pages that running and kept sequences hold; spare pages */
+    kv_page *spares;           /* with the pages in use, never past the budget */
     int step_tokens;
     cl_gen *wait_head, *wait_tail;
     /* Finished sequences whose caches are kept, most recently used first, for later prompts
@@ -81,10 +88,16 @@ struct cl_batch {
     cl_gen **rseq;
 };
 
-size_t cl_batch_kv_bytes(const cl_llama *m, int tokens)
+/* the bytes of one page's rows */
+static size_t page_data_bytes(const cl_llama *m)
 {
     const cl_llama_config *c = &m->cfg;
-    return 2 * sizeof(float) * (size_t)c->layers * (size_t)tokens * (size_t)c->kv_heads * (size_t)c->head_dim;
+    return 2 * sizeof(float) * (size_t)c->layers * CL_BATCH_KV_PAGE * (size_t)c->kv_heads * (size_t)c->head_dim;
+}
+
+size_t cl_batch_kv_bytes(const cl_llama *m, int tokens)
+{
+    return (size_t)((tokens + CL_BATCH_KV_PAGE - 1) / CL_BATCH_KV_PAGE) * page_data_bytes(m);
 }
 
 cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
@@ -108,16 +121,18 @@ cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e)
     }
     b->m = m;
     b->kv_budget = kv_bytes;
+    b->page_bytes = page_data_bytes(m);
     b->step_tokens = step_tokens > 0 ? step_tokens : 64;
     return b;
 }
 
+/* (its pages already released) */
 static void gen_free(cl_gen *g)
 {
     if (!g) return;
     free(g->tok);
     free(g->pe);
-    free(g->kc);
+    free(g->pages);
     free(g);
 }
 
@@ -177,7 +192,7 @@ static void pindex_add(cl_batch *b, cl_gen *g)
     hash_levels(g, &hashed);
     for (; g->indexed < hashed; g->indexed++) {
         pindex_grow(b);
-        if (!b->ptab) return; /* no index: prompts are computed, not copied */
+        if (!b->ptab) return; /* no index: prompts are computed, not shared */
         g->pe[g->indexed].g = g;
         pindex_link(b, &g->pe[g->indexed]);
     }
@@ -227,49 +242,103 @@ static void free_scratch(cl_batch *b)
     b->rows_cap = 0;
 }
 
-/* g's cache block leaves the budget's count: to the spares while they fit beside the caches in
- * use, else back to the system. */
-static void kv_release(cl_batch *b, cl_gen *g)
+static kv_page *page_alloc(size_t data_bytes)
 {
-    if (!g->kc) return;
-    b->kv_used -= g->kv_block;
-    if (g->kv_block >= sizeof(kv_spare) && b->kv_used + b->spare_bytes + g->kv_block <= b->kv_budget) {
-        kv_spare *s = (kv_spare *)(void *)g->kc;
-        *s = (kv_spare){b->spares, g->kv_block};
-        b->spares = s;
-        b->spare_bytes += s->bytes;
-    } else {
-        free(g->kc);
+    kv_page *p = malloc(sizeof *p);
+    if (p && !(p->data = aligned_alloc(64, data_bytes))) {
+        free(p);
+        p = NULL;
     }
-    g->kc = g->vc = NULL;
+    return p;
 }
 
-/* A block for g's cache, counted against the budget: the smallest spare that holds it, else a
- * new one once enough spares have gone to keep the budget; -1 when out of memory.  A reused
- * block holds another cache's rows: g writes each of its rows before it reads it. */
-static int kv_acquire(cl_batch *b, cl_gen *g)
+static void page_free(kv_page *p)
 {
-    kv_spare **best = NULL;
-    for (kv_spare **p = &b->spares; *p; p = &(*p)->next)
-        if ((*p)->bytes >= g->kv_bytes && (!best || (*p)->bytes < (*best)->bytes)) best = p;
-    if (best && b->kv_used + (*best)->bytes <= b->kv_budget) {
-        kv_spare *s = *best;
-        *best = s->next;
-        b->spare_bytes -= s->bytes;
-        g->kv_block = s->bytes;
-        g->kc = (float *)(void *)s;
-    } else {
-        while (b->spares && b->kv_used + b->spare_bytes + g->kv_bytes > b->kv_budget) {
-            kv_spare *s = b->spares;
-            b->spares = s->next;
-            b->spare_bytes -= s->bytes;
-            free(s);
-        }
-        if (!(g->kc = malloc(g->kv_bytes))) return -1;
-        g->kv_block = g->kv_bytes;
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+static int over_budget(const cl_batch *b, size_t pages) { return pages * b->page_bytes > b->kv_budget; }
+
+/* A page no cache holds goes to the spares while they fit beside the pages in use, else back to
+ * the system. */
+static void page_put(cl_batch *b, kv_page *p)
+{
+    if (--p->refs > 0) return;
+    b->used--;
+    if (!over_budget(b, b->used + b->nspare + 1)) {
+        p->next = b->spares;
+        b->spares = p;
+        b->nspare++;
+    } else
+        page_free(p);
+}
+
+/* A page for one cache: a spare, else a new one once enough spares have gone to keep the
+ * budget; NULL when out of memory.  A spare holds another cache's rows: its new holder writes
+ * each row before it reads it. */
+static kv_page *page_get(cl_batch *b)
+{
+    kv_page *p = b->spares;
+    if (p) {
+        b->spares = p->next;
+        b->nspare--;
+    } else if (!(p = page_alloc(b->page_bytes)))
+        return NULL;
+    p->refs = 1;
+    b->used++;
+    while (b->spares && over_budget(b, b->used + b->nspare)) {
+        kv_page *s = b->spares;
+        b->spares = s->next;
+        b->nspare--;
+        page_free(s);
     }
-    g->vc = g->kc + g->kv_bytes / sizeof(float) / 2;
-    b->kv_used += g->kv_block;
+    return p;
+}
+
+/* g's pages leave it (shared ones stay with their other holders). */
+static void kv_release(cl_batch *b, cl_gen *g)
+{
+    if (!g->pages) return;
+    for (int i = 0; i < g->npages; i++)
+        if (g->pages[i]) page_put(b, g->pages[i]);
+    free(g->pages);
+    g->pages = NULL;
+}
+
+/* The pages that g's cache needs beyond those it shares with a source of len rows. */
+static int pages_needed(const cl_gen *g, int len) { return g->npages - len / CL_BATCH_KV_PAGE; }
+
+/* g's cache: src's pages for its first len rows where they fill whole pages, the rest new (the
+ * rows of a last page that is partly src's copied); -1 when out of memory, nothing held.  The
+ * rows are those g would compute: the same tokens at the same positions, through kernels whose
+ * every row is independent of the others in its step. */
+static int kv_acquire(cl_batch *b, cl_gen *g, const cl_gen *src, int len)
+{
+    int shared = src ? len / CL_BATCH_KV_PAGE : 0;
+    if (!(g->pages = calloc((size_t)g->npages, sizeof *g->pages))) return -1;
+    for (int i = 0; i < g->npages; i++) {
+        if (i < shared) {
+            g->pages[i] = src->pages[i];
+            g->pages[i]->refs++;
+        } else if (!(g->pages[i] = page_get(b))) {
+            kv_release(b, g);
+            return -1;
+        }
+    }
+    int part = src ? len % CL_BATCH_KV_PAGE : 0;
+    if (part) {
+        size_t kd = (size_t)b->m->cfg.kv_heads * (size_t)b->m->cfg.head_dim, half = CL_BATCH_KV_PAGE * kd;
+        const float *from = src->pages[shared]->data;
+        float *to = g->pages[shared]->data;
+        for (int l = 0; l < 2 * b->m->cfg.layers; l++) /* each layer's keys, then its values */
+            memcpy(to + (size_t)l * half, from + (size_t)l * half, sizeof(float) * kd * (size_t)part);
+    }
+    if (src) {
+        g->fed = len;
+        b->reused += len;
+    }
     return 0;
 }
 
@@ -284,9 +353,11 @@ static void forget(cl_batch *b, cl_gen *g)
 void cl_batch_free(cl_batch *b)
 {
     if (!b) return;
-    for (kv_spare *s = b->spares, *n; s; s = n) {
-        n = s->next;
-        free(s);
+    for (int i = 0; i < b->nrun; i++) kv_release(b, b->run[i]);
+    for (cl_gen *g = b->kept; g; g = g->next) kv_release(b, g);
+    for (kv_page *p = b->spares, *n; p; p = n) {
+        n = p->next;
+        page_free(p);
     }
     for (int i = 0; i < b->nrun; i++) gen_free(b->run[i]);
     for (cl_gen *g = b->wait_head, *n; g; g = n) {
@@ -337,7 +408,7 @@ cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
     g->ntok = g->nprompt = r->n;
     g->cap = cap;
     g->rng = r->seed;
-    g->kv_bytes = cl_batch_kv_bytes(b->m, cap);
+    g->npages = (cap + CL_BATCH_KV_PAGE - 1) / CL_BATCH_KV_PAGE;
     int levels = 0;
     hash_levels(g, &levels); /* the prompt's, for best_prefix; indexed once admitted */
     if (b->wait_tail) b->wait_tail->next = g;
@@ -395,7 +466,7 @@ static int better_source(const cl_gen *c, const cl_gen *best)
  * one's (its first `fed` rows are final), at least REUSE_MIN long and short of the prompt's last
  * token (whose logits g needs); NULL when none.  *later: the longest prefix a running sequence
  * will hold once it has prefilled its prompt (the futures of one candidate, the choices of one
- * call: identical prompts admitted together, better computed once and copied).
+ * call: identical prompts admitted together, better computed once and shared).
  * The index's levels, deepest first: a sequence met first at level lv shares fewer than
  * (lv + 2) * REUSE_MIN tokens with g, so once a source that long is found the levels below
  * have nothing as long (nor anything that could make g wait: *later below len). */
@@ -426,20 +497,6 @@ static cl_gen *best_prefix(const cl_batch *b, const cl_gen *g, int *len, int *la
     return best;
 }
 
-/* g's cache starts with src's rows for the first len positions: the bits g would compute (the
- * same tokens at the same positions, through kernels whose every row is independent of the
- * others in its step). */
-static void reuse_prefix(cl_batch *b, cl_gen *g, const cl_gen *src, int len)
-{
-    size_t kd = (size_t)b->m->cfg.kv_heads * (size_t)b->m->cfg.head_dim, row = sizeof(float) * kd;
-    for (int l = 0; l < b->m->cfg.layers; l++) {
-        memcpy(g->kc + (size_t)l * g->cap * kd, src->kc + (size_t)l * src->cap * kd, row * (size_t)len);
-        memcpy(g->vc + (size_t)l * g->cap * kd, src->vc + (size_t)l * src->cap * kd, row * (size_t)len);
-    }
-    g->fed = len;
-    b->reused += len;
-}
-
 /* k, when kept, becomes the most recently used; 1 when it is kept. */
 static int touch_kept(cl_batch *b, cl_gen *k)
 {
@@ -451,7 +508,7 @@ static int touch_kept(cl_batch *b, cl_gen *k)
 
 long cl_batch_reused(const cl_batch *b) { return b->reused; }
 
-size_t cl_batch_kv_held(const cl_batch *b) { return b->kv_used + b->spare_bytes; }
+size_t cl_batch_kv_held(const cl_batch *b) { return (b->used + b->nspare) * b->page_bytes; }
 
 void cl_batch_cancel(cl_batch *b, cl_gen *g)
 {
@@ -486,14 +543,15 @@ static void admit(cl_batch *b)
             p = &g->next;
             continue;
         }
-        int kept = k && touch_kept(b, k);
-        while (b->kv_used + g->kv_bytes > b->kv_budget && drop_kept(b, kept ? k : NULL)) {
+        int kept = k && touch_kept(b, k), need = pages_needed(g, k ? len : 0);
+        while (over_budget(b, b->used + (size_t)need) && drop_kept(b, kept ? k : NULL)) {
         }
-        if (kept && b->kv_used + g->kv_bytes > b->kv_budget) {
+        if (kept && over_budget(b, b->used + (size_t)need)) {
             drop_kept(b, NULL); /* k, the last one */
             k = NULL;
+            need = pages_needed(g, 0);
         }
-        if (b->nrun > 0 && b->kv_used + g->kv_bytes > b->kv_budget) return;
+        if (b->nrun > 0 && over_budget(b, b->used + (size_t)need)) return;
         if (b->nrun == b->caprun) {
             int nc = b->caprun ? 2 * b->caprun : 16;
             cl_gen **nr = realloc(b->run, sizeof *nr * (size_t)nc);
@@ -501,13 +559,12 @@ static void admit(cl_batch *b)
             b->run = nr;
             b->caprun = nc;
         }
-        if (kv_acquire(b, g)) return;
+        if (kv_acquire(b, g, k, len)) return;
         *p = g->next;
         if (b->wait_tail == g) b->wait_tail = prev;
         g->next = NULL;
-        if (k) reuse_prefix(b, g, k, len);
         /* A kept cache whose every row g now holds too (a conversation's next turn) has nothing
-         * left to give: its block goes to the spares at once instead of when the budget fills. */
+         * left to give: its pages go to g and the spares at once, not when the budget fills. */
         if (kept && k && k->state == GEN_KEPT && len == k->fed) {
             kept_unlink(b, k);
             forget(b, k);
@@ -592,12 +649,10 @@ static void project_rows(cl_batch *b, const cl_linear *li, int cnt, const float 
 }
 
 /* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written).  A row's
- * heads go together over blocks of ATT_BLOCK positions, so a block's cache rows are read whole,
- * in order; a pass per head read 3 of every row's 18 lines (d 288) at a stride, and with 32-128
+ * heads go together over the cache's pages, so a page's rows are read whole, in order; a pass per head read 3 of every row's 18 lines (d 288) at a stride, and with 32-128
  * sequences the caches come from memory: a third more time in a cl-rollout run.  The
  * per-element order is the per-head order: a score is dot16's, a weighted sum one FMA chain
  * over the positions in order (cl_linear_mix goes on from the block before). */
-#define ATT_BLOCK 32
 static void rows_attention(cl_batch *b, int l, int n, int maxlen)
 {
     const cl_llama_config *c = &b->m->cfg;
@@ -612,15 +667,16 @@ static void rows_attention(cl_batch *b, int l, int n, int maxlen)
         for (int i = 0; i < n; i++) {
             if (!sc) continue;
             const cl_gen *g = b->rseq[i];
-            const float *kc = g->kc + (size_t)l * g->cap * kd, *vc = g->vc + (size_t)l * g->cap * kd;
+            size_t at = (size_t)l * 2 * CL_BATCH_KV_PAGE * kd;
             const float *q = b->q + (size_t)i * qd;
             float *y = b->y + (size_t)i * qd;
             int len = b->pos[i] + 1;
-            for (int s0 = 0; s0 < len; s0 += ATT_BLOCK) {
-                int bl = len - s0 < ATT_BLOCK ? len - s0 : ATT_BLOCK;
+            for (int s0 = 0; s0 < len; s0 += CL_BATCH_KV_PAGE) {
+                int bl = len - s0 < CL_BATCH_KV_PAGE ? len - s0 : CL_BATCH_KV_PAGE;
+                const float *kc = g->pages[s0 / CL_BATCH_KV_PAGE]->data + at;
                 for (int h = 0; h < nh; h++)
-                    cl_linear_strided(sc + (size_t)h * maxlen + s0, q + (size_t)h * hd,
-                                      kc + (size_t)s0 * kd + (size_t)(h / group) * hd, (size_t)kd, hd, bl);
+                    cl_linear_strided(sc + (size_t)h * maxlen + s0, q + (size_t)h * hd, kc + (size_t)(h / group) * hd,
+                                      (size_t)kd, hd, bl);
             }
             for (int h = 0; h < nh; h++) { /* softmax(scale * scores), in vectors */
                 float *sh = sc + (size_t)h * maxlen;
@@ -628,11 +684,12 @@ static void rows_attention(cl_batch *b, int l, int n, int maxlen)
                 float inv = 1.0f / cl_linear_sum16(sh, len);
                 for (int s = 0; s < len; s++) sh[s] *= inv;
             }
-            for (int s0 = 0; s0 < len; s0 += ATT_BLOCK) {
-                int bl = len - s0 < ATT_BLOCK ? len - s0 : ATT_BLOCK;
+            for (int s0 = 0; s0 < len; s0 += CL_BATCH_KV_PAGE) {
+                int bl = len - s0 < CL_BATCH_KV_PAGE ? len - s0 : CL_BATCH_KV_PAGE;
+                const float *vc = g->pages[s0 / CL_BATCH_KV_PAGE]->data + at + (size_t)CL_BATCH_KV_PAGE * kd;
                 for (int h = 0; h < nh; h++)
-                    cl_linear_mix(y + (size_t)h * hd, sc + (size_t)h * maxlen + s0,
-                                  vc + (size_t)s0 * kd + (size_t)(h / group) * hd, (size_t)kd, bl, hd, s0 > 0);
+                    cl_linear_mix(y + (size_t)h * hd, sc + (size_t)h * maxlen + s0, vc + (size_t)(h / group) * hd,
+                                  (size_t)kd, bl, hd, s0 > 0);
             }
         }
         free(sc);
@@ -669,10 +726,11 @@ static void rows_rope_cache(cl_batch *b, int l, int n)
         const float *cs = b->rcos + (size_t)i * hd / 2, *sn = b->rsin + (size_t)i * hd / 2;
         cl_rope_rotate(b->q + (size_t)i * qd, cs, sn, 1, c->heads, (int)hd);
         cl_rope_rotate(b->k + (size_t)i * kd, cs, sn, 1, c->kv_heads, (int)hd);
-        cl_gen *g = b->rseq[i];
-        size_t at = ((size_t)l * g->cap + (size_t)b->pos[i]) * kd;
-        memcpy(g->kc + at, b->k + (size_t)i * kd, sizeof(float) * kd);
-        memcpy(g->vc + at, b->v + (size_t)i * kd, sizeof(float) * kd);
+        int s = b->pos[i];
+        float *kc = b->rseq[i]->pages[s / CL_BATCH_KV_PAGE]->data +
+                    ((size_t)l * 2 * CL_BATCH_KV_PAGE + (size_t)(s % CL_BATCH_KV_PAGE)) * kd;
+        memcpy(kc, b->k + (size_t)i * kd, sizeof(float) * kd);
+        memcpy(kc + CL_BATCH_KV_PAGE * kd, b->v + (size_t)i * kd, sizeof(float) * kd);
     }
 }
 
@@ -808,12 +866,8 @@ cl_engine *cl_engine_new(cl_llama *m, int max_seq, cl_err *e)
     cl_engine *g = calloc(1, sizeof *g);
     if (g && (g->b = cl_batch_new(m, 0, CHUNK, e)) && (g->g = calloc(1, sizeof *g->g))) {
         g->g->cap = max_seq;
-        g->g->kv_bytes = cl_batch_kv_bytes(m, max_seq);
-        g->g->kc = malloc(g->g->kv_bytes);
-        if (g->g->kc && ensure_rows(g->b, CHUNK) == 0) {
-            g->g->vc = g->g->kc + g->g->kv_bytes / sizeof(float) / 2;
-            return g;
-        }
+        g->g->npages = (max_seq + CL_BATCH_KV_PAGE - 1) / CL_BATCH_KV_PAGE;
+        if (kv_acquire(g->b, g->g, NULL, 0) == 0 && ensure_rows(g->b, CHUNK) == 0) return g;
     }
     cl_engine_free(g);
     cl_err_set(e, CL_EXIT_SOFTWARE, "engine: out of memory for a %d-token cache", max_seq);
@@ -823,6 +877,7 @@ cl_engine *cl_engine_new(cl_llama *m, int max_seq, cl_err *e)
 void cl_engine_free(cl_engine *g)
 {
     if (!g) return;
+    if (g->g) kv_release(g->b, g->g);
     gen_free(g->g);
     cl_batch_free(g->b);
     free(g);

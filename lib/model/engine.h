@@ -106,9 +106,10 @@ typedef struct cl_gen_req {
  * while it lives.  The KV caches of its sequences take at most kv_bytes (a sequence larger
  * than that runs alone), and finished sequences' caches stay within that budget until a
  * waiting sequence needs the room: a prompt that starts with a kept sequence's tokens (the
- * next turn of a conversation, a shared system prompt) copies their rows instead of computing
- * them, to the same bits.  So does one that starts with a running sequence's prompt (one
- * call's choices, one candidate's futures): it waits for that prompt's prefill, then copies.
+ * next turn of a conversation, a shared system prompt) holds the same cache pages for them
+ * instead of computing them (copying the rows of a last page it shares in part), to the same
+ * bits.  So does one that starts with a running sequence's prompt (one call's choices, one
+ * candidate's futures): it waits for that prompt's prefill, then shares.
  * step_tokens bounds the prompt tokens prefilled per step (decode rows always run). */
 cl_batch *cl_batch_new(cl_llama *m, size_t kv_bytes, int step_tokens, cl_err *e);
 void cl_batch_free(cl_batch *b);   /* sequences still there are dropped without callbacks */
@@ -129,16 +130,20 @@ int cl_batch_busy(const cl_batch *b);
  * number of tokens computed (0 when idle). */
 int cl_batch_step(cl_batch *b);
 
-/* Prompt positions copied from other caches (kept, or running) instead of computed, since the
- * engine started. */
+/* Prompt positions taken from other caches (kept, or running: pages shared, rows copied)
+ * instead of computed, since the engine started. */
 long cl_batch_reused(const cl_batch *b);
 
-/* Bytes of cache blocks held: those of running and kept sequences, and the spare blocks of
- * caches that are gone, kept for later sequences (never past the budget together, unless one
- * sequence alone is larger). */
+/* Bytes of cache pages held: those of running and kept sequences (a shared page once), and the
+ * spare pages no cache holds, kept for later sequences (never past the budget together, unless
+ * one sequence alone is larger). */
 size_t cl_batch_kv_held(const cl_batch *b);
 
-/* Bytes of KV cache a sequence of `tokens` positions takes. */
+/* The caches are kept in pages of this many positions, and sequences that start with the same
+ * tokens share the pages those fill. */
+#define CL_BATCH_KV_PAGE 32
+
+/* Bytes of KV cache a sequence of `tokens` positions takes (whole pages). */
 size_t cl_batch_kv_bytes(const cl_llama *m, int tokens);
 
 #endif
