@@ -57,18 +57,28 @@ static void norm_row(cl_real *restrict out, const cl_real *restrict x, const cl_
     for (int j = 0; j < c; j++) out[j] = x[j] * r * w[j];
 }
 
+static void rmsnorm_row(cl_real *out, cl_real *rstd, const cl_real *restrict x, const cl_real *w, int c,
+                        double eps)
+{
+    double ss = 0;
+    for (int j = 0; j < c; j++) ss += (double)x[j] * x[j];
+    cl_real r = (cl_real)(1.0 / sqrt(ss / c + eps));
+    *rstd = r;
+    norm_row(out, x, w, r, c);
+}
+
 void CL_R(cl_rmsnorm_fwd)(cl_real *out, cl_real *rstd, const cl_real *x, const cl_real *w, int n,
                           int c, double eps)
 {
-#pragma omp parallel for if ((long)n * c > 65536)
-    for (int i = 0; i < n; i++) {
-        const cl_real *restrict xi = x + (size_t)i * c;
-        double ss = 0;
-        for (int j = 0; j < c; j++) ss += (double)xi[j] * xi[j];
-        cl_real r = (cl_real)(1.0 / sqrt(ss / c + eps));
-        rstd[i] = r;
-        norm_row(out + (size_t)i * c, xi, w, r, c);
+    /* A parallel region whose `if` is false still costs a team of one: about 0.4 us, as much
+     * as the row itself when the engine normalises each of a step's rows from its own threads
+     * (0.3 s of a 14 s cl-rollout run at 128 calls in flight). */
+    if ((long)n * c <= 65536) {
+        for (int i = 0; i < n; i++) rmsnorm_row(out + (size_t)i * c, rstd + i, x + (size_t)i * c, w, c, eps);
+        return;
     }
+#pragma omp parallel for
+    for (int i = 0; i < n; i++) rmsnorm_row(out + (size_t)i * c, rstd + i, x + (size_t)i * c, w, c, eps);
 }
 
 void CL_R(cl_rmsnorm_apply)(cl_real *out, const cl_real *x, const cl_real *w, const cl_real *rstd, int n,
