@@ -27,8 +27,8 @@
  * subnormal) it returns 0, above 88 it saturates near FLT_MAX, and a NaN stays NaN.
  * The vector and scalar paths run the same IEEE operations (no FMA: the library is built for
  * baseline x86-64, and ISO C does not contract a * b + c, so linear.c's AVX2 and AVX-512 copies
- * of the sampler's and attention's weights round each operation too), so every element gets
- * the same bits wherever it sits and on every CPU. */
+ * of the sampler's and attention's weights, and ops.c's of SwiGLU, round each operation too), so
+ * every element gets the same bits wherever it sits and on every CPU. */
 static inline float cl_vexpf(float x)
 {
     float c = x < 88.0f ? x : 88.0f; /* NaN too: the int conversion below needs a finite k */
