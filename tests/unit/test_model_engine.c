@@ -609,6 +609,46 @@ static void a_cancelled_prefill_leaves_its_follower_to_compute(void **s)
     cl_llama_free(m);
 }
 
+/* A cache page that two sequences hold outlives the first to go: a prompt that shares 40
+ * tokens with a running sequence holds its first page (and copies 8 rows); that sequence is
+ * cancelled and its other pages go to the spares, which a third sequence then writes over.  The
+ * sharer still decodes to a fresh engine's bits (it would not if the shared page had gone to the
+ * spares with the others). */
+static void a_shared_page_outlives_its_first_holder(void **s)
+{
+    (void)s;
+    cl_llama *m = tiny();
+    cl_err e = {0};
+    int a[50], sharer[50], other[50];
+    for (int i = 0; i < 50; i++) {
+        a[i] = (i * 23 + 5) % V;
+        sharer[i] = i < 40 ? a[i] : (i * 3 + 2) % V;
+        other[i] = (i * 29 + 11) % V;
+    }
+    static rec lead, rs, ro;
+    memset(&lead, 0, sizeof lead);
+    cl_batch *b = cl_batch_new(m, (size_t)1 << 30, 64, &e);
+    cl_gen_req q = {.prompt = a, .n = 50, .max_new = NEW, .sampler = {.temperature = 1}, .seed = 80,
+                    .on_token = rec_token, .on_end = rec_end, .ctx = &lead};
+    cl_gen *first = cl_batch_submit(b, &q, &e);
+    assert_non_null(first);
+    assert_int_equal(cl_batch_step(b), 50); /* the whole prompt, and a first token */
+    submit_rec(b, sharer, 50, 81, &rs);
+    assert_true(cl_batch_step(b) > 0);
+    assert_int_equal(cl_batch_reused(b), 40);
+    _Static_assert(40 > CL_BATCH_KV_PAGE, "a whole page shared, not only copied rows");
+    cl_batch_cancel(b, first);
+    submit_rec(b, other, 50, 82, &ro);
+    drain(b);
+    assert_int_equal(lead.ended, 0);
+    assert_int_equal(rs.ended, 1);
+    assert_int_equal(ro.ended, 1);
+    assert_fresh_engine_bits(m, sharer, 50, 81, 64, &rs);
+    assert_fresh_engine_bits(m, other, 50, 82, 64, &ro);
+    cl_batch_free(b);
+    cl_llama_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -622,6 +662,7 @@ int main(void)
         cmocka_unit_test(a_prefix_is_found_at_any_length_from_eight_tokens),
         cmocka_unit_test(sampling_a_large_vocabulary_follows_the_softmax_in_every_kernel),
         cmocka_unit_test(a_cancelled_prefill_leaves_its_follower_to_compute),
+        cmocka_unit_test(a_shared_page_outlives_its_first_holder),
         cmocka_unit_test(batched_sampling_equals_one_at_a_time_in_every_kernel),
         cmocka_unit_test(batched_logits_are_the_training_forwards),
         cmocka_unit_test(a_full_kv_budget_delays_admission_and_drops_nothing),
