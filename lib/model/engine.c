@@ -649,10 +649,11 @@ static void project_rows(cl_batch *b, const cl_linear *li, int cnt, const float 
 }
 
 /* Each row attends to its own sequence's cache, positions 0..pos (its own k/v written).  A row's
- * heads go together over the cache's pages, so a page's rows are read whole, in order; a pass per head read 3 of every row's 18 lines (d 288) at a stride, and with 32-128
- * sequences the caches come from memory: a third more time in a cl-rollout run.  The
- * per-element order is the per-head order: a score is dot16's, a weighted sum one FMA chain
- * over the positions in order (cl_linear_mix goes on from the block before). */
+ * heads go together over the cache's pages, so a page's rows are read whole, in order; a pass
+ * per head read 3 of every row's 18 lines (d 288) at a stride, and with 32-128 sequences the
+ * caches come from memory: a third more time in a cl-rollout run.  The per-element order is the
+ * per-head order: a score is dot16's, a weighted sum one FMA chain over the positions in order
+ * (cl_linear_mix goes on from the page before). */
 static void rows_attention(cl_batch *b, int l, int n, int maxlen)
 {
     const cl_llama_config *c = &b->m->cfg;

@@ -410,10 +410,11 @@ static void later_prompts_reuse_a_finished_prefix_to_the_same_bits(void **s)
     cl_llama_free(m);
 }
 
-/* A kept cache that a next turn holds whole (its prompt, its reply, more) gives its block up at
- * once, and a later, shorter sequence takes that block instead of new memory: the memory held
- * does not grow, and the stale rows in the block change nothing (a fresh engine's bits). */
-static void a_superseded_cache_gives_its_block_to_a_later_sequence(void **s)
+/* A kept cache that a next turn holds whole (its prompt, its reply, more) gives its pages up at
+ * once (the next turn holds those its rows fill; the last goes to the spares), and a later,
+ * shorter sequence takes the spare instead of new memory: the memory held does not grow, and
+ * the stale rows in the page change nothing (a fresh engine's bits). */
+static void a_superseded_cache_gives_its_pages_to_later_sequences(void **s)
 {
     (void)s;
     cl_llama *m = tiny();
@@ -655,7 +656,7 @@ int main(void)
         cmocka_unit_test(cached_decoding_equals_the_full_forward_at_every_position),
         cmocka_unit_test(sampler_modes_behave),
         cmocka_unit_test(generation_stops_at_stop_tokens_and_refuses_overflow),
-        cmocka_unit_test(a_superseded_cache_gives_its_block_to_a_later_sequence),
+        cmocka_unit_test(a_superseded_cache_gives_its_pages_to_later_sequences),
         cmocka_unit_test(batched_greedy_equals_one_at_a_time),
         cmocka_unit_test(a_decoding_model_keeps_one_copy_and_the_same_bits),
         cmocka_unit_test(later_prompts_reuse_a_finished_prefix_to_the_same_bits),
