@@ -43,7 +43,7 @@ struct cl_gen {
     int state;
     cl_gen *next, *prev; /* wait queue (next); the kept list */
     pentry *pe;          /* [cap / REUSE_MIN]: level j's hash; the first `indexed` are in the index */
-    int indexed;
+    int hashed, indexed; /* levels whose hash is known (indexed <= hashed) */
     long stamp;          /* running: when admitted; kept: when last used (retired, or a source) */
 };
 
@@ -149,11 +149,10 @@ static uint64_t level_hash(uint64_t h, const int *t)
 }
 
 /* g's level hashes over its known tokens, from the first not yet computed */
-static void hash_levels(cl_gen *g, int *done)
+static void hash_levels(cl_gen *g)
 {
-    for (int j = *done; (j + 1) * REUSE_MIN <= g->ntok; j++)
-        g->pe[j].h = level_hash(j ? g->pe[j - 1].h : 0, g->tok + (size_t)j * REUSE_MIN);
-    if (g->ntok / REUSE_MIN > *done) *done = g->ntok / REUSE_MIN;
+    for (; (g->hashed + 1) * REUSE_MIN <= g->ntok; g->hashed++)
+        g->pe[g->hashed].h = level_hash(g->hashed ? g->pe[g->hashed - 1].h : 0, g->tok + (size_t)g->hashed * REUSE_MIN);
 }
 
 static void pindex_link(cl_batch *b, pentry *e)
@@ -188,9 +187,8 @@ static void pindex_grow(cl_batch *b)
 /* g's levels over its known tokens go into the index (a running sequence's as they become known) */
 static void pindex_add(cl_batch *b, cl_gen *g)
 {
-    int hashed = g->indexed;
-    hash_levels(g, &hashed);
-    for (; g->indexed < hashed; g->indexed++) {
+    hash_levels(g);
+    for (; g->indexed < g->hashed; g->indexed++) {
         pindex_grow(b);
         if (!b->ptab) return; /* no index: prompts are computed, not shared */
         g->pe[g->indexed].g = g;
@@ -409,8 +407,8 @@ cl_gen *cl_batch_submit(cl_batch *b, const cl_gen_req *r, cl_err *e)
     g->cap = cap;
     g->rng = r->seed;
     g->npages = (cap + CL_BATCH_KV_PAGE - 1) / CL_BATCH_KV_PAGE;
-    int levels = 0;
-    hash_levels(g, &levels); /* the prompt's, for best_prefix; indexed once admitted */
+    g->state = GEN_WAITING;
+    hash_levels(g); /* the prompt's, for best_prefix; indexed once admitted */
     if (b->wait_tail) b->wait_tail->next = g;
     else b->wait_head = g;
     b->wait_tail = g;
