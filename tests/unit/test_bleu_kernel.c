@@ -42,19 +42,21 @@ static uint32_t rnd(uint32_t n)
 }
 
 /* A random text over a few symbols, UTF-8 encoded: few symbols make repeats and clipping
- * common.  Sometimes it is an edited copy of base. */
+ * common.  Sometimes it is an edited copy of base: bytes dropped, inserted and replaced, one in
+ * ten or, for long runs that stay on one diagonal, one in forty. */
 static size_t random_text(char *out, const char *base, size_t base_len, size_t max_chars)
 {
     static const char *alphabet[] = {"a", "b", "c", " ", "\xc3\xa9", "\xe6\x9d\xb1", "\xf0\x9f\x98\x80"};
     size_t k = 0;
     if (base && rnd(2)) {
+        uint32_t every = rnd(2) ? 10 : 40;
         for (size_t i = 0; i < base_len; i++) {
-            uint32_t u = rnd(10);
+            uint32_t u = rnd(every);
             if (u == 0)
                 continue;
             if (u == 1)
                 out[k++] = 'z';
-            out[k++] = base[i];
+            out[k++] = u == 2 ? 'y' : base[i];
         }
         return k;
     }
