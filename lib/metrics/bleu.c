@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/clones.h"
 #include "core/pages.h"
 #include "metrics/utext.h"
 
@@ -635,19 +636,45 @@ static uint32_t wide_symbol(wide_table *t, uint32_t cp)
     return t->val[s];
 }
 
-/* Appends the code points of s[0..len) to out as symbols; the count, or -1 when out of
- * memory. */
+/* How many of the eight bytes in w, from the first in memory, are ASCII. */
+static inline size_t ascii_bytes(uint64_t w)
+{
+    uint64_t high = w & 0x8080808080808080u;
+    if (!high)
+        return 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return (size_t)__builtin_clzll(high) / 8;
+#else
+    return (size_t)__builtin_ctzll(high) / 8;
+#endif
+}
+
+/* Appends the code points of s[0..len) to out, which has room for len, as symbols; the count,
+ * or -1 when out of memory.  Text is mostly ASCII: 32 bytes at a time are widened (in the
+ * widest vectors the CPU has) and as many kept as come before the first byte that is not.
+ * Eight at a time, all or nothing, fell back to a byte at a time around every accent: 3-6% of
+ * the whole kernel's time on bench-bleu's corpora. */
+CL_WIDEST_VECTORS
 static long sym_decode(wide_table *t, const char *s, size_t len, uint32_t *out)
 {
     size_t k = 0;
     for (size_t i = 0; i < len;) {
-        uint64_t w;
-        if (i + 8 <= len && (memcpy(&w, s + i, 8), (w & 0x8080808080808080u) == 0)) {
-            for (int b = 0; b < 8; b++) /* eight ASCII bytes: the common case, widened */
+        if (i + 32 <= len) { /* and so k + 32 <= len: a symbol takes a byte at least */
+            uint64_t w[4];
+            memcpy(w, s + i, sizeof w);
+            for (int b = 0; b < 32; b++)
                 out[k + b] = (unsigned char)s[i + b];
-            k += 8;
-            i += 8;
-            continue;
+            size_t ascii = 0;
+            for (int q = 0; q < 4; q++) {
+                size_t a = ascii_bytes(w[q]);
+                ascii += a;
+                if (a < 8)
+                    break;
+            }
+            k += ascii;
+            i += ascii;
+            if (ascii == 32)
+                continue;
         }
         unsigned char b = (unsigned char)s[i];
         if (b < 128) {

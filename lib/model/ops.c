@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clones.h"
+
 #ifdef CL_DOUBLE
 /* The double build multiplies naively: it exists to be obviously right, not fast. */
 static void matmul(int ta, int tb, int m, int n, int k, double alpha, const double *a, int lda,
@@ -344,13 +346,8 @@ void CL_R(cl_attention_bwd)(cl_real *dq, cl_real *dk, cl_real *dv, const cl_real
  * (in the baseline build's SSE2 they were 3% of a cl-rollout run at 128 calls in flight).
  * Every copy runs the same IEEE operations (ISO C does not contract, cl_vexpf has no FMA), so
  * the bits do not depend on the copy. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ELEMENTWISE __attribute__((target_clones("default", "avx2", "avx512f")))
-#else
-#define ELEMENTWISE
-#endif
 
-ELEMENTWISE void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count)
+CL_WIDEST_VECTORS void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real *u, long count)
 {
     /* an exp an element: two threads pay for their wake-up from a few thousand on (a decode
      * step's few rows) */
@@ -358,7 +355,7 @@ ELEMENTWISE void CL_R(cl_swiglu_fwd)(cl_real *h, const cl_real *g, const cl_real
     for (long i = 0; i < count; i++) h[i] = g[i] / (1 + vexp(-g[i])) * u[i];
 }
 
-ELEMENTWISE void CL_R(cl_swiglu_bwd)(cl_real *dg, cl_real *du, const cl_real *dh, const cl_real *g,
+CL_WIDEST_VECTORS void CL_R(cl_swiglu_bwd)(cl_real *dg, cl_real *du, const cl_real *dh, const cl_real *g,
                                      const cl_real *u, long count)
 {
 #pragma omp parallel for simd if (parallel : count > 65536)
