@@ -24,7 +24,8 @@ enum { BLEU_N = 4 };
  * sight) and counts it; one walk over the reference looks its n-grams up and counts them too.
  * A reference n-gram the hypothesis lacks lands on the dead id, and so do all its extensions.
  * The clipped matches of an order are then the sum over ids of min(hypothesis count,
- * reference count).  The walks over the direct table are branch-free: in an edited document
+ * reference count); the last order, nobody's prefix, keeps counts in its cells instead of ids
+ * and sums the minimum during the reference walk (gram_tally, gram_take).  The walks over the direct table are branch-free: in an edited document
  * matches and misses interleave too irregularly for a branch predictor (BENCHMARKS.md has the
  * history).
  *
@@ -49,6 +50,7 @@ typedef struct gram_table {
     uint32_t *hyp, *ref; /* occurrences per id, the dead id's last */
     size_t nids;
     uint32_t n;        /* ids given in this call */
+    uint32_t matched;  /* the last order: clipped matches counted in this call */
 } gram_table;
 
 typedef struct shared_run {
@@ -243,6 +245,31 @@ static inline uint32_t gram_find(const gram_table *t, int direct, uint32_t nsym,
     return v;
 }
 
+/* The last order's n-grams are nobody's prefix, so they need no ids: a hypothesis n-gram's cell
+ * holds stamp + how many times it occurs (outside runs), and each reference occurrence takes
+ * one back while any is left, which sums min(hypothesis count, reference count) as it goes.
+ * That saves the id counter, two count arrays and their pass at the end.  hl bounds every
+ * count, so a cell of an earlier call (below the stamp) reads as more than hl: none. */
+static inline void gram_tally(gram_table *t, int direct, uint32_t nsym, uint32_t stamp,
+                              uint32_t hl, uint32_t prefix, uint32_t symbol, uint32_t w)
+{
+    size_t at = gram_cell(t, direct, nsym, stamp, prefix, symbol);
+    if (!direct)
+        t->key[at] = (uint64_t)prefix << 32 | symbol;
+    uint32_t d = t->cell[at] - stamp;
+    t->cell[at] = stamp + (d <= hl ? d : 0) + w;
+}
+
+/* 1 when a reference n-gram (counted: w) takes one of the hypothesis' occurrences left. */
+static inline uint32_t gram_take(gram_table *t, int direct, uint32_t nsym, uint32_t stamp,
+                                 uint32_t hl, uint32_t prefix, uint32_t symbol, uint32_t w)
+{
+    size_t at = gram_cell(t, direct, nsym, stamp, prefix, symbol);
+    uint32_t d = t->cell[at] - stamp, take = w & (d - 1 < hl);
+    t->cell[at] -= take;
+    return take;
+}
+
 /* A span of one text to walk: n-grams starting at [from, to), ending by `end` (the text's
  * end), those lying wholly before `covered` inside a shared run and so not counted. */
 typedef struct span {
@@ -251,7 +278,7 @@ typedef struct span {
 
 /* The n-grams starting at position i: `in` of them (the shortest) lie inside a run and are
  * not counted; `full` says all four end by the text's end, so the checks compile away. */
-#define POSITION_WALK(COUNT1, STEP)                                                            \
+#define POSITION_WALK(COUNT1, STEP, LAST)                                                      \
     do {                                                                                       \
         uint32_t v = sym[i];                                                                   \
         COUNT1[v] += in < 1;                                                                   \
@@ -260,7 +287,7 @@ typedef struct span {
         if (full || i + 2 < end)                                                               \
             v = STEP(3, v, sym[i + 2], in < 3);                                                \
         if (full || i + 3 < end)                                                               \
-            STEP(4, v, sym[i + 3], in < 4);                                                    \
+            LAST(v, sym[i + 3], in < 4);                                                       \
     } while (0)
 
 /* Counts a span of the hypothesis (giving ids) or of the reference (looking them up).  The
@@ -277,26 +304,32 @@ count_span(bleu_scratch *s, span sp, uint32_t nsym, int direct, int reference, u
     gram_table t[BLEU_N + 1] = {{0}, {0}, s->order[1], s->order[2], s->order[3]};
     size_t end = sp.end, mid = sp.covered > sp.from ? sp.covered : sp.from;
     size_t last = end > 3 ? end - 3 : 0;
+    uint32_t matched = 0;
 #define STEP(K, P, SYM, W)                                                                     \
     (reference ? gram_find(&t[K], direct, nsym, stamp, P, SYM, dead, W)                        \
                : gram_intern(&t[K], direct, nsym, stamp, P, SYM, W))
+#define LAST(P, SYM, W)                                                                        \
+    (reference ? (void)(matched += gram_take(&t[BLEU_N], direct, nsym, stamp, dead, P, SYM, W)) \
+               : gram_tally(&t[BLEU_N], direct, nsym, stamp, dead, P, SYM, W))
     size_t i = sp.from, in;
     for (; i < sp.to && i < mid; i++) {
         int full = 0;
         in = sp.covered - i;
-        POSITION_WALK(count1, STEP);
+        POSITION_WALK(count1, STEP, LAST);
     }
     for (in = 0; i < sp.to && i < last; i++) {
         const int full = 1;
-        POSITION_WALK(count1, STEP);
+        POSITION_WALK(count1, STEP, LAST);
     }
     for (; i < sp.to; i++) {
         int full = 0;
-        POSITION_WALK(count1, STEP);
+        POSITION_WALK(count1, STEP, LAST);
     }
 #undef STEP
-    for (int k = 1; k < BLEU_N && !reference; k++)
+#undef LAST
+    for (int k = 1; k < BLEU_N - 1 && !reference; k++)
         s->order[k].n = t[k + 1].n;
+    s->order[BLEU_N - 1].matched += matched;
 }
 #undef POSITION_WALK
 
@@ -570,14 +603,17 @@ static int ngram_stats(bleu_scratch *s, size_t hl, size_t rl, uint32_t nsym, int
     for (int k = 1; k < BLEU_N; k++) {
         size_t rows = k == 1 ? nsym : hl + 1;
         size_t cap = direct ? rows * nsym : pow2_at_least(2 * hl);
-        if (counts_reserve(&s->order[k], hl) < 0 || cells_reserve(&s->order[k], cap, !direct) < 0)
+        if ((k < BLEU_N - 1 && counts_reserve(&s->order[k], hl) < 0) ||
+            cells_reserve(&s->order[k], cap, !direct) < 0)
             return -1;
     }
     stamp_make_room(s, hl);
     (direct ? count_direct : count_hashed)(s, nruns, hl, rl, nsym);
     for (int k = 0; k < BLEU_N; k++) {
         gram_table *t = &s->order[k];
-        uint64_t c = clipped_matches(t, k ? t->n : nsym, k ? (uint32_t)hl : 0);
+        uint64_t c = k == BLEU_N - 1 ? t->matched
+                                     : clipped_matches(t, k ? t->n : nsym, k ? (uint32_t)hl : 0);
+        t->matched = 0;
         for (long q = 0; q < nruns; q++)
             c += s->runs[q].len > (size_t)k ? s->runs[q].len - k : 0;
         out->correct[k] = c;
