@@ -25,9 +25,9 @@ enum { BLEU_N = 4 };
  * A reference n-gram the hypothesis lacks lands on the dead id, and so do all its extensions.
  * The clipped matches of an order are then the sum over ids of min(hypothesis count,
  * reference count); the last order, nobody's prefix, keeps counts in its cells instead of ids
- * and sums the minimum during the reference walk (gram_tally, gram_take).  The walks over the direct table are branch-free: in an edited document
- * matches and misses interleave too irregularly for a branch predictor (BENCHMARKS.md has the
- * history).
+ * and sums the minimum during the reference walk (gram_tally, gram_take).  The walks over the
+ * direct table are branch-free: in an edited document matches and misses interleave too
+ * irregularly for a branch predictor (BENCHMARKS.md has the history).
  *
  * The tables live in a per-thread scratch.  A cell holds stamp + id, and each call moves the
  * stamp past every value the previous call could have written, so nothing is cleared between
@@ -344,11 +344,11 @@ count_span(bleu_scratch *s, span sp, uint32_t nsym, int direct, int reference, u
  * and grown both ways; the first anchor at most REACH symbols ahead of where the last run's
  * alignment would continue wins, so a common phrase further on does not pull the alignment
  * away from the edit at hand.  After each run, and from the texts' starts, the search first
- * follows the diagonal (follow_diagonal).  Runs shorter than MIN_RUN save less than their edges cost and are not taken.  Runs go forward in
- * both texts, so no position is in two.  Once past GIVE_UP hypothesis positions, when less
- * than a quarter of the positions so far are in runs, the texts are not edits of each other
- * and the search stops: on such pairs it costs a few percent, on edited documents it halves
- * the time. */
+ * follows the diagonal (follow_diagonal).  Runs shorter than MIN_RUN save less than their
+ * edges cost and are not taken.  Runs go forward in both texts, so no position is in two.
+ * Once past GIVE_UP hypothesis positions, when less than a quarter of the positions so far are
+ * in runs, the texts are not edits of each other and the search stops: on such pairs it costs
+ * a few percent, on edited documents it halves the time. */
 
 enum { ANCHOR = 8, ANCHOR_STEP = 8, REACH = 32, MIN_RUN = 16, GIVE_UP = 256 };
 
