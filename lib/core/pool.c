@@ -16,27 +16,27 @@ typedef struct job {
     int left;   /* indices not yet finished */
     int waited; /* its cl_pool_wait has returned: the slot may be reused */
     int judge;  /* posted by cl_pool_post_cpu: its wait judges the threads */
-    double wall0, cpu0; /* when it was posted: the clock, and the pool's threads' CPU seconds */
+    /* for the judge: chunks run by the caller and by workers, and the workers' chunks' wall
+     * and CPU seconds, each worker's clocked around its own chunk */
+    int caller_chunks, worker_chunks;
+    double worker_wall, worker_cpu;
 } job;
 
-typedef struct worker {
+typedef struct pool_worker {
     struct cl_pool *pool;
     int index;
     pthread_t tid;
-    clockid_t clock; /* its CPU clock, read by the judge */
-} worker;
+} pool_worker;
 
 struct cl_pool {
     pthread_mutex_t mu;
     pthread_cond_t go, done; /* go: a loop was posted (workers); done: a loop finished (caller) */
     int nworkers, stop;
-    worker *w;
+    pool_worker *w;
     job jobs[POSTED_MAX]; /* tickets [head, tail) are posted and not yet retired; slot t % POSTED_MAX */
     long head, tail;
-    /* the judge: the last verdict's clock and CPU seconds, and how many of the next computing
-     * loops run in the caller alone after one whose threads got no more than a CPU between them
-     * (backoff: that count the next time it happens) */
-    double judged_wall, judged_cpu;
+    /* the judge: how many of the next computing loops run in the caller alone after one whose
+     * workers did not get a CPU of their own (backoff: that count the next time it happens) */
     int alone_left, backoff;
 };
 
@@ -47,14 +47,6 @@ static double seconds(clockid_t clock)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* CPU seconds of the workers and the calling thread so far.  Only the pool's own threads count:
- * a BLAS library linked into the same process may keep threads of its own spinning. */
-static double pool_cpu(const struct cl_pool *p)
-{
-    double s = seconds(CLOCK_THREAD_CPUTIME_ID);
-    for (int i = 0; i < p->nworkers; i++) s += seconds(p->w[i].clock);
-    return s;
-}
 
 static job *slot(struct cl_pool *p, long t) { return &p->jobs[t % POSTED_MAX]; }
 
@@ -73,18 +65,32 @@ static job *claim(struct cl_pool *p, int *i, int *end)
     return NULL;
 }
 
-/* Runs a claimed chunk outside the lock and counts it done. */
+/* Runs a claimed chunk outside the lock and counts it done; for a judged loop, a worker's
+ * chunk is clocked by the worker itself. */
 static void run_chunk(struct cl_pool *p, job *j, int i, int end, int who)
 {
+    int clocked = j->judge && who != 0;
     pthread_mutex_unlock(&p->mu);
+    double wall = clocked ? seconds(CLOCK_MONOTONIC) : 0, cpu = clocked ? seconds(CLOCK_THREAD_CPUTIME_ID) : 0;
     for (int k = i; k < end; k++) j->fn(j->ctx, k, who);
+    if (clocked) {
+        wall = seconds(CLOCK_MONOTONIC) - wall;
+        cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu;
+    }
     pthread_mutex_lock(&p->mu);
+    if (clocked) {
+        j->worker_chunks++;
+        j->worker_wall += wall;
+        j->worker_cpu += cpu;
+    } else if (j->judge) {
+        j->caller_chunks++;
+    }
     if ((j->left -= end - i) == 0) pthread_cond_broadcast(&p->done);
 }
 
 static void *work(void *arg)
 {
-    worker *me = arg;
+    pool_worker *me = arg;
     struct cl_pool *p = me->pool;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -111,16 +117,12 @@ cl_pool *cl_pool_new(int threads)
         return NULL;
     }
     for (int i = 0; i < want; i++) {
-        p->w[i] = (worker){p, i + 1, 0, 0};
+        p->w[i] = (pool_worker){p, i + 1, 0};
         if (pthread_create(&p->w[i].tid, NULL, work, &p->w[i])) {
             cl_pool_free(p);
             return NULL;
         }
         p->nworkers++;
-        if (pthread_getcpuclockid(p->w[i].tid, &p->w[i].clock)) {
-            cl_pool_free(p);
-            return NULL;
-        }
     }
     return p;
 }
@@ -147,7 +149,6 @@ static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int ju
         for (int i = 0; i < n; i++) fn(ctx, i, 0);
         return -1;
     }
-    double wall0 = judge ? seconds(CLOCK_MONOTONIC) : 0, cpu0 = judge ? pool_cpu(p) : 0;
     pthread_mutex_lock(&p->mu);
     while (p->tail - p->head == POSTED_MAX) {
         pthread_mutex_unlock(&p->mu);
@@ -155,26 +156,37 @@ static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int ju
         pthread_mutex_lock(&p->mu);
     }
     long t = p->tail++;
-    *slot(p, t) = (job){fn, ctx, n, chunk, 0, n, 0, judge, wall0, cpu0};
+    *slot(p, t) = (job){fn, ctx, n, chunk, 0, n, 0, judge, 0, 0, 0, 0};
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     return t;
 }
 
-/* A computing loop's verdict, from its post (or the last verdict, when later) to now: when the
- * threads got more than 1.25 CPUs between them the backoff resets; when they did not, the next
- * loops go to the caller alone; a span under a quarter of a millisecond is too short to tell.
- * The span holds whatever the caller did between post and wait: with the loop behind it, that
- * is what the threads shared. */
+/* A computing loop's verdict, from its workers' chunks alone: they ran on a CPU of their own
+ * when their CPU seconds were more than WORKER_SHARE of their wall seconds, and the backoff
+ * resets; they did not when less, or when the caller ran two chunks or more and the workers
+ * none (a worker the OS never ran), and then the next loops go to the caller alone.  Workers'
+ * chunks under a quarter of a millisecond in all are too short to tell.  The caller's own time
+ * does not count: between a post and its wait it reads and writes, and a worker that has
+ * finished the loop meanwhile and sleeps has not been starved (judging by every thread's CPU
+ * over the loop's whole span sent 15-45% of cl-reward's BLEU batches to the caller alone on an
+ * idle machine). */
+#define WORKER_SHARE 0.75
+static int starved(const job *j) /* 1, 0, or -1: too short to tell */
+{
+    if (j->worker_chunks == 0)
+        return j->caller_chunks >= 2;
+    if (j->worker_wall < 2.5e-4)
+        return -1;
+    return j->worker_cpu <= WORKER_SHARE * j->worker_wall;
+}
+
 static void judge(cl_pool *p, const job *j)
 {
-    double wall = seconds(CLOCK_MONOTONIC), cpu = pool_cpu(p);
-    double w0 = j->wall0 > p->judged_wall ? j->wall0 : p->judged_wall;
-    double c0 = j->wall0 > p->judged_wall ? j->cpu0 : p->judged_cpu;
-    if (wall - w0 < 2.5e-4) return;
-    p->judged_wall = wall;
-    p->judged_cpu = cpu;
-    if (cpu - c0 > 1.25 * (wall - w0)) {
+    int verdict = starved(j);
+    if (verdict < 0)
+        return;
+    if (!verdict) {
         p->backoff = 0;
     } else {
         p->backoff = p->backoff ? (p->backoff < 32 ? 2 * p->backoff : 32) : 2;

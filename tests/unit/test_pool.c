@@ -1,7 +1,8 @@
 /* lib/core/pool: every index runs exactly once whatever the chunking, a worker number is never
  * in use twice at once, a NULL pool runs in the caller, idle workers sleep (no CPU), posted loops
- * run behind the caller and a waiting caller helps with later ones, and a computing loop whose
- * threads got no more than one CPU lets them go for the next loops. */
+ * run behind the caller and a waiting caller helps with later ones, a computing loop whose
+ * workers got no CPU of their own lets them go for the next loops, and that verdict reads the
+ * workers' chunks alone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "core/pool.h"
+#include "core/pool.c" /* the judge's verdict is static */
 
 enum { MAXN = 5000, THREADS = 4 };
 
@@ -205,17 +206,17 @@ static void idle_workers_use_no_cpu(void **st)
     cl_pool_free(p);
 }
 
-/* cl_pool_for_cpu.  First a loop whose workers only wait (as threads the OS does not run would
- * leave their share of the work undone) while the caller computes for 20 ms of CPU: the threads
- * got one CPU between them.  The next two loops then run in the caller alone, even items that
- * wait for another thread to arrive; the third offers its items to the threads again. */
+/* cl_pool_for_cpu.  First a loop whose workers each hold an item for 20 ms without computing
+ * (as threads the OS has set aside would) while the caller's item returns: the workers' chunks
+ * got no CPU.  The next two loops then run in the caller alone, even items that wait for
+ * another thread to arrive; the third offers its items to the threads again. */
 typedef struct solo {
     atomic_int arrived;
     atomic_int seen[THREADS];
     int timeout_ms;
 } solo;
 
-static void caller_computes(void *ctx, int i, int worker)
+static void workers_get_no_cpu(void *ctx, int i, int worker)
 {
     (void)i;
     solo *m = ctx;
@@ -223,14 +224,8 @@ static void caller_computes(void *ctx, int i, int worker)
     atomic_fetch_add(&m->arrived, 1);
     struct timespec tick = {0, 100 * 1000};
     for (int spins = 0; atomic_load(&m->arrived) < THREADS && spins < 50000; spins++) nanosleep(&tick, NULL);
-    if (worker != 0) return;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-    do {
-        for (volatile int spin = 0; spin < 10000; spin++) {
-        }
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    } while ((t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) * 1e-6 < 20);
+    struct timespec set_aside = {0, 20 * 1000 * 1000};
+    if (worker != 0) nanosleep(&set_aside, NULL);
 }
 
 static void wait_a_while_for_all(void *ctx, int i, int worker)
@@ -250,7 +245,7 @@ static void a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while(
     cl_pool *p = cl_pool_new(THREADS);
     assert_non_null(p);
     solo *m = calloc(1, sizeof *m);
-    cl_pool_for_cpu(p, THREADS, 1, caller_computes, m);
+    cl_pool_for_cpu(p, THREADS, 1, workers_get_no_cpu, m);
     assert_int_equal(atomic_load(&m->arrived), THREADS);
     for (int round = 0; round < 2; round++) {
         *m = (solo){.timeout_ms = 20};
@@ -265,6 +260,36 @@ static void a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while(
     cl_pool_free(p);
 }
 
+/* The verdict on made-up clocks.  A caller that read and wrote while its workers finished the
+ * loop and slept (the loop's whole span had the threads at about one CPU between them) has not
+ * starved them; workers that held chunks without CPU have been; the backoff doubles from 2 to
+ * 32 and resets. */
+static void the_verdict_reads_the_workers_chunks_alone(void **st)
+{
+    (void)st;
+    job j = {.judge = 1, .worker_chunks = 3, .worker_wall = 9e-3, .worker_cpu = 8.8e-3};
+    assert_int_equal(starved(&j), 0);
+    j.worker_cpu = 0.75 * j.worker_wall;
+    assert_int_equal(starved(&j), 1);
+    j.worker_cpu = 4.5e-3;
+    assert_int_equal(starved(&j), 1);
+    j.worker_wall = 2e-4, j.worker_cpu = 0;
+    assert_int_equal(starved(&j), -1);
+    j = (job){.judge = 1, .caller_chunks = 1};
+    assert_int_equal(starved(&j), 0);
+    j.caller_chunks = 2;
+    assert_int_equal(starved(&j), 1);
+
+    cl_pool p = {0};
+    for (int want = 2; want <= 64; want *= 2) {
+        judge(&p, &j);
+        assert_int_equal(p.alone_left, want < 32 ? want : 32);
+    }
+    j = (job){.judge = 1, .worker_chunks = 1, .worker_wall = 1e-3, .worker_cpu = 1e-3};
+    judge(&p, &j);
+    assert_int_equal(p.backoff, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +299,7 @@ int main(void)
         cmocka_unit_test(posted_loops_run_every_index_once_in_any_wait_order),
         cmocka_unit_test(a_waiting_caller_runs_later_loops_while_a_worker_holds_its_last_chunk),
         cmocka_unit_test(a_cpu_loop_whose_threads_did_not_run_at_once_goes_alone_for_a_while),
+        cmocka_unit_test(the_verdict_reads_the_workers_chunks_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
