@@ -449,21 +449,25 @@ static long find_shared_runs(bleu_scratch *s, size_t hl, size_t rl)
             return s->nchain = 0, -1;
         s->nchain = rl / ANCHOR_STEP + 1;
     }
-    /* Each slot heads its anchors in reference order, so the first one past the runs found
-     * so far is the nearest. */
-    memset(s->anchor, 0, slots * sizeof *s->anchor);
-    for (size_t j = (rl - ANCHOR) / ANCHOR_STEP * ANCHOR_STEP;; j -= ANCHOR_STEP) {
-        size_t slot = anchor_hash(r + j, mask);
-        s->chain[j / ANCHOR_STEP] = s->anchor[slot];
-        s->anchor[slot] = (uint32_t)j + 1;
-        if (j == 0)
-            break;
-    }
     size_t n = 0, hdone = 0, rdone = 0, covered = 0;
     if (follow_diagonal(s, &n, 0, 0, &hdone, &rdone, &covered, hl, rl) < 0)
         return -1;
     size_t i = hdone;
     int diagonal_tries = DIAGONAL_TRIES;
+    /* Anchors are made once the diagonal from the start is lost, and only past the reference
+     * it covered: a pair with a letter changed here and there may never need them.  Each slot
+     * heads its anchors in reference order, so the first one past the runs found so far is the
+     * nearest. */
+    if (i + ANCHOR <= hl) {
+        memset(s->anchor, 0, slots * sizeof *s->anchor);
+        size_t first = (rdone + ANCHOR_STEP - 1) / ANCHOR_STEP * ANCHOR_STEP;
+        for (size_t j = (rl - ANCHOR) / ANCHOR_STEP * ANCHOR_STEP + ANCHOR_STEP; j > first;) {
+            j -= ANCHOR_STEP;
+            size_t slot = anchor_hash(r + j, mask);
+            s->chain[j / ANCHOR_STEP] = s->anchor[slot];
+            s->anchor[slot] = (uint32_t)j + 1;
+        }
+    }
     while (i + ANCHOR <= hl && (i < GIVE_UP || 4 * covered >= i)) {
         /* Runs only go forward, so anchors behind the last one are dropped from their slot
          * for good: each is stepped over once per pair, not at every probe. */
