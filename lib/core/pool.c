@@ -16,8 +16,9 @@ typedef struct job {
     int left;   /* indices not yet finished */
     int waited; /* its cl_pool_wait has returned: the slot may be reused */
     int judge;  /* posted by cl_pool_post_cpu: its wait judges the threads */
-    /* for the judge: chunks run by the caller and by workers, and the workers' chunks' wall
-     * and CPU seconds, each worker's clocked around its own chunk */
+    /* for the judge: when it was posted, chunks run by the caller and by workers, and the
+     * workers' chunks' wall and CPU seconds, each worker's clocked around its own chunk */
+    double posted;
     int caller_chunks, worker_chunks;
     double worker_wall, worker_cpu;
 } job;
@@ -47,7 +48,6 @@ static double seconds(clockid_t clock)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-
 static job *slot(struct cl_pool *p, long t) { return &p->jobs[t % POSTED_MAX]; }
 
 /* Under the lock: the next chunk [*i, *end) of the oldest posted loop that has one, or NULL. */
@@ -71,7 +71,8 @@ static void run_chunk(struct cl_pool *p, job *j, int i, int end, int who)
 {
     int clocked = j->judge && who != 0;
     pthread_mutex_unlock(&p->mu);
-    double wall = clocked ? seconds(CLOCK_MONOTONIC) : 0, cpu = clocked ? seconds(CLOCK_THREAD_CPUTIME_ID) : 0;
+    double wall = clocked ? seconds(CLOCK_MONOTONIC) : 0;
+    double cpu = clocked ? seconds(CLOCK_THREAD_CPUTIME_ID) : 0;
     for (int k = i; k < end; k++) j->fn(j->ctx, k, who);
     if (clocked) {
         wall = seconds(CLOCK_MONOTONIC) - wall;
@@ -156,7 +157,7 @@ static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int ju
         pthread_mutex_lock(&p->mu);
     }
     long t = p->tail++;
-    *slot(p, t) = (job){fn, ctx, n, chunk, 0, n, 0, judge, 0, 0, 0, 0};
+    *slot(p, t) = (job){fn, ctx, n, chunk, 0, n, 0, judge, judge ? seconds(CLOCK_MONOTONIC) : 0, 0, 0, 0, 0};
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     return t;
@@ -165,17 +166,18 @@ static long post(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx, int ju
 /* A computing loop's verdict, from its workers' chunks alone: they ran on a CPU of their own
  * when their CPU seconds were more than WORKER_SHARE of their wall seconds, and the backoff
  * resets; they did not when less, or when the caller ran two chunks or more and the workers
- * none (a worker the OS never ran), and then the next loops go to the caller alone.  Workers'
- * chunks under a quarter of a millisecond in all are too short to tell.  The caller's own time
- * does not count: between a post and its wait it reads and writes, and a worker that has
- * finished the loop meanwhile and sleeps has not been starved (judging by every thread's CPU
- * over the loop's whole span sent 15-45% of cl-reward's BLEU batches to the caller alone on an
- * idle machine). */
+ * none though the loop was posted a millisecond or more before its wait ended (a worker the OS
+ * did not run), and then the next loops go to the caller alone.  Workers' chunks under a
+ * quarter of a millisecond in all, or a caller that was done before a worker could have woken,
+ * are too short to tell.  The caller's own time does not count: between a post and its wait it
+ * reads and writes, and a worker that has finished the loop meanwhile and sleeps has not been
+ * starved (judging by every thread's CPU over the loop's whole span sent 15-45% of cl-reward's
+ * BLEU batches to the caller alone on an idle machine).  span: seconds from post to verdict. */
 #define WORKER_SHARE 0.75
-static int starved(const job *j) /* 1, 0, or -1: too short to tell */
+static int starved(const job *j, double span) /* 1, 0, or -1: too short to tell */
 {
     if (j->worker_chunks == 0)
-        return j->caller_chunks >= 2;
+        return j->caller_chunks >= 2 && span >= 1e-3 ? 1 : -1;
     if (j->worker_wall < 2.5e-4)
         return -1;
     return j->worker_cpu <= WORKER_SHARE * j->worker_wall;
@@ -183,7 +185,7 @@ static int starved(const job *j) /* 1, 0, or -1: too short to tell */
 
 static void judge(cl_pool *p, const job *j)
 {
-    int verdict = starved(j);
+    int verdict = starved(j, seconds(CLOCK_MONOTONIC) - j->posted);
     if (verdict < 0)
         return;
     if (!verdict) {

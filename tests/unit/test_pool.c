@@ -268,19 +268,23 @@ static void the_verdict_reads_the_workers_chunks_alone(void **st)
 {
     (void)st;
     job j = {.judge = 1, .worker_chunks = 3, .worker_wall = 9e-3, .worker_cpu = 8.8e-3};
-    assert_int_equal(starved(&j), 0);
+    assert_int_equal(starved(&j, 10e-3), 0);
     j.worker_cpu = 0.75 * j.worker_wall;
-    assert_int_equal(starved(&j), 1);
+    assert_int_equal(starved(&j, 10e-3), 1);
     j.worker_cpu = 4.5e-3;
-    assert_int_equal(starved(&j), 1);
+    assert_int_equal(starved(&j, 10e-3), 1);
     j.worker_wall = 2e-4, j.worker_cpu = 0;
-    assert_int_equal(starved(&j), -1);
-    j = (job){.judge = 1, .caller_chunks = 1};
-    assert_int_equal(starved(&j), 0);
-    j.caller_chunks = 2;
-    assert_int_equal(starved(&j), 1);
+    assert_int_equal(starved(&j, 10e-3), -1);
+    /* no worker took a chunk: a caller that ran the loop alone for a millisecond starved them;
+     * one that was done sooner, or ran one chunk, says nothing */
+    j = (job){.judge = 1, .caller_chunks = 2};
+    assert_int_equal(starved(&j, 0.5e-3), -1);
+    assert_int_equal(starved(&j, 1e-3), 1);
+    j.caller_chunks = 1;
+    assert_int_equal(starved(&j, 5e-3), -1);
 
     cl_pool p = {0};
+    j = (job){.judge = 1, .caller_chunks = 2, .posted = -1e9}; /* posted long before now */
     for (int want = 2; want <= 64; want *= 2) {
         judge(&p, &j);
         assert_int_equal(p.alone_left, want < 32 ? want : 32);
