@@ -726,7 +726,9 @@ static long sym_decode(wide_table *t, const char *s, size_t len, uint32_t *out)
         }
         uint32_t cp;
         i += utext_next(s + i, len - i, &cp);
-        if ((out[k++] = wide_symbol(t, cp)) == UINT32_MAX)
+        /* An overlong form ("\xc0\xa4" for "$") decodes to an ASCII code point: the same
+         * symbol as the byte itself, not a wide one of its own (fuzz_bleu found it). */
+        if ((out[k++] = cp < 0x80 ? cp : wide_symbol(t, cp)) == UINT32_MAX)
             return -1;
     }
     return (long)k;

@@ -65,6 +65,9 @@ static void char_bleu_edge_cases(void **state)
     assert_true(fabs(char_bleu("abcd", "abce") - want) <= 1e-15 * want);
     /* Code points, not bytes: "é" is one character, so four é match as one 4-gram. */
     assert_true(char_bleu("éééé", "éééé") == 1.0);
+    /* An overlong form decodes to its ASCII code point and matches the plain byte (a raw
+     * caller's bytes; the record readers refuse invalid UTF-8 before BLEU sees it). */
+    assert_true(char_bleu("aa\xc0\xa4" "bbcc$dd", "aa$bbcc$dd") == 1.0);
 }
 
 static void tokenize_13a_follows_sacrebleu_rules(void **state)

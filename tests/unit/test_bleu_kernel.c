@@ -1,5 +1,5 @@
 /* Unit tests for the clipped n-gram counter inside lib/metrics/bleu.c, against a brute-force
- * count written here.  The file includes bleu.c with small table and stamp limits so that short
+ * count (bleu_naive.h).  The file includes bleu.c with small table and stamp limits so that short
  * random texts reach both table variants and the stamp's wrap-around many times; edited copies
  * share runs, so the counts outside runs and inside them are both checked. */
 #define BLEU_DIRECT_MAX 20000 /* 128^2 fits; (hl + 1) * nsym passes it from hl ~150 */
@@ -12,26 +12,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-/* Clipped matches of order n, the definition spelled out: for each distinct hypothesis
- * n-gram (at its first occurrence), min(count in hyp, count in ref). */
-static uint64_t naive_matches(const uint32_t *h, size_t hl, const uint32_t *r, size_t rl, int n)
-{
-    uint64_t c = 0;
-    for (size_t i = 0; i + n <= hl; i++) {
-        int first = 1;
-        for (size_t p = 0; p < i && first; p++)
-            first = memcmp(h + p, h + i, n * sizeof *h) != 0;
-        if (!first)
-            continue;
-        uint64_t nh = 0, nr = 0;
-        for (size_t p = i; p + n <= hl; p++)
-            nh += memcmp(h + p, h + i, n * sizeof *h) == 0;
-        for (size_t p = 0; p + n <= rl; p++)
-            nr += memcmp(r + p, h + i, n * sizeof *h) == 0;
-        c += nh < nr ? nh : nr;
-    }
-    return c;
-}
+#include "bleu_naive.h"
 
 static uint64_t rng_state = 20261126;
 
