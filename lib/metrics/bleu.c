@@ -694,7 +694,7 @@ static inline size_t ascii_bytes(uint64_t w)
 /* Appends the code points of s[0..len) to out, which has room for len, as symbols; the count,
  * or -1 when out of memory.  Text is mostly ASCII: 32 bytes at a time are widened (in the
  * widest vectors the CPU has) and as many kept as come before the first byte that is not.
- * Eight at a time, all or nothing, fell back to a byte at a time around every accent: 3-6% of
+ * Eight at a time, all or nothing, fell back to a byte at a time around every accent: 2-6% of
  * the whole kernel's time on bench-bleu's corpora. */
 CL_WIDEST_VECTORS
 static long sym_decode(wide_table *t, const char *s, size_t len, uint32_t *out)
