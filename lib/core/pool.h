@@ -46,9 +46,10 @@ void cl_pool_wait(cl_pool *p, long ticket);
  * this process one CPU (or a scheduler that shares CPU per process group), a second thread adds
  * its overhead and no speed: when the workers' chunks of a loop got no more than 3/4 of a CPU
  * (their CPU seconds over their wall seconds), or the caller ran two chunks or more and the
- * workers none, the next loops run in the caller alone, 2, 4, 8 ... up to 32 of them before
- * threads are tried again; a loop whose workers did run resets the count.  Workers' chunks
- * under a quarter of a millisecond in all do not count either way.  What the caller does
+ * workers none in a millisecond or more from the post, the next loops run in the caller
+ * alone, 2, 4, 8 ... up to 32 of them before threads are tried again; a loop whose workers did
+ * run resets the count.  Workers' chunks under a quarter of a millisecond in all, or a caller
+ * done before a worker could wake, do not count either way.  What the caller does
  * between post and wait (reading, writing) does not count: a worker that finished and sleeps
  * meanwhile was not starved. */
 void cl_pool_for_cpu(cl_pool *p, int n, int chunk, cl_pool_fn *fn, void *ctx);
