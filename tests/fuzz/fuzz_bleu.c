@@ -11,7 +11,17 @@
 #define BLEU_STAMP_MAX 5000
 #include "metrics/bleu.c"
 
+#include <stdio.h>
+
 #include "../unit/bleu_naive.h"
+
+/* A count that differs from the oracle's: say which before libFuzzer keeps the input. */
+static void differs(const char *what, int order, uint64_t got, uint64_t want)
+{
+    fprintf(stderr, "fuzz_bleu: %s of order %d: counter %llu, brute force %llu\n", what, order,
+            (unsigned long long)got, (unsigned long long)want);
+    abort();
+}
 
 /* Code points of s[0..len), one utext_next at a time; their count. */
 static size_t code_points(const char *s, size_t len, uint32_t *out)
@@ -54,13 +64,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!cp)
         abort();
     size_t ch = code_points(hyp, hyp_len, cp), cr = code_points(ref, ref_len, cp + ch);
-    if (ch != (size_t)hl || cr != (size_t)rl || c.hyp_len != ch || c.ref_len != cr)
-        abort();
+    if (ch != (size_t)hl)
+        differs("hypothesis symbols", 0, (uint64_t)hl, ch);
+    if (cr != (size_t)rl)
+        differs("reference symbols", 0, (uint64_t)rl, cr);
+    if (c.hyp_len != ch || c.ref_len != cr)
+        differs("lengths (hypothesis)", 0, c.hyp_len, ch);
     for (int k = 1; k <= BLEU_N; k++) {
-        if (c.correct[k - 1] != naive_matches(cp, ch, cp + ch, cr, k))
-            abort();
+        uint64_t want = naive_matches(cp, ch, cp + ch, cr, k);
+        if (c.correct[k - 1] != want)
+            differs("clipped matches", k, c.correct[k - 1], want);
         if (c.total[k - 1] != (ch >= (size_t)k ? ch - (size_t)k + 1 : 0))
-            abort();
+            differs("n-grams", k, c.total[k - 1], ch >= (size_t)k ? ch - (size_t)k + 1 : 0);
     }
     free(cp);
     return 0;

@@ -3,9 +3,10 @@
  * rendered by the chat templates.
  *
  * Each takes arbitrary bytes and must either accept them or fail with a message; a crash, a
- * leak or an ASan report is the bug.  Included by the libFuzzer drivers (fuzz_*.c, built by
- * `make fuzz` with clang) and by tests/unit/test_fuzz_readers.c, which runs a deterministic
- * mutation loop over valid seeds in `make check`. */
+ * leak or an ASan report is the bug.  Included by the readers' libFuzzer drivers (fuzz_*.c,
+ * built by `make fuzz` with clang) and by tests/unit/test_fuzz_readers.c, which runs a
+ * deterministic mutation loop over valid seeds in `make check`.  fuzz_bleu.c stands apart: it
+ * checks a computation against an oracle rather than a reader. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
