@@ -12,7 +12,9 @@
 #   unrelated  two different windows of the same prose: nothing shared but English.
 # NLTK runs on NLTK_PAIRS of each (default 300), best of three rounds; ours on all of them,
 # best of ROUNDS (default 5).  CPU time is the measure: the machine may be shared, and CPU
-# time is what a busy machine distorts least.
+# time is what a busy machine distorts least.  cl-reward's records go to a file, and once more
+# to /dev/null at the default -j: the file system's work for the written pages is not the
+# tool's, and NLTK's side writes nothing.
 set -eu
 : "${BIN:=bin}" "${O:=build}" "${PAIRS:=2000}" "${NLTK_PAIRS:=300}" "${ROUNDS:=5}"
 PY=""
